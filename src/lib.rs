@@ -1,0 +1,9 @@
+//! pushpark: park SIP INVITEs for devices that are asleep, wake them with an
+//! APNs VoIP push, and resume the call when they register.
+
+pub mod apns;
+
+/// The library version (Cargo.toml's).
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}

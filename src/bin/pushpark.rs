@@ -2,6 +2,8 @@
 
 #[path = "pushpark/apns_cmd.rs"]
 mod apns_cmd;
+#[path = "pushpark/device_sim.rs"]
+mod device_sim;
 #[path = "pushpark/mock_cmd.rs"]
 mod mock_cmd;
 
@@ -26,6 +28,8 @@ enum Command {
     /// Talk to APNs: check credentials with one push, or measure throughput.
     #[command(subcommand)]
     Apns(apns_cmd::Command),
+    /// Behave like the iPhone app: on a push from the mock APNs, REGISTER with push parameters.
+    DeviceSim(device_sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::MockApns(args) => mock_cmd::run(args),
         Command::Apns(cmd) => apns_cmd::run(cmd),
+        Command::DeviceSim(args) => device_sim::run(args),
     };
     match result {
         Ok(code) => code,

@@ -26,8 +26,14 @@ const ASSETS: &[(&str, &str)] = &[
     ("device_answer.xml", include_str!("device_answer.xml")),
     ("device_ring.xml", include_str!("device_ring.xml")),
     ("register.xml", include_str!("register.xml")),
-    ("kamailio-baseline.cfg", include_str!("kamailio-baseline.cfg")),
-    ("kamailio-pushpark.cfg", include_str!("kamailio-pushpark.cfg")),
+    (
+        "kamailio-baseline.cfg",
+        include_str!("kamailio-baseline.cfg"),
+    ),
+    (
+        "kamailio-pushpark.cfg",
+        include_str!("kamailio-pushpark.cfg"),
+    ),
 ];
 
 /// A free port on 127.0.0.1 for both UDP and TCP (the OS picks it; we release it at once).
@@ -75,6 +81,7 @@ pub struct Proc {
     child: Child,
     pub log: PathBuf,
     lines: Option<Receiver<String>>,
+    stopped: bool,
 }
 
 impl Proc {
@@ -82,10 +89,19 @@ impl Proc {
     pub fn spawn(mut cmd: Command, name: &str, dir: &Path, capture: bool) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let file = fs::File::create(&log).expect("create log");
-        let out = if capture { Stdio::piped() } else { Stdio::from(file.try_clone().unwrap()) };
-        cmd.current_dir(dir).stdin(Stdio::null()).stdout(out).stderr(file).process_group(0);
-        let mut child =
-            cmd.spawn().unwrap_or_else(|e| panic!("start {name} ({:?}): {e}", cmd.get_program()));
+        let out = if capture {
+            Stdio::piped()
+        } else {
+            Stdio::from(file.try_clone().unwrap())
+        };
+        cmd.current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(file)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name} ({:?}): {e}", cmd.get_program()));
         let lines = capture.then(|| {
             let (tx, rx) = crossbeam_channel::unbounded();
             let stdout = child.stdout.take().unwrap();
@@ -98,7 +114,13 @@ impl Proc {
             });
             rx
         });
-        Proc { name: name.into(), child, log, lines }
+        Proc {
+            name: name.into(),
+            child,
+            log,
+            lines,
+            stopped: false,
+        }
     }
 
     /// Waits for a stdout line containing `needle` (lines before it are consumed).
@@ -143,6 +165,10 @@ impl Proc {
 
     /// SIGTERM to the group, then SIGKILL if it has not exited after 5 s.
     pub fn stop(&mut self) {
+        // Once reaped, the group id may belong to someone else.
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
         let group = -(self.child.id() as i32);
         // SAFETY: kill(2) on our own child's process group.
         unsafe { libc::kill(group, libc::SIGTERM) };
@@ -181,7 +207,8 @@ pub fn pushpark_bin() -> PathBuf {
 
 /// `pushpark mock-apns` with its control port.
 pub struct Mock {
-    pub proc: Proc,
+    /// Held for its Drop, which stops the mock.
+    _proc: Proc,
     pub addr: SocketAddr,
     pub control: SocketAddr,
     pub state_dir: PathBuf,
@@ -205,7 +232,7 @@ impl Mock {
         let proc = Proc::spawn(cmd, "mock-apns", dir, true);
         proc.expect_line("listening on", SOON);
         Mock {
-            proc,
+            _proc: proc,
             addr: ([127, 0, 0, 1], port).into(),
             control: ([127, 0, 0, 1], control_port).into(),
             state_dir,
@@ -218,13 +245,16 @@ impl Mock {
         stream.set_read_timeout(Some(SOON)).unwrap();
         writeln!(stream, "{command}").unwrap();
         let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).expect("control answer");
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .expect("control answer");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("control answer {line:?}: {e}"))
     }
 
     /// Makes the mock answer pushes for `token` with this Apple reason (e.g. "Unregistered").
     pub fn script_reject(&self, token: &str, reason: &str) {
-        let answer = self.control(serde_json::json!({"script": {"token": token, "reason": reason}}));
+        let answer =
+            self.control(serde_json::json!({"script": {"token": token, "reason": reason}}));
         assert_eq!(answer["ok"], true, "script {token}: {answer}");
     }
 
@@ -257,7 +287,11 @@ impl PushWatch {
         let deadline = Instant::now() + timeout;
         loop {
             match self.rx.recv_deadline(deadline) {
-                Ok(p) if p["token"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(token)) => {
+                Ok(p)
+                    if p["token"]
+                        .as_str()
+                        .is_some_and(|t| t.eq_ignore_ascii_case(token)) =>
+                {
                     return p
                 }
                 Ok(_) => {}
@@ -288,6 +322,7 @@ pub struct Kamailio {
     cfg: PathBuf,
     dir: PathBuf,
     defines: Vec<String>,
+    starts: u32,
 }
 
 impl Kamailio {
@@ -297,44 +332,59 @@ impl Kamailio {
         let ctl = format!("unix:{}", dir.join("kamailio-ctl.sock").display());
         let mut all = vec![format!("CTL_SOCK=\"{ctl}\"")];
         all.extend(defines.iter().map(|(k, v)| format!("{k}={v}")));
-        Self::run(dir, &dir.join(cfg), port, ctl, all, 0)
-    }
-
-    fn run(
-        dir: &Path,
-        cfg: &Path,
-        port: u16,
-        ctl: String,
-        defines: Vec<String>,
-        n: u32,
-    ) -> Kamailio {
-        let mut cmd = Command::new("kamailio");
-        cmd.args(["-DD", "-E", "-f"]).arg(cfg).arg("-w").arg(dir).arg("-Y").arg(dir);
-        cmd.arg("-l").arg(format!("udp:127.0.0.1:{port}"));
-        for d in &defines {
-            cmd.arg("-A").arg(d);
-        }
-        let proc = Proc::spawn(cmd, &format!("kamailio-{n}"), dir, false);
-        let mut k = Kamailio { proc, port, ctl, cfg: cfg.into(), dir: dir.into(), defines };
+        let cfg = dir.join(cfg);
+        let proc = Self::spawn(dir, &cfg, port, &all, 0);
+        let mut k = Kamailio {
+            proc,
+            port,
+            ctl,
+            cfg,
+            dir: dir.into(),
+            defines: all,
+            starts: 1,
+        };
         k.wait_ready();
         k
+    }
+
+    fn spawn(dir: &Path, cfg: &Path, port: u16, defines: &[String], n: u32) -> Proc {
+        let mut cmd = Command::new("kamailio");
+        cmd.args(["-DD", "-E", "-f"])
+            .arg(cfg)
+            .arg("-w")
+            .arg(dir)
+            .arg("-Y")
+            .arg(dir);
+        cmd.arg("-l").arg(format!("udp:127.0.0.1:{port}"));
+        for d in defines {
+            cmd.arg("-A").arg(d);
+        }
+        Proc::spawn(cmd, &format!("kamailio-{n}"), dir, false)
     }
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + SOON;
         while self.kamcmd(&["core.version"]).is_err() {
-            assert!(self.proc.running(), "kamailio exited:\n{}", self.proc.log_text());
-            assert!(Instant::now() < deadline, "kamailio not ready:\n{}", self.proc.log_text());
+            assert!(
+                self.proc.running(),
+                "kamailio exited:\n{}",
+                self.proc.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "kamailio not ready:\n{}",
+                self.proc.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// Stops this Kamailio and starts it again on the same port, config and directory.
-    pub fn restart(self, n: u32) -> Kamailio {
-        let Kamailio { mut proc, port, ctl, cfg, dir, defines } = self;
-        proc.stop();
-        drop(proc);
-        Self::run(&dir, &cfg, port, ctl, defines, n)
+    /// Stops Kamailio and starts it again on the same port, config and directory (new log).
+    pub fn restart(&mut self) {
+        self.proc.stop();
+        self.proc = Self::spawn(&self.dir, &self.cfg, self.port, &self.defines, self.starts);
+        self.starts += 1;
+        self.wait_ready();
     }
 
     pub fn kamcmd(&self, args: &[&str]) -> Result<String, String> {
@@ -358,7 +408,10 @@ impl Kamailio {
     pub fn forget_binding(&self, user: &str) {
         self.kamcmd(&["ul.rm", "location", user])
             .unwrap_or_else(|e| panic!("ul.rm location {user}: {e}"));
-        assert!(self.kamcmd(&["ul.lookup", "location", user]).is_err(), "{user} still bound");
+        assert!(
+            self.kamcmd(&["ul.lookup", "location", user]).is_err(),
+            "{user} still bound"
+        );
     }
 
     pub fn addr(&self) -> String {
@@ -376,26 +429,53 @@ pub struct SippRun {
 /// The SIPp command line every run shares: local 127.0.0.1, no keyboard, a global timeout.
 pub fn sipp(scenario: &str, port: u16) -> Command {
     let mut cmd = Command::new("sipp");
-    cmd.args(["-sf", scenario, "-i", "127.0.0.1", "-p"]).arg(port.to_string());
-    cmd.args(["-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err"]);
+    cmd.args(["-sf", scenario, "-i", "127.0.0.1", "-p"])
+        .arg(port.to_string());
+    cmd.args([
+        "-nostdin",
+        "-timeout",
+        "60s",
+        "-timeout_error",
+        "-trace_err",
+    ]);
     cmd
 }
 
 /// Runs SIPp as a caller of `user` through `server` until it ends; response times are traced.
 pub fn call(dir: &Path, server: &str, scenario: &str, user: &str, extra: &[&str]) -> SippRun {
     let mut cmd = sipp(scenario, free_port());
-    cmd.arg(server).args(["-s", user, "-d", "200", "-trace_rtt", "-rtt_freq", "1"]).args(extra);
+    cmd.arg(server)
+        .args(["-s", user, "-d", "200", "-trace_rtt", "-rtt_freq", "1"])
+        .args(extra);
     let name = format!("caller-{user}-{}", scenario.trim_end_matches(".xml"));
     let mut proc = Proc::spawn(cmd, &name, dir, false);
     let status = proc.wait(Duration::from_secs(90));
-    let rtt = dir.join(format!("{}_{}_rtt.csv", scenario.trim_end_matches(".xml"), proc.pid()));
+    let rtt = dir.join(format!(
+        "{}_{}_rtt.csv",
+        scenario.trim_end_matches(".xml"),
+        proc.pid()
+    ));
     let rtt_ms = fs::read_to_string(rtt)
         .unwrap_or_default()
         .lines()
         .skip(1)
         .filter_map(|l| l.split(';').nth(1)?.trim().parse().ok())
         .collect();
-    SippRun { status, log: proc.log_text(), rtt_ms }
+    SippRun {
+        status,
+        log: proc.log_text(),
+        rtt_ms,
+    }
+}
+
+/// The SIP messages a finished SIPp run (started with -trace_msg) sent and received.
+pub fn sipp_messages(dir: &Path, scenario: &str, p: &Proc) -> String {
+    let name = format!(
+        "{}_{}_messages.log",
+        scenario.trim_end_matches(".xml"),
+        p.pid()
+    );
+    fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
 
 /// A device's SIP side: SIPp answering `calls` calls on `port` with `scenario`.
@@ -422,9 +502,16 @@ impl Phone {
     /// A phone for a user name unique to this test run (registrations outlive a test).
     pub fn new(user: &str) -> Phone {
         let user = format!("{user}{}", std::process::id());
-        let token: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+        let token: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
         let instance = uuid::Uuid::new_v4().to_string();
-        Phone { user, token, instance, ua_port: free_port() }
+        Phone {
+            user,
+            token,
+            instance,
+            ua_port: free_port(),
+        }
     }
 
     /// The app registering while awake (SIPp, RFC 8599 Contact params), as the device would.
@@ -442,12 +529,20 @@ impl Phone {
         }
         let mut p = Proc::spawn(cmd, &format!("register-{}", self.user), dir, false);
         let status = p.wait(Duration::from_secs(60));
-        assert!(status.success(), "REGISTER of {} failed:\n{}", self.user, p.log_text());
+        assert!(
+            status.success(),
+            "REGISTER of {} failed:\n{}",
+            self.user,
+            p.log_text()
+        );
     }
 
     /// `--device` argument of `pushpark device-sim`.
     pub fn sim_arg(&self) -> String {
-        format!("{}:{}:{}:{}", self.user, self.token, self.ua_port, self.instance)
+        format!(
+            "{}:{}:{}:{}",
+            self.user, self.token, self.ua_port, self.instance
+        )
     }
 }
 

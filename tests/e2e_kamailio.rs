@@ -6,6 +6,7 @@
 //! The tests run one at a time: each starts a Kamailio with its engine process on a 2-core
 //! machine, and scenario 2 checks when the timeout fires.
 
+#[allow(dead_code)] // the rig serves the demo too; the tests use part of it
 #[path = "e2e/rig.rs"]
 mod rig;
 
@@ -61,17 +62,7 @@ impl World {
         build_module();
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
-        let config = dir.0.join("pushpark.json");
-        std::fs::write(&config, engine_config(&dir.0, &mock).to_string()).unwrap();
-        let kamailio = Kamailio::start(
-            &dir.0,
-            "kamailio-pushpark.cfg",
-            &[
-                ("PUSHPARK_MODULE", quoted(&module_path())),
-                ("PUSHPARK_CONFIG", quoted(&config)),
-            ],
-        );
-        wait_engine(&kamailio);
+        let kamailio = Kamailio::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS);
         let watch = mock.watch();
         World {
             kamailio,
@@ -109,38 +100,6 @@ impl World {
 
     fn kamailio_log(&self) -> String {
         self.kamailio.proc.log_text()
-    }
-}
-
-/// The engine config: the mock as APNs (its CA and test key), a store in the test's directory.
-fn engine_config(dir: &Path, mock: &Mock) -> serde_json::Value {
-    serde_json::json!({
-        "apns": {
-            "endpoint": mock.addr.to_string(),
-            "ca_file": mock.state_dir.join("ca.pem"),
-            "auth": {
-                "key_file": mock.state_dir.join("AuthKey_TESTKEY001.p8"),
-                "key_id": "TESTKEY001",
-                "team_id": "TESTTEAM01"
-            }
-        },
-        // recent_register 0: the tests register and then take the binding away at once.
-        "park": { "timeout_ms": PARK_TIMEOUT_MS, "recent_register_ms": 0 },
-        "store": { "dir": dir.join("store") },
-        "log_level": "debug"
-    })
-}
-
-fn quoted(p: &Path) -> String {
-    format!("\"{}\"", p.display())
-}
-
-/// The module's engine process answers RPC once it is up.
-fn wait_engine(k: &Kamailio) {
-    let deadline = std::time::Instant::now() + SOON;
-    while let Err(e) = k.kamcmd(&["pushpark.stats"]) {
-        assert!(std::time::Instant::now() < deadline, "pushpark.stats: {e}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -371,7 +330,7 @@ fn token_survives_kamailio_restart() {
     let phone = Phone::new("grace");
     phone.register(w.path(), &w.server(), 3600);
     w.kamailio.restart();
-    wait_engine(&w.kamailio);
+    w.kamailio.wait_engine();
     assert!(w
         .kamailio
         .kamcmd(&["ul.lookup", "location", &phone.user])

@@ -124,6 +124,11 @@ impl Proc {
     }
 
     /// Waits for a stdout line containing `needle` (lines before it are consumed).
+    /// The captured stdout lines not read yet.
+    pub fn lines(&self) -> &Receiver<String> {
+        self.lines.as_ref().expect("stdout not captured")
+    }
+
     pub fn expect_line(&self, needle: &str, timeout: Duration) -> String {
         let lines = self.lines.as_ref().expect("stdout not captured");
         let deadline = Instant::now() + timeout;
@@ -200,9 +205,12 @@ impl Drop for Proc {
     }
 }
 
-/// The `pushpark` binary under test.
+/// The `pushpark` binary: the one cargo built for the tests, or (in the demo) this very one.
 pub fn pushpark_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pushpark"))
+    match option_env!("CARGO_BIN_EXE_pushpark") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().expect("current executable"),
+    }
 }
 
 /// `pushpark mock-apns` with its control port.
@@ -306,12 +314,13 @@ impl PushWatch {
     }
 }
 
-/// The Kamailio module under test: `PUSHPARK_KAMAILIO_MODULE`, else the module's build output.
+/// The Kamailio module: `PUSHPARK_KAMAILIO_MODULE`, else where `make -C adapters/kamailio`
+/// puts it.
 pub fn module_path() -> PathBuf {
     if let Some(p) = std::env::var_os("PUSHPARK_KAMAILIO_MODULE") {
         return PathBuf::from(p);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/kamailio/pushpark.so")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kamailio/pushpark.so")
 }
 
 /// Kamailio in the foreground on one UDP port, with a binrpc socket for `kamcmd`.
@@ -416,6 +425,45 @@ impl Kamailio {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kamailio with the pushpark module (kamailio-pushpark.cfg), the mock as APNs, and the
+    /// engine's store in `dir`; returns once the engine process answers RPC.
+    pub fn start_pushpark(dir: &Path, mock: &Mock, park_timeout_ms: u64) -> Kamailio {
+        let config = dir.join("pushpark.json");
+        let engine = serde_json::json!({
+            "apns": {
+                "endpoint": mock.addr.to_string(),
+                "ca_file": mock.state_dir.join("ca.pem"),
+                "auth": {
+                    "key_file": mock.state_dir.join("AuthKey_TESTKEY001.p8"),
+                    "key_id": "TESTKEY001",
+                    "team_id": "TESTTEAM01"
+                }
+            },
+            // No "registered a moment ago" shortcut: phones here register, then sleep at once.
+            "park": { "timeout_ms": park_timeout_ms, "recent_register_ms": 0 },
+            "store": { "dir": dir.join("store") },
+            "log_level": "info"
+        });
+        fs::write(&config, engine.to_string()).expect("write engine config");
+        let quoted = |p: &Path| format!("\"{}\"", p.display());
+        let defines = [
+            ("PUSHPARK_MODULE", quoted(&module_path())),
+            ("PUSHPARK_CONFIG", quoted(&config)),
+        ];
+        let k = Kamailio::start(dir, "kamailio-pushpark.cfg", &defines);
+        k.wait_engine();
+        k
+    }
+
+    /// Waits until the module's engine process answers `pushpark.stats`.
+    pub fn wait_engine(&self) {
+        let deadline = Instant::now() + SOON;
+        while let Err(e) = self.kamcmd(&["pushpark.stats"]) {
+            assert!(Instant::now() < deadline, "pushpark.stats: {e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

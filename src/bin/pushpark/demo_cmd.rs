@@ -1,0 +1,195 @@
+//! `pushpark demo`: a call to a sleeping iPhone, parked, woken by a VoIP push, connected.
+//!
+//! Runs the same rig as the end-to-end tests on embedded defaults: the mock APNs (standing in for
+//! Apple), Debian's Kamailio with the pushpark module, the device simulator (the iPhone app) and
+//! SIPp (the caller, and the iPhone's SIP side). Prints the call's timeline as it happens.
+
+#[allow(dead_code)] // the rig serves the tests too; the demo uses part of it
+#[path = "../../../tests/e2e/rig.rs"]
+mod rig;
+
+use rig::{device_sim, device_ua, free_port, module_path, sipp, Kamailio, Mock, Phone, Proc};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// How long the iPhone takes from the push to its REGISTER (the app launching in the background).
+const WAKE_MS: u64 = 300;
+/// The demo's park timeout: long enough for a slow machine, short enough to wait out.
+const PARK_TIMEOUT_MS: u64 = 20_000;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> Result<ExitCode, String> {
+    for tool in ["kamailio", "sipp", "kamcmd"] {
+        if which(tool).is_none() {
+            return Err(format!(
+                "{tool} is not installed: run scripts/demo (it installs it)"
+            ));
+        }
+    }
+    if !module_path().exists() {
+        return Err(format!(
+            "the Kamailio module is not built ({}): run scripts/demo or make -C adapters/kamailio",
+            module_path().display()
+        ));
+    }
+    let dir = rig::WorkDir::new("demo");
+    let d = &dir.0;
+
+    println!("pushpark demo: a call to a sleeping iPhone\n");
+    let mock = Mock::start(d, 0);
+    step(&format!(
+        "mock APNs (Apple's push service over HTTP/2 + TLS) on {}",
+        mock.addr
+    ));
+    let kamailio = Kamailio::start_pushpark(d, &mock, PARK_TIMEOUT_MS);
+    step(&format!(
+        "Kamailio with pushpark.so on udp:{}",
+        kamailio.addr()
+    ));
+
+    let phone = Phone::new("iphone");
+    let mut ua = device_ua(d, "device_answer.xml", phone.ua_port, 1, "iphone-ua");
+    phone.register(d, &kamailio.addr(), 3600);
+    step(&format!(
+        "iPhone of {} registered while awake: Contact with pn-provider=apns, pn-prid={}…",
+        phone.user,
+        &phone.token[..8]
+    ));
+    kamailio.forget_binding(&phone.user);
+    step("iPhone asleep: no binding in the location table; pushpark keeps its push token");
+    let sim = device_sim(d, &mock, &kamailio.addr(), &[&phone], WAKE_MS);
+    let watch = mock.watch();
+
+    println!("\ncalling sip:{}@{} …\n", phone.user, kamailio.addr());
+    let start = Instant::now();
+    let mut cmd = sipp("caller.xml", free_port());
+    cmd.arg(kamailio.addr())
+        .args(["-s", &phone.user, "-m", "1", "-d", "1000"]);
+    let mut caller = Proc::spawn(cmd, "caller", d, false);
+    let mut log = LogTail::open(&kamailio.proc.log);
+    let at = |s: &str| println!("  +{:>5} ms  {s}", start.elapsed().as_millis());
+
+    let deadline = start + Duration::from_millis(PARK_TIMEOUT_MS) + Duration::from_secs(20);
+    let status = loop {
+        for line in log.new_lines() {
+            if let Some(text) = timeline_text(&line) {
+                at(&text);
+            }
+        }
+        for push in watch.drain() {
+            at(&format!(
+                "APNs accepted the VoIP push: apns-id {}, topic {}",
+                push["apns_id"].as_str().unwrap_or("?"),
+                push["topic"].as_str().unwrap_or("?")
+            ));
+        }
+        for line in sim.lines().try_iter() {
+            if line.starts_with("push ") {
+                at(&format!(
+                    "iPhone got the push; the app wakes up ({WAKE_MS} ms)"
+                ));
+            } else if line.starts_with("registered ") {
+                at("iPhone registered again: REGISTER with push parameters, 200 OK");
+            } else if line.starts_with("register-failed") {
+                at(&format!("iPhone could not register: {line}"));
+            }
+        }
+        if !caller.running() {
+            break caller.wait(Duration::ZERO);
+        }
+        if Instant::now() > deadline {
+            break caller.wait(Duration::ZERO);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    for line in log.new_lines() {
+        if let Some(text) = timeline_text(&line) {
+            at(&text);
+        }
+    }
+    let answered = ua.wait(Duration::from_secs(5)).success();
+    println!();
+    if status.success() && answered {
+        println!("call connected and hung up cleanly: INVITE parked → push → REGISTER → resumed → 200 OK → BYE");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("the call did not complete; logs are in {}", d.display());
+        println!("{}", caller.log_text());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn step(s: &str) {
+    println!("  setup     {s}");
+}
+
+/// The operator's words for a Kamailio log line of the demo config (its E2E-* markers) or of
+/// the module's engine about a push.
+fn timeline_text(line: &str) -> Option<String> {
+    let call = |l: &str| {
+        l.split("call=")
+            .nth(1)
+            .map(str::trim)
+            .unwrap_or("")
+            .to_string()
+    };
+    if line.contains("E2E-PARKED") {
+        Some(format!(
+            "INVITE parked: no live binding, pushpark sends a VoIP push (call {})",
+            call(line)
+        ))
+    } else if line.contains("E2E-RESUMED") {
+        Some("call resumed: lookup(\"location\") finds the new binding, INVITE relayed".into())
+    } else if line.contains("E2E-REPLY 180") {
+        Some("iPhone rings: 180 Ringing relayed to the caller".into())
+    } else if line.contains("E2E-REPLY 200") {
+        Some("iPhone answers: 200 OK relayed to the caller".into())
+    } else if line.contains("E2E-BYE") {
+        Some("caller hangs up: BYE".into())
+    } else if line.contains("E2E-NOT-PARKED") {
+        Some(format!("INVITE not parked: {}", line.trim()))
+    } else {
+        None
+    }
+}
+
+/// New lines of a growing log file.
+struct LogTail {
+    reader: BufReader<std::fs::File>,
+}
+
+impl LogTail {
+    fn open(path: &std::path::Path) -> LogTail {
+        let mut file = std::fs::File::open(path).expect("open kamailio log");
+        file.seek(SeekFrom::End(0)).expect("seek");
+        LogTail {
+            reader: BufReader::new(file),
+        }
+    }
+
+    fn new_lines(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while self.reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.ends_with('\n') {
+                lines.push(std::mem::take(&mut line));
+            }
+        }
+        // A partial last line is read again in full next time.
+        if !line.is_empty() {
+            let _ = self.reader.seek_relative(-(line.len() as i64));
+        }
+        lines
+    }
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(tool))
+        .find(|p| p.exists())
+}

@@ -80,7 +80,7 @@ kamailio_start() { # kamailio_start RATE N
     start "$work/kamailio-$1-$2.log" kamailio -DD -E -f "$e2e/kamailio-pushpark.cfg" -w "$work" \
         -Y "$work" -n "$CHILDREN" -l "udp:127.0.0.1:$sip_port" -A "CTL_SOCK=\"$ctl\"" \
         -A "PUSHPARK_MODULE=\"$module\"" -A "PUSHPARK_CONFIG=\"$work/pushpark-$1.json\"" \
-        -A DEBUG_LEVEL=0
+        -A DEBUG_LEVEL=0 -A PROVISIONAL=0
     kamailio_group=$last
     for _ in $(seq 200); do kamcmd_ pushpark.stats >/dev/null 2>&1 && return 0; sleep 0.1; done
     echo "kamailio did not come up" >&2; tail -30 "$work/kamailio-$1-$2.log" >&2; exit 1
@@ -106,7 +106,7 @@ percentile() {
         r=int((p/100)*NR+0.999999); if (r<1) r=1; print v[r]}'
 }
 
-start "$work/device-ua.log" sipp -sf "$e2e/device_answer.xml" -i 127.0.0.1 -p "$ua_port" -nostdin
+start "$work/device-ua.log" sipp -sf "$e2e/device_pickup.xml" -i 127.0.0.1 -p "$ua_port" -nostdin
 start "$work/device-sim.log" "$bin" device-sim --control "127.0.0.1:$control_port" \
     --registrar "127.0.0.1:$sip_port" --any-contact-port "$ua_port" --wake-delay-ms "$WAKE_MS"
 wait_for "$work/device-sim.log" "ready"
@@ -148,7 +148,7 @@ EOF
     t0=$(date +%s.%N)
     cd "$work"
     sipp "127.0.0.1:$sip_port" -sf "$work/caller.xml" -inf "$work/users-$rate.csv" -r "$rate" \
-        -m "$n" -l $((rate * 60)) -d 0 -i 127.0.0.1 -p "$(free_port)" -nostdin -trace_rtt \
+        -m "$n" -l $((rate * 10)) -d 0 -i 127.0.0.1 -p "$(free_port)" -nostdin -trace_rtt \
         -rtt_freq 1 -timeout $((DURATION + 90))s >"$work/caller-$rate.log" 2>&1 || true
     caller_pid=$(ls -t "$work"/caller_*_rtt.csv | head -1 | sed 's/.*caller_\([0-9]*\)_rtt.csv/\1/')
     cd "$root"

@@ -526,10 +526,10 @@ pub fn sipp_messages(dir: &Path, scenario: &str, p: &Proc) -> String {
     fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
 
-/// A device's SIP side: SIPp answering `calls` calls on `port` with `scenario`.
+/// A device's SIP side: SIPp answering `calls` calls on `port` with `scenario`, ringing 100 ms.
 pub fn device_ua(dir: &Path, scenario: &str, port: u16, calls: u32, name: &str) -> Proc {
     let mut cmd = sipp(scenario, port);
-    cmd.args(["-m", &calls.to_string(), "-trace_msg"]);
+    cmd.args(["-m", &calls.to_string(), "-d", "100", "-trace_msg"]);
     let mut p = Proc::spawn(cmd, name, dir, false);
     // SIPp binds its port right away; make sure it did not die on a port clash.
     std::thread::sleep(Duration::from_millis(100));

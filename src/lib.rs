@@ -3,6 +3,11 @@
 
 pub mod apns;
 
+pub use apns::{
+    ApnsClient, Auth, ClientConfig, ClientError, Endpoint, Metrics, Outcome, Push, PushResult,
+    PushType, SubmitError,
+};
+
 /// The library version (Cargo.toml's).
 pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")

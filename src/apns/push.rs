@@ -141,11 +141,11 @@ impl Push {
     pub fn validate(&self) -> Result<(), SubmitError> {
         let bad = |why: &str| Err(SubmitError::Invalid(why.to_string()));
         let t = &self.token;
-        if t.is_empty() || t.len() % 2 != 0 || t.len() > MAX_TOKEN_HEX {
-            return bad("the device token must be an even number of hex digits (64 today)");
-        }
         if !t.bytes().all(|b| b.is_ascii_hexdigit()) {
             return bad("the device token must be hex");
+        }
+        if t.is_empty() || t.len() % 2 != 0 || t.len() > MAX_TOKEN_HEX {
+            return bad("the device token must be an even number of hex digits (64 today)");
         }
         if self.topic.is_empty() {
             return bad("the topic (bundle id) is missing");

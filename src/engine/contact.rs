@@ -133,7 +133,7 @@ fn split_header(contact: &str) -> Result<(&str, &str), ContactError> {
     }
 }
 
-fn hex_token(raw: &str) -> Result<String, ContactError> {
+pub(crate) fn hex_token(raw: &str) -> Result<String, ContactError> {
     let t = raw.trim();
     if t.len() < 32 || t.len() > 200 || t.len() % 2 != 0 {
         return bad(format!(
@@ -156,16 +156,19 @@ fn voip_topic(param: &str) -> Result<String, ContactError> {
     if team.is_empty() || !team.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return bad(format!("pn-param `{param}`: `{team}` is not a Team ID"));
     }
+    check_topic(topic).map_err(|e| ContactError(format!("pn-param `{param}`: {}", e.0)))?;
+    Ok(topic.to_string())
+}
+
+/// A VoIP topic: `<bundle id>.voip` (the only topic Apple accepts VoIP pushes on).
+pub(crate) fn check_topic(topic: &str) -> Result<(), ContactError> {
     let valid_char = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_';
     if !topic.bytes().all(valid_char) || topic.starts_with('.') || topic.contains("..") {
-        return bad(format!("pn-param `{param}`: `{topic}` is not a bundle id"));
+        return bad(format!("`{topic}` is not a bundle id"));
     }
-    // We only send VoIP pushes, which Apple accepts only on the `.voip` topic.
     match topic.strip_suffix(".voip") {
-        Some(bundle) if !bundle.is_empty() => Ok(topic.to_string()),
-        _ => bad(format!(
-            "pn-param `{param}`: topic `{topic}` is not a VoIP topic (<bundle id>.voip)"
-        )),
+        Some(bundle) if !bundle.is_empty() => Ok(()),
+        _ => bad(format!("topic `{topic}` is not a VoIP topic (<bundle id>.voip)")),
     }
 }
 

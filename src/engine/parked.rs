@@ -66,7 +66,7 @@ pub(crate) struct Table {
     by_host_ref: HashMap<u64, u64>,
     by_aor: HashMap<Box<str>, Vec<u64>>,
     /// When each AOR last registered (for the register-just-before-park race).
-    recent_registers: HashMap<Box<str>, Instant>,
+    recent_registers: HashMap<Box<str>, (Instant, Box<str>)>,
     next_id: u64,
 }
 
@@ -170,21 +170,18 @@ impl Table {
         true
     }
 
-    pub(crate) fn note_register(&mut self, aor: &str, now: Instant) {
-        match self.recent_registers.get_mut(aor) {
-            Some(at) => *at = now,
-            None => {
-                self.recent_registers.insert(aor.into(), now);
-            }
-        }
+    pub(crate) fn note_register(&mut self, aor: &str, device_key: &str, now: Instant) {
+        self.recent_registers.insert(aor.into(), (now, device_key.into()));
     }
 
-    pub(crate) fn registered_since(&self, aor: &str, since: Instant) -> bool {
-        self.recent_registers.get(aor).is_some_and(|&at| at >= since)
+    /// The device that registered the AOR at or after `since`, if one did.
+    pub(crate) fn registered_since(&self, aor: &str, since: Instant) -> Option<String> {
+        let (at, key) = self.recent_registers.get(aor)?;
+        (*at >= since).then(|| key.to_string())
     }
 
     pub(crate) fn forget_registers_before(&mut self, before: Instant) {
-        self.recent_registers.retain(|_, at| *at >= before);
+        self.recent_registers.retain(|_, (at, _)| *at >= before);
     }
 
     pub(crate) fn all_ids(&self) -> Vec<u64> {
@@ -313,11 +310,11 @@ mod tests {
     fn recent_registers_are_remembered_for_a_while() {
         let mut t = Table::default();
         let t0 = Instant::now();
-        t.note_register("alice", t0);
-        assert!(t.registered_since("alice", t0));
-        assert!(!t.registered_since("alice", t0 + Duration::from_millis(1)));
-        assert!(!t.registered_since("bob", t0));
+        t.note_register("alice", "d1", t0);
+        assert_eq!(t.registered_since("alice", t0).as_deref(), Some("d1"));
+        assert_eq!(t.registered_since("alice", t0 + Duration::from_millis(1)), None);
+        assert_eq!(t.registered_since("bob", t0), None);
         t.forget_registers_before(t0 + Duration::from_millis(1));
-        assert!(!t.registered_since("alice", t0));
+        assert_eq!(t.registered_since("alice", t0), None);
     }
 }

@@ -176,7 +176,17 @@ impl Store {
                 (if same { Upsert::Refreshed } else { Upsert::Changed }, persisted)
             }
         };
+        // The same token under another key is the same phone (it started or
+        // stopped sending +sip.instance): keep one binding, or it gets two pushes.
+        let dupes: Vec<String> = self.index.read().get(aor).map_or(Vec::new(), |entries| {
+            entries
+                .iter()
+                .filter(|e| e.info.token == info.token && e.info.key != info.key)
+                .map(|e| e.info.key.clone())
+                .collect()
+        });
         let must_write = kind != Upsert::Refreshed
+            || !dupes.is_empty()
             || info.last_register_unix.saturating_sub(persisted) >= PERSIST_REFRESH_AFTER_SECS;
         if must_write {
             let record = serde_json::to_vec(&Record {
@@ -189,12 +199,16 @@ impl Store {
             .map_err(store_err)?;
             self.write(|t| {
                 t.insert((aor, info.key.as_str()), record.as_slice()).map_err(store_err)?;
+                for k in &dupes {
+                    t.remove((aor, k.as_str())).map_err(store_err)?;
+                }
                 Ok(())
             })?;
         }
         let persisted = if must_write { info.last_register_unix } else { persisted };
         let mut index = self.index.write();
         let entries = index.entry(aor.to_string()).or_default();
+        entries.retain(|e| !dupes.contains(&e.info.key));
         let entry = Entry {
             info,
             persisted_register_unix: persisted,
@@ -376,6 +390,9 @@ mod tests {
         assert!(s.devices("alice").is_empty());
         s.upsert("bob", device("b1", "bb", NOW)).unwrap();
         s.upsert("bob", device("b2", "cc", NOW)).unwrap();
+        assert_eq!(s.upsert("bob", device("b3", "cc", NOW)).unwrap(), Upsert::New);
+        let keys: Vec<_> = s.devices("bob").into_iter().map(|d| d.key).collect();
+        assert_eq!(keys, ["b1", "b3"], "one binding per token");
         assert_eq!(s.remove_all("bob").unwrap(), 2);
         assert_eq!(s.len(), 0);
     }

@@ -4,6 +4,11 @@
 pub mod apns;
 pub mod engine;
 
+pub use apns::{
+    ApnsClient, Auth, ClientConfig, ClientError, Endpoint, Metrics, Outcome, Push, PushResult,
+    PushType, SubmitError,
+};
+
 /// The library version (Cargo.toml's).
 pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")

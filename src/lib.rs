@@ -9,6 +9,11 @@ pub use apns::{
     PushType, SubmitError,
 };
 
+pub use engine::{
+    ConfigError, DeviceInfo, Engine, EngineConfig, EngineError, Event, EventKind, ParkError,
+    ParkRequest, ParkedInfo, RegisterOutcome, Registration, Stats,
+};
+
 /// The library version (Cargo.toml's).
 pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")

@@ -121,7 +121,10 @@ impl Section {
                 path: path.to_string(),
                 map,
             }),
-            other => Err(err(path, format!("expected an object, found {}", kind(&other)))),
+            other => Err(err(
+                path,
+                format!("expected an object, found {}", kind(&other)),
+            )),
         }
     }
 
@@ -144,7 +147,10 @@ impl Section {
 
     fn section(&mut self, key: &str) -> Result<Section, ConfigError> {
         let path = self.key_path(key);
-        Section::new(&path, self.take(key).map_or(Value::Object(Map::new()), |(_, v)| v))
+        Section::new(
+            &path,
+            self.take(key).map_or(Value::Object(Map::new()), |(_, v)| v),
+        )
     }
 
     fn string(&mut self, key: &str) -> Result<Option<String>, ConfigError> {
@@ -169,7 +175,10 @@ impl Section {
             None => Ok(default),
             Some((p, Value::Number(n))) => match n.as_u64() {
                 Some(v) if (min..=max).contains(&v) => Ok(v),
-                _ => Err(err(&p, format!("expected an integer from {min} to {max}, found {n}"))),
+                _ => Err(err(
+                    &p,
+                    format!("expected an integer from {min} to {max}, found {n}"),
+                )),
             },
             Some((p, v)) => Err(err(&p, format!("expected an integer, found {}", kind(&v)))),
         }
@@ -201,7 +210,9 @@ fn sip_code(s: &mut Section, key: &str) -> Result<u16, ConfigError> {
 
 fn reason_phrase(s: &mut Section, key: &str) -> Result<String, ConfigError> {
     let path = s.key_path(key);
-    let text = s.string(key)?.unwrap_or_else(|| "Temporarily Unavailable".to_string());
+    let text = s
+        .string(key)?
+        .unwrap_or_else(|| "Temporarily Unavailable".to_string());
     // It goes into a SIP status line: no control characters.
     if text.is_empty() || text.chars().any(|c| c.is_control()) {
         return Err(err(&path, "must be a non-empty single line"));
@@ -283,7 +294,12 @@ impl EngineConfig {
             reject_reason: reason_phrase(&mut p, "reject_reason")?,
             push_failed_code: sip_code(&mut p, "push_failed_code")?,
             push_failed_reason: reason_phrase(&mut p, "push_failed_reason")?,
-            recent_register: Duration::from_millis(p.uint("recent_register_ms", 2000, 0, 60_000)?),
+            recent_register: Duration::from_millis(p.uint(
+                "recent_register_ms",
+                2000,
+                0,
+                60_000,
+            )?),
         };
         p.finish()?;
 
@@ -297,7 +313,10 @@ impl EngineConfig {
 
         let mut st = root.section("store")?;
         let store = StoreConfig {
-            dir: st.string("dir")?.unwrap_or_else(|| "/var/lib/pushpark".into()).into(),
+            dir: st
+                .string("dir")?
+                .unwrap_or_else(|| "/var/lib/pushpark".into())
+                .into(),
             max_age_days: st.uint("max_age_days", 30, 1, 36_500)? as u32,
         };
         st.finish()?;
@@ -416,7 +435,10 @@ mod tests {
                 r#"{{"apns":{{"auth":{{"key_file":"/k","key_id":"K","team_id":"T"}}}},{extra}}}"#
             ))
         };
-        assert_eq!(with(r#""park":{"timout_ms":1}"#), "park.timout_ms: unknown key");
+        assert_eq!(
+            with(r#""park":{"timout_ms":1}"#),
+            "park.timout_ms: unknown key"
+        );
         assert_eq!(with(r#""bogus":1"#), "bogus: unknown key");
         assert_eq!(
             with(r#""park":{"timeout_ms":"30"}"#),
@@ -451,7 +473,10 @@ mod tests {
         );
         for bad in ["prod", "host:", ":443", "host:0", "host:99999", "a b:1"] {
             assert!(
-                e(bad).unwrap_err().to_string().starts_with("apns.endpoint: `"),
+                e(bad)
+                    .unwrap_err()
+                    .to_string()
+                    .starts_with("apns.endpoint: `"),
                 "{bad}"
             );
         }

@@ -67,7 +67,11 @@ fn bad<T>(msg: impl Into<String>) -> Result<T, ContactError> {
 /// `"<urn:uuid:x>"` → `urn:uuid:x`.
 pub(crate) fn normalize_instance(raw: &str) -> Option<String> {
     let s = raw.trim().trim_matches('"').trim();
-    let s = s.strip_prefix('<').and_then(|s| s.strip_suffix('>')).unwrap_or(s).trim();
+    let s = s
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(s)
+        .trim();
     (!s.is_empty()).then(|| s.to_string())
 }
 
@@ -96,7 +100,9 @@ fn percent_decode(s: &str) -> Result<String, ContactError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             match hex {
                 Some(b) => out.push(b),
                 None => return bad(format!("bad percent-encoding in `{s}`")),
@@ -151,7 +157,11 @@ pub(crate) fn hex_token(raw: &str) -> Result<String, ContactError> {
 fn voip_topic(param: &str) -> Result<String, ContactError> {
     let (team, topic) = match param.trim().split_once('.') {
         Some(parts) => parts,
-        None => return bad(format!("pn-param `{param}` is not <TeamID>.<bundle id>.voip")),
+        None => {
+            return bad(format!(
+                "pn-param `{param}` is not <TeamID>.<bundle id>.voip"
+            ))
+        }
     };
     if team.is_empty() || !team.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return bad(format!("pn-param `{param}`: `{team}` is not a Team ID"));
@@ -168,7 +178,9 @@ pub(crate) fn check_topic(topic: &str) -> Result<(), ContactError> {
     }
     match topic.strip_suffix(".voip") {
         Some(bundle) if !bundle.is_empty() => Ok(()),
-        _ => bad(format!("topic `{topic}` is not a VoIP topic (<bundle id>.voip)")),
+        _ => bad(format!(
+            "topic `{topic}` is not a VoIP topic (<bundle id>.voip)"
+        )),
     }
 }
 
@@ -279,7 +291,10 @@ mod tests {
         let b = c.push.unwrap();
         assert_eq!(b.provider, Provider::ApnsDev);
         assert_eq!(b.token, TOKEN.to_ascii_lowercase());
-        assert_eq!(c.instance.as_deref(), Some("urn:uuid:0C67446E-F1A1-11E9-9F9A-3C0754ED15F0"));
+        assert_eq!(
+            c.instance.as_deref(),
+            Some("urn:uuid:0C67446E-F1A1-11E9-9F9A-3C0754ED15F0")
+        );
     }
 
     #[test]
@@ -311,12 +326,24 @@ mod tests {
         let cases = [
             ("", "empty"),
             ("<sip:a@h;pn-provider=apns", "`<` without `>`"),
-            ("sip:a@h;pn-provider=apns;pn-param=T.b.voip", "without pn-prid"),
-            (&format!("sip:a@h;pn-provider=apns;pn-prid={TOKEN}") as &str, "without pn-param"),
-            ("sip:a@h;pn-prid=00", "without pn-provider"),
-            ("sip:a@h;pn-provider=apns;pn-prid=xyz;pn-param=T.b.voip", "32 to 200"),
             (
-                &format!("sip:a@h;pn-provider=apns;pn-prid={}zz;pn-param=T.b.voip", &TOKEN[2..]),
+                "sip:a@h;pn-provider=apns;pn-param=T.b.voip",
+                "without pn-prid",
+            ),
+            (
+                &format!("sip:a@h;pn-provider=apns;pn-prid={TOKEN}") as &str,
+                "without pn-param",
+            ),
+            ("sip:a@h;pn-prid=00", "without pn-provider"),
+            (
+                "sip:a@h;pn-provider=apns;pn-prid=xyz;pn-param=T.b.voip",
+                "32 to 200",
+            ),
+            (
+                &format!(
+                    "sip:a@h;pn-provider=apns;pn-prid={}zz;pn-param=T.b.voip",
+                    &TOKEN[2..]
+                ),
                 "must be hex",
             ),
             (
@@ -348,8 +375,14 @@ mod tests {
 
     #[test]
     fn instance_normalization() {
-        assert_eq!(normalize_instance("\"<urn:uuid:1>\"").as_deref(), Some("urn:uuid:1"));
-        assert_eq!(normalize_instance("urn:uuid:1").as_deref(), Some("urn:uuid:1"));
+        assert_eq!(
+            normalize_instance("\"<urn:uuid:1>\"").as_deref(),
+            Some("urn:uuid:1")
+        );
+        assert_eq!(
+            normalize_instance("urn:uuid:1").as_deref(),
+            Some("urn:uuid:1")
+        );
         assert_eq!(normalize_instance(" \"<>\" "), None);
     }
 }

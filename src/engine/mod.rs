@@ -94,7 +94,9 @@ impl fmt::Display for ParkError {
         match self {
             ParkError::NoDevice => f.write_str("the AOR has no push device"),
             ParkError::LimitTotal => f.write_str("too many parked calls (park.max_total)"),
-            ParkError::LimitPerAor => f.write_str("too many parked calls for this AOR (park.max_per_aor)"),
+            ParkError::LimitPerAor => {
+                f.write_str("too many parked calls for this AOR (park.max_per_aor)")
+            }
             ParkError::QueueFull => f.write_str("the engine queue is full"),
             ParkError::Duplicate => f.write_str("this host_ref is already parked"),
             ParkError::Invalid(why) => write!(f, "invalid park request: {why}"),
@@ -160,7 +162,9 @@ pub struct Engine {
 const CMD_QUEUE: usize = 65_536;
 
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
@@ -218,7 +222,10 @@ impl Engine {
         check_aor(r.aor).map_err(EngineError::Invalid)?;
         check_text("contact", r.contact, 4096).map_err(EngineError::Invalid)?;
         let parsed = contact::parse(r.contact).map_err(|e| EngineError::Invalid(e.to_string()))?;
-        let instance = r.instance.and_then(contact::normalize_instance).or(parsed.instance);
+        let instance = r
+            .instance
+            .and_then(contact::normalize_instance)
+            .or(parsed.instance);
         let mut out = RegisterOutcome {
             push_capable: parsed.push.is_some(),
             ..RegisterOutcome::default()
@@ -241,7 +248,9 @@ impl Engine {
             return Ok(out);
         }
         if parsed.wildcard {
-            return Err(EngineError::Invalid("Contact `*` is only valid with expires 0".into()));
+            return Err(EngineError::Invalid(
+                "Contact `*` is only valid with expires 0".into(),
+            ));
         }
 
         let wake_key = key.clone().unwrap_or_else(|| r.contact.trim().to_string());
@@ -298,14 +307,22 @@ impl Engine {
         contact::check_topic(&d.topic).map_err(|e| bad(e.0))?;
         check_text("key", &d.key, 1024).map_err(bad)?;
         check_text("contact", &d.contact, 4096).map_err(bad)?;
-        let key = if d.key.trim().is_empty() { token.clone() } else { d.key.trim().to_string() };
+        let key = if d.key.trim().is_empty() {
+            token.clone()
+        } else {
+            d.key.trim().to_string()
+        };
         let info = DeviceInfo {
             key,
             provider: provider.as_str().to_string(),
             token,
             topic: d.topic.clone(),
             contact: d.contact.clone(),
-            last_register_unix: if d.last_register_unix == 0 { unix_now() } else { d.last_register_unix },
+            last_register_unix: if d.last_register_unix == 0 {
+                unix_now()
+            } else {
+                d.last_register_unix
+            },
         };
         self.shared.store.upsert(aor, info)?;
         Ok(())
@@ -332,7 +349,9 @@ impl Engine {
         }
         let timeout = p.timeout.unwrap_or(sh.cfg.park.timeout);
         if timeout.is_zero() || timeout > Duration::from_secs(3600) {
-            return Err(ParkError::Invalid("timeout must be from 1 ms to 1 hour".into()));
+            return Err(ParkError::Invalid(
+                "timeout must be from 1 ms to 1 hour".into(),
+            ));
         }
         let now = Instant::now();
         let limits = &sh.cfg.park;
@@ -374,7 +393,11 @@ impl Engine {
             targets: devices.iter().map(|d| d.key.as_str().into()).collect(),
             branches: Vec::new(),
         });
-        if let Err(e) = self.cmd_tx.try_send(Cmd::Park { id, deadline, devices }) {
+        if let Err(e) = self.cmd_tx.try_send(Cmd::Park {
+            id,
+            deadline,
+            devices,
+        }) {
             t.remove(id);
             return Err(match e {
                 TrySendError::Full(_) => {
@@ -386,7 +409,14 @@ impl Engine {
         }
         inc(&sh.counters.parked_total);
         if let Some(device_key) = just_registered {
-            t.finish(id, End::Resume { device_key: &device_key }, &sh.events, &sh.counters);
+            t.finish(
+                id,
+                End::Resume {
+                    device_key: &device_key,
+                },
+                &sh.events,
+                &sh.counters,
+            );
         }
         Ok(id)
     }

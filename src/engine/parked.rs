@@ -44,8 +44,14 @@ pub(crate) struct Call {
 
 /// How a parked call ends.
 pub(crate) enum End<'a> {
-    Resume { device_key: &'a str },
-    Reject { code: u16, reason: &'a str, push_failed: bool },
+    Resume {
+        device_key: &'a str,
+    },
+    Reject {
+        code: u16,
+        reason: &'a str,
+        push_failed: bool,
+    },
     Cancel,
 }
 
@@ -157,7 +163,13 @@ impl Table {
     }
 
     /// Another device registered while the call rings: one branch per device.
-    pub(crate) fn append_branch(&mut self, id: u64, device_key: &str, events: &EventQueue, c: &Counters) -> bool {
+    pub(crate) fn append_branch(
+        &mut self,
+        id: u64,
+        device_key: &str,
+        events: &EventQueue,
+        c: &Counters,
+    ) -> bool {
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
@@ -171,7 +183,8 @@ impl Table {
     }
 
     pub(crate) fn note_register(&mut self, aor: &str, device_key: &str, now: Instant) {
-        self.recent_registers.insert(aor.into(), (now, device_key.into()));
+        self.recent_registers
+            .insert(aor.into(), (now, device_key.into()));
     }
 
     /// The device that registered the AOR at or after `since`, if one did.
@@ -206,7 +219,14 @@ impl Table {
     }
 }
 
-fn event(kind: EventKind, id: u64, call: &Call, device_key: &str, code: u16, reason: &str) -> Event {
+fn event(
+    kind: EventKind,
+    id: u64,
+    call: &Call,
+    device_key: &str,
+    code: u16,
+    reason: &str,
+) -> Event {
     Event {
         kind,
         host_ref: call.host_ref,
@@ -261,7 +281,10 @@ mod tests {
         assert!(!t.finish(b, End::Resume { device_key: "d1" }, &q, &c));
         let events = drain(&q);
         assert_eq!(events.len(), 1);
-        assert_eq!((events[0].kind, events[0].host_ref, events[0].park_id), (EventKind::Resume, 10, a));
+        assert_eq!(
+            (events[0].kind, events[0].host_ref, events[0].park_id),
+            (EventKind::Resume, 10, a)
+        );
         assert_eq!(t.len(), 1, "the resumed call rings on");
         assert_eq!(t.id_of_host_ref(11), None);
         let s = c.snapshot();
@@ -280,7 +303,10 @@ mod tests {
         };
         assert!(t.finish(a, how, &q, &c));
         let e = q.pop().unwrap();
-        assert_eq!((e.kind, e.host_ref, e.sip_code), (EventKind::Reject, 7, 503));
+        assert_eq!(
+            (e.kind, e.host_ref, e.sip_code),
+            (EventKind::Reject, 7, 503)
+        );
         assert_eq!(e.reason, "Service Unavailable");
         assert_eq!(t.len(), 0);
         assert_eq!(t.count_of_aor("bob"), 0);
@@ -297,10 +323,16 @@ mod tests {
         assert!(!t.append_branch(a, "d1", &q, &c), "the resuming device");
         assert!(t.append_branch(a, "d2", &q, &c));
         assert!(!t.append_branch(a, "d2", &q, &c), "duplicate REGISTER");
-        let kinds: Vec<_> = drain(&q).into_iter().map(|e| (e.kind, e.device_key)).collect();
+        let kinds: Vec<_> = drain(&q)
+            .into_iter()
+            .map(|e| (e.kind, e.device_key))
+            .collect();
         assert_eq!(
             kinds,
-            [(EventKind::Resume, "d1".to_string()), (EventKind::AppendBranch, "d2".to_string())]
+            [
+                (EventKind::Resume, "d1".to_string()),
+                (EventKind::AppendBranch, "d2".to_string())
+            ]
         );
         assert!(t.remove(a).is_some());
         assert!(!t.append_branch(a, "d3", &q, &c));
@@ -312,7 +344,10 @@ mod tests {
         let t0 = Instant::now();
         t.note_register("alice", "d1", t0);
         assert_eq!(t.registered_since("alice", t0).as_deref(), Some("d1"));
-        assert_eq!(t.registered_since("alice", t0 + Duration::from_millis(1)), None);
+        assert_eq!(
+            t.registered_since("alice", t0 + Duration::from_millis(1)),
+            None
+        );
         assert_eq!(t.registered_since("bob", t0), None);
         t.forget_registers_before(t0 + Duration::from_millis(1));
         assert_eq!(t.registered_since("alice", t0), None);

@@ -199,7 +199,8 @@ impl Coalescer {
         self.windows.remove(id);
     }
 
-    pub(crate) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.windows.len()
     }
 }
@@ -239,7 +240,10 @@ mod tests {
         }))
         .unwrap();
         let v: Value = serde_json::from_str(&t.render(&fields("c1", "Bob"))).unwrap();
-        assert_eq!(v["x"], serde_json::json!(["call c1 from Bob", "{}", "{x y}"]));
+        assert_eq!(
+            v["x"],
+            serde_json::json!(["call c1 from Bob", "{}", "{x y}"])
+        );
         assert_eq!(v["aps"]["content-available"], 1);
         assert_eq!(v["n"], 3);
         assert!(PayloadTemplate::new(&serde_json::json!([1])).is_err());
@@ -270,7 +274,12 @@ mod tests {
                 window_end: t0 + Duration::from_secs(2)
             }
         );
-        assert_eq!(c.offer("alice", &device("d2"), t0), Offer::SendNow { window_end: t0 + Duration::from_secs(2) });
+        assert_eq!(
+            c.offer("alice", &device("d2"), t0),
+            Offer::SendNow {
+                window_end: t0 + Duration::from_secs(2)
+            }
+        );
         assert_eq!(c.offer("alice", &d, t0), Offer::Wait { superseded: false });
         assert_eq!(c.offer("alice", &d, t0), Offer::Wait { superseded: true });
         assert_eq!(c.window_ended(&id), Some(d.clone()));
@@ -289,7 +298,10 @@ mod tests {
         let mut c = Coalescer::new(Duration::ZERO);
         let now = Instant::now();
         for _ in 0..3 {
-            assert_eq!(c.offer("a", &device("d"), now), Offer::SendNow { window_end: now });
+            assert_eq!(
+                c.offer("a", &device("d"), now),
+                Offer::SendNow { window_end: now }
+            );
         }
         assert_eq!(c.len(), 0);
     }

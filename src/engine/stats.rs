@@ -164,7 +164,19 @@ mod tests {
 
     #[test]
     fn buckets_cover_every_value_in_order() {
-        for v in [0, 1, 15, 16, 17, 31, 32, 1000, 123_456, u64::MAX / 3, u64::MAX] {
+        for v in [
+            0,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            1000,
+            123_456,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
             let b = bucket_of(v);
             assert!(b < BUCKETS);
             assert!(bucket_top(b) >= v, "{v}");

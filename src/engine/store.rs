@@ -147,13 +147,17 @@ impl Store {
             .unwrap_or_default()
     }
 
-    pub(crate) fn device(&self, aor: &str, key: &str) -> Option<DeviceInfo> {
+    #[cfg(test)]
+    fn device(&self, aor: &str, key: &str) -> Option<DeviceInfo> {
         let index = self.index.read();
         let entry = index.get(aor)?.iter().find(|e| e.info.key == key)?;
         Some(entry.info.clone())
     }
 
-    fn write(&self, f: impl FnOnce(&mut redb::Table<(&str, &str), &[u8]>) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        f: impl FnOnce(&mut redb::Table<(&str, &str), &[u8]>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(store_err)?;
         {
             let mut table = txn.open_table(BINDINGS).map_err(store_err)?;
@@ -173,7 +177,14 @@ impl Store {
                     && old.token == info.token
                     && old.topic == info.topic
                     && old.contact == info.contact;
-                (if same { Upsert::Refreshed } else { Upsert::Changed }, persisted)
+                (
+                    if same {
+                        Upsert::Refreshed
+                    } else {
+                        Upsert::Changed
+                    },
+                    persisted,
+                )
             }
         };
         // The same token under another key is the same phone (it started or
@@ -198,14 +209,19 @@ impl Store {
             })
             .map_err(store_err)?;
             self.write(|t| {
-                t.insert((aor, info.key.as_str()), record.as_slice()).map_err(store_err)?;
+                t.insert((aor, info.key.as_str()), record.as_slice())
+                    .map_err(store_err)?;
                 for k in &dupes {
                     t.remove((aor, k.as_str())).map_err(store_err)?;
                 }
                 Ok(())
             })?;
         }
-        let persisted = if must_write { info.last_register_unix } else { persisted };
+        let persisted = if must_write {
+            info.last_register_unix
+        } else {
+            persisted
+        };
         let mut index = self.index.write();
         let entries = index.entry(aor.to_string()).or_default();
         entries.retain(|e| !dupes.contains(&e.info.key));
@@ -227,10 +243,18 @@ impl Store {
     }
 
     /// Removes the bindings of `aor` that `doomed` selects; returns their keys.
-    fn remove_where(&self, aor: &str, doomed: impl Fn(&DeviceInfo) -> bool) -> Result<Vec<String>, StoreError> {
+    fn remove_where(
+        &self,
+        aor: &str,
+        doomed: impl Fn(&DeviceInfo) -> bool,
+    ) -> Result<Vec<String>, StoreError> {
         let _w = self.writer.lock();
         let keys: Vec<String> = match self.index.read().get(aor) {
-            Some(entries) => entries.iter().filter(|e| doomed(&e.info)).map(|e| e.info.key.clone()).collect(),
+            Some(entries) => entries
+                .iter()
+                .filter(|e| doomed(&e.info))
+                .map(|e| e.info.key.clone())
+                .collect(),
             None => return Ok(Vec::new()),
         };
         if keys.is_empty() {
@@ -290,7 +314,9 @@ impl Store {
             .collect();
         let mut purged = 0;
         for aor in aors {
-            purged += self.remove_where(&aor, |d| d.last_register_unix < cutoff)?.len();
+            purged += self
+                .remove_where(&aor, |d| d.last_register_unix < cutoff)?
+                .len();
         }
         Ok(purged)
     }
@@ -319,9 +345,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Store::open(dir.path(), 30, NOW).unwrap();
-            assert_eq!(s.upsert("alice", device("a1", "aa", NOW)).unwrap(), Upsert::New);
-            assert_eq!(s.upsert("alice", device("a2", "bb", NOW)).unwrap(), Upsert::New);
-            assert_eq!(s.upsert("bob", device("b1", "cc", NOW)).unwrap(), Upsert::New);
+            assert_eq!(
+                s.upsert("alice", device("a1", "aa", NOW)).unwrap(),
+                Upsert::New
+            );
+            assert_eq!(
+                s.upsert("alice", device("a2", "bb", NOW)).unwrap(),
+                Upsert::New
+            );
+            assert_eq!(
+                s.upsert("bob", device("b1", "cc", NOW)).unwrap(),
+                Upsert::New
+            );
             assert!(s.remove("bob", "b1").unwrap());
             assert!(!s.remove("bob", "b1").unwrap());
         }
@@ -347,14 +382,26 @@ mod tests {
         {
             let s = Store::open(dir.path(), 30, NOW).unwrap();
             s.upsert("alice", device("a1", "aa", NOW)).unwrap();
-            assert_eq!(s.upsert("alice", device("a1", "aa", NOW + 60)).unwrap(), Upsert::Refreshed);
-            assert_eq!(s.device("alice", "a1").unwrap().last_register_unix, NOW + 60);
+            assert_eq!(
+                s.upsert("alice", device("a1", "aa", NOW + 60)).unwrap(),
+                Upsert::Refreshed
+            );
+            assert_eq!(
+                s.device("alice", "a1").unwrap().last_register_unix,
+                NOW + 60
+            );
         }
         let s = Store::open(dir.path(), 30, NOW).unwrap();
         assert_eq!(s.device("alice", "a1").unwrap().last_register_unix, NOW);
         let later = NOW + PERSIST_REFRESH_AFTER_SECS;
-        assert_eq!(s.upsert("alice", device("a1", "aa", later)).unwrap(), Upsert::Refreshed);
-        assert_eq!(s.upsert("alice", device("a1", "dd", later)).unwrap(), Upsert::Changed);
+        assert_eq!(
+            s.upsert("alice", device("a1", "aa", later)).unwrap(),
+            Upsert::Refreshed
+        );
+        assert_eq!(
+            s.upsert("alice", device("a1", "dd", later)).unwrap(),
+            Upsert::Changed
+        );
         drop(s);
         let s = Store::open(dir.path(), 30, NOW).unwrap();
         let d = s.device("alice", "a1").unwrap();
@@ -366,8 +413,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Store::open(dir.path(), 30, NOW).unwrap();
-            s.upsert("alice", device("old", "aa", NOW - 31 * DAY)).unwrap();
-            s.upsert("alice", device("new", "bb", NOW - 29 * DAY)).unwrap();
+            s.upsert("alice", device("old", "aa", NOW - 31 * DAY))
+                .unwrap();
+            s.upsert("alice", device("new", "bb", NOW - 29 * DAY))
+                .unwrap();
         }
         let s = Store::open(dir.path(), 30, NOW).unwrap();
         let keys: Vec<_> = s.devices("alice").into_iter().map(|d| d.key).collect();
@@ -383,14 +432,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 30, NOW).unwrap();
         s.upsert("alice", device("a1", "aa", NOW)).unwrap();
-        assert!(!s.remove_dead("alice", "a1", "zz", None).unwrap(), "another token");
+        assert!(
+            !s.remove_dead("alice", "a1", "zz", None).unwrap(),
+            "another token"
+        );
         let before_register = (NOW - 5) * 1000;
-        assert!(!s.remove_dead("alice", "a1", "aa", Some(before_register)).unwrap());
-        assert!(s.remove_dead("alice", "a1", "aa", Some(NOW * 1000 + 1)).unwrap());
+        assert!(!s
+            .remove_dead("alice", "a1", "aa", Some(before_register))
+            .unwrap());
+        assert!(s
+            .remove_dead("alice", "a1", "aa", Some(NOW * 1000 + 1))
+            .unwrap());
         assert!(s.devices("alice").is_empty());
         s.upsert("bob", device("b1", "bb", NOW)).unwrap();
         s.upsert("bob", device("b2", "cc", NOW)).unwrap();
-        assert_eq!(s.upsert("bob", device("b3", "cc", NOW)).unwrap(), Upsert::New);
+        assert_eq!(
+            s.upsert("bob", device("b3", "cc", NOW)).unwrap(),
+            Upsert::New
+        );
         let keys: Vec<_> = s.devices("bob").into_iter().map(|d| d.key).collect();
         assert_eq!(keys, ["b1", "b3"], "one binding per token");
         assert_eq!(s.remove_all("bob").unwrap(), 2);

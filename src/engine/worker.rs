@@ -103,7 +103,8 @@ impl Clients {
         template.worker_threads = cfg.apns.worker_threads;
         // Every parked call may have a push in flight per device.
         template.max_pending = (cfg.park.max_total * 2).clamp(1024, 1_000_000);
-        let main = ApnsClient::new(template.clone()).map_err(|e| EngineError::Apns(e.to_string()))?;
+        let main =
+            ApnsClient::new(template.clone()).map_err(|e| EngineError::Apns(e.to_string()))?;
         Ok(Clients {
             setting: cfg.apns.endpoint.clone(),
             template,
@@ -153,11 +154,16 @@ impl Worker {
     }
 
     pub(crate) fn run(mut self, cmd_rx: Receiver<Cmd>, stop_rx: Receiver<()>) {
-        self.timers.push(Reverse((Instant::now() + HOUSEKEEPING_EVERY, Timer::Housekeeping)));
+        self.timers.push(Reverse((
+            Instant::now() + HOUSEKEEPING_EVERY,
+            Timer::Housekeeping,
+        )));
         let done_rx = self.done_rx.clone();
         loop {
             let next = self.timers.peek().map(|Reverse((at, _))| *at);
-            let wait = next.map_or(HOUSEKEEPING_EVERY, |at| at.saturating_duration_since(Instant::now()));
+            let wait = next.map_or(HOUSEKEEPING_EVERY, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
             crossbeam_channel::select! {
                 recv(stop_rx) -> _ => break,
                 recv(cmd_rx) -> cmd => match cmd {
@@ -238,7 +244,12 @@ impl Worker {
         // that is gone must not ring the phone, so it expires with the call.
         let left = deadline.saturating_duration_since(Instant::now());
         let expiration = unix_now() + left.as_secs() + 1;
-        let push = Push::voip(device.token.clone(), device.topic.clone(), payload, expiration);
+        let push = Push::voip(
+            device.token.clone(),
+            device.topic.clone(),
+            payload,
+            expiration,
+        );
         let tx = self.done_tx.clone();
         let (done_aor, done_device) = (aor.to_string(), device.clone());
         let done = Box::new(move |result: PushResult| {
@@ -256,18 +267,34 @@ impl Worker {
         match submitted {
             Ok(_) => {
                 inc(&self.sh.counters.pushes_sent);
-                log::debug!("push {push_id} for park {park_id} to {aor} / {}", device.key);
+                log::debug!(
+                    "push {push_id} for park {park_id} to {aor} / {}",
+                    device.key
+                );
             }
             Err(why) => {
                 inc(&self.sh.counters.pushes_failed_not_sent);
                 log::warn!("push for {aor} / {} not sent: {why}", device.key);
-                self.push_event(EventKind::PushResult, aor, &device.key, park_id, format!("not sent: {why}"));
+                self.push_event(
+                    EventKind::PushResult,
+                    aor,
+                    &device.key,
+                    park_id,
+                    format!("not sent: {why}"),
+                );
                 self.device_failed(aor, &device.key);
             }
         }
     }
 
-    fn push_event(&self, kind: EventKind, aor: &str, device_key: &str, park_id: u64, reason: String) {
+    fn push_event(
+        &self,
+        kind: EventKind,
+        aor: &str,
+        device_key: &str,
+        park_id: u64,
+        reason: String,
+    ) {
         self.sh.events.push(Event {
             kind,
             host_ref: 0,
@@ -304,7 +331,10 @@ impl Worker {
             }
             Outcome::Unexpected { status, .. } => {
                 inc(&c.pushes_failed_rejected);
-                (format!("unexpected status {status}"), (400..500).contains(status) && *status != 429)
+                (
+                    format!("unexpected status {status}"),
+                    (400..500).contains(status) && *status != 429,
+                )
             }
             Outcome::TimedOut => {
                 inc(&c.pushes_failed_timed_out);
@@ -315,7 +345,11 @@ impl Worker {
                 ("client shut down".to_string(), false)
             }
         };
-        log::debug!("push for {} / {key}: {reason} ({} attempts)", d.aor, d.result.attempts);
+        log::debug!(
+            "push for {} / {key}: {reason} ({} attempts)",
+            d.aor,
+            d.result.attempts
+        );
         self.push_event(EventKind::PushResult, &d.aor, key, d.park_id, reason);
         if permanent {
             self.device_failed(&d.aor, key);
@@ -323,11 +357,24 @@ impl Worker {
     }
 
     fn token_dead(&mut self, aor: &str, device: &DeviceInfo, dead_since_ms: Option<u64>) {
-        match self.sh.store.remove_dead(aor, &device.key, &device.token, dead_since_ms) {
+        match self
+            .sh
+            .store
+            .remove_dead(aor, &device.key, &device.token, dead_since_ms)
+        {
             Ok(true) => {
                 inc(&self.sh.counters.devices_gone);
-                log::info!("APNs says the token of {aor} / {} is dead: binding removed", device.key);
-                self.push_event(EventKind::DeviceGone, aor, &device.key, 0, "token dead".into());
+                log::info!(
+                    "APNs says the token of {aor} / {} is dead: binding removed",
+                    device.key
+                );
+                self.push_event(
+                    EventKind::DeviceGone,
+                    aor,
+                    &device.key,
+                    0,
+                    "token dead".into(),
+                );
             }
             Ok(false) => {}
             Err(e) => log::error!("cannot remove the dead binding {aor} / {}: {e}", device.key),

@@ -3,6 +3,7 @@
 
 pub mod apns;
 pub mod engine;
+pub mod mock;
 
 pub use apns::{
     ApnsClient, Auth, ClientConfig, ClientError, Endpoint, Metrics, Outcome, Push, PushResult,

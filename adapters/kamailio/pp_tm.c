@@ -316,6 +316,7 @@ int pp_tm_append(uint64_t ref, const char *aor)
 int pp_tm_provisional(uint64_t ref, int code, str *reason)
 {
 	struct cell *t, *orig;
+	str totag = STR_NULL;
 
 	t = pp_tm_acquire(ref, &orig);
 	if(t == NULL)
@@ -324,8 +325,10 @@ int pp_tm_provisional(uint64_t ref, int code, str *reason)
 		pp_tm_release(t, orig);
 		return 0;
 	}
-	/* t_reply_with_body() drops the reference t_lookup_ident() took. */
-	if(tmb.t_reply_with_body(t, code, reason, NULL, NULL, NULL) < 0)
+	/* The To tag tm itself gives its local replies (RFC 3261: 1xx but 100 carry one).
+	 * t_reply_with_body() drops the reference t_lookup_ident() took. */
+	tmb.t_get_reply_totag(t->uas.request, &totag);
+	if(tmb.t_reply_with_body(t, code, reason, NULL, NULL, &totag) < 0)
 		LM_WARN("call %llx: cannot send %d\n", (unsigned long long)ref, code);
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 	return 0;

@@ -468,6 +468,7 @@ int pp_engine_fork(void)
 		pp_ipc_close_reader();
 		return 0;
 	}
+	pp_ipc_engine_init();
 	if(cfg_child_init())
 		return -1;
 	if(pp_log_init() < 0)

@@ -15,7 +15,6 @@
 
 #include "core/cfg/cfg_struct.h"
 #include "core/dprint.h"
-#include "core/mem/mem.h"
 #include "core/mem/shm_mem.h"
 #include "core/pt.h"
 #include "core/sr_module.h"
@@ -33,12 +32,13 @@
 static pushpark_engine *engine = NULL;
 
 /* ---- Calls the engine process tracks: what tm needs back on RESUME/REJECT ---------- */
+/* In malloc memory, not pkg: up to park.max_total entries would not fit the pkg pool. */
 
 typedef struct pp_call {
 	uint64_t ref;
 	uint32_t fr_ticks;
 	int rang;        /* provisional reply sent */
-	char *aor;       /* pkg */
+	char *aor;       /* in the same allocation */
 	struct pp_call *next;
 } pp_call_t;
 
@@ -54,10 +54,10 @@ static void pp_call_add(uint64_t ref, uint32_t fr_ticks, const char *aor)
 {
 	unsigned int i = pp_call_slot(ref);
 	size_t len = strlen(aor);
-	pp_call_t *c = pkg_malloc(sizeof(*c) + len + 1);
+	pp_call_t *c = malloc(sizeof(*c) + len + 1);
 
 	if(c == NULL) {
-		PKG_MEM_ERROR;
+		LM_ERR("out of memory: call %llx untracked\n", (unsigned long long)ref);
 		return;
 	}
 	c->ref = ref;
@@ -69,7 +69,7 @@ static void pp_call_add(uint64_t ref, uint32_t fr_ticks, const char *aor)
 	calls[i] = c;
 }
 
-/* Unlinks and returns the call (caller pkg_frees it), or NULL. */
+/* Unlinks and returns the call (caller frees it), or NULL. */
 static pp_call_t *pp_call_take(uint64_t ref)
 {
 	pp_call_t **p;
@@ -93,7 +93,7 @@ static uint32_t pp_call_forget(uint64_t ref)
 
 	if(c) {
 		fr = c->fr_ticks;
-		pkg_free(c);
+		free(c);
 	}
 	return fr;
 }

@@ -184,6 +184,20 @@ static pushpark_log_level pp_log_level(void)
 	return PUSHPARK_LOG_ERROR;
 }
 
+/* Follows Kamailio's debug level (e.g. kamcmd cfg.set_now_int core debug 3). */
+static void pp_log_follow_level(void)
+{
+	static pushpark_log_level current = PUSHPARK_LOG_OFF;
+	pushpark_log_level level = pp_log_level();
+
+	if(level == current)
+		return;
+	if(pushpark_set_log_callback(pp_log_cb, NULL, level) == PUSHPARK_OK)
+		current = level;
+	else
+		LM_ERR("cannot install the engine's log sink: %s\n", pushpark_last_error());
+}
+
 static int pp_log_init(void)
 {
 	int fds[2];
@@ -194,10 +208,7 @@ static int pp_log_init(void)
 	}
 	log_rd = fds[0];
 	log_wr = fds[1];
-	if(pushpark_set_log_callback(pp_log_cb, NULL, pp_log_level()) != PUSHPARK_OK) {
-		LM_ERR("cannot install the engine's log sink: %s\n", pushpark_last_error());
-		return -1;
-	}
+	pp_log_follow_level();
 	return 0;
 }
 
@@ -425,6 +436,7 @@ static void pp_engine_loop(void)
 
 	for(;;) {
 		cfg_update();
+		pp_log_follow_level();
 		if(engine == NULL && pp_now_ms() >= next_try) {
 			if(pp_engine_start() == 0 && pushpark_event_fd(engine, &ev_fd) == PUSHPARK_OK) {
 				pp_ipc_set_ready(1);

@@ -232,7 +232,7 @@ fn apns_410_removes_device_and_rejects() {
     let phone = w.sleeping_phone("dave");
     let devices = w
         .kamailio
-        .kamcmd(&["pushpark.devices", &phone.user])
+        .kamcmd(&["pushpark.devices", &phone.aor()])
         .expect("devices");
     assert!(
         devices.contains(&phone.token[..8]),
@@ -244,7 +244,7 @@ fn apns_410_removes_device_and_rejects() {
     assert_ok(&run, "caller expecting a rejection");
     let devices = w
         .kamailio
-        .kamcmd(&["pushpark.devices", &phone.user])
+        .kamcmd(&["pushpark.devices", &phone.aor()])
         .expect("devices");
     assert!(
         !devices.contains(&phone.token[..8]),
@@ -337,7 +337,7 @@ fn token_survives_kamailio_restart() {
         .is_err());
     let devices = w
         .kamailio
-        .kamcmd(&["pushpark.devices", &phone.user])
+        .kamcmd(&["pushpark.devices", &phone.aor()])
         .expect("devices");
     assert!(
         devices.contains(&phone.token[..8]),

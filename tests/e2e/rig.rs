@@ -23,6 +23,7 @@ const ASSETS: &[(&str, &str)] = &[
     ("caller.xml", include_str!("caller.xml")),
     ("caller_rejected.xml", include_str!("caller_rejected.xml")),
     ("caller_cancel.xml", include_str!("caller_cancel.xml")),
+    ("caller_two_ring.xml", include_str!("caller_two_ring.xml")),
     ("device_answer.xml", include_str!("device_answer.xml")),
     ("device_ring.xml", include_str!("device_ring.xml")),
     ("register.xml", include_str!("register.xml")),
@@ -583,6 +584,11 @@ impl Phone {
             self.user,
             p.log_text()
         );
+    }
+
+    /// The address of record pushpark files the phone under (the module's form of the To URI).
+    pub fn aor(&self) -> String {
+        format!("sip:{}@127.0.0.1", self.user)
     }
 
     /// `--device` argument of `pushpark device-sim`.

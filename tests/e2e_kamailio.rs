@@ -62,7 +62,7 @@ impl World {
         build_module();
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
-        let kamailio = Kamailio::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS);
+        let kamailio = Kamailio::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS, &[]);
         let watch = mock.watch();
         World {
             kamailio,

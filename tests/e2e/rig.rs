@@ -309,6 +309,11 @@ impl PushWatch {
         }
     }
 
+    /// The next accepted push, whatever its token.
+    pub fn next(&self, timeout: Duration) -> Option<serde_json::Value> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
     /// Every push accepted so far (does not wait).
     pub fn drain(&self) -> Vec<serde_json::Value> {
         self.rx.try_iter().collect()
@@ -428,9 +433,14 @@ impl Kamailio {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Kamailio with the pushpark module (kamailio-pushpark.cfg), the mock as APNs, and the
-    /// engine's store in `dir`; returns once the engine process answers RPC.
-    pub fn start_pushpark(dir: &Path, mock: &Mock, park_timeout_ms: u64) -> Kamailio {
+    /// Kamailio with the pushpark module (kamailio-pushpark.cfg, plus `defines`), the mock as
+    /// APNs, and the engine's store in `dir`; returns once the engine process answers RPC.
+    pub fn start_pushpark(
+        dir: &Path,
+        mock: &Mock,
+        park_timeout_ms: u64,
+        defines: &[(&str, String)],
+    ) -> Kamailio {
         let config = dir.join("pushpark.json");
         let engine = serde_json::json!({
             "apns": {
@@ -449,11 +459,12 @@ impl Kamailio {
         });
         fs::write(&config, engine.to_string()).expect("write engine config");
         let quoted = |p: &Path| format!("\"{}\"", p.display());
-        let defines = [
+        let mut all = vec![
             ("PUSHPARK_MODULE", quoted(&module_path())),
             ("PUSHPARK_CONFIG", quoted(&config)),
         ];
-        let k = Kamailio::start(dir, "kamailio-pushpark.cfg", &defines);
+        all.extend(defines.iter().cloned());
+        let k = Kamailio::start(dir, "kamailio-pushpark.cfg", &all);
         k.wait_engine();
         k
     }

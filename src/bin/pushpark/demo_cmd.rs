@@ -44,7 +44,9 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
         "mock APNs (Apple's push service over HTTP/2 + TLS) on {}",
         mock.addr
     ));
-    let kamailio = Kamailio::start_pushpark(d, &mock, PARK_TIMEOUT_MS);
+    // Debug level: the engine's per-push outcome is a debug line.
+    let debug = [("DEBUG_LEVEL", "3".to_string())];
+    let kamailio = Kamailio::start_pushpark(d, &mock, PARK_TIMEOUT_MS, &debug);
     step(&format!(
         "Kamailio with pushpark.so on udp:{}",
         kamailio.addr()
@@ -64,52 +66,54 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
     let watch = mock.watch();
 
     println!("\ncalling sip:{}@{} …\n", phone.user, kamailio.addr());
-    let start = Instant::now();
     let mut cmd = sipp("caller.xml", free_port());
     cmd.arg(kamailio.addr())
         .args(["-s", &phone.user, "-m", "1", "-d", "1000"]);
     let mut caller = Proc::spawn(cmd, "caller", d, false);
     let mut log = LogTail::open(&kamailio.proc.log);
-    let at = |s: &str| println!("  +{:>5} ms  {s}", start.elapsed().as_millis());
+    // Times count from the INVITE's arrival, i.e. the first step seen.
+    let mut zero: Option<Instant> = None;
+    let mut at = |s: &str| {
+        let t0 = *zero.get_or_insert_with(Instant::now);
+        println!("  +{:>5} ms  {s}", t0.elapsed().as_millis());
+    };
 
-    let deadline = start + Duration::from_millis(PARK_TIMEOUT_MS) + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_millis(PARK_TIMEOUT_MS + 20_000);
     let status = loop {
-        for line in log.new_lines() {
-            if let Some(text) = timeline_text(&line) {
-                at(&text);
-            }
-        }
-        for push in watch.drain() {
-            at(&format!(
-                "APNs accepted the VoIP push: apns-id {}, topic {}",
-                push["apns_id"].as_str().unwrap_or("?"),
-                push["topic"].as_str().unwrap_or("?")
-            ));
+        // What one poll finds happened within a few ms: shown in the order it must have happened.
+        let mut batch: Vec<(u8, String)> =
+            log.new_lines().iter().filter_map(|l| step_of(l)).collect();
+        for (_, text) in batch.iter_mut().filter(|(rank, _)| *rank == 3) {
+            // The mock recorded the push before answering; its report may still be on the way.
+            let id = match watch.next(Duration::from_secs(2)) {
+                Some(push) => push["apns_id"].as_str().unwrap_or("?").to_string(),
+                None => "?".into(),
+            };
+            text.push_str(&format!(" (apns-id {id})"));
         }
         for line in sim.lines().try_iter() {
             if line.starts_with("push ") {
-                at(&format!(
-                    "iPhone got the push; the app wakes up ({WAKE_MS} ms)"
+                batch.push((
+                    4,
+                    format!("iPhone got the push; the app wakes up (takes {WAKE_MS} ms)"),
                 ));
-            } else if line.starts_with("registered ") {
-                at("iPhone registered again: REGISTER with push parameters, 200 OK");
             } else if line.starts_with("register-failed") {
-                at(&format!("iPhone could not register: {line}"));
+                batch.push((5, format!("iPhone could not register: {line}")));
             }
         }
-        if !caller.running() {
-            break caller.wait(Duration::ZERO);
+        batch.sort_by_key(|(rank, _)| *rank);
+        for (_, text) in batch {
+            at(&text);
         }
-        if Instant::now() > deadline {
+        let finished = !caller.running();
+        if finished || Instant::now() > deadline {
+            for (_, text) in log.new_lines().iter().filter_map(|l| step_of(l)) {
+                at(&text);
+            }
             break caller.wait(Duration::ZERO);
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    for line in log.new_lines() {
-        if let Some(text) = timeline_text(&line) {
-            at(&text);
-        }
-    }
     let answered = ua.wait(Duration::from_secs(5)).success();
     println!();
     if status.success() && answered {
@@ -126,34 +130,43 @@ fn step(s: &str) {
     println!("  setup     {s}");
 }
 
-/// The operator's words for a Kamailio log line of the demo config (its E2E-* markers) or of
-/// the module's engine about a push.
-fn timeline_text(line: &str) -> Option<String> {
-    let call = |l: &str| {
-        l.split("call=")
-            .nth(1)
-            .map(str::trim)
-            .unwrap_or("")
-            .to_string()
-    };
-    if line.contains("E2E-PARKED") {
-        Some(format!(
-            "INVITE parked: no live binding, pushpark sends a VoIP push (call {})",
-            call(line)
-        ))
-    } else if line.contains("E2E-RESUMED") {
-        Some("call resumed: lookup(\"location\") finds the new binding, INVITE relayed".into())
-    } else if line.contains("E2E-REPLY 180") {
-        Some("iPhone rings: 180 Ringing relayed to the caller".into())
-    } else if line.contains("E2E-REPLY 200") {
-        Some("iPhone answers: 200 OK relayed to the caller".into())
-    } else if line.contains("E2E-BYE") {
-        Some("caller hangs up: BYE".into())
+/// A Kamailio log line of the demo config (its E2E-* markers) or of the module's engine as a
+/// step of the call: its place in the causal order, and the operator's words for it.
+fn step_of(line: &str) -> Option<(u8, String)> {
+    let call = line.split("call=").nth(1).map(str::trim).unwrap_or("");
+    let step = if line.contains("E2E-PARKED") {
+        (
+            1,
+            format!("INVITE parked: no live binding, pushpark sends a VoIP push (call {call})"),
+        )
     } else if line.contains("E2E-NOT-PARKED") {
-        Some(format!("INVITE not parked: {}", line.trim()))
+        (1, format!("INVITE not parked: {}", line.trim()))
+    } else if line.contains("push to sip:") {
+        let outcome = line.rsplit(": ").next().unwrap_or("").trim();
+        (3, format!("APNs accepted the push: {outcome}"))
+    } else if line.contains("E2E-REGISTERED") {
+        (
+            5,
+            "iPhone registered: REGISTER with its push parameters, 200 OK".into(),
+        )
+    } else if line.contains("E2E-RESUMED") {
+        (
+            6,
+            "call resumed: lookup(\"location\") finds the new binding, INVITE relayed".into(),
+        )
+    } else if line.contains("E2E-REPLY 180") {
+        (7, "iPhone rings: 180 Ringing relayed to the caller".into())
+    } else if line.contains("E2E-REPLY 200") {
+        (
+            8,
+            "iPhone answers: 200 OK relayed to the caller, who ACKs".into(),
+        )
+    } else if line.contains("E2E-BYE") {
+        (9, "caller hangs up: BYE, 200 OK".into())
     } else {
-        None
-    }
+        return None;
+    };
+    Some(step)
 }
 
 /// New lines of a growing log file.

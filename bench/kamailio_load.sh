@@ -24,6 +24,8 @@ APNS_DELAY_MS=${APNS_DELAY_MS:-50}
 CHILDREN=${CHILDREN:-4}          # Kamailio UDP workers
 PARK_TIMEOUT_MS=${PARK_TIMEOUT_MS:-30000}
 LOG_LEVEL=${LOG_LEVEL:-0}        # Kamailio debug level (1: the config's per-call markers)
+STORE_DIR=${STORE_DIR:-}         # where the engine keeps its device store (default: the work dir;
+                                 # /dev/shm takes the disk's fsync cost out of the measurement)
 
 cargo build --release --bin pushpark
 # PUSHPARK_KAMAILIO_MODULE names an already built module; otherwise build it.
@@ -33,6 +35,7 @@ bin=$root/target/release/pushpark
 e2e=$root/tests/e2e
 
 work=$(mktemp -d /tmp/pushpark-bench.XXXXXX)
+store_root=${STORE_DIR:-$work}
 groups=()
 stop_group() {
     kill -TERM -- "-$1" 2>/dev/null || return 0
@@ -41,6 +44,7 @@ stop_group() {
 }
 cleanup() {
     for g in "${groups[@]}"; do stop_group "$g"; done
+    rm -rf "$store_root"/pushpark-bench-store-*-$$
     if [ -n "${KEEP:-}" ]; then echo "work dir kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -118,8 +122,8 @@ start "$work/device-sim.log" "$bin" device-sim --control "127.0.0.1:$control_por
 wait_for "$work/device-sim.log" "ready"
 hz=$(getconf CLK_TCK)
 
-printf '\nAPNs answers after %s ms, phone wakes %s ms after the push, %s s per rate, %s workers\n' \
-    "$APNS_DELAY_MS" "$WAKE_MS" "$DURATION" "$CHILDREN"
+printf '\nAPNs answers after %s ms, phone wakes %s ms after the push, %s s per rate, %s workers, store in %s\n' \
+    "$APNS_DELAY_MS" "$WAKE_MS" "$DURATION" "$CHILDREN" "$store_root"
 printf '%8s %8s %8s %14s %11s %12s %12s %14s\n' rate/s ok failed "added median" "added p99" \
     "kamailio CPU" "engine CPU" "CPU per call"
 
@@ -131,7 +135,7 @@ for rate in $RATES; do
                       "team_id": "TESTTEAM01" } },
   "park": { "timeout_ms": $PARK_TIMEOUT_MS, "recent_register_ms": 0, "max_per_aor": 8 },
   "push": { "min_interval_ms": 0 },
-  "store": { "dir": "$work/store-$rate" },
+  "store": { "dir": "$store_root/pushpark-bench-store-$rate-$$" },
   "log_level": "warn" }
 EOF
     # Users r<rate>u<i>; the token's first 32 hex digits make the +sip.instance (device-sim's rule).
@@ -181,5 +185,6 @@ EOF
         -v b="$t1" 'BEGIN {print b - a}')" 'BEGIN {
         printf "%8s %8s %8s %11s ms %8s ms %11.0f %% %11.0f %% %11.0f us\n", r, ok, failed,
             med, p99, c / hz / wall * 100, e / hz / wall * 100, c / hz / (ok + failed + 1e-9) * 1e6 }'
+    kamcmd_ pushpark.stats >"$work/stats-$rate.txt" 2>&1 || true
     stop_group "$kamailio_group"
 done

@@ -289,7 +289,7 @@ impl EngineConfig {
         let park = ParkConfig {
             timeout: Duration::from_millis(p.uint("timeout_ms", 30_000, 1, 3_600_000)?),
             max_total: p.uint("max_total", 100_000, 1, 10_000_000)? as usize,
-            max_per_aor: p.uint("max_per_aor", 8, 1, 10_000)? as usize,
+            max_per_aor: p.uint("max_per_aor", 8, 1, 10_000_000)? as usize,
             reject_code: sip_code(&mut p, "reject_code")?,
             reject_reason: reason_phrase(&mut p, "reject_reason")?,
             push_failed_code: sip_code(&mut p, "push_failed_code")?,

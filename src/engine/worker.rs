@@ -37,10 +37,11 @@ struct Done {
     result: PushResult,
 }
 
+/// Boxed device ids keep heap entries small: every parked call has a deadline here.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Deadline(u64),
-    WindowEnd(DeviceId),
+    WindowEnd(Box<DeviceId>),
     Housekeeping,
 }
 
@@ -210,7 +211,10 @@ impl Worker {
             match self.coalescer.offer(&aor, &d, now) {
                 Offer::SendNow { window_end } => {
                     if window_end > now {
-                        self.at(window_end, Timer::WindowEnd((aor.clone(), d.key.clone())));
+                        self.at(
+                            window_end,
+                            Timer::WindowEnd(Box::new((aor.clone(), d.key.clone()))),
+                        );
                     }
                     self.send(&aor, d, id);
                 }
@@ -412,7 +416,7 @@ impl Worker {
             let Reverse((_, timer)) = self.timers.pop().expect("peeked");
             match timer {
                 Timer::Deadline(id) => self.deadline(id),
-                Timer::WindowEnd(device) => self.window_end(device, now),
+                Timer::WindowEnd(device) => self.window_end(*device, now),
                 Timer::Housekeeping => self.housekeeping(now),
             }
         }
@@ -454,7 +458,7 @@ impl Worker {
         match latest {
             Some(park_id) => {
                 let window_end = self.coalescer.restart(id.clone(), now);
-                self.at(window_end, Timer::WindowEnd(id.clone()));
+                self.at(window_end, Timer::WindowEnd(Box::new(id.clone())));
                 self.send(&id.0, device, park_id);
             }
             None => self.coalescer.forget(&id),

@@ -432,16 +432,36 @@ fn register_just_before_park_resumes_at_once() {
 }
 
 #[test]
-fn unregister_removes_the_binding_and_garbage_changes_nothing() {
+fn unregister_removes_the_binding_and_garbage_stores_nothing() {
     let h = Harness::start(|_| {});
     let e = h.engine();
     let tok = token(14);
     let contact = push_contact("alice", &tok);
     e.register(&register("alice", &contact, None)).unwrap();
+    let stored = e.devices("alice")[0].clone();
+    assert_eq!(
+        (
+            stored.key.as_str(),
+            stored.provider.as_str(),
+            stored.topic.as_str()
+        ),
+        (tok.as_str(), "apns", TOPIC)
+    );
+    assert_eq!(stored.contact, contact);
     let garbage = "<sip:alice@h;pn-provider=apns;pn-prid=nothex;pn-param=T.x.voip>";
     let err = e.register(&register("alice", garbage, None)).unwrap_err();
     assert!(err.to_string().contains("pn-prid"), "{err}");
-    assert_eq!(e.devices("alice").len(), 1);
+    assert_eq!(e.devices("alice"), [stored.clone()]);
+    // Still a REGISTER the host accepted: a parked call resumes.
+    e.park(&park_req("alice", 7, None)).unwrap();
+    assert!(e.register(&register("alice", garbage, None)).is_err());
+    // Queued before register returned (a PushResult may come first).
+    let resume = std::iter::from_fn(|| e.poll_event())
+        .find(|ev| ev.kind == EventKind::Resume)
+        .unwrap();
+    assert_eq!(resume.host_ref, 7);
+    assert_eq!(resume.device_key, garbage);
+    e.call_ended(7).unwrap();
 
     let mut bye = register("alice", &contact, None);
     bye.expires = 0;

@@ -148,6 +148,7 @@ impl ApnsClient {
 
     /// Queues a push and returns its `apns-id`. Never blocks. `done` is called
     /// exactly once, on a client thread, with the final result; it must not block.
+    /// When `submit` returns an error, `done` is dropped uncalled.
     pub fn submit(
         &self,
         push: Push,

@@ -143,3 +143,125 @@ pub async fn send(
         body,
     })
 }
+
+/// One HTTP/2 frame the server sent.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+    pub payload: Vec<u8>,
+}
+
+pub const GOAWAY: u8 = 0x7;
+pub const SETTINGS: u8 = 0x4;
+
+impl Frame {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS if this SETTINGS frame carries it.
+    pub fn max_concurrent_streams(&self) -> Option<u32> {
+        if self.kind != SETTINGS {
+            return None;
+        }
+        self.payload
+            .chunks(6)
+            .filter(|s| s.len() == 6 && u16::from_be_bytes([s[0], s[1]]) == 0x3)
+            .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
+            .last()
+    }
+}
+
+/// Records every frame the server sends, under the h2 client.
+pub struct Sniffer<S> {
+    io: S,
+    pending: Vec<u8>,
+    pub frames: Arc<parking_lot::Mutex<Vec<Frame>>>,
+}
+
+impl<S> Sniffer<S> {
+    pub fn new(io: S) -> (Self, Arc<parking_lot::Mutex<Vec<Frame>>>) {
+        let frames = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sniffer = Sniffer {
+            io,
+            pending: Vec::new(),
+            frames: frames.clone(),
+        };
+        (sniffer, frames)
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Sniffer<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let start = buf.filled().len();
+        let result = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        let new = buf.filled()[start..].to_vec();
+        self.pending.extend_from_slice(&new);
+        while self.pending.len() >= 9 {
+            let h = &self.pending[..9];
+            let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
+            if self.pending.len() < 9 + len {
+                break;
+            }
+            let frame = Frame {
+                kind: h[3],
+                flags: h[4],
+                stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
+                payload: self.pending[9..9 + len].to_vec(),
+            };
+            self.frames.lock().push(frame);
+            self.pending.drain(..9 + len);
+        }
+        result
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Sniffer<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Like `connect`, also returning every frame the server sends.
+pub async fn connect_sniffed(mock: &MockApns) -> (Conn, Arc<parking_lot::Mutex<Vec<Frame>>>) {
+    let tcp = TcpStream::connect(mock.addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tls(&mock.ca_pem_path(), None)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let (sniffer, frames) = Sniffer::new(stream);
+    let (send, conn) = h2::client::handshake(sniffer).await.expect("h2 handshake");
+    let driver = tokio::spawn(conn);
+    (Conn { send, driver }, frames)
+}
+
+/// Waits (generously) for a condition that the server's actions make true.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

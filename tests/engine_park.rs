@@ -605,3 +605,51 @@ fn setup_errors_name_what_is_wrong() {
         .to_string();
     assert!(err.starts_with("device store: cannot create"), "{err}");
 }
+
+/// Set in the child process of `store_survives_kill_9`: its engine config.
+const KILL9_CHILD: &str = "PUSHPARK_TEST_KILL9_CONFIG";
+
+#[test]
+fn store_survives_kill_9() {
+    if let Ok(config) = std::env::var(KILL9_CHILD) {
+        // The child: store bindings, say so, and wait to be killed.
+        let engine = pushpark::Engine::new(EngineConfig::from_json(&config).unwrap()).unwrap();
+        for i in 0..20 {
+            let contact = push_contact("u", &token(500 + i));
+            engine
+                .register(&register(&format!("user{i}"), &contact, None))
+                .unwrap();
+        }
+        println!("kill9: registered");
+        std::thread::sleep(PATIENCE);
+        return;
+    }
+    let mut h = Harness::start(|_| {});
+    drop(h.engine.take()); // the child opens the store
+    let config = base_config(&h.mock, h.store_dir.path());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store_survives_kill_9",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILL9_CHILD, config.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let said = std::io::BufRead::lines(out)
+        .map_while(Result::ok)
+        .any(|l| l.ends_with("kill9: registered"));
+    assert!(said, "the child registered");
+    child.kill().unwrap(); // SIGKILL: no destructor, no flush
+    child.wait().unwrap();
+
+    h.engine = Some(engine_from(&config));
+    for i in 0..20 {
+        let devices = h.engine().devices(&format!("user{i}"));
+        assert_eq!(devices.len(), 1, "user{i}");
+        assert_eq!(devices[0].token, token(500 + i));
+    }
+}

@@ -16,8 +16,7 @@ mod store;
 mod worker;
 
 pub use config::{
-    ApnsConfig, AuthConfig, ConfigError, EndpointSetting, EngineConfig, ParkConfig, PushConfig,
-    StoreConfig,
+    ApnsConfig, AuthConfig, ConfigError, EngineConfig, ParkConfig, PushConfig, StoreConfig,
 };
 pub use events::{Event, EventKind};
 pub use parked::ParkedInfo;

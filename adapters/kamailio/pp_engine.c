@@ -392,9 +392,14 @@ static void pp_handle_event(pushpark_event *ev)
 				pushpark_call_ended(engine, ref);
 			break;
 		case PUSHPARK_EVENT_PUSH_RESULT:
-			LM_DBG("push to %s device %s: %s\n", pushpark_event_get_aor(ev),
-					pushpark_event_get_device(ev), reason);
-			if(pp_provisional_code && strcmp(reason, "delivered") == 0)
+			if(strcmp(reason, "delivered") != 0) {
+				LM_INFO("push to %s device %s failed: %s\n", pushpark_event_get_aor(ev),
+						pushpark_event_get_device(ev), reason);
+				break;
+			}
+			LM_DBG("push to %s device %s delivered\n", pushpark_event_get_aor(ev),
+					pushpark_event_get_device(ev));
+			if(pp_provisional_code)
 				pp_ring_aor(pushpark_event_get_aor(ev));
 			break;
 		case PUSHPARK_EVENT_DEVICE_GONE:

@@ -3,7 +3,6 @@
 //! process group and the whole group is killed on drop, so nothing outlives a test, even a failed
 //! one; a failed test prints the tail of every process's log.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -63,9 +62,7 @@ impl WorkDir {
         }
         WorkDir(dir)
     }
-}
 
-impl WorkDir {
     /// Leaves the directory in place (for the logs of a failed demo).
     pub fn keep(self) -> PathBuf {
         let path = self.0.clone();
@@ -587,12 +584,12 @@ impl Phone {
     pub fn register(&self, dir: &Path, server: &str, expires: u32) {
         let mut cmd = sipp("register.xml", free_port());
         cmd.arg(server).args(["-s", &self.user, "-m", "1"]);
-        let keys: HashMap<&str, String> = HashMap::from([
+        let keys = [
             ("token", self.token.clone()),
             ("instance", self.instance.clone()),
             ("expires", expires.to_string()),
             ("contact_port", self.ua_port.to_string()),
-        ]);
+        ];
         for (k, v) in &keys {
             cmd.arg("-key").arg(k).arg(v);
         }

@@ -126,6 +126,7 @@ fn sleeping_iphone_is_woken_and_answers() {
 
     let run = w.call("caller.xml", &phone.user, &["-m", "1"]);
     assert_ok(&run, "caller");
+    assert!(run.received(180), "the caller got no 180 Ringing");
 
     let push = w.watch.expect_push(&phone.token, SOON);
     assert_eq!(push["topic"], "com.example.app.voip");

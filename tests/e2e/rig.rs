@@ -485,11 +485,23 @@ impl Kamailio {
     }
 }
 
-/// What a finished SIPp run left: exit status, output, and its response times (ms) if traced.
+/// What a finished SIPp caller left: exit status, output, response times (ms), messages.
 pub struct SippRun {
     pub status: ExitStatus,
     pub log: String,
     pub rtt_ms: Vec<f64>,
+    pub messages: String,
+}
+
+impl SippRun {
+    /// Whether the caller received a response with this status code.
+    pub fn received(&self, code: u16) -> bool {
+        let status_line = format!("\nSIP/2.0 {code} ");
+        self.messages
+            .split("message received")
+            .skip(1)
+            .any(|m| m.contains(&status_line))
+    }
 }
 
 /// The SIPp command line every run shares: local 127.0.0.1, no keyboard, a global timeout.
@@ -511,7 +523,16 @@ pub fn sipp(scenario: &str, port: u16) -> Command {
 pub fn call(dir: &Path, server: &str, scenario: &str, user: &str, extra: &[&str]) -> SippRun {
     let mut cmd = sipp(scenario, free_port());
     cmd.arg(server)
-        .args(["-s", user, "-d", "200", "-trace_rtt", "-rtt_freq", "1"])
+        .args([
+            "-s",
+            user,
+            "-d",
+            "200",
+            "-trace_rtt",
+            "-rtt_freq",
+            "1",
+            "-trace_msg",
+        ])
         .args(extra);
     let name = format!("caller-{user}-{}", scenario.trim_end_matches(".xml"));
     let mut proc = Proc::spawn(cmd, &name, dir, false);
@@ -527,10 +548,12 @@ pub fn call(dir: &Path, server: &str, scenario: &str, user: &str, extra: &[&str]
         .skip(1)
         .filter_map(|l| l.split(';').nth(1)?.trim().parse().ok())
         .collect();
+    let messages = sipp_messages(dir, scenario, &proc);
     SippRun {
         status,
         log: proc.log_text(),
         rtt_ms,
+        messages,
     }
 }
 

@@ -98,7 +98,10 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
         // What one poll finds happened within a few ms: shown in the order it must have happened.
         let mut batch: Vec<(u8, String)> =
             log.new_lines().iter().filter_map(|l| step_of(l)).collect();
-        for (_, text) in batch.iter_mut().filter(|(rank, _)| *rank == 3) {
+        for (_, text) in batch
+            .iter_mut()
+            .filter(|(_, t)| t.starts_with("APNs accepted"))
+        {
             // The mock recorded the push before answering; its report may still be on the way.
             let id = match watch.next(Duration::from_secs(2)) {
                 Some(push) => push["apns_id"].as_str().unwrap_or("?").to_string(),
@@ -171,9 +174,11 @@ fn step_of(line: &str) -> Option<(u8, String)> {
         )
     } else if line.contains("E2E-NOT-PARKED") {
         (1, format!("INVITE not parked: {}", line.trim()))
-    } else if line.contains("push to sip:") {
-        let outcome = line.rsplit(": ").next().unwrap_or("").trim();
-        (3, format!("APNs accepted the push: {outcome}"))
+    } else if line.contains("push to sip:") && line.trim_end().ends_with(" delivered") {
+        (3, "APNs accepted the push: 200, delivered".to_string())
+    } else if line.contains("push to sip:") && line.contains(" failed: ") {
+        let why = line.rsplit(" failed: ").next().unwrap_or("").trim();
+        (3, format!("APNs refused the push: {why}"))
     } else if line.contains("E2E-REGISTERED") {
         (
             5,

@@ -60,10 +60,11 @@ free_port() {
         [ -z "$(ss -Hlnut "sport = :$p" 2>/dev/null)" ] && { echo "$p"; return; }
     done
 }
-# Runs a command in its own process group (killed on exit); sets $last.
+# Runs a command in the work dir (SIPp writes its files there), in its own process group
+# (killed on exit); sets $last.
 start() {
     local log=$1; shift
-    setsid "$@" >"$log" 2>&1 </dev/null &
+    (cd "$work" && exec setsid "$@" >"$log" 2>&1 </dev/null) &
     last=$!
     groups+=("$last")
 }
@@ -118,7 +119,8 @@ percentile() {
         r=int((p/100)*NR+0.999999); if (r<1) r=1; print v[r]}'
 }
 
-start "$work/device-ua.log" sipp -sf "$e2e/device_pickup.xml" -i 127.0.0.1 -p "$ua_port" -nostdin
+start "$work/device-ua.log" sipp -sf "$e2e/device_pickup.xml" -i 127.0.0.1 -p "$ua_port" -nostdin \
+    -trace_err
 start "$work/device-sim.log" "$bin" device-sim --control "127.0.0.1:$control_port" \
     --registrar "127.0.0.1:$sip_port" --any-contact-port "$ua_port" --wake-delay-ms "$WAKE_MS"
 wait_for "$work/device-sim.log" "ready"

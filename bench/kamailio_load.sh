@@ -24,6 +24,8 @@ DURATION=${DURATION:-10}         # seconds of calls per rate
 WAKE_MS=${WAKE_MS:-100}          # phone: push -> REGISTER
 APNS_DELAY_MS=${APNS_DELAY_MS:-50}
 CHILDREN=${CHILDREN:-4}          # Kamailio UDP workers
+SHM_MB=${SHM_MB:-512}            # Kamailio shared memory: transactions linger 5 s after the call,
+                                 # 64 MB (the default) runs out near 400 calls/s
 PARK_TIMEOUT_MS=${PARK_TIMEOUT_MS:-30000}
 LOG_LEVEL=${LOG_LEVEL:-0}        # Kamailio debug level (1: the config's per-call markers)
 STORE_DIR=${STORE_DIR:-}         # where the engine keeps its device store (default: the work dir;
@@ -87,7 +89,7 @@ ctl="unix:$work/ctl.sock"
 kamcmd_() { kamcmd -s "$ctl" "$@"; }
 kamailio_start() { # kamailio_start RATE N
     start "$work/kamailio-$1-$2.log" kamailio -DD -E -f "$e2e/kamailio-pushpark.cfg" -w "$work" \
-        -Y "$work" -n "$CHILDREN" -l "udp:127.0.0.1:$sip_port" -A "CTL_SOCK=\"$ctl\"" \
+        -Y "$work" -n "$CHILDREN" -m "$SHM_MB" -l "udp:127.0.0.1:$sip_port" -A "CTL_SOCK=\"$ctl\"" \
         -A "PUSHPARK_MODULE=\"$module\"" -A "PUSHPARK_CONFIG=\"$work/pushpark-$1.json\"" \
         -A "DEBUG_LEVEL=$LOG_LEVEL" -A PROVISIONAL=0
     kamailio_group=$last
@@ -113,6 +115,9 @@ cpu_ticks() {
     done
     echo "$all $one"
 }
+# Datagrams the kernel dropped because a UDP socket's receive buffer was full (all sockets).
+udp_drops() { awk '/^Udp:/ && !h {for (i = 1; i <= NF; i++) col[$i] = i; h = 1; next}
+    /^Udp:/ {print $col["RcvbufErrors"]}' /proc/net/snmp; }
 # p-th percentile (0-100) of the numbers in a file, nearest rank.
 percentile() {
     sort -n "$1" | awk -v p="$2" '{v[NR]=$1} END {if (NR==0) {print "n/a"; exit}
@@ -126,11 +131,13 @@ start "$work/device-sim.log" "$bin" device-sim --control "127.0.0.1:$control_por
 wait_for "$work/device-sim.log" "ready"
 hz=$(getconf CLK_TCK)
 
-printf '\nAPNs answers after %s ms, phone wakes %s ms after the push, %s s per rate, %s workers, store in %s\n' \
-    "$APNS_DELAY_MS" "$WAKE_MS" "$DURATION" "$CHILDREN" "$store_root"
+printf '\nAPNs answers after %s ms, phone wakes %s ms after the push, %s s per rate\n' \
+    "$APNS_DELAY_MS" "$WAKE_MS" "$DURATION"
+printf 'Kamailio: %s workers, %s MB shared memory; engine store in %s\n' "$CHILDREN" "$SHM_MB" \
+    "$store_root"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work skews the figures)"
-printf '%8s %8s %8s %14s %11s %12s %12s %18s\n' rate/s ok failed "added median" "added p99" \
-    "kamailio CPU" "engine CPU" "workers CPU/call"
+printf '%8s %8s %8s %14s %11s %12s %12s %18s %10s\n' rate/s ok failed "added median" \
+    "added p99" "kamailio CPU" "engine CPU" "workers CPU/call" "UDP drops"
 
 for rate in $RATES; do
     n=$((rate * DURATION))
@@ -168,6 +175,7 @@ EOF
     engine_pid=$(kamcmd_ core.psx | awk '/PID:/ {pid=$2} /DSC:.*pushpark/ {print pid; exit}')
 
     read -r cpu0 eng0 < <(cpu_ticks "$kamailio_group" "$engine_pid")
+    drops0=$(udp_drops)
     t0=$(date +%s.%N)
     cd "$work"
     sipp "127.0.0.1:$sip_port" -sf "$work/caller.xml" -inf "$work/users-$rate.csv" -r "$rate" \
@@ -177,6 +185,7 @@ EOF
     cd "$root"
     t1=$(date +%s.%N)
     read -r cpu1 eng1 < <(cpu_ticks "$kamailio_group" "$engine_pid")
+    drops=$(($(udp_drops) - drops0))
 
     ok=$(awk -F'|' '/Successful call/ {gsub(/ /,"",$3); v=$3} END {print v+0}' "$work/caller-$rate.log")
     failed=$(awk -F'|' '/Failed call/ {gsub(/ /,"",$3); v=$3} END {print v+0}' "$work/caller-$rate.log")
@@ -186,11 +195,11 @@ EOF
     median=$(percentile "$work/added-$rate.txt" 50)
     p99=$(percentile "$work/added-$rate.txt" 99)
     awk -v r="$rate" -v ok="$ok" -v failed="$failed" -v med="$median" -v p99="$p99" \
-        -v c="$((cpu1 - cpu0))" -v e="$((eng1 - eng0))" -v hz="$hz" -v wall="$(awk -v a="$t0" \
+        -v c="$((cpu1 - cpu0))" -v e="$((eng1 - eng0))" -v hz="$hz" -v drops="$drops" -v wall="$(awk -v a="$t0" \
         -v b="$t1" 'BEGIN {print b - a}')" 'BEGIN {
-        printf "%8s %8s %8s %11s ms %8s ms %10.0f %% %10.0f %% %15.0f us\n", r, ok, failed,
-            med, p99, c / hz / wall * 100, e / hz / wall * 100,
-            (c - e) / hz / (ok + failed + 1e-9) * 1e6 }'
+        printf "%8s %8s %8s %11s ms %8s ms %10.0f %% %10.0f %% %15.0f us %10d\n", r, ok,
+            failed, med, p99, c / hz / wall * 100, e / hz / wall * 100,
+            (c - e) / hz / (ok + failed + 1e-9) * 1e6, drops }'
     kamcmd_ pushpark.stats >"$work/stats-$rate.txt" 2>&1 || true
     stop_group "$kamailio_group"
 done

@@ -123,7 +123,7 @@ udp_drops() { awk '/^Udp:/ && !h {for (i = 1; i <= NF; i++) col[$i] = i; h = 1; 
 # p-th percentile (0-100) of the numbers in a file, nearest rank.
 percentile() {
     sort -n "$1" | awk -v p="$2" '{v[NR]=$1} END {if (NR==0) {print "n/a"; exit}
-        r=int((p/100)*NR+0.999999); if (r<1) r=1; print v[r]}'
+        r=int((p/100)*NR+0.999999); if (r<1) r=1; printf "%.0f\n", v[r]}'
 }
 
 start "$work/device-ua.log" sipp -sf "$e2e/device_pickup.xml" -i 127.0.0.1 -p "$ua_port" -nostdin \

@@ -89,19 +89,7 @@ pub unsafe extern "C" fn pushpark_parked_json(
     engine: *mut pushpark_engine,
     json: *mut *mut c_char,
 ) -> pushpark_result {
-    guard(|| {
-        let parked: Vec<_> = engine_ref(engine)?
-            .parked()
-            .into_iter()
-            .map(|p| {
-                serde_json::json!({
-                    "park_id": p.park_id, "host_ref": p.host_ref, "call_id": p.call_id,
-                    "aor": p.aor, "age_ms": p.age_ms, "state": p.state,
-                })
-            })
-            .collect();
-        give_json(json, parked)
-    })
+    guard(|| give_json(json, engine_ref(engine)?.parked()))
 }
 
 /// See pushpark.h.

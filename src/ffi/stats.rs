@@ -10,6 +10,10 @@ use std::mem::{offset_of, size_of};
 /// How much of a device token listings show: enough to tell devices apart, too little to use.
 const TOKEN_SHOWN: usize = 8;
 
+// `pushpark_stats` is copied to C byte by byte, so it must have no (uninitialized) padding:
+// its size_t `size` followed by u64s has none where size_t is 64 bits.
+const _: () = assert!(size_of::<usize>() == size_of::<u64>());
+
 /// See pushpark.h.
 #[no_mangle]
 pub unsafe extern "C" fn pushpark_stats_get(

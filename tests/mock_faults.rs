@@ -309,3 +309,57 @@ async fn refused_tls_fails_the_handshake_with_an_alert() {
         .unwrap();
     assert_eq!(a.status, 200);
 }
+
+#[tokio::test]
+async fn a_client_ignoring_the_lowered_limit_gets_refused_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start(dir.path());
+    mock.set_faults(Faults {
+        max_concurrent_streams: Some(1),
+        delay: Duration::from_secs(2),
+        ..Faults::default()
+    });
+    let mut raw = RawConn::connect(&mock).await;
+    let mut limits = Vec::new();
+    while limits.len() < 2 {
+        let f = raw.read().await;
+        if f.kind == SETTINGS && f.flags & 1 == 0 {
+            limits.push(f.max_concurrent_streams());
+            raw.send(SETTINGS, 1, 0, &[]).await;
+        }
+    }
+    assert_eq!(limits, [Some(1000), Some(1)]);
+    // The server reads frames in order: once the PING is answered, it has our ACKs.
+    raw.send(0x6, 0, 0, b"12345678").await;
+    while raw.read().await.kind != 0x6 {}
+
+    let path = format!("/3/device/{TOKEN}");
+    let bearer = format!("bearer {}", jwt(&mock));
+    let request = [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", "localhost"),
+        (":path", path.as_str()),
+        ("authorization", bearer.as_str()),
+        ("apns-topic", TOPIC),
+    ];
+    raw.request(1, &request).await;
+    raw.request(3, &request).await;
+    let refused = loop {
+        let f = raw.read().await;
+        if f.kind == 0x3 {
+            break f;
+        }
+    };
+    assert_eq!(refused.stream, 3, "the stream over the limit");
+    assert_eq!(refused.payload, 7u32.to_be_bytes(), "REFUSED_STREAM");
+    // Stream 1 is answered (no body: PayloadEmpty) after the delay, not refused.
+    let answer = loop {
+        let f = raw.read().await;
+        if f.stream == 1 {
+            break f;
+        }
+    };
+    assert_eq!(answer.kind, 0x1, "HEADERS for stream 1");
+    assert_eq!(mock.stats().refused_streams, 1);
+}

@@ -120,8 +120,12 @@ impl Behaviour {
     }
 
     pub fn set_faults(&self, faults: Faults) {
-        self.stream_limit
-            .send_replace(faults.max_concurrent_streams);
+        let limit = faults.max_concurrent_streams;
+        self.stream_limit.send_if_modified(|current| {
+            let changed = *current != limit;
+            *current = limit;
+            changed
+        });
         *self.faults.lock() = faults;
     }
 

@@ -363,3 +363,43 @@ async fn a_client_ignoring_the_lowered_limit_gets_refused_stream() {
     assert_eq!(answer.kind, 0x1, "HEADERS for stream 1");
     assert_eq!(mock.stats().refused_streams, 1);
 }
+
+#[tokio::test]
+async fn like_apple_a_rejection_throttles_the_connection_until_a_push_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start(dir.path());
+    mock.set_faults(Faults {
+        throttle_after_rejection: true,
+        ..Faults::default()
+    });
+    let jwt = jwt(&mock);
+    let (mut c, frames) = connect_sniffed(&mock).await;
+    let a = send(&mut c.send, push(&TOKEN[..10], &jwt), PAYLOAD)
+        .await
+        .unwrap();
+    assert_eq!(a.reason(), "BadDeviceToken");
+    eventually("the limit drops to 1", || {
+        c.send.current_max_send_streams() == 1
+    })
+    .await;
+    let a = send(&mut c.send, push(&TOKEN[..10], &jwt), PAYLOAD)
+        .await
+        .unwrap();
+    assert_eq!(a.reason(), "BadDeviceToken");
+    let a = send(&mut c.send, push(TOKEN, &jwt), PAYLOAD).await.unwrap();
+    assert_eq!(a.status, 200);
+    eventually("the limit is restored", || {
+        c.send.current_max_send_streams() == 1000
+    })
+    .await;
+    let limits: Vec<_> = frames
+        .lock()
+        .iter()
+        .filter_map(|f| f.max_concurrent_streams())
+        .collect();
+    assert_eq!(
+        limits,
+        [1000, 1, 1000],
+        "one SETTINGS per change, none repeated"
+    );
+}

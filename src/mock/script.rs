@@ -45,6 +45,10 @@ pub struct Faults {
     pub max_concurrent_streams: Option<u32>,
     /// Fail every TLS handshake with a handshake_failure alert.
     pub refuse_tls: bool,
+    /// What Apple does (Open Radar 27870881): after a rejected push, lower the
+    /// connection's MAX_CONCURRENT_STREAMS to 1; after the next accepted one,
+    /// raise it back.
+    pub throttle_after_rejection: bool,
 }
 
 /// The faults that apply to one stream, decided when it arrives.
@@ -53,6 +57,7 @@ pub struct StreamFaults {
     pub server_error: Option<Reason>,
     pub delay: Duration,
     pub goaway_after_streams: Option<u32>,
+    pub throttle_after_rejection: bool,
 }
 
 struct Script {
@@ -133,6 +138,11 @@ impl Behaviour {
         self.faults.lock().refuse_tls
     }
 
+    /// The stream limit connections announce when not throttled.
+    pub fn normal_stream_limit(&self) -> Option<u32> {
+        *self.stream_limit.borrow()
+    }
+
     /// Tells each connection when the announced stream limit changes.
     pub fn stream_limit(&self) -> watch::Receiver<Option<u32>> {
         self.stream_limit.subscribe()
@@ -160,6 +170,7 @@ impl Behaviour {
             server_error,
             delay: f.delay,
             goaway_after_streams: f.goaway_after_streams,
+            throttle_after_rejection: f.throttle_after_rejection,
         }
     }
 }

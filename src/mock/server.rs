@@ -14,7 +14,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -177,6 +177,9 @@ struct Connection {
     cert: ClientCert,
     /// Streams being processed, to refuse those over an acknowledged limit.
     active: AtomicUsize,
+    tap: Arc<Tap>,
+    /// Whether the limit is lowered to 1 by `throttle_after_rejection`.
+    throttled: AtomicBool,
 }
 
 async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
@@ -219,6 +222,8 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
         id: shared.next_connection.fetch_add(1, Ordering::Relaxed),
         cert,
         active: AtomicUsize::new(0),
+        tap: tap.clone(),
+        throttled: AtomicBool::new(false),
     });
     Counters::bump(&shared.counters.connections);
     let mut limit = shared.behaviour.stream_limit();
@@ -308,6 +313,18 @@ async fn stream(
         tokio::time::sleep(faults.delay).await;
     }
     conn.active.fetch_sub(1, Ordering::Relaxed);
+    if faults.throttle_after_rejection {
+        let rejected = matches!(verdict, Verdict::Rejected(..));
+        if conn.throttled.swap(rejected, Ordering::Relaxed) != rejected {
+            // Queued before the answer, so the client learns the new limit first.
+            let normal = shared.behaviour.normal_stream_limit();
+            conn.tap.announce_limit(if rejected {
+                1
+            } else {
+                normal.unwrap_or(NORMAL_STREAM_LIMIT)
+            });
+        }
+    }
     let reason = match verdict {
         Verdict::Gone => return,
         Verdict::Accepted => {

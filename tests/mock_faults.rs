@@ -403,3 +403,37 @@ async fn like_apple_a_rejection_throttles_the_connection_until_a_push_succeeds()
         "one SETTINGS per change, none repeated"
     );
 }
+
+#[tokio::test]
+async fn new_provider_tokens_more_often_than_every_20_minutes_get_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start(dir.path());
+    mock.set_faults(Faults {
+        limit_token_updates: true,
+        ..Faults::default()
+    });
+    let signer = signer(&mock);
+    let t = now();
+    let (first, too_soon, later) = (
+        signer.sign(t - 1500),
+        signer.sign(t - 1500 + 60),
+        signer.sign(t),
+    );
+    let mut c = connect(&mock).await;
+    for (jwt, status, reason) in [
+        (&first, 200, ""),
+        (&first, 200, ""),
+        (&too_soon, 429, "TooManyProviderTokenUpdates"),
+        (&first, 200, ""),
+        (&later, 200, ""),
+    ] {
+        let a = send(&mut c.send, push(TOKEN, jwt), PAYLOAD).await.unwrap();
+        assert_eq!((a.status.as_u16(), a.reason()), (status, reason));
+    }
+    // The rule is per connection: a new one may start with any valid token.
+    let mut c2 = connect(&mock).await;
+    let a = send(&mut c2.send, push(TOKEN, &too_soon), PAYLOAD)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+}

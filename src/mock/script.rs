@@ -49,6 +49,9 @@ pub struct Faults {
     /// connection's MAX_CONCURRENT_STREAMS to 1; after the next accepted one,
     /// raise it back.
     pub throttle_after_rejection: bool,
+    /// Answer 429 TooManyProviderTokenUpdates when a connection switches to a
+    /// new provider token issued (`iat`) less than 20 minutes after its last.
+    pub limit_token_updates: bool,
 }
 
 /// The faults that apply to one stream, decided when it arrives.
@@ -58,6 +61,7 @@ pub struct StreamFaults {
     pub delay: Duration,
     pub goaway_after_streams: Option<u32>,
     pub throttle_after_rejection: bool,
+    pub limit_token_updates: bool,
 }
 
 struct Script {
@@ -171,6 +175,7 @@ impl Behaviour {
             delay: f.delay,
             goaway_after_streams: f.goaway_after_streams,
             throttle_after_rejection: f.throttle_after_rejection,
+            limit_token_updates: f.limit_token_updates,
         }
     }
 }

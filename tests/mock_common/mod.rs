@@ -170,7 +170,7 @@ impl Frame {
             .chunks(6)
             .filter(|s| s.len() == 6 && u16::from_be_bytes([s[0], s[1]]) == 0x3)
             .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
-            .last()
+            .next_back()
     }
 }
 

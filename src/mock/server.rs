@@ -290,7 +290,7 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
 }
 
 fn over_limit(tap: &Tap, conn: &Connection) -> bool {
-    tap.acked_limit()
+    tap.enforced_limit()
         .is_some_and(|limit| conn.active.load(Ordering::Relaxed) >= limit as usize)
 }
 

@@ -378,6 +378,9 @@ async fn attempts(s: &Shared, request: &Prepared, report: &mut Report) -> Outcom
     let mut failures = 0;
     loop {
         let Some((response, conn, generation)) = s.pool.dispatch(|b| request.request(b)) else {
+            if let Some(why) = s.pool.down_reason() {
+                report.last_error = Some(why.to_string());
+            }
             s.pool.wait_ready().await;
             continue;
         };

@@ -206,11 +206,6 @@ impl ApnsClient {
             Err(_) => Err(ClientError::Connect("the client shut down".into())),
         }
     }
-
-    /// HTTP/2 connections this client keeps open.
-    pub fn connections(&self) -> usize {
-        self.shared.pool.connections()
-    }
 }
 
 impl Drop for ApnsClient {

@@ -157,10 +157,6 @@ impl Pool {
         }
     }
 
-    pub fn connections(&self) -> usize {
-        self.slots.len()
-    }
-
     /// Starts a request on an open connection (round robin), or `None` when none is open.
     /// The returned future resolves to the answer; dropping it resets the stream.
     #[allow(clippy::type_complexity)]

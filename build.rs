@@ -1,1 +1,19 @@
-fn main() {}
+//! Generates Rust declarations from the hand-written C header, so the Rust side of the C ABI
+//! is checked against the contract the host compiles with (see `src/ffi/sys.rs`).
+
+use std::{env, path::PathBuf};
+
+fn main() {
+    let header = "c-include/pushpark.h";
+    println!("cargo:rerun-if-changed={header}");
+    let bindings = bindgen::Builder::default()
+        .header(header)
+        .allowlist_item("(pushpark|PUSHPARK)_.*")
+        .prepend_enum_name(false)
+        .generate()
+        .unwrap_or_else(|e| panic!("bindgen failed on {header}: {e}"));
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    bindings
+        .write_to_file(out.join("pushpark_sys.rs"))
+        .expect("writing the bindings to OUT_DIR");
+}

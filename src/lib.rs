@@ -3,6 +3,7 @@
 
 pub mod apns;
 pub mod engine;
+pub mod ffi;
 pub mod mock;
 
 pub use apns::{

@@ -2,6 +2,7 @@
 //! APNs VoIP push, and resume the call when they register.
 
 pub mod apns;
+pub mod ffi;
 
 /// The library version (Cargo.toml's).
 pub fn version() -> &'static str {

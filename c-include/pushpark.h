@@ -1,0 +1,370 @@
+/*
+ * pushpark.h: the C ABI of libpushpark.
+ *
+ * pushpark parks a SIP INVITE for a device that has no live connection, wakes the
+ * device with an Apple VoIP push (APNs over HTTP/2), and tells the host (the SIP
+ * server) when to resume the call: when the device REGISTERs. On timeout it tells
+ * the host to reject (480 by default).
+ *
+ * Conventions for every function in this file:
+ * - Functions that can fail return a pushpark_result; PUSHPARK_OK (0) is success.
+ *   The numbers are fixed forever; new codes are only ever added.
+ * - Out-params are written only on success; on failure they are left untouched.
+ * - Input pointers are const and are not kept after the call returns (the library
+ *   copies what it needs). Strings are NUL-terminated UTF-8; invalid UTF-8 gives
+ *   PUSHPARK_ERR_UTF8.
+ * - Every pointer argument is NULL-checked: a NULL where one is not allowed gives
+ *   PUSHPARK_ERR_NULL_ARG (functions that return no result code say what they do).
+ * - No panic or exception ever crosses this boundary: an internal bug gives
+ *   PUSHPARK_ERR_PANIC.
+ * - Every function is safe to call from any thread, concurrently, with one
+ *   exception: pushpark_engine_free must not race with other calls on the same engine.
+ * - Each pushpark_result-returning call sets the calling thread's last-error
+ *   detail string (see pushpark_last_error).
+ * - The engine calls no host code from its own threads, except the log callback
+ *   (see pushpark_set_log_callback).
+ * - An engine does not survive fork(): its threads are not copied. In a forking
+ *   server create it in the process that will use it, after forking.
+ */
+#ifndef PUSHPARK_H
+#define PUSHPARK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Version ------------------------------------------------------------ */
+
+#define PUSHPARK_VERSION_MAJOR 0
+#define PUSHPARK_VERSION_MINOR 1
+#define PUSHPARK_VERSION_PATCH 0
+#define PUSHPARK_VERSION_STRING "0.1.0"
+
+/*
+ * The version of the loaded library, e.g. "0.1.0" (compare with
+ * PUSHPARK_VERSION_STRING to detect a header/library mismatch).
+ * Returns a static string: never NULL, never freed. Any thread.
+ */
+const char *pushpark_version(void);
+
+/* ---- Result codes -------------------------------------------------------- */
+
+typedef enum pushpark_result {
+    PUSHPARK_OK = 0,
+    PUSHPARK_ERR_NULL_ARG = 1,     /* a required pointer argument was NULL */
+    PUSHPARK_ERR_UTF8 = 2,         /* a string argument is not valid UTF-8 */
+    PUSHPARK_ERR_CONFIG = 3,       /* the configuration is invalid (detail names the key) */
+    PUSHPARK_ERR_NO_DEVICE = 4,    /* park: the AOR has no push-capable device; reject as usual */
+    PUSHPARK_ERR_LIMIT_TOTAL = 5,  /* park: the total parked-call limit is reached */
+    PUSHPARK_ERR_LIMIT_AOR = 6,    /* park: the per-AOR parked-call limit is reached */
+    PUSHPARK_ERR_QUEUE_FULL = 7,   /* park: the push queue is full */
+    PUSHPARK_ERR_DUPLICATE = 8,    /* park: this host_ref is already parked */
+    PUSHPARK_ERR_NOT_FOUND = 9,    /* no such call / device (e.g. it already ended) */
+    PUSHPARK_ERR_EMPTY = 10,       /* pushpark_poll: no event queued (not a failure) */
+    PUSHPARK_ERR_INVALID = 11,     /* an argument's value is invalid (detail says which) */
+    PUSHPARK_ERR_IO = 12,          /* file or store I/O failed */
+    PUSHPARK_ERR_SHUTDOWN = 13,    /* the engine is shutting down */
+    PUSHPARK_ERR_PANIC = 14,       /* an internal bug was caught; the call had no effect or
+                                      an unknown one; please report it */
+    PUSHPARK_ERR_INTERNAL = 15     /* any other internal failure (detail says what) */
+} pushpark_result;
+
+/*
+ * The code's name, e.g. "PUSHPARK_ERR_NO_DEVICE"; "PUSHPARK_UNKNOWN" for a number
+ * this library does not know. Static string: never NULL, never freed. Any thread.
+ */
+const char *pushpark_result_name(pushpark_result code);
+
+/*
+ * A short English description of the code, e.g. "the AOR has no push device".
+ * Static string: never NULL, never freed. Any thread.
+ */
+const char *pushpark_result_message(pushpark_result code);
+
+/*
+ * Detail about the last pushpark_result-returning call made on the calling thread:
+ * "" after PUSHPARK_OK (and after PUSHPARK_ERR_EMPTY), otherwise a human-readable
+ * message such as "apns.auth.key_id: missing". Never NULL. The string belongs to
+ * the library and stays valid until the next pushpark_result-returning call on this
+ * thread; copy it to keep it. Never contains secrets (keys, JWTs).
+ */
+const char *pushpark_last_error(void);
+
+/* ---- Configuration ------------------------------------------------------- */
+
+/*
+ * Checks a configuration document (JSON, see README) without starting anything:
+ * parses it and reports unknown keys, missing required keys and bad values
+ * (PUSHPARK_ERR_CONFIG, pushpark_last_error() names the key path). It does not
+ * read key files or open the store. Useful in a forking server's start-up, before
+ * the process that will own the engine exists.
+ * config_json: required. Any thread.
+ */
+pushpark_result pushpark_config_check(const char *config_json);
+
+/* ---- Engine -------------------------------------------------------------- */
+
+/* An engine: the device store, the parked calls, the APNs client and its threads. */
+typedef struct pushpark_engine pushpark_engine;
+
+/*
+ * Creates an engine from a configuration document (JSON): opens the device store,
+ * loads the APNs credentials, starts the engine's threads. On success *out receives
+ * the engine, owned by the caller until pushpark_engine_free.
+ * Errors: PUSHPARK_ERR_CONFIG (bad document or unreadable key), PUSHPARK_ERR_IO
+ * (store), PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8.
+ * config_json, out: required. Any thread.
+ */
+pushpark_result pushpark_engine_new(const char *config_json, pushpark_engine **out);
+
+/*
+ * Stops the engine: stops and joins every thread it started, ends every call still
+ * parked (no event is emitted for them after this), closes the store and the event
+ * fd, and frees the engine. Blocks until done. NULL is accepted and does nothing.
+ * Must not run concurrently with any other call on the same engine, and must not be
+ * called from the log callback. The pointer is invalid afterwards.
+ */
+void pushpark_engine_free(pushpark_engine *engine);
+
+/* ---- Devices ------------------------------------------------------------- */
+
+/* What pushpark_register did with a REGISTER. */
+typedef struct pushpark_register_outcome {
+    int push_capable;   /* 1 if the Contact carries RFC 8599 pn-provider/pn-prid/pn-param */
+    int stored;         /* 1 if a device binding was stored or refreshed */
+    int removed;        /* 1 if a binding was removed (expires == 0) */
+    uint32_t resumed;   /* parked calls of the AOR woken by this REGISTER (RESUME events) */
+} pushpark_register_outcome;
+
+/*
+ * Hands the engine a REGISTER the host accepted. The engine parses the RFC 8599
+ * parameters (pn-provider apns|apns.dev, pn-prid, pn-param) from the Contact URI,
+ * stores or refreshes the device binding (or removes it when expires == 0), and
+ * wakes the AOR's parked calls (RESUME / APPEND_BRANCH events). A Contact without
+ * push parameters is not an error (push_capable = 0) but still wakes parked calls.
+ * aor:      the address of record, e.g. "sip:alice@example.com". Required.
+ * contact:  the Contact URI with its parameters. Required.
+ * instance: the Contact's +sip.instance value, or NULL when absent.
+ * expires:  the binding's expiry in seconds; 0 removes it.
+ * out:      receives the outcome; may be NULL when the caller does not need it.
+ * Errors: PUSHPARK_ERR_INVALID (unparsable push parameters), PUSHPARK_ERR_IO,
+ * PUSHPARK_ERR_SHUTDOWN, PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Does not block on
+ * the network. Any thread.
+ */
+pushpark_result pushpark_register(pushpark_engine *engine, const char *aor, const char *contact,
+                                  const char *instance, uint32_t expires,
+                                  pushpark_register_outcome *out);
+
+/*
+ * Stores a device binding learnt other than by REGISTER (replaces one with the same
+ * aor + device_key) and wakes the AOR's parked calls like a REGISTER would.
+ * device_key: the device's identity within the AOR (e.g. its +sip.instance). Required.
+ * provider:   "apns" (production) or "apns.dev" (sandbox). Required.
+ * token:      the PushKit device token (hex). Required.
+ * topic:      the APNs topic, e.g. "com.example.app.voip". Required.
+ * contact:    the device's Contact URI, or NULL / "" when unknown.
+ * Errors: PUSHPARK_ERR_INVALID, PUSHPARK_ERR_IO, PUSHPARK_ERR_SHUTDOWN,
+ * PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Any thread.
+ */
+pushpark_result pushpark_add_device(pushpark_engine *engine, const char *aor,
+                                    const char *device_key, const char *provider,
+                                    const char *token, const char *topic, const char *contact);
+
+/*
+ * Removes one device binding. PUSHPARK_ERR_NOT_FOUND if there was none.
+ * aor, device_key: required. Any thread.
+ */
+pushpark_result pushpark_remove_device(pushpark_engine *engine, const char *aor,
+                                       const char *device_key);
+
+/* ---- Parking ------------------------------------------------------------- */
+
+/*
+ * Parks a call to `aor` and queues a VoIP push to each of the AOR's devices. Never
+ * blocks on the network. The call then ends exactly once, reported by an event:
+ * RESUME (a device registered: relay the call), REJECT (timeout or every push
+ * failed: reply with the event's sip_code/reason), or by the host's own
+ * pushpark_cancel.
+ * call_id:     the INVITE's Call-ID (goes into the push payload). Required.
+ * aor:         the called address of record. Required.
+ * caller_uri:  the caller's URI (push payload). Required.
+ * caller_name: the caller's display name (push payload); NULL means "".
+ * host_ref:    the host's opaque reference for the call (e.g. tm's
+ *              (hash_index << 32) | label); events carry it back. Unique among
+ *              parked calls.
+ * timeout_ms:  how long to wait for the device; 0 = the configured default.
+ * park_id:     receives the engine's id for the call; may be NULL.
+ * Errors: PUSHPARK_ERR_NO_DEVICE (at once: no push device, reject as usual),
+ * PUSHPARK_ERR_LIMIT_TOTAL, PUSHPARK_ERR_LIMIT_AOR, PUSHPARK_ERR_QUEUE_FULL,
+ * PUSHPARK_ERR_DUPLICATE, PUSHPARK_ERR_INVALID, PUSHPARK_ERR_SHUTDOWN,
+ * PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. On any error nothing was parked and no
+ * event will follow for host_ref. Any thread.
+ */
+pushpark_result pushpark_park(pushpark_engine *engine, const char *call_id, const char *aor,
+                              const char *caller_uri, const char *caller_name,
+                              uint64_t host_ref, uint32_t timeout_ms, uint64_t *park_id);
+
+/*
+ * The host gave up on a parked call (the caller CANCELled, or the host's own timer):
+ * the call ends as CANCELLED and no further event carries host_ref.
+ * PUSHPARK_ERR_NOT_FOUND if the call already ended (e.g. a RESUME or REJECT for it is
+ * queued or was polled: the host must still handle that event). Any thread.
+ */
+pushpark_result pushpark_cancel(pushpark_engine *engine, uint64_t host_ref);
+
+/*
+ * The host's resumed call finished (answered or failed): the engine forgets it and
+ * stops sending APPEND_BRANCH events for it. PUSHPARK_ERR_NOT_FOUND if unknown.
+ * Any thread.
+ */
+pushpark_result pushpark_call_ended(pushpark_engine *engine, uint64_t host_ref);
+
+/* ---- Events -------------------------------------------------------------- */
+
+typedef enum pushpark_event_kind {
+    PUSHPARK_EVENT_RESUME = 1,        /* a device of the AOR registered: look the AOR up and
+                                         relay the call (once per parked call) */
+    PUSHPARK_EVENT_APPEND_BRANCH = 2, /* another device of an already-resumed call registered:
+                                         add a branch to the call */
+    PUSHPARK_EVENT_REJECT = 3,        /* reply with sip_code and reason (timeout, or every
+                                         push failed); the call has ended */
+    PUSHPARK_EVENT_PUSH_RESULT = 4,   /* for logs: one push's outcome (reason: "delivered", an
+                                         APNs reason, or "timeout"); host_ref is 0 */
+    PUSHPARK_EVENT_DEVICE_GONE = 5    /* APNs said the device's token is dead; the binding was
+                                         removed; host_ref is 0 */
+} pushpark_event_kind;
+
+/* One event, owned by the caller of pushpark_poll until pushpark_event_free. */
+typedef struct pushpark_event pushpark_event;
+
+/*
+ * The engine's event fd: an eventfd (non-blocking, close-on-exec) that is readable
+ * while events are queued. Put it in the host's poll/epoll/select loop; when it is
+ * readable, call pushpark_poll until it returns PUSHPARK_ERR_EMPTY. The fd belongs
+ * to the engine: do not read, write or close it; it is valid until
+ * pushpark_engine_free. engine, fd: required. Any thread.
+ */
+pushpark_result pushpark_event_fd(pushpark_engine *engine, int *fd);
+
+/*
+ * Takes the next event off the queue without blocking. On PUSHPARK_OK *event
+ * receives it (owned by the caller: free it with pushpark_event_free);
+ * PUSHPARK_ERR_EMPTY when no event is queued (*event untouched). Events of one call
+ * come in order. engine, event: required. Any thread (typically one).
+ */
+pushpark_result pushpark_poll(pushpark_engine *engine, pushpark_event **event);
+
+/* Frees an event and every string its accessors returned. NULL does nothing. */
+void pushpark_event_free(pushpark_event *event);
+
+/*
+ * Accessors: read-only, any thread. Strings returned belong to the event and stay
+ * valid until pushpark_event_free; they are never NULL ("" when not applicable).
+ * A NULL event gives 0 / "".
+ */
+pushpark_event_kind pushpark_event_get_kind(const pushpark_event *event);
+uint64_t pushpark_event_get_host_ref(const pushpark_event *event);   /* 0: no call */
+uint64_t pushpark_event_get_park_id(const pushpark_event *event);    /* 0: no call */
+const char *pushpark_event_get_aor(const pushpark_event *event);
+const char *pushpark_event_get_device(const pushpark_event *event);  /* device key */
+uint16_t pushpark_event_get_sip_code(const pushpark_event *event);   /* REJECT: e.g. 480 */
+const char *pushpark_event_get_reason(const pushpark_event *event);  /* SIP or APNs reason */
+
+/* The kind's name, e.g. "RESUME"; "UNKNOWN" otherwise. Static string, never NULL. */
+const char *pushpark_event_kind_name(pushpark_event_kind kind);
+
+/* ---- Statistics and listings --------------------------------------------- */
+
+/*
+ * Counters since the engine started (except parked_now). Forward compatible: set
+ * `size` to sizeof(pushpark_stats) before the call; the library fills at most that
+ * many bytes and sets `size` to the number of bytes it filled, so an older library
+ * fills a prefix and a newer one never writes past the caller's struct. Fields are
+ * only ever appended.
+ */
+typedef struct pushpark_stats {
+    size_t size;
+    uint64_t parked_now;             /* calls parked at this moment */
+    uint64_t parked_total;           /* calls ever parked */
+    uint64_t resumed;                /* ended RESUMED */
+    uint64_t rejected_timeout;       /* ended REJECTED: timeout */
+    uint64_t rejected_push_failed;   /* ended REJECTED: every push failed permanently */
+    uint64_t cancelled;              /* ended CANCELLED by the host (incl. at engine free) */
+    uint64_t park_no_device;         /* park refused: no push device */
+    uint64_t park_refused_limit;     /* park refused: a limit or the queue was full */
+    uint64_t pushes_sent;            /* pushes written to APNs */
+    uint64_t pushes_delivered;       /* APNs answered 200 */
+    uint64_t pushes_failed_permanent;/* APNs refused for good (bad token, topic, payload) */
+    uint64_t pushes_failed_transient;/* retryable failures (429, 5xx, connection) */
+    uint64_t devices_gone;           /* bindings removed because APNs said the token is dead */
+    uint64_t resume_latency_p50_us;  /* park -> RESUME latency, median, microseconds */
+    uint64_t resume_latency_p99_us;  /* park -> RESUME latency, 99th percentile */
+} pushpark_stats;
+
+/*
+ * Fills *stats (see pushpark_stats for the size protocol). PUSHPARK_ERR_INVALID if
+ * stats->size is smaller than offsetof(pushpark_stats, parked_now) + 8.
+ * engine, stats: required. Any thread.
+ */
+pushpark_result pushpark_stats_get(pushpark_engine *engine, pushpark_stats *stats);
+
+/*
+ * JSON documents for management commands. On success *json receives a new
+ * NUL-terminated UTF-8 string owned by the caller: free it with pushpark_string_free
+ * (not free()). engine, json (and aor): required. Any thread.
+ *
+ * pushpark_stats_json:   every statistic as one object (a superset of pushpark_stats).
+ * pushpark_parked_json:  an array of the parked calls: park_id, host_ref, call_id,
+ *                        aor, age_ms, state.
+ * pushpark_devices_json: an array of the AOR's devices: key, provider, topic,
+ *                        contact, last_register_unix, token (truncated: it is
+ *                        never shown whole).
+ */
+pushpark_result pushpark_stats_json(pushpark_engine *engine, char **json);
+pushpark_result pushpark_parked_json(pushpark_engine *engine, char **json);
+pushpark_result pushpark_devices_json(pushpark_engine *engine, const char *aor, char **json);
+
+/* Frees a string returned by this library. NULL does nothing. */
+void pushpark_string_free(char *s);
+
+/* ---- Logging ------------------------------------------------------------- */
+
+typedef enum pushpark_log_level {
+    PUSHPARK_LOG_OFF = 0,
+    PUSHPARK_LOG_ERROR = 1,
+    PUSHPARK_LOG_WARN = 2,
+    PUSHPARK_LOG_INFO = 3,
+    PUSHPARK_LOG_DEBUG = 4,
+    PUSHPARK_LOG_TRACE = 5
+} pushpark_log_level;
+
+/*
+ * A log sink. msg is one NUL-terminated UTF-8 line without a trailing newline,
+ * valid only during the call. THIS IS THE ONE HOST FUNCTION THE LIBRARY CALLS FROM
+ * ITS OWN THREADS: it may be called from any thread, concurrently, including
+ * threads the host did not create, so it must be thread-safe, must not block for
+ * long, and must not call any pushpark_ function.
+ */
+typedef void (*pushpark_log_fn)(pushpark_log_level level, const char *msg, void *user);
+
+/*
+ * Routes the library's log messages of level <= max_level to fn(level, msg, user).
+ * fn == NULL (or max_level == PUSHPARK_LOG_OFF) turns logging off. May be called
+ * again to change the sink or the level; once it returns, the previous sink is no
+ * longer called. Messages never contain secrets (keys, JWTs). `user` is passed back
+ * as is and must stay valid while the sink is installed.
+ * Errors: PUSHPARK_ERR_INVALID if max_level is out of range, or if the process
+ * already has another logger for the Rust `log` facade (only possible when the
+ * library is linked into a Rust program). Process-wide; any thread.
+ */
+pushpark_result pushpark_set_log_callback(pushpark_log_fn fn, void *user,
+                                          pushpark_log_level max_level);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PUSHPARK_H */

@@ -3,6 +3,7 @@
 
 pub mod apns;
 pub mod ffi;
+pub mod mock;
 
 /// The library version (Cargo.toml's).
 pub fn version() -> &'static str {

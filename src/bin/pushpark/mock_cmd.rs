@@ -1,18 +1,94 @@
-//! `pushpark mock-apns`.
+//! `pushpark mock-apns`: runs the mock APNs until SIGTERM or SIGINT.
 
+use pushpark::mock::{Faults, MockApns, MockConfig};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address to listen on, e.g. 127.0.0.1:8443.
+    /// Address to listen on, e.g. 127.0.0.1:8443 (port 0: any free port).
     #[arg(long)]
-    listen: std::net::SocketAddr,
+    listen: SocketAddr,
     /// Directory holding the generated CA and test key (created if absent).
     #[arg(long)]
     state_dir: PathBuf,
+    /// Serve the JSON-lines control protocol (watch pushes, script answers,
+    /// set faults) on this address.
+    #[arg(long)]
+    control: Option<SocketAddr>,
+    /// Answer every push this many milliseconds late.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Certificate auth: accept clients presenting a certificate signed by
+    /// the state dir's CA (like client-cert.pem) without a JWT.
+    #[arg(long)]
+    client_cert_auth: bool,
 }
 
-pub fn run(_args: Args) -> Result<ExitCode, String> {
-    Err("mock-apns is not implemented yet".into())
+pub fn run(args: Args) -> Result<ExitCode, String> {
+    // Signals are caught before "listening on" is printed, so a SIGTERM sent
+    // as soon as the line is seen still stops the mock cleanly.
+    let signals = Signals::new()?;
+    let mock = MockApns::start(MockConfig {
+        listen: args.listen,
+        require_client_cert: args.client_cert_auth.then(|| args.state_dir.join("ca.pem")),
+        state_dir: args.state_dir,
+        worker_threads: args.threads,
+    })
+    .map_err(|e| format!("cannot start the mock APNs on {}: {e}", args.listen))?;
+    mock.set_faults(Faults {
+        delay: Duration::from_millis(args.delay_ms),
+        ..Faults::default()
+    });
+    let mut out = std::io::stdout().lock();
+    if let Some(control) = args.control {
+        let addr = mock
+            .start_control(control)
+            .map_err(|e| format!("cannot listen for control on {control}: {e}"))?;
+        let _ = writeln!(out, "control on {addr}");
+    }
+    let _ = writeln!(out, "listening on {}", mock.addr());
+    let _ = out.flush();
+    drop(out);
+    signals.wait();
+    mock.stop();
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot create a runtime: {e}"))?;
+        let _guard = runtime.enter();
+        let term =
+            signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let int =
+            signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+        drop(_guard);
+        Ok(Signals { runtime, term, int })
+    }
+
+    fn wait(mut self) {
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+        });
+    }
 }

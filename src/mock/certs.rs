@@ -1,0 +1,147 @@
+//! The mock's state directory: a CA, a server certificate for `localhost` and
+//! 127.0.0.1 signed by it, a client certificate (for certificate auth), and the
+//! team's ES256 key. Everything is created once and reused, so a client that
+//! trusts `ca.pem` keeps trusting the mock across restarts.
+
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::{EncodePrivateKey, LineEnding};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::{KEY_ID, TEAM_ID};
+
+pub const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca-key.pem";
+const SERVER_CERT: &str = "server-cert.pem";
+const SERVER_KEY: &str = "server-key.pem";
+pub const CLIENT_CERT: &str = "client-cert.pem";
+pub const CLIENT_KEY: &str = "client-key.pem";
+
+/// The name of the team key file Apple would hand out for `KEY_ID`.
+pub fn auth_key_file() -> String {
+    format!("AuthKey_{KEY_ID}.p8")
+}
+
+/// The PEM texts the server needs, after making sure every file exists.
+pub struct StateFiles {
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub auth_key_pem: String,
+}
+
+pub fn ensure(dir: &Path) -> io::Result<StateFiles> {
+    fs::create_dir_all(dir)?;
+    let ca_key = load_or_create_key(&dir.join(CA_KEY))?;
+    // The CA is rebuilt from its key and fixed name so it can sign; only the
+    // stored ca.pem is ever handed out, and it is written once.
+    let ca = ca_params().self_signed(&ca_key).map_err(cert_err)?;
+    if !dir.join(CA_CERT).exists() {
+        write_file(&dir.join(CA_CERT), ca.pem().as_bytes(), false)?;
+    }
+    for (cert_file, key_file, leaf) in [
+        (SERVER_CERT, SERVER_KEY, Leaf::Server),
+        (CLIENT_CERT, CLIENT_KEY, Leaf::Client),
+    ] {
+        if dir.join(cert_file).exists() && dir.join(key_file).exists() {
+            continue;
+        }
+        let key = KeyPair::generate().map_err(cert_err)?;
+        let cert = leaf_params(leaf)?
+            .signed_by(&key, &ca, &ca_key)
+            .map_err(cert_err)?;
+        write_file(&dir.join(key_file), key.serialize_pem().as_bytes(), true)?;
+        write_file(&dir.join(cert_file), cert.pem().as_bytes(), false)?;
+    }
+    let auth_key = dir.join(auth_key_file());
+    if !auth_key.exists() {
+        let key = SigningKey::random(&mut rand::rngs::OsRng);
+        let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(cert_err)?;
+        write_file(&auth_key, pem.as_bytes(), true)?;
+    }
+    Ok(StateFiles {
+        server_cert_pem: fs::read_to_string(dir.join(SERVER_CERT))?,
+        server_key_pem: fs::read_to_string(dir.join(SERVER_KEY))?,
+        auth_key_pem: fs::read_to_string(auth_key)?,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Leaf {
+    Server,
+    Client,
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name = name("pushpark mock APNs CA");
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+}
+
+fn leaf_params(leaf: Leaf) -> io::Result<CertificateParams> {
+    let (sans, cn, eku) = match leaf {
+        Leaf::Server => (
+            vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            "localhost",
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        // Named like the certificates Apple issues for VoIP pushes.
+        Leaf::Client => (
+            vec![],
+            "VoIP Services: com.example.pushpark",
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+    };
+    let mut params = CertificateParams::new(sans).map_err(cert_err)?;
+    params.distinguished_name = name(cn);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![eku];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+fn name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn.push(DnType::OrganizationName, TEAM_ID);
+    dn
+}
+
+fn load_or_create_key(path: &Path) -> io::Result<KeyPair> {
+    if path.exists() {
+        return KeyPair::from_pem(&fs::read_to_string(path)?).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a usable key", path.display()),
+            )
+        });
+    }
+    let key = KeyPair::generate().map_err(cert_err)?;
+    write_file(path, key.serialize_pem().as_bytes(), true)?;
+    Ok(key)
+}
+
+/// Writes through a temporary file so a crash never leaves half a key behind.
+fn write_file(path: &Path, data: &[u8], secret: bool) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(&tmp)?;
+    file.write_all(data)?;
+    file.sync_all()?;
+    fs::rename(tmp, path)
+}
+
+fn cert_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("cannot generate the mock's certificates: {e}"))
+}

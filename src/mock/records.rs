@@ -1,0 +1,153 @@
+//! What reached "the phone": every accepted push, and ways to be told of new ones.
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use http::HeaderMap;
+use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// One push the mock accepted (answered, or will answer, 200).
+#[derive(Debug, Clone)]
+pub struct ReceivedPush {
+    /// The device token from the path (lowercase hex as sent).
+    pub token: String,
+    /// The `apns-id` answered: the client's, or one the mock generated.
+    pub apns_id: String,
+    /// The request headers as received (the `authorization` header removed: it is a secret).
+    pub headers: HeaderMap,
+    pub payload: Bytes,
+    pub arrived: Instant,
+    pub arrived_at: SystemTime,
+    /// Which TLS connection carried it (numbered from 1 in accept order).
+    pub connection: u64,
+}
+
+impl ReceivedPush {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn topic(&self) -> Option<&str> {
+        self.header("apns-topic")
+    }
+
+    /// The payload parsed as JSON (`Null` if it is not JSON).
+    pub fn payload_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    pushes: Vec<ReceivedPush>,
+    /// How many pushes `wait_for_push` has handed out, per token.
+    taken: std::collections::HashMap<String, usize>,
+    subscribers: Vec<Sender<ReceivedPush>>,
+}
+
+#[derive(Default)]
+pub struct Records {
+    inner: Mutex<Inner>,
+    arrived: Condvar,
+}
+
+impl Records {
+    pub fn add(&self, push: ReceivedPush) {
+        let mut inner = self.inner.lock();
+        inner.subscribers.retain(|tx| tx.send(push.clone()).is_ok());
+        inner.pushes.push(push);
+        drop(inner);
+        self.arrived.notify_all();
+    }
+
+    pub fn all(&self) -> Vec<ReceivedPush> {
+        self.inner.lock().pushes.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.lock().pushes.len()
+    }
+
+    pub fn subscribe(&self) -> Receiver<ReceivedPush> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.inner.lock().subscribers.push(tx);
+        rx
+    }
+
+    /// The oldest push for `token` not yet returned by an earlier call, waiting
+    /// up to `timeout` for one to arrive.
+    pub fn wait_for(&self, token: &str, timeout: Duration) -> Option<ReceivedPush> {
+        let token = token.to_ascii_lowercase();
+        let deadline = Instant::now() + timeout;
+        let mut inner = self.inner.lock();
+        loop {
+            let skip = inner.taken.get(&token).copied().unwrap_or(0);
+            let found = inner
+                .pushes
+                .iter()
+                .filter(|p| p.token.eq_ignore_ascii_case(&token))
+                .nth(skip)
+                .cloned();
+            if let Some(push) = found {
+                *inner.taken.entry(token).or_default() += 1;
+                return Some(push);
+            }
+            if self.arrived.wait_until(&mut inner, deadline).timed_out() {
+                return None;
+            }
+        }
+    }
+}
+
+/// What the mock saw, for tests to assert on (e.g. "the client reconnected").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MockStats {
+    /// TLS + HTTP/2 connections established.
+    pub connections: u64,
+    /// Handshakes refused by the `refuse_tls` fault.
+    pub tls_refused: u64,
+    /// Streams (requests) opened by clients.
+    pub streams: u64,
+    /// Pushes answered 200.
+    pub accepted: u64,
+    /// Pushes answered with an error status.
+    pub rejected: u64,
+    /// Streams reset with REFUSED_STREAM: past a GOAWAY, or over an acknowledged limit.
+    pub refused_streams: u64,
+    pub goaways: u64,
+    /// Connections closed by the `drop_connection_mid_stream` fault.
+    pub dropped_connections: u64,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub tls_refused: AtomicU64,
+    pub streams: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub refused_streams: AtomicU64,
+    pub goaways: AtomicU64,
+    pub dropped_connections: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> MockStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MockStats {
+            connections: get(&self.connections),
+            tls_refused: get(&self.tls_refused),
+            streams: get(&self.streams),
+            accepted: get(&self.accepted),
+            rejected: get(&self.rejected),
+            refused_streams: get(&self.refused_streams),
+            goaways: get(&self.goaways),
+            dropped_connections: get(&self.dropped_connections),
+        }
+    }
+}

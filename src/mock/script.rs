@@ -1,0 +1,161 @@
+//! What tests make the mock do besides accepting: per-token scripted answers
+//! and server-wide fault modes.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use super::unix_ms;
+use crate::apns::reason::Reason;
+
+/// A scripted answer for every push to one device token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scripted {
+    /// Answer every push with this reason. 410 answers carry the time of this
+    /// call as `timestamp` (when the token "became invalid").
+    Reject(Reason),
+    /// Answer only the next `n` pushes with this reason, then accept again.
+    RejectNext(Reason, u32),
+    /// Forget the script: accept again.
+    Accept,
+}
+
+/// Server-wide fault modes. `set_faults` replaces all of them at once;
+/// `Faults::default()` is a healthy server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Answer every push this much later. The push counts as arrived (recorded,
+    /// notified) on arrival, like Apple forwarding it before answering.
+    pub delay: Duration,
+    /// Answer pushes with this reason instead of processing them; meant for
+    /// 500 `InternalServerError` and 503 `ServiceUnavailable`/`Shutdown`.
+    pub server_error: Option<Reason>,
+    /// Only for the next N pushes (None: until changed).
+    pub server_error_times: Option<u32>,
+    /// Each connection processes this many streams, then sends GOAWAY
+    /// (NO_ERROR, debug data `{"reason":"Shutdown"}`) whose last-stream-id is
+    /// the last one processed; later streams are refused, unrecorded.
+    pub goaway_after_streams: Option<u32>,
+    /// Close the TCP connection, unanswered and unrecorded, when each of the
+    /// next N pushes arrives.
+    pub drop_connection_mid_stream: u32,
+    /// Announce this SETTINGS_MAX_CONCURRENT_STREAMS (Apple drops it to 1) on
+    /// live connections at once and on new ones; None: the normal 1000.
+    pub max_concurrent_streams: Option<u32>,
+    /// Fail every TLS handshake with a handshake_failure alert.
+    pub refuse_tls: bool,
+}
+
+/// The faults that apply to one stream, decided when it arrives.
+pub struct StreamFaults {
+    pub drop_connection: bool,
+    pub server_error: Option<Reason>,
+    pub delay: Duration,
+    pub goaway_after_streams: Option<u32>,
+}
+
+struct Script {
+    reason: Reason,
+    remaining: Option<u32>,
+    since_ms: u64,
+}
+
+pub struct Behaviour {
+    scripts: Mutex<HashMap<String, Script>>,
+    faults: Mutex<Faults>,
+    stream_limit: watch::Sender<Option<u32>>,
+}
+
+impl Behaviour {
+    pub fn new() -> Self {
+        Behaviour {
+            scripts: Mutex::new(HashMap::new()),
+            faults: Mutex::new(Faults::default()),
+            stream_limit: watch::Sender::new(None),
+        }
+    }
+
+    pub fn script(&self, token: &str, outcome: Scripted) {
+        let token = token.to_ascii_lowercase();
+        let mut scripts = self.scripts.lock();
+        let (reason, remaining) = match outcome {
+            Scripted::Accept => {
+                scripts.remove(&token);
+                return;
+            }
+            Scripted::Reject(reason) => (reason, None),
+            Scripted::RejectNext(reason, n) => (reason, Some(n)),
+        };
+        scripts.insert(
+            token,
+            Script {
+                reason,
+                remaining,
+                since_ms: unix_ms(),
+            },
+        );
+    }
+
+    /// The scripted rejection for this push, if any, with the 410 timestamp.
+    pub fn scripted(&self, token: &str) -> Option<(Reason, u64)> {
+        let mut scripts = self.scripts.lock();
+        if scripts.is_empty() {
+            return None;
+        }
+        let script = scripts.get_mut(token)?;
+        let answer = (script.reason, script.since_ms);
+        match &mut script.remaining {
+            Some(0) => {
+                scripts.remove(token);
+                return None;
+            }
+            Some(1) => {
+                scripts.remove(token);
+            }
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        Some(answer)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.stream_limit
+            .send_replace(faults.max_concurrent_streams);
+        *self.faults.lock() = faults;
+    }
+
+    pub fn refuse_tls(&self) -> bool {
+        self.faults.lock().refuse_tls
+    }
+
+    /// Tells each connection when the announced stream limit changes.
+    pub fn stream_limit(&self) -> watch::Receiver<Option<u32>> {
+        self.stream_limit.subscribe()
+    }
+
+    /// Decides the faults for an arriving stream, counting down "next N" ones.
+    pub fn next_stream(&self) -> StreamFaults {
+        let mut f = self.faults.lock();
+        let drop_connection = f.drop_connection_mid_stream > 0;
+        let server_error = if drop_connection {
+            f.drop_connection_mid_stream -= 1;
+            None
+        } else {
+            match (f.server_error, f.server_error_times) {
+                (Some(_), Some(0)) | (None, _) => None,
+                (Some(reason), Some(n)) => {
+                    f.server_error_times = Some(n - 1);
+                    Some(reason)
+                }
+                (Some(reason), None) => Some(reason),
+            }
+        };
+        StreamFaults {
+            drop_connection,
+            server_error,
+            delay: f.delay,
+            goaway_after_streams: f.goaway_after_streams,
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Request validation the way Apple does it: each failure maps to the status
+//! and reason Apple answers with.
+
+use http::request::Parts;
+use http::{HeaderMap, Method};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+
+use super::unix_ms;
+use crate::apns::jwt::{JwtVerifier, MAX_TOKEN_AGE_SECS};
+use crate::apns::reason::Reason;
+
+pub const MAX_VOIP_PAYLOAD: usize = 5120;
+pub const MAX_PAYLOAD: usize = 4096;
+
+const PUSH_TYPES: &[&str] = &[
+    "alert",
+    "background",
+    "location",
+    "voip",
+    "complication",
+    "fileprovider",
+    "mdm",
+    "liveactivity",
+    "pushtotalk",
+];
+
+/// Headers that Apple refuses to see twice.
+const SINGLE_HEADERS: &[&str] = &[
+    "authorization",
+    "apns-id",
+    "apns-topic",
+    "apns-push-type",
+    "apns-priority",
+    "apns-expiration",
+    "apns-collapse-id",
+];
+
+/// What the TLS layer learnt about the client's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCert {
+    None,
+    /// Chains to the CA the mock trusts for certificate auth.
+    Valid,
+    /// Presented but not acceptable: Apple answers 403 BadCertificate.
+    Invalid,
+}
+
+/// A request whose headers passed validation.
+pub struct Accepted {
+    pub token: String,
+    pub max_payload: usize,
+}
+
+pub fn headers(parts: &Parts, cert: ClientCert, jwt: &JwtCheck) -> Result<Accepted, Reason> {
+    if parts.method != Method::POST {
+        return Err(Reason::MethodNotAllowed);
+    }
+    let token = parts
+        .uri
+        .path()
+        .strip_prefix("/3/device/")
+        .ok_or(Reason::BadPath)?;
+    if token.is_empty() {
+        return Err(Reason::MissingDeviceToken);
+    }
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Reason::BadDeviceToken);
+    }
+    let h = &parts.headers;
+    if SINGLE_HEADERS
+        .iter()
+        .any(|name| h.get_all(*name).iter().nth(1).is_some())
+    {
+        return Err(Reason::DuplicateHeaders);
+    }
+    match cert {
+        ClientCert::Valid => {}
+        ClientCert::Invalid => return Err(Reason::BadCertificate),
+        ClientCert::None => {
+            let bearer = text(h, "authorization")
+                .ok_or(Reason::MissingProviderToken)?
+                .strip_prefix("bearer ")
+                .ok_or(Reason::InvalidProviderToken)?;
+            jwt.check(bearer.trim())?;
+        }
+    }
+    text(h, "apns-topic")
+        .filter(|t| !t.is_empty())
+        .ok_or(Reason::MissingTopic)?;
+    let push_type = text(h, "apns-push-type");
+    if push_type.is_some_and(|t| !PUSH_TYPES.contains(&t)) {
+        return Err(Reason::InvalidPushType);
+    }
+    if text(h, "apns-priority").is_some_and(|p| !matches!(p, "1" | "5" | "10")) {
+        return Err(Reason::BadPriority);
+    }
+    if text(h, "apns-id").is_some_and(|id| !is_uuid(id)) {
+        return Err(Reason::BadMessageId);
+    }
+    if text(h, "apns-expiration").is_some_and(|e| e.parse::<u64>().is_err()) {
+        return Err(Reason::BadExpirationDate);
+    }
+    if text(h, "apns-collapse-id").is_some_and(|c| c.len() > 64) {
+        return Err(Reason::BadCollapseId);
+    }
+    Ok(Accepted {
+        token: token.to_ascii_lowercase(),
+        max_payload: if push_type == Some("voip") {
+            MAX_VOIP_PAYLOAD
+        } else {
+            MAX_PAYLOAD
+        },
+    })
+}
+
+pub fn payload(body: &[u8], max: usize) -> Result<(), Reason> {
+    if body.is_empty() {
+        Err(Reason::PayloadEmpty)
+    } else if body.len() > max {
+        Err(Reason::PayloadTooLarge)
+    } else {
+        Ok(())
+    }
+}
+
+/// A present header's value; a value that is not text counts as malformed,
+/// which every caller treats like Apple treats a bad value.
+fn text<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).map(|v| v.to_str().unwrap_or("\u{0}"))
+}
+
+/// Apple wants the canonical 8-4-4-4-12 form.
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// Verifies provider tokens, each distinct one only once: an ES256
+/// verification costs ~100 µs, far more than the rest of a request, and a
+/// client reuses one token for up to an hour.
+pub struct JwtCheck {
+    verifier: JwtVerifier,
+    verified: Mutex<HashMap<Box<str>, Result<u64, Reason>>>,
+}
+
+/// Bounds the cache against a client that sends a new token every time.
+const MAX_CACHED_TOKENS: usize = 1024;
+
+impl JwtCheck {
+    pub fn new(verifier: JwtVerifier) -> Self {
+        JwtCheck {
+            verifier,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn check(&self, bearer: &str) -> Result<(), Reason> {
+        let now = unix_ms() / 1000;
+        let cached = self.verified.lock().get(bearer).copied();
+        let iat = match cached {
+            Some(result) => result?,
+            None => {
+                let result = self.verifier.verify(bearer, now);
+                // Expiry depends on the time of the request: only the verdict
+                // on the signature and claims is cached.
+                if result != Err(Reason::ExpiredProviderToken) {
+                    let mut verified = self.verified.lock();
+                    if verified.len() >= MAX_CACHED_TOKENS {
+                        verified.clear();
+                    }
+                    verified.insert(bearer.into(), result);
+                }
+                result?
+            }
+        };
+        if now.saturating_sub(iat) > MAX_TOKEN_AGE_SECS {
+            return Err(Reason::ExpiredProviderToken);
+        }
+        Ok(())
+    }
+}

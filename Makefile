@@ -29,7 +29,7 @@ MODULE_DOCDIR ?= $(DATADIR)/doc/kamailio-pushpark-module
 
 RELEASE := target/release
 MODULE_DIR := adapters/kamailio
-MODULE_SO := $(MODULE_DIR)/pushpark.so
+MODULE_SO := target/kamailio/pushpark.so
 # The module package is built once the module's sources exist in the checkout.
 WITH_MODULE ?= $(if $(wildcard $(MODULE_DIR)/Makefile),1)
 PACKAGES := target/packages

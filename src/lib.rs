@@ -2,8 +2,19 @@
 //! APNs VoIP push, and resume the call when they register.
 
 pub mod apns;
+pub mod engine;
 pub mod ffi;
 pub mod mock;
+
+pub use apns::{
+    ApnsClient, Auth, ClientConfig, ClientError, Endpoint, Metrics, Outcome, Push, PushResult,
+    PushType, SubmitError,
+};
+
+pub use engine::{
+    ConfigError, DeviceInfo, Engine, EngineConfig, EngineError, Event, EventKind, ParkError,
+    ParkRequest, ParkedInfo, RegisterOutcome, Registration, Stats,
+};
 
 /// The library version (Cargo.toml's).
 pub fn version() -> &'static str {

@@ -138,6 +138,8 @@ pub struct ProviderToken {
 pub struct IssuedToken {
     pub bearer: Arc<str>,
     pub generation: u64,
+    /// When it was issued (Unix seconds): callers caching it know when to ask again.
+    pub iat: u64,
 }
 
 impl ProviderToken {
@@ -169,6 +171,7 @@ impl ProviderToken {
         IssuedToken {
             bearer: cur.jwt.clone(),
             generation: cur.generation,
+            iat: cur.iat,
         }
     }
 

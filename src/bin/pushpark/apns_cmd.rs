@@ -1,15 +1,295 @@
-//! `pushpark apns send` and `pushpark apns bench`.
+//! `pushpark apns send`, `pushpark apns bench` and `pushpark apns jwt`.
 
+use parking_lot::Mutex;
+use pushpark::apns::jwt::{Clock, JwtSigner, SystemClock};
+use pushpark::{ApnsClient, Auth, ClientConfig, ClientError, Endpoint, Outcome, Push, PushType};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Send one push and print the outcome; exits 0 only when delivered.
-    Send,
+    Send(Target),
     /// Send many pushes and print throughput and latency.
-    Bench,
+    Bench(BenchArgs),
+    /// Print a provider token (JWT) for the key, for load tools such as h2load.
+    Jwt(KeyArgs),
 }
 
-pub fn run(_cmd: Command) -> Result<ExitCode, String> {
-    Err("apns commands are not implemented yet".into())
+#[derive(clap::Args)]
+pub struct KeyArgs {
+    /// The team's .p8 key (PKCS#8 P-256); with --cert, the certificate's private key.
+    #[arg(long)]
+    key: PathBuf,
+    /// The key's 10-character id (token auth).
+    #[arg(long)]
+    key_id: Option<String>,
+    /// The 10-character team id (token auth).
+    #[arg(long)]
+    team_id: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct Target {
+    /// production, sandbox, sandbox:2197 or HOST:PORT.
+    #[arg(long)]
+    endpoint: String,
+    /// Extra trusted CA certificates (PEM), e.g. the mock's ca.pem.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Use certificate auth with this PEM client certificate instead of a provider token.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// apns-topic: the app's bundle id (with .voip for VoIP pushes).
+    #[arg(long)]
+    topic: String,
+    /// The device token, hex.
+    #[arg(long)]
+    token: String,
+    #[arg(long, default_value = "voip")]
+    push_type: PushType,
+    /// The JSON payload.
+    #[arg(long, default_value = r#"{"aps":{},"pushpark":"test"}"#)]
+    payload: String,
+    #[arg(long, default_value_t = 10)]
+    priority: u8,
+    /// Seconds Apple may hold the push for an offline device (0: now or never).
+    #[arg(long, default_value_t = 30)]
+    expiration: u64,
+    /// Seconds to keep trying a push (and to wait for the connection).
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Pushes to send.
+    #[arg(long)]
+    count: usize,
+    /// Pushes in flight at once.
+    #[arg(long)]
+    concurrency: usize,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Client runtime threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+pub fn run(cmd: Command) -> Result<ExitCode, String> {
+    match cmd {
+        Command::Send(target) => send(target),
+        Command::Bench(args) => bench(args),
+        Command::Jwt(key) => {
+            let (pem, key_id, team_id) = token_key(&key)?;
+            let signer = JwtSigner::from_p8_pem(&pem, &key_id, &team_id)
+                .map_err(|e| format!("{}: {e}", key.key.display()))?;
+            println!("{}", signer.sign(SystemClock.now_unix()));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read_file(what: &str, path: &Path) -> Result<String, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn token_key(key: &KeyArgs) -> Result<(String, String, String), String> {
+    let (Some(key_id), Some(team_id)) = (&key.key_id, &key.team_id) else {
+        return Err("--key-id and --team-id are required with a .p8 key".into());
+    };
+    Ok((
+        read_file("key file", &key.key)?,
+        key_id.clone(),
+        team_id.clone(),
+    ))
+}
+
+/// Validates the push, builds the client and waits for its connection.
+fn connect(
+    t: &Target,
+    max_pending: usize,
+    threads: usize,
+    connections: usize,
+) -> Result<(ApnsClient, Push), String> {
+    let endpoint = Endpoint::parse(&t.endpoint)?;
+    let push = Push {
+        token: t.token.clone(),
+        topic: t.topic.clone(),
+        push_type: t.push_type,
+        priority: t.priority,
+        expiration: Some(match t.expiration {
+            0 => 0,
+            secs => SystemClock.now_unix() + secs,
+        }),
+        collapse_id: None,
+        payload: t.payload.clone(),
+    };
+    push.validate().map_err(|e| e.to_string())?;
+    let auth = match &t.cert {
+        Some(cert) => Auth::Certificate {
+            cert_pem: read_file("certificate file", cert)?,
+            key_pem: read_file("key file", &t.key.key)?,
+        },
+        None => {
+            let (key_pem, key_id, team_id) = token_key(&t.key)?;
+            Auth::Token {
+                key_pem,
+                key_id,
+                team_id,
+            }
+        }
+    };
+    let mut cfg = ClientConfig::new(endpoint, auth);
+    cfg.ca_file = t.ca.clone();
+    cfg.max_pending = max_pending;
+    cfg.worker_threads = threads;
+    cfg.connections = connections;
+    let client = ApnsClient::new(cfg).map_err(|e| match e {
+        ClientError::Key(e) => format!("{}: {e}", t.key.key.display()),
+        e => e.to_string(),
+    })?;
+    client
+        .wait_connected(Duration::from_secs(t.timeout))
+        .map_err(|e| e.to_string())?;
+    Ok((client, push))
+}
+
+fn send(t: Target) -> Result<ExitCode, String> {
+    let (client, push) = connect(&t, 1, 1, 1)?;
+    let (tx, rx) = mpsc::channel();
+    let deadline = Instant::now() + Duration::from_secs(t.timeout);
+    client
+        .submit(push, deadline, Box::new(move |r| drop(tx.send(r))))
+        .map_err(|e| e.to_string())?;
+    let r = rx.recv().map_err(|_| "the client stopped".to_string())?;
+    let latency_ms = r.latency.as_secs_f64() * 1000.0;
+    let status = match &r.outcome {
+        Outcome::Delivered => "status=200 ".to_string(),
+        _ => String::new(),
+    };
+    println!(
+        "{} {status}apns-id={} latency_ms={latency_ms:.1}",
+        r.outcome, r.apns_id
+    );
+    if let Some(why) = &r.last_error {
+        println!("last error: {why}");
+    }
+    Ok(if r.outcome == Outcome::Delivered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+struct Run {
+    template: Push,
+    timeout: Duration,
+    unclaimed: AtomicUsize,
+    finished: AtomicUsize,
+    errors: AtomicUsize,
+    first_error: Mutex<Option<String>>,
+    total: usize,
+    all_done: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Run {
+    fn error(&self, what: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.first_error.lock().get_or_insert(what);
+    }
+
+    fn finish_one(&self) {
+        if self.finished.fetch_add(1, Ordering::AcqRel) + 1 == self.total {
+            if let Some(tx) = self.all_done.lock().take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// Submits the next push, if any is left; its completion submits the one after,
+/// from the client's thread, so `concurrency` pushes stay in flight.
+fn launch(client: &Arc<ApnsClient>, run: &Arc<Run>) {
+    let claimed = run
+        .unclaimed
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    if claimed.is_err() {
+        return;
+    }
+    let weak = Arc::downgrade(client);
+    let r = run.clone();
+    let submitted = client.submit(
+        run.template.clone(),
+        Instant::now() + run.timeout,
+        Box::new(move |result| {
+            if result.outcome != Outcome::Delivered {
+                r.error(format!("{} ({:?})", result.outcome, result.last_error));
+            }
+            if let Some(client) = weak.upgrade() {
+                launch(&client, &r);
+            }
+            r.finish_one();
+        }),
+    );
+    if let Err(e) = submitted {
+        run.error(e.to_string());
+        run.finish_one();
+    }
+}
+
+fn bench(args: BenchArgs) -> Result<ExitCode, String> {
+    if args.count == 0 || args.concurrency == 0 {
+        return Err("--count and --concurrency must be at least 1".into());
+    }
+    let t = &args.target;
+    let (client, template) = connect(t, args.concurrency, args.threads, args.connections)?;
+    let client = Arc::new(client);
+    let (tx, rx) = mpsc::channel();
+    let run = Arc::new(Run {
+        template,
+        timeout: Duration::from_secs(t.timeout),
+        unclaimed: AtomicUsize::new(args.count),
+        finished: AtomicUsize::new(0),
+        errors: AtomicUsize::new(0),
+        first_error: Mutex::new(None),
+        total: args.count,
+        all_done: Mutex::new(Some(tx)),
+    });
+    let start = Instant::now();
+    for _ in 0..args.concurrency.min(args.count) {
+        launch(&client, &run);
+    }
+    rx.recv().map_err(|_| "the client stopped".to_string())?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let m = client.metrics();
+    let errors = run.errors.load(Ordering::Relaxed);
+    if let Some(first) = run.first_error.lock().as_ref() {
+        eprintln!("first error: {first}");
+    }
+    println!(
+        "sent={} delivered={} retried={} connections_opened={} seconds={elapsed:.3}",
+        m.sent, m.delivered, m.retried, m.connections_opened
+    );
+    println!(
+        "pushes_per_sec={:.1} p50_ms={:.3} p99_ms={:.3} errors={errors}",
+        args.count as f64 / elapsed,
+        m.latency_p50_ms,
+        m.latency_p99_ms
+    );
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

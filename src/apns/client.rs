@@ -1,0 +1,453 @@
+//! `ApnsClient`: accepts pushes without blocking and delivers each on the
+//! client's own runtime, with retries, until it succeeds, fails for good, or
+//! its deadline passes.
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::config::{Auth, Backoff, ClientConfig, ClientError};
+use super::connection::{error_chain, Body, Pool, Target, TokenAuth};
+use super::jwt::{JwtSigner, ProviderToken};
+use super::metrics::{Counters, Metrics};
+use super::outcome::{classify, Answer, Outcome, PushResult, MAX_ERROR_BODY};
+use super::push::{Push, SubmitError};
+use super::reason::Reason;
+use super::tls;
+
+static APNS_PUSH_TYPE: HeaderName = HeaderName::from_static("apns-push-type");
+static APNS_TOPIC: HeaderName = HeaderName::from_static("apns-topic");
+static APNS_PRIORITY: HeaderName = HeaderName::from_static("apns-priority");
+static APNS_EXPIRATION: HeaderName = HeaderName::from_static("apns-expiration");
+static APNS_ID: HeaderName = HeaderName::from_static("apns-id");
+static APNS_COLLAPSE_ID: HeaderName = HeaderName::from_static("apns-collapse-id");
+
+thread_local! {
+    /// Set on the client's own threads: dropping the client there must not join them.
+    static ON_CLIENT_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// An APNs HTTP/2 client with its own runtime thread(s) and connection pool.
+pub struct ApnsClient {
+    shared: Arc<Shared>,
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    pool: Arc<Pool>,
+    counters: Arc<Counters>,
+    authority: Authority,
+    retry: Backoff,
+    pending: AtomicUsize,
+    max_pending: usize,
+    closing: AtomicBool,
+}
+
+impl ApnsClient {
+    /// Checks the credentials and CA, starts the runtime and begins connecting.
+    pub fn new(cfg: ClientConfig) -> Result<ApnsClient, ClientError> {
+        for (name, value) in [
+            ("worker_threads", cfg.worker_threads),
+            ("connections", cfg.connections),
+            ("max_pending", cfg.max_pending),
+        ] {
+            if value == 0 {
+                return Err(ClientError::Config(format!("{name} must be at least 1")));
+            }
+        }
+        let auth = match &cfg.auth {
+            Auth::Token {
+                key_pem,
+                key_id,
+                team_id,
+            } => {
+                let signer = JwtSigner::from_p8_pem(key_pem, key_id, team_id)?;
+                let token = ProviderToken::new(signer, cfg.clock.clone());
+                Some(TokenAuth::new(token, cfg.clock.clone()))
+            }
+            Auth::Certificate { .. } => None,
+        };
+        let tls = tls::client_config(cfg.ca_file.as_deref(), &cfg.auth)?;
+        let host = cfg.endpoint.host().to_string();
+        let display = cfg.endpoint.to_string();
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| ClientError::Config(format!("{host:?} is not a valid host name")))?;
+        let authority = Authority::try_from(display.as_str())
+            .map_err(|_| ClientError::Config(format!("{display:?} is not a valid authority")))?;
+
+        let mut builder = if cfg.worker_threads == 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(cfg.worker_threads);
+            b
+        };
+        let runtime = builder
+            .enable_all()
+            .thread_name("pushpark-apns")
+            .on_thread_start(|| ON_CLIENT_THREAD.with(|c| c.set(true)))
+            .build()
+            .map_err(|e| ClientError::Runtime(e.to_string()))?;
+        let handle = runtime.handle().clone();
+
+        let counters = Arc::new(Counters::default());
+        let target = Target {
+            display,
+            host,
+            port: cfg.endpoint.port(),
+            server_name,
+            tls: tls.into(),
+            connect_timeout: cfg.connect_timeout,
+            ping_interval: cfg.ping_interval,
+            ping_timeout: cfg.ping_timeout,
+            reconnect: cfg.reconnect,
+        };
+        let pool = Arc::new(Pool::new(target, auth, counters.clone(), cfg.connections));
+        for idx in 0..cfg.connections {
+            handle.spawn(pool.clone().maintain(idx));
+        }
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("pushpark-apns".into())
+            .spawn(move || {
+                ON_CLIENT_THREAD.with(|c| c.set(true));
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                // Dropping the runtime drops every unfinished push task; each reports ShutDown.
+                drop(runtime);
+            })
+            .map_err(|e| ClientError::Runtime(e.to_string()))?;
+
+        Ok(ApnsClient {
+            shared: Arc::new(Shared {
+                pool,
+                counters,
+                authority,
+                retry: cfg.retry,
+                pending: AtomicUsize::new(0),
+                max_pending: cfg.max_pending,
+                closing: AtomicBool::new(false),
+            }),
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a push and returns its `apns-id`. Never blocks. `done` is called
+    /// exactly once, on a client thread, with the final result; it must not block.
+    /// When `submit` returns an error, `done` is dropped uncalled.
+    pub fn submit(
+        &self,
+        push: Push,
+        deadline: Instant,
+        done: Box<dyn FnOnce(PushResult) + Send>,
+    ) -> Result<Uuid, SubmitError> {
+        let s = &self.shared;
+        if s.closing.load(Ordering::Acquire) {
+            return Err(SubmitError::ShutDown);
+        }
+        push.validate()?;
+        let apns_id = Uuid::new_v4();
+        let request = Prepared::new(&s.authority, push, apns_id)?;
+        if s.pending.fetch_add(1, Ordering::AcqRel) >= s.max_pending {
+            s.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(SubmitError::QueueFull);
+        }
+        let report = Report {
+            shared: s.clone(),
+            apns_id,
+            started: Instant::now(),
+            attempts: 0,
+            last_error: None,
+            done: Some(done),
+        };
+        self.handle
+            .spawn(deliver(s.clone(), request, deadline, report));
+        Ok(apns_id)
+    }
+
+    /// A snapshot of the counters (also `Serialize` for JSON).
+    pub fn metrics(&self) -> Metrics {
+        let s = &self.shared;
+        let refreshes = s.pool.auth.as_ref().map_or(0, |a| a.token.refreshes());
+        s.counters
+            .snapshot(s.pending.load(Ordering::Relaxed) as u64, refreshes)
+    }
+
+    /// Blocks until a connection is open; fails with the reason once every
+    /// connection's first attempt failed, or after `timeout`. For start-up checks
+    /// (the CLI); never call it from a `done` callback.
+    pub fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pool = self.shared.pool.clone();
+        self.handle.spawn(async move {
+            let _ = tx.send(pool.wait_connected(timeout).await);
+        });
+        match rx.recv() {
+            Ok(result) => result.map_err(ClientError::Connect),
+            Err(_) => Err(ClientError::Connect("the client shut down".into())),
+        }
+    }
+
+    /// HTTP/2 connections this client keeps open.
+    pub fn connections(&self) -> usize {
+        self.shared.pool.connections()
+    }
+}
+
+impl Drop for ApnsClient {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::Release);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let thread = self.thread.take();
+        // On a client thread (from a callback) joining would wait for ourselves.
+        if !ON_CLIENT_THREAD.with(|c| c.get()) {
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// A push turned into header values and body once; each attempt only clones them.
+struct Prepared {
+    uri: Uri,
+    push_type: HeaderValue,
+    topic: HeaderValue,
+    priority: HeaderValue,
+    apns_id: HeaderValue,
+    expiration: Option<HeaderValue>,
+    collapse_id: Option<HeaderValue>,
+    body: Bytes,
+}
+
+impl Prepared {
+    fn new(authority: &Authority, push: Push, apns_id: Uuid) -> Result<Prepared, SubmitError> {
+        let invalid = |what: &str| SubmitError::Invalid(format!("{what} is not a valid header"));
+        let path =
+            PathAndQuery::from_maybe_shared(Bytes::from(format!("/3/device/{}", push.token)))
+                .map_err(|_| invalid("the device token"))?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTPS);
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(path);
+        let uri = Uri::from_parts(parts).map_err(|_| invalid("the device token"))?;
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        Ok(Prepared {
+            uri,
+            push_type: HeaderValue::from_static(push.push_type.as_str()),
+            topic: HeaderValue::from_maybe_shared(Bytes::from(push.topic))
+                .map_err(|_| invalid("the topic"))?,
+            priority: HeaderValue::from_static(match push.priority {
+                10 => "10",
+                5 => "5",
+                _ => "1",
+            }),
+            apns_id: HeaderValue::from_bytes(apns_id.hyphenated().encode_lower(&mut id).as_bytes())
+                .expect("a UUID is a valid header"),
+            expiration: push.expiration.map(HeaderValue::from),
+            collapse_id: push
+                .collapse_id
+                .map(|c| HeaderValue::from_maybe_shared(Bytes::from(c)))
+                .transpose()
+                .map_err(|_| invalid("the collapse id"))?,
+            body: Bytes::from(push.payload),
+        })
+    }
+
+    fn request(&self, bearer: Option<HeaderValue>) -> Request<Body> {
+        let mut req = Request::new(Full::new(self.body.clone()));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.uri.clone();
+        let h = req.headers_mut();
+        h.reserve(8);
+        h.insert(APNS_PUSH_TYPE.clone(), self.push_type.clone());
+        h.insert(APNS_TOPIC.clone(), self.topic.clone());
+        h.insert(APNS_PRIORITY.clone(), self.priority.clone());
+        h.insert(APNS_ID.clone(), self.apns_id.clone());
+        if let Some(v) = &self.expiration {
+            h.insert(APNS_EXPIRATION.clone(), v.clone());
+        }
+        if let Some(v) = &self.collapse_id {
+            h.insert(APNS_COLLAPSE_ID.clone(), v.clone());
+        }
+        if let Some(v) = bearer {
+            h.insert(AUTHORIZATION, v);
+        }
+        req
+    }
+}
+
+/// Calls `done` exactly once: with the outcome, or with ShutDown if the task is
+/// dropped unfinished (the runtime stopping).
+struct Report {
+    shared: Arc<Shared>,
+    apns_id: Uuid,
+    started: Instant,
+    attempts: u32,
+    last_error: Option<String>,
+    done: Option<Box<dyn FnOnce(PushResult) + Send>>,
+}
+
+impl Report {
+    fn finish(&mut self, outcome: Outcome) {
+        let Some(done) = self.done.take() else {
+            return;
+        };
+        let latency = self.started.elapsed();
+        let c = &self.shared.counters;
+        match &outcome {
+            Outcome::Delivered => c.delivered(latency),
+            Outcome::Rejected { reason, .. } => c.rejected(*reason),
+            Outcome::Unexpected { .. } => Counters::inc(&c.unexpected),
+            Outcome::TimedOut => Counters::inc(&c.timed_out),
+            Outcome::ShutDown => Counters::inc(&c.shut_down),
+        }
+        self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+        let last_error = match outcome {
+            Outcome::Delivered => None,
+            _ => self.last_error.take(),
+        };
+        done(PushResult {
+            apns_id: self.apns_id,
+            outcome,
+            attempts: self.attempts,
+            latency,
+            last_error,
+        });
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        self.finish(Outcome::ShutDown);
+    }
+}
+
+async fn deliver(s: Arc<Shared>, request: Prepared, deadline: Instant, mut report: Report) {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    // Past the deadline the attempt is dropped, which resets its stream.
+    let outcome = tokio::time::timeout_at(deadline, attempts(&s, &request, &mut report))
+        .await
+        .unwrap_or(Outcome::TimedOut);
+    report.finish(outcome);
+}
+
+/// Sends until the answer is final. Requests the server never processed
+/// (GOAWAY, REFUSED_STREAM, not yet written) go out again at once; 429, 5xx
+/// and transport failures after a backoff.
+async fn attempts(s: &Shared, request: &Prepared, report: &mut Report) -> Outcome {
+    let mut failures = 0;
+    loop {
+        let Some((response, conn, generation)) = s.pool.dispatch(|b| request.request(b)) else {
+            s.pool.wait_ready().await;
+            continue;
+        };
+        report.attempts += 1;
+        Counters::inc(&s.counters.sent);
+        if report.attempts > 1 {
+            Counters::inc(&s.counters.retried);
+        }
+        let answer = match response.await {
+            Ok(resp) if resp.status() == StatusCode::OK => return Outcome::Delivered,
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                match Limited::new(resp.into_body(), MAX_ERROR_BODY)
+                    .collect()
+                    .await
+                {
+                    Ok(body) => classify(status, &body.to_bytes()),
+                    Err(e) => Answer::Retry(format!("{status} with an unreadable body: {e}")),
+                }
+            }
+            Err(e) => match unprocessed(&e) {
+                Some(Unprocessed::GoAway) => {
+                    let why = format!("GOAWAY from the server: {}", error_chain(&e));
+                    s.pool.retire(conn, &why);
+                    report.last_error = Some(why);
+                    continue;
+                }
+                Some(Unprocessed::NotSent) => {
+                    s.pool.retire(conn, "the connection closed");
+                    report.last_error = Some(error_chain(&e));
+                    continue;
+                }
+                Some(Unprocessed::Refused) => {
+                    report.last_error = Some("stream refused by the server".into());
+                    continue;
+                }
+                None => Answer::Retry(format!("transport error: {}", error_chain(&e))),
+            },
+        };
+        match answer {
+            Answer::Final(outcome) => return outcome,
+            Answer::ExpiredToken => {
+                let auth = s.pool.auth.as_ref();
+                if let (Some(auth), Some(generation)) = (auth, generation) {
+                    if auth.expired(generation) {
+                        report.last_error = Some("403 ExpiredProviderToken".into());
+                        continue;
+                    }
+                }
+                return Outcome::Rejected {
+                    status: 403,
+                    reason: Reason::ExpiredProviderToken,
+                    token_dead: false,
+                    timestamp: None,
+                };
+            }
+            Answer::Retry(why) => {
+                failures += 1;
+                log::debug!("APNs push {} will be retried: {why}", report.apns_id);
+                report.last_error = Some(why);
+                tokio::time::sleep(s.retry.delay(failures)).await;
+            }
+        }
+    }
+}
+
+enum Unprocessed {
+    /// Above a GOAWAY's last-stream-id, or started after the GOAWAY.
+    GoAway,
+    /// REFUSED_STREAM: the server did not look at it.
+    Refused,
+    /// Never written: the connection closed first.
+    NotSent,
+}
+
+/// Whether the server certainly did not process a failed request, so sending it
+/// again cannot deliver it twice.
+fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
+    if e.is_canceled() {
+        return Some(Unprocessed::NotSent);
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            if h2.is_go_away() && h2.is_remote() {
+                return Some(Unprocessed::GoAway);
+            }
+            if h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return Some(Unprocessed::Refused);
+            }
+            return None;
+        }
+        source = err.source();
+    }
+    None
+}

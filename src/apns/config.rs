@@ -1,0 +1,267 @@
+//! How a client is set up: where to connect, how to authenticate, and its limits.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::jwt::{Clock, KeyError, SystemClock};
+
+/// Which APNs server to talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `api.push.apple.com:443`
+    Production,
+    /// `api.sandbox.push.apple.com:443`
+    Sandbox,
+    /// `api.sandbox.push.apple.com:2197` (for networks that block 443 outbound)
+    SandboxAltPort,
+    /// Any `host:port`, e.g. a proxy or the mock; usually with `ClientConfig::ca_file`.
+    Custom { host: String, port: u16 },
+}
+
+impl Endpoint {
+    pub fn host(&self) -> &str {
+        match self {
+            Endpoint::Production => "api.push.apple.com",
+            Endpoint::Sandbox | Endpoint::SandboxAltPort => "api.sandbox.push.apple.com",
+            Endpoint::Custom { host, .. } => host,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            Endpoint::Production | Endpoint::Sandbox => 443,
+            Endpoint::SandboxAltPort => 2197,
+            Endpoint::Custom { port, .. } => *port,
+        }
+    }
+
+    /// Parses `production`, `sandbox`, `sandbox:2197` or `HOST:PORT` (`[v6]:PORT` too).
+    pub fn parse(s: &str) -> Result<Endpoint, String> {
+        match s {
+            "production" => return Ok(Endpoint::Production),
+            "sandbox" => return Ok(Endpoint::Sandbox),
+            "sandbox:2197" => return Ok(Endpoint::SandboxAltPort),
+            _ => {}
+        }
+        let bad = || format!("endpoint {s:?} is not production, sandbox or HOST:PORT");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() || port == 0 {
+            return Err(bad());
+        }
+        Ok(Endpoint::Custom {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host().contains(':') {
+            write!(f, "[{}]:{}", self.host(), self.port())
+        } else {
+            write!(f, "{}:{}", self.host(), self.port())
+        }
+    }
+}
+
+/// How the provider proves who it is. Debug output never shows key material.
+#[derive(Clone)]
+pub enum Auth {
+    /// ES256 provider tokens signed with the team's `.p8` key.
+    Token {
+        key_pem: String,
+        key_id: String,
+        team_id: String,
+    },
+    /// The app's push certificate and its private key (PEM), sent as the TLS client certificate.
+    Certificate { cert_pem: String, key_pem: String },
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Token {
+                key_id, team_id, ..
+            } => write!(f, "Auth::Token {{ key_id: {key_id}, team_id: {team_id} }}"),
+            Auth::Certificate { .. } => f.write_str("Auth::Certificate"),
+        }
+    }
+}
+
+/// Exponential backoff with jitter: the n-th wait is `base * 2^(n-1)` capped at `max`,
+/// then scaled by a random factor in [0.5, 1] so many clients do not retry in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let full = self.base.saturating_mul(1 << exp).min(self.max);
+        full.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0))
+    }
+}
+
+/// Everything `ApnsClient::new` needs. Start from [`ClientConfig::new`] and adjust.
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub endpoint: Endpoint,
+    /// A PEM file of extra CAs trusted besides the system's (for proxies and the mock).
+    pub ca_file: Option<PathBuf>,
+    pub auth: Auth,
+    /// Threads of the client's own tokio runtime.
+    pub worker_threads: usize,
+    /// HTTP/2 connections kept open to the endpoint.
+    pub connections: usize,
+    /// Pushes accepted but not finished; beyond this `submit` answers `QueueFull`.
+    pub max_pending: usize,
+    /// Time source for provider tokens (tests move time).
+    pub clock: Arc<dyn Clock>,
+    /// Waits between attempts to (re)connect.
+    pub reconnect: Backoff,
+    /// Waits before resending a push after a retryable answer (429, 500, 503, transport).
+    pub retry: Backoff,
+    /// PING after this long without traffic...
+    pub ping_interval: Duration,
+    /// ...and drop the connection when the answer takes longer than this.
+    pub ping_timeout: Duration,
+    /// Limit for TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(endpoint: Endpoint, auth: Auth) -> ClientConfig {
+        ClientConfig {
+            endpoint,
+            ca_file: None,
+            auth,
+            worker_threads: 1,
+            connections: 1,
+            max_pending: 10_000,
+            clock: Arc::new(SystemClock),
+            reconnect: Backoff {
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(60),
+            },
+            retry: Backoff {
+                base: Duration::from_millis(500),
+                max: Duration::from_secs(10),
+            },
+            ping_interval: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("endpoint", &self.endpoint)
+            .field("ca_file", &self.ca_file)
+            .field("auth", &self.auth)
+            .field("worker_threads", &self.worker_threads)
+            .field("connections", &self.connections)
+            .field("max_pending", &self.max_pending)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a client could not be created or could not connect. Never contains key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// The provider token key or ids are unusable.
+    Key(KeyError),
+    /// The CA file could not be read or holds no certificate.
+    Ca(String),
+    /// The client certificate or its key are unusable.
+    Certificate(String),
+    /// A setting is out of range.
+    Config(String),
+    /// The runtime thread could not start.
+    Runtime(String),
+    /// No connection could be established (from `wait_connected`).
+    Connect(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Key(e) => write!(f, "APNs key: {e}"),
+            ClientError::Ca(e) => write!(f, "CA file: {e}"),
+            ClientError::Certificate(e) => write!(f, "client certificate: {e}"),
+            ClientError::Config(e) => write!(f, "configuration: {e}"),
+            ClientError::Runtime(e) => write!(f, "cannot start the APNs client: {e}"),
+            ClientError::Connect(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<KeyError> for ClientError {
+    fn from(e: KeyError) -> Self {
+        ClientError::Key(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(Endpoint::parse("production"), Ok(Endpoint::Production));
+        assert_eq!(Endpoint::parse("sandbox").unwrap().port(), 443);
+        assert_eq!(
+            Endpoint::parse("sandbox:2197"),
+            Ok(Endpoint::SandboxAltPort)
+        );
+        let custom = Endpoint::parse("127.0.0.1:8443").unwrap();
+        assert_eq!((custom.host(), custom.port()), ("127.0.0.1", 8443));
+        assert_eq!(Endpoint::parse("[::1]:9").unwrap().to_string(), "[::1]:9");
+        for bad in ["", "host", "host:", ":80", "host:99999", "host:0"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter() {
+        let b = Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        };
+        for (n, full) in [(1, 1), (2, 2), (3, 4), (7, 60), (100, 60)] {
+            let d = b.delay(n);
+            let full = Duration::from_secs(full);
+            assert!(d <= full && d >= full / 2, "attempt {n}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_keys() {
+        let auth = Auth::Token {
+            key_pem: "SECRET-KEY".into(),
+            key_id: "TESTKEY001".into(),
+            team_id: "TESTTEAM01".into(),
+        };
+        let cfg = ClientConfig::new(Endpoint::Production, auth);
+        let shown = format!("{cfg:?}");
+        assert!(shown.contains("TESTKEY001") && !shown.contains("SECRET"));
+        let cert = Auth::Certificate {
+            cert_pem: "C".into(),
+            key_pem: "SECRET-KEY".into(),
+        };
+        assert!(!format!("{cert:?}").contains("SECRET"));
+    }
+}

@@ -1,0 +1,383 @@
+//! The connection pool: each slot keeps one HTTP/2 connection to APNs open,
+//! reconnects it with backoff, and starts streams on it under one short lock.
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use rustls::pki_types::ServerName;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+
+use super::config::Backoff;
+use super::jwt::{Clock, ProviderToken, REFRESH_AFTER_SECS};
+use super::metrics::Counters;
+
+pub(crate) type Body = Full<Bytes>;
+type Sender = http2::SendRequest<Body>;
+
+/// Where and how to connect.
+pub(crate) struct Target {
+    pub display: String,
+    pub host: String,
+    pub port: u16,
+    pub server_name: ServerName<'static>,
+    pub tls: TlsConnector,
+    pub connect_timeout: Duration,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub reconnect: Backoff,
+}
+
+/// The provider token shared by all connections, and a counter that tells each
+/// slot's cached `authorization` header to refresh after Apple expired the token.
+pub(crate) struct TokenAuth {
+    pub token: ProviderToken,
+    clock: Arc<dyn Clock>,
+    epoch: AtomicU64,
+}
+
+struct Bearer {
+    value: HeaderValue,
+    generation: u64,
+    iat: u64,
+    epoch: u64,
+}
+
+impl TokenAuth {
+    pub fn new(token: ProviderToken, clock: Arc<dyn Clock>) -> Self {
+        TokenAuth {
+            token,
+            clock,
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The header value to send, built once per token, and the token's generation.
+    fn bearer(&self, cache: &mut Option<Bearer>) -> (HeaderValue, u64) {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let now = self.clock.now_unix();
+        match cache {
+            Some(b) if b.epoch == epoch && now.saturating_sub(b.iat) < REFRESH_AFTER_SECS => {}
+            _ => {
+                let issued = self.token.get();
+                let mut value = HeaderValue::try_from(format!("bearer {}", issued.bearer))
+                    .expect("a JWT is base64url and dots");
+                value.set_sensitive(true);
+                *cache = Some(Bearer {
+                    value,
+                    generation: issued.generation,
+                    iat: issued.iat,
+                    epoch,
+                });
+            }
+        }
+        let b = cache.as_ref().expect("just filled");
+        (b.value.clone(), b.generation)
+    }
+
+    /// Apple answered ExpiredProviderToken to a request carrying `generation`.
+    /// Returns whether a retry with a fresh token makes sense.
+    pub fn expired(&self, generation: u64) -> bool {
+        let fresh = self.token.expired(generation);
+        if fresh {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        fresh
+    }
+}
+
+enum Conn {
+    /// The first attempt is still running.
+    Connecting,
+    Up {
+        sender: Sender,
+        id: u64,
+        retire: Option<oneshot::Sender<()>>,
+    },
+    /// The last attempt failed or the connection was retired; why.
+    Down(Arc<str>),
+}
+
+struct Slot {
+    conn: Conn,
+    bearer: Option<Bearer>,
+}
+
+/// Identifies the connection a request went out on.
+#[derive(Clone, Copy)]
+pub(crate) struct ConnRef {
+    slot: usize,
+    id: u64,
+}
+
+pub(crate) struct Pool {
+    target: Target,
+    pub auth: Option<TokenAuth>,
+    counters: Arc<Counters>,
+    slots: Box<[Mutex<Slot>]>,
+    next_slot: AtomicUsize,
+    next_id: AtomicU64,
+    /// Woken when a slot connects or fails to: waiting pushes look again.
+    changed: Notify,
+}
+
+impl Pool {
+    pub fn new(
+        target: Target,
+        auth: Option<TokenAuth>,
+        counters: Arc<Counters>,
+        connections: usize,
+    ) -> Self {
+        let slots = (0..connections)
+            .map(|_| {
+                Mutex::new(Slot {
+                    conn: Conn::Connecting,
+                    bearer: None,
+                })
+            })
+            .collect();
+        Pool {
+            target,
+            auth,
+            counters,
+            slots,
+            next_slot: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            changed: Notify::new(),
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Starts a request on an open connection (round robin), or `None` when none is open.
+    /// The returned future resolves to the answer; dropping it resets the stream.
+    #[allow(clippy::type_complexity)]
+    pub fn dispatch(
+        &self,
+        build: impl FnOnce(Option<HeaderValue>) -> Request<Body>,
+    ) -> Option<(
+        impl Future<Output = hyper::Result<Response<Incoming>>>,
+        ConnRef,
+        Option<u64>,
+    )> {
+        let n = self.slots.len();
+        let start = if n == 1 {
+            0
+        } else {
+            self.next_slot.fetch_add(1, Ordering::Relaxed) % n
+        };
+        let (idx, mut slot) = (0..n).map(|i| (start + i) % n).find_map(|idx| {
+            let slot = self.slots[idx].lock();
+            matches!(&slot.conn, Conn::Up { sender, .. } if !sender.is_closed())
+                .then_some((idx, slot))
+        })?;
+        let slot = &mut *slot;
+        let (bearer, generation) = match &self.auth {
+            Some(auth) => {
+                let (value, generation) = auth.bearer(&mut slot.bearer);
+                (Some(value), Some(generation))
+            }
+            None => (None, None),
+        };
+        let Conn::Up { sender, id, .. } = &mut slot.conn else {
+            unreachable!("checked under the same lock")
+        };
+        let response = sender.send_request(build(bearer));
+        Some((response, ConnRef { slot: idx, id: *id }, generation))
+    }
+
+    /// Stops starting streams on `conn` at once and has its slot open a new one;
+    /// streams still running on it finish there.
+    pub fn retire(&self, conn: ConnRef, why: &str) {
+        let mut slot = self.slots[conn.slot].lock();
+        if let Conn::Up { id, retire, .. } = &mut slot.conn {
+            if *id == conn.id {
+                log::warn!("APNs connection {} retired: {why}", conn.slot);
+                if let Some(tx) = retire.take() {
+                    let _ = tx.send(());
+                }
+                slot.conn = Conn::Down(why.into());
+            }
+        }
+    }
+
+    /// Waits until some connection is open (the caller's deadline bounds the wait).
+    pub async fn wait_ready(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.slots.iter().any(|s| is_up(&s.lock().conn)) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits for the first connection; fails as soon as every slot's first
+    /// attempt failed, with the reason, or when `timeout` passes.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let mut failure = None;
+            let mut all_failed = true;
+            for slot in self.slots.iter() {
+                match &slot.lock().conn {
+                    conn if is_up(conn) => return Ok(()),
+                    Conn::Down(why) => failure = Some(why.clone()),
+                    _ => all_failed = false,
+                }
+            }
+            if let (true, Some(why)) = (all_failed, failure) {
+                return Err(why.to_string());
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(format!(
+                    "no connection to {} within {:?}",
+                    self.target.display, timeout
+                ));
+            }
+        }
+    }
+
+    /// Keeps slot `idx` connected for the life of the runtime.
+    pub async fn maintain(self: Arc<Self>, idx: usize) {
+        let mut failures = 0u32;
+        loop {
+            if failures > 0 {
+                tokio::time::sleep(self.target.reconnect.delay(failures)).await;
+            }
+            let started = Instant::now();
+            let attempt = tokio::time::timeout(self.target.connect_timeout, self.connect()).await;
+            let (sender, conn) = match attempt.unwrap_or_else(|_| {
+                Err(format!(
+                    "connecting to {} timed out after {:?}",
+                    self.target.display, self.target.connect_timeout
+                ))
+            }) {
+                Ok(pair) => pair,
+                Err(why) => {
+                    failures += 1;
+                    Counters::inc(&self.counters.connections_failed);
+                    log::warn!("APNs connection {idx}: {why}");
+                    self.slots[idx].lock().conn = Conn::Down(why.into());
+                    self.changed.notify_waiters();
+                    continue;
+                }
+            };
+            Counters::inc(&self.counters.connections_opened);
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let (retire_tx, retire_rx) = oneshot::channel();
+            self.slots[idx].lock().conn = Conn::Up {
+                sender,
+                id,
+                retire: Some(retire_tx),
+            };
+            log::info!("APNs connection {idx} to {} open", self.target.display);
+            self.changed.notify_waiters();
+
+            let mut running = tokio::spawn(conn);
+            tokio::select! {
+                ended = &mut running => {
+                    let why = match ended {
+                        Ok(Ok(())) => "closed by the server".to_string(),
+                        Ok(Err(e)) => format!("failed: {}", error_chain(&e)),
+                        Err(e) => format!("task ended: {e}"),
+                    };
+                    log::info!("APNs connection {idx} to {} {why}", self.target.display);
+                    let mut slot = self.slots[idx].lock();
+                    if matches!(&slot.conn, Conn::Up { id: current, .. } if *current == id) {
+                        slot.conn = Conn::Down(format!("connection {why}").into());
+                    }
+                    // A connection that dies young counts as a failed attempt, so a
+                    // server that accepts and drops at once is not hammered.
+                    if started.elapsed() < self.target.reconnect.base {
+                        failures += 1;
+                    } else {
+                        failures = 0;
+                    }
+                }
+                // Retired (GOAWAY): the old connection finishes its streams on its own.
+                _ = retire_rx => failures = 0,
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<(Sender, http2::Connection<Io, Body, TokioExecutor>), String> {
+        let t = &self.target;
+        let addrs = tokio::net::lookup_host((t.host.as_str(), t.port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", t.display))?;
+        let mut last_error = None;
+        let mut tcp = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    tcp = Some(stream);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| match last_error {
+            Some(e) => format!("cannot connect to {}: {e}", t.display),
+            None => format!("cannot resolve {}: no address", t.display),
+        })?;
+        tcp.set_nodelay(true)
+            .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+        let tls = t
+            .tls
+            .connect(t.server_name.clone(), tcp)
+            .await
+            .map_err(|e| format!("TLS handshake with {} failed: {e}", t.display))?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(format!("{} did not agree to HTTP/2 (ALPN h2)", t.display));
+        }
+        http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(t.ping_interval)
+            .keep_alive_timeout(t.ping_timeout)
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("HTTP/2 handshake with {} failed: {e}", t.display))
+    }
+}
+
+type Io = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+
+fn is_up(conn: &Conn) -> bool {
+    matches!(conn, Conn::Up { sender, .. } if !sender.is_closed())
+}
+
+/// An error and its sources on one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

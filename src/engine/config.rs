@@ -1,0 +1,484 @@
+//! The engine's JSON configuration. Parsed by hand over `serde_json::Value` so
+//! that every error names the exact key path (`apns.auth.key_id: missing`).
+
+use serde_json::{Map, Value};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::push::PayloadTemplate;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub apns: ApnsConfig,
+    pub park: ParkConfig,
+    pub push: PushConfig,
+    pub store: StoreConfig,
+    /// Parsed for the host bridge (the ffi layer applies it to its logger); the
+    /// engine itself never installs a logger.
+    pub log_level: log::LevelFilter,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApnsConfig {
+    pub endpoint: EndpointSetting,
+    pub ca_file: Option<PathBuf>,
+    pub auth: AuthConfig,
+    pub connections: usize,
+    pub worker_threads: usize,
+}
+
+/// Where pushes go. `Production` routes each device by its RFC 8599
+/// pn-provider (`apns` → production, `apns.dev` → sandbox); the others send
+/// every push to one place whatever the device says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointSetting {
+    Production,
+    Sandbox,
+    SandboxAltPort,
+    Custom { host: String, port: u16 },
+}
+
+/// Paths only: key material is read in `Engine::new` and never kept here, so
+/// Debug output of the config cannot leak a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    Token {
+        key_file: PathBuf,
+        key_id: String,
+        team_id: String,
+    },
+    Certificate {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ParkConfig {
+    pub timeout: Duration,
+    pub max_total: usize,
+    pub max_per_aor: usize,
+    pub reject_code: u16,
+    pub reject_reason: String,
+    pub push_failed_code: u16,
+    pub push_failed_reason: String,
+    /// A park within this long after a REGISTER of the same AOR resumes at once
+    /// (the host's lookup raced with the REGISTER).
+    pub recent_register: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// Per device: at most one push per interval; calls in between are coalesced.
+    pub min_interval: Duration,
+    pub payload_template: PayloadTemplate,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+    pub max_age_days: u32,
+}
+
+/// A configuration error naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(path: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.to_string(),
+        message: message.into(),
+    }
+}
+
+/// One JSON object being read: keys are taken out as they are parsed, and
+/// `finish` reports whatever is left as unknown.
+struct Section {
+    path: String,
+    map: Map<String, Value>,
+}
+
+impl Section {
+    fn new(path: &str, value: Value) -> Result<Section, ConfigError> {
+        match value {
+            Value::Object(map) => Ok(Section {
+                path: path.to_string(),
+                map,
+            }),
+            other => Err(err(
+                path,
+                format!("expected an object, found {}", kind(&other)),
+            )),
+        }
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{}", self.path, key)
+        }
+    }
+
+    /// The value of `key`, `None` when absent or null.
+    fn take(&mut self, key: &str) -> Option<(String, Value)> {
+        let path = self.key_path(key);
+        match self.map.remove(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some((path, v)),
+        }
+    }
+
+    fn section(&mut self, key: &str) -> Result<Section, ConfigError> {
+        let path = self.key_path(key);
+        Section::new(
+            &path,
+            self.take(key).map_or(Value::Object(Map::new()), |(_, v)| v),
+        )
+    }
+
+    fn string(&mut self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some((_, Value::String(s))) => Ok(Some(s)),
+            Some((p, v)) => Err(err(&p, format!("expected a string, found {}", kind(&v)))),
+        }
+    }
+
+    fn required_string(&mut self, key: &str) -> Result<String, ConfigError> {
+        let path = self.key_path(key);
+        match self.string(key)? {
+            Some(s) if !s.is_empty() => Ok(s),
+            Some(_) => Err(err(&path, "must not be empty")),
+            None => Err(err(&path, "missing")),
+        }
+    }
+
+    fn uint(&mut self, key: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        match self.take(key) {
+            None => Ok(default),
+            Some((p, Value::Number(n))) => match n.as_u64() {
+                Some(v) if (min..=max).contains(&v) => Ok(v),
+                _ => Err(err(
+                    &p,
+                    format!("expected an integer from {min} to {max}, found {n}"),
+                )),
+            },
+            Some((p, v)) => Err(err(&p, format!("expected an integer, found {}", kind(&v)))),
+        }
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        match self.map.keys().next() {
+            Some(k) => Err(err(&self.key_path(k), "unknown key")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn sip_code(s: &mut Section, key: &str) -> Result<u16, ConfigError> {
+    // Only final failure responses make sense for a call we give up on.
+    Ok(s.uint(key, 480, 400, 699)? as u16)
+}
+
+fn reason_phrase(s: &mut Section, key: &str) -> Result<String, ConfigError> {
+    let path = s.key_path(key);
+    let text = s
+        .string(key)?
+        .unwrap_or_else(|| "Temporarily Unavailable".to_string());
+    // It goes into a SIP status line: no control characters.
+    if text.is_empty() || text.chars().any(|c| c.is_control()) {
+        return Err(err(&path, "must be a non-empty single line"));
+    }
+    Ok(text)
+}
+
+fn parse_endpoint(path: &str, text: &str) -> Result<EndpointSetting, ConfigError> {
+    match text {
+        "production" => return Ok(EndpointSetting::Production),
+        "sandbox" => return Ok(EndpointSetting::Sandbox),
+        "sandbox:2197" => return Ok(EndpointSetting::SandboxAltPort),
+        _ => {}
+    }
+    let bad = || {
+        err(
+            path,
+            format!("`{text}` is not production, sandbox, sandbox:2197 or HOST:PORT"),
+        )
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 || host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(bad());
+    }
+    Ok(EndpointSetting::Custom {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn parse_auth(mut s: Section) -> Result<AuthConfig, ConfigError> {
+    let auth = if s.map.contains_key("cert_file") {
+        AuthConfig::Certificate {
+            cert_file: s.required_string("cert_file")?.into(),
+            key_file: s.required_string("key_file")?.into(),
+        }
+    } else {
+        AuthConfig::Token {
+            key_file: s.required_string("key_file")?.into(),
+            key_id: s.required_string("key_id")?,
+            team_id: s.required_string("team_id")?,
+        }
+    };
+    s.finish()?;
+    Ok(auth)
+}
+
+impl EngineConfig {
+    /// One JSON document; unknown keys and missing required keys are errors
+    /// naming the key path.
+    pub fn from_json(text: &str) -> Result<EngineConfig, ConfigError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| err("", format!("invalid JSON: {e}")))?;
+        let mut root = Section::new("", value)?;
+
+        let mut a = root.section("apns")?;
+        let endpoint_path = a.key_path("endpoint");
+        let endpoint = match a.string("endpoint")? {
+            Some(t) => parse_endpoint(&endpoint_path, &t)?,
+            None => EndpointSetting::Production,
+        };
+        let ca_file = a.string("ca_file")?.map(PathBuf::from);
+        let auth_path = a.key_path("auth");
+        if !a.map.contains_key("auth") {
+            return Err(err(&auth_path, "missing"));
+        }
+        let auth = parse_auth(a.section("auth")?)?;
+        let connections = a.uint("connections", 1, 1, 64)? as usize;
+        let worker_threads = a.uint("worker_threads", 1, 1, 64)? as usize;
+        a.finish()?;
+
+        let mut p = root.section("park")?;
+        let park = ParkConfig {
+            timeout: Duration::from_millis(p.uint("timeout_ms", 30_000, 1, 3_600_000)?),
+            max_total: p.uint("max_total", 100_000, 1, 10_000_000)? as usize,
+            max_per_aor: p.uint("max_per_aor", 8, 1, 10_000)? as usize,
+            reject_code: sip_code(&mut p, "reject_code")?,
+            reject_reason: reason_phrase(&mut p, "reject_reason")?,
+            push_failed_code: sip_code(&mut p, "push_failed_code")?,
+            push_failed_reason: reason_phrase(&mut p, "push_failed_reason")?,
+            recent_register: Duration::from_millis(p.uint(
+                "recent_register_ms",
+                2000,
+                0,
+                60_000,
+            )?),
+        };
+        p.finish()?;
+
+        let mut u = root.section("push")?;
+        let min_interval = Duration::from_millis(u.uint("min_interval_ms", 2000, 0, 3_600_000)?);
+        let payload_template = match u.take("payload_template") {
+            Some((path, v)) => PayloadTemplate::new(&v).map_err(|m| err(&path, m))?,
+            None => PayloadTemplate::default_template(),
+        };
+        u.finish()?;
+
+        let mut st = root.section("store")?;
+        let store = StoreConfig {
+            dir: st
+                .string("dir")?
+                .unwrap_or_else(|| "/var/lib/pushpark".into())
+                .into(),
+            max_age_days: st.uint("max_age_days", 30, 1, 36_500)? as u32,
+        };
+        st.finish()?;
+
+        let level_path = root.key_path("log_level");
+        let log_level = match root.string("log_level")? {
+            None => log::LevelFilter::Info,
+            Some(t) => t.parse().map_err(|_| {
+                err(
+                    &level_path,
+                    format!("`{t}` is not off, error, warn, info, debug or trace"),
+                )
+            })?,
+        };
+        root.finish()?;
+
+        Ok(EngineConfig {
+            apns: ApnsConfig {
+                endpoint,
+                ca_file,
+                auth,
+                connections,
+                worker_threads,
+            },
+            park,
+            push: PushConfig {
+                min_interval,
+                payload_template,
+            },
+            store,
+            log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str =
+        r#"{"apns":{"auth":{"key_file":"/k.p8","key_id":"ABCDE12345","team_id":"TEAM123456"}}}"#;
+
+    fn error_of(text: &str) -> String {
+        EngineConfig::from_json(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_gets_operator_defaults() {
+        let c = EngineConfig::from_json(MINIMAL).unwrap();
+        assert_eq!(c.apns.endpoint, EndpointSetting::Production);
+        assert_eq!(
+            c.apns.auth,
+            AuthConfig::Token {
+                key_file: "/k.p8".into(),
+                key_id: "ABCDE12345".into(),
+                team_id: "TEAM123456".into()
+            }
+        );
+        assert_eq!(c.park.timeout, Duration::from_secs(30));
+        assert_eq!((c.park.max_total, c.park.max_per_aor), (100_000, 8));
+        assert_eq!((c.park.reject_code, c.park.push_failed_code), (480, 480));
+        assert_eq!(c.park.reject_reason, "Temporarily Unavailable");
+        assert_eq!(c.push.min_interval, Duration::from_secs(2));
+        assert_eq!(c.store.dir, PathBuf::from("/var/lib/pushpark"));
+        assert_eq!(c.store.max_age_days, 30);
+        assert_eq!(c.log_level, log::LevelFilter::Info);
+    }
+
+    #[test]
+    fn full_config_is_read() {
+        let c = EngineConfig::from_json(
+            r#"{"apns":{"endpoint":"localhost:4430","ca_file":"/ca.pem",
+                 "auth":{"cert_file":"/c.pem","key_file":"/k.pem"},"connections":2,"worker_threads":2},
+               "park":{"timeout_ms":5000,"max_total":10,"max_per_aor":2,"reject_code":486,
+                 "reject_reason":"Busy Here","push_failed_code":404,"push_failed_reason":"Not Found",
+                 "recent_register_ms":0},
+               "push":{"min_interval_ms":0,"payload_template":{"id":"{call_id}"}},
+               "store":{"dir":"/tmp/x","max_age_days":7},"log_level":"debug"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.apns.endpoint,
+            EndpointSetting::Custom {
+                host: "localhost".into(),
+                port: 4430
+            }
+        );
+        assert_eq!(
+            c.apns.auth,
+            AuthConfig::Certificate {
+                cert_file: "/c.pem".into(),
+                key_file: "/k.pem".into()
+            }
+        );
+        assert_eq!(c.apns.ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(c.park.reject_code, 486);
+        assert_eq!(c.park.push_failed_reason, "Not Found");
+        assert_eq!(c.park.recent_register, Duration::ZERO);
+        assert_eq!(c.store.max_age_days, 7);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(error_of("{}"), "apns.auth: missing");
+        assert_eq!(
+            error_of(r#"{"apns":{"auth":{"key_file":"/k","team_id":"T"}}}"#),
+            "apns.auth.key_id: missing"
+        );
+        assert_eq!(
+            error_of(r#"{"apns":{"auth":{"cert_file":"/c"}}}"#),
+            "apns.auth.key_file: missing"
+        );
+        let with = |extra: &str| {
+            error_of(&format!(
+                r#"{{"apns":{{"auth":{{"key_file":"/k","key_id":"K","team_id":"T"}}}},{extra}}}"#
+            ))
+        };
+        assert_eq!(
+            with(r#""park":{"timout_ms":1}"#),
+            "park.timout_ms: unknown key"
+        );
+        assert_eq!(with(r#""bogus":1"#), "bogus: unknown key");
+        assert_eq!(
+            with(r#""park":{"timeout_ms":"30"}"#),
+            "park.timeout_ms: expected an integer, found a string"
+        );
+        assert_eq!(
+            with(r#""park":{"reject_code":200}"#),
+            "park.reject_code: expected an integer from 400 to 699, found 200"
+        );
+        assert_eq!(
+            with(r#""park":{"reject_reason":"a\r\nb"}"#),
+            "park.reject_reason: must be a non-empty single line"
+        );
+        assert!(with(r#""apns":1"#).starts_with("apns: expected an object"));
+        assert!(with(r#""log_level":"loud""#).starts_with("log_level: `loud` is not"));
+        assert!(with(r#""push":{"payload_template":{"x":"{nope}"}}"#)
+            .starts_with("push.payload_template: unknown placeholder {nope}"));
+        assert!(error_of("{").starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn endpoints() {
+        let e = |t: &str| parse_endpoint("apns.endpoint", t);
+        assert_eq!(e("sandbox").unwrap(), EndpointSetting::Sandbox);
+        assert_eq!(e("sandbox:2197").unwrap(), EndpointSetting::SandboxAltPort);
+        assert_eq!(
+            e("127.0.0.1:443").unwrap(),
+            EndpointSetting::Custom {
+                host: "127.0.0.1".into(),
+                port: 443
+            }
+        );
+        for bad in ["prod", "host:", ":443", "host:0", "host:99999", "a b:1"] {
+            assert!(
+                e(bad)
+                    .unwrap_err()
+                    .to_string()
+                    .starts_with("apns.endpoint: `"),
+                "{bad}"
+            );
+        }
+    }
+}

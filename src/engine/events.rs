@@ -1,0 +1,158 @@
+//! Events for the host: a queue plus an eventfd that is readable exactly while
+//! the queue is non-empty (librdkafka semantics: the host polls until empty).
+
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A device of the AOR registered: the host looks the user up and relays
+    /// (once per parked call).
+    Resume,
+    /// Another device of an already-resumed call registered: the host adds a branch.
+    AppendBranch,
+    /// Timeout, or every push failed permanently: the host replies `sip_code`.
+    Reject,
+    /// For logs: one push's outcome (`reason` is `delivered`, Apple's reason, or
+    /// what else happened to it).
+    PushResult,
+    /// APNs said the token is dead; the binding was removed from the store.
+    DeviceGone,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Resume => "resume",
+            EventKind::AppendBranch => "append_branch",
+            EventKind::Reject => "reject",
+            EventKind::PushResult => "push_result",
+            EventKind::DeviceGone => "device_gone",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// The parked call's host reference; 0 for PushResult and DeviceGone.
+    pub host_ref: u64,
+    pub park_id: u64,
+    pub aor: String,
+    pub device_key: String,
+    /// Reject only.
+    pub sip_code: u16,
+    /// The SIP reason phrase (Reject) or the push outcome (PushResult, DeviceGone).
+    pub reason: String,
+}
+
+pub(crate) struct EventQueue {
+    queue: Mutex<VecDeque<Event>>,
+    fd: OwnedFd,
+}
+
+impl EventQueue {
+    pub(crate) fn new() -> io::Result<EventQueue> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(EventQueue {
+            queue: Mutex::new(VecDeque::new()),
+            // SAFETY: fd was just created and nothing else owns it.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub(crate) fn push(&self, event: Event) {
+        let mut q = self.queue.lock();
+        q.push_back(event);
+        if q.len() == 1 {
+            self.signal();
+        }
+    }
+
+    pub(crate) fn pop(&self) -> Option<Event> {
+        let mut q = self.queue.lock();
+        let event = q.pop_front();
+        if event.is_some() && q.is_empty() {
+            self.reset();
+        }
+        event
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.lock().len()
+    }
+
+    fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own fd. It cannot fail
+        // with EAGAIN: the counter is reset whenever the queue empties.
+        let n = unsafe { libc::write(self.fd(), (&one as *const u64).cast(), 8) };
+        if n != 8 {
+            log::error!("eventfd write failed: {}", io::Error::last_os_error());
+        }
+    }
+
+    fn reset(&self) {
+        let mut counter: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our own non-blocking fd;
+        // EAGAIN (already zero) is fine.
+        unsafe { libc::read(self.fd(), (&mut counter as *mut u64).cast(), 8) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readable(fd: RawFd) -> bool {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n == 1 && pfd.revents & libc::POLLIN != 0
+    }
+
+    fn event(host_ref: u64) -> Event {
+        Event {
+            kind: EventKind::Resume,
+            host_ref,
+            park_id: host_ref,
+            aor: "a".into(),
+            device_key: "d".into(),
+            sip_code: 0,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn fd_is_readable_exactly_while_events_wait() {
+        let q = EventQueue::new().unwrap();
+        let flags = unsafe { libc::fcntl(q.fd(), libc::F_GETFD) };
+        assert!(flags & libc::FD_CLOEXEC != 0);
+        assert!(!readable(q.fd()));
+        q.push(event(1));
+        q.push(event(2));
+        assert!(readable(q.fd()));
+        assert_eq!(q.pop().unwrap().host_ref, 1);
+        assert!(readable(q.fd()), "one event still waits");
+        assert_eq!(q.pop().unwrap().host_ref, 2);
+        assert!(!readable(q.fd()));
+        assert_eq!(q.pop(), None);
+        q.push(event(3));
+        assert!(readable(q.fd()));
+        assert_eq!(q.len(), 1);
+    }
+}

@@ -1,0 +1,494 @@
+//! The engine: parks INVITEs for devices that are asleep, pushes them over
+//! APNs, and tells the host to resume (or reject) each call exactly once.
+//!
+//! Threads: the host's (SIP workers) call `park`/`register`/... which only
+//! take short locks; one engine thread owns timers, coalescing windows and
+//! push dispatch; the APNs client has its own. No thread ever calls host code:
+//! results reach the host as events (queue + eventfd).
+
+mod config;
+mod contact;
+mod events;
+mod parked;
+mod push;
+mod stats;
+mod store;
+mod worker;
+
+pub use config::{
+    ApnsConfig, AuthConfig, ConfigError, EndpointSetting, EngineConfig, ParkConfig, PushConfig,
+    StoreConfig,
+};
+pub use events::{Event, EventKind};
+pub use parked::ParkedInfo;
+pub use push::PayloadTemplate;
+pub use stats::Stats;
+pub use store::DeviceInfo;
+
+use crossbeam_channel::{Sender, TrySendError};
+use parking_lot::Mutex;
+use std::fmt;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use contact::Provider;
+use events::EventQueue;
+use parked::{Call, CallState, End, Table};
+use stats::{inc, Counters};
+use store::Store;
+use worker::Cmd;
+
+/// A REGISTER the host accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct Registration<'a> {
+    pub aor: &'a str,
+    /// The Contact URI or the whole Contact header value.
+    pub contact: &'a str,
+    /// `+sip.instance` if the host extracted it (else it is read from `contact`).
+    pub instance: Option<&'a str>,
+    pub expires: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegisterOutcome {
+    /// The contact carries APNs push parameters.
+    pub push_capable: bool,
+    /// A push binding was stored or refreshed.
+    pub stored: bool,
+    /// `expires == 0` removed a binding.
+    pub removed: bool,
+    /// Parked calls this REGISTER resumed (AppendBranch events not counted).
+    pub resumed: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ParkRequest<'a> {
+    pub call_id: &'a str,
+    pub aor: &'a str,
+    pub caller_uri: &'a str,
+    pub caller_name: &'a str,
+    /// Opaque to the engine, unique among parked calls, e.g. `(tm hash_index << 32) | label`.
+    pub host_ref: u64,
+    /// `None`: the configured `park.timeout_ms`.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParkError {
+    /// The AOR has no push device: reject the call as without pushpark.
+    NoDevice,
+    LimitTotal,
+    LimitPerAor,
+    /// The engine thread is behind; nothing was parked.
+    QueueFull,
+    /// `host_ref` is already parked.
+    Duplicate,
+    Invalid(String),
+    ShutDown,
+}
+
+impl fmt::Display for ParkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParkError::NoDevice => f.write_str("the AOR has no push device"),
+            ParkError::LimitTotal => f.write_str("too many parked calls (park.max_total)"),
+            ParkError::LimitPerAor => {
+                f.write_str("too many parked calls for this AOR (park.max_per_aor)")
+            }
+            ParkError::QueueFull => f.write_str("the engine queue is full"),
+            ParkError::Duplicate => f.write_str("this host_ref is already parked"),
+            ParkError::Invalid(why) => write!(f, "invalid park request: {why}"),
+            ParkError::ShutDown => f.write_str("the engine is shut down"),
+        }
+    }
+}
+
+impl std::error::Error for ParkError {}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    Config(ConfigError),
+    /// The device store failed (disk, lock).
+    Store(String),
+    /// The APNs client could not be set up (key, certificate, CA).
+    Apns(String),
+    /// Bad input (e.g. a Contact with garbage push parameters); nothing changed.
+    Invalid(String),
+    /// No such parked call / binding.
+    NotFound,
+    Io(String),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Config(e) => write!(f, "config: {e}"),
+            EngineError::Store(e) => f.write_str(e),
+            EngineError::Apns(e) => write!(f, "APNs client: {e}"),
+            EngineError::Invalid(e) => f.write_str(e),
+            EngineError::NotFound => f.write_str("not found"),
+            EngineError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<store::StoreError> for EngineError {
+    fn from(e: store::StoreError) -> Self {
+        EngineError::Store(e.to_string())
+    }
+}
+
+/// What the host-facing calls and the engine thread share.
+pub(crate) struct Shared {
+    cfg: EngineConfig,
+    table: Mutex<Table>,
+    events: EventQueue,
+    counters: Counters,
+    store: Store,
+}
+
+pub struct Engine {
+    shared: Arc<Shared>,
+    cmd_tx: Sender<Cmd>,
+    stop_tx: Option<Sender<()>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// Commands waiting for the engine thread; beyond this `park` says QueueFull.
+const CMD_QUEUE: usize = 65_536;
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.len() > max {
+        return Err(format!("{what} is longer than {max} bytes"));
+    }
+    if s.contains('\0') {
+        return Err(format!("{what} contains NUL"));
+    }
+    Ok(())
+}
+
+fn check_aor(aor: &str) -> Result<(), String> {
+    check_text("aor", aor, 1024)?;
+    if aor.trim().is_empty() {
+        return Err("aor is empty".into());
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Opens the store, sets up the APNs client and starts the engine thread.
+    pub fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
+        let store = Store::open(&cfg.store.dir, cfg.store.max_age_days, unix_now())?;
+        let events = EventQueue::new().map_err(|e| EngineError::Io(format!("eventfd: {e}")))?;
+        let clients = worker::Clients::new(&cfg)?;
+        let shared = Arc::new(Shared {
+            cfg,
+            table: Mutex::new(Table::default()),
+            events,
+            counters: Counters::default(),
+            store,
+        });
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(CMD_QUEUE);
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+        let w = worker::Worker::new(shared.clone(), clients);
+        let worker = std::thread::Builder::new()
+            .name("pushpark-engine".into())
+            .spawn(move || w.run(cmd_rx, stop_rx))
+            .map_err(|e| EngineError::Io(format!("cannot start the engine thread: {e}")))?;
+        Ok(Engine {
+            shared,
+            cmd_tx,
+            stop_tx: Some(stop_tx),
+            worker: Some(worker),
+        })
+    }
+
+    /// From a REGISTER the host accepted: parses the RFC 8599 parameters,
+    /// wakes the AOR's parked calls (any REGISTER with expires > 0 means the
+    /// user is reachable now, push device or not), then stores, refreshes or
+    /// (expires == 0) removes the binding. The wake happens before the disk
+    /// write, so a store error is reported after the calls were resumed.
+    pub fn register(&self, r: &Registration) -> Result<RegisterOutcome, EngineError> {
+        check_aor(r.aor).map_err(EngineError::Invalid)?;
+        check_text("contact", r.contact, 4096).map_err(EngineError::Invalid)?;
+        let parsed = contact::parse(r.contact).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let instance = r
+            .instance
+            .and_then(contact::normalize_instance)
+            .or(parsed.instance);
+        let mut out = RegisterOutcome {
+            push_capable: parsed.push.is_some(),
+            ..RegisterOutcome::default()
+        };
+        let key = match (&instance, &parsed.push) {
+            (Some(i), _) => Some(i.clone()),
+            (None, Some(p)) => Some(p.token.clone()),
+            (None, None) => None,
+        };
+        let store = &self.shared.store;
+        if r.expires == 0 {
+            out.removed = if parsed.wildcard {
+                store.remove_all(r.aor)? > 0
+            } else {
+                match &key {
+                    Some(k) => store.remove(r.aor, k)?,
+                    None => false,
+                }
+            };
+            return Ok(out);
+        }
+        if parsed.wildcard {
+            return Err(EngineError::Invalid(
+                "Contact `*` is only valid with expires 0".into(),
+            ));
+        }
+
+        let wake_key = key.clone().unwrap_or_else(|| r.contact.trim().to_string());
+        out.resumed = self.wake(r.aor, &wake_key);
+
+        if let (Some(p), Some(key)) = (parsed.push, key) {
+            store.upsert(
+                r.aor,
+                DeviceInfo {
+                    key,
+                    provider: p.provider.as_str().to_string(),
+                    token: p.token,
+                    topic: p.topic,
+                    contact: r.contact.trim().to_string(),
+                    last_register_unix: unix_now(),
+                },
+            )?;
+            out.stored = true;
+        }
+        Ok(out)
+    }
+
+    /// Resumes the AOR's parked calls; an extra branch for calls already ringing.
+    fn wake(&self, aor: &str, device_key: &str) -> u32 {
+        let sh = &*self.shared;
+        let mut t = sh.table.lock();
+        t.note_register(aor, device_key, Instant::now());
+        let mut resumed = 0;
+        for id in t.ids_of_aor(aor) {
+            let state = t.get(id).map(|c| c.state);
+            match state {
+                Some(CallState::Parked) => {
+                    if t.finish(id, End::Resume { device_key }, &sh.events, &sh.counters) {
+                        resumed += 1;
+                    }
+                }
+                Some(CallState::Ringing) => {
+                    t.append_branch(id, device_key, &sh.events, &sh.counters);
+                }
+                None => {}
+            }
+        }
+        resumed
+    }
+
+    /// Stores a binding learned another way than REGISTER (does not wake calls).
+    /// An empty `key` means the token; `last_register_unix == 0` means now.
+    pub fn add_device(&self, aor: &str, d: &DeviceInfo) -> Result<(), EngineError> {
+        check_aor(aor).map_err(EngineError::Invalid)?;
+        let bad = |m: String| EngineError::Invalid(m);
+        let provider = Provider::parse(&d.provider)
+            .ok_or_else(|| bad(format!("provider `{}` is not apns or apns.dev", d.provider)))?;
+        let token = contact::hex_token(&d.token).map_err(|e| bad(e.0))?;
+        contact::check_topic(&d.topic).map_err(|e| bad(e.0))?;
+        check_text("key", &d.key, 1024).map_err(bad)?;
+        check_text("contact", &d.contact, 4096).map_err(bad)?;
+        let key = if d.key.trim().is_empty() {
+            token.clone()
+        } else {
+            d.key.trim().to_string()
+        };
+        let info = DeviceInfo {
+            key,
+            provider: provider.as_str().to_string(),
+            token,
+            topic: d.topic.clone(),
+            contact: d.contact.clone(),
+            last_register_unix: if d.last_register_unix == 0 {
+                unix_now()
+            } else {
+                d.last_register_unix
+            },
+        };
+        self.shared.store.upsert(aor, info)?;
+        Ok(())
+    }
+
+    /// Removes one binding; false when there was none.
+    pub fn remove_device(&self, aor: &str, device_key: &str) -> Result<bool, EngineError> {
+        Ok(self.shared.store.remove(aor, device_key)?)
+    }
+
+    /// Parks a call and queues a VoIP push to every device of the AOR. Never
+    /// blocks on the network or the disk. A REGISTER of the AOR within
+    /// `park.recent_register_ms` resumes the call at once (the Resume event is
+    /// queued before this returns).
+    pub fn park(&self, p: &ParkRequest) -> Result<u64, ParkError> {
+        let sh = &*self.shared;
+        let invalid = ParkError::Invalid;
+        check_text("call_id", p.call_id, 1024).map_err(invalid)?;
+        check_aor(p.aor).map_err(invalid)?;
+        check_text("caller_uri", p.caller_uri, 1024).map_err(invalid)?;
+        check_text("caller_name", p.caller_name, 1024).map_err(invalid)?;
+        if p.call_id.is_empty() {
+            return Err(ParkError::Invalid("call_id is empty".into()));
+        }
+        let timeout = p.timeout.unwrap_or(sh.cfg.park.timeout);
+        if timeout.is_zero() || timeout > Duration::from_secs(3600) {
+            return Err(ParkError::Invalid(
+                "timeout must be from 1 ms to 1 hour".into(),
+            ));
+        }
+        let now = Instant::now();
+        let limits = &sh.cfg.park;
+
+        let mut t = sh.table.lock();
+        if t.id_of_host_ref(p.host_ref).is_some() {
+            return Err(ParkError::Duplicate);
+        }
+        if t.len() >= limits.max_total {
+            inc(&sh.counters.park_over_limit);
+            return Err(ParkError::LimitTotal);
+        }
+        if t.count_of_aor(p.aor) >= limits.max_per_aor {
+            inc(&sh.counters.park_over_limit);
+            return Err(ParkError::LimitPerAor);
+        }
+        let just_registered = now
+            .checked_sub(limits.recent_register)
+            .filter(|_| !limits.recent_register.is_zero())
+            .and_then(|since| t.registered_since(p.aor, since));
+        let devices = match just_registered {
+            Some(_) => Vec::new(),
+            None => sh.store.devices(p.aor),
+        };
+        if just_registered.is_none() && devices.is_empty() {
+            inc(&sh.counters.park_no_device);
+            return Err(ParkError::NoDevice);
+        }
+        let deadline = now + timeout;
+        let id = t.insert(Call {
+            host_ref: p.host_ref,
+            call_id: p.call_id.into(),
+            aor: p.aor.into(),
+            caller_uri: p.caller_uri.into(),
+            caller_name: p.caller_name.into(),
+            parked_at: now,
+            deadline,
+            state: CallState::Parked,
+            targets: devices.iter().map(|d| d.key.as_str().into()).collect(),
+            branches: Vec::new(),
+        });
+        if let Err(e) = self.cmd_tx.try_send(Cmd::Park {
+            id,
+            deadline,
+            devices,
+        }) {
+            t.remove(id);
+            return Err(match e {
+                TrySendError::Full(_) => {
+                    inc(&sh.counters.park_queue_full);
+                    ParkError::QueueFull
+                }
+                TrySendError::Disconnected(_) => ParkError::ShutDown,
+            });
+        }
+        inc(&sh.counters.parked_total);
+        if let Some(device_key) = just_registered {
+            t.finish(
+                id,
+                End::Resume {
+                    device_key: &device_key,
+                },
+                &sh.events,
+                &sh.counters,
+            );
+        }
+        Ok(id)
+    }
+
+    fn end_by_host(&self, host_ref: u64) -> Result<(), EngineError> {
+        let sh = &*self.shared;
+        let mut t = sh.table.lock();
+        let id = t.id_of_host_ref(host_ref).ok_or(EngineError::NotFound)?;
+        if !t.finish(id, End::Cancel, &sh.events, &sh.counters) {
+            t.remove(id);
+        }
+        Ok(())
+    }
+
+    /// The caller CANCELled (or the host gave up): the call ends as cancelled
+    /// and no event follows for it. NotFound if it already ended.
+    pub fn cancel(&self, host_ref: u64) -> Result<(), EngineError> {
+        self.end_by_host(host_ref)
+    }
+
+    /// The host's call finished after Resume (answered or failed): forget it,
+    /// so no further AppendBranch comes. On a call still parked it acts as cancel.
+    pub fn call_ended(&self, host_ref: u64) -> Result<(), EngineError> {
+        self.end_by_host(host_ref)
+    }
+
+    /// Readable (EFD_NONBLOCK|EFD_CLOEXEC eventfd) while events wait; owned by the engine.
+    pub fn event_fd(&self) -> RawFd {
+        self.shared.events.fd()
+    }
+
+    /// The next event, never blocking. Drain until `None` after the fd fires.
+    pub fn poll_event(&self) -> Option<Event> {
+        self.shared.events.pop()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let sh = &*self.shared;
+        let mut s = sh.counters.snapshot();
+        s.parked_now = sh.table.lock().len() as u64;
+        s.devices_stored = sh.store.len() as u64;
+        s.events_waiting = sh.events.len() as u64;
+        s
+    }
+
+    pub fn devices(&self, aor: &str) -> Vec<DeviceInfo> {
+        self.shared.store.devices(aor)
+    }
+
+    /// Parked and ringing calls, by park id.
+    pub fn parked(&self) -> Vec<ParkedInfo> {
+        self.shared.table.lock().info(Instant::now())
+    }
+}
+
+impl Drop for Engine {
+    /// Stops and joins the engine thread (which stops the APNs client), then
+    /// forgets the calls still parked: no event follows the drop.
+    fn drop(&mut self) {
+        drop(self.stop_tx.take());
+        if let Some(w) = self.worker.take() {
+            if w.join().is_err() {
+                log::error!("the engine thread panicked");
+            }
+        }
+        let mut t = self.shared.table.lock();
+        let ids = t.all_ids();
+        for &id in &ids {
+            t.remove(id);
+        }
+        if !ids.is_empty() {
+            log::info!("engine stopped with {} calls parked or ringing", ids.len());
+        }
+    }
+}

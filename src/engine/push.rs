@@ -1,0 +1,308 @@
+//! What goes to a device: the payload template, and the per-device window
+//! that rate-limits pushes and coalesces the calls that arrive inside it.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::store::DeviceInfo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    CallId,
+    CallerUri,
+    CallerName,
+    PushId,
+    Aor,
+}
+
+impl Field {
+    fn parse(name: &str) -> Option<Field> {
+        Some(match name {
+            "call_id" => Field::CallId,
+            "caller_uri" => Field::CallerUri,
+            "caller_name" => Field::CallerName,
+            "push_id" => Field::PushId,
+            "aor" => Field::Aor,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Field(Field),
+}
+
+/// The payload as compiled JSON text with holes for the call's fields, so
+/// rendering is string appends (values JSON-escaped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadTemplate {
+    pieces: Vec<Piece>,
+}
+
+pub(crate) struct PayloadFields<'a> {
+    pub call_id: &'a str,
+    pub caller_uri: &'a str,
+    pub caller_name: &'a str,
+    pub push_id: &'a str,
+    pub aor: &'a str,
+}
+
+/// `{name}` placeholders in `s`, as (start, end, name).
+fn placeholders(s: &str) -> impl Iterator<Item = (usize, usize, &str)> {
+    s.match_indices('{').filter_map(move |(start, _)| {
+        let rest = &s[start + 1..];
+        let len = rest.find(|c: char| !(c.is_ascii_lowercase() || c == '_'))?;
+        (len > 0 && rest[len..].starts_with('}')).then(|| (start, start + len + 2, &rest[..len]))
+    })
+}
+
+fn check_strings(v: &Value) -> Result<(), String> {
+    match v {
+        Value::String(s) => {
+            for (_, _, name) in placeholders(s) {
+                if Field::parse(name).is_none() {
+                    return Err(format!(
+                        "unknown placeholder {{{name}}} (known: {{call_id}} {{caller_uri}} \
+                         {{caller_name}} {{push_id}} {{aor}})"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Value::Array(a) => a.iter().try_for_each(check_strings),
+        Value::Object(o) => o.iter().try_for_each(|(k, v)| {
+            check_strings(&Value::String(k.clone()))?;
+            check_strings(v)
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl PayloadTemplate {
+    pub(crate) fn new(template: &Value) -> Result<PayloadTemplate, String> {
+        if !template.is_object() {
+            return Err("must be a JSON object".into());
+        }
+        check_strings(template)?;
+        // Compact JSON puts `{` outside strings only before `"` or `}`, so every
+        // `{name}` in the text is a placeholder inside a string.
+        let text = template.to_string();
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        for (start, end, name) in placeholders(&text) {
+            if start > at {
+                pieces.push(Piece::Text(text[at..start].to_string()));
+            }
+            pieces.push(Piece::Field(Field::parse(name).expect("checked above")));
+            at = end;
+        }
+        pieces.push(Piece::Text(text[at..].to_string()));
+        Ok(PayloadTemplate { pieces })
+    }
+
+    pub(crate) fn default_template() -> PayloadTemplate {
+        let v = serde_json::json!({
+            "aps": {}, "call_id": "{call_id}", "caller": "{caller_uri}",
+            "caller_name": "{caller_name}", "push_id": "{push_id}", "aor": "{aor}"
+        });
+        PayloadTemplate::new(&v).expect("the default template is valid")
+    }
+
+    pub(crate) fn render(&self, f: &PayloadFields) -> String {
+        let mut out = String::with_capacity(256);
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Field(field) => {
+                    let value = match field {
+                        Field::CallId => f.call_id,
+                        Field::CallerUri => f.caller_uri,
+                        Field::CallerName => f.caller_name,
+                        Field::PushId => f.push_id,
+                        Field::Aor => f.aor,
+                    };
+                    let quoted = Value::String(value.to_string()).to_string();
+                    out.push_str(&quoted[1..quoted.len() - 1]);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A device's window: at most one push per interval; calls in between wait
+/// for the window's end and then go as one push carrying the latest call.
+struct Window {
+    pending: Option<DeviceInfo>,
+}
+
+pub(crate) type DeviceId = (String, String);
+
+pub(crate) struct Coalescer {
+    interval: Duration,
+    windows: HashMap<DeviceId, Window>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Push now, and flush the window at `window_end`.
+    SendNow { window_end: Instant },
+    /// A push went out within the interval: this waits for the window's end.
+    /// `superseded` when an earlier waiting call was folded into it.
+    Wait { superseded: bool },
+}
+
+impl Coalescer {
+    pub(crate) fn new(interval: Duration) -> Coalescer {
+        Coalescer {
+            interval,
+            windows: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn offer(&mut self, aor: &str, device: &DeviceInfo, now: Instant) -> Offer {
+        let id = (aor.to_string(), device.key.clone());
+        match self.windows.get_mut(&id) {
+            Some(w) => Offer::Wait {
+                superseded: w.pending.replace(device.clone()).is_some(),
+            },
+            None => {
+                if !self.interval.is_zero() {
+                    self.windows.insert(id, Window { pending: None });
+                }
+                Offer::SendNow {
+                    window_end: now + self.interval,
+                }
+            }
+        }
+    }
+
+    /// The window of `id` ended: the device to push now, if calls waited; the
+    /// caller then `restart`s the window if it sends, or `forget`s it.
+    pub(crate) fn window_ended(&mut self, id: &DeviceId) -> Option<DeviceInfo> {
+        let pending = self.windows.get_mut(id)?.pending.take();
+        if pending.is_none() {
+            self.windows.remove(id);
+        }
+        pending
+    }
+
+    pub(crate) fn restart(&mut self, id: DeviceId, now: Instant) -> Instant {
+        self.windows.insert(id, Window { pending: None });
+        now + self.interval
+    }
+
+    pub(crate) fn forget(&mut self, id: &DeviceId) {
+        self.windows.remove(id);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.windows.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields<'a>(call_id: &'a str, caller_name: &'a str) -> PayloadFields<'a> {
+        PayloadFields {
+            call_id,
+            caller_uri: "sip:bob@example.com",
+            caller_name,
+            push_id: "p-1",
+            aor: "sip:alice@example.com",
+        }
+    }
+
+    #[test]
+    fn default_payload_carries_every_field_escaped() {
+        let t = PayloadTemplate::default_template();
+        let text = t.render(&fields("abc@10.0.0.1", "Bob \"the\" \\ Builder\n"));
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["aps"], serde_json::json!({}));
+        assert_eq!(v["call_id"], "abc@10.0.0.1");
+        assert_eq!(v["caller"], "sip:bob@example.com");
+        assert_eq!(v["caller_name"], "Bob \"the\" \\ Builder\n");
+        assert_eq!(v["push_id"], "p-1");
+        assert_eq!(v["aor"], "sip:alice@example.com");
+    }
+
+    #[test]
+    fn custom_template_keeps_literals_and_embeds_fields() {
+        let t = PayloadTemplate::new(&serde_json::json!({
+            "aps": {"content-available": 1}, "x": ["call {call_id} from {caller_name}", "{}", "{x y}"],
+            "n": 3
+        }))
+        .unwrap();
+        let v: Value = serde_json::from_str(&t.render(&fields("c1", "Bob"))).unwrap();
+        assert_eq!(
+            v["x"],
+            serde_json::json!(["call c1 from Bob", "{}", "{x y}"])
+        );
+        assert_eq!(v["aps"]["content-available"], 1);
+        assert_eq!(v["n"], 3);
+        assert!(PayloadTemplate::new(&serde_json::json!([1])).is_err());
+        let e = PayloadTemplate::new(&serde_json::json!({"a": {"b": "{calid}"}})).unwrap_err();
+        assert!(e.starts_with("unknown placeholder {calid}"), "{e}");
+    }
+
+    fn device(key: &str) -> DeviceInfo {
+        DeviceInfo {
+            key: key.into(),
+            provider: "apns".into(),
+            token: "00".into(),
+            topic: "t.voip".into(),
+            contact: String::new(),
+            last_register_unix: 0,
+        }
+    }
+
+    #[test]
+    fn one_push_per_window_then_the_latest_waiting_call() {
+        let mut c = Coalescer::new(Duration::from_secs(2));
+        let t0 = Instant::now();
+        let d = device("d1");
+        let id = ("alice".to_string(), "d1".to_string());
+        assert_eq!(
+            c.offer("alice", &d, t0),
+            Offer::SendNow {
+                window_end: t0 + Duration::from_secs(2)
+            }
+        );
+        assert_eq!(
+            c.offer("alice", &device("d2"), t0),
+            Offer::SendNow {
+                window_end: t0 + Duration::from_secs(2)
+            }
+        );
+        assert_eq!(c.offer("alice", &d, t0), Offer::Wait { superseded: false });
+        assert_eq!(c.offer("alice", &d, t0), Offer::Wait { superseded: true });
+        assert_eq!(c.window_ended(&id), Some(d.clone()));
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(c.restart(id.clone(), t1), t1 + Duration::from_secs(2));
+        assert_eq!(c.offer("alice", &d, t1), Offer::Wait { superseded: false });
+        c.forget(&id);
+        assert_eq!(c.window_ended(&id), None);
+        let d2 = ("alice".to_string(), "d2".to_string());
+        assert_eq!(c.window_ended(&d2), None, "nothing waited");
+        assert_eq!(c.len(), 0, "idle windows are dropped");
+    }
+
+    #[test]
+    fn zero_interval_never_waits() {
+        let mut c = Coalescer::new(Duration::ZERO);
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(
+                c.offer("a", &device("d"), now),
+                Offer::SendNow { window_end: now }
+            );
+        }
+        assert_eq!(c.len(), 0);
+    }
+}

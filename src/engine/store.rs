@@ -1,0 +1,458 @@
+//! The persistent device-token store: redb on disk (every change committed
+//! durably before the call returns), mirrored in memory so the SIP hot path
+//! (`park`) never touches the disk.
+
+use parking_lot::{Mutex, RwLock};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+const BINDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bindings");
+
+/// A REGISTER that changes nothing but the time is written to disk only when
+/// the stored time is older than this: refreshes come every few minutes per
+/// device, and the time only matters for the expiry counted in days.
+const PERSIST_REFRESH_AFTER_SECS: u64 = 3600;
+
+/// One device binding of an AOR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceInfo {
+    /// `+sip.instance` when the device sent one, else its pn-prid.
+    pub key: String,
+    /// `apns` (production) or `apns.dev` (sandbox).
+    pub provider: String,
+    /// The PushKit device token, lower-case hex.
+    pub token: String,
+    /// The APNs topic, `<bundle id>.voip`.
+    pub topic: String,
+    pub contact: String,
+    pub last_register_unix: u64,
+}
+
+/// The on-disk value; the key is (AOR, device key).
+#[derive(Serialize, Deserialize)]
+struct Record {
+    provider: String,
+    token: String,
+    topic: String,
+    contact: String,
+    last_register_unix: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "device store: {}", self.0)
+    }
+}
+
+fn store_err(e: impl fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upsert {
+    New,
+    Changed,
+    Refreshed,
+}
+
+struct Entry {
+    info: DeviceInfo,
+    /// `last_register_unix` as last written to disk.
+    persisted_register_unix: u64,
+}
+
+pub(crate) struct Store {
+    db: Database,
+    path: PathBuf,
+    index: RwLock<HashMap<String, Vec<Entry>>>,
+    /// Serializes writers so the disk and the index change in the same order.
+    writer: Mutex<()>,
+    max_age_secs: u64,
+}
+
+impl Store {
+    /// Opens (or creates) `dir/devices.redb`, loads it into memory and drops
+    /// bindings not refreshed within `max_age_days`.
+    pub(crate) fn open(dir: &Path, max_age_days: u32, now_unix: u64) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("devices.redb");
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError(format!(
+                "{} is already open in another engine or process",
+                path.display()
+            )),
+            e => StoreError(format!("cannot open {}: {e}", path.display())),
+        })?;
+        let txn = db.begin_write().map_err(store_err)?;
+        txn.open_table(BINDINGS).map_err(store_err)?;
+        txn.commit().map_err(store_err)?;
+
+        let mut index: HashMap<String, Vec<Entry>> = HashMap::new();
+        let read = db.begin_read().map_err(store_err)?;
+        let table = read.open_table(BINDINGS).map_err(store_err)?;
+        for row in table.iter().map_err(store_err)? {
+            let (k, v) = row.map_err(store_err)?;
+            let (aor, key) = k.value();
+            let Ok(r) = serde_json::from_slice::<Record>(v.value()) else {
+                log::warn!("device store: unreadable binding for {aor} / {key} skipped");
+                continue;
+            };
+            index.entry(aor.to_string()).or_default().push(Entry {
+                info: DeviceInfo {
+                    key: key.to_string(),
+                    provider: r.provider,
+                    token: r.token,
+                    topic: r.topic,
+                    contact: r.contact,
+                    last_register_unix: r.last_register_unix,
+                },
+                persisted_register_unix: r.last_register_unix,
+            });
+        }
+        drop(table);
+        drop(read);
+        let store = Store {
+            db,
+            path,
+            index: RwLock::new(index),
+            writer: Mutex::new(()),
+            max_age_secs: u64::from(max_age_days) * 86_400,
+        };
+        let purged = store.purge_expired(now_unix)?;
+        log::info!(
+            "device store {}: {} bindings loaded, {} expired ones removed",
+            store.path.display(),
+            store.len(),
+            purged
+        );
+        Ok(store)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.index.read().values().map(Vec::len).sum()
+    }
+
+    pub(crate) fn devices(&self, aor: &str) -> Vec<DeviceInfo> {
+        self.index
+            .read()
+            .get(aor)
+            .map(|v| v.iter().map(|e| e.info.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[cfg(test)]
+    fn device(&self, aor: &str, key: &str) -> Option<DeviceInfo> {
+        let index = self.index.read();
+        let entry = index.get(aor)?.iter().find(|e| e.info.key == key)?;
+        Some(entry.info.clone())
+    }
+
+    fn write(
+        &self,
+        f: impl FnOnce(&mut redb::Table<(&str, &str), &[u8]>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(store_err)?;
+        {
+            let mut table = txn.open_table(BINDINGS).map_err(store_err)?;
+            f(&mut table)?;
+        }
+        txn.commit().map_err(store_err)
+    }
+
+    /// Stores a binding or refreshes it; only a refresh that changes nothing
+    /// but a recent time stays in memory.
+    pub(crate) fn upsert(&self, aor: &str, info: DeviceInfo) -> Result<Upsert, StoreError> {
+        let _w = self.writer.lock();
+        let (kind, persisted) = match self.lookup(aor, &info.key) {
+            None => (Upsert::New, 0),
+            Some((old, persisted)) => {
+                let same = old.provider == info.provider
+                    && old.token == info.token
+                    && old.topic == info.topic
+                    && old.contact == info.contact;
+                (
+                    if same {
+                        Upsert::Refreshed
+                    } else {
+                        Upsert::Changed
+                    },
+                    persisted,
+                )
+            }
+        };
+        // The same token under another key is the same phone (it started or
+        // stopped sending +sip.instance): keep one binding, or it gets two pushes.
+        let dupes: Vec<String> = self.index.read().get(aor).map_or(Vec::new(), |entries| {
+            entries
+                .iter()
+                .filter(|e| e.info.token == info.token && e.info.key != info.key)
+                .map(|e| e.info.key.clone())
+                .collect()
+        });
+        let must_write = kind != Upsert::Refreshed
+            || !dupes.is_empty()
+            || info.last_register_unix.saturating_sub(persisted) >= PERSIST_REFRESH_AFTER_SECS;
+        if must_write {
+            let record = serde_json::to_vec(&Record {
+                provider: info.provider.clone(),
+                token: info.token.clone(),
+                topic: info.topic.clone(),
+                contact: info.contact.clone(),
+                last_register_unix: info.last_register_unix,
+            })
+            .map_err(store_err)?;
+            self.write(|t| {
+                t.insert((aor, info.key.as_str()), record.as_slice())
+                    .map_err(store_err)?;
+                for k in &dupes {
+                    t.remove((aor, k.as_str())).map_err(store_err)?;
+                }
+                Ok(())
+            })?;
+        }
+        let persisted = if must_write {
+            info.last_register_unix
+        } else {
+            persisted
+        };
+        let mut index = self.index.write();
+        let entries = index.entry(aor.to_string()).or_default();
+        entries.retain(|e| !dupes.contains(&e.info.key));
+        let entry = Entry {
+            info,
+            persisted_register_unix: persisted,
+        };
+        match entries.iter_mut().find(|e| e.info.key == entry.info.key) {
+            Some(e) => *e = entry,
+            None => entries.push(entry),
+        }
+        Ok(kind)
+    }
+
+    fn lookup(&self, aor: &str, key: &str) -> Option<(DeviceInfo, u64)> {
+        let index = self.index.read();
+        let e = index.get(aor)?.iter().find(|e| e.info.key == key)?;
+        Some((e.info.clone(), e.persisted_register_unix))
+    }
+
+    /// Removes the bindings of `aor` that `doomed` selects; returns their keys.
+    fn remove_where(
+        &self,
+        aor: &str,
+        doomed: impl Fn(&DeviceInfo) -> bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let _w = self.writer.lock();
+        let keys: Vec<String> = match self.index.read().get(aor) {
+            Some(entries) => entries
+                .iter()
+                .filter(|e| doomed(&e.info))
+                .map(|e| e.info.key.clone())
+                .collect(),
+            None => return Ok(Vec::new()),
+        };
+        if keys.is_empty() {
+            return Ok(keys);
+        }
+        self.write(|t| {
+            for k in &keys {
+                t.remove((aor, k.as_str())).map_err(store_err)?;
+            }
+            Ok(())
+        })?;
+        let mut index = self.index.write();
+        if let Some(entries) = index.get_mut(aor) {
+            entries.retain(|e| !keys.contains(&e.info.key));
+            if entries.is_empty() {
+                index.remove(aor);
+            }
+        }
+        Ok(keys)
+    }
+
+    pub(crate) fn remove(&self, aor: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(!self.remove_where(aor, |d| d.key == key)?.is_empty())
+    }
+
+    pub(crate) fn remove_all(&self, aor: &str) -> Result<usize, StoreError> {
+        Ok(self.remove_where(aor, |_| true)?.len())
+    }
+
+    /// APNs said `token` is dead (as of `dead_since_ms` when Apple says so).
+    /// The binding goes unless the device registered a new token, or
+    /// registered again after Apple's timestamp (the token is valid again).
+    pub(crate) fn remove_dead(
+        &self,
+        aor: &str,
+        key: &str,
+        token: &str,
+        dead_since_ms: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let removed = self.remove_where(aor, |d| {
+            d.key == key
+                && d.token == token
+                && dead_since_ms.map_or(true, |ms| d.last_register_unix * 1000 <= ms)
+        })?;
+        Ok(!removed.is_empty())
+    }
+
+    /// Drops bindings not refreshed within the maximum age; returns how many.
+    pub(crate) fn purge_expired(&self, now_unix: u64) -> Result<usize, StoreError> {
+        let cutoff = now_unix.saturating_sub(self.max_age_secs);
+        let aors: Vec<String> = self
+            .index
+            .read()
+            .iter()
+            .filter(|(_, v)| v.iter().any(|e| e.info.last_register_unix < cutoff))
+            .map(|(aor, _)| aor.clone())
+            .collect();
+        let mut purged = 0;
+        for aor in aors {
+            purged += self
+                .remove_where(&aor, |d| d.last_register_unix < cutoff)?
+                .len();
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+    const NOW: u64 = 1_800_000_000;
+
+    fn device(key: &str, token: &str, at: u64) -> DeviceInfo {
+        DeviceInfo {
+            key: key.into(),
+            provider: "apns".into(),
+            token: token.into(),
+            topic: "com.example.voip".into(),
+            contact: format!("sip:{key}@h"),
+            last_register_unix: at,
+        }
+    }
+
+    #[test]
+    fn bindings_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            assert_eq!(
+                s.upsert("alice", device("a1", "aa", NOW)).unwrap(),
+                Upsert::New
+            );
+            assert_eq!(
+                s.upsert("alice", device("a2", "bb", NOW)).unwrap(),
+                Upsert::New
+            );
+            assert_eq!(
+                s.upsert("bob", device("b1", "cc", NOW)).unwrap(),
+                Upsert::New
+            );
+            assert!(s.remove("bob", "b1").unwrap());
+            assert!(!s.remove("bob", "b1").unwrap());
+        }
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let mut keys: Vec<_> = s.devices("alice").into_iter().map(|d| d.key).collect();
+        keys.sort();
+        assert_eq!(keys, ["a1", "a2"]);
+        assert!(s.devices("bob").is_empty());
+        assert_eq!(s.device("alice", "a2").unwrap().token, "bb");
+    }
+
+    #[test]
+    fn second_open_of_the_same_dir_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _s = Store::open(dir.path(), 30, NOW).unwrap();
+        let e = Store::open(dir.path(), 30, NOW).err().unwrap();
+        assert!(e.to_string().contains("already open"), "{e}");
+    }
+
+    #[test]
+    fn refreshes_are_written_only_when_the_stored_time_is_old() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            s.upsert("alice", device("a1", "aa", NOW)).unwrap();
+            assert_eq!(
+                s.upsert("alice", device("a1", "aa", NOW + 60)).unwrap(),
+                Upsert::Refreshed
+            );
+            assert_eq!(
+                s.device("alice", "a1").unwrap().last_register_unix,
+                NOW + 60
+            );
+        }
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        assert_eq!(s.device("alice", "a1").unwrap().last_register_unix, NOW);
+        let later = NOW + PERSIST_REFRESH_AFTER_SECS;
+        assert_eq!(
+            s.upsert("alice", device("a1", "aa", later)).unwrap(),
+            Upsert::Refreshed
+        );
+        assert_eq!(
+            s.upsert("alice", device("a1", "dd", later)).unwrap(),
+            Upsert::Changed
+        );
+        drop(s);
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let d = s.device("alice", "a1").unwrap();
+        assert_eq!((d.token.as_str(), d.last_register_unix), ("dd", later));
+    }
+
+    #[test]
+    fn stale_bindings_expire_on_open_and_on_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            s.upsert("alice", device("old", "aa", NOW - 31 * DAY))
+                .unwrap();
+            s.upsert("alice", device("new", "bb", NOW - 29 * DAY))
+                .unwrap();
+        }
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let keys: Vec<_> = s.devices("alice").into_iter().map(|d| d.key).collect();
+        assert_eq!(keys, ["new"]);
+        assert_eq!(s.purge_expired(NOW + 2 * DAY).unwrap(), 1);
+        assert!(s.devices("alice").is_empty());
+        drop(s);
+        assert_eq!(Store::open(dir.path(), 30, NOW).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn dead_tokens_go_unless_replaced_or_registered_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        s.upsert("alice", device("a1", "aa", NOW)).unwrap();
+        assert!(
+            !s.remove_dead("alice", "a1", "zz", None).unwrap(),
+            "another token"
+        );
+        let before_register = (NOW - 5) * 1000;
+        assert!(!s
+            .remove_dead("alice", "a1", "aa", Some(before_register))
+            .unwrap());
+        assert!(s
+            .remove_dead("alice", "a1", "aa", Some(NOW * 1000 + 1))
+            .unwrap());
+        assert!(s.devices("alice").is_empty());
+        s.upsert("bob", device("b1", "bb", NOW)).unwrap();
+        s.upsert("bob", device("b2", "cc", NOW)).unwrap();
+        assert_eq!(
+            s.upsert("bob", device("b3", "cc", NOW)).unwrap(),
+            Upsert::New
+        );
+        let keys: Vec<_> = s.devices("bob").into_iter().map(|d| d.key).collect();
+        assert_eq!(keys, ["b1", "b3"], "one binding per token");
+        assert_eq!(s.remove_all("bob").unwrap(), 2);
+        assert_eq!(s.len(), 0);
+    }
+}

@@ -1,0 +1,479 @@
+//! The engine thread: call deadlines, per-device push windows, dispatch to
+//! the APNs client and the handling of push results. It is the only thread
+//! that submits pushes, so coalescing needs no lock.
+
+use crossbeam_channel::{Receiver, Sender};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::{AuthConfig, EndpointSetting, EngineConfig};
+use super::events::{Event, EventKind};
+use super::parked::{CallState, End};
+use super::push::{Coalescer, DeviceId, Offer, PayloadFields};
+use super::stats::inc;
+use super::store::DeviceInfo;
+use super::{unix_now, ConfigError, EngineError, Shared};
+use crate::apns::{ApnsClient, Auth, ClientConfig, Endpoint, Outcome, Push, PushResult};
+
+pub(crate) enum Cmd {
+    /// A call was parked: arm its deadline and push its devices (none when it
+    /// resumed at once).
+    Park {
+        id: u64,
+        deadline: Instant,
+        devices: Vec<DeviceInfo>,
+    },
+}
+
+/// A push's final result, sent back by the APNs client's thread.
+struct Done {
+    aor: String,
+    device: DeviceInfo,
+    park_id: u64,
+    result: PushResult,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Deadline(u64),
+    WindowEnd(DeviceId),
+    Housekeeping,
+}
+
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// One APNs client per environment in use. With `endpoint: production` the
+/// sandbox client (for `apns.dev` devices) is created on first use.
+pub(crate) struct Clients {
+    setting: EndpointSetting,
+    template: ClientConfig,
+    main: ApnsClient,
+    sandbox: Option<ApnsClient>,
+}
+
+fn read_file(path: &Path, key: &str) -> Result<String, EngineError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        EngineError::Config(ConfigError {
+            path: format!("apns.auth.{key}"),
+            message: format!("cannot read {}: {e}", path.display()),
+        })
+    })
+}
+
+fn endpoint_of(setting: &EndpointSetting) -> Endpoint {
+    match setting {
+        EndpointSetting::Production => Endpoint::Production,
+        EndpointSetting::Sandbox => Endpoint::Sandbox,
+        EndpointSetting::SandboxAltPort => Endpoint::SandboxAltPort,
+        EndpointSetting::Custom { host, port } => Endpoint::Custom {
+            host: host.clone(),
+            port: *port,
+        },
+    }
+}
+
+impl Clients {
+    pub(crate) fn new(cfg: &EngineConfig) -> Result<Clients, EngineError> {
+        let auth = match &cfg.apns.auth {
+            AuthConfig::Token {
+                key_file,
+                key_id,
+                team_id,
+            } => Auth::Token {
+                key_pem: read_file(key_file, "key_file")?,
+                key_id: key_id.clone(),
+                team_id: team_id.clone(),
+            },
+            AuthConfig::Certificate {
+                cert_file,
+                key_file,
+            } => Auth::Certificate {
+                cert_pem: read_file(cert_file, "cert_file")?,
+                key_pem: read_file(key_file, "key_file")?,
+            },
+        };
+        let mut template = ClientConfig::new(endpoint_of(&cfg.apns.endpoint), auth);
+        template.ca_file = cfg.apns.ca_file.clone();
+        template.connections = cfg.apns.connections;
+        template.worker_threads = cfg.apns.worker_threads;
+        // Every parked call may have a push in flight per device.
+        template.max_pending = (cfg.park.max_total * 2).clamp(1024, 1_000_000);
+        let main =
+            ApnsClient::new(template.clone()).map_err(|e| EngineError::Apns(e.to_string()))?;
+        Ok(Clients {
+            setting: cfg.apns.endpoint.clone(),
+            template,
+            main,
+            sandbox: None,
+        })
+    }
+
+    fn for_provider(&mut self, provider: &str) -> Result<&ApnsClient, String> {
+        if self.setting != EndpointSetting::Production || provider != "apns.dev" {
+            return Ok(&self.main);
+        }
+        if self.sandbox.is_none() {
+            let mut cfg = self.template.clone();
+            cfg.endpoint = Endpoint::Sandbox;
+            self.sandbox = Some(ApnsClient::new(cfg).map_err(|e| format!("sandbox client: {e}"))?);
+        }
+        Ok(self.sandbox.as_ref().expect("just set"))
+    }
+}
+
+pub(crate) struct Worker {
+    sh: Arc<Shared>,
+    clients: Clients,
+    coalescer: Coalescer,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    done_tx: Sender<Done>,
+    done_rx: Receiver<Done>,
+    next_purge: Instant,
+}
+
+impl Worker {
+    pub(crate) fn new(sh: Arc<Shared>, clients: Clients) -> Worker {
+        // Unbounded: results are bounded by the client's max_pending, and the
+        // client's thread must never block on us.
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let coalescer = Coalescer::new(sh.cfg.push.min_interval);
+        Worker {
+            sh,
+            clients,
+            coalescer,
+            timers: BinaryHeap::new(),
+            done_tx,
+            done_rx,
+            next_purge: Instant::now() + PURGE_EVERY,
+        }
+    }
+
+    pub(crate) fn run(mut self, cmd_rx: Receiver<Cmd>, stop_rx: Receiver<()>) {
+        self.timers.push(Reverse((
+            Instant::now() + HOUSEKEEPING_EVERY,
+            Timer::Housekeeping,
+        )));
+        let done_rx = self.done_rx.clone();
+        loop {
+            let next = self.timers.peek().map(|Reverse((at, _))| *at);
+            let wait = next.map_or(HOUSEKEEPING_EVERY, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            crossbeam_channel::select! {
+                recv(stop_rx) -> _ => break,
+                recv(cmd_rx) -> cmd => match cmd {
+                    Ok(cmd) => self.guarded("park", |w| w.on_cmd(cmd)),
+                    Err(_) => break,
+                },
+                recv(done_rx) -> done => if let Ok(d) = done {
+                    self.guarded("push result", |w| w.on_done(d));
+                },
+                default(wait) => {}
+            }
+            self.guarded("timers", |w| w.fire_timers(Instant::now()));
+        }
+        log::debug!("engine thread stopping");
+    }
+
+    /// A bug in one step must not stop the thread that ends every call.
+    fn guarded(&mut self, what: &str, f: impl FnOnce(&mut Worker)) {
+        if catch_unwind(AssertUnwindSafe(|| f(self))).is_err() {
+            log::error!("engine thread: panic while handling {what}; continuing");
+        }
+    }
+
+    fn at(&mut self, when: Instant, t: Timer) {
+        self.timers.push(Reverse((when, t)));
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        let Cmd::Park {
+            id,
+            deadline,
+            devices,
+        } = cmd;
+        self.at(deadline, Timer::Deadline(id));
+        if devices.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let aor = match self.sh.table.lock().get(id) {
+            Some(call) if call.state == CallState::Parked => call.aor.to_string(),
+            _ => return,
+        };
+        for d in devices {
+            match self.coalescer.offer(&aor, &d, now) {
+                Offer::SendNow { window_end } => {
+                    if window_end > now {
+                        self.at(window_end, Timer::WindowEnd((aor.clone(), d.key.clone())));
+                    }
+                    self.send(&aor, d, id);
+                }
+                Offer::Wait { superseded } => {
+                    if superseded {
+                        inc(&self.sh.counters.pushes_coalesced);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pushes `call_id`'s call to `device`, unless the call is no longer parked.
+    fn send(&mut self, aor: &str, device: DeviceInfo, park_id: u64) {
+        let push_id = uuid::Uuid::new_v4().to_string();
+        let (payload, deadline) = {
+            let t = self.sh.table.lock();
+            let Some(call) = t.get(park_id).filter(|c| c.state == CallState::Parked) else {
+                return;
+            };
+            let payload = self.sh.cfg.push.payload_template.render(&PayloadFields {
+                call_id: &call.call_id,
+                caller_uri: &call.caller_uri,
+                caller_name: &call.caller_name,
+                push_id: &push_id,
+                aor: &call.aor,
+            });
+            (payload, call.deadline)
+        };
+        // Apple stores and retries the push until it expires: a push for a call
+        // that is gone must not ring the phone, so it expires with the call.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let expiration = unix_now() + left.as_secs() + 1;
+        let push = Push::voip(
+            device.token.clone(),
+            device.topic.clone(),
+            payload,
+            expiration,
+        );
+        let tx = self.done_tx.clone();
+        let (done_aor, done_device) = (aor.to_string(), device.clone());
+        let done = Box::new(move |result: PushResult| {
+            let _ = tx.send(Done {
+                aor: done_aor,
+                device: done_device,
+                park_id,
+                result,
+            });
+        });
+        let submitted = self
+            .clients
+            .for_provider(&device.provider)
+            .and_then(|c| c.submit(push, deadline, done).map_err(|e| e.to_string()));
+        match submitted {
+            Ok(_) => {
+                inc(&self.sh.counters.pushes_sent);
+                log::debug!(
+                    "push {push_id} for park {park_id} to {aor} / {}",
+                    device.key
+                );
+            }
+            Err(why) => {
+                inc(&self.sh.counters.pushes_failed_not_sent);
+                log::warn!("push for {aor} / {} not sent: {why}", device.key);
+                self.push_event(
+                    EventKind::PushResult,
+                    aor,
+                    &device.key,
+                    park_id,
+                    format!("not sent: {why}"),
+                );
+                self.device_failed(aor, &device.key);
+            }
+        }
+    }
+
+    fn push_event(
+        &self,
+        kind: EventKind,
+        aor: &str,
+        device_key: &str,
+        park_id: u64,
+        reason: String,
+    ) {
+        self.sh.events.push(Event {
+            kind,
+            host_ref: 0,
+            park_id,
+            aor: aor.to_string(),
+            device_key: device_key.to_string(),
+            sip_code: 0,
+            reason,
+        });
+    }
+
+    fn on_done(&mut self, d: Done) {
+        let c = &self.sh.counters;
+        let key = d.device.key.as_str();
+        let (reason, permanent) = match &d.result.outcome {
+            Outcome::Delivered => {
+                inc(&c.pushes_delivered);
+                ("delivered".to_string(), false)
+            }
+            Outcome::Rejected {
+                reason,
+                token_dead,
+                timestamp,
+                ..
+            } => {
+                if *token_dead {
+                    inc(&c.pushes_failed_dead_token);
+                    self.token_dead(&d.aor, &d.device, *timestamp);
+                } else {
+                    inc(&c.pushes_failed_rejected);
+                }
+                // Retryable reasons still failing at the deadline are not the device's fault.
+                (reason.as_str().to_string(), !reason.is_retryable())
+            }
+            Outcome::Unexpected { status, .. } => {
+                inc(&c.pushes_failed_rejected);
+                (
+                    format!("unexpected status {status}"),
+                    (400..500).contains(status) && *status != 429,
+                )
+            }
+            Outcome::TimedOut => {
+                inc(&c.pushes_failed_timed_out);
+                ("timed out".to_string(), false)
+            }
+            Outcome::ShutDown => {
+                inc(&c.pushes_failed_not_sent);
+                ("client shut down".to_string(), false)
+            }
+        };
+        log::debug!(
+            "push for {} / {key}: {reason} ({} attempts)",
+            d.aor,
+            d.result.attempts
+        );
+        self.push_event(EventKind::PushResult, &d.aor, key, d.park_id, reason);
+        if permanent {
+            self.device_failed(&d.aor, key);
+        }
+    }
+
+    fn token_dead(&mut self, aor: &str, device: &DeviceInfo, dead_since_ms: Option<u64>) {
+        match self
+            .sh
+            .store
+            .remove_dead(aor, &device.key, &device.token, dead_since_ms)
+        {
+            Ok(true) => {
+                inc(&self.sh.counters.devices_gone);
+                log::info!(
+                    "APNs says the token of {aor} / {} is dead: binding removed",
+                    device.key
+                );
+                self.push_event(
+                    EventKind::DeviceGone,
+                    aor,
+                    &device.key,
+                    0,
+                    "token dead".into(),
+                );
+            }
+            Ok(false) => {}
+            Err(e) => log::error!("cannot remove the dead binding {aor} / {}: {e}", device.key),
+        }
+    }
+
+    /// A device's push failed for good: it no longer counts for the AOR's
+    /// parked calls, and a call left with no device is rejected.
+    fn device_failed(&mut self, aor: &str, key: &str) {
+        self.coalescer.forget(&(aor.to_string(), key.to_string()));
+        let park = &self.sh.cfg.park;
+        let how = || End::Reject {
+            code: park.push_failed_code,
+            reason: &park.push_failed_reason,
+            push_failed: true,
+        };
+        let mut t = self.sh.table.lock();
+        for id in t.ids_of_aor(aor) {
+            let Some(call) = t.get_mut(id).filter(|c| c.state == CallState::Parked) else {
+                continue;
+            };
+            let before = call.targets.len();
+            call.targets.retain(|k| &**k != key);
+            if before > 0 && call.targets.is_empty() {
+                t.finish(id, how(), &self.sh.events, &self.sh.counters);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Reverse((_, timer)) = self.timers.pop().expect("peeked");
+            match timer {
+                Timer::Deadline(id) => self.deadline(id),
+                Timer::WindowEnd(device) => self.window_end(device, now),
+                Timer::Housekeeping => self.housekeeping(now),
+            }
+        }
+    }
+
+    fn deadline(&mut self, id: u64) {
+        let park = &self.sh.cfg.park;
+        let mut t = self.sh.table.lock();
+        match t.get(id).map(|c| c.state) {
+            Some(CallState::Parked) => {
+                let how = End::Reject {
+                    code: park.reject_code,
+                    reason: &park.reject_reason,
+                    push_failed: false,
+                };
+                t.finish(id, how, &self.sh.events, &self.sh.counters);
+            }
+            Some(CallState::Ringing) => {
+                t.remove(id);
+            }
+            None => {}
+        }
+    }
+
+    /// A device's window ended with calls waiting: push the latest call still
+    /// parked that targets it (one push for all of them).
+    fn window_end(&mut self, id: DeviceId, now: Instant) {
+        let Some(device) = self.coalescer.window_ended(&id) else {
+            return;
+        };
+        let latest = {
+            let t = self.sh.table.lock();
+            t.ids_of_aor(&id.0).into_iter().rev().find(|&cid| {
+                t.get(cid).is_some_and(|c| {
+                    c.state == CallState::Parked && c.targets.iter().any(|k| **k == *device.key)
+                })
+            })
+        };
+        match latest {
+            Some(park_id) => {
+                let window_end = self.coalescer.restart(id.clone(), now);
+                self.at(window_end, Timer::WindowEnd(id.clone()));
+                self.send(&id.0, device, park_id);
+            }
+            None => self.coalescer.forget(&id),
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let recent = self.sh.cfg.park.recent_register;
+        if let Some(before) = now.checked_sub(recent) {
+            self.sh.table.lock().forget_registers_before(before);
+        }
+        if now >= self.next_purge {
+            self.next_purge = now + PURGE_EVERY;
+            match self.sh.store.purge_expired(unix_now()) {
+                Ok(0) => {}
+                Ok(n) => log::info!("device store: {n} expired bindings removed"),
+                Err(e) => log::error!("device store purge failed: {e}"),
+            }
+        }
+        self.at(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);
+    }
+}

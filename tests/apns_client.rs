@@ -1,0 +1,521 @@
+//! The APNs client against the mock APNs, over real TLS and HTTP/2 on loopback.
+
+use pushpark::apns::jwt::Clock;
+use pushpark::apns::{Backoff, Reason};
+use pushpark::mock::{Faults, MockApns, MockConfig, Scripted};
+use pushpark::{ApnsClient, Auth, ClientConfig, Endpoint, Outcome, Push, PushResult, SubmitError};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Generous: only a hung test ever waits this long.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn start_mock(cfg: impl FnOnce(&mut MockConfig)) -> (MockApns, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = MockConfig::new(dir.path());
+    cfg(&mut config);
+    (MockApns::start(config).unwrap(), dir)
+}
+
+fn token_auth(mock: &MockApns) -> Auth {
+    Auth::Token {
+        key_pem: std::fs::read_to_string(mock.key_path()).unwrap(),
+        key_id: "TESTKEY001".into(),
+        team_id: "TESTTEAM01".into(),
+    }
+}
+
+fn config(mock: &MockApns, auth: Auth) -> ClientConfig {
+    let endpoint = Endpoint::Custom {
+        host: "127.0.0.1".into(),
+        port: mock.addr().port(),
+    };
+    let mut cfg = ClientConfig::new(endpoint, auth);
+    cfg.ca_file = Some(mock.ca_pem_path());
+    cfg.reconnect = Backoff {
+        base: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+    };
+    cfg.retry = Backoff {
+        base: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+    };
+    cfg
+}
+
+fn client(mock: &MockApns) -> ApnsClient {
+    ApnsClient::new(config(mock, token_auth(mock))).unwrap()
+}
+
+fn device(i: u32) -> String {
+    format!("{:064x}", 0xabc0_0000_u64 + i as u64)
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn voip(i: u32) -> Push {
+    Push::voip(
+        device(i),
+        "com.example.phone.voip",
+        format!(r#"{{"aps":{{}},"call":{i}}}"#),
+        now_unix() + 30,
+    )
+}
+
+/// Submits and returns a receiver for the result.
+fn submit(client: &ApnsClient, push: Push, within: Duration) -> mpsc::Receiver<PushResult> {
+    let (tx, rx) = mpsc::channel();
+    client
+        .submit(
+            push,
+            Instant::now() + within,
+            Box::new(move |r| tx.send(r).unwrap()),
+        )
+        .unwrap();
+    rx
+}
+
+fn send(client: &ApnsClient, push: Push) -> PushResult {
+    submit(client, push, PATIENCE)
+        .recv_timeout(PATIENCE * 2)
+        .unwrap()
+}
+
+/// Submits many at once and collects every result.
+fn send_all(client: &ApnsClient, pushes: Vec<Push>) -> Vec<PushResult> {
+    let (tx, rx) = mpsc::channel();
+    let n = pushes.len();
+    for push in pushes {
+        let tx = tx.clone();
+        client
+            .submit(
+                push,
+                Instant::now() + PATIENCE,
+                Box::new(move |r| tx.send(r).unwrap()),
+            )
+            .unwrap();
+    }
+    (0..n)
+        .map(|_| rx.recv_timeout(PATIENCE * 2).unwrap())
+        .collect()
+}
+
+fn rejected(reason: Reason) -> Outcome {
+    Outcome::Rejected {
+        status: reason.status(),
+        reason,
+        token_dead: reason.token_is_dead(),
+        timestamp: None,
+    }
+}
+
+#[test]
+fn delivers_a_voip_push_with_apples_headers() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    let push = voip(1);
+    let expiration = push.expiration.unwrap().to_string();
+    let result = send(&client, push);
+    assert_eq!(result.outcome, Outcome::Delivered);
+    assert_eq!(result.attempts, 1);
+
+    let got = mock
+        .wait_for_push(&device(1), PATIENCE)
+        .expect("the mock got it");
+    assert_eq!(got.apns_id, result.apns_id.to_string());
+    assert_eq!(got.header("apns-push-type"), Some("voip"));
+    assert_eq!(got.topic(), Some("com.example.phone.voip"));
+    assert_eq!(got.header("apns-priority"), Some("10"));
+    assert_eq!(got.header("apns-expiration"), Some(expiration.as_str()));
+    assert_eq!(got.payload_json()["call"], 1);
+
+    let m = client.metrics();
+    assert_eq!((m.sent, m.delivered, m.in_flight, m.retried), (1, 1, 0, 0));
+    assert_eq!(m.connections_opened, 1);
+    assert!(m.latency_p50_ms > 0.0);
+    let json: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+    assert_eq!(json["delivered"], 1);
+}
+
+#[test]
+fn every_permanent_reason_is_reported_with_its_status() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    let permanent: Vec<Reason> = Reason::ALL
+        .iter()
+        .copied()
+        .filter(|r| !r.is_retryable() && *r != Reason::ExpiredProviderToken)
+        .collect();
+    for (i, reason) in permanent.iter().enumerate() {
+        mock.script(&device(i as u32), Scripted::Reject(*reason));
+    }
+    let pushes = (0..permanent.len() as u32).map(voip).collect();
+    let mut results = send_all(&client, pushes);
+    results.sort_by_key(|r| r.apns_id);
+    for reason in &permanent {
+        let r = results
+            .iter()
+            .find(|r| matches!(&r.outcome, Outcome::Rejected { reason: got, .. } if got == reason))
+            .unwrap_or_else(|| panic!("no result rejected with {reason}"));
+        match &r.outcome {
+            Outcome::Rejected {
+                status,
+                token_dead,
+                timestamp,
+                ..
+            } => {
+                assert_eq!(*status, reason.status(), "{reason}");
+                assert_eq!(*token_dead, reason.token_is_dead(), "{reason}");
+                assert_eq!(timestamp.is_some(), reason.status() == 410, "{reason}");
+            }
+            _ => unreachable!(),
+        }
+        assert_eq!(r.attempts, 1, "{reason} is not retried");
+    }
+    let m = client.metrics();
+    assert_eq!(m.rejected, permanent.len() as u64);
+    assert_eq!(m.rejected_by_reason["Unregistered"], 1);
+    assert_eq!(mock.push_count(), 0);
+}
+
+#[test]
+fn a_token_from_another_key_is_invalid_for_good() {
+    let (mock, _dir) = start_mock(|_| {});
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let auth = Auth::Token {
+        key_pem: other.serialize_pem(),
+        key_id: "TESTKEY001".into(),
+        team_id: "TESTTEAM01".into(),
+    };
+    let client = ApnsClient::new(config(&mock, auth)).unwrap();
+    let result = send(&client, voip(1));
+    assert_eq!(result.outcome, rejected(Reason::InvalidProviderToken));
+    assert_eq!(result.attempts, 1);
+}
+
+#[test]
+fn too_many_requests_is_retried_after_a_backoff() {
+    let (mock, _dir) = start_mock(|_| {});
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.retry = Backoff {
+        base: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+    };
+    let client = ApnsClient::new(cfg).unwrap();
+    mock.script(&device(1), Scripted::RejectNext(Reason::TooManyRequests, 2));
+    let result = send(&client, voip(1));
+    assert_eq!(result.outcome, Outcome::Delivered);
+    assert_eq!(result.attempts, 3);
+    // Jitter keeps each wait within [base/2, base] then [base, 2*base].
+    assert!(
+        result.latency >= Duration::from_millis(150),
+        "{:?}",
+        result.latency
+    );
+    assert_eq!(client.metrics().retried, 2);
+    assert_eq!(mock.pushes().len(), 1);
+}
+
+#[test]
+fn server_errors_are_retried_until_the_deadline() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    mock.set_faults(Faults {
+        server_error: Some(Reason::ServiceUnavailable),
+        server_error_times: Some(2),
+        ..Faults::default()
+    });
+    let result = send(&client, voip(1));
+    assert_eq!((result.outcome, result.attempts), (Outcome::Delivered, 3));
+
+    mock.set_faults(Faults {
+        server_error: Some(Reason::InternalServerError),
+        ..Faults::default()
+    });
+    let result = submit(&client, voip(2), Duration::from_millis(300))
+        .recv_timeout(PATIENCE)
+        .unwrap();
+    assert_eq!(result.outcome, Outcome::TimedOut);
+    assert!(result.attempts >= 2, "{}", result.attempts);
+    let why = result.last_error.unwrap();
+    assert!(why.contains("500"), "{why}");
+    assert_eq!(client.metrics().timed_out, 1);
+}
+
+/// A clock tests move by hand, starting at `offset` seconds from real time.
+struct TestClock(AtomicU64);
+
+impl TestClock {
+    fn at_offset(offset: i64) -> Arc<TestClock> {
+        Arc::new(TestClock(AtomicU64::new(
+            (now_unix() as i64 + offset) as u64,
+        )))
+    }
+    fn set_offset(&self, offset: i64) {
+        self.0
+            .store((now_unix() as i64 + offset) as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_unix(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn the_provider_token_is_refreshed_after_50_minutes() {
+    let (mock, _dir) = start_mock(|_| {});
+    // The first token is 55 minutes old by the mock's (real) clock: still valid.
+    let clock = TestClock::at_offset(-55 * 60);
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.clock = clock.clone();
+    let client = ApnsClient::new(cfg).unwrap();
+    assert_eq!(send(&client, voip(1)).outcome, Outcome::Delivered);
+    assert_eq!(client.metrics().token_refreshes, 0);
+
+    // 55 minutes later by the client's clock: a new token before the next push.
+    clock.set_offset(0);
+    let result = send(&client, voip(2));
+    assert_eq!((result.outcome, result.attempts), (Outcome::Delivered, 1));
+    assert_eq!(client.metrics().token_refreshes, 1);
+    clock.set_offset(10 * 60);
+    assert_eq!(send(&client, voip(3)).outcome, Outcome::Delivered);
+    assert_eq!(client.metrics().token_refreshes, 1, "kept for 50 minutes");
+}
+
+#[test]
+fn a_burst_of_expired_provider_token_answers_regenerates_once() {
+    let (mock, _dir) = start_mock(|_| {});
+    // Issued 75 minutes ago (expired for the mock); the client clock then says
+    // 30 minutes passed: too early for the 50-minute refresh, late enough for
+    // a regeneration Apple allows (20 minutes).
+    let clock = TestClock::at_offset(-75 * 60);
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.clock = clock.clone();
+    let client = ApnsClient::new(cfg).unwrap();
+    clock.set_offset(-45 * 60);
+    let results = send_all(&client, (0..50).map(voip).collect());
+    assert!(results.iter().all(|r| r.outcome == Outcome::Delivered));
+    assert!(
+        results.iter().any(|r| r.attempts == 2),
+        "the old token was refused"
+    );
+    assert_eq!(client.metrics().token_refreshes, 1);
+    assert_eq!(mock.push_count(), 50);
+}
+
+#[test]
+fn an_expired_token_is_not_regenerated_within_20_minutes() {
+    let (mock, _dir) = start_mock(|_| {});
+    let clock = TestClock::at_offset(-2 * 60 * 60);
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.clock = clock;
+    let client = ApnsClient::new(cfg).unwrap();
+    let result = send(&client, voip(1));
+    assert_eq!(result.outcome, rejected(Reason::ExpiredProviderToken));
+    assert_eq!(client.metrics().token_refreshes, 0);
+}
+
+/// Every push reached the mock exactly once.
+fn assert_each_delivered_once(mock: &MockApns, results: &[PushResult]) {
+    assert!(
+        results.iter().all(|r| r.outcome == Outcome::Delivered),
+        "{:?}",
+        results.iter().find(|r| r.outcome != Outcome::Delivered)
+    );
+    let sent: HashSet<String> = results.iter().map(|r| r.apns_id.to_string()).collect();
+    let received: Vec<String> = mock.pushes().into_iter().map(|p| p.apns_id).collect();
+    let unique: HashSet<String> = received.iter().cloned().collect();
+    assert_eq!(received.len(), unique.len(), "a push arrived twice");
+    assert_eq!(unique, sent);
+}
+
+#[test]
+fn goaway_mid_load_delivers_every_push_exactly_once() {
+    let (mock, _dir) = start_mock(|_| {});
+    mock.set_faults(Faults {
+        goaway_after_streams: Some(150),
+        ..Faults::default()
+    });
+    let client = client(&mock);
+    let results = send_all(&client, (0..1000).map(voip).collect());
+    assert_each_delivered_once(&mock, &results);
+    let m = client.metrics();
+    assert!(m.connections_opened >= 7, "{m:?}");
+    assert!(m.retried > 0, "some streams were past a GOAWAY: {m:?}");
+    assert!(mock.stats().goaways >= 6);
+}
+
+/// Pushes the mock has recorded (they are recorded on arrival, before the answer).
+fn wait_arrived(mock: &MockApns, tokens: std::ops::Range<u32>) {
+    for i in tokens {
+        assert!(
+            mock.wait_for_push(&device(i), PATIENCE).is_some(),
+            "push {i} arrived"
+        );
+    }
+}
+
+#[test]
+fn stream_limit_of_one_queues_and_recovers() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    let slow = |limit| Faults {
+        max_concurrent_streams: limit,
+        delay: Duration::from_millis(300),
+        ..Faults::default()
+    };
+    mock.set_faults(slow(Some(1)));
+    // Its answer comes after the new SETTINGS: from here on the client knows the limit.
+    assert_eq!(send(&client, voip(0)).outcome, Outcome::Delivered);
+    wait_arrived(&mock, 0..1);
+    let (tx, rx) = mpsc::channel();
+    for i in 1..4 {
+        let tx = tx.clone();
+        let done = Box::new(move |r: PushResult| tx.send(r).unwrap());
+        client
+            .submit(voip(i), Instant::now() + PATIENCE, done)
+            .unwrap();
+    }
+    let first = rx.recv_timeout(PATIENCE).unwrap();
+    // One stream at a time: when the first answer is back, at most one more arrived.
+    assert!(mock.push_count() <= 3, "{} arrived", mock.push_count());
+    let mut results = vec![first];
+    results.extend((0..2).map(|_| rx.recv_timeout(PATIENCE).unwrap()));
+    assert!(results.iter().all(|r| r.outcome == Outcome::Delivered));
+
+    // Back to 1000 streams; answers held for long enough that all 20 pushes can
+    // only arrive before the first answer if they are in flight together.
+    mock.set_faults(Faults {
+        delay: Duration::from_secs(5),
+        ..slow(None)
+    });
+    assert_eq!(send(&client, voip(4)).outcome, Outcome::Delivered);
+    let (tx, rx) = mpsc::channel();
+    for i in 5..25 {
+        let tx = tx.clone();
+        let done = Box::new(move |r: PushResult| tx.send(r).unwrap());
+        client
+            .submit(voip(i), Instant::now() + PATIENCE, done)
+            .unwrap();
+    }
+    wait_arrived(&mock, 5..25);
+    assert!(rx.try_recv().is_err(), "all 20 arrived before any answer");
+    let results: Vec<_> = (0..20)
+        .map(|_| rx.recv_timeout(PATIENCE).unwrap())
+        .collect();
+    assert!(results.iter().all(|r| r.outcome == Outcome::Delivered));
+    assert_eq!(
+        client.metrics().connections_opened,
+        1,
+        "no failure, no reconnect"
+    );
+}
+
+#[test]
+fn a_connection_dropped_mid_stream_is_replaced_and_the_push_retried() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    mock.set_faults(Faults {
+        drop_connection_mid_stream: 1,
+        ..Faults::default()
+    });
+    let result = send(&client, voip(1));
+    assert_eq!(result.outcome, Outcome::Delivered);
+    assert_eq!(result.attempts, 2);
+    assert_eq!(client.metrics().connections_opened, 2);
+    assert_eq!(mock.stats().dropped_connections, 1);
+    assert_each_delivered_once(&mock, &[result]);
+}
+
+#[test]
+fn the_deadline_resets_the_stream_and_reports_timed_out() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    mock.set_faults(Faults {
+        delay: Duration::from_secs(20),
+        ..Faults::default()
+    });
+    let result = submit(&client, voip(1), Duration::from_millis(200))
+        .recv_timeout(PATIENCE)
+        .unwrap();
+    assert_eq!(result.outcome, Outcome::TimedOut);
+    assert_eq!(result.attempts, 1);
+    mock.set_faults(Faults::default());
+    assert_eq!(send(&client, voip(2)).outcome, Outcome::Delivered);
+    let m = client.metrics();
+    assert_eq!((m.timed_out, m.delivered, m.connections_opened), (1, 1, 1));
+}
+
+#[test]
+fn the_queue_is_bounded_and_shutdown_ends_every_push() {
+    let (mock, _dir) = start_mock(|_| {});
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.max_pending = 2;
+    let client = ApnsClient::new(cfg).unwrap();
+    mock.set_faults(Faults {
+        delay: Duration::from_secs(20),
+        ..Faults::default()
+    });
+    let a = submit(&client, voip(1), PATIENCE);
+    let b = submit(&client, voip(2), PATIENCE);
+    let refused = client.submit(voip(3), Instant::now() + PATIENCE, Box::new(|_| {}));
+    assert_eq!(refused, Err(SubmitError::QueueFull));
+    let invalid = client.submit(
+        Push {
+            token: "not hex".into(),
+            ..voip(4)
+        },
+        Instant::now() + PATIENCE,
+        Box::new(|_| {}),
+    );
+    assert!(matches!(invalid, Err(SubmitError::Invalid(_))));
+    drop(client);
+    for rx in [a, b] {
+        assert_eq!(
+            rx.recv_timeout(PATIENCE).unwrap().outcome,
+            Outcome::ShutDown
+        );
+    }
+}
+
+#[test]
+fn certificate_auth_is_accepted_and_a_foreign_certificate_is_not() {
+    let (mock, dir) = start_mock(|cfg| {
+        cfg.require_client_cert = Some(cfg.state_dir.join("ca.pem"));
+    });
+    let _ = &dir;
+    let (cert, key) = mock.client_cert_paths();
+    let auth = Auth::Certificate {
+        cert_pem: std::fs::read_to_string(cert).unwrap(),
+        key_pem: std::fs::read_to_string(key).unwrap(),
+    };
+    let client = ApnsClient::new(config(&mock, auth)).unwrap();
+    let result = send(&client, voip(1));
+    assert_eq!(result.outcome, Outcome::Delivered);
+    assert!(mock.pushes()[0].header("authorization").is_none());
+
+    let stranger = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["stranger".into()])
+        .unwrap()
+        .self_signed(&stranger)
+        .unwrap();
+    let auth = Auth::Certificate {
+        cert_pem: cert.pem(),
+        key_pem: stranger.serialize_pem(),
+    };
+    let client = ApnsClient::new(config(&mock, auth)).unwrap();
+    let result = submit(&client, voip(2), Duration::from_secs(3))
+        .recv_timeout(PATIENCE)
+        .unwrap();
+    assert_ne!(result.outcome, Outcome::Delivered);
+    assert_eq!(mock.push_count(), 1);
+}

@@ -1,0 +1,587 @@
+//! The engine end to end: the real APNs client against the mock APNs over TLS.
+
+mod engine_common;
+
+use engine_common::*;
+use pushpark::apns::Reason;
+use pushpark::mock::Scripted;
+use pushpark::{EngineConfig, EngineError, EventKind, ParkError, ParkRequest};
+use serde_json::json;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn park_req<'a>(aor: &'a str, host_ref: u64, timeout: Option<Duration>) -> ParkRequest<'a> {
+    ParkRequest {
+        call_id: "a84b4c76e66710@pc33.example.com",
+        aor,
+        caller_uri: "sip:bob@example.com",
+        caller_name: "Bob \"B\" Example",
+        host_ref,
+        timeout,
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn park_pushes_then_register_resumes() {
+    let mut h = Harness::start(|_| {});
+    let aor = "sip:alice@example.com";
+    let tok = token(1);
+    h.add_phone(aor, &tok);
+
+    let before = now_unix();
+    let id = h
+        .engine()
+        .park(&park_req(aor, 0x1_0000_0007, None))
+        .unwrap();
+    let push = h
+        .mock
+        .wait_for_push(&tok, PATIENCE)
+        .expect("the push reached APNs");
+    assert_eq!(push.header("apns-push-type"), Some("voip"));
+    assert_eq!(push.topic(), Some(TOPIC));
+    assert_eq!(push.header("apns-priority"), Some("10"));
+    let expiration: u64 = push.header("apns-expiration").unwrap().parse().unwrap();
+    assert!(
+        (before + 30..=now_unix() + 31).contains(&expiration),
+        "{expiration}"
+    );
+    let payload = push.payload_json();
+    assert_eq!(payload["call_id"], "a84b4c76e66710@pc33.example.com");
+    assert_eq!(payload["caller"], "sip:bob@example.com");
+    assert_eq!(payload["caller_name"], "Bob \"B\" Example");
+    assert_eq!(payload["aor"], aor);
+    assert!(uuid::Uuid::parse_str(payload["push_id"].as_str().unwrap()).is_ok());
+    assert!(payload["aps"].is_object());
+
+    let parked = h.engine().parked();
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[0].park_id, parked[0].state), (id, "parked"));
+
+    let delivered = h.wait_event(|e| e.kind == EventKind::PushResult);
+    assert_eq!(
+        (delivered.reason.as_str(), delivered.park_id),
+        ("delivered", id)
+    );
+
+    // The app woke and registers.
+    let contact = push_contact("alice", &tok);
+    let out = h.engine().register(&register(aor, &contact, None)).unwrap();
+    assert_eq!(out.resumed, 1);
+    let resume = h.wait_kind(EventKind::Resume, 0x1_0000_0007);
+    assert_eq!((resume.park_id, resume.aor.as_str()), (id, aor));
+    assert_eq!(resume.device_key, tok);
+    assert_eq!(h.engine().parked()[0].state, "ringing");
+
+    h.engine().call_ended(0x1_0000_0007).unwrap();
+    assert!(h.engine().parked().is_empty());
+    assert_eq!(
+        h.engine().call_ended(0x1_0000_0007),
+        Err(EngineError::NotFound)
+    );
+    let s = h.engine().stats();
+    assert_eq!(
+        (s.parked_total, s.resumed, s.pushes_sent, s.pushes_delivered),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(s.parked_now, 0);
+    assert!(s.resume_latency_p50_us > 0);
+}
+
+#[test]
+fn timeout_rejects_with_the_configured_code() {
+    let mut h = Harness::start(|c| {
+        c["park"]["reject_code"] = json!(486);
+        c["park"]["reject_reason"] = json!("Busy Here");
+    });
+    h.add_phone("alice", &token(2));
+    let started = Instant::now();
+    let timeout = Duration::from_millis(300);
+    h.engine()
+        .park(&park_req("alice", 5, Some(timeout)))
+        .unwrap();
+    let reject = h.wait_kind(EventKind::Reject, 5);
+    assert!(started.elapsed() >= timeout, "a timer never fires early");
+    assert_eq!(
+        (reject.sip_code, reject.reason.as_str()),
+        (486, "Busy Here")
+    );
+    assert!(h.engine().parked().is_empty());
+    // Too late now: the call is gone, the REGISTER resumes nothing.
+    let contact = push_contact("alice", &token(2));
+    assert_eq!(
+        h.engine()
+            .register(&register("alice", &contact, None))
+            .unwrap()
+            .resumed,
+        0
+    );
+    assert_eq!(h.engine().cancel(5), Err(EngineError::NotFound));
+    h.drain();
+    assert_eq!(h.seen_for(5), [EventKind::Reject]);
+    assert_eq!(h.engine().stats().rejected_timeout, 1);
+}
+
+#[test]
+fn cancel_ends_the_call_silently() {
+    let mut h = Harness::start(|_| {});
+    h.add_phone("alice", &token(3));
+    h.add_phone("carol", &token(33));
+    h.engine()
+        .park(&park_req("alice", 9, Some(Duration::from_millis(200))))
+        .unwrap();
+    h.engine().cancel(9).unwrap();
+    assert_eq!(h.engine().cancel(9), Err(EngineError::NotFound));
+    assert!(h.engine().parked().is_empty());
+    let contact = push_contact("alice", &token(3));
+    assert_eq!(
+        h.engine()
+            .register(&register("alice", &contact, None))
+            .unwrap()
+            .resumed,
+        0
+    );
+    // A later call times out after the cancelled one's deadline (one engine
+    // thread fires timers in order): nothing came for the cancelled one.
+    h.engine()
+        .park(&park_req("carol", 12, Some(Duration::from_millis(400))))
+        .unwrap();
+    h.wait_kind(EventKind::Reject, 12);
+    h.drain();
+    assert!(h.seen_for(9).is_empty(), "{:?}", h.seen);
+    assert_eq!(h.engine().stats().cancelled, 1);
+}
+
+#[test]
+fn no_device_limits_and_bad_input_are_distinct_results() {
+    let h = Harness::start(|c| {
+        c["park"]["max_total"] = json!(3);
+        c["park"]["max_per_aor"] = json!(2);
+    });
+    let e = h.engine();
+    assert_eq!(
+        e.park(&park_req("nobody", 1, None)),
+        Err(ParkError::NoDevice)
+    );
+    h.add_phone("alice", &token(4));
+    h.add_phone("bob", &token(5));
+    e.park(&park_req("alice", 1, None)).unwrap();
+    assert_eq!(
+        e.park(&park_req("alice", 1, None)),
+        Err(ParkError::Duplicate)
+    );
+    e.park(&park_req("alice", 2, None)).unwrap();
+    assert_eq!(
+        e.park(&park_req("alice", 3, None)),
+        Err(ParkError::LimitPerAor)
+    );
+    e.park(&park_req("bob", 4, None)).unwrap();
+    assert_eq!(
+        e.park(&park_req("bob", 5, None)),
+        Err(ParkError::LimitTotal)
+    );
+    e.cancel(1).unwrap();
+    e.park(&park_req("bob", 5, None)).unwrap();
+
+    let bad = |p: ParkRequest| matches!(e.park(&p), Err(ParkError::Invalid(_)));
+    assert!(bad(ParkRequest {
+        call_id: "",
+        ..park_req("bob", 20, None)
+    }));
+    assert!(bad(ParkRequest {
+        aor: " ",
+        ..park_req("bob", 21, None)
+    }));
+    assert!(bad(ParkRequest {
+        caller_name: "a\0b",
+        ..park_req("bob", 22, None)
+    }));
+    assert!(bad(park_req("bob", 23, Some(Duration::ZERO))));
+    assert!(bad(park_req("bob", 24, Some(Duration::from_secs(7200)))));
+    let s = e.stats();
+    assert_eq!(
+        (s.park_no_device, s.park_over_limit, s.parked_now),
+        (1, 2, 3)
+    );
+}
+
+#[test]
+fn dead_token_is_removed_and_the_call_rejected() {
+    let mut h = Harness::start(|c| {
+        c["park"]["push_failed_code"] = json!(503);
+        c["park"]["push_failed_reason"] = json!("Service Unavailable");
+    });
+    let tok = token(6);
+    h.add_phone("alice", &tok);
+    h.mock.script(&tok, Scripted::Reject(Reason::Unregistered));
+    h.engine().park(&park_req("alice", 77, None)).unwrap();
+
+    let gone = h.wait_event(|e| e.kind == EventKind::DeviceGone);
+    assert_eq!(
+        (gone.aor.as_str(), gone.device_key.as_str(), gone.host_ref),
+        ("alice", tok.as_str(), 0)
+    );
+    let reject = h.wait_kind(EventKind::Reject, 77);
+    assert_eq!(
+        (reject.sip_code, reject.reason.as_str()),
+        (503, "Service Unavailable")
+    );
+    assert!(h.engine().devices("alice").is_empty());
+    let result = h
+        .seen
+        .iter()
+        .find(|e| e.kind == EventKind::PushResult)
+        .unwrap();
+    assert_eq!(result.reason, "Unregistered");
+    assert_eq!(
+        h.engine().park(&park_req("alice", 78, None)),
+        Err(ParkError::NoDevice)
+    );
+    let s = h.engine().stats();
+    assert_eq!(
+        (
+            s.pushes_failed_dead_token,
+            s.devices_gone,
+            s.rejected_push_failed
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(h.mock.push_count(), 0, "a rejected push is not delivered");
+}
+
+#[test]
+fn a_call_waits_while_one_device_is_still_pushable() {
+    let mut h = Harness::start(|_| {});
+    let (dead, alive) = (token(7), token(8));
+    let c1 = push_contact("alice", &dead);
+    let c2 = push_contact("alice", &alive);
+    let e = h.engine();
+    e.register(&register("alice", &c1, Some("\"<urn:uuid:phone>\"")))
+        .unwrap();
+    e.register(&register("alice", &c2, Some("<urn:uuid:ipad>")))
+        .unwrap();
+    h.mock
+        .script(&dead, Scripted::Reject(Reason::BadDeviceToken));
+    h.engine().park(&park_req("alice", 1, None)).unwrap();
+    assert!(h.mock.wait_for_push(&alive, PATIENCE).is_some());
+    h.wait_event(|e| e.kind == EventKind::DeviceGone && e.device_key == "urn:uuid:phone");
+    let left: Vec<_> = h
+        .engine()
+        .devices("alice")
+        .into_iter()
+        .map(|d| d.key)
+        .collect();
+    assert_eq!(left, ["urn:uuid:ipad"]);
+    assert!(h
+        .engine()
+        .parked()
+        .iter()
+        .any(|p| p.host_ref == 1 && p.state == "parked"));
+
+    let out = h
+        .engine()
+        .register(&register("alice", &c2, Some("<urn:uuid:ipad>")))
+        .unwrap();
+    assert_eq!(out.resumed, 1);
+    assert_eq!(
+        h.wait_kind(EventKind::Resume, 1).device_key,
+        "urn:uuid:ipad"
+    );
+}
+
+#[test]
+fn every_device_rejecting_for_good_rejects_the_call_but_keeps_the_binding() {
+    let mut h = Harness::start(|_| {});
+    let tok = token(9);
+    h.add_phone("alice", &tok);
+    h.mock
+        .script(&tok, Scripted::Reject(Reason::DeviceTokenNotForTopic));
+    h.engine().park(&park_req("alice", 3, None)).unwrap();
+    let reject = h.wait_kind(EventKind::Reject, 3);
+    assert_eq!(
+        (reject.sip_code, reject.reason.as_str()),
+        (480, "Temporarily Unavailable")
+    );
+    assert_eq!(h.engine().devices("alice").len(), 1, "not a dead token");
+    assert!(h.seen.iter().all(|e| e.kind != EventKind::DeviceGone));
+    assert_eq!(h.engine().stats().pushes_failed_rejected, 1);
+}
+
+#[test]
+fn second_device_gets_one_branch_and_duplicates_nothing() {
+    let mut h = Harness::start(|_| {});
+    let (t1, t2) = (token(10), token(11));
+    let (c1, c2) = (push_contact("alice", &t1), push_contact("alice", &t2));
+    let e = h.engine();
+    e.register(&register("alice", &c1, Some("<urn:uuid:1>")))
+        .unwrap();
+    e.register(&register("alice", &c2, Some("<urn:uuid:2>")))
+        .unwrap();
+    e.park(&park_req("alice", 40, None)).unwrap();
+    assert!(h.mock.wait_for_push(&t1, PATIENCE).is_some());
+    assert!(h.mock.wait_for_push(&t2, PATIENCE).is_some());
+
+    let e = h.engine();
+    assert_eq!(
+        e.register(&register("alice", &c1, Some("<urn:uuid:1>")))
+            .unwrap()
+            .resumed,
+        1
+    );
+    assert_eq!(
+        e.register(&register("alice", &c1, Some("<urn:uuid:1>")))
+            .unwrap()
+            .resumed,
+        0
+    );
+    assert_eq!(
+        e.register(&register("alice", &c2, Some("<urn:uuid:2>")))
+            .unwrap()
+            .resumed,
+        0
+    );
+    assert_eq!(
+        e.register(&register("alice", &c2, Some("<urn:uuid:2>")))
+            .unwrap()
+            .resumed,
+        0
+    );
+    h.wait_kind(EventKind::AppendBranch, 40);
+    h.drain();
+    let kinds = h.seen_for(40);
+    assert_eq!(kinds, [EventKind::Resume, EventKind::AppendBranch]);
+    let branch = h
+        .seen
+        .iter()
+        .find(|e| e.kind == EventKind::AppendBranch)
+        .unwrap();
+    assert_eq!(branch.device_key, "urn:uuid:2");
+    let s = h.engine().stats();
+    assert_eq!((s.resumed, s.append_branches), (1, 1));
+}
+
+#[test]
+fn two_calls_to_one_user_are_coalesced_into_one_push_per_window() {
+    let mut h = Harness::start(|c| {
+        c["push"] = json!({"min_interval_ms": 3000});
+    });
+    let tok = token(12);
+    h.add_phone("alice", &tok);
+    let call = |id: &'static str, host_ref| ParkRequest {
+        call_id: id,
+        ..park_req("alice", host_ref, None)
+    };
+    h.engine().park(&call("first", 1)).unwrap();
+    h.engine().park(&call("second", 2)).unwrap();
+    h.engine().park(&call("third", 3)).unwrap();
+    let p1 = h.mock.wait_for_push(&tok, PATIENCE).unwrap();
+    assert_eq!(p1.payload_json()["call_id"], "first");
+    // The window's end carries the latest call, once, for both waiting calls.
+    let p2 = h.mock.wait_for_push(&tok, PATIENCE).unwrap();
+    assert_eq!(p2.payload_json()["call_id"], "third");
+    h.wait_stats("both pushes answered", |s| s.pushes_delivered == 2);
+    let s = h.engine().stats();
+    assert_eq!((s.pushes_sent, s.pushes_coalesced), (2, 1));
+    // One REGISTER resumes all three.
+    let contact = push_contact("alice", &tok);
+    assert_eq!(
+        h.engine()
+            .register(&register("alice", &contact, None))
+            .unwrap()
+            .resumed,
+        3
+    );
+    for host_ref in 1..=3 {
+        h.wait_kind(EventKind::Resume, host_ref);
+    }
+    assert_eq!(h.mock.push_count(), 2);
+}
+
+#[test]
+fn register_just_before_park_resumes_at_once() {
+    let h = Harness::start(|c| c["park"]["recent_register_ms"] = json!(60_000));
+    let tok = token(13);
+    h.add_phone("alice", &tok);
+    // The host's location lookup failed, then the REGISTER landed, then park.
+    let contact = push_contact("alice", &tok);
+    h.engine()
+        .register(&register("alice", &contact, None))
+        .unwrap();
+    h.engine().park(&park_req("alice", 50, None)).unwrap();
+    let e = h
+        .engine()
+        .poll_event()
+        .expect("Resume queued before park returned");
+    assert_eq!(
+        (e.kind, e.host_ref, e.device_key.as_str()),
+        (EventKind::Resume, 50, tok.as_str())
+    );
+    // Also for a user whose only REGISTER was an ordinary (non-push) contact.
+    let plain = "<sip:dave@198.51.100.7:5060>";
+    let out = h.engine().register(&register("dave", plain, None)).unwrap();
+    assert!(!out.push_capable && !out.stored);
+    h.engine().park(&park_req("dave", 51, None)).unwrap();
+    assert_eq!(h.engine().poll_event().unwrap().host_ref, 51);
+    let s = h.engine().stats();
+    assert_eq!((s.resumed, s.pushes_sent), (2, 0));
+}
+
+#[test]
+fn unregister_removes_the_binding_and_garbage_changes_nothing() {
+    let h = Harness::start(|_| {});
+    let e = h.engine();
+    let tok = token(14);
+    let contact = push_contact("alice", &tok);
+    e.register(&register("alice", &contact, None)).unwrap();
+    let garbage = "<sip:alice@h;pn-provider=apns;pn-prid=nothex;pn-param=T.x.voip>";
+    let err = e.register(&register("alice", garbage, None)).unwrap_err();
+    assert!(err.to_string().contains("pn-prid"), "{err}");
+    assert_eq!(e.devices("alice").len(), 1);
+
+    let mut bye = register("alice", &contact, None);
+    bye.expires = 0;
+    let out = e.register(&bye).unwrap();
+    assert!(out.removed && !out.stored);
+    assert!(e.devices("alice").is_empty());
+    assert_eq!(
+        e.park(&park_req("alice", 1, None)),
+        Err(ParkError::NoDevice)
+    );
+
+    e.register(&register(
+        "bob",
+        &push_contact("bob", &token(15)),
+        Some("<urn:uuid:a>"),
+    ))
+    .unwrap();
+    e.register(&register(
+        "bob",
+        &push_contact("bob", &token(16)),
+        Some("<urn:uuid:b>"),
+    ))
+    .unwrap();
+    let star = pushpark::Registration {
+        aor: "bob",
+        contact: "*",
+        instance: None,
+        expires: 0,
+    };
+    assert!(e.register(&star).unwrap().removed);
+    assert!(e.devices("bob").is_empty());
+}
+
+#[test]
+fn added_devices_are_validated_and_pushed() {
+    let h = Harness::start(|_| {});
+    let e = h.engine();
+    let mut d = pushpark::DeviceInfo {
+        key: String::new(),
+        provider: "apns".into(),
+        token: token(17).to_uppercase(),
+        topic: TOPIC.into(),
+        contact: String::new(),
+        last_register_unix: 0,
+    };
+    e.add_device("erin", &d).unwrap();
+    let stored = e.devices("erin");
+    assert_eq!(
+        (stored[0].key.as_str(), stored[0].token.as_str()),
+        (token(17).as_str(), token(17).as_str())
+    );
+    e.park(&park_req("erin", 1, None)).unwrap();
+    assert!(h.mock.wait_for_push(&token(17), PATIENCE).is_some());
+
+    d.topic = "com.example.phone".into();
+    assert!(
+        matches!(e.add_device("erin", &d), Err(EngineError::Invalid(m)) if m.contains("VoIP topic"))
+    );
+    d.topic = TOPIC.into();
+    d.provider = "fcm".into();
+    assert!(matches!(
+        e.add_device("erin", &d),
+        Err(EngineError::Invalid(_))
+    ));
+    assert!(e.remove_device("erin", &token(17)).unwrap());
+    assert!(!e.remove_device("erin", &token(17)).unwrap());
+}
+
+#[test]
+fn store_survives_restart_and_drop_with_calls_parked_stops_cleanly() {
+    let mut h = Harness::start(|_| {});
+    let tok = token(18);
+    h.add_phone("alice", &tok);
+    h.engine().park(&park_req("alice", 1, None)).unwrap();
+    h.engine().park(&park_req("alice", 2, None)).unwrap();
+    assert!(h.mock.wait_for_push(&tok, PATIENCE).is_some());
+    drop(h.engine.take());
+
+    // Same store dir: the binding is there and works.
+    let config = base_config(&h.mock, h.store_dir.path());
+    h.engine = Some(engine_from(&config));
+    let devices = h.engine().devices("alice");
+    assert_eq!(devices.len(), 1);
+    assert_eq!(
+        (devices[0].token.as_str(), devices[0].topic.as_str()),
+        (tok.as_str(), TOPIC)
+    );
+    assert!(
+        h.engine().parked().is_empty(),
+        "calls do not outlive the engine"
+    );
+    assert!(h.engine().poll_event().is_none());
+    h.engine().park(&park_req("alice", 3, None)).unwrap();
+    let push = h
+        .mock
+        .wait_for_push(&tok, PATIENCE)
+        .expect("pushed after restart");
+    assert_eq!(push.topic(), Some(TOPIC));
+}
+
+#[test]
+fn setup_errors_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |auth: serde_json::Value, store: &std::path::Path| {
+        let text = json!({"apns": {"auth": auth}, "store": {"dir": store}}).to_string();
+        EngineConfig::from_json(&text).unwrap()
+    };
+    let missing = cfg(
+        json!({"key_file": dir.path().join("nope.p8"), "key_id": "ABCDE12345", "team_id": "TEAM123456"}),
+        dir.path(),
+    );
+    let err = pushpark::Engine::new(missing).err().unwrap().to_string();
+    assert!(
+        err.starts_with("config: apns.auth.key_file: cannot read"),
+        "{err}"
+    );
+
+    let not_a_key = dir.path().join("bad.p8");
+    std::fs::write(
+        &not_a_key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let bad = cfg(
+        json!({"key_file": not_a_key, "key_id": "ABCDE12345", "team_id": "TEAM123456"}),
+        dir.path(),
+    );
+    let err = pushpark::Engine::new(bad).err().unwrap().to_string();
+    assert!(err.starts_with("APNs client:"), "{err}");
+    assert!(!err.contains("AAAA"), "no key material in errors: {err}");
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let store_on_file = cfg(
+        json!({"key_file": "/x", "key_id": "ABCDE12345", "team_id": "TEAM123456"}),
+        &file,
+    );
+    let err = pushpark::Engine::new(store_on_file)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.starts_with("device store: cannot create"), "{err}");
+}

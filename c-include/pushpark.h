@@ -160,8 +160,9 @@ pushpark_result pushpark_register(pushpark_engine *engine, const char *aor, cons
 
 /*
  * Stores a device binding learnt other than by REGISTER (replaces one with the same
- * aor + device_key) and wakes the AOR's parked calls like a REGISTER would.
- * device_key: the device's identity within the AOR (e.g. its +sip.instance). Required.
+ * aor + device_key). Unlike a REGISTER it does not wake parked calls.
+ * device_key: the device's identity within the AOR (e.g. its +sip.instance); "" means
+ *             the token. Required.
  * provider:   "apns" (production) or "apns.dev" (sandbox). Required.
  * token:      the PushKit device token (hex). Required.
  * topic:      the APNs topic, e.g. "com.example.app.voip". Required.
@@ -195,7 +196,8 @@ pushpark_result pushpark_remove_device(pushpark_engine *engine, const char *aor,
  * host_ref:    the host's opaque reference for the call (e.g. tm's
  *              (hash_index << 32) | label); events carry it back. Unique among
  *              parked calls.
- * timeout_ms:  how long to wait for the device; 0 = the configured default.
+ * timeout_ms:  how long to wait for the device, at most 3600000 (1 hour);
+ *              0 = the configured default.
  * park_id:     receives the engine's id for the call; may be NULL.
  * Errors: PUSHPARK_ERR_NO_DEVICE (at once: no push device, reject as usual),
  * PUSHPARK_ERR_LIMIT_TOTAL, PUSHPARK_ERR_LIMIT_AOR, PUSHPARK_ERR_QUEUE_FULL,
@@ -208,17 +210,20 @@ pushpark_result pushpark_park(pushpark_engine *engine, const char *call_id, cons
                               uint64_t host_ref, uint32_t timeout_ms, uint64_t *park_id);
 
 /*
- * The host gave up on a parked call (the caller CANCELled, or the host's own timer):
- * the call ends as CANCELLED and no further event carries host_ref.
- * PUSHPARK_ERR_NOT_FOUND if the call already ended (e.g. a RESUME or REJECT for it is
- * queued or was polled: the host must still handle that event). Any thread.
+ * The host gave up on a call (the caller CANCELled, or the host's own timer): a parked
+ * call ends as CANCELLED, a resumed one is forgotten (as by pushpark_call_ended), and
+ * no further event carries host_ref. PUSHPARK_ERR_NOT_FOUND if the engine no longer
+ * knows the call: it was rejected (the REJECT event may still be queued: the host must
+ * handle it), cancelled or ended before, or it was resumed and its timeout has passed.
+ * Any thread.
  */
 pushpark_result pushpark_cancel(pushpark_engine *engine, uint64_t host_ref);
 
 /*
  * The host's resumed call finished (answered or failed): the engine forgets it and
- * stops sending APPEND_BRANCH events for it. PUSHPARK_ERR_NOT_FOUND if unknown.
- * Any thread.
+ * stops sending APPEND_BRANCH events for it (otherwise it keeps the call, for further
+ * devices, until the call's timeout). On a call still parked it acts as pushpark_cancel.
+ * PUSHPARK_ERR_NOT_FOUND if unknown. Any thread.
  */
 pushpark_result pushpark_call_ended(pushpark_engine *engine, uint64_t host_ref);
 
@@ -231,10 +236,11 @@ typedef enum pushpark_event_kind {
                                          add a branch to the call */
     PUSHPARK_EVENT_REJECT = 3,        /* reply with sip_code and reason (timeout, or every
                                          push failed); the call has ended */
-    PUSHPARK_EVENT_PUSH_RESULT = 4,   /* for logs: one push's outcome (reason: "delivered", an
-                                         APNs reason, or "timeout"); host_ref is 0 */
+    PUSHPARK_EVENT_PUSH_RESULT = 4,   /* for logs: one push's outcome (reason: "delivered",
+                                         Apple's reason e.g. "BadDeviceToken", or "timed out");
+                                         host_ref is 0, park_id the call that caused it */
     PUSHPARK_EVENT_DEVICE_GONE = 5    /* APNs said the device's token is dead; the binding was
-                                         removed; host_ref is 0 */
+                                         removed (reason "token dead"); host_ref is 0 */
 } pushpark_event_kind;
 
 /* One event, owned by the caller of pushpark_poll until pushpark_event_free. */
@@ -297,11 +303,16 @@ typedef struct pushpark_stats {
     uint64_t park_refused_limit;     /* park refused: a limit or the queue was full */
     uint64_t pushes_sent;            /* pushes written to APNs */
     uint64_t pushes_delivered;       /* APNs answered 200 */
-    uint64_t pushes_failed_permanent;/* APNs refused for good (bad token, topic, payload) */
-    uint64_t pushes_failed_transient;/* retryable failures (429, 5xx, connection) */
+    uint64_t pushes_failed_permanent;/* APNs refused for good (dead token, topic, payload) */
+    uint64_t pushes_failed_transient;/* no answer before the call's deadline despite retries
+                                        (429, 5xx, connection), or not sent at all */
     uint64_t devices_gone;           /* bindings removed because APNs said the token is dead */
     uint64_t resume_latency_p50_us;  /* park -> RESUME latency, median, microseconds */
     uint64_t resume_latency_p99_us;  /* park -> RESUME latency, 99th percentile */
+    uint64_t append_branches;        /* APPEND_BRANCH events (further devices of a call) */
+    uint64_t pushes_coalesced;       /* calls whose push was folded into a later one */
+    uint64_t devices_stored;         /* device bindings in the store now */
+    uint64_t events_waiting;         /* events queued, not yet polled */
 } pushpark_stats;
 
 /*

@@ -1,12 +1,33 @@
 //! The C ABI declared in `c-include/pushpark.h`: one file per concern. Every exported function
 //! runs inside `result::guard` (no panic reaches C) and NULL-checks its pointers.
+//! The safety contract of each `unsafe extern "C"` function is its comment in pushpark.h.
 
+#![allow(clippy::missing_safety_doc)]
+
+mod engine;
+mod events;
 mod log;
 mod result;
+mod stats;
 mod sys;
 
 pub use self::log::pushpark_set_log_callback;
+pub use engine::{
+    pushpark_add_device, pushpark_call_ended, pushpark_cancel, pushpark_config_check,
+    pushpark_engine_free, pushpark_engine_new, pushpark_park, pushpark_register,
+    pushpark_remove_device,
+};
+pub use events::{
+    pushpark_event_fd, pushpark_event_free, pushpark_event_get_aor, pushpark_event_get_device,
+    pushpark_event_get_host_ref, pushpark_event_get_kind, pushpark_event_get_park_id,
+    pushpark_event_get_reason, pushpark_event_get_sip_code, pushpark_event_kind_name,
+    pushpark_poll,
+};
 pub use result::{pushpark_last_error, pushpark_result_message, pushpark_result_name};
+pub use stats::{
+    pushpark_devices_json, pushpark_parked_json, pushpark_stats_get, pushpark_stats_json,
+    pushpark_string_free,
+};
 
 use std::ffi::c_char;
 

@@ -3,7 +3,8 @@
  * Each program is invoked as: PROGRAM ENDPOINT CA_FILE KEY_FILE WORK_DIR
  * (the mock APNs's HOST:PORT, its CA certificate, its ES256 key, a private scratch dir)
  * and exits 0 when every check passed; on the first failed check it prints the check,
- * the result code and pushpark_last_error(), and exits 1.
+ * the result code and pushpark_last_error(), and exits 1. A program that needs the runner
+ * to act on the mock at a given point calls sync_with_runner (see there).
  */
 #ifndef PUSHPARK_HARNESS_H
 #define PUSHPARK_HARNESS_H
@@ -120,6 +121,19 @@ static inline pushpark_register_outcome register_device(pushpark_engine *e, cons
     CHECK_OK(pushpark_register(e, aor, contact, instance, expires, &out));
     free(contact);
     return out;
+}
+
+/*
+ * Prints "sync TAG" and waits for the runner's answer line on stdin: the runner does what
+ * TAG asks of the mock (e.g. script a token) before answering.
+ */
+static inline void sync_with_runner(const char *tag)
+{
+    char line[64];
+    printf("sync %s\n", tag);
+    fflush(stdout);
+    CHECK(fgets(line, sizeof line, stdin) != NULL);
+    CHECK(strcmp(line, "go\n") == 0);
 }
 
 static inline long long now_ms(void)

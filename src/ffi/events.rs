@@ -1,0 +1,150 @@
+//! Events to the host: the engine's event fd, the non-blocking poll, and the event accessors.
+
+use super::engine::engine_ref;
+use super::result::{guard, guard_value, non_null, to_cstring, Error};
+use super::sys::*;
+use crate::engine::{Event, EventKind};
+use std::ffi::{c_char, c_int, CString};
+
+/// An event as C sees it: strings converted once, owned until `pushpark_event_free`.
+struct CEvent {
+    kind: pushpark_event_kind,
+    host_ref: u64,
+    park_id: u64,
+    aor: CString,
+    device: CString,
+    sip_code: u16,
+    reason: CString,
+}
+
+impl From<Event> for CEvent {
+    fn from(e: Event) -> CEvent {
+        CEvent {
+            kind: match e.kind {
+                EventKind::Resume => PUSHPARK_EVENT_RESUME,
+                EventKind::AppendBranch => PUSHPARK_EVENT_APPEND_BRANCH,
+                EventKind::Reject => PUSHPARK_EVENT_REJECT,
+                EventKind::PushResult => PUSHPARK_EVENT_PUSH_RESULT,
+                EventKind::DeviceGone => PUSHPARK_EVENT_DEVICE_GONE,
+            },
+            host_ref: e.host_ref,
+            park_id: e.park_id,
+            aor: to_cstring(&e.aor),
+            device: to_cstring(&e.device_key),
+            sip_code: e.sip_code,
+            reason: to_cstring(&e.reason),
+        }
+    }
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_fd(
+    engine: *mut pushpark_engine,
+    fd: *mut c_int,
+) -> pushpark_result {
+    guard(|| {
+        let engine = engine_ref(engine)?;
+        non_null(fd, "fd")?;
+        *fd = engine.event_fd();
+        Ok(())
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_poll(
+    engine: *mut pushpark_engine,
+    event: *mut *mut pushpark_event,
+) -> pushpark_result {
+    guard(|| {
+        let engine = engine_ref(engine)?;
+        non_null(event, "event")?;
+        let next = engine
+            .poll_event()
+            .ok_or(Error::new(PUSHPARK_ERR_EMPTY, ""))?;
+        *event = Box::into_raw(Box::new(CEvent::from(next))).cast();
+        Ok(())
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_free(event: *mut pushpark_event) {
+    if !event.is_null() {
+        guard_value((), || drop(Box::from_raw(event.cast::<CEvent>())));
+    }
+}
+
+/// Reads a field of an event, or gives `fallback` for a NULL event.
+///
+/// # Safety
+/// `event` is NULL or an event from `pushpark_poll` that has not been freed.
+unsafe fn field<T: Copy>(
+    event: *const pushpark_event,
+    fallback: T,
+    get: impl FnOnce(&CEvent) -> T,
+) -> T {
+    guard_value(fallback, || match event.cast::<CEvent>().as_ref() {
+        Some(e) => get(e),
+        None => fallback,
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_kind(
+    event: *const pushpark_event,
+) -> pushpark_event_kind {
+    field(event, 0, |e| e.kind)
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_host_ref(event: *const pushpark_event) -> u64 {
+    field(event, 0, |e| e.host_ref)
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_park_id(event: *const pushpark_event) -> u64 {
+    field(event, 0, |e| e.park_id)
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_aor(event: *const pushpark_event) -> *const c_char {
+    field(event, c"".as_ptr(), |e| e.aor.as_ptr())
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_device(event: *const pushpark_event) -> *const c_char {
+    field(event, c"".as_ptr(), |e| e.device.as_ptr())
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_sip_code(event: *const pushpark_event) -> u16 {
+    field(event, 0, |e| e.sip_code)
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_reason(event: *const pushpark_event) -> *const c_char {
+    field(event, c"".as_ptr(), |e| e.reason.as_ptr())
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub extern "C" fn pushpark_event_kind_name(kind: pushpark_event_kind) -> *const c_char {
+    match kind {
+        PUSHPARK_EVENT_RESUME => c"RESUME",
+        PUSHPARK_EVENT_APPEND_BRANCH => c"APPEND_BRANCH",
+        PUSHPARK_EVENT_REJECT => c"REJECT",
+        PUSHPARK_EVENT_PUSH_RESULT => c"PUSH_RESULT",
+        PUSHPARK_EVENT_DEVICE_GONE => c"DEVICE_GONE",
+        _ => c"UNKNOWN",
+    }
+    .as_ptr()
+}

@@ -1,0 +1,142 @@
+//! Statistics (the caller-sized C struct and JSON) and the JSON listings of parked calls and
+//! devices that management commands print.
+
+use super::engine::engine_ref;
+use super::result::{guard, guard_value, non_null, str_arg, to_cstring, Error, Result};
+use super::sys::*;
+use std::ffi::c_char;
+use std::mem::{offset_of, size_of};
+
+/// How much of a device token listings show: enough to tell devices apart, too little to use.
+const TOKEN_SHOWN: usize = 8;
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_stats_get(
+    engine: *mut pushpark_engine,
+    stats: *mut pushpark_stats,
+) -> pushpark_result {
+    guard(|| {
+        let engine = engine_ref(engine)?;
+        non_null(stats, "stats")?;
+        // Only `size` is read through the caller's pointer: the struct may be an older,
+        // shorter one, so no reference to a whole `pushpark_stats` is made.
+        let caller_size = stats.cast::<usize>().read();
+        let minimum = offset_of!(pushpark_stats, parked_now) + size_of::<u64>();
+        if caller_size < minimum {
+            return Err(Error::new(
+                PUSHPARK_ERR_INVALID,
+                format!("stats->size is {caller_size}, at least {minimum} is needed"),
+            ));
+        }
+        let s = engine.stats();
+        let filled = caller_size.min(size_of::<pushpark_stats>());
+        let full = pushpark_stats {
+            size: filled,
+            parked_now: s.parked_now,
+            parked_total: s.parked_total,
+            resumed: s.resumed,
+            rejected_timeout: s.rejected_timeout,
+            rejected_push_failed: s.rejected_push_failed,
+            cancelled: s.cancelled,
+            park_no_device: s.park_no_device,
+            park_refused_limit: s.park_over_limit + s.park_queue_full,
+            pushes_sent: s.pushes_sent,
+            pushes_delivered: s.pushes_delivered,
+            pushes_failed_permanent: s.pushes_failed_dead_token + s.pushes_failed_rejected,
+            pushes_failed_transient: s.pushes_failed_timed_out + s.pushes_failed_not_sent,
+            devices_gone: s.devices_gone,
+            resume_latency_p50_us: s.resume_latency_p50_us,
+            resume_latency_p99_us: s.resume_latency_p99_us,
+            append_branches: s.append_branches,
+            pushes_coalesced: s.pushes_coalesced,
+            devices_stored: s.devices_stored,
+            events_waiting: s.events_waiting,
+        };
+        std::ptr::copy_nonoverlapping(
+            (&full as *const pushpark_stats).cast::<u8>(),
+            stats.cast::<u8>(),
+            filled,
+        );
+        Ok(())
+    })
+}
+
+/// Hands a JSON document to C.
+///
+/// # Safety
+/// `out` is NULL or valid for a pointer write.
+unsafe fn give_json(out: *mut *mut c_char, value: impl serde::Serialize) -> Result<()> {
+    non_null(out, "json")?;
+    let text = serde_json::to_string(&value)
+        .map_err(|e| Error::new(PUSHPARK_ERR_INTERNAL, format!("serializing JSON: {e}")))?;
+    *out = to_cstring(&text).into_raw();
+    Ok(())
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_stats_json(
+    engine: *mut pushpark_engine,
+    json: *mut *mut c_char,
+) -> pushpark_result {
+    guard(|| give_json(json, engine_ref(engine)?.stats()))
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_parked_json(
+    engine: *mut pushpark_engine,
+    json: *mut *mut c_char,
+) -> pushpark_result {
+    guard(|| {
+        let parked: Vec<_> = engine_ref(engine)?
+            .parked()
+            .into_iter()
+            .map(|p| {
+                serde_json::json!({
+                    "park_id": p.park_id, "host_ref": p.host_ref, "call_id": p.call_id,
+                    "aor": p.aor, "age_ms": p.age_ms, "state": p.state,
+                })
+            })
+            .collect();
+        give_json(json, parked)
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_devices_json(
+    engine: *mut pushpark_engine,
+    aor: *const c_char,
+    json: *mut *mut c_char,
+) -> pushpark_result {
+    guard(|| {
+        let engine = engine_ref(engine)?;
+        let devices: Vec<_> = engine
+            .devices(str_arg(aor, "aor")?)
+            .into_iter()
+            .map(|d| {
+                serde_json::json!({
+                    "key": d.key, "provider": d.provider, "topic": d.topic,
+                    "contact": d.contact, "last_register_unix": d.last_register_unix,
+                    "token": truncate_token(&d.token),
+                })
+            })
+            .collect();
+        give_json(json, devices)
+    })
+}
+
+fn truncate_token(token: &str) -> String {
+    let shown: String = token.chars().take(TOKEN_SHOWN).collect();
+    format!("{shown}...")
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        guard_value((), || drop(std::ffi::CString::from_raw(s)));
+    }
+}

@@ -15,7 +15,6 @@
 
 #include "core/cfg/cfg_struct.h"
 #include "core/dprint.h"
-#include "core/mem/mem.h"
 #include "core/mem/shm_mem.h"
 #include "core/pt.h"
 #include "core/sr_module.h"
@@ -33,12 +32,13 @@
 static pushpark_engine *engine = NULL;
 
 /* ---- Calls the engine process tracks: what tm needs back on RESUME/REJECT ---------- */
+/* In malloc memory, not pkg: up to park.max_total entries would not fit the pkg pool. */
 
 typedef struct pp_call {
 	uint64_t ref;
 	uint32_t fr_ticks;
 	int rang;        /* provisional reply sent */
-	char *aor;       /* pkg */
+	char *aor;       /* in the same allocation */
 	struct pp_call *next;
 } pp_call_t;
 
@@ -54,10 +54,10 @@ static void pp_call_add(uint64_t ref, uint32_t fr_ticks, const char *aor)
 {
 	unsigned int i = pp_call_slot(ref);
 	size_t len = strlen(aor);
-	pp_call_t *c = pkg_malloc(sizeof(*c) + len + 1);
+	pp_call_t *c = malloc(sizeof(*c) + len + 1);
 
 	if(c == NULL) {
-		PKG_MEM_ERROR;
+		LM_ERR("out of memory: call %llx untracked\n", (unsigned long long)ref);
 		return;
 	}
 	c->ref = ref;
@@ -69,7 +69,7 @@ static void pp_call_add(uint64_t ref, uint32_t fr_ticks, const char *aor)
 	calls[i] = c;
 }
 
-/* Unlinks and returns the call (caller pkg_frees it), or NULL. */
+/* Unlinks and returns the call (caller frees it), or NULL. */
 static pp_call_t *pp_call_take(uint64_t ref)
 {
 	pp_call_t **p;
@@ -93,7 +93,7 @@ static uint32_t pp_call_forget(uint64_t ref)
 
 	if(c) {
 		fr = c->fr_ticks;
-		pkg_free(c);
+		free(c);
 	}
 	return fr;
 }
@@ -184,6 +184,20 @@ static pushpark_log_level pp_log_level(void)
 	return PUSHPARK_LOG_ERROR;
 }
 
+/* Follows Kamailio's debug level (e.g. kamcmd cfg.set_now_int core debug 3). */
+static void pp_log_follow_level(void)
+{
+	static pushpark_log_level current = PUSHPARK_LOG_OFF;
+	pushpark_log_level level = pp_log_level();
+
+	if(level == current)
+		return;
+	if(pushpark_set_log_callback(pp_log_cb, NULL, level) == PUSHPARK_OK)
+		current = level;
+	else
+		LM_ERR("cannot install the engine's log sink: %s\n", pushpark_last_error());
+}
+
 static int pp_log_init(void)
 {
 	int fds[2];
@@ -194,10 +208,7 @@ static int pp_log_init(void)
 	}
 	log_rd = fds[0];
 	log_wr = fds[1];
-	if(pushpark_set_log_callback(pp_log_cb, NULL, pp_log_level()) != PUSHPARK_OK) {
-		LM_ERR("cannot install the engine's log sink: %s\n", pushpark_last_error());
-		return -1;
-	}
+	pp_log_follow_level();
 	return 0;
 }
 
@@ -425,6 +436,7 @@ static void pp_engine_loop(void)
 
 	for(;;) {
 		cfg_update();
+		pp_log_follow_level();
 		if(engine == NULL && pp_now_ms() >= next_try) {
 			if(pp_engine_start() == 0 && pushpark_event_fd(engine, &ev_fd) == PUSHPARK_OK) {
 				pp_ipc_set_ready(1);
@@ -468,6 +480,7 @@ int pp_engine_fork(void)
 		pp_ipc_close_reader();
 		return 0;
 	}
+	pp_ipc_engine_init();
 	if(cfg_child_init())
 		return -1;
 	if(pp_log_init() < 0)

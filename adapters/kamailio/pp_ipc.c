@@ -36,6 +36,8 @@ static uint32_t rpl_seq = 0;
 
 /* Engine: unbound socket for sending replies. */
 static int eng_fd = -1;
+/* Set in the engine process: it must never wait for its own answer. */
+static int is_engine = 0;
 
 int pp_ipc_init(void)
 {
@@ -189,6 +191,11 @@ int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl)
 	ssize_t n;
 	int left;
 
+	if(is_engine) {
+		LM_ERR("request %d from the engine process itself (e.g. pushpark_park() in the"
+			   " resume route)\n", r->h.op);
+		return -1;
+	}
 	if(pp_reply_socket() < 0)
 		return -1;
 	r->h.seq = ++rpl_seq;
@@ -219,6 +226,11 @@ int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl)
 		pfd.events = POLLIN;
 		poll(&pfd, 1, left);
 	}
+}
+
+void pp_ipc_engine_init(void)
+{
+	is_engine = 1;
 }
 
 void pp_ipc_set_ready(int ready)

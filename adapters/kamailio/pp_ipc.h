@@ -72,6 +72,7 @@ int pp_send(pp_req_t *r);
 int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl);
 
 /* Engine side. */
+void pp_ipc_engine_init(void);
 void pp_ipc_set_ready(int ready);
 int pp_ipc_reader_fd(void);
 /* Reads what is queued and calls fn for each complete request. -1 on a read error. */

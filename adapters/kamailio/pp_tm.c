@@ -15,6 +15,7 @@
 #include "core/timer_ticks.h"
 #include "modules/registrar/api.h"
 #include "modules/tm/tm_load.h"
+#include "modules/usrloc/usrloc.h"
 #include "pushpark.h"
 #include "pp_ipc.h"
 #include "pp_sip.h"
@@ -45,6 +46,23 @@ static struct action reject_action;
 #define REF_HASH(r) ((unsigned int)((r) >> 32))
 #define REF_LABEL(r) ((unsigned int)((r)&0xffffffffu))
 
+/* The usrloc table second-device lookups read. A native script's save()/lookup()
+ * fixups register it; a KEMI script has no fixups, so it is registered here. */
+static int pp_location_domain(void)
+{
+	bind_usrloc_t bind_usrloc = (bind_usrloc_t)find_export("ul_bind_usrloc", 1, 0);
+	usrloc_api_t ul;
+	udomain_t *d;
+
+	if(bind_usrloc == NULL || bind_usrloc(&ul) < 0
+			|| ul.register_udomain(pp_location_table.s, &d) < 0) {
+		LM_ERR("cannot use usrloc table \"%.*s\"\n", pp_location_table.len,
+				pp_location_table.s);
+		return -1;
+	}
+	return 0;
+}
+
 int pp_tm_init(void)
 {
 	int ri;
@@ -53,7 +71,8 @@ int pp_tm_init(void)
 		LM_ERR("the tm module is required\n");
 		return -1;
 	}
-	if(find_export("bind_registrar", 0, 0) != NULL && registrar_load_api(&regb) == 0)
+	if(find_export("bind_registrar", 0, 0) != NULL && registrar_load_api(&regb) == 0
+			&& pp_location_domain() == 0)
 		have_registrar = 1;
 	else
 		LM_INFO("registrar not loaded: a second device cannot join a ringing call\n");
@@ -316,6 +335,7 @@ int pp_tm_append(uint64_t ref, const char *aor)
 int pp_tm_provisional(uint64_t ref, int code, str *reason)
 {
 	struct cell *t, *orig;
+	str totag = STR_NULL;
 
 	t = pp_tm_acquire(ref, &orig);
 	if(t == NULL)
@@ -324,8 +344,10 @@ int pp_tm_provisional(uint64_t ref, int code, str *reason)
 		pp_tm_release(t, orig);
 		return 0;
 	}
-	/* t_reply_with_body() drops the reference t_lookup_ident() took. */
-	if(tmb.t_reply_with_body(t, code, reason, NULL, NULL, NULL) < 0)
+	/* The To tag tm itself gives its local replies (RFC 3261: 1xx but 100 carry one).
+	 * t_reply_with_body() drops the reference t_lookup_ident() took. */
+	tmb.t_get_reply_totag(t->uas.request, &totag);
+	if(tmb.t_reply_with_body(t, code, reason, NULL, NULL, &totag) < 0)
 		LM_WARN("call %llx: cannot send %d\n", (unsigned long long)ref, code);
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 	return 0;

@@ -432,16 +432,36 @@ fn register_just_before_park_resumes_at_once() {
 }
 
 #[test]
-fn unregister_removes_the_binding_and_garbage_changes_nothing() {
+fn unregister_removes_the_binding_and_garbage_stores_nothing() {
     let h = Harness::start(|_| {});
     let e = h.engine();
     let tok = token(14);
     let contact = push_contact("alice", &tok);
     e.register(&register("alice", &contact, None)).unwrap();
+    let stored = e.devices("alice")[0].clone();
+    assert_eq!(
+        (
+            stored.key.as_str(),
+            stored.provider.as_str(),
+            stored.topic.as_str()
+        ),
+        (tok.as_str(), "apns", TOPIC)
+    );
+    assert_eq!(stored.contact, contact);
     let garbage = "<sip:alice@h;pn-provider=apns;pn-prid=nothex;pn-param=T.x.voip>";
     let err = e.register(&register("alice", garbage, None)).unwrap_err();
     assert!(err.to_string().contains("pn-prid"), "{err}");
-    assert_eq!(e.devices("alice").len(), 1);
+    assert_eq!(e.devices("alice"), [stored.clone()]);
+    // Still a REGISTER the host accepted: a parked call resumes.
+    e.park(&park_req("alice", 7, None)).unwrap();
+    assert!(e.register(&register("alice", garbage, None)).is_err());
+    // Queued before register returned (a PushResult may come first).
+    let resume = std::iter::from_fn(|| e.poll_event())
+        .find(|ev| ev.kind == EventKind::Resume)
+        .unwrap();
+    assert_eq!(resume.host_ref, 7);
+    assert_eq!(resume.device_key, garbage);
+    e.call_ended(7).unwrap();
 
     let mut bye = register("alice", &contact, None);
     bye.expires = 0;
@@ -584,4 +604,52 @@ fn setup_errors_name_what_is_wrong() {
         .unwrap()
         .to_string();
     assert!(err.starts_with("device store: cannot create"), "{err}");
+}
+
+/// Set in the child process of `store_survives_kill_9`: its engine config.
+const KILL9_CHILD: &str = "PUSHPARK_TEST_KILL9_CONFIG";
+
+#[test]
+fn store_survives_kill_9() {
+    if let Ok(config) = std::env::var(KILL9_CHILD) {
+        // The child: store bindings, say so, and wait to be killed.
+        let engine = pushpark::Engine::new(EngineConfig::from_json(&config).unwrap()).unwrap();
+        for i in 0..20 {
+            let contact = push_contact("u", &token(500 + i));
+            engine
+                .register(&register(&format!("user{i}"), &contact, None))
+                .unwrap();
+        }
+        println!("kill9: registered");
+        std::thread::sleep(PATIENCE);
+        return;
+    }
+    let mut h = Harness::start(|_| {});
+    drop(h.engine.take()); // the child opens the store
+    let config = base_config(&h.mock, h.store_dir.path());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store_survives_kill_9",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILL9_CHILD, config.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let said = std::io::BufRead::lines(out)
+        .map_while(Result::ok)
+        .any(|l| l.ends_with("kill9: registered"));
+    assert!(said, "the child registered");
+    child.kill().unwrap(); // SIGKILL: no destructor, no flush
+    child.wait().unwrap();
+
+    h.engine = Some(engine_from(&config));
+    for i in 0..20 {
+        let devices = h.engine().devices(&format!("user{i}"));
+        assert_eq!(devices.len(), 1, "user{i}");
+        assert_eq!(devices[0].token, token(500 + i));
+    }
 }

@@ -174,8 +174,13 @@ impl ApnsClient {
             last_error: None,
             done: Some(done),
         };
-        self.handle
-            .spawn(deliver(s.clone(), request, deadline, report));
+        let fut = deliver(Box::new(Job {
+            shared: s.clone(),
+            request,
+            deadline,
+            report,
+        }));
+        self.handle.spawn(fut);
         Ok(apns_id)
     }
 
@@ -248,6 +253,12 @@ impl Prepared {
         parts.path_and_query = Some(path);
         let uri = Uri::from_parts(parts).map_err(|_| invalid("the device token"))?;
         let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let mut apns_id =
+            HeaderValue::from_bytes(apns_id.hyphenated().encode_lower(&mut id).as_bytes())
+                .expect("a UUID is a valid header");
+        // Never HPACK-indexed: a value used once would only evict the headers
+        // every request repeats (topic, push type, ...) from the shared table.
+        apns_id.set_sensitive(true);
         Ok(Prepared {
             uri,
             push_type: HeaderValue::from_static(push.push_type.as_str()),
@@ -258,8 +269,7 @@ impl Prepared {
                 5 => "5",
                 _ => "1",
             }),
-            apns_id: HeaderValue::from_bytes(apns_id.hyphenated().encode_lower(&mut id).as_bytes())
-                .expect("a UUID is a valid header"),
+            apns_id,
             expiration: push.expiration.map(HeaderValue::from),
             collapse_id: push
                 .collapse_id
@@ -339,13 +349,26 @@ impl Drop for Report {
     }
 }
 
-async fn deliver(s: Arc<Shared>, request: Prepared, deadline: Instant, mut report: Report) {
-    let deadline = tokio::time::Instant::from_std(deadline);
+/// One push's state, boxed so the task's future stays small: async fns keep
+/// their arguments twice, and tasks over ~1 KiB miss the allocator's fast path.
+struct Job {
+    shared: Arc<Shared>,
+    request: Prepared,
+    deadline: Instant,
+    report: Report,
+}
+
+async fn deliver(mut job: Box<Job>) {
+    let job = &mut *job;
+    let deadline = tokio::time::Instant::from_std(job.deadline);
     // Past the deadline the attempt is dropped, which resets its stream.
-    let outcome = tokio::time::timeout_at(deadline, attempts(&s, &request, &mut report))
-        .await
-        .unwrap_or(Outcome::TimedOut);
-    report.finish(outcome);
+    let outcome = tokio::time::timeout_at(
+        deadline,
+        attempts(&job.shared, &job.request, &mut job.report),
+    )
+    .await
+    .unwrap_or(Outcome::TimedOut);
+    job.report.finish(outcome);
 }
 
 /// Sends until the answer is final. Requests the server never processed
@@ -365,16 +388,8 @@ async fn attempts(s: &Shared, request: &Prepared, report: &mut Report) -> Outcom
         }
         let answer = match response.await {
             Ok(resp) if resp.status() == StatusCode::OK => return Outcome::Delivered,
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                match Limited::new(resp.into_body(), MAX_ERROR_BODY)
-                    .collect()
-                    .await
-                {
-                    Ok(body) => classify(status, &body.to_bytes()),
-                    Err(e) => Answer::Retry(format!("{status} with an unreadable body: {e}")),
-                }
-            }
+            // Boxed, like the retry wait: rare paths must not grow every push's task.
+            Ok(resp) => Box::pin(read_answer(resp)).await,
             Err(e) => match unprocessed(&e) {
                 Some(Unprocessed::GoAway) => {
                     let why = format!("GOAWAY from the server: {}", error_chain(&e));
@@ -415,9 +430,20 @@ async fn attempts(s: &Shared, request: &Prepared, report: &mut Report) -> Outcom
                 failures += 1;
                 log::debug!("APNs push {} will be retried: {why}", report.apns_id);
                 report.last_error = Some(why);
-                tokio::time::sleep(s.retry.delay(failures)).await;
+                Box::pin(tokio::time::sleep(s.retry.delay(failures))).await;
             }
         }
+    }
+}
+
+async fn read_answer(resp: http::Response<hyper::body::Incoming>) -> Answer {
+    let status = resp.status().as_u16();
+    match Limited::new(resp.into_body(), MAX_ERROR_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => classify(status, &body.to_bytes()),
+        Err(e) => Answer::Retry(format!("{status} with an unreadable body: {e}")),
     }
 }
 

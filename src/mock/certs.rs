@@ -35,6 +35,11 @@ pub struct StateFiles {
 }
 
 pub fn ensure(dir: &Path) -> io::Result<StateFiles> {
+    create_files(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("state dir {}: {e}", dir.display())))
+}
+
+fn create_files(dir: &Path) -> io::Result<StateFiles> {
     fs::create_dir_all(dir)?;
     let ca_key = load_or_create_key(&dir.join(CA_KEY))?;
     // The CA is rebuilt from its key and fixed name so it can sign; only the

@@ -133,13 +133,20 @@ impl MockApns {
         self.shared.behaviour.set_faults(faults);
     }
 
-    /// Every accepted push, in arrival order.
+    /// Every accepted push (the latest `limit` if a record limit is set), in
+    /// arrival order.
     pub fn pushes(&self) -> Vec<ReceivedPush> {
         self.shared.records.all()
     }
 
     pub fn push_count(&self) -> usize {
         self.shared.records.count()
+    }
+
+    /// Keep only the latest `limit` pushes in memory (None: all, the default);
+    /// for long runs such as benchmarks. Subscribers still see every push.
+    pub fn set_record_limit(&self, limit: Option<usize>) {
+        self.shared.records.set_limit(limit);
     }
 
     /// The oldest push for `token` not returned by an earlier call, waiting up

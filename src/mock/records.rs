@@ -4,6 +4,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use http::HeaderMap;
 use parking_lot::{Condvar, Mutex};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -40,9 +41,13 @@ impl ReceivedPush {
 
 #[derive(Default)]
 struct Inner {
-    pushes: Vec<ReceivedPush>,
-    /// How many pushes `wait_for_push` has handed out, per token.
-    taken: std::collections::HashMap<String, usize>,
+    pushes: VecDeque<ReceivedPush>,
+    /// The arrival number of `pushes[0]` (older ones were let go).
+    first: u64,
+    /// None: keep every push.
+    limit: Option<usize>,
+    /// Per token, the arrival number `wait_for` looks from.
+    next_wanted: HashMap<String, u64>,
     subscribers: Vec<Sender<ReceivedPush>>,
 }
 
@@ -56,13 +61,20 @@ impl Records {
     pub fn add(&self, push: ReceivedPush) {
         let mut inner = self.inner.lock();
         inner.subscribers.retain(|tx| tx.send(push.clone()).is_ok());
-        inner.pushes.push(push);
+        inner.pushes.push_back(push);
+        inner.trim();
         drop(inner);
         self.arrived.notify_all();
     }
 
+    pub fn set_limit(&self, limit: Option<usize>) {
+        let mut inner = self.inner.lock();
+        inner.limit = limit;
+        inner.trim();
+    }
+
     pub fn all(&self) -> Vec<ReceivedPush> {
-        self.inner.lock().pushes.clone()
+        self.inner.lock().pushes.iter().cloned().collect()
     }
 
     pub fn count(&self) -> usize {
@@ -82,20 +94,32 @@ impl Records {
         let deadline = Instant::now() + timeout;
         let mut inner = self.inner.lock();
         loop {
-            let skip = inner.taken.get(&token).copied().unwrap_or(0);
+            let from = inner.next_wanted.get(&token).copied().unwrap_or(0);
+            let skip = from.saturating_sub(inner.first) as usize;
             let found = inner
                 .pushes
                 .iter()
-                .filter(|p| p.token.eq_ignore_ascii_case(&token))
-                .nth(skip)
-                .cloned();
-            if let Some(push) = found {
-                *inner.taken.entry(token).or_default() += 1;
+                .enumerate()
+                .skip(skip)
+                .find(|(_, p)| p.token == token)
+                .map(|(i, p)| (inner.first + i as u64, p.clone()));
+            if let Some((number, push)) = found {
+                inner.next_wanted.insert(token, number + 1);
                 return Some(push);
             }
             if self.arrived.wait_until(&mut inner, deadline).timed_out() {
                 return None;
             }
+        }
+    }
+}
+
+impl Inner {
+    fn trim(&mut self) {
+        let Some(limit) = self.limit else { return };
+        while self.pushes.len() > limit {
+            self.pushes.pop_front();
+            self.first += 1;
         }
     }
 }

@@ -8,7 +8,7 @@
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
@@ -33,6 +33,7 @@ use crate::apns::reason::Reason;
 /// What Apple announces once a connection is up.
 pub const NORMAL_STREAM_LIMIT: u32 = 1000;
 const GOAWAY_DEBUG: &[u8] = br#"{"reason":"Shutdown"}"#;
+const APNS_ID: HeaderName = HeaderName::from_static("apns-id");
 
 pub struct Shared {
     pub records: Records,
@@ -297,7 +298,7 @@ async fn stream(
     let (parts, body) = req.into_parts();
     let apns_id = match parts.headers.get("apns-id").and_then(|v| v.to_str().ok()) {
         Some(id) if validate::is_uuid(id) => id.to_owned(),
-        _ => uuid::Uuid::new_v4().hyphenated().to_string().to_uppercase(),
+        _ => new_apns_id(),
     };
     let verdict = match faults.server_error {
         Some(reason) => Verdict::Rejected(reason, unix_ms()),
@@ -357,18 +358,34 @@ async fn process(
     Verdict::Accepted
 }
 
-/// The request body, read no further than one byte past the limit.
+/// Like Apple's: a random UUID, uppercase. Not `Uuid::new_v4`, which makes a
+/// getrandom system call per id.
+fn new_apns_id() -> String {
+    let bytes = rand::random::<[u8; 16]>();
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_upper(&mut text).to_owned()
+}
+
+/// The request body, read no further than the chunk that passes the limit.
 async fn read_body(mut body: RecvStream, max: usize) -> Result<Bytes, Verdict> {
-    let mut payload = BytesMut::new();
+    let mut payload = Bytes::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|_| Verdict::Gone)?;
         let _ = body.flow_control().release_capacity(chunk.len());
         if payload.len() + chunk.len() > max {
             return Err(Verdict::Rejected(Reason::PayloadTooLarge, unix_ms()));
         }
-        payload.extend_from_slice(&chunk);
+        // A push's body is nearly always one DATA frame: no copy then.
+        payload = if payload.is_empty() {
+            chunk
+        } else {
+            let mut joined = BytesMut::from(&payload[..]);
+            joined.extend_from_slice(&chunk);
+            joined.freeze()
+        };
     }
-    Ok(payload.freeze())
+    Ok(payload)
 }
 
 fn answer(
@@ -376,12 +393,11 @@ fn answer(
     apns_id: &str,
     rejection: Option<(Reason, u64)>,
 ) -> Result<(), h2::Error> {
-    let response = Response::builder().header("apns-id", apns_id);
+    let mut response = Response::new(());
+    if let Ok(id) = HeaderValue::from_str(apns_id) {
+        response.headers_mut().insert(APNS_ID, id);
+    }
     let Some((reason, since)) = rejection else {
-        let response = response
-            .status(200)
-            .body(())
-            .expect("static response is valid");
         respond.send_response(response, true)?;
         return Ok(());
     };
@@ -390,11 +406,12 @@ fn answer(
     } else {
         format!(r#"{{"reason":"{reason}"}}"#)
     };
-    let response = response
-        .status(reason.status())
-        .header("content-type", "application/json")
-        .body(())
-        .expect("static response is valid");
+    *response.status_mut() =
+        StatusCode::from_u16(reason.status()).expect("Apple's statuses are valid");
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     respond
         .send_response(response, false)?
         .send_data(Bytes::from(body), true)

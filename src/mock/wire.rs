@@ -94,6 +94,8 @@ struct WriteParse {
 }
 
 struct ReadParse {
+    /// Reused for every read (a fresh zeroed array per read shows in profiles).
+    chunk: Box<[u8]>,
     buf: BytesMut,
     /// Bytes at the front of `buf` that may be handed to h2.
     ready: usize,
@@ -119,6 +121,7 @@ impl<S> Wire<S> {
             out: BytesMut::with_capacity(16 * 1024),
             w: WriteParse::default(),
             r: ReadParse {
+                chunk: vec![0; 16 * 1024].into_boxed_slice(),
                 buf: BytesMut::with_capacity(16 * 1024),
                 ready: 0,
                 preface_left: CLIENT_PREFACE_LEN,
@@ -312,13 +315,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Wire<S> {
                 }
                 continue;
             }
-            let mut chunk = [0u8; 16 * 1024];
-            let mut chunk = ReadBuf::new(&mut chunk);
+            let mut chunk = ReadBuf::new(&mut this.r.chunk);
             ready!(Pin::new(&mut this.io).poll_read(cx, &mut chunk))?;
-            if chunk.filled().is_empty() {
+            let n = chunk.filled().len();
+            if n == 0 {
                 this.r.eof = true;
             } else {
-                this.r.buf.extend_from_slice(chunk.filled());
+                this.r.buf.extend_from_slice(&this.r.chunk[..n]);
                 this.scan_input();
             }
         }

@@ -72,7 +72,11 @@ pub struct Conn {
 }
 
 pub async fn connect_with(mock: &MockApns, tls: TlsConnector) -> Conn {
-    let tcp = TcpStream::connect(mock.addr()).await.unwrap();
+    connect_to(mock.addr(), tls).await
+}
+
+pub async fn connect_to(addr: std::net::SocketAddr, tls: TlsConnector) -> Conn {
+    let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let stream = tls.connect(name, tcp).await.expect("TLS handshake");
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));

@@ -23,6 +23,9 @@ pub struct Args {
     /// Answer every push this many milliseconds late.
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// How many accepted pushes to keep in memory (watchers see them all).
+    #[arg(long, default_value_t = 10_000)]
+    keep_pushes: usize,
     /// Runtime worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -43,6 +46,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         worker_threads: args.threads,
     })
     .map_err(|e| format!("cannot start the mock APNs on {}: {e}", args.listen))?;
+    mock.set_record_limit(Some(args.keep_pushes));
     mock.set_faults(Faults {
         delay: Duration::from_millis(args.delay_ms),
         ..Faults::default()

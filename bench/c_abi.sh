@@ -17,8 +17,10 @@ for _ in $(seq 100); do grep -q '^listening on ' "$state/mock.out" && break; sle
 addr=$(sed -n 's/^listening on //p' "$state/mock.out")
 [ -n "$addr" ] || { echo "the mock did not start" >&2; exit 1; }
 
+# Programs load the library by its SONAME, as the installed package names it.
+ln -s "$lib/libpushpark.so" "$state/libpushpark.so.1"
 cc -O2 -std=c11 -Wall -Wextra -Werror -pedantic -pthread -Ic-include bench/c_abi.c \
-    -L"$lib" -Wl,-rpath,"$lib" -lpushpark -o "$state/c_abi"
+    -L"$lib" -Wl,-rpath,"$state" -lpushpark -o "$state/c_abi"
 mkdir "$state/work"
 "$state/c_abi" "localhost:${addr##*:}" "$state/mock/ca.pem" \
     "$state/mock/AuthKey_TESTKEY001.p8" "$state/work"

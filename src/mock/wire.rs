@@ -112,6 +112,8 @@ pub struct Wire<S> {
     io: S,
     tap: Arc<Tap>,
     out: BytesMut,
+    /// Frames were injected while h2 was idle and may still sit in `out`.
+    unflushed_injection: bool,
     w: WriteParse,
     r: ReadParse,
 }
@@ -123,6 +125,7 @@ impl<S> Wire<S> {
             io,
             tap: tap.clone(),
             out: BytesMut::with_capacity(16 * 1024),
+            unflushed_injection: false,
             w: WriteParse::default(),
             r: ReadParse {
                 chunk: vec![0; 16 * 1024].into_boxed_slice(),
@@ -270,10 +273,16 @@ impl<S: AsyncWrite + Unpin> Wire<S> {
     fn poll_idle_inject(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.at_boundary() && self.tap.queued.load(Ordering::Acquire) {
             self.inject_due();
+            self.unflushed_injection = true;
+        }
+        // Until it is out, retried on every poll (a Pending here has
+        // registered h2's task to be woken when the socket is writable).
+        if self.unflushed_injection {
             if let Poll::Ready(r) = self.poll_drain(cx) {
                 r?;
                 if let Poll::Ready(r) = Pin::new(&mut self.io).poll_flush(cx) {
                     r?;
+                    self.unflushed_injection = false;
                 }
             }
         }

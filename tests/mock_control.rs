@@ -116,6 +116,12 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
     }
 
     let mut watcher = Control::open(mock.control);
+    let other = "5".repeat(64);
+    let mut one_token = Control::open(mock.control);
+    assert_eq!(
+        one_token.send(json!({"watch": true, "token": other.to_uppercase()})),
+        json!({"ok": true})
+    );
     assert_eq!(watcher.send(json!({"watch": true})), json!({"ok": true}));
     let mut control = Control::open(mock.control);
     let gone = "9".repeat(64);
@@ -149,6 +155,18 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
     let a = send(&mut c.send, push(&gone, &jwt), PAYLOAD).await.unwrap();
     assert_eq!((a.status.as_u16(), a.reason()), (410, "Unregistered"));
 
+    let a = send(&mut c.send, push(&other, &jwt), r#"{"n":2}"#)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let only = tokio::task::spawn_blocking(move || one_token.read())
+        .await
+        .unwrap();
+    assert_eq!(
+        (only["token"].as_str(), &only["payload"]),
+        (Some(other.as_str()), &json!({"n": 2}))
+    );
+
     let seen = tokio::task::spawn_blocking(move || watcher.read())
         .await
         .unwrap();
@@ -174,7 +192,7 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
     let stats = control.send(json!({"stats": true}));
     assert_eq!(
         (stats["accepted"].as_u64(), stats["rejected"].as_u64()),
-        (Some(1), Some(2))
+        (Some(2), Some(2))
     );
     assert_eq!(stats["connections"], 1);
 

@@ -162,22 +162,16 @@ fn parse_reason(name: &str) -> Result<Reason, String> {
 }
 
 async fn watch(mut write: tokio::net::tcp::OwnedWriteHalf, shared: &Shared, token: Option<String>) {
-    let pushes = shared.records.subscribe();
     let token = token.map(|t| t.to_ascii_lowercase());
-    // The subscription is a blocking channel: bridge it off the runtime.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        while let Ok(push) = pushes.recv() {
-            if tx.send(push).is_err() {
-                return;
-            }
-        }
-    });
-    while let Some(push) = rx.recv().await {
+    shared.records.subscribe_with(move |push| {
         if token.as_deref().is_some_and(|t| t != push.token) {
-            continue;
+            return !tx.is_closed();
         }
-        if send(&mut write, &push_line(&push)).await.is_err() {
+        tx.send(push_line(push)).is_ok()
+    });
+    while let Some(line) = rx.recv().await {
+        if send(&mut write, &line).await.is_err() {
             return;
         }
     }

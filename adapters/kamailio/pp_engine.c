@@ -214,31 +214,6 @@ static int pp_log_init(void)
 
 /* ---- Engine start ------------------------------------------------------------------- */
 
-static char *pp_read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	long len;
-
-	if(f == NULL) {
-		LM_ERR("cannot open config %s: %s\n", path, strerror(errno));
-		return NULL;
-	}
-	if(fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0
-			&& (buf = malloc(len + 1)) != NULL) {
-		if(fread(buf, 1, len, f) == (size_t)len) {
-			buf[len] = '\0';
-		} else {
-			free(buf);
-			buf = NULL;
-		}
-	}
-	if(buf == NULL)
-		LM_ERR("cannot read config %s\n", path);
-	fclose(f);
-	return buf;
-}
-
 static int pp_engine_start(void)
 {
 	char *json = pp_read_file(pp_config_path);

@@ -301,6 +301,8 @@ impl Worker {
     fn on_done(&mut self, d: Done) {
         let c = &self.sh.counters;
         let key = d.device.key.as_str();
+        // Apple's timestamp when the token is dead.
+        let mut dead_since = None;
         let (reason, permanent) = match &d.result.outcome {
             Outcome::Delivered => {
                 inc(&c.pushes_delivered);
@@ -314,7 +316,7 @@ impl Worker {
             } => {
                 if *token_dead {
                     inc(&c.pushes_failed_dead_token);
-                    self.token_dead(&d.aor, &d.device, *timestamp);
+                    dead_since = Some(*timestamp);
                 } else {
                     inc(&c.pushes_failed_rejected);
                 }
@@ -342,13 +344,28 @@ impl Worker {
             d.aor,
             d.result.attempts
         );
-        self.push_event(EventKind::PushResult, &d.aor, key, d.park_id, reason);
+        self.push_event(
+            EventKind::PushResult,
+            &d.aor,
+            key,
+            d.park_id,
+            reason.clone(),
+        );
+        if let Some(timestamp) = dead_since {
+            self.token_dead(&d.aor, &d.device, timestamp, &reason);
+        }
         if permanent {
             self.device_failed(&d.aor, key);
         }
     }
 
-    fn token_dead(&mut self, aor: &str, device: &DeviceInfo, dead_since_ms: Option<u64>) {
+    fn token_dead(
+        &mut self,
+        aor: &str,
+        device: &DeviceInfo,
+        dead_since_ms: Option<u64>,
+        why: &str,
+    ) {
         match self
             .sh
             .store
@@ -360,13 +377,7 @@ impl Worker {
                     "APNs says the token of {aor} / {} is dead: binding removed",
                     device.key
                 );
-                self.push_event(
-                    EventKind::DeviceGone,
-                    aor,
-                    &device.key,
-                    0,
-                    "token dead".into(),
-                );
+                self.push_event(EventKind::DeviceGone, aor, &device.key, 0, why.to_string());
             }
             Ok(false) => {}
             Err(e) => log::error!("cannot remove the dead binding {aor} / {}: {e}", device.key),

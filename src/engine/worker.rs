@@ -352,20 +352,15 @@ impl Worker {
             reason.clone(),
         );
         if let Some(timestamp) = dead_since {
-            self.token_dead(&d.aor, &d.device, timestamp, &reason);
+            self.token_dead(&d.aor, &d.device, timestamp);
         }
         if permanent {
             self.device_failed(&d.aor, key);
         }
     }
 
-    fn token_dead(
-        &mut self,
-        aor: &str,
-        device: &DeviceInfo,
-        dead_since_ms: Option<u64>,
-        why: &str,
-    ) {
+    /// The PushResult just before carries Apple's reason; DeviceGone says "token dead".
+    fn token_dead(&mut self, aor: &str, device: &DeviceInfo, dead_since_ms: Option<u64>) {
         match self
             .sh
             .store
@@ -377,7 +372,13 @@ impl Worker {
                     "APNs says the token of {aor} / {} is dead: binding removed",
                     device.key
                 );
-                self.push_event(EventKind::DeviceGone, aor, &device.key, 0, why.to_string());
+                self.push_event(
+                    EventKind::DeviceGone,
+                    aor,
+                    &device.key,
+                    0,
+                    "token dead".into(),
+                );
             }
             Ok(false) => {}
             Err(e) => log::error!("cannot remove the dead binding {aor} / {}: {e}", device.key),

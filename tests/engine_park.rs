@@ -226,6 +226,7 @@ fn dead_token_is_removed_and_the_call_rejected() {
         (gone.aor.as_str(), gone.device_key.as_str(), gone.host_ref),
         ("alice", tok.as_str(), 0)
     );
+    assert_eq!(gone.reason, "token dead");
     let reject = h.wait_kind(EventKind::Reject, 77);
     assert_eq!(
         (reject.sip_code, reject.reason.as_str()),

@@ -32,15 +32,15 @@ fn lib_dir() -> PathBuf {
 
 fn compile(program: &str, mode: Mode) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-harness");
-    std::fs::create_dir_all(&out_dir).expect("creating the harness build dir");
-    let suffix = if mode == Mode::Sanitizers {
-        "-asan"
-    } else {
-        ""
-    };
-    let exe = out_dir.join(format!("{program}{suffix}"));
     let lib = lib_dir();
+    // One executable per program, mode and profile: tests run concurrently, and a binary
+    // being rewritten while another test runs it would fail with ETXTBSY.
+    let profile = lib.file_name().expect("target/<profile>");
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("c-harness")
+        .join(profile);
+    std::fs::create_dir_all(&out_dir).expect("creating the harness build dir");
+    let exe = out_dir.join(format!("{program}-{mode:?}"));
     assert!(
         lib.join("libpushpark.so").exists(),
         "no libpushpark.so in {}",

@@ -43,20 +43,31 @@ fn spawn_mock(state_dir: &std::path::Path) -> MockProcess {
         }
     });
     let mut control = None;
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the mock prints `listening on` once ready");
+    let listen = loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the mock prints `listening on` once ready");
+        };
         if let Some(addr) = line.strip_prefix("control on ") {
             control = Some(addr.parse().unwrap());
         }
         if let Some(addr) = line.strip_prefix("listening on ") {
-            return MockProcess {
-                child,
-                listen: addr.parse().unwrap(),
-                control: control.expect("control address printed first"),
-            };
+            break addr.parse().unwrap();
         }
+    };
+    MockProcess {
+        child,
+        listen,
+        control: control.expect("control address printed first"),
+    }
+}
+
+/// A failing test does not leave the process behind.
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -182,14 +193,10 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
 #[test]
 fn the_cli_mock_reuses_its_ca_and_explains_a_bad_state_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = spawn_mock(dir.path());
+    drop(spawn_mock(dir.path()));
     let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    let mut second = spawn_mock(dir.path());
+    drop(spawn_mock(dir.path()));
     assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca);
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
 
     let not_a_dir = dir.path().join("ca.pem");
     let out = Command::new(env!("CARGO_BIN_EXE_pushpark"))

@@ -2,6 +2,10 @@
 
 #[path = "pushpark/apns_cmd.rs"]
 mod apns_cmd;
+#[path = "pushpark/demo_cmd.rs"]
+mod demo_cmd;
+#[path = "pushpark/device_sim.rs"]
+mod device_sim;
 #[path = "pushpark/mock_cmd.rs"]
 mod mock_cmd;
 
@@ -26,6 +30,10 @@ enum Command {
     /// Talk to APNs: check credentials with one push, or measure throughput.
     #[command(subcommand)]
     Apns(apns_cmd::Command),
+    /// Show a call to a sleeping iPhone: parked, woken by a VoIP push, connected.
+    Demo(demo_cmd::Args),
+    /// Behave like the iPhone app: on a push from the mock APNs, REGISTER with push parameters.
+    DeviceSim(device_sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +41,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::MockApns(args) => mock_cmd::run(args),
         Command::Apns(cmd) => apns_cmd::run(cmd),
+        Command::Demo(args) => demo_cmd::run(args),
+        Command::DeviceSim(args) => device_sim::run(args),
     };
     match result {
         Ok(code) => code,

@@ -215,7 +215,7 @@ impl Worker {
         }
     }
 
-    /// Pushes `call_id`'s call to `device`, unless the call is no longer parked.
+    /// Pushes call `park_id` to `device`, unless the call is no longer parked.
     fn send(&mut self, aor: &str, device: DeviceInfo, park_id: u64) {
         let push_id = uuid::Uuid::new_v4().to_string();
         let (payload, deadline) = {

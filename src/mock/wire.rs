@@ -72,9 +72,13 @@ impl Tap {
         });
     }
 
-    /// The last limit we announced that the client has acknowledged.
-    pub fn acked_limit(&self) -> Option<u32> {
-        self.state.lock().acked_limit
+    /// The stream limit to hold the client to, once it acknowledged one of
+    /// ours: a lower limit binds from its ACK on, a higher one from when it is
+    /// sent (RFC 9113 §6.5.3: the client may use it before its ACK arrives).
+    pub fn enforced_limit(&self) -> Option<u32> {
+        let state = self.state.lock();
+        let pending = state.settings_sent.iter().flatten().copied();
+        state.acked_limit.map(|acked| pending.fold(acked, u32::max))
     }
 
     fn queue(&self, frame: Frame) {

@@ -1,0 +1,495 @@
+/*
+ * The engine process: owns the pushpark engine (created here, after the fork, so its
+ * threads live in this process), serves the workers' requests from the request pipe and
+ * turns the engine's events into tm actions (t_continue and friends).
+ */
+#define _GNU_SOURCE /* pipe2, F_SETPIPE_SZ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cfg/cfg_struct.h"
+#include "core/dprint.h"
+#include "core/mem/shm_mem.h"
+#include "core/pt.h"
+#include "core/sr_module.h"
+#include "pushpark.h"
+#include "pp_engine.h"
+#include "pp_ipc.h"
+#include "pp_tm.h"
+#include "pushpark_mod.h"
+
+/* How often a failed engine start is retried (e.g. a key file that appears later). */
+#define PP_RETRY_MS 10000
+/* Events handled per loop turn before looking at the request pipe again. */
+#define PP_EVENT_BATCH 256
+
+static pushpark_engine *engine = NULL;
+
+/* ---- Calls the engine process tracks: what tm needs back on RESUME/REJECT ---------- */
+/* In malloc memory, not pkg: up to park.max_total entries would not fit the pkg pool. */
+
+typedef struct pp_call {
+	uint64_t ref;
+	uint32_t fr_ticks;
+	int rang;        /* provisional reply sent */
+	char *aor;       /* in the same allocation */
+	struct pp_call *next;
+} pp_call_t;
+
+#define PP_CALLS_SIZE 4096
+static pp_call_t *calls[PP_CALLS_SIZE];
+
+static unsigned int pp_call_slot(uint64_t ref)
+{
+	return (unsigned int)((ref ^ (ref >> 32)) * 2654435761u) % PP_CALLS_SIZE;
+}
+
+static void pp_call_add(uint64_t ref, uint32_t fr_ticks, const char *aor)
+{
+	unsigned int i = pp_call_slot(ref);
+	size_t len = strlen(aor);
+	pp_call_t *c = malloc(sizeof(*c) + len + 1);
+
+	if(c == NULL) {
+		LM_ERR("out of memory: call %llx untracked\n", (unsigned long long)ref);
+		return;
+	}
+	c->ref = ref;
+	c->fr_ticks = fr_ticks;
+	c->rang = 0;
+	c->aor = (char *)(c + 1);
+	memcpy(c->aor, aor, len + 1);
+	c->next = calls[i];
+	calls[i] = c;
+}
+
+/* Unlinks and returns the call (caller frees it), or NULL. */
+static pp_call_t *pp_call_take(uint64_t ref)
+{
+	pp_call_t **p;
+	pp_call_t *c;
+
+	for(p = &calls[pp_call_slot(ref)]; *p; p = &(*p)->next) {
+		if((*p)->ref == ref) {
+			c = *p;
+			*p = c->next;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/* Drops the call; returns its saved fr timeout (0: unknown). */
+static uint32_t pp_call_forget(uint64_t ref)
+{
+	pp_call_t *c = pp_call_take(ref);
+	uint32_t fr = 0;
+
+	if(c) {
+		fr = c->fr_ticks;
+		free(c);
+	}
+	return fr;
+}
+
+/* ---- Logging: engine threads -> this process's loop -> Kamailio's log -------------- */
+
+/* The log callback runs on the engine's threads, where Kamailio's logging (per-process
+ * state, cfg framework) is not safe. It only writes the line to a pipe; the loop logs it.
+ * A line is written whole or dropped (non-blocking, <= PIPE_BUF). */
+static int log_rd = -1, log_wr = -1;
+static volatile unsigned long log_dropped = 0;
+
+typedef struct pp_logrec {
+	uint16_t size;
+	uint8_t level;
+	char text[PIPE_BUF - 3];
+} pp_logrec_t;
+
+static void pp_log_cb(pushpark_log_level level, const char *msg, void *user)
+{
+	pp_logrec_t rec;
+	size_t len = strlen(msg);
+
+	if(len > sizeof(rec.text) - 1)
+		len = sizeof(rec.text) - 1;
+	rec.level = (uint8_t)level;
+	memcpy(rec.text, msg, len);
+	rec.text[len] = '\0';
+	rec.size = (uint16_t)(offsetof(pp_logrec_t, text) + len + 1);
+	if(write(log_wr, &rec, rec.size) != rec.size)
+		__atomic_add_fetch(&log_dropped, 1, __ATOMIC_RELAXED);
+}
+
+static void pp_log_line(int level, const char *text)
+{
+	switch(level) {
+		case PUSHPARK_LOG_ERROR:
+			LM_ERR("engine: %s\n", text);
+			break;
+		case PUSHPARK_LOG_WARN:
+			LM_WARN("engine: %s\n", text);
+			break;
+		case PUSHPARK_LOG_INFO:
+			LM_INFO("engine: %s\n", text);
+			break;
+		default:
+			LM_DBG("engine: %s\n", text);
+	}
+}
+
+static void pp_log_drain(void)
+{
+	static char buf[64 * 1024];
+	static size_t have = 0;
+	pp_logrec_t *rec;
+	unsigned long dropped;
+	size_t off;
+	ssize_t n;
+
+	while((n = read(log_rd, buf + have, sizeof(buf) - have)) > 0) {
+		have += n;
+		off = 0;
+		while(have - off >= sizeof(uint16_t)) {
+			rec = (pp_logrec_t *)(buf + off);
+			if(have - off < rec->size)
+				break;
+			pp_log_line(rec->level, rec->text);
+			off += rec->size;
+		}
+		memmove(buf, buf + off, have - off);
+		have -= off;
+	}
+	dropped = __atomic_exchange_n(&log_dropped, 0, __ATOMIC_RELAXED);
+	if(dropped)
+		LM_WARN("%lu engine log lines dropped (log pipe full)\n", dropped);
+}
+
+static pushpark_log_level pp_log_level(void)
+{
+	int kl = get_debug_level(LOG_MNAME, LOG_MNAME_LEN);
+
+	if(kl >= L_DBG)
+		return PUSHPARK_LOG_DEBUG;
+	if(kl >= L_INFO)
+		return PUSHPARK_LOG_INFO;
+	if(kl >= L_WARN)
+		return PUSHPARK_LOG_WARN;
+	return PUSHPARK_LOG_ERROR;
+}
+
+/* Follows Kamailio's debug level (e.g. kamcmd cfg.set_now_int core debug 3). */
+static void pp_log_follow_level(void)
+{
+	static pushpark_log_level current = PUSHPARK_LOG_OFF;
+	pushpark_log_level level = pp_log_level();
+
+	if(level == current)
+		return;
+	if(pushpark_set_log_callback(pp_log_cb, NULL, level) == PUSHPARK_OK)
+		current = level;
+	else
+		LM_ERR("cannot install the engine's log sink: %s\n", pushpark_last_error());
+}
+
+static int pp_log_init(void)
+{
+	int fds[2];
+
+	if(pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+		LM_ERR("pipe: %s\n", strerror(errno));
+		return -1;
+	}
+	log_rd = fds[0];
+	log_wr = fds[1];
+	pp_log_follow_level();
+	return 0;
+}
+
+/* ---- Engine start ------------------------------------------------------------------- */
+
+static char *pp_read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	long len;
+
+	if(f == NULL) {
+		LM_ERR("cannot open config %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	if(fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0
+			&& (buf = malloc(len + 1)) != NULL) {
+		if(fread(buf, 1, len, f) == (size_t)len) {
+			buf[len] = '\0';
+		} else {
+			free(buf);
+			buf = NULL;
+		}
+	}
+	if(buf == NULL)
+		LM_ERR("cannot read config %s\n", path);
+	fclose(f);
+	return buf;
+}
+
+static int pp_engine_start(void)
+{
+	char *json = pp_read_file(pp_config_path);
+	pushpark_result rc;
+
+	if(json == NULL)
+		return -1;
+	rc = pushpark_engine_new(json, &engine);
+	free(json);
+	if(rc != PUSHPARK_OK) {
+		LM_ERR("engine not started (%s: %s); pushpark_park() fails until it is, retry in"
+			   " %d s\n",
+				pushpark_result_name(rc), pushpark_last_error(), PP_RETRY_MS / 1000);
+		engine = NULL;
+		return -1;
+	}
+	LM_INFO("engine %s started (config %s)\n", pushpark_version(), pp_config_path);
+	return 0;
+}
+
+/* ---- Worker requests ---------------------------------------------------------------- */
+
+static char *pp_shm_copy(char *s)
+{
+	size_t len = strlen(s);
+	char *c = shm_malloc(len + 1);
+
+	if(c)
+		memcpy(c, s, len + 1);
+	else
+		SHM_MEM_ERROR;
+	return c;
+}
+
+static void pp_listing(const pp_req_t *r, pp_rpl_t *rpl)
+{
+	char *json = NULL;
+
+	switch(r->h.op) {
+		case PP_OP_STATS:
+			rpl->result = pushpark_stats_json(engine, &json);
+			break;
+		case PP_OP_PARKED:
+			rpl->result = pushpark_parked_json(engine, &json);
+			break;
+		default:
+			rpl->result = pushpark_devices_json(engine, pp_req_str(r, 0), &json);
+	}
+	if(rpl->result == PUSHPARK_OK) {
+		rpl->json = pp_shm_copy(json);
+		if(rpl->json == NULL)
+			rpl->result = PUSHPARK_ERR_INTERNAL;
+	}
+	pushpark_string_free(json);
+}
+
+static void pp_handle_req(const pp_req_t *r)
+{
+	pp_rpl_t rpl;
+	pushpark_register_outcome out;
+	pushpark_result rc;
+
+	memset(&rpl, 0, sizeof(rpl));
+	switch(r->h.op) {
+		case PP_OP_PARK:
+			rpl.result = pushpark_park(engine, pp_req_str(r, 0), pp_req_str(r, 1),
+					pp_req_str(r, 2), pp_req_str(r, 3), r->h.host_ref, r->h.timeout_ms,
+					&rpl.park_id);
+			if(rpl.result == PUSHPARK_OK)
+				pp_call_add(r->h.host_ref, r->h.fr_ticks, pp_req_str(r, 1));
+			else if(rpl.result != PUSHPARK_ERR_NO_DEVICE)
+				LM_WARN("park %s: %s\n", pp_req_str(r, 0), pushpark_last_error());
+			break;
+		case PP_OP_REGISTER:
+			rc = pushpark_register(engine, pp_req_str(r, 0), pp_req_str(r, 1),
+					r->h.nstrs > 2 ? pp_req_str(r, 2) : NULL, r->h.expires, &out);
+			if(rc != PUSHPARK_OK)
+				LM_WARN("register %s: %s: %s\n", pp_req_str(r, 0), pushpark_result_name(rc),
+						pushpark_last_error());
+			else
+				LM_DBG("register %s: push %d stored %d removed %d resumed %u\n",
+						pp_req_str(r, 0), out.push_capable, out.stored, out.removed,
+						out.resumed);
+			break;
+		case PP_OP_CANCEL:
+			if(pushpark_cancel(engine, r->h.host_ref) == PUSHPARK_OK) {
+				update_stat(pp_st_cancelled, 1);
+				pp_call_forget(r->h.host_ref);
+			}
+			break;
+		case PP_OP_ENDED:
+			/* Parked calls end through CANCEL/RESUME/REJECT; this covers a transaction
+			 * tm ended on its own, and stops second-device branches of resumed calls. */
+			if(pushpark_cancel(engine, r->h.host_ref) == PUSHPARK_OK)
+				LM_WARN("call %llx ended by tm while parked\n",
+						(unsigned long long)r->h.host_ref);
+			pushpark_call_ended(engine, r->h.host_ref);
+			pp_call_forget(r->h.host_ref);
+			break;
+		case PP_OP_STATS:
+		case PP_OP_PARKED:
+		case PP_OP_DEVICES:
+			pp_listing(r, &rpl);
+			break;
+		default:
+			LM_CRIT("unknown request %d\n", r->h.op);
+			return;
+	}
+	pp_ipc_reply(r, &rpl);
+}
+
+/* ---- Engine events ------------------------------------------------------------------- */
+
+static void pp_ring_aor(const char *aor)
+{
+	pp_call_t *c;
+	int i;
+
+	for(i = 0; i < PP_CALLS_SIZE; i++)
+		for(c = calls[i]; c; c = c->next)
+			if(!c->rang && strcmp(c->aor, aor) == 0) {
+				c->rang = 1;
+				pp_tm_provisional(c->ref, pp_provisional_code, &pp_provisional_reason);
+			}
+}
+
+static void pp_handle_event(pushpark_event *ev)
+{
+	uint64_t ref = pushpark_event_get_host_ref(ev);
+	const char *reason = pushpark_event_get_reason(ev);
+	uint32_t fr;
+	int code;
+
+	switch(pushpark_event_get_kind(ev)) {
+		case PUSHPARK_EVENT_RESUME:
+			fr = pp_call_forget(ref);
+			if(pp_tm_resume(ref, fr) < 0)
+				pushpark_call_ended(engine, ref);
+			break;
+		case PUSHPARK_EVENT_REJECT:
+			fr = pp_call_forget(ref);
+			code = pp_reply_code ? pp_reply_code : pushpark_event_get_sip_code(ev);
+			if(pp_reply_code && pp_reply_reason.len > 0)
+				reason = pp_reply_reason.s;
+			LM_INFO("call %llx to %s rejected: %d %s\n", (unsigned long long)ref,
+					pushpark_event_get_aor(ev), code, reason);
+			pp_tm_reject(ref, fr, code, reason);
+			break;
+		case PUSHPARK_EVENT_APPEND_BRANCH:
+			if(pp_tm_append(ref, pushpark_event_get_aor(ev)) < 0)
+				pushpark_call_ended(engine, ref);
+			break;
+		case PUSHPARK_EVENT_PUSH_RESULT:
+			if(strcmp(reason, "delivered") != 0) {
+				LM_INFO("push to %s device %s failed: %s\n", pushpark_event_get_aor(ev),
+						pushpark_event_get_device(ev), reason);
+				break;
+			}
+			LM_DBG("push to %s device %s delivered\n", pushpark_event_get_aor(ev),
+					pushpark_event_get_device(ev));
+			if(pp_provisional_code)
+				pp_ring_aor(pushpark_event_get_aor(ev));
+			break;
+		case PUSHPARK_EVENT_DEVICE_GONE:
+			LM_INFO("device %s of %s removed: APNs says its token is dead (%s)\n",
+					pushpark_event_get_device(ev), pushpark_event_get_aor(ev), reason);
+			break;
+		default:
+			LM_DBG("event %d ignored\n", pushpark_event_get_kind(ev));
+	}
+}
+
+static void pp_drain_events(void)
+{
+	pushpark_event *ev;
+	int n;
+
+	for(n = 0; n < PP_EVENT_BATCH; n++) {
+		if(pushpark_poll(engine, &ev) != PUSHPARK_OK)
+			return;
+		pp_handle_event(ev);
+		pushpark_event_free(ev);
+	}
+}
+
+/* ---- The process ------------------------------------------------------------------------ */
+
+static long pp_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void pp_engine_loop(void)
+{
+	struct pollfd pfd[3];
+	long next_try = 0;
+	int ev_fd = -1;
+
+	for(;;) {
+		cfg_update();
+		pp_log_follow_level();
+		if(engine == NULL && pp_now_ms() >= next_try) {
+			if(pp_engine_start() == 0 && pushpark_event_fd(engine, &ev_fd) == PUSHPARK_OK) {
+				pp_ipc_set_ready(1);
+			} else {
+				next_try = pp_now_ms() + PP_RETRY_MS;
+			}
+		}
+		pfd[0].fd = log_rd;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = engine ? pp_ipc_reader_fd() : -1;
+		pfd[1].events = POLLIN;
+		pfd[2].fd = engine ? ev_fd : -1;
+		pfd[2].events = POLLIN;
+		/* The timeout only paces cfg_update() and start retries. */
+		if(poll(pfd, 3, 1000) < 0 && errno != EINTR) {
+			LM_ERR("poll: %s\n", strerror(errno));
+			sleep(1);
+		}
+		pp_log_drain();
+		if(engine == NULL)
+			continue;
+		if(pfd[1].revents)
+			pp_ipc_drain(pp_handle_req);
+		if(pfd[2].revents)
+			pp_drain_events();
+	}
+}
+
+int pp_engine_forking = 0;
+
+int pp_engine_fork(void)
+{
+	int pid;
+
+	pp_engine_forking = 1; /* seen by this module's child_init() in the new process */
+	pid = fork_process(PROC_RPC, "pushpark engine", 1);
+	if(pid < 0)
+		return -1;
+	if(pid > 0) {
+		pp_engine_forking = 0;
+		pp_ipc_close_reader();
+		return 0;
+	}
+	pp_ipc_engine_init();
+	if(cfg_child_init())
+		return -1;
+	if(pp_log_init() < 0)
+		return -1;
+	pp_engine_loop();
+	return -1; /* not reached */
+}

@@ -1,0 +1,82 @@
+/*
+ * Worker <-> engine IPC of the pushpark module.
+ *
+ * Requests go to the engine process over ONE pipe created before Kamailio forks: every
+ * process holds the write end, only the engine process reads. A request is at most
+ * PIPE_BUF bytes, so each write is atomic (requests of different processes never
+ * interleave) and, on the non-blocking pipe, either fits whole or fails at once with
+ * EAGAIN ("queue full"). Replies, when a request needs one, come back on a datagram
+ * socket owned by the requesting process (one request in flight per process).
+ */
+#ifndef PP_IPC_H
+#define PP_IPC_H
+
+#include <limits.h>
+#include <stdint.h>
+#include "core/str.h"
+
+enum pp_op {
+	PP_OP_PARK = 1,     /* -> pushpark_park; replied */
+	PP_OP_REGISTER,     /* -> pushpark_register; not replied */
+	PP_OP_CANCEL,       /* caller CANCELled a parked call; not replied */
+	PP_OP_ENDED,        /* the transaction of a (possibly resumed) call is gone */
+	PP_OP_STATS,        /* RPC listings: replied with JSON in shared memory */
+	PP_OP_PARKED,
+	PP_OP_DEVICES
+};
+
+#define PP_MAX_STRS 4
+#define PP_REQ_MAX PIPE_BUF
+
+typedef struct pp_req_hdr {
+	uint16_t size;      /* whole request, header included */
+	uint8_t op;
+	uint8_t nstrs;
+	uint32_t seq;
+	uint64_t host_ref;
+	uint32_t timeout_ms;
+	uint32_t expires;
+	uint32_t fr_ticks;  /* PARK: tm's fr timeout to restore when the call is resumed */
+	uint8_t reply_len;  /* length of reply_addr (0: no reply wanted) */
+	char reply_addr[15];
+	uint16_t slen[PP_MAX_STRS]; /* strings follow the header, each NUL-terminated */
+} pp_req_hdr_t;
+
+typedef struct pp_req {
+	pp_req_hdr_t h;
+	char data[PP_REQ_MAX - sizeof(pp_req_hdr_t)];
+} pp_req_t;
+
+typedef struct pp_rpl {
+	uint32_t seq;
+	int32_t result;     /* pushpark_result, or PP_RPL_* */
+	uint64_t park_id;
+	char *json;         /* listings: shm string the receiver frees (shm_free) */
+} pp_rpl_t;
+
+/* mod_init: creates the request pipe and the shared engine state. */
+int pp_ipc_init(void);
+/* Every process but the engine's: drops the read end so only the engine holds it. */
+void pp_ipc_close_reader(void);
+
+/* Building a request. pp_req_add returns -1 when the request would exceed PP_REQ_MAX. */
+void pp_req_init(pp_req_t *r, int op);
+int pp_req_add(pp_req_t *r, const str *s);
+/* The i-th string of a received request (NUL-terminated), or "" when absent. */
+const char *pp_req_str(const pp_req_t *r, int i);
+
+/* Fire and forget. 0 queued; -1 the engine is not running or the queue is full. */
+int pp_send(pp_req_t *r);
+/* Request/response, waiting at most timeout_ms. 0 with *rpl filled; -1 engine not
+ * running, queue full or no answer in time. */
+int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl);
+
+/* Engine side. */
+void pp_ipc_engine_init(void);
+void pp_ipc_set_ready(int ready);
+int pp_ipc_reader_fd(void);
+/* Reads what is queued and calls fn for each complete request. -1 on a read error. */
+int pp_ipc_drain(void (*fn)(const pp_req_t *r));
+void pp_ipc_reply(const pp_req_t *r, const pp_rpl_t *rpl);
+
+#endif

@@ -1,0 +1,234 @@
+/*
+ * pushpark: Kamailio module glue. Parameters, script and KEMI functions, statistics,
+ * module and child initialisation. The work is in:
+ *   pp_tm.c       suspending INVITEs, resuming/rejecting/extending them (tm)
+ *   pp_register.c REGISTER bindings, pn-provider check, Feature-Caps
+ *   pp_engine.c   the engine process and its loop
+ *   pp_ipc.c      worker <-> engine requests
+ *   pp_rpc.c      RPC commands
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dprint.h"
+#include "core/kemi.h"
+#include "core/mod_fix.h"
+#include "core/pt.h"
+#include "core/cfg/cfg_struct.h"
+#include "core/sr_module.h"
+#include "core/utils/srjson.h"
+#include "pushpark.h"
+#include "pp_engine.h"
+#include "pp_ipc.h"
+#include "pp_register.h"
+#include "pp_rpc.h"
+#include "pp_tm.h"
+#include "pushpark_mod.h"
+
+MODULE_VERSION
+
+/* The engine's own default when its config file names no park timeout. */
+#define PP_DEFAULT_PARK_TIMEOUT_MS 30000
+
+char *pp_config_path = NULL;
+str pp_resume_route = str_init("PUSHPARK_RESUME");
+int pp_park_timeout = 0;
+int pp_reply_code = 0;
+str pp_reply_reason = STR_NULL;
+int pp_provisional_code = 0;
+str pp_provisional_reason = STR_NULL;
+int pp_ipc_timeout = 1000;
+str pp_location_table = str_init("location");
+int pp_effective_park_timeout = PP_DEFAULT_PARK_TIMEOUT_MS;
+
+stat_var *pp_st_parked;
+stat_var *pp_st_no_device;
+stat_var *pp_st_park_errors;
+stat_var *pp_st_resumed;
+stat_var *pp_st_rejected;
+stat_var *pp_st_cancelled;
+stat_var *pp_st_branches;
+stat_var *pp_st_registers;
+
+static int mod_init(void);
+static int child_init(int rank);
+static void mod_destroy(void);
+
+static int w_pushpark_park(sip_msg_t *msg, char *p1, char *p2)
+{
+	return pp_tm_park(msg);
+}
+
+static int w_pushpark_register(sip_msg_t *msg, char *p1, char *p2)
+{
+	return pp_register(msg);
+}
+
+static int w_pushpark_check_provider(sip_msg_t *msg, char *p1, char *p2)
+{
+	return pp_check_provider(msg);
+}
+
+static cmd_export_t cmds[] = {
+		{"pushpark_park", (cmd_function)w_pushpark_park, 0, 0, 0, REQUEST_ROUTE},
+		{"pushpark_register", (cmd_function)w_pushpark_register, 0, 0, 0, REQUEST_ROUTE},
+		{"pushpark_check_provider", (cmd_function)w_pushpark_check_provider, 0, 0, 0,
+				REQUEST_ROUTE},
+		{0, 0, 0, 0, 0, 0}};
+
+static param_export_t params[] = {
+		{"config", PARAM_STRING, &pp_config_path},
+		{"resume_route", PARAM_STR, &pp_resume_route},
+		{"park_timeout", PARAM_INT, &pp_park_timeout},
+		{"reply_code", PARAM_INT, &pp_reply_code},
+		{"reply_reason", PARAM_STR, &pp_reply_reason},
+		{"provisional_reply", PARAM_INT, &pp_provisional_code},
+		{"provisional_reason", PARAM_STR, &pp_provisional_reason},
+		{"ipc_timeout", PARAM_INT, &pp_ipc_timeout},
+		{"location_table", PARAM_STR, &pp_location_table},
+		{0, 0, 0}};
+
+static stat_export_t mod_stats[] = {
+		{"parked", 0, &pp_st_parked},
+		{"park_no_device", 0, &pp_st_no_device},
+		{"park_errors", 0, &pp_st_park_errors},
+		{"resumed", 0, &pp_st_resumed},
+		{"rejected", 0, &pp_st_rejected},
+		{"cancelled", 0, &pp_st_cancelled},
+		{"branches_added", 0, &pp_st_branches},
+		{"registers", 0, &pp_st_registers},
+		{0, 0, 0}};
+
+struct module_exports exports = {
+		"pushpark",      /* module name */
+		DEFAULT_DLFLAGS, /* dlopen flags */
+		cmds,            /* exported functions */
+		params,          /* exported parameters */
+		pp_rpc_cmds,     /* RPC method exports */
+		0,               /* exported pseudo-variables */
+		0,               /* response handling function */
+		mod_init,        /* module initialization function */
+		child_init,      /* per-child init function */
+		mod_destroy      /* module destroy function */
+};
+
+/* Reads and checks the engine's config before Kamailio forks, so a bad file stops the
+ * start-up with the offending key named; notes its park timeout for tm's guard timer. */
+static int pp_check_config(void)
+{
+	FILE *f;
+	char *buf;
+	long len;
+	srjson_doc_t doc;
+	srjson_t *root, *park, *t;
+	pushpark_result rc;
+
+	if(pp_config_path == NULL || *pp_config_path == '\0') {
+		LM_ERR("modparam(\"pushpark\", \"config\", \"/path/to/pushpark.json\") is required\n");
+		return -1;
+	}
+	f = fopen(pp_config_path, "r");
+	if(f == NULL) {
+		LM_ERR("cannot open %s\n", pp_config_path);
+		return -1;
+	}
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = len >= 0 ? malloc(len + 1) : NULL;
+	if(buf == NULL || fread(buf, 1, len, f) != (size_t)len) {
+		LM_ERR("cannot read %s\n", pp_config_path);
+		fclose(f);
+		free(buf);
+		return -1;
+	}
+	fclose(f);
+	buf[len] = '\0';
+	rc = pushpark_config_check(buf);
+	if(rc != PUSHPARK_OK) {
+		LM_ERR("%s: %s\n", pp_config_path, pushpark_last_error());
+		free(buf);
+		return -1;
+	}
+	srjson_InitDoc(&doc, NULL);
+	root = srjson_Parse(&doc, buf);
+	doc.root = root;
+	park = root ? srjson_GetObjectItem(&doc, root, "park") : NULL;
+	t = park ? srjson_GetObjectItem(&doc, park, "timeout_ms") : NULL;
+	if(t && t->type == srjson_Number && t->valuedouble > 0)
+		pp_effective_park_timeout = (int)t->valuedouble;
+	srjson_DestroyDoc(&doc);
+	free(buf);
+	if(pp_park_timeout > 0)
+		pp_effective_park_timeout = pp_park_timeout;
+	return 0;
+}
+
+static int mod_init(void)
+{
+	if(strcmp(pushpark_version(), PUSHPARK_VERSION_STRING) != 0)
+		LM_WARN("libpushpark %s, header %s\n", pushpark_version(), PUSHPARK_VERSION_STRING);
+	if(pp_park_timeout < 0 || pp_ipc_timeout <= 0
+			|| (pp_reply_code && (pp_reply_code < 300 || pp_reply_code > 699))) {
+		LM_ERR("park_timeout >= 0, ipc_timeout > 0, reply_code 300..699\n");
+		return -1;
+	}
+	if(pp_provisional_code != 0 && pp_provisional_code != 180
+			&& pp_provisional_code != 110) {
+		LM_ERR("provisional_reply: 0 (off), 180 or 110\n");
+		return -1;
+	}
+	if(pp_provisional_reason.len == 0) {
+		if(pp_provisional_code == 110)
+			pp_provisional_reason = (str)str_init("Push sent");
+		else
+			pp_provisional_reason = (str)str_init("Ringing");
+	}
+	if(pp_check_config() < 0)
+		return -1;
+	if(pp_tm_init() < 0 || pp_register_init() < 0 || pp_ipc_init() < 0)
+		return -1;
+	if(register_module_stats(exports.name, mod_stats) != 0) {
+		LM_ERR("cannot register statistics\n");
+		return -1;
+	}
+	register_procs(1);
+	cfg_register_child(1);
+	return 0;
+}
+
+static int child_init(int rank)
+{
+	if(rank == PROC_INIT)
+		return 0;
+	if(rank == PROC_MAIN)
+		return pp_engine_fork();
+	if(!pp_engine_forking)
+		pp_ipc_close_reader();
+	return 0;
+}
+
+static void mod_destroy(void)
+{
+	pp_ipc_set_ready(0);
+}
+
+static sr_kemi_t sr_kemi_pushpark_exports[] = {
+		{str_init("pushpark"), str_init("pushpark_park"), SR_KEMIP_INT, pp_tm_park,
+				{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+						SR_KEMIP_NONE}},
+		{str_init("pushpark"), str_init("pushpark_register"), SR_KEMIP_INT, pp_register,
+				{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+						SR_KEMIP_NONE}},
+		{str_init("pushpark"), str_init("pushpark_check_provider"), SR_KEMIP_INT,
+				pp_check_provider,
+				{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+						SR_KEMIP_NONE}},
+		{{0, 0}, {0, 0}, 0, NULL, {0, 0, 0, 0, 0, 0}}};
+
+int mod_register(char *path, int *dlflags, void *p1, void *p2)
+{
+	sr_kemi_modules_add(sr_kemi_pushpark_exports);
+	return 0;
+}

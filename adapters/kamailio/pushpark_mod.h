@@ -1,0 +1,38 @@
+/*
+ * The pushpark module's parameters, counters and return codes, shared by its files.
+ */
+#ifndef PUSHPARK_MOD_H
+#define PUSHPARK_MOD_H
+
+#include "core/str.h"
+#include "core/counters.h"
+
+/* Script return values of pushpark_park(). */
+#define PP_RET_PARKED 1
+#define PP_RET_ERROR (-1)
+#define PP_RET_NO_DEVICE (-2)
+
+/* modparams */
+extern char *pp_config_path;       /* "config": the engine's JSON configuration file */
+extern str pp_resume_route;        /* "resume_route" */
+extern int pp_park_timeout;        /* "park_timeout" (ms), 0: the config file's */
+extern int pp_reply_code;          /* "reply_code", 0: the engine's (config file) */
+extern str pp_reply_reason;        /* "reply_reason" */
+extern int pp_provisional_code;    /* "provisional_reply": 0 (off), 180 or 110 */
+extern str pp_provisional_reason;  /* "provisional_reason" */
+extern int pp_ipc_timeout;         /* "ipc_timeout" (ms) */
+extern str pp_location_table;      /* "location_table": for second-device branches */
+
+/* The park timeout in effect (modparam, else the config file's, else the default). */
+extern int pp_effective_park_timeout;
+
+extern stat_var *pp_st_parked;
+extern stat_var *pp_st_no_device;
+extern stat_var *pp_st_park_errors;
+extern stat_var *pp_st_resumed;
+extern stat_var *pp_st_rejected;
+extern stat_var *pp_st_cancelled;
+extern stat_var *pp_st_branches;
+extern stat_var *pp_st_registers;
+
+#endif

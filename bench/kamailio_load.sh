@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Load benchmark: parked-and-woken calls through Kamailio + pushpark at fixed rates.
+#
+# Per rate: a fresh Kamailio with the module (the end-to-end test config), RATE*DURATION users
+# whose iPhones registered with push parameters and then went to sleep (Kamailio restarted: the
+# location table is empty, pushpark's store still has the tokens). SIPp calls each user once at
+# RATE calls/s; every INVITE is parked and pushed; the mock APNs answers each push after
+# APNS_DELAY_MS but tells the device simulator at once (as Apple forwards a push independently of
+# its HTTP answer); the simulated phone REGISTERs after WAKE_MS and its SIP side (SIPp) answers.
+#
+# Printed per rate: calls ok/failed, the added call-setup delay (INVITE -> 200 minus WAKE_MS)
+# median and p99, and Kamailio's CPU (all its processes, and the pushpark engine process).
+#
+#   bench/kamailio_load.sh                     # RATES="200 400 800" DURATION=10
+#   RATES="800 1000" DURATION=20 bench/kamailio_load.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+RATES=${RATES:-"200 400 800"}
+DURATION=${DURATION:-10}         # seconds of calls per rate
+WAKE_MS=${WAKE_MS:-100}          # phone: push -> REGISTER
+APNS_DELAY_MS=${APNS_DELAY_MS:-50}
+CHILDREN=${CHILDREN:-4}          # Kamailio UDP workers
+PARK_TIMEOUT_MS=${PARK_TIMEOUT_MS:-30000}
+LOG_LEVEL=${LOG_LEVEL:-0}        # Kamailio debug level (1: the config's per-call markers)
+STORE_DIR=${STORE_DIR:-}         # where the engine keeps its device store (default: the work dir;
+                                 # /dev/shm takes the disk's fsync cost out of the measurement)
+
+cargo build --release --bin pushpark
+# PUSHPARK_KAMAILIO_MODULE names an already built module; otherwise build it.
+if [ -z "${PUSHPARK_KAMAILIO_MODULE:-}" ]; then make -s -C adapters/kamailio; fi
+module=${PUSHPARK_KAMAILIO_MODULE:-$root/target/kamailio/pushpark.so}
+bin=$root/target/release/pushpark
+e2e=$root/tests/e2e
+
+work=$(mktemp -d /tmp/pushpark-bench.XXXXXX)
+store_root=${STORE_DIR:-$work}
+groups=()
+stop_group() {
+    kill -TERM -- "-$1" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 -- "-$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL -- "-$1" 2>/dev/null || true
+}
+cleanup() {
+    for g in "${groups[@]}"; do stop_group "$g"; done
+    rm -rf "$store_root"/pushpark-bench-store-*-$$
+    if [ -n "${KEEP:-}" ]; then echo "work dir kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A free UDP+TCP port on loopback.
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        [ -z "$(ss -Hlnut "sport = :$p" 2>/dev/null)" ] && { echo "$p"; return; }
+    done
+}
+# Runs a command in its own process group (killed on exit); sets $last.
+start() {
+    local log=$1; shift
+    setsid "$@" >"$log" 2>&1 </dev/null &
+    last=$!
+    groups+=("$last")
+}
+wait_for() { # wait_for LOG TEXT
+    for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+    echo "timed out waiting for '$2' in $1" >&2; tail -20 "$1" >&2; exit 1
+}
+
+mock_port=$(free_port); control_port=$(free_port); sip_port=$(free_port); ua_port=$(free_port)
+start "$work/mock.log" "$bin" mock-apns --listen "127.0.0.1:$mock_port" --state-dir "$work/mock" \
+    --control "127.0.0.1:$control_port" --delay-ms "$APNS_DELAY_MS"
+wait_for "$work/mock.log" "listening on"
+
+# The scenarios, with the callee/registering user and its token taken from a CSV per call.
+sed 's/\[service\]/[field0]/g' "$e2e/caller.xml" >"$work/caller.xml"
+sed -e 's/\[service\]/[field0]/g' -e 's/\[token\]/[field1]/g' -e 's/\[instance\]/[field2]/g' \
+    "$e2e/register.xml" >"$work/register.xml"
+
+ctl="unix:$work/ctl.sock"
+kamcmd_() { kamcmd -s "$ctl" "$@"; }
+kamailio_start() { # kamailio_start RATE N
+    start "$work/kamailio-$1-$2.log" kamailio -DD -E -f "$e2e/kamailio-pushpark.cfg" -w "$work" \
+        -Y "$work" -n "$CHILDREN" -l "udp:127.0.0.1:$sip_port" -A "CTL_SOCK=\"$ctl\"" \
+        -A "PUSHPARK_MODULE=\"$module\"" -A "PUSHPARK_CONFIG=\"$work/pushpark-$1.json\"" \
+        -A "DEBUG_LEVEL=$LOG_LEVEL" -A PROVISIONAL=0
+    kamailio_group=$last
+    # kamcmd exits 0 on an RPC fault too: the engine is up once it answers with stats.
+    for _ in $(seq 200); do
+        kamcmd_ pushpark.stats 2>/dev/null | grep -q devices_stored && return 0
+        sleep 0.1
+    done
+    echo "kamailio did not come up" >&2; tail -30 "$work/kamailio-$1-$2.log" >&2; exit 1
+}
+# CPU ticks (user+system, all threads) of a process group, and of one process in it: "all one".
+cpu_ticks() {
+    local all=0 one=0 stat line rest pid
+    for stat in /proc/[0-9]*/stat; do
+        { read -r line <"$stat"; } 2>/dev/null || continue  # gone meanwhile
+        # After "(comm) ": state ppid pgrp ... utime is the 12th field, stime the 13th.
+        rest=${line##*) }
+        read -r -a f <<<"$rest"
+        [ "${f[2]}" = "$1" ] || continue
+        all=$((all + f[11] + f[12]))
+        pid=${stat#/proc/}; pid=${pid%/stat}
+        [ "$pid" = "$2" ] && one=$((f[11] + f[12]))
+    done
+    echo "$all $one"
+}
+# p-th percentile (0-100) of the numbers in a file, nearest rank.
+percentile() {
+    sort -n "$1" | awk -v p="$2" '{v[NR]=$1} END {if (NR==0) {print "n/a"; exit}
+        r=int((p/100)*NR+0.999999); if (r<1) r=1; print v[r]}'
+}
+
+start "$work/device-ua.log" sipp -sf "$e2e/device_pickup.xml" -i 127.0.0.1 -p "$ua_port" -nostdin
+start "$work/device-sim.log" "$bin" device-sim --control "127.0.0.1:$control_port" \
+    --registrar "127.0.0.1:$sip_port" --any-contact-port "$ua_port" --wake-delay-ms "$WAKE_MS"
+wait_for "$work/device-sim.log" "ready"
+hz=$(getconf CLK_TCK)
+
+printf '\nAPNs answers after %s ms, phone wakes %s ms after the push, %s s per rate, %s workers, store in %s\n' \
+    "$APNS_DELAY_MS" "$WAKE_MS" "$DURATION" "$CHILDREN" "$store_root"
+printf '%8s %8s %8s %14s %11s %12s %12s %14s\n' rate/s ok failed "added median" "added p99" \
+    "kamailio CPU" "engine CPU" "CPU per call"
+
+for rate in $RATES; do
+    n=$((rate * DURATION))
+    cat >"$work/pushpark-$rate.json" <<EOF
+{ "apns": { "endpoint": "127.0.0.1:$mock_port", "ca_file": "$work/mock/ca.pem",
+            "auth": { "key_file": "$work/mock/AuthKey_TESTKEY001.p8", "key_id": "TESTKEY001",
+                      "team_id": "TESTTEAM01" } },
+  "park": { "timeout_ms": $PARK_TIMEOUT_MS, "recent_register_ms": 0, "max_per_aor": 8 },
+  "push": { "min_interval_ms": 0 },
+  "store": { "dir": "$store_root/pushpark-bench-store-$rate-$$" },
+  "log_level": "warn" }
+EOF
+    # Users r<rate>u<i>; the token's first 32 hex digits make the +sip.instance (device-sim's rule).
+    awk -v n="$n" -v r="$rate" 'BEGIN { print "SEQUENTIAL";
+        for (i = 0; i < n; i++) { t = sprintf("%08x%024x", r, i);
+            printf "r%du%d;%s%s;%s-%s-%s-%s-%s\n", r, i, t, t, substr(t,1,8), substr(t,9,4),
+                substr(t,13,4), substr(t,17,4), substr(t,21,12) } }' >"$work/users-$rate.csv"
+
+    kamailio_start "$rate" 1
+    # The phones register while awake (at most 1000/s), then Kamailio restarts: asleep.
+    sipp "127.0.0.1:$sip_port" -sf "$work/register.xml" -inf "$work/users-$rate.csv" \
+        -r 1000 -m "$n" -i 127.0.0.1 -p "$(free_port)" -nostdin -key expires 3600 \
+        -key contact_port "$ua_port" -timeout 120s >"$work/register-$rate.log" 2>&1 || {
+        echo "registering $n phones failed" >&2; tail -20 "$work/register-$rate.log" >&2; exit 1; }
+    # The engine stores bindings in the background: all of them before the restart.
+    stored=0
+    for _ in $(seq 600); do
+        stored=$(kamcmd_ pushpark.stats | awk '/devices_stored/ {print $2}')
+        [ "${stored:-0}" -ge "$n" ] && break
+        sleep 0.1
+    done
+    [ "${stored:-0}" -ge "$n" ] || { echo "only ${stored:-0} of $n phones stored" >&2; exit 1; }
+    stop_group "$kamailio_group"
+    kamailio_start "$rate" 2
+    engine_pid=$(kamcmd_ core.psx | awk '/PID:/ {pid=$2} /DSC:.*pushpark/ {print pid; exit}')
+
+    read -r cpu0 eng0 < <(cpu_ticks "$kamailio_group" "$engine_pid")
+    t0=$(date +%s.%N)
+    cd "$work"
+    sipp "127.0.0.1:$sip_port" -sf "$work/caller.xml" -inf "$work/users-$rate.csv" -r "$rate" \
+        -m "$n" -l $((rate * 10)) -d 0 -i 127.0.0.1 -p "$(free_port)" -nostdin -trace_rtt -trace_err \
+        -rtt_freq 1 -timeout $((DURATION + 90))s >"$work/caller-$rate.log" 2>&1 || true
+    caller_pid=$(ls -t "$work"/caller_*_rtt.csv | head -1 | sed 's/.*caller_\([0-9]*\)_rtt.csv/\1/')
+    cd "$root"
+    t1=$(date +%s.%N)
+    read -r cpu1 eng1 < <(cpu_ticks "$kamailio_group" "$engine_pid")
+
+    ok=$(awk -F'|' '/Successful call/ {gsub(/ /,"",$3); v=$3} END {print v+0}' "$work/caller-$rate.log")
+    failed=$(awk -F'|' '/Failed call/ {gsub(/ /,"",$3); v=$3} END {print v+0}' "$work/caller-$rate.log")
+    awk -F';' -v w="$WAKE_MS" 'NR>1 && $3=="1" {print $2 - w}' \
+        "$work/caller_${caller_pid}_rtt.csv" >"$work/added-$rate.txt"
+    mv "$work/caller_${caller_pid}_rtt.csv" "$work/rtt-$rate.csv"
+    median=$(percentile "$work/added-$rate.txt" 50)
+    p99=$(percentile "$work/added-$rate.txt" 99)
+    awk -v r="$rate" -v ok="$ok" -v failed="$failed" -v med="$median" -v p99="$p99" \
+        -v c="$((cpu1 - cpu0))" -v e="$((eng1 - eng0))" -v hz="$hz" -v wall="$(awk -v a="$t0" \
+        -v b="$t1" 'BEGIN {print b - a}')" 'BEGIN {
+        printf "%8s %8s %8s %11s ms %8s ms %11.0f %% %11.0f %% %11.0f us\n", r, ok, failed,
+            med, p99, c / hz / wall * 100, e / hz / wall * 100, c / hz / (ok + failed + 1e-9) * 1e6 }'
+    kamcmd_ pushpark.stats >"$work/stats-$rate.txt" 2>&1 || true
+    stop_group "$kamailio_group"
+done

@@ -1,0 +1,238 @@
+//! `pushpark demo`: a call to a sleeping iPhone, parked, woken by a VoIP push, connected.
+//!
+//! Runs the same rig as the end-to-end tests on embedded defaults: the mock APNs (standing in for
+//! Apple), Debian's Kamailio with the pushpark module, the device simulator (the iPhone app) and
+//! SIPp (the caller, and the iPhone's SIP side). Prints the call's timeline as it happens.
+
+#[allow(dead_code)] // the rig serves the tests too; the demo uses part of it
+#[path = "../../../tests/e2e/rig.rs"]
+mod rig;
+
+use rig::{device_sim, device_ua, free_port, module_path, sipp, Kamailio, Mock, Phone, Proc};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long the iPhone takes from the push to its REGISTER (the app launching in the background).
+const WAKE_MS: u64 = 300;
+/// The demo's park timeout: long enough for a slow machine, short enough to wait out.
+const PARK_TIMEOUT_MS: u64 = 20_000;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+/// Set by Ctrl-C / SIGTERM: the demo then stops its processes (they run in their own process
+/// groups, so the terminal's SIGINT does not reach them).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+pub fn run(_args: Args) -> Result<ExitCode, String> {
+    for tool in ["kamailio", "sipp", "kamcmd"] {
+        if which(tool).is_none() {
+            return Err(format!(
+                "{tool} is not installed: run scripts/demo (it installs it)"
+            ));
+        }
+    }
+    if !module_path().exists() {
+        return Err(format!(
+            "the Kamailio module is not built ({}): run scripts/demo or make -C adapters/kamailio",
+            module_path().display()
+        ));
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+    let dir = rig::WorkDir::new("demo");
+    let d = &dir.0;
+
+    println!("pushpark demo: a call to a sleeping iPhone\n");
+    let mock = Mock::start(d, 0);
+    step(&format!(
+        "mock APNs (Apple's push service over HTTP/2 + TLS) on {}",
+        mock.addr
+    ));
+    // Debug level: the engine's per-push outcome is a debug line.
+    let debug = [("DEBUG_LEVEL", "3".to_string())];
+    let kamailio = Kamailio::start_pushpark(d, &mock, PARK_TIMEOUT_MS, &debug);
+    step(&format!(
+        "Kamailio with pushpark.so on udp:{}",
+        kamailio.addr()
+    ));
+
+    let phone = Phone::new("iphone");
+    let mut ua = device_ua(d, "device_answer.xml", phone.ua_port, 1, "iphone-ua");
+    phone.register(d, &kamailio.addr(), 3600);
+    step(&format!(
+        "iPhone of {} registered while awake: Contact with pn-provider=apns, pn-prid={}…",
+        phone.user,
+        &phone.token[..8]
+    ));
+    kamailio.forget_binding(&phone.user);
+    step("iPhone asleep: no binding in the location table; pushpark keeps its push token");
+    let sim = device_sim(d, &mock, &kamailio.addr(), &[&phone], WAKE_MS);
+    let watch = mock.watch();
+
+    println!("\ncalling sip:{}@{} …\n", phone.user, kamailio.addr());
+    let mut cmd = sipp("caller.xml", free_port());
+    cmd.arg(kamailio.addr())
+        .args(["-s", &phone.user, "-m", "1", "-d", "1000"]);
+    let mut caller = Proc::spawn(cmd, "caller", d, false);
+    let mut log = LogTail::open(&kamailio.proc.log);
+    // Times count from the INVITE's arrival, i.e. the first step seen.
+    let mut zero: Option<Instant> = None;
+    let mut at = |s: &str| {
+        let t0 = *zero.get_or_insert_with(Instant::now);
+        println!("  +{:>5} ms  {s}", t0.elapsed().as_millis());
+    };
+
+    let deadline = Instant::now() + Duration::from_millis(PARK_TIMEOUT_MS + 20_000);
+    let status = loop {
+        // What one poll finds happened within a few ms: shown in the order it must have happened.
+        let mut batch: Vec<(u8, String)> =
+            log.new_lines().iter().filter_map(|l| step_of(l)).collect();
+        for (_, text) in batch.iter_mut().filter(|(rank, _)| *rank == 3) {
+            // The mock recorded the push before answering; its report may still be on the way.
+            let id = match watch.next(Duration::from_secs(2)) {
+                Some(push) => push["apns_id"].as_str().unwrap_or("?").to_string(),
+                None => "?".into(),
+            };
+            text.push_str(&format!(" (apns-id {id})"));
+        }
+        for line in sim.lines().try_iter() {
+            if line.starts_with("push ") {
+                batch.push((
+                    4,
+                    format!("iPhone got the push; the app wakes up (takes {WAKE_MS} ms)"),
+                ));
+            } else if line.starts_with("register-failed") {
+                batch.push((5, format!("iPhone could not register: {line}")));
+            }
+        }
+        batch.sort_by_key(|(rank, _)| *rank);
+        for (_, text) in batch {
+            at(&text);
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            println!("\ninterrupted: stopping the demo's processes");
+            return Ok(ExitCode::from(130));
+        }
+        if !caller.running() {
+            for (_, text) in log.new_lines().iter().filter_map(|l| step_of(l)) {
+                at(&text);
+            }
+            break caller.wait(Duration::ZERO);
+        }
+        if Instant::now() > deadline {
+            drop((caller, ua, sim, kamailio, mock));
+            println!(
+                "\nthe call did not end in time; logs are in {}",
+                dir.keep().display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let answered = ua.wait(Duration::from_secs(5)).success();
+    println!();
+    if status.success() && answered {
+        println!("call connected and hung up cleanly: INVITE parked → push → REGISTER → resumed → 200 OK → BYE");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{}", caller.log_text());
+        drop((caller, ua, sim, kamailio, mock));
+        println!(
+            "the call did not complete; logs are in {}",
+            dir.keep().display()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn step(s: &str) {
+    println!("  setup     {s}");
+}
+
+/// A Kamailio log line of the demo config (its E2E-* markers) or of the module's engine as a
+/// step of the call: its place in the causal order, and the operator's words for it.
+fn step_of(line: &str) -> Option<(u8, String)> {
+    let call = line.split("call=").nth(1).map(str::trim).unwrap_or("");
+    let step = if line.contains("E2E-PARKED") {
+        (
+            1,
+            format!("INVITE parked: no live binding, pushpark sends a VoIP push (call {call})"),
+        )
+    } else if line.contains("E2E-NOT-PARKED") {
+        (1, format!("INVITE not parked: {}", line.trim()))
+    } else if line.contains("push to sip:") {
+        let outcome = line.rsplit(": ").next().unwrap_or("").trim();
+        (3, format!("APNs accepted the push: {outcome}"))
+    } else if line.contains("E2E-REGISTERED") {
+        (
+            5,
+            "iPhone registered: REGISTER with its push parameters, 200 OK".into(),
+        )
+    } else if line.contains("E2E-RESUMED") {
+        (
+            6,
+            "call resumed: lookup(\"location\") finds the new binding, INVITE relayed".into(),
+        )
+    } else if line.contains("E2E-REPLY 180") {
+        (7, "iPhone rings: 180 Ringing relayed to the caller".into())
+    } else if line.contains("E2E-REPLY 200") {
+        (
+            8,
+            "iPhone answers: 200 OK relayed to the caller, who ACKs".into(),
+        )
+    } else if line.contains("E2E-BYE") {
+        (9, "caller hangs up: BYE, 200 OK".into())
+    } else {
+        return None;
+    };
+    Some(step)
+}
+
+/// New lines of a growing log file.
+struct LogTail {
+    reader: BufReader<std::fs::File>,
+}
+
+impl LogTail {
+    fn open(path: &std::path::Path) -> LogTail {
+        let mut file = std::fs::File::open(path).expect("open kamailio log");
+        file.seek(SeekFrom::End(0)).expect("seek");
+        LogTail {
+            reader: BufReader::new(file),
+        }
+    }
+
+    fn new_lines(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while self.reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.ends_with('\n') {
+                lines.push(std::mem::take(&mut line));
+            }
+        }
+        // A partial last line is read again in full next time.
+        if !line.is_empty() {
+            let _ = self.reader.seek_relative(-(line.len() as i64));
+        }
+        lines
+    }
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(tool))
+        .find(|p| p.exists())
+}

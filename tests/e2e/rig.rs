@@ -1,0 +1,639 @@
+//! The end-to-end rig: real processes on loopback (mock APNs, Kamailio, SIPp, the device
+//! simulator) with free high ports and a private directory each. Every process runs in its own
+//! process group and the whole group is killed on drop, so nothing outlives a test, even a failed
+//! one; a failed test prints the tail of every process's log.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+/// Generous bound for anything that should happen "soon" on a loaded 2-core machine.
+pub const SOON: Duration = Duration::from_secs(20);
+
+/// The SIPp scenarios and Kamailio configs, written into each rig's directory.
+const ASSETS: &[(&str, &str)] = &[
+    ("caller.xml", include_str!("caller.xml")),
+    ("caller_rejected.xml", include_str!("caller_rejected.xml")),
+    ("caller_cancel.xml", include_str!("caller_cancel.xml")),
+    ("caller_two_ring.xml", include_str!("caller_two_ring.xml")),
+    ("device_answer.xml", include_str!("device_answer.xml")),
+    ("device_ring.xml", include_str!("device_ring.xml")),
+    ("register.xml", include_str!("register.xml")),
+    (
+        "kamailio-baseline.cfg",
+        include_str!("kamailio-baseline.cfg"),
+    ),
+    (
+        "kamailio-pushpark.cfg",
+        include_str!("kamailio-pushpark.cfg"),
+    ),
+];
+
+/// A free port on 127.0.0.1 for both UDP and TCP (the OS picks it; we release it at once).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A private directory, removed on drop unless the test failed (then kept for inspection).
+pub struct WorkDir(pub PathBuf);
+
+impl WorkDir {
+    pub fn new(name: &str) -> WorkDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pushpark-{name}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create work dir");
+        for (file, text) in ASSETS {
+            fs::write(dir.join(file), text).expect("write asset");
+        }
+        WorkDir(dir)
+    }
+}
+
+impl WorkDir {
+    /// Leaves the directory in place (for the logs of a failed demo).
+    pub fn keep(self) -> PathBuf {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        path
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("(work dir kept: {})", self.0.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A child process in its own process group; its stderr (and stdout unless captured) go to
+/// `<dir>/<name>.log`. Dropping it terminates the whole group.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+    lines: Option<Receiver<String>>,
+    stopped: bool,
+}
+
+impl Proc {
+    /// Starts `cmd` in `dir`. With `capture`, stdout lines are readable with `expect_line`.
+    pub fn spawn(mut cmd: Command, name: &str, dir: &Path, capture: bool) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let file = fs::File::create(&log).expect("create log");
+        let out = if capture {
+            Stdio::piped()
+        } else {
+            Stdio::from(file.try_clone().unwrap())
+        };
+        cmd.current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(file)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name} ({:?}): {e}", cmd.get_program()));
+        let lines = capture.then(|| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let stdout = child.stdout.take().unwrap();
+            let mut copy = fs::OpenOptions::new().append(true).open(&log).unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let _ = writeln!(copy, "{line}");
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        });
+        Proc {
+            name: name.into(),
+            child,
+            log,
+            lines,
+            stopped: false,
+        }
+    }
+
+    /// Waits for a stdout line containing `needle` (lines before it are consumed).
+    /// The captured stdout lines not read yet.
+    pub fn lines(&self) -> &Receiver<String> {
+        self.lines.as_ref().expect("stdout not captured")
+    }
+
+    pub fn expect_line(&self, needle: &str, timeout: Duration) -> String {
+        let lines = self.lines.as_ref().expect("stdout not captured");
+        let deadline = Instant::now() + timeout;
+        loop {
+            match lines.recv_deadline(deadline) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{}: no line with {needle:?} within {timeout:?}", self.name)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("{}: exited before printing {needle:?}", self.name)
+                }
+            }
+        }
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!("{} still running after {timeout:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM to the group, then SIGKILL if it has not exited after 5 s.
+    pub fn stop(&mut self) {
+        // Once reaped, the group id may belong to someone else.
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        let group = -(self.child.id() as i32);
+        // SAFETY: kill(2) on our own child's process group.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above; the group may already be gone (ESRCH), which is fine.
+        unsafe { libc::kill(group, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("---- last lines of {} ----", self.log.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// The `pushpark` binary: the one cargo built for the tests, or (in the demo) this very one.
+pub fn pushpark_bin() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_pushpark") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().expect("current executable"),
+    }
+}
+
+/// `pushpark mock-apns` with its control port.
+pub struct Mock {
+    /// Held for its Drop, which stops the mock.
+    _proc: Proc,
+    pub addr: SocketAddr,
+    pub control: SocketAddr,
+    pub state_dir: PathBuf,
+}
+
+impl Mock {
+    pub fn start(dir: &Path, delay_ms: u64) -> Mock {
+        let (port, control_port) = (free_port(), free_port());
+        let state_dir = dir.join("mock");
+        let mut cmd = Command::new(pushpark_bin());
+        cmd.arg("mock-apns")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--control")
+            .arg(format!("127.0.0.1:{control_port}"));
+        if delay_ms > 0 {
+            cmd.arg("--delay-ms").arg(delay_ms.to_string());
+        }
+        let proc = Proc::spawn(cmd, "mock-apns", dir, true);
+        proc.expect_line("listening on", SOON);
+        Mock {
+            _proc: proc,
+            addr: ([127, 0, 0, 1], port).into(),
+            control: ([127, 0, 0, 1], control_port).into(),
+            state_dir,
+        }
+    }
+
+    /// Sends one control command and returns the mock's answer.
+    pub fn control(&self, command: serde_json::Value) -> serde_json::Value {
+        let mut stream = TcpStream::connect(self.control).expect("connect control port");
+        stream.set_read_timeout(Some(SOON)).unwrap();
+        writeln!(stream, "{command}").unwrap();
+        let mut line = String::new();
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .expect("control answer");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("control answer {line:?}: {e}"))
+    }
+
+    /// Makes the mock answer pushes for `token` with this Apple reason (e.g. "Unregistered").
+    pub fn script_reject(&self, token: &str, reason: &str) {
+        let answer =
+            self.control(serde_json::json!({"script": {"token": token, "reason": reason}}));
+        assert_eq!(answer["ok"], true, "script {token}: {answer}");
+    }
+
+    /// Streams every push the mock accepts from now on.
+    pub fn watch(&self) -> PushWatch {
+        let mut stream = TcpStream::connect(self.control).expect("connect control port");
+        writeln!(stream, "{{\"watch\":true}}").unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v.get("token").is_some() && tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        PushWatch { rx }
+    }
+}
+
+/// The pushes the mock accepted, as its control port reports them.
+pub struct PushWatch {
+    rx: Receiver<serde_json::Value>,
+}
+
+impl PushWatch {
+    /// The next accepted push for `token` (pushes for other tokens are skipped).
+    pub fn expect_push(&self, token: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(p)
+                    if p["token"]
+                        .as_str()
+                        .is_some_and(|t| t.eq_ignore_ascii_case(token)) =>
+                {
+                    return p
+                }
+                Ok(_) => {}
+                Err(_) => panic!("no push for {token} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// The next accepted push, whatever its token.
+    pub fn next(&self, timeout: Duration) -> Option<serde_json::Value> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Every push accepted so far (does not wait).
+    pub fn drain(&self) -> Vec<serde_json::Value> {
+        self.rx.try_iter().collect()
+    }
+}
+
+/// The Kamailio module: `PUSHPARK_KAMAILIO_MODULE`, else where `make -C adapters/kamailio`
+/// puts it.
+pub fn module_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("PUSHPARK_KAMAILIO_MODULE") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kamailio/pushpark.so")
+}
+
+/// Kamailio in the foreground on one UDP port, with a binrpc socket for `kamcmd`.
+pub struct Kamailio {
+    pub proc: Proc,
+    pub port: u16,
+    pub ctl: String,
+    cfg: PathBuf,
+    dir: PathBuf,
+    defines: Vec<String>,
+    starts: u32,
+}
+
+impl Kamailio {
+    /// Starts `cfg` (a file of the rig's directory) with `-A` defines for the config.
+    pub fn start(dir: &Path, cfg: &str, defines: &[(&str, String)]) -> Kamailio {
+        let port = free_port();
+        let ctl = format!("unix:{}", dir.join("kamailio-ctl.sock").display());
+        let mut all = vec![format!("CTL_SOCK=\"{ctl}\"")];
+        all.extend(defines.iter().map(|(k, v)| format!("{k}={v}")));
+        let cfg = dir.join(cfg);
+        let proc = Self::spawn(dir, &cfg, port, &all, 0);
+        let mut k = Kamailio {
+            proc,
+            port,
+            ctl,
+            cfg,
+            dir: dir.into(),
+            defines: all,
+            starts: 1,
+        };
+        k.wait_ready();
+        k
+    }
+
+    fn spawn(dir: &Path, cfg: &Path, port: u16, defines: &[String], n: u32) -> Proc {
+        let mut cmd = Command::new("kamailio");
+        cmd.args(["-DD", "-E", "-f"])
+            .arg(cfg)
+            .arg("-w")
+            .arg(dir)
+            .arg("-Y")
+            .arg(dir);
+        cmd.arg("-l").arg(format!("udp:127.0.0.1:{port}"));
+        for d in defines {
+            cmd.arg("-A").arg(d);
+        }
+        Proc::spawn(cmd, &format!("kamailio-{n}"), dir, false)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + SOON;
+        while self.kamcmd(&["core.version"]).is_err() {
+            assert!(
+                self.proc.running(),
+                "kamailio exited:\n{}",
+                self.proc.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "kamailio not ready:\n{}",
+                self.proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops Kamailio and starts it again on the same port, config and directory (new log).
+    pub fn restart(&mut self) {
+        self.proc.stop();
+        self.proc = Self::spawn(&self.dir, &self.cfg, self.port, &self.defines, self.starts);
+        self.starts += 1;
+        self.wait_ready();
+    }
+
+    pub fn kamcmd(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("kamcmd")
+            .arg("-s")
+            .arg(&self.ctl)
+            .args(args)
+            .output()
+            .map_err(|e| format!("kamcmd: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() && !text.starts_with("error") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    /// Takes every binding of `user` out of the location table: the phone is asleep, its app
+    /// holds no connection, but the push token stays known to pushpark.
+    pub fn forget_binding(&self, user: &str) {
+        self.kamcmd(&["ul.rm", "location", user])
+            .unwrap_or_else(|e| panic!("ul.rm location {user}: {e}"));
+        assert!(
+            self.kamcmd(&["ul.lookup", "location", user]).is_err(),
+            "{user} still bound"
+        );
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kamailio with the pushpark module (kamailio-pushpark.cfg, plus `defines`), the mock as
+    /// APNs, and the engine's store in `dir`; returns once the engine process answers RPC.
+    pub fn start_pushpark(
+        dir: &Path,
+        mock: &Mock,
+        park_timeout_ms: u64,
+        defines: &[(&str, String)],
+    ) -> Kamailio {
+        let config = dir.join("pushpark.json");
+        let engine = serde_json::json!({
+            "apns": {
+                "endpoint": mock.addr.to_string(),
+                "ca_file": mock.state_dir.join("ca.pem"),
+                "auth": {
+                    "key_file": mock.state_dir.join("AuthKey_TESTKEY001.p8"),
+                    "key_id": "TESTKEY001",
+                    "team_id": "TESTTEAM01"
+                }
+            },
+            // No "registered a moment ago" shortcut: phones here register, then sleep at once.
+            "park": { "timeout_ms": park_timeout_ms, "recent_register_ms": 0 },
+            "store": { "dir": dir.join("store") },
+            "log_level": "info"
+        });
+        fs::write(&config, engine.to_string()).expect("write engine config");
+        let quoted = |p: &Path| format!("\"{}\"", p.display());
+        let mut all = vec![
+            ("PUSHPARK_MODULE", quoted(&module_path())),
+            ("PUSHPARK_CONFIG", quoted(&config)),
+        ];
+        all.extend(defines.iter().cloned());
+        let k = Kamailio::start(dir, "kamailio-pushpark.cfg", &all);
+        k.wait_engine();
+        k
+    }
+
+    /// Waits until the module's engine process answers `pushpark.stats`.
+    pub fn wait_engine(&self) {
+        let deadline = Instant::now() + SOON;
+        while let Err(e) = self.kamcmd(&["pushpark.stats"]) {
+            assert!(Instant::now() < deadline, "pushpark.stats: {e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// What a finished SIPp run left: exit status, output, and its response times (ms) if traced.
+pub struct SippRun {
+    pub status: ExitStatus,
+    pub log: String,
+    pub rtt_ms: Vec<f64>,
+}
+
+/// The SIPp command line every run shares: local 127.0.0.1, no keyboard, a global timeout.
+pub fn sipp(scenario: &str, port: u16) -> Command {
+    let mut cmd = Command::new("sipp");
+    cmd.args(["-sf", scenario, "-i", "127.0.0.1", "-p"])
+        .arg(port.to_string());
+    cmd.args([
+        "-nostdin",
+        "-timeout",
+        "60s",
+        "-timeout_error",
+        "-trace_err",
+    ]);
+    cmd
+}
+
+/// Runs SIPp as a caller of `user` through `server` until it ends; response times are traced.
+pub fn call(dir: &Path, server: &str, scenario: &str, user: &str, extra: &[&str]) -> SippRun {
+    let mut cmd = sipp(scenario, free_port());
+    cmd.arg(server)
+        .args(["-s", user, "-d", "200", "-trace_rtt", "-rtt_freq", "1"])
+        .args(extra);
+    let name = format!("caller-{user}-{}", scenario.trim_end_matches(".xml"));
+    let mut proc = Proc::spawn(cmd, &name, dir, false);
+    let status = proc.wait(Duration::from_secs(90));
+    let rtt = dir.join(format!(
+        "{}_{}_rtt.csv",
+        scenario.trim_end_matches(".xml"),
+        proc.pid()
+    ));
+    let rtt_ms = fs::read_to_string(rtt)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(';').nth(1)?.trim().parse().ok())
+        .collect();
+    SippRun {
+        status,
+        log: proc.log_text(),
+        rtt_ms,
+    }
+}
+
+/// The SIP messages a finished SIPp run (started with -trace_msg) sent and received.
+pub fn sipp_messages(dir: &Path, scenario: &str, p: &Proc) -> String {
+    let name = format!(
+        "{}_{}_messages.log",
+        scenario.trim_end_matches(".xml"),
+        p.pid()
+    );
+    fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+/// A device's SIP side: SIPp answering `calls` calls on `port` with `scenario`, ringing 100 ms.
+pub fn device_ua(dir: &Path, scenario: &str, port: u16, calls: u32, name: &str) -> Proc {
+    let mut cmd = sipp(scenario, port);
+    cmd.args(["-m", &calls.to_string(), "-d", "100", "-trace_msg"]);
+    let mut p = Proc::spawn(cmd, name, dir, false);
+    // SIPp binds its port right away; make sure it did not die on a port clash.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(p.running(), "{name} did not start:\n{}", p.log_text());
+    p
+}
+
+/// An iPhone: a user with a push token and a stable +sip.instance, answering on `ua_port`.
+#[derive(Clone)]
+pub struct Phone {
+    pub user: String,
+    pub token: String,
+    pub instance: String,
+    pub ua_port: u16,
+}
+
+impl Phone {
+    /// A phone for a user name unique to this test run (registrations outlive a test).
+    pub fn new(user: &str) -> Phone {
+        let user = format!("{user}{}", std::process::id());
+        let token: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        let instance = uuid::Uuid::new_v4().to_string();
+        Phone {
+            user,
+            token,
+            instance,
+            ua_port: free_port(),
+        }
+    }
+
+    /// The app registering while awake (SIPp, RFC 8599 Contact params), as the device would.
+    pub fn register(&self, dir: &Path, server: &str, expires: u32) {
+        let mut cmd = sipp("register.xml", free_port());
+        cmd.arg(server).args(["-s", &self.user, "-m", "1"]);
+        let keys: HashMap<&str, String> = HashMap::from([
+            ("token", self.token.clone()),
+            ("instance", self.instance.clone()),
+            ("expires", expires.to_string()),
+            ("contact_port", self.ua_port.to_string()),
+        ]);
+        for (k, v) in &keys {
+            cmd.arg("-key").arg(k).arg(v);
+        }
+        let mut p = Proc::spawn(cmd, &format!("register-{}", self.user), dir, false);
+        let status = p.wait(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "REGISTER of {} failed:\n{}",
+            self.user,
+            p.log_text()
+        );
+    }
+
+    /// The address of record pushpark files the phone under (the module's form of the To URI).
+    pub fn aor(&self) -> String {
+        format!("sip:{}@127.0.0.1", self.user)
+    }
+
+    /// `--device` argument of `pushpark device-sim`.
+    pub fn sim_arg(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.user, self.token, self.ua_port, self.instance
+        )
+    }
+}
+
+/// `pushpark device-sim` for these phones; returns once it watches the mock.
+pub fn device_sim(dir: &Path, mock: &Mock, server: &str, phones: &[&Phone], wake_ms: u64) -> Proc {
+    let mut cmd = Command::new(pushpark_bin());
+    cmd.arg("device-sim")
+        .arg("--control")
+        .arg(mock.control.to_string())
+        .arg("--registrar")
+        .arg(server)
+        .arg("--wake-delay-ms")
+        .arg(wake_ms.to_string());
+    for p in phones {
+        cmd.arg("--device").arg(p.sim_arg());
+    }
+    let sim = Proc::spawn(cmd, "device-sim", dir, true);
+    sim.expect_line("ready", SOON);
+    sim
+}

@@ -1,0 +1,354 @@
+//! End to end: Debian's Kamailio with the pushpark module, SIPp as the caller and as the devices'
+//! SIP side, `pushpark mock-apns` over TLS, and `pushpark device-sim` playing the iPhone app.
+//! Every test asserts what the caller receives (SIPp scenario expectations and exit codes) and
+//! what the mock received.
+//!
+//! The tests run one at a time: each starts a Kamailio with its engine process on a 2-core
+//! machine, and scenario 2 checks when the timeout fires.
+
+#[allow(dead_code)] // the rig serves the demo too; the tests use part of it
+#[path = "e2e/rig.rs"]
+mod rig;
+
+use rig::*;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+/// The park timeout of every test (ms); scenario 2 checks the 480 comes at this time.
+const PARK_TIMEOUT_MS: u64 = 4000;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Builds the module (and the library it links) unless PUSHPARK_KAMAILIO_MODULE names one.
+fn build_module() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        if std::env::var_os("PUSHPARK_KAMAILIO_MODULE").is_some() {
+            return;
+        }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/kamailio");
+        let status = Command::new("make")
+            .arg("-C")
+            .arg(&dir)
+            .status()
+            .expect("run make");
+        assert!(
+            status.success(),
+            "building the Kamailio module failed (make -C {dir:?})"
+        );
+    });
+    assert!(
+        module_path().exists(),
+        "no module at {}",
+        module_path().display()
+    );
+}
+
+/// One test's world: mock APNs, Kamailio with the module, a watch on the mock's pushes.
+/// Fields drop in order: Kamailio first, the work dir last (after the logs were shown).
+struct World {
+    kamailio: Kamailio,
+    watch: PushWatch,
+    mock: Mock,
+    dir: WorkDir,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl World {
+    fn new(name: &str) -> World {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        build_module();
+        let dir = WorkDir::new(name);
+        let mock = Mock::start(&dir.0, 0);
+        let kamailio = Kamailio::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS, &[]);
+        let watch = mock.watch();
+        World {
+            kamailio,
+            watch,
+            mock,
+            dir,
+            _serial: serial,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir.0
+    }
+
+    fn server(&self) -> String {
+        self.kamailio.addr()
+    }
+
+    /// A phone that registered while awake and then fell asleep: pushpark knows its token,
+    /// the location table has no binding.
+    fn sleeping_phone(&self, user: &str) -> Phone {
+        let phone = Phone::new(user);
+        phone.register(self.path(), &self.server(), 3600);
+        self.kamailio.forget_binding(&phone.user);
+        phone
+    }
+
+    fn call(&self, scenario: &str, user: &str, extra: &[&str]) -> SippRun {
+        call(self.path(), &self.server(), scenario, user, extra)
+    }
+
+    fn sim(&self, phones: &[&Phone], wake_ms: u64) -> Proc {
+        device_sim(self.path(), &self.mock, &self.server(), phones, wake_ms)
+    }
+
+    fn kamailio_log(&self) -> String {
+        self.kamailio.proc.log_text()
+    }
+}
+
+fn assert_ok(run: &SippRun, what: &str) {
+    assert!(
+        run.status.success(),
+        "{what}: SIPp caller failed ({})\n{}",
+        run.status,
+        run.log
+    );
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+/// Scenario 1: an offline user is woken by the push and the call connects.
+#[test]
+fn sleeping_iphone_is_woken_and_answers() {
+    let w = World::new("woken");
+    let phone = w.sleeping_phone("alice");
+    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 1, "alice-ua");
+    let sim = w.sim(&[&phone], 0);
+
+    let run = w.call("caller.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller");
+
+    let push = w.watch.expect_push(&phone.token, SOON);
+    assert_eq!(push["topic"], "com.example.app.voip");
+    sim.expect_line(&format!("registered user={}", phone.user), SOON);
+    assert!(
+        ua.wait(SOON).success(),
+        "the device did not take the whole call"
+    );
+    let log = w.kamailio_log();
+    assert_eq!(count(&log, "E2E-PARKED"), 1, "one INVITE parked");
+    assert_eq!(count(&log, "E2E-RESUMED"), 1, "one INVITE resumed");
+}
+
+/// Scenario 2: nobody wakes; the caller gets the configured reply at the park timeout.
+#[test]
+fn nobody_wakes_caller_gets_480_at_timeout() {
+    let w = World::new("timeout");
+    let phone = w.sleeping_phone("bob");
+
+    let run = w.call("caller_rejected.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller expecting 480");
+    w.watch.expect_push(&phone.token, SOON);
+
+    let took = run
+        .rtt_ms
+        .first()
+        .copied()
+        .expect("INVITE->480 time traced");
+    let timeout = PARK_TIMEOUT_MS as f64;
+    assert!(
+        (timeout - 1000.0..=timeout + 1000.0).contains(&took),
+        "480 after {took} ms, park timeout {timeout} ms"
+    );
+}
+
+/// Scenario 3: the caller CANCELs while parked: 487, and a later REGISTER resumes nothing.
+#[test]
+fn cancel_while_parked_gets_487_and_nothing_resumes() {
+    let w = World::new("cancel");
+    let phone = w.sleeping_phone("carol");
+    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 1, "carol-ua");
+
+    // The caller CANCELs once the module's 110 says the push went out.
+    let run = w.call("caller_cancel.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller expecting 487");
+    w.watch.expect_push(&phone.token, SOON);
+
+    // The app wakes late and registers after the caller gave up.
+    phone.register(w.path(), &w.server(), 3600);
+    // Nothing signals "not resumed"; give a resume the time it would take, then look.
+    std::thread::sleep(Duration::from_secs(1));
+    let parked = w
+        .kamailio
+        .kamcmd(&["pushpark.parked"])
+        .expect("pushpark.parked");
+    assert!(!parked.contains(&phone.user), "call still parked: {parked}");
+    assert!(ua.running(), "the device's UA ended: it got a call");
+    ua.stop();
+    assert!(!sipp_messages(w.path(), "device_answer.xml", &ua).contains("INVITE"));
+    assert_eq!(
+        count(&w.kamailio_log(), "E2E-RESUMED"),
+        0,
+        "a cancelled call was resumed"
+    );
+}
+
+/// Scenario 4: a user with no push device is rejected at once, as without the module.
+#[test]
+fn user_without_device_is_rejected_as_before() {
+    let w = World::new("nodevice");
+    let user = format!("nodevice{}", std::process::id());
+
+    let run = w.call("caller_rejected.xml", &user, &["-m", "1"]);
+    assert_ok(&run, "caller expecting 480");
+    let log = w.kamailio_log();
+    assert!(
+        log.contains(&format!("E2E-NOT-PARKED(-2) user={user} ")),
+        "park said no device"
+    );
+    assert!(w.watch.drain().is_empty(), "no push may be sent");
+}
+
+/// Scenario 4's "as before": the same caller scenario passes against Kamailio without the module.
+#[test]
+fn baseline_without_module_rejects_offline_user() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = WorkDir::new("baseline");
+    let k = Kamailio::start(&dir.0, "kamailio-baseline.cfg", &[]);
+    let run = call(
+        &dir.0,
+        &k.addr(),
+        "caller_rejected.xml",
+        "nobody",
+        &["-m", "1"],
+    );
+    assert_ok(&run, "caller expecting 480");
+}
+
+/// Scenario 5: APNs says the token is gone (410): the device is removed, the caller rejected,
+/// and the next call is rejected at once without a push.
+#[test]
+fn apns_410_removes_device_and_rejects() {
+    let w = World::new("gone");
+    let phone = w.sleeping_phone("dave");
+    let devices = w
+        .kamailio
+        .kamcmd(&["pushpark.devices", &phone.aor()])
+        .expect("devices");
+    assert!(
+        devices.contains(&phone.token[..8]),
+        "device known before: {devices}"
+    );
+    w.mock.script_reject(&phone.token, "Unregistered");
+
+    let run = w.call("caller_rejected.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller expecting a rejection");
+    let devices = w
+        .kamailio
+        .kamcmd(&["pushpark.devices", &phone.aor()])
+        .expect("devices");
+    assert!(
+        !devices.contains(&phone.token[..8]),
+        "device still there: {devices}"
+    );
+
+    let run = w.call("caller_rejected.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "second caller expecting 480");
+    assert!(w
+        .kamailio_log()
+        .contains(&format!("E2E-NOT-PARKED(-2) user={} ", phone.user)));
+    assert!(
+        w.watch.drain().is_empty(),
+        "the mock accepted no push for a dead token"
+    );
+}
+
+/// Scenario 6: two devices of one user are both woken and both ring.
+#[test]
+fn two_devices_both_woken_both_ring() {
+    let w = World::new("twodev");
+    let iphone = w.sleeping_phone("erin");
+    let ipad = Phone::new("erin");
+    assert_eq!(ipad.user, iphone.user);
+    ipad.register(w.path(), &w.server(), 3600);
+    w.kamailio.forget_binding(&iphone.user);
+    let mut ua1 = device_ua(
+        w.path(),
+        "device_ring.xml",
+        iphone.ua_port,
+        1,
+        "erin-iphone",
+    );
+    let mut ua2 = device_ua(w.path(), "device_ring.xml", ipad.ua_port, 1, "erin-ipad");
+    let sim = w.sim(&[&iphone, &ipad], 0);
+
+    // Both 180s, then CANCEL: both devices must have rung to get that far.
+    let run = w.call("caller_two_ring.xml", &iphone.user, &["-m", "1"]);
+    assert_ok(&run, "caller expecting two devices ringing");
+    w.watch.expect_push(&iphone.token, SOON);
+    w.watch.expect_push(&ipad.token, SOON);
+    sim.expect_line("registered", SOON);
+    assert!(
+        ua1.wait(SOON).success(),
+        "iPhone did not ring and get the CANCEL"
+    );
+    assert!(
+        ua2.wait(SOON).success(),
+        "iPad did not ring and get the CANCEL"
+    );
+}
+
+/// Scenario 7: two calls to one sleeping user at the same time: both parked, both resumed.
+#[test]
+fn two_simultaneous_calls_both_resumed() {
+    let w = World::new("twocalls");
+    let phone = w.sleeping_phone("frank");
+    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 2, "frank-ua");
+    // The app takes a second to wake: both INVITEs are parked by then.
+    let sim = w.sim(&[&phone], 1000);
+
+    let run = w.call(
+        "caller.xml",
+        &phone.user,
+        &["-m", "2", "-l", "2", "-r", "100"],
+    );
+    assert_ok(&run, "two callers");
+    sim.expect_line("registered", SOON);
+    assert!(
+        ua.wait(SOON).success(),
+        "the device did not take both calls"
+    );
+    let log = w.kamailio_log();
+    assert_eq!(count(&log, "E2E-PARKED"), 2, "both INVITEs parked");
+    assert_eq!(count(&log, "E2E-RESUMED"), 2, "both INVITEs resumed");
+}
+
+/// Scenario 8: Kamailio restarts between the REGISTER and the call: the token is still known
+/// (pushpark's store), the location binding is not (usrloc in memory), the call is woken.
+#[test]
+fn token_survives_kamailio_restart() {
+    let mut w = World::new("restart");
+    let phone = Phone::new("grace");
+    phone.register(w.path(), &w.server(), 3600);
+    w.kamailio.restart();
+    w.kamailio.wait_engine();
+    assert!(w
+        .kamailio
+        .kamcmd(&["ul.lookup", "location", &phone.user])
+        .is_err());
+    let devices = w
+        .kamailio
+        .kamcmd(&["pushpark.devices", &phone.aor()])
+        .expect("devices");
+    assert!(
+        devices.contains(&phone.token[..8]),
+        "token lost in the restart: {devices}"
+    );
+
+    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 1, "grace-ua");
+    let sim = w.sim(&[&phone], 0);
+    let run = w.call("caller.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller");
+    w.watch.expect_push(&phone.token, SOON);
+    sim.expect_line("registered", SOON);
+    assert!(ua.wait(SOON).success(), "the device did not take the call");
+}

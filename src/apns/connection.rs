@@ -113,6 +113,10 @@ struct Slot {
     bearer: Option<Bearer>,
 }
 
+/// A started request: the answer to await, the connection it went out on, and
+/// the provider token generation it carried.
+pub(crate) type Dispatched<F> = (F, ConnRef, Option<u64>);
+
 /// Identifies the connection a request went out on.
 #[derive(Clone, Copy)]
 pub(crate) struct ConnRef {
@@ -159,15 +163,10 @@ impl Pool {
 
     /// Starts a request on an open connection (round robin), or `None` when none is open.
     /// The returned future resolves to the answer; dropping it resets the stream.
-    #[allow(clippy::type_complexity)]
     pub fn dispatch(
         &self,
-        build: impl FnOnce(Option<HeaderValue>) -> Request<Body>,
-    ) -> Option<(
-        impl Future<Output = hyper::Result<Response<Incoming>>>,
-        ConnRef,
-        Option<u64>,
-    )> {
+        build: &dyn Fn(Option<HeaderValue>) -> Request<Body>,
+    ) -> Option<Dispatched<impl Future<Output = hyper::Result<Response<Incoming>>>>> {
         let n = self.slots.len();
         let start = if n == 1 {
             0

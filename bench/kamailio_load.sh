@@ -23,14 +23,19 @@ WAKE_MS=${WAKE_MS:-100}          # phone: push -> REGISTER
 APNS_DELAY_MS=${APNS_DELAY_MS:-50}
 CHILDREN=${CHILDREN:-4}          # Kamailio UDP workers
 PARK_TIMEOUT_MS=${PARK_TIMEOUT_MS:-30000}
+LOG_LEVEL=${LOG_LEVEL:-0}        # Kamailio debug level (1: the config's per-call markers)
+STORE_DIR=${STORE_DIR:-}         # where the engine keeps its device store (default: the work dir;
+                                 # /dev/shm takes the disk's fsync cost out of the measurement)
 
 cargo build --release --bin pushpark
-make -s -C adapters/kamailio
+# PUSHPARK_KAMAILIO_MODULE names an already built module; otherwise build it.
+if [ -z "${PUSHPARK_KAMAILIO_MODULE:-}" ]; then make -s -C adapters/kamailio; fi
 module=${PUSHPARK_KAMAILIO_MODULE:-$root/target/kamailio/pushpark.so}
 bin=$root/target/release/pushpark
 e2e=$root/tests/e2e
 
 work=$(mktemp -d /tmp/pushpark-bench.XXXXXX)
+store_root=${STORE_DIR:-$work}
 groups=()
 stop_group() {
     kill -TERM -- "-$1" 2>/dev/null || return 0
@@ -39,6 +44,7 @@ stop_group() {
 }
 cleanup() {
     for g in "${groups[@]}"; do stop_group "$g"; done
+    rm -rf "$store_root"/pushpark-bench-store-*-$$
     if [ -n "${KEEP:-}" ]; then echo "work dir kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -80,16 +86,20 @@ kamailio_start() { # kamailio_start RATE N
     start "$work/kamailio-$1-$2.log" kamailio -DD -E -f "$e2e/kamailio-pushpark.cfg" -w "$work" \
         -Y "$work" -n "$CHILDREN" -l "udp:127.0.0.1:$sip_port" -A "CTL_SOCK=\"$ctl\"" \
         -A "PUSHPARK_MODULE=\"$module\"" -A "PUSHPARK_CONFIG=\"$work/pushpark-$1.json\"" \
-        -A DEBUG_LEVEL=0 -A PROVISIONAL=0
+        -A "DEBUG_LEVEL=$LOG_LEVEL" -A PROVISIONAL=0
     kamailio_group=$last
-    for _ in $(seq 200); do kamcmd_ pushpark.stats >/dev/null 2>&1 && return 0; sleep 0.1; done
+    # kamcmd exits 0 on an RPC fault too: the engine is up once it answers with stats.
+    for _ in $(seq 200); do
+        kamcmd_ pushpark.stats 2>/dev/null | grep -q devices_stored && return 0
+        sleep 0.1
+    done
     echo "kamailio did not come up" >&2; tail -30 "$work/kamailio-$1-$2.log" >&2; exit 1
 }
 # CPU ticks (user+system, all threads) of a process group, and of one process in it: "all one".
 cpu_ticks() {
     local all=0 one=0 stat line rest pid
     for stat in /proc/[0-9]*/stat; do
-        line=$(<"$stat") 2>/dev/null || continue
+        { read -r line <"$stat"; } 2>/dev/null || continue  # gone meanwhile
         # After "(comm) ": state ppid pgrp ... utime is the 12th field, stime the 13th.
         rest=${line##*) }
         read -r -a f <<<"$rest"
@@ -112,8 +122,8 @@ start "$work/device-sim.log" "$bin" device-sim --control "127.0.0.1:$control_por
 wait_for "$work/device-sim.log" "ready"
 hz=$(getconf CLK_TCK)
 
-printf '\nAPNs answers after %s ms, phone wakes %s ms after the push, %s s per rate, %s workers\n' \
-    "$APNS_DELAY_MS" "$WAKE_MS" "$DURATION" "$CHILDREN"
+printf '\nAPNs answers after %s ms, phone wakes %s ms after the push, %s s per rate, %s workers, store in %s\n' \
+    "$APNS_DELAY_MS" "$WAKE_MS" "$DURATION" "$CHILDREN" "$store_root"
 printf '%8s %8s %8s %14s %11s %12s %12s %14s\n' rate/s ok failed "added median" "added p99" \
     "kamailio CPU" "engine CPU" "CPU per call"
 
@@ -125,7 +135,7 @@ for rate in $RATES; do
                       "team_id": "TESTTEAM01" } },
   "park": { "timeout_ms": $PARK_TIMEOUT_MS, "recent_register_ms": 0, "max_per_aor": 8 },
   "push": { "min_interval_ms": 0 },
-  "store": { "dir": "$work/store-$rate" },
+  "store": { "dir": "$store_root/pushpark-bench-store-$rate-$$" },
   "log_level": "warn" }
 EOF
     # Users r<rate>u<i>; the token's first 32 hex digits make the +sip.instance (device-sim's rule).
@@ -140,6 +150,14 @@ EOF
         -r 1000 -m "$n" -i 127.0.0.1 -p "$(free_port)" -nostdin -key expires 3600 \
         -key contact_port "$ua_port" -timeout 120s >"$work/register-$rate.log" 2>&1 || {
         echo "registering $n phones failed" >&2; tail -20 "$work/register-$rate.log" >&2; exit 1; }
+    # The engine stores bindings in the background: all of them before the restart.
+    stored=0
+    for _ in $(seq 600); do
+        stored=$(kamcmd_ pushpark.stats | awk '/devices_stored/ {print $2}')
+        [ "${stored:-0}" -ge "$n" ] && break
+        sleep 0.1
+    done
+    [ "${stored:-0}" -ge "$n" ] || { echo "only ${stored:-0} of $n phones stored" >&2; exit 1; }
     stop_group "$kamailio_group"
     kamailio_start "$rate" 2
     engine_pid=$(kamcmd_ core.psx | awk '/PID:/ {pid=$2} /DSC:.*pushpark/ {print pid; exit}')
@@ -148,7 +166,7 @@ EOF
     t0=$(date +%s.%N)
     cd "$work"
     sipp "127.0.0.1:$sip_port" -sf "$work/caller.xml" -inf "$work/users-$rate.csv" -r "$rate" \
-        -m "$n" -l $((rate * 10)) -d 0 -i 127.0.0.1 -p "$(free_port)" -nostdin -trace_rtt \
+        -m "$n" -l $((rate * 10)) -d 0 -i 127.0.0.1 -p "$(free_port)" -nostdin -trace_rtt -trace_err \
         -rtt_freq 1 -timeout $((DURATION + 90))s >"$work/caller-$rate.log" 2>&1 || true
     caller_pid=$(ls -t "$work"/caller_*_rtt.csv | head -1 | sed 's/.*caller_\([0-9]*\)_rtt.csv/\1/')
     cd "$root"
@@ -167,5 +185,6 @@ EOF
         -v b="$t1" 'BEGIN {print b - a}')" 'BEGIN {
         printf "%8s %8s %8s %11s ms %8s ms %11.0f %% %11.0f %% %11.0f us\n", r, ok, failed,
             med, p99, c / hz / wall * 100, e / hz / wall * 100, c / hz / (ok + failed + 1e-9) * 1e6 }'
+    kamcmd_ pushpark.stats >"$work/stats-$rate.txt" 2>&1 || true
     stop_group "$kamailio_group"
 done

@@ -125,9 +125,9 @@ static void pp_tm_cb(struct cell *t, int type, struct tmcb_params *ps)
 
 	pp_req_init(&r, type == TMCB_E2ECANCEL_IN ? PP_OP_CANCEL : PP_OP_ENDED);
 	r.h.host_ref = (uint64_t)(uintptr_t)*ps->param;
+	/* A full queue is logged by pp_send(); at shutdown the engine is gone already. */
 	if(pp_send(&r) < 0)
-		LM_WARN("cannot tell the engine that call %llx %s\n",
-				(unsigned long long)r.h.host_ref,
+		LM_DBG("engine not told that call %llx %s\n", (unsigned long long)r.h.host_ref,
 				type == TMCB_E2ECANCEL_IN ? "was cancelled" : "ended");
 }
 

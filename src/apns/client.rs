@@ -206,11 +206,6 @@ impl ApnsClient {
             Err(_) => Err(ClientError::Connect("the client shut down".into())),
         }
     }
-
-    /// HTTP/2 connections this client keeps open.
-    pub fn connections(&self) -> usize {
-        self.shared.pool.connections()
-    }
 }
 
 impl Drop for ApnsClient {
@@ -378,6 +373,9 @@ async fn attempts(s: &Shared, request: &Prepared, report: &mut Report) -> Outcom
     let mut failures = 0;
     loop {
         let Some((response, conn, generation)) = s.pool.dispatch(|b| request.request(b)) else {
+            if let Some(why) = s.pool.down_reason() {
+                report.last_error = Some(why.to_string());
+            }
             s.pool.wait_ready().await;
             continue;
         };

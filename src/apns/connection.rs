@@ -70,11 +70,9 @@ impl TokenAuth {
             Some(b) if b.epoch == epoch && now.saturating_sub(b.iat) < REFRESH_AFTER_SECS => {}
             _ => {
                 let issued = self.token.get();
-                // Not marked sensitive: HPACK then indexes it and each request carries
-                // one byte instead of the ~200-byte token. The connection carries only
-                // our own requests, so compression cannot leak it to anyone else.
-                let value = HeaderValue::try_from(format!("bearer {}", issued.bearer))
+                let mut value = HeaderValue::try_from(format!("bearer {}", issued.bearer))
                     .expect("a JWT is base64url and dots");
+                value.set_sensitive(true);
                 *cache = Some(Bearer {
                     value,
                     generation: issued.generation,
@@ -159,10 +157,6 @@ impl Pool {
         }
     }
 
-    pub fn connections(&self) -> usize {
-        self.slots.len()
-    }
-
     /// Starts a request on an open connection (round robin), or `None` when none is open.
     /// The returned future resolves to the answer; dropping it resets the stream.
     #[allow(clippy::type_complexity)]
@@ -213,6 +207,14 @@ impl Pool {
                 slot.conn = Conn::Down(why.into());
             }
         }
+    }
+
+    /// Why the connections are down, if one says.
+    pub fn down_reason(&self) -> Option<Arc<str>> {
+        self.slots.iter().find_map(|s| match &s.lock().conn {
+            Conn::Down(why) => Some(why.clone()),
+            _ => None,
+        })
     }
 
     /// Waits until some connection is open (the caller's deadline bounds the wait).

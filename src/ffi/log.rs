@@ -41,7 +41,12 @@ impl Log for HostLogger {
         if record.level() > sink.max {
             return;
         }
-        let msg = to_cstring(&record.args().to_string());
+        // Our own messages as they are; a dependency's (e.g. rustls) say whose they are.
+        let msg = if record.target().starts_with("pushpark") {
+            to_cstring(&record.args().to_string())
+        } else {
+            to_cstring(&format!("{}: {}", record.target(), record.args()))
+        };
         // SAFETY: the host installed this callback with this `user` (see Sink).
         unsafe { (sink.callback)(level_code(record.level()), msg.as_ptr(), sink.user) };
     }

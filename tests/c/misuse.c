@@ -274,6 +274,12 @@ int main(int argc, char **argv)
     logging();
     configs(&h);
     pushpark_engine *e = engine_new(&h, "misuse", "\"recent_register_ms\": 0");
+    /* A second engine on the same store is refused (the store is locked), not corrupted. */
+    char *same_store = config_json(&h, "misuse", "");
+    pushpark_engine *second = NOT_AN_ENGINE;
+    CHECK_RESULT(pushpark_engine_new(same_store, &second), PUSHPARK_ERR_IO);
+    CHECK(strlen(pushpark_last_error()) > 0 && second == NOT_AN_ENGINE);
+    free(same_store);
     engine_functions(e);
     events_and_stats(e);
     pushpark_engine_free(e);

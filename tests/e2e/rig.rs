@@ -65,6 +65,15 @@ impl WorkDir {
     }
 }
 
+impl WorkDir {
+    /// Leaves the directory in place (for the logs of a failed demo).
+    pub fn keep(self) -> PathBuf {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        path
+    }
+}
+
 impl Drop for WorkDir {
     fn drop(&mut self) {
         if std::thread::panicking() {

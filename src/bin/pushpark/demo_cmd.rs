@@ -11,6 +11,7 @@ mod rig;
 use rig::{device_sim, device_ua, free_port, module_path, sipp, Kamailio, Mock, Phone, Proc};
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long the iPhone takes from the push to its REGISTER (the app launching in the background).
@@ -20,6 +21,14 @@ const PARK_TIMEOUT_MS: u64 = 20_000;
 
 #[derive(clap::Args)]
 pub struct Args {}
+
+/// Set by Ctrl-C / SIGTERM: the demo then stops its processes (they run in their own process
+/// groups, so the terminal's SIGINT does not reach them).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
 
 pub fn run(_args: Args) -> Result<ExitCode, String> {
     for tool in ["kamailio", "sipp", "kamcmd"] {
@@ -34,6 +43,12 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
             "the Kamailio module is not built ({}): run scripts/demo or make -C adapters/kamailio",
             module_path().display()
         ));
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
     }
     let dir = rig::WorkDir::new("demo");
     let d = &dir.0;
@@ -105,12 +120,23 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
         for (_, text) in batch {
             at(&text);
         }
-        let finished = !caller.running();
-        if finished || Instant::now() > deadline {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            println!("\ninterrupted: stopping the demo's processes");
+            return Ok(ExitCode::from(130));
+        }
+        if !caller.running() {
             for (_, text) in log.new_lines().iter().filter_map(|l| step_of(l)) {
                 at(&text);
             }
             break caller.wait(Duration::ZERO);
+        }
+        if Instant::now() > deadline {
+            drop((caller, ua, sim, kamailio, mock));
+            println!(
+                "\nthe call did not end in time; logs are in {}",
+                dir.keep().display()
+            );
+            return Ok(ExitCode::FAILURE);
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -120,8 +146,12 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
         println!("call connected and hung up cleanly: INVITE parked → push → REGISTER → resumed → 200 OK → BYE");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("the call did not complete; logs are in {}", d.display());
         println!("{}", caller.log_text());
+        drop((caller, ua, sim, kamailio, mock));
+        println!(
+            "the call did not complete; logs are in {}",
+            dir.keep().display()
+        );
         Ok(ExitCode::FAILURE)
     }
 }

@@ -367,6 +367,8 @@ typedef void (*pushpark_log_fn)(pushpark_log_level level, const char *msg, void 
 
 /*
  * Routes the library's log messages of level <= max_level to fn(level, msg, user).
+ * The config's "log_level" (applied by pushpark_engine_new) caps it further: the
+ * stricter of the two wins.
  * fn == NULL (or max_level == PUSHPARK_LOG_OFF) turns logging off. May be called
  * again to change the sink or the level; once it returns, the previous sink is no
  * longer called. Messages never contain secrets (keys, JWTs). `user` is passed back

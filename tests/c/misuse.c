@@ -286,8 +286,15 @@ int main(int argc, char **argv)
 
     CHECK(atomic_load(&log_lines) > 0);
     CHECK(atomic_load(&bad_lines) == 0);
-    CHECK_OK(pushpark_set_log_callback(NULL, NULL, PUSHPARK_LOG_OFF));
+    /* The config's log_level caps the host's level. */
     int before = atomic_load(&log_lines);
+    char *quiet = config_json_at_level(&h, "misuse-config-off", "", "off");
+    CHECK_OK(pushpark_engine_new(quiet, &e));
+    free(quiet);
+    pushpark_engine_free(e);
+    CHECK(atomic_load(&log_lines) == before);
+
+    CHECK_OK(pushpark_set_log_callback(NULL, NULL, PUSHPARK_LOG_OFF));
     e = engine_new(&h, "misuse-quiet", "");
     pushpark_engine_free(e);
     CHECK(atomic_load(&log_lines) == before);

@@ -4,6 +4,10 @@
 use std::{env, path::PathBuf};
 
 fn main() {
+    // Versioned SONAME so the packaged library (libpushpark1) and programs linked against it
+    // agree on the ABI; bump together with the package name when the C ABI breaks.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libpushpark.so.1");
+
     let header = "c-include/pushpark.h";
     println!("cargo:rerun-if-changed={header}");
     let bindings = bindgen::Builder::default()

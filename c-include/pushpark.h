@@ -142,9 +142,10 @@ typedef struct pushpark_register_outcome {
 /*
  * Hands the engine a REGISTER the host accepted. The engine parses the RFC 8599
  * parameters (pn-provider apns|apns.dev, pn-prid, pn-param) from the Contact URI,
- * stores or refreshes the device binding (or removes it when expires == 0), and
- * wakes the AOR's parked calls (RESUME / APPEND_BRANCH events). A Contact without
- * push parameters is not an error (push_capable = 0) but still wakes parked calls.
+ * stores or refreshes the device binding, and wakes the AOR's parked calls (RESUME /
+ * APPEND_BRANCH events, queued before this returns). A Contact without push parameters
+ * is not an error (push_capable = 0) but still wakes parked calls: the user is
+ * reachable now. With expires == 0 it removes the binding and wakes nothing.
  * aor:      the address of record, e.g. "sip:alice@example.com". Required.
  * contact:  the Contact URI with its parameters. Required.
  * instance: the Contact's +sip.instance value, or NULL when absent.
@@ -188,7 +189,9 @@ pushpark_result pushpark_remove_device(pushpark_engine *engine, const char *aor,
  * blocks on the network. The call then ends exactly once, reported by an event:
  * RESUME (a device registered: relay the call), REJECT (timeout or every push
  * failed: reply with the event's sip_code/reason), or by the host's own
- * pushpark_cancel.
+ * pushpark_cancel. If the AOR registered within the configured
+ * park.recent_register_ms before this call (the host's location lookup raced the
+ * REGISTER), the call resumes at once: its RESUME is queued before this returns.
  * call_id:     the INVITE's Call-ID (goes into the push payload). Required.
  * aor:         the called address of record. Required.
  * caller_uri:  the caller's URI (push payload). Required.
@@ -285,7 +288,8 @@ const char *pushpark_event_kind_name(pushpark_event_kind kind);
 /* ---- Statistics and listings --------------------------------------------- */
 
 /*
- * Counters since the engine started (except parked_now). Forward compatible: set
+ * Counters since the engine started (parked_now, devices_stored and events_waiting
+ * are current values). Forward compatible: set
  * `size` to sizeof(pushpark_stats) before the call; the library fills at most that
  * many bytes and sets `size` to the number of bytes it filled, so an older library
  * fills a prefix and a newer one never writes past the caller's struct. Fields are
@@ -363,6 +367,8 @@ typedef void (*pushpark_log_fn)(pushpark_log_level level, const char *msg, void 
 
 /*
  * Routes the library's log messages of level <= max_level to fn(level, msg, user).
+ * The config's "log_level" (applied by pushpark_engine_new) caps it further: the
+ * stricter of the two wins.
  * fn == NULL (or max_level == PUSHPARK_LOG_OFF) turns logging off. May be called
  * again to change the sink or the level; once it returns, the previous sink is no
  * longer called. Messages never contain secrets (keys, JWTs). `user` is passed back

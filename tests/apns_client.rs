@@ -519,3 +519,52 @@ fn certificate_auth_is_accepted_and_a_foreign_certificate_is_not() {
     assert_ne!(result.outcome, Outcome::Delivered);
     assert_eq!(mock.push_count(), 1);
 }
+
+#[test]
+fn without_a_server_a_push_times_out_with_the_connect_error() {
+    let (mock, _dir) = start_mock(|_| {});
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.endpoint = Endpoint::Custom {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let client = ApnsClient::new(cfg).unwrap();
+    let err = client.wait_connected(PATIENCE).unwrap_err();
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+    let result = submit(&client, voip(1), Duration::from_millis(300))
+        .recv_timeout(PATIENCE)
+        .unwrap();
+    assert_eq!((result.outcome, result.attempts), (Outcome::TimedOut, 0));
+    let why = result.last_error.unwrap();
+    assert!(why.contains("cannot connect to 127.0.0.1"), "{why}");
+    assert!(client.metrics().connections_failed >= 1);
+}
+
+#[test]
+fn two_threads_and_two_connections_share_the_load() {
+    let (mock, _dir) = start_mock(|_| {});
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.worker_threads = 2;
+    cfg.connections = 2;
+    let client = ApnsClient::new(cfg).unwrap();
+    client.wait_connected(PATIENCE).unwrap();
+    let results = send_all(&client, (0..500).map(voip).collect());
+    assert_each_delivered_once(&mock, &results);
+    let connections: HashSet<u64> = mock.pushes().iter().map(|p| p.connection).collect();
+    assert_eq!(connections.len(), 2, "both connections carried pushes");
+    assert_eq!(client.metrics().connections_opened, 2);
+
+    mock.set_faults(Faults {
+        delay: Duration::from_secs(20),
+        ..Faults::default()
+    });
+    let pending = submit(&client, voip(900), PATIENCE);
+    drop(client);
+    assert_eq!(
+        pending.recv_timeout(PATIENCE).unwrap().outcome,
+        Outcome::ShutDown
+    );
+}

@@ -30,22 +30,35 @@ fn lib_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// A directory where the library is found under its SONAME (libpushpark.so.1, which
+/// programs linked against it load), as the installed package provides it.
+fn soname_dir(out_dir: &Path, so: &Path) -> PathBuf {
+    let dir = out_dir.join("lib");
+    std::fs::create_dir_all(&dir).expect("creating the library link dir");
+    let link = dir.join("libpushpark.so.1");
+    // Concurrent tests create the same link: an existing one is as good as ours.
+    match std::os::unix::fs::symlink(so, &link) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            panic!("linking {}: {e}", link.display())
+        }
+        _ => dir,
+    }
+}
+
 fn compile(program: &str, mode: Mode) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-harness");
-    std::fs::create_dir_all(&out_dir).expect("creating the harness build dir");
-    let suffix = if mode == Mode::Sanitizers {
-        "-asan"
-    } else {
-        ""
-    };
-    let exe = out_dir.join(format!("{program}{suffix}"));
     let lib = lib_dir();
-    assert!(
-        lib.join("libpushpark.so").exists(),
-        "no libpushpark.so in {}",
-        lib.display()
-    );
+    // One executable per program, mode and profile: tests run concurrently, and a binary
+    // being rewritten while another test runs it would fail with ETXTBSY.
+    let profile = lib.file_name().expect("target/<profile>");
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("c-harness")
+        .join(profile);
+    std::fs::create_dir_all(&out_dir).expect("creating the harness build dir");
+    let exe = out_dir.join(format!("{program}-{mode:?}"));
+    let so = lib.join("libpushpark.so");
+    assert!(so.exists(), "no libpushpark.so in {}", lib.display());
+    let runtime_dir = soname_dir(&out_dir, &so);
     let mut cc = Command::new("cc");
     cc.args([
         "-std=c11",
@@ -63,7 +76,7 @@ fn compile(program: &str, mode: Mode) -> PathBuf {
     .arg(&exe)
     .arg("-L")
     .arg(&lib)
-    .arg(format!("-Wl,-rpath,{}", lib.display()))
+    .arg(format!("-Wl,-rpath,{}", runtime_dir.display()))
     .arg("-lpushpark");
     if mode == Mode::Sanitizers {
         cc.args([

@@ -43,20 +43,31 @@ fn spawn_mock(state_dir: &std::path::Path) -> MockProcess {
         }
     });
     let mut control = None;
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the mock prints `listening on` once ready");
+    let listen = loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the mock prints `listening on` once ready");
+        };
         if let Some(addr) = line.strip_prefix("control on ") {
             control = Some(addr.parse().unwrap());
         }
         if let Some(addr) = line.strip_prefix("listening on ") {
-            return MockProcess {
-                child,
-                listen: addr.parse().unwrap(),
-                control: control.expect("control address printed first"),
-            };
+            break addr.parse().unwrap();
         }
+    };
+    MockProcess {
+        child,
+        listen,
+        control: control.expect("control address printed first"),
+    }
+}
+
+/// A failing test does not leave the process behind.
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -105,6 +116,12 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
     }
 
     let mut watcher = Control::open(mock.control);
+    let other = "5".repeat(64);
+    let mut one_token = Control::open(mock.control);
+    assert_eq!(
+        one_token.send(json!({"watch": true, "token": other.to_uppercase()})),
+        json!({"ok": true})
+    );
     assert_eq!(watcher.send(json!({"watch": true})), json!({"ok": true}));
     let mut control = Control::open(mock.control);
     let gone = "9".repeat(64);
@@ -138,6 +155,18 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
     let a = send(&mut c.send, push(&gone, &jwt), PAYLOAD).await.unwrap();
     assert_eq!((a.status.as_u16(), a.reason()), (410, "Unregistered"));
 
+    let a = send(&mut c.send, push(&other, &jwt), r#"{"n":2}"#)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let only = tokio::task::spawn_blocking(move || one_token.read())
+        .await
+        .unwrap();
+    assert_eq!(
+        (only["token"].as_str(), &only["payload"]),
+        (Some(other.as_str()), &json!({"n": 2}))
+    );
+
     let seen = tokio::task::spawn_blocking(move || watcher.read())
         .await
         .unwrap();
@@ -163,7 +192,7 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
     let stats = control.send(json!({"stats": true}));
     assert_eq!(
         (stats["accepted"].as_u64(), stats["rejected"].as_u64()),
-        (Some(1), Some(2))
+        (Some(2), Some(2))
     );
     assert_eq!(stats["connections"], 1);
 
@@ -182,14 +211,10 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
 #[test]
 fn the_cli_mock_reuses_its_ca_and_explains_a_bad_state_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = spawn_mock(dir.path());
+    drop(spawn_mock(dir.path()));
     let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    let mut second = spawn_mock(dir.path());
+    drop(spawn_mock(dir.path()));
     assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca);
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
 
     let not_a_dir = dir.path().join("ca.pem");
     let out = Command::new(env!("CARGO_BIN_EXE_pushpark"))

@@ -309,3 +309,131 @@ async fn refused_tls_fails_the_handshake_with_an_alert() {
         .unwrap();
     assert_eq!(a.status, 200);
 }
+
+#[tokio::test]
+async fn a_client_ignoring_the_lowered_limit_gets_refused_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start(dir.path());
+    mock.set_faults(Faults {
+        max_concurrent_streams: Some(1),
+        delay: Duration::from_secs(2),
+        ..Faults::default()
+    });
+    let mut raw = RawConn::connect(&mock).await;
+    let mut limits = Vec::new();
+    while limits.len() < 2 {
+        let f = raw.read().await;
+        if f.kind == SETTINGS && f.flags & 1 == 0 {
+            limits.push(f.max_concurrent_streams());
+            raw.send(SETTINGS, 1, 0, &[]).await;
+        }
+    }
+    assert_eq!(limits, [Some(1000), Some(1)]);
+    // The server reads frames in order: once the PING is answered, it has our ACKs.
+    raw.send(0x6, 0, 0, b"12345678").await;
+    while raw.read().await.kind != 0x6 {}
+
+    let path = format!("/3/device/{TOKEN}");
+    let bearer = format!("bearer {}", jwt(&mock));
+    let request = [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", "localhost"),
+        (":path", path.as_str()),
+        ("authorization", bearer.as_str()),
+        ("apns-topic", TOPIC),
+    ];
+    raw.request(1, &request).await;
+    raw.request(3, &request).await;
+    let refused = loop {
+        let f = raw.read().await;
+        if f.kind == 0x3 {
+            break f;
+        }
+    };
+    assert_eq!(refused.stream, 3, "the stream over the limit");
+    assert_eq!(refused.payload, 7u32.to_be_bytes(), "REFUSED_STREAM");
+    // Stream 1 is answered (no body: PayloadEmpty) after the delay, not refused.
+    let answer = loop {
+        let f = raw.read().await;
+        if f.stream == 1 {
+            break f;
+        }
+    };
+    assert_eq!(answer.kind, 0x1, "HEADERS for stream 1");
+    assert_eq!(mock.stats().refused_streams, 1);
+}
+
+#[tokio::test]
+async fn like_apple_a_rejection_throttles_the_connection_until_a_push_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start(dir.path());
+    mock.set_faults(Faults {
+        throttle_after_rejection: true,
+        ..Faults::default()
+    });
+    let jwt = jwt(&mock);
+    let (mut c, frames) = connect_sniffed(&mock).await;
+    let a = send(&mut c.send, push(&TOKEN[..10], &jwt), PAYLOAD)
+        .await
+        .unwrap();
+    assert_eq!(a.reason(), "BadDeviceToken");
+    eventually("the limit drops to 1", || {
+        c.send.current_max_send_streams() == 1
+    })
+    .await;
+    let a = send(&mut c.send, push(&TOKEN[..10], &jwt), PAYLOAD)
+        .await
+        .unwrap();
+    assert_eq!(a.reason(), "BadDeviceToken");
+    let a = send(&mut c.send, push(TOKEN, &jwt), PAYLOAD).await.unwrap();
+    assert_eq!(a.status, 200);
+    eventually("the limit is restored", || {
+        c.send.current_max_send_streams() == 1000
+    })
+    .await;
+    let limits: Vec<_> = frames
+        .lock()
+        .iter()
+        .filter_map(|f| f.max_concurrent_streams())
+        .collect();
+    assert_eq!(
+        limits,
+        [1000, 1, 1000],
+        "one SETTINGS per change, none repeated"
+    );
+}
+
+#[tokio::test]
+async fn new_provider_tokens_more_often_than_every_20_minutes_get_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start(dir.path());
+    mock.set_faults(Faults {
+        limit_token_updates: true,
+        ..Faults::default()
+    });
+    let signer = signer(&mock);
+    let t = now();
+    let (first, too_soon, later) = (
+        signer.sign(t - 1500),
+        signer.sign(t - 1500 + 60),
+        signer.sign(t),
+    );
+    let mut c = connect(&mock).await;
+    for (jwt, status, reason) in [
+        (&first, 200, ""),
+        (&first, 200, ""),
+        (&too_soon, 429, "TooManyProviderTokenUpdates"),
+        (&first, 200, ""),
+        (&later, 200, ""),
+    ] {
+        let a = send(&mut c.send, push(TOKEN, jwt), PAYLOAD).await.unwrap();
+        assert_eq!((a.status.as_u16(), a.reason()), (status, reason));
+    }
+    // The rule is per connection: a new one may start with any valid token.
+    let mut c2 = connect(&mock).await;
+    let a = send(&mut c2.send, push(TOKEN, &too_soon), PAYLOAD)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+}

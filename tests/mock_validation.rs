@@ -404,3 +404,33 @@ fn the_state_dir_is_created_once_and_reused() {
     assert_eq!(std::fs::read(again.ca_pem_path()).unwrap(), ca);
     assert_eq!(std::fs::read_to_string(again.key_path()).unwrap(), key);
 }
+
+#[tokio::test]
+async fn a_multi_threaded_mock_serves_several_connections_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockApns::start(MockConfig {
+        worker_threads: 2,
+        ..MockConfig::new(dir.path())
+    })
+    .unwrap();
+    let jwt = jwt(&mock);
+    let mut tasks = Vec::new();
+    for conn in 0..2 {
+        let c = connect(&mock).await;
+        for i in 0..25 {
+            let mut s = c.send.clone();
+            let req = push(&format!("{conn}{i:063}"), &jwt);
+            tasks.push(tokio::spawn(
+                async move { send(&mut s, req, PAYLOAD).await },
+            ));
+        }
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().status, 200);
+    }
+    let pushes = mock.pushes();
+    assert_eq!(pushes.len(), 50);
+    let connections: std::collections::HashSet<_> = pushes.iter().map(|p| p.connection).collect();
+    assert_eq!(connections.len(), 2);
+    assert_eq!(mock.stats().connections, 2);
+}

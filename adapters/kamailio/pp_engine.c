@@ -18,6 +18,7 @@
 #include "core/mem/shm_mem.h"
 #include "core/pt.h"
 #include "core/sr_module.h"
+#include "core/utils/srjson.h"
 #include "pushpark.h"
 #include "pp_engine.h"
 #include "pp_ipc.h"
@@ -214,31 +215,6 @@ static int pp_log_init(void)
 
 /* ---- Engine start ------------------------------------------------------------------- */
 
-static char *pp_read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	long len;
-
-	if(f == NULL) {
-		LM_ERR("cannot open config %s: %s\n", path, strerror(errno));
-		return NULL;
-	}
-	if(fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0
-			&& (buf = malloc(len + 1)) != NULL) {
-		if(fread(buf, 1, len, f) == (size_t)len) {
-			buf[len] = '\0';
-		} else {
-			free(buf);
-			buf = NULL;
-		}
-	}
-	if(buf == NULL)
-		LM_ERR("cannot read config %s\n", path);
-	fclose(f);
-	return buf;
-}
-
 static int pp_engine_start(void)
 {
 	char *json = pp_read_file(pp_config_path);
@@ -295,6 +271,32 @@ static void pp_listing(const pp_req_t *r, pp_rpl_t *rpl)
 	pushpark_string_free(json);
 }
 
+/* The engine removes devices one key at a time; the keys come from its listing. */
+static void pp_remove_all(const char *aor)
+{
+	srjson_doc_t doc;
+	srjson_t *root, *d, *key;
+	char *json = NULL;
+	int n = 0;
+
+	if(pushpark_devices_json(engine, aor, &json) != PUSHPARK_OK) {
+		LM_WARN("devices of %s not removed: %s\n", aor, pushpark_last_error());
+		return;
+	}
+	srjson_InitDoc(&doc, NULL);
+	root = srjson_Parse(&doc, json);
+	doc.root = root;
+	for(d = root ? root->child : NULL; d; d = d->next) {
+		key = srjson_GetObjectItem(&doc, d, "key");
+		if(key && key->type == srjson_String
+				&& pushpark_remove_device(engine, aor, key->valuestring) == PUSHPARK_OK)
+			n++;
+	}
+	srjson_DestroyDoc(&doc);
+	pushpark_string_free(json);
+	LM_INFO("%s unregistered every contact: %d push device(s) removed\n", aor, n);
+}
+
 static void pp_handle_req(const pp_req_t *r)
 {
 	pp_rpl_t rpl;
@@ -322,6 +324,9 @@ static void pp_handle_req(const pp_req_t *r)
 				LM_DBG("register %s: push %d stored %d removed %d resumed %u\n",
 						pp_req_str(r, 0), out.push_capable, out.stored, out.removed,
 						out.resumed);
+			break;
+		case PP_OP_REMOVE_ALL:
+			pp_remove_all(pp_req_str(r, 0));
 			break;
 		case PP_OP_CANCEL:
 			if(pushpark_cancel(engine, r->h.host_ref) == PUSHPARK_OK) {

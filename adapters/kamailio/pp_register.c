@@ -156,6 +156,16 @@ int pp_register(sip_msg_t *msg)
 	}
 	if(pp_contacts(msg) < 0)
 		return -1;
+	if(msg->contact && msg->contact->parsed
+			&& ((contact_body_t *)msg->contact->parsed)->star) {
+		/* RFC 3261 10.2.2 "Contact: *" (only valid with expires 0): every binding goes,
+		 * the push devices too. */
+		pp_req_init(&r, PP_OP_REMOVE_ALL);
+		if(pp_req_add(&r, &aor) < 0 || pp_send(&r) < 0)
+			return -1;
+		update_stat(pp_st_registers, 1);
+		return 1;
+	}
 	PP_FOREACH_CONTACT(msg, h, c)
 	{
 		pp_req_init(&r, PP_OP_REGISTER);

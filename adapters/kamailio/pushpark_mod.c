@@ -7,6 +7,7 @@
  *   pp_ipc.c      worker <-> engine requests
  *   pp_rpc.c      RPC commands
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,13 +114,36 @@ struct module_exports exports = {
 		mod_destroy      /* module destroy function */
 };
 
+char *pp_read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	long len;
+
+	if(f == NULL) {
+		LM_ERR("cannot open %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	if(fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0
+			&& (buf = malloc(len + 1)) != NULL) {
+		if(fread(buf, 1, len, f) == (size_t)len) {
+			buf[len] = '\0';
+		} else {
+			free(buf);
+			buf = NULL;
+		}
+	}
+	if(buf == NULL)
+		LM_ERR("cannot read %s\n", path);
+	fclose(f);
+	return buf;
+}
+
 /* Reads and checks the engine's config before Kamailio forks, so a bad file stops the
  * start-up with the offending key named; notes its park timeout for tm's guard timer. */
 static int pp_check_config(void)
 {
-	FILE *f;
 	char *buf;
-	long len;
 	srjson_doc_t doc;
 	srjson_t *root, *park, *t;
 	pushpark_result rc;
@@ -128,23 +152,9 @@ static int pp_check_config(void)
 		LM_ERR("modparam(\"pushpark\", \"config\", \"/path/to/pushpark.json\") is required\n");
 		return -1;
 	}
-	f = fopen(pp_config_path, "r");
-	if(f == NULL) {
-		LM_ERR("cannot open %s\n", pp_config_path);
+	buf = pp_read_file(pp_config_path);
+	if(buf == NULL)
 		return -1;
-	}
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = len >= 0 ? malloc(len + 1) : NULL;
-	if(buf == NULL || fread(buf, 1, len, f) != (size_t)len) {
-		LM_ERR("cannot read %s\n", pp_config_path);
-		fclose(f);
-		free(buf);
-		return -1;
-	}
-	fclose(f);
-	buf[len] = '\0';
 	rc = pushpark_config_check(buf);
 	if(rc != PUSHPARK_OK) {
 		LM_ERR("%s: %s\n", pp_config_path, pushpark_last_error());

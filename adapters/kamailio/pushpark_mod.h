@@ -26,6 +26,9 @@ extern str pp_location_table;      /* "location_table": for second-device branch
 /* The park timeout in effect (modparam, else the config file's, else the default). */
 extern int pp_effective_park_timeout;
 
+/* The whole file, NUL-terminated, in malloc memory (caller frees); NULL logged. */
+char *pp_read_file(const char *path);
+
 extern stat_var *pp_st_parked;
 extern stat_var *pp_st_no_device;
 extern stat_var *pp_st_park_errors;

@@ -6,7 +6,7 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use rustls::pki_types::ServerName;
 use std::future::Future;
@@ -70,11 +70,9 @@ impl TokenAuth {
             Some(b) if b.epoch == epoch && now.saturating_sub(b.iat) < REFRESH_AFTER_SECS => {}
             _ => {
                 let issued = self.token.get();
-                // Not marked sensitive: HPACK then indexes it and each request carries
-                // one byte instead of the ~200-byte token. The connection carries only
-                // our own requests, so compression cannot leak it to anyone else.
-                let value = HeaderValue::try_from(format!("bearer {}", issued.bearer))
+                let mut value = HeaderValue::try_from(format!("bearer {}", issued.bearer))
                     .expect("a JWT is base64url and dots");
+                value.set_sensitive(true);
                 *cache = Some(Bearer {
                     value,
                     generation: issued.generation,
@@ -114,6 +112,10 @@ struct Slot {
     conn: Conn,
     bearer: Option<Bearer>,
 }
+
+/// A started request: the answer to await, the connection it went out on, and
+/// the provider token generation it carried.
+pub(crate) type Dispatched<F> = (F, ConnRef, Option<u64>);
 
 /// Identifies the connection a request went out on.
 #[derive(Clone, Copy)]
@@ -159,21 +161,12 @@ impl Pool {
         }
     }
 
-    pub fn connections(&self) -> usize {
-        self.slots.len()
-    }
-
     /// Starts a request on an open connection (round robin), or `None` when none is open.
     /// The returned future resolves to the answer; dropping it resets the stream.
-    #[allow(clippy::type_complexity)]
     pub fn dispatch(
         &self,
-        build: impl FnOnce(Option<HeaderValue>) -> Request<Body>,
-    ) -> Option<(
-        impl Future<Output = hyper::Result<Response<Incoming>>>,
-        ConnRef,
-        Option<u64>,
-    )> {
+        build: &dyn Fn(Option<HeaderValue>) -> Request<Body>,
+    ) -> Option<Dispatched<impl Future<Output = hyper::Result<Response<Incoming>>>>> {
         let n = self.slots.len();
         let start = if n == 1 {
             0
@@ -213,6 +206,14 @@ impl Pool {
                 slot.conn = Conn::Down(why.into());
             }
         }
+    }
+
+    /// Why the connections are down, if one says.
+    pub fn down_reason(&self) -> Option<Arc<str>> {
+        self.slots.iter().find_map(|s| match &s.lock().conn {
+            Conn::Down(why) => Some(why.clone()),
+            _ => None,
+        })
     }
 
     /// Waits until some connection is open (the caller's deadline bounds the wait).
@@ -322,7 +323,7 @@ impl Pool {
 
     async fn connect(
         &self,
-    ) -> Result<(Sender, http2::Connection<Io, Body, BoxingExecutor>), String> {
+    ) -> Result<(Sender, http2::Connection<Io, Body, TokioExecutor>), String> {
         let t = &self.target;
         let addrs = tokio::net::lookup_host((t.host.as_str(), t.port))
             .await
@@ -352,7 +353,7 @@ impl Pool {
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(format!("{} did not agree to HTTP/2 (ALPN h2)", t.display));
         }
-        http2::Builder::new(BoxingExecutor)
+        http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(t.ping_interval)
             .keep_alive_timeout(t.ping_timeout)
@@ -360,22 +361,6 @@ impl Pool {
             .handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("HTTP/2 handshake with {} failed: {e}", t.display))
-    }
-}
-
-/// Spawns hyper's per-request futures boxed. hyper sizes each of them for its
-/// largest variant (the whole connection), so unboxed every request would
-/// copy kilobytes into and out of its task.
-#[derive(Clone, Copy)]
-pub(crate) struct BoxingExecutor;
-
-impl<F> hyper::rt::Executor<F> for BoxingExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::spawn(Box::pin(fut));
     }
 }
 

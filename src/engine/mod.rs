@@ -289,12 +289,14 @@ impl Engine {
         t.note_register(aor, device_key, Instant::now());
         let mut resumed = 0;
         for id in t.ids_of_aor(aor) {
-            let state = t.get(id).map(|c| c.state);
-            match state {
+            match t.get(id).map(|c| c.state) {
                 Some(CallState::Parked) => {
-                    if t.finish(id, End::Resume { device_key }, &sh.events, &sh.counters) {
-                        resumed += 1;
-                    }
+                    resumed += u32::from(t.finish(
+                        id,
+                        End::Resume { device_key },
+                        &sh.events,
+                        &sh.counters,
+                    ));
                 }
                 Some(CallState::Ringing) => {
                     t.append_branch(id, device_key, &sh.events, &sh.counters);

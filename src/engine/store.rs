@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 
 const BINDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bindings");
 
-/// A REGISTER that changes nothing but the time is written to disk only when
-/// the stored time is older than this: refreshes come every few minutes per
-/// device, and the time only matters for the expiry counted in days.
+/// A REGISTER that changes nothing a push needs (only the time, or the
+/// contact's address after a NAT rebinding) is written to disk only when the
+/// stored copy is older than this: refreshes come every few minutes per
+/// device, the time only matters for the expiry counted in days, and the
+/// contact is informational.
 const PERSIST_REFRESH_AFTER_SECS: u64 = 3600;
 
 /// One device binding of an AOR.
@@ -166,8 +168,8 @@ impl Store {
         txn.commit().map_err(store_err)
     }
 
-    /// Stores a binding or refreshes it; only a refresh that changes nothing
-    /// but a recent time stays in memory.
+    /// Stores a binding or refreshes it; a refresh of a recently written
+    /// binding stays in memory (see PERSIST_REFRESH_AFTER_SECS).
     pub(crate) fn upsert(&self, aor: &str, info: DeviceInfo) -> Result<Upsert, StoreError> {
         let _w = self.writer.lock();
         let (kind, persisted) = match self.lookup(aor, &info.key) {
@@ -175,8 +177,7 @@ impl Store {
             Some((old, persisted)) => {
                 let same = old.provider == info.provider
                     && old.token == info.token
-                    && old.topic == info.topic
-                    && old.contact == info.contact;
+                    && old.topic == info.topic;
                 (
                     if same {
                         Upsert::Refreshed
@@ -382,9 +383,12 @@ mod tests {
         {
             let s = Store::open(dir.path(), 30, NOW).unwrap();
             s.upsert("alice", device("a1", "aa", NOW)).unwrap();
+            let mut moved = device("a1", "aa", NOW + 60);
+            moved.contact = "sip:a1@198.51.100.1:40000".into();
+            assert_eq!(s.upsert("alice", moved).unwrap(), Upsert::Refreshed);
             assert_eq!(
-                s.upsert("alice", device("a1", "aa", NOW + 60)).unwrap(),
-                Upsert::Refreshed
+                s.device("alice", "a1").unwrap().contact,
+                "sip:a1@198.51.100.1:40000"
             );
             assert_eq!(
                 s.device("alice", "a1").unwrap().last_register_unix,
@@ -392,7 +396,11 @@ mod tests {
             );
         }
         let s = Store::open(dir.path(), 30, NOW).unwrap();
-        assert_eq!(s.device("alice", "a1").unwrap().last_register_unix, NOW);
+        let d = s.device("alice", "a1").unwrap();
+        assert_eq!(
+            (d.last_register_unix, d.contact.as_str()),
+            (NOW, "sip:a1@h")
+        );
         let later = NOW + PERSIST_REFRESH_AFTER_SECS;
         assert_eq!(
             s.upsert("alice", device("a1", "aa", later)).unwrap(),

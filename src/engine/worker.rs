@@ -215,7 +215,7 @@ impl Worker {
         }
     }
 
-    /// Pushes `call_id`'s call to `device`, unless the call is no longer parked.
+    /// Pushes call `park_id` to `device`, unless the call is no longer parked.
     fn send(&mut self, aor: &str, device: DeviceInfo, park_id: u64) {
         let push_id = uuid::Uuid::new_v4().to_string();
         let (payload, deadline) = {
@@ -301,6 +301,8 @@ impl Worker {
     fn on_done(&mut self, d: Done) {
         let c = &self.sh.counters;
         let key = d.device.key.as_str();
+        // Apple's timestamp when the token is dead.
+        let mut dead_since = None;
         let (reason, permanent) = match &d.result.outcome {
             Outcome::Delivered => {
                 inc(&c.pushes_delivered);
@@ -314,7 +316,7 @@ impl Worker {
             } => {
                 if *token_dead {
                     inc(&c.pushes_failed_dead_token);
-                    self.token_dead(&d.aor, &d.device, *timestamp);
+                    dead_since = Some(*timestamp);
                 } else {
                     inc(&c.pushes_failed_rejected);
                 }
@@ -342,12 +344,22 @@ impl Worker {
             d.aor,
             d.result.attempts
         );
-        self.push_event(EventKind::PushResult, &d.aor, key, d.park_id, reason);
+        self.push_event(
+            EventKind::PushResult,
+            &d.aor,
+            key,
+            d.park_id,
+            reason.clone(),
+        );
+        if let Some(timestamp) = dead_since {
+            self.token_dead(&d.aor, &d.device, timestamp);
+        }
         if permanent {
             self.device_failed(&d.aor, key);
         }
     }
 
+    /// The PushResult just before carries Apple's reason; DeviceGone says "token dead".
     fn token_dead(&mut self, aor: &str, device: &DeviceInfo, dead_since_ms: Option<u64>) {
         match self
             .sh

@@ -63,7 +63,9 @@ pub unsafe extern "C" fn pushpark_engine_new(
 ) -> pushpark_result {
     guard(|| {
         non_null(out, "out")?;
-        let engine = Engine::new(parse_config(config_json)?).map_err(engine_error)?;
+        let config = parse_config(config_json)?;
+        super::log::set_config_level(config.log_level);
+        let engine = Engine::new(config).map_err(engine_error)?;
         *out = Box::into_raw(Box::new(engine)).cast();
         Ok(())
     })

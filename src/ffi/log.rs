@@ -6,6 +6,7 @@ use super::sys::*;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use parking_lot::RwLock;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 struct Sink {
@@ -21,6 +22,24 @@ unsafe impl Sync for Sink {}
 
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 
+/// The config's `log_level`: the most verbose level the library logs at, whatever the
+/// host asks for (a `LevelFilter` as usize; Trace until an engine is created).
+static CONFIG_MAX: AtomicUsize = AtomicUsize::new(LevelFilter::Trace as usize);
+
+fn config_max() -> LevelFilter {
+    LevelFilter::iter()
+        .nth(CONFIG_MAX.load(Ordering::Relaxed))
+        .unwrap_or(LevelFilter::Trace)
+}
+
+/// Applies the config's `log_level` on top of the host's `max_level`.
+pub(crate) fn set_config_level(level: LevelFilter) {
+    CONFIG_MAX.store(level as usize, Ordering::Relaxed);
+    if let Some(sink) = SINK.read().as_ref() {
+        log::set_max_level(sink.max.min(level));
+    }
+}
+
 struct HostLogger;
 
 static LOGGER: HostLogger = HostLogger;
@@ -29,7 +48,7 @@ impl Log for HostLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
         SINK.read_recursive()
             .as_ref()
-            .is_some_and(|sink| metadata.level() <= sink.max)
+            .is_some_and(|sink| metadata.level() <= sink.max.min(config_max()))
     }
 
     fn log(&self, record: &Record) {
@@ -38,10 +57,15 @@ impl Log for HostLogger {
         // deadlock behind a waiting writer.
         let sink = SINK.read_recursive();
         let Some(sink) = sink.as_ref() else { return };
-        if record.level() > sink.max {
+        if record.level() > sink.max.min(config_max()) {
             return;
         }
-        let msg = to_cstring(&record.args().to_string());
+        // Our own messages as they are; a dependency's (e.g. rustls) say whose they are.
+        let msg = if record.target().starts_with("pushpark") {
+            to_cstring(&record.args().to_string())
+        } else {
+            to_cstring(&format!("{}: {}", record.target(), record.args()))
+        };
         // SAFETY: the host installed this callback with this `user` (see Sink).
         unsafe { (sink.callback)(level_code(record.level()), msg.as_ptr(), sink.user) };
     }
@@ -115,7 +139,7 @@ pub extern "C" fn pushpark_set_log_callback(
                 "another logger is already installed for the Rust log facade",
             ));
         }
-        log::set_max_level(sink.max);
+        log::set_max_level(sink.max.min(config_max()));
         *SINK.write() = Some(sink);
         Ok(())
     })

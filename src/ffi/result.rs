@@ -29,8 +29,12 @@ thread_local! {
 }
 
 fn set_last_error(detail: &str) {
-    let c = to_cstring(detail);
-    LAST_ERROR.with(|last| *last.borrow_mut() = c);
+    LAST_ERROR.with(|last| {
+        // Successes and empty polls are the hot path: no allocation when already empty.
+        if !(detail.is_empty() && last.borrow().is_empty()) {
+            *last.borrow_mut() = to_cstring(detail);
+        }
+    });
 }
 
 /// A C string from Rust text; interior NULs (which C cannot represent) become U+FFFD.

@@ -10,6 +10,10 @@ use std::mem::{offset_of, size_of};
 /// How much of a device token listings show: enough to tell devices apart, too little to use.
 const TOKEN_SHOWN: usize = 8;
 
+// `pushpark_stats` is copied to C byte by byte, so it must have no (uninitialized) padding:
+// its size_t `size` followed by u64s has none where size_t is 64 bits.
+const _: () = assert!(size_of::<usize>() == size_of::<u64>());
+
 /// See pushpark.h.
 #[no_mangle]
 pub unsafe extern "C" fn pushpark_stats_get(
@@ -89,19 +93,7 @@ pub unsafe extern "C" fn pushpark_parked_json(
     engine: *mut pushpark_engine,
     json: *mut *mut c_char,
 ) -> pushpark_result {
-    guard(|| {
-        let parked: Vec<_> = engine_ref(engine)?
-            .parked()
-            .into_iter()
-            .map(|p| {
-                serde_json::json!({
-                    "park_id": p.park_id, "host_ref": p.host_ref, "call_id": p.call_id,
-                    "aor": p.aor, "age_ms": p.age_ms, "state": p.state,
-                })
-            })
-            .collect();
-        give_json(json, parked)
-    })
+    guard(|| give_json(json, engine_ref(engine)?.parked()))
 }
 
 /// See pushpark.h.

@@ -9,7 +9,9 @@
 //! - `{"faults":{"delay_ms":50,"server_error":"ServiceUnavailable",
 //!   "server_error_times":N,"goaway_after_streams":N,
 //!   "drop_connection_mid_stream":N,"max_concurrent_streams":1,
-//!   "refuse_tls":true}}`: replaces all faults; absent fields are healthy.
+//!   "refuse_tls":true,"throttle_after_rejection":true,
+//!   "limit_token_updates":true}}`: replaces all
+//!   faults; absent fields are healthy.
 //! - `{"stats":true}`: answers the counters.
 //!
 //! Every command is answered `{"ok":true}` (or its data) or `{"error":".."}`.
@@ -73,6 +75,10 @@ struct FaultsCmd {
     max_concurrent_streams: Option<u32>,
     #[serde(default)]
     refuse_tls: bool,
+    #[serde(default)]
+    throttle_after_rejection: bool,
+    #[serde(default)]
+    limit_token_updates: bool,
 }
 
 async fn client(tcp: TcpStream, shared: Arc<Shared>) {
@@ -129,6 +135,8 @@ fn execute(cmd: Command, shared: &Shared) -> Result<Value, String> {
             drop_connection_mid_stream: f.drop_connection_mid_stream,
             max_concurrent_streams: f.max_concurrent_streams,
             refuse_tls: f.refuse_tls,
+            throttle_after_rejection: f.throttle_after_rejection,
+            limit_token_updates: f.limit_token_updates,
         });
         return Ok(json!({"ok": true}));
     }
@@ -154,22 +162,16 @@ fn parse_reason(name: &str) -> Result<Reason, String> {
 }
 
 async fn watch(mut write: tokio::net::tcp::OwnedWriteHalf, shared: &Shared, token: Option<String>) {
-    let pushes = shared.records.subscribe();
     let token = token.map(|t| t.to_ascii_lowercase());
-    // The subscription is a blocking channel: bridge it off the runtime.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        while let Ok(push) = pushes.recv() {
-            if tx.send(push).is_err() {
-                return;
-            }
-        }
-    });
-    while let Some(push) = rx.recv().await {
+    shared.records.subscribe_with(move |push| {
         if token.as_deref().is_some_and(|t| t != push.token) {
-            continue;
+            return !tx.is_closed();
         }
-        if send(&mut write, &push_line(&push)).await.is_err() {
+        tx.send(push_line(push)).is_ok()
+    });
+    while let Some(line) = rx.recv().await {
+        if send(&mut write, &line).await.is_err() {
             return;
         }
     }

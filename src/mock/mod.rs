@@ -30,6 +30,7 @@ pub struct MockConfig {
     pub listen: SocketAddr,
     /// Holds the CA, certificates and team key; created if absent, reused if present.
     pub state_dir: PathBuf,
+    /// Runtime threads; 1 (the default) runs the mock on one thread.
     pub worker_threads: usize,
     /// Certificate auth, like Apple's: the PEM CA file a client certificate
     /// must chain to (`state_dir/ca.pem` signs the generated
@@ -176,6 +177,7 @@ impl MockApns {
         Ok(addr)
     }
 
+    /// Stops listening and closes every connection (dropping does the same).
     pub fn stop(self) {}
 }
 

@@ -1,7 +1,7 @@
 //! What reached "the phone": every accepted push, and ways to be told of new ones.
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use http::HeaderMap;
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
@@ -48,7 +48,8 @@ struct Inner {
     limit: Option<usize>,
     /// Per token, the arrival number `wait_for` looks from.
     next_wanted: HashMap<String, u64>,
-    subscribers: Vec<Sender<ReceivedPush>>,
+    /// Each is told of every push; one returning false has gone away.
+    subscribers: Vec<Box<dyn FnMut(&ReceivedPush) -> bool + Send>>,
 }
 
 #[derive(Default)]
@@ -60,7 +61,7 @@ pub struct Records {
 impl Records {
     pub fn add(&self, push: ReceivedPush) {
         let mut inner = self.inner.lock();
-        inner.subscribers.retain(|tx| tx.send(push.clone()).is_ok());
+        inner.subscribers.retain_mut(|tell| tell(&push));
         inner.pushes.push_back(push);
         inner.trim();
         drop(inner);
@@ -83,8 +84,12 @@ impl Records {
 
     pub fn subscribe(&self) -> Receiver<ReceivedPush> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        self.inner.lock().subscribers.push(tx);
+        self.subscribe_with(move |push| tx.send(push.clone()).is_ok());
         rx
+    }
+
+    pub fn subscribe_with(&self, tell: impl FnMut(&ReceivedPush) -> bool + Send + 'static) {
+        self.inner.lock().subscribers.push(Box::new(tell));
     }
 
     /// The oldest push for `token` not yet returned by an earlier call, waiting

@@ -45,6 +45,13 @@ pub struct Faults {
     pub max_concurrent_streams: Option<u32>,
     /// Fail every TLS handshake with a handshake_failure alert.
     pub refuse_tls: bool,
+    /// What Apple does (Open Radar 27870881): after a rejected push, lower the
+    /// connection's MAX_CONCURRENT_STREAMS to 1; after the next accepted one,
+    /// raise it back.
+    pub throttle_after_rejection: bool,
+    /// Answer 429 TooManyProviderTokenUpdates when a connection switches to a
+    /// new provider token issued (`iat`) less than 20 minutes after its last.
+    pub limit_token_updates: bool,
 }
 
 /// The faults that apply to one stream, decided when it arrives.
@@ -53,6 +60,8 @@ pub struct StreamFaults {
     pub server_error: Option<Reason>,
     pub delay: Duration,
     pub goaway_after_streams: Option<u32>,
+    pub throttle_after_rejection: bool,
+    pub limit_token_updates: bool,
 }
 
 struct Script {
@@ -120,13 +129,22 @@ impl Behaviour {
     }
 
     pub fn set_faults(&self, faults: Faults) {
-        self.stream_limit
-            .send_replace(faults.max_concurrent_streams);
+        let limit = faults.max_concurrent_streams;
+        self.stream_limit.send_if_modified(|current| {
+            let changed = *current != limit;
+            *current = limit;
+            changed
+        });
         *self.faults.lock() = faults;
     }
 
     pub fn refuse_tls(&self) -> bool {
         self.faults.lock().refuse_tls
+    }
+
+    /// The stream limit connections announce when not throttled.
+    pub fn normal_stream_limit(&self) -> Option<u32> {
+        *self.stream_limit.borrow()
     }
 
     /// Tells each connection when the announced stream limit changes.
@@ -156,6 +174,8 @@ impl Behaviour {
             server_error,
             delay: f.delay,
             goaway_after_streams: f.goaway_after_streams,
+            throttle_after_rejection: f.throttle_after_rejection,
+            limit_token_updates: f.limit_token_updates,
         }
     }
 }

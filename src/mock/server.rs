@@ -9,12 +9,13 @@ use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use parking_lot::Mutex;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,7 +28,7 @@ use super::script::{Behaviour, StreamFaults};
 use super::validate::{self, ClientCert, JwtCheck};
 use super::wire::{Tap, Wire};
 use super::{unix_ms, KEY_ID, TEAM_ID};
-use crate::apns::jwt::{JwtSigner, JwtVerifier};
+use crate::apns::jwt::{JwtSigner, JwtVerifier, MIN_REFRESH_INTERVAL_SECS};
 use crate::apns::reason::Reason;
 
 /// What Apple announces once a connection is up.
@@ -177,6 +178,28 @@ struct Connection {
     cert: ClientCert,
     /// Streams being processed, to refuse those over an acknowledged limit.
     active: AtomicUsize,
+    tap: Arc<Tap>,
+    /// Whether the limit is lowered to 1 by `throttle_after_rejection`.
+    throttled: AtomicBool,
+    /// The provider token last accepted here, and its `iat`.
+    token: Mutex<Option<(Box<str>, u64)>>,
+}
+
+impl Connection {
+    /// Apple's rule: a new provider token at most every 20 minutes.
+    fn token_update(&self, bearer: &str, iat: u64) -> Result<(), Reason> {
+        let mut last = self.token.lock();
+        match &*last {
+            Some((token, _)) if **token == *bearer => Ok(()),
+            Some((_, last_iat)) if iat < last_iat + MIN_REFRESH_INTERVAL_SECS => {
+                Err(Reason::TooManyProviderTokenUpdates)
+            }
+            _ => {
+                *last = Some((bearer.into(), iat));
+                Ok(())
+            }
+        }
+    }
 }
 
 async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
@@ -219,6 +242,9 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
         id: shared.next_connection.fetch_add(1, Ordering::Relaxed),
         cert,
         active: AtomicUsize::new(0),
+        tap: tap.clone(),
+        throttled: AtomicBool::new(false),
+        token: Mutex::new(None),
     });
     Counters::bump(&shared.counters.connections);
     let mut limit = shared.behaviour.stream_limit();
@@ -264,7 +290,7 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
 }
 
 fn over_limit(tap: &Tap, conn: &Connection) -> bool {
-    tap.acked_limit()
+    tap.enforced_limit()
         .is_some_and(|limit| conn.active.load(Ordering::Relaxed) >= limit as usize)
 }
 
@@ -302,12 +328,24 @@ async fn stream(
     };
     let verdict = match faults.server_error {
         Some(reason) => Verdict::Rejected(reason, unix_ms()),
-        None => process(&shared, &conn, parts, body, &apns_id).await,
+        None => process(&shared, &conn, &faults, parts, body, &apns_id).await,
     };
     if !faults.delay.is_zero() {
         tokio::time::sleep(faults.delay).await;
     }
     conn.active.fetch_sub(1, Ordering::Relaxed);
+    if faults.throttle_after_rejection {
+        let rejected = matches!(verdict, Verdict::Rejected(..));
+        if conn.throttled.swap(rejected, Ordering::Relaxed) != rejected {
+            // Queued before the answer, so the client learns the new limit first.
+            let normal = shared.behaviour.normal_stream_limit();
+            conn.tap.announce_limit(if rejected {
+                1
+            } else {
+                normal.unwrap_or(NORMAL_STREAM_LIMIT)
+            });
+        }
+    }
     let reason = match verdict {
         Verdict::Gone => return,
         Verdict::Accepted => {
@@ -326,11 +364,16 @@ async fn stream(
 async fn process(
     shared: &Shared,
     conn: &Connection,
+    faults: &StreamFaults,
     parts: http::request::Parts,
     body: RecvStream,
     apns_id: &str,
 ) -> Verdict {
-    let ok = match validate::headers(&parts, conn.cert, &shared.jwt) {
+    let new_token = |bearer: &str, iat| match faults.limit_token_updates {
+        true => conn.token_update(bearer, iat),
+        false => Ok(()),
+    };
+    let ok = match validate::headers(&parts, conn.cert, &shared.jwt, new_token) {
         Ok(ok) => ok,
         Err(reason) => return Verdict::Rejected(reason, unix_ms()),
     };

@@ -78,7 +78,13 @@ impl<'a> ApnsHeaders<'a> {
     }
 }
 
-pub fn headers(parts: &Parts, cert: ClientCert, jwt: &JwtCheck) -> Result<Accepted, Reason> {
+/// `new_token` sees each valid provider token with its `iat`, and may refuse it.
+pub fn headers(
+    parts: &Parts,
+    cert: ClientCert,
+    jwt: &JwtCheck,
+    new_token: impl FnOnce(&str, u64) -> Result<(), Reason>,
+) -> Result<Accepted, Reason> {
     if parts.method != Method::POST {
         return Err(Reason::MethodNotAllowed);
     }
@@ -103,7 +109,8 @@ pub fn headers(parts: &Parts, cert: ClientCert, jwt: &JwtCheck) -> Result<Accept
                 .ok_or(Reason::MissingProviderToken)?
                 .strip_prefix("bearer ")
                 .ok_or(Reason::InvalidProviderToken)?;
-            jwt.check(bearer.trim())?;
+            let bearer = bearer.trim();
+            new_token(bearer, jwt.check(bearer)?)?;
         }
     }
     h.topic
@@ -172,7 +179,8 @@ impl JwtCheck {
         }
     }
 
-    fn check(&self, bearer: &str) -> Result<(), Reason> {
+    /// The token's `iat` if Apple would accept it now.
+    fn check(&self, bearer: &str) -> Result<u64, Reason> {
         let now = unix_ms() / 1000;
         let cached = self.verified.lock().get(bearer).copied();
         let iat = match cached {
@@ -194,6 +202,6 @@ impl JwtCheck {
         if now.saturating_sub(iat) > MAX_TOKEN_AGE_SECS {
             return Err(Reason::ExpiredProviderToken);
         }
-        Ok(())
+        Ok(iat)
     }
 }

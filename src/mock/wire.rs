@@ -72,9 +72,13 @@ impl Tap {
         });
     }
 
-    /// The last limit we announced that the client has acknowledged.
-    pub fn acked_limit(&self) -> Option<u32> {
-        self.state.lock().acked_limit
+    /// The stream limit to hold the client to, once it acknowledged one of
+    /// ours: a lower limit binds from its ACK on, a higher one from when it is
+    /// sent (RFC 9113 §6.5.3: the client may use it before its ACK arrives).
+    pub fn enforced_limit(&self) -> Option<u32> {
+        let state = self.state.lock();
+        let pending = state.settings_sent.iter().flatten().copied();
+        state.acked_limit.map(|acked| pending.fold(acked, u32::max))
     }
 
     fn queue(&self, frame: Frame) {
@@ -108,6 +112,8 @@ pub struct Wire<S> {
     io: S,
     tap: Arc<Tap>,
     out: BytesMut,
+    /// Frames were injected while h2 was idle and may still sit in `out`.
+    unflushed_injection: bool,
     w: WriteParse,
     r: ReadParse,
 }
@@ -119,6 +125,7 @@ impl<S> Wire<S> {
             io,
             tap: tap.clone(),
             out: BytesMut::with_capacity(16 * 1024),
+            unflushed_injection: false,
             w: WriteParse::default(),
             r: ReadParse {
                 chunk: vec![0; 16 * 1024].into_boxed_slice(),
@@ -266,10 +273,16 @@ impl<S: AsyncWrite + Unpin> Wire<S> {
     fn poll_idle_inject(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.at_boundary() && self.tap.queued.load(Ordering::Acquire) {
             self.inject_due();
+            self.unflushed_injection = true;
+        }
+        // Until it is out, retried on every poll (a Pending here has
+        // registered h2's task to be woken when the socket is writable).
+        if self.unflushed_injection {
             if let Poll::Ready(r) = self.poll_drain(cx) {
                 r?;
                 if let Poll::Ready(r) = Pin::new(&mut self.io).poll_flush(cx) {
                     r?;
+                    self.unflushed_injection = false;
                 }
             }
         }
@@ -359,5 +372,108 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Wire<S> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend([kind, flags]);
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    }
+
+    const PING: u8 = 0x6;
+
+    /// h2's output, written a byte at a time, with our frames requested at
+    /// awkward moments; then the client's answer, read back through the Wire.
+    #[tokio::test]
+    async fn frames_go_in_between_h2_frames_and_our_acks_are_kept_from_h2() {
+        let (io, mut peer) = tokio::io::duplex(64 * 1024);
+        let (mut wire, tap) = Wire::new(io);
+        let h2_settings = frame(TYPE_SETTINGS, 0, 0, &[0, 3, 0, 0, 3, 0xe8]);
+        let headers = frame(TYPE_HEADERS, 0, 1, b"abc");
+        let continuation = frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 1, b"def");
+        let h2_goaway = frame(TYPE_GOAWAY, 0, 0, &[0, 0, 0, 9, 0, 0, 0, 0]);
+        let ping = frame(PING, 0, 0, b"12345678");
+
+        // Before h2's own SETTINGS (the server preface): must wait for it.
+        tap.announce_limit(1);
+        for chunk in [&h2_settings, &headers] {
+            for byte in chunk.iter() {
+                wire.write_all(&[*byte]).await.unwrap();
+            }
+        }
+        // Inside a header block: must wait for its end.
+        tap.goaway(1, b"{}");
+        for chunk in [&continuation, &h2_goaway, &ping] {
+            for byte in chunk.iter() {
+                wire.write_all(&[*byte]).await.unwrap();
+            }
+        }
+        wire.flush().await.unwrap();
+
+        let ours_settings = frame(TYPE_SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 1]);
+        let ours_goaway = frame(TYPE_GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0, b'{', b'}']);
+        let expected = [
+            h2_settings,
+            ours_settings,
+            headers,
+            continuation,
+            ours_goaway,
+            ping.clone(),
+        ]
+        .concat();
+        let mut sent = vec![0; expected.len()];
+        peer.read_exact(&mut sent).await.unwrap();
+        assert_eq!(sent, expected, "h2's own GOAWAY dropped, ours in place");
+
+        // The client ACKs both SETTINGS frames, in order, a byte at a time.
+        assert_eq!(tap.enforced_limit(), None, "not acknowledged yet");
+        let ack = frame(TYPE_SETTINGS, FLAG_ACK, 0, &[]);
+        let incoming = [
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            ack.clone(),
+            ack.clone(),
+            ping.clone(),
+        ]
+        .concat();
+        let writer = tokio::spawn(async move {
+            for byte in incoming {
+                peer.write_all(&[byte]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            peer
+        });
+        let expected = [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), ack, ping].concat();
+        let mut received = vec![0; expected.len()];
+        wire.read_exact(&mut received).await.unwrap();
+        assert_eq!(
+            received, expected,
+            "only the ACK to h2's SETTINGS reaches h2"
+        );
+        assert_eq!(tap.enforced_limit(), Some(1));
+        drop(writer.await.unwrap());
+    }
+
+    #[test]
+    fn a_raised_limit_binds_at_once_a_lowered_one_after_its_ack() {
+        let tap = Tap::default();
+        let with = |acked: Option<u32>, pending: &[Option<u32>]| {
+            let mut state = tap.state.lock();
+            state.acked_limit = acked;
+            state.settings_sent = pending.iter().copied().collect();
+            drop(state);
+            tap.enforced_limit()
+        };
+        assert_eq!(with(None, &[Some(1)]), None, "h2's own limit until an ACK");
+        assert_eq!(with(Some(1), &[Some(1000)]), Some(1000));
+        assert_eq!(with(Some(1000), &[Some(1)]), Some(1000));
+        assert_eq!(with(Some(1), &[None]), Some(1));
     }
 }

@@ -72,19 +72,26 @@ static inline struct harness harness_args(int argc, char **argv)
  * `park` holding the body of the "park" object (e.g. "\"timeout_ms\": 30000").
  * Returns a malloc'd string.
  */
-static inline char *config_json(const struct harness *h, const char *store_name, const char *park)
+static inline char *config_json_at_level(const struct harness *h, const char *store_name,
+                                         const char *park, const char *log_level)
 {
     const char *fmt =
         "{\"apns\": {\"endpoint\": \"%s\", \"ca_file\": \"%s\","
         " \"auth\": {\"key_file\": \"%s\", \"key_id\": \"TESTKEY001\", \"team_id\": \"TESTTEAM01\"}},"
-        " \"park\": {%s}, \"store\": {\"dir\": \"%s/%s\"}}";
+        " \"park\": {%s}, \"store\": {\"dir\": \"%s/%s\"}, \"log_level\": \"%s\"}";
     int n = snprintf(NULL, 0, fmt, h->endpoint, h->ca_file, h->key_file, park, h->work_dir,
-                     store_name);
+                     store_name, log_level);
     char *s = malloc((size_t)n + 1);
     CHECK(s != NULL);
     snprintf(s, (size_t)n + 1, fmt, h->endpoint, h->ca_file, h->key_file, park, h->work_dir,
-             store_name);
+             store_name, log_level);
     return s;
+}
+
+/* The harness logs everything, so the secrecy checks see every line. */
+static inline char *config_json(const struct harness *h, const char *store_name, const char *park)
+{
+    return config_json_at_level(h, store_name, park, "trace");
 }
 
 static inline pushpark_engine *engine_new(const struct harness *h, const char *store_name,

@@ -274,14 +274,27 @@ int main(int argc, char **argv)
     logging();
     configs(&h);
     pushpark_engine *e = engine_new(&h, "misuse", "\"recent_register_ms\": 0");
+    /* A second engine on the same store is refused (the store is locked), not corrupted. */
+    char *same_store = config_json(&h, "misuse", "");
+    pushpark_engine *second = NOT_AN_ENGINE;
+    CHECK_RESULT(pushpark_engine_new(same_store, &second), PUSHPARK_ERR_IO);
+    CHECK(strlen(pushpark_last_error()) > 0 && second == NOT_AN_ENGINE);
+    free(same_store);
     engine_functions(e);
     events_and_stats(e);
     pushpark_engine_free(e);
 
     CHECK(atomic_load(&log_lines) > 0);
     CHECK(atomic_load(&bad_lines) == 0);
-    CHECK_OK(pushpark_set_log_callback(NULL, NULL, PUSHPARK_LOG_OFF));
+    /* The config's log_level caps the host's level. */
     int before = atomic_load(&log_lines);
+    char *quiet = config_json_at_level(&h, "misuse-config-off", "", "off");
+    CHECK_OK(pushpark_engine_new(quiet, &e));
+    free(quiet);
+    pushpark_engine_free(e);
+    CHECK(atomic_load(&log_lines) == before);
+
+    CHECK_OK(pushpark_set_log_callback(NULL, NULL, PUSHPARK_LOG_OFF));
     e = engine_new(&h, "misuse-quiet", "");
     pushpark_engine_free(e);
     CHECK(atomic_load(&log_lines) == before);

@@ -170,7 +170,7 @@ impl Frame {
             .chunks(6)
             .filter(|s| s.len() == 6 && u16::from_be_bytes([s[0], s[1]]) == 0x3)
             .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
-            .last()
+            .next_back()
     }
 }
 
@@ -268,4 +268,98 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+}
+
+/// A bare HTTP/2 client writing frames by hand, to do what a well-behaved
+/// client (h2) refuses to: open streams past the server's limit.
+pub struct RawConn {
+    io: tokio_rustls::client::TlsStream<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    pub async fn connect(mock: &MockApns) -> RawConn {
+        use tokio::io::AsyncWriteExt;
+        let tcp = TcpStream::connect(mock.addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut io = tls(&mock.ca_pem_path(), None)
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        io.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        let mut conn = RawConn {
+            io,
+            buf: Vec::new(),
+        };
+        conn.send(SETTINGS, 0, 0, &[]).await;
+        conn
+    }
+
+    pub async fn send(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let len = payload.len() as u32;
+        let mut frame = len.to_be_bytes()[1..].to_vec();
+        frame.extend([kind, flags]);
+        frame.extend(stream.to_be_bytes());
+        frame.extend(payload);
+        self.io.write_all(&frame).await.unwrap();
+    }
+
+    /// A request as one HEADERS frame (END_HEADERS | END_STREAM).
+    pub async fn request(&mut self, stream: u32, fields: &[(&str, &str)]) {
+        let mut block = Vec::new();
+        for (name, value) in fields {
+            // Literal header field without indexing, new name, no Huffman.
+            block.push(0);
+            hpack_int(&mut block, name.len());
+            block.extend(name.as_bytes());
+            hpack_int(&mut block, value.len());
+            block.extend(value.as_bytes());
+        }
+        self.send(0x1, 0x4 | 0x1, stream, &block).await;
+    }
+
+    pub async fn read(&mut self) -> Frame {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if self.buf.len() >= 9 {
+                let h = &self.buf[..9];
+                let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
+                if self.buf.len() >= 9 + len {
+                    let frame = Frame {
+                        kind: h[3],
+                        flags: h[4],
+                        stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
+                        payload: self.buf[9..9 + len].to_vec(),
+                    };
+                    self.buf.drain(..9 + len);
+                    return frame;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n =
+                tokio::time::timeout(std::time::Duration::from_secs(20), self.io.read(&mut chunk))
+                    .await
+                    .expect("a frame in time")
+                    .unwrap();
+            assert!(n > 0, "the server closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn hpack_int(out: &mut Vec<u8>, mut n: usize) {
+    if n < 127 {
+        out.push(n as u8);
+        return;
+    }
+    out.push(127);
+    n -= 127;
+    while n >= 128 {
+        out.push((n % 128 + 128) as u8);
+        n /= 128;
+    }
+    out.push(n as u8);
 }

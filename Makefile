@@ -1,0 +1,107 @@
+# pushpark: build, install and package.
+#
+#   make                  release build of the library and the `pushpark` CLI (cargo)
+#   make module           the Kamailio module (adapters/kamailio)
+#   make install          staged install, e.g. DESTDIR=/tmp/root (used by the .deb and .rpm builds)
+#   make deb              .deb packages in target/packages/
+#   make rpm              .rpm packages in target/packages/
+#   make lintian          lintian on the .debs (fails on errors)
+#   make test-packages    root: build the .debs and .rpms, install, inspect, load, remove
+#                         (tests/packaging/run)
+#
+# The package version is Cargo.toml's; the library's SONAME is set in build.rs.
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n1)
+SOVERSION := 1
+SONAME := libpushpark.so.$(SOVERSION)
+MULTIARCH := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
+
+PREFIX ?= /usr
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib/$(MULTIARCH)
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+SYSCONFDIR ?= /etc
+STATEDIR ?= /var/lib
+KAMAILIO_MODDIR ?= $(LIBDIR)/kamailio/modules
+MODULE_DOCDIR ?= $(DATADIR)/doc/kamailio-pushpark-module
+
+RELEASE := target/release
+MODULE_DIR := adapters/kamailio
+MODULE_SO := target/kamailio/pushpark.so
+# The module package is built once the module's sources exist in the checkout.
+WITH_MODULE ?= $(if $(wildcard $(MODULE_DIR)/Makefile),1)
+PACKAGES := target/packages
+
+.PHONY: all build module install deb rpm lintian test-packages
+
+all: build
+
+build:
+	cargo build --release --locked
+
+module: build
+	$(MAKE) -C $(MODULE_DIR)
+
+# Installs what `build` (and `module`) produced; it does not build, so that the package tools
+# (which run it under their own environment) never trigger a rebuild.
+install:
+	@test -f $(RELEASE)/libpushpark.so -a -f $(RELEASE)/pushpark || \
+		{ echo "nothing built: run 'make build' first" >&2; exit 1; }
+	@readelf -d $(RELEASE)/libpushpark.so | grep -q 'SONAME.*\[$(SONAME)\]' || \
+		{ echo "$(RELEASE)/libpushpark.so: SONAME is not $(SONAME) (see build.rs)" >&2; exit 1; }
+	install -D -m 0644 $(RELEASE)/libpushpark.so $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libpushpark.so
+	install -D -m 0644 c-include/pushpark.h $(DESTDIR)$(INCLUDEDIR)/pushpark.h
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' packaging/pushpark.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/pushpark.pc
+	install -D -m 0755 $(RELEASE)/pushpark $(DESTDIR)$(BINDIR)/pushpark
+	install -D -m 0644 packaging/man/pushpark.1 $(DESTDIR)$(MANDIR)/man1/pushpark.1
+ifneq ($(WITH_MODULE),)
+	install -D -m 0644 $(MODULE_SO) $(DESTDIR)$(KAMAILIO_MODDIR)/pushpark.so
+	install -D -m 0644 $(MODULE_DIR)/README $(DESTDIR)$(MODULE_DOCDIR)/README
+	install -D -m 0644 $(MODULE_DIR)/examples/kamailio.cfg $(DESTDIR)$(MODULE_DOCDIR)/examples/kamailio.cfg
+	# The APNs key goes next to the config: never world-readable (group set by the packages).
+	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/pushpark
+	install -m 0640 packaging/pushpark.json $(DESTDIR)$(SYSCONFDIR)/pushpark/pushpark.json
+	install -d -m 0750 $(DESTDIR)$(STATEDIR)/pushpark
+endif
+
+DEB_SRC := target/deb/pushpark-$(VERSION)
+DEB_REVISION ?= 1
+# Reproducible: the changelog date is the last commit's.
+DEB_DATE := $(shell git log -1 --format=%cD 2>/dev/null || date -R)
+DEB_MAINTAINER := $(shell sed -n 's/^Maintainer: //p' packaging/debian/control)
+
+deb: build $(if $(WITH_MODULE),module)
+	rm -rf target/deb
+	mkdir -p $(DEB_SRC) $(PACKAGES)
+	cp -r packaging/debian $(DEB_SRC)/debian
+	printf 'pushpark (%s-%s) unstable; urgency=medium\n\n  * Built from %s.\n\n -- %s  %s\n' \
+		'$(VERSION)' '$(DEB_REVISION)' "$$(git describe --always --dirty 2>/dev/null || echo a tarball)" \
+		'$(DEB_MAINTAINER)' '$(DEB_DATE)' > $(DEB_SRC)/debian/changelog
+	cd $(DEB_SRC) && PUSHPARK_TOP=$(CURDIR) dpkg-buildpackage -b --no-sign \
+		$(if $(WITH_MODULE),,--build-profiles=pkg.pushpark.nomodule)
+	rm -f $(PACKAGES)/*.deb
+	cp target/deb/*.deb $(PACKAGES)/
+
+lintian:
+	lintian --fail-on error --info $(PACKAGES)/*.deb
+
+KAMAILIO_VERSION = $(shell kamailio -v | sed -n 's/^version: kamailio \([0-9.]*\).*/\1/p')
+
+rpm: build $(if $(WITH_MODULE),module)
+	rm -rf target/rpm $(PACKAGES)/*.rpm
+	mkdir -p $(PACKAGES)
+	# --nodeps: the BuildRequires name RPM packages, and Debian's rpm database is empty.
+	rpmbuild -bb --nodeps packaging/rpm/pushpark.spec \
+		--define '_topdir $(CURDIR)/target/rpm' \
+		--define 'pushpark_top $(CURDIR)' \
+		--define 'pushpark_version $(VERSION)' \
+		$(if $(WITH_MODULE),--with module --define 'kamailio_version $(KAMAILIO_VERSION)',--without module)
+	cp target/rpm/RPMS/*/*.rpm $(PACKAGES)/
+
+test-packages:
+	tests/packaging/run

@@ -4,6 +4,7 @@
 pub mod apns;
 pub mod engine;
 pub mod ffi;
+pub mod histogram;
 pub mod mock;
 
 pub use apns::{

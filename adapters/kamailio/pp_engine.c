@@ -334,15 +334,21 @@ static void pp_handle_req(const pp_req_t *r)
 				pp_call_forget(r->h.host_ref);
 			}
 			break;
-		case PP_OP_ENDED:
-			/* Parked calls end through CANCEL/RESUME/REJECT; this covers a transaction
-			 * tm ended on its own, and stops second-device branches of resumed calls. */
-			if(pushpark_cancel(engine, r->h.host_ref) == PUSHPARK_OK)
-				LM_WARN("call %llx ended by tm while parked\n",
-						(unsigned long long)r->h.host_ref);
-			pushpark_call_ended(engine, r->h.host_ref);
-			pp_call_forget(r->h.host_ref);
+		case PP_OP_ENDED: {
+			/* tm destroyed the transaction. A call still in our table was parked: tm
+			 * ended it on its own. A resumed one (no longer in the table) only stops its
+			 * second-device branches. */
+			pp_call_t *c = pp_call_take(r->h.host_ref);
+			if(c != NULL) {
+				free(c);
+				if(pushpark_cancel(engine, r->h.host_ref) == PUSHPARK_OK)
+					LM_WARN("call %llx ended by tm while parked\n",
+							(unsigned long long)r->h.host_ref);
+			} else {
+				pushpark_call_ended(engine, r->h.host_ref);
+			}
 			break;
+		}
 		case PP_OP_STATS:
 		case PP_OP_PARKED:
 		case PP_OP_DEVICES:

@@ -39,6 +39,9 @@ impl ReceivedPush {
     }
 }
 
+/// Told of every push; returns false once it has gone away.
+type Subscriber = Box<dyn FnMut(&ReceivedPush) -> bool + Send>;
+
 #[derive(Default)]
 struct Inner {
     pushes: VecDeque<ReceivedPush>,
@@ -48,8 +51,7 @@ struct Inner {
     limit: Option<usize>,
     /// Per token, the arrival number `wait_for` looks from.
     next_wanted: HashMap<String, u64>,
-    /// Each is told of every push; one returning false has gone away.
-    subscribers: Vec<Box<dyn FnMut(&ReceivedPush) -> bool + Send>>,
+    subscribers: Vec<Subscriber>,
 }
 
 #[derive(Default)]

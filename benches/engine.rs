@@ -1,6 +1,6 @@
 //! Engine figures (Rust API, release build, the mock APNs in-process over TLS):
 //! `cargo bench --bench engine`. Prints
-//! - the store: REGISTER cost for a new binding (durable redb commit) and for a
+//! - the store: REGISTER cost for a new binding (queued to the store writer) and for a
 //!   refresh (memory only);
 //! - engine cost per park + REGISTER + Resume cycle, excluding the network;
 //! - REGISTER → Resume event latency (p50/p99) seen by a thread polling the event fd;
@@ -104,7 +104,7 @@ fn store_costs(mock: &MockApns) {
         refresh.push(t.elapsed());
     }
     println!(
-        "register, new binding (durable commit): {}",
+        "register, new binding (write-behind):   {}",
         percentiles(new)
     );
     println!(

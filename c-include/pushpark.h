@@ -122,8 +122,8 @@ pushpark_result pushpark_engine_new(const char *config_json, pushpark_engine **o
 
 /*
  * Stops the engine: stops and joins every thread it started, ends every call still
- * parked (no event is emitted for them after this), closes the store and the event
- * fd, and frees the engine. Blocks until done. NULL is accepted and does nothing.
+ * parked (no event is emitted for them after this), commits every queued store
+ * change and closes the store and the event fd, and frees the engine. Blocks until done. NULL is accepted and does nothing.
  * Must not run concurrently with any other call on the same engine, and must not be
  * called from the log callback. The pointer is invalid afterwards.
  */
@@ -152,8 +152,9 @@ typedef struct pushpark_register_outcome {
  * expires:  the binding's expiry in seconds; 0 removes it.
  * out:      receives the outcome; may be NULL when the caller does not need it.
  * Errors: PUSHPARK_ERR_INVALID (unparsable push parameters), PUSHPARK_ERR_IO,
- * PUSHPARK_ERR_SHUTDOWN, PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Does not block on
- * the network. Any thread.
+ * PUSHPARK_ERR_SHUTDOWN, PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Blocks on neither
+ * the network nor the disk: the store change is committed shortly after by the store's
+ * writer thread (a crash may lose the last few milliseconds of changes). Any thread.
  */
 pushpark_result pushpark_register(pushpark_engine *engine, const char *aor, const char *contact,
                                   const char *instance, uint32_t expires,

@@ -564,6 +564,43 @@ fn store_survives_restart_and_drop_with_calls_parked_stops_cleanly() {
 }
 
 #[test]
+fn write_behind_store_keeps_every_change_in_order_across_drop() {
+    let mut h = Harness::start(|_| {});
+    for i in 0..2_000 {
+        let contact = push_contact("u", &token(1_000 + i));
+        h.engine()
+            .register(&register(&format!("many{i}"), &contact, None))
+            .unwrap();
+    }
+    // One key upserted then removed, another removed then upserted again:
+    // the disk must end in the same state as memory.
+    let gone = push_contact("gone", &token(3_500));
+    h.engine().register(&register("gone", &gone, None)).unwrap();
+    let mut bye = register("gone", &gone, None);
+    bye.expires = 0;
+    assert!(h.engine().register(&bye).unwrap().removed);
+    let back = push_contact("back", &token(3_501));
+    h.engine().register(&register("back", &back, None)).unwrap();
+    assert!(h.engine().remove_device("back", &token(3_501)).unwrap());
+    h.engine().register(&register("back", &back, None)).unwrap();
+    assert_eq!(h.engine().stats().store_write_errors, 0);
+    drop(h.engine.take()); // commits everything queued
+
+    let config = base_config(&h.mock, h.store_dir.path());
+    h.engine = Some(engine_from(&config));
+    let e = h.engine();
+    assert_eq!(e.stats().devices_stored, 2_001);
+    for i in 0..2_000 {
+        let devices = e.devices(&format!("many{i}"));
+        assert_eq!(devices.len(), 1, "many{i}");
+        assert_eq!(devices[0].token, token(1_000 + i));
+    }
+    assert!(e.devices("gone").is_empty());
+    assert_eq!(e.devices("back")[0].token, token(3_501));
+    assert_eq!(e.stats().store_writes_pending, 0);
+}
+
+#[test]
 fn setup_errors_name_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = |auth: serde_json::Value, store: &std::path::Path| {
@@ -613,7 +650,9 @@ const KILL9_CHILD: &str = "PUSHPARK_TEST_KILL9_CONFIG";
 #[test]
 fn store_survives_kill_9() {
     if let Ok(config) = std::env::var(KILL9_CHILD) {
-        // The child: store bindings, say so, and wait to be killed.
+        // The child: store bindings, wait until the store's writer has
+        // committed them (writes are behind the REGISTER), say so, and wait
+        // to be killed.
         let engine = pushpark::Engine::new(EngineConfig::from_json(&config).unwrap()).unwrap();
         for i in 0..20 {
             let contact = push_contact("u", &token(500 + i));
@@ -621,6 +660,15 @@ fn store_survives_kill_9() {
                 .register(&register(&format!("user{i}"), &contact, None))
                 .unwrap();
         }
+        let deadline = Instant::now() + PATIENCE;
+        while engine.stats().store_writes_pending > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let stats = engine.stats();
+        assert_eq!(
+            (stats.store_writes_pending, stats.store_write_errors),
+            (0, 0)
+        );
         println!("kill9: registered");
         std::thread::sleep(PATIENCE);
         return;

@@ -4,7 +4,10 @@
 //! Threads: the host's (SIP workers) call `park`/`register`/... which only
 //! take short locks; one engine thread owns timers, coalescing windows and
 //! push dispatch; the APNs client has its own. No thread ever calls host code:
-//! results reach the host as events (queue + eventfd).
+//! results reach the host as events (queue + eventfd). Device-store changes
+//! are committed to disk by the store's own writer thread, in batches, after
+//! the call returns (see store.rs): a kill -9 may lose the last few
+//! milliseconds of them, a clean drop none.
 
 mod config;
 mod contact;
@@ -13,6 +16,7 @@ mod parked;
 mod push;
 mod stats;
 mod store;
+mod store_writer;
 mod worker;
 
 pub use config::{
@@ -215,9 +219,12 @@ impl Engine {
     /// From a REGISTER the host accepted: parses the RFC 8599 parameters,
     /// wakes the AOR's parked calls (any REGISTER with expires > 0 means the
     /// user is reachable now, push device or not), then stores, refreshes or
-    /// (expires == 0) removes the binding. The wake happens before the disk
-    /// write and also when the push parameters are malformed, so an error
+    /// (expires == 0) removes the binding. The wake happens before the store
+    /// change and also when the push parameters are malformed, so an error
     /// (Invalid: nothing stored; Store) may come after calls were resumed.
+    /// The change is in memory on return and committed to disk shortly after
+    /// by the store's writer thread (never waited for): a kill -9 may lose the
+    /// last few milliseconds of changes; dropping the engine loses nothing.
     pub fn register(&self, r: &Registration) -> Result<RegisterOutcome, EngineError> {
         check_aor(r.aor).map_err(EngineError::Invalid)?;
         check_text("contact", r.contact, 4096).map_err(EngineError::Invalid)?;
@@ -309,6 +316,7 @@ impl Engine {
 
     /// Stores a binding learned another way than REGISTER (does not wake calls).
     /// An empty `key` means the token; `last_register_unix == 0` means now.
+    /// Write-behind like `register`: in memory on return, on disk shortly after.
     pub fn add_device(&self, aor: &str, d: &DeviceInfo) -> Result<(), EngineError> {
         check_aor(aor).map_err(EngineError::Invalid)?;
         let bad = |m: String| EngineError::Invalid(m);
@@ -339,7 +347,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes one binding; false when there was none.
+    /// Removes one binding; false when there was none. Write-behind like `register`.
     pub fn remove_device(&self, aor: &str, device_key: &str) -> Result<bool, EngineError> {
         Ok(self.shared.store.remove(aor, device_key)?)
     }
@@ -469,6 +477,7 @@ impl Engine {
         let mut s = sh.counters.snapshot();
         s.parked_now = sh.table.lock().len() as u64;
         s.devices_stored = sh.store.len() as u64;
+        (s.store_writes_pending, s.store_write_errors) = sh.store.write_counts();
         s.events_waiting = sh.events.len() as u64;
         s
     }
@@ -485,7 +494,8 @@ impl Engine {
 
 impl Drop for Engine {
     /// Stops and joins the engine thread (which stops the APNs client), then
-    /// forgets the calls still parked: no event follows the drop.
+    /// forgets the calls still parked: no event follows the drop. Last, it
+    /// commits every queued store change, so a clean shutdown loses nothing.
     fn drop(&mut self) {
         drop(self.stop_tx.take());
         if let Some(w) = self.worker.take() {
@@ -501,5 +511,7 @@ impl Drop for Engine {
         if !ids.is_empty() {
             log::info!("engine stopped with {} calls parked or ringing", ids.len());
         }
+        drop(t);
+        self.shared.store.close();
     }
 }

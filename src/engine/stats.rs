@@ -34,6 +34,10 @@ pub struct Stats {
     pub pushes_failed_not_sent: u64,
     pub devices_gone: u64,
     pub devices_stored: u64,
+    /// Binding changes in memory, queued for the disk (write-behind).
+    pub store_writes_pending: u64,
+    /// Batches of binding changes whose disk commit failed (logged).
+    pub store_write_errors: u64,
     pub events_waiting: u64,
     pub resume_latency_p50_us: u64,
     pub resume_latency_p99_us: u64,
@@ -88,6 +92,8 @@ impl Counters {
             pushes_failed_not_sent: get(&self.pushes_failed_not_sent),
             devices_gone: get(&self.devices_gone),
             devices_stored: 0,
+            store_writes_pending: 0,
+            store_write_errors: 0,
             events_waiting: 0,
             resume_latency_p50_us: self.resume_latency.quantile(0.50),
             resume_latency_p99_us: self.resume_latency.quantile(0.99),

@@ -1,6 +1,12 @@
-//! The persistent device-token store: redb on disk (every change committed
-//! durably before the call returns), mirrored in memory so the SIP hot path
-//! (`park`) never touches the disk.
+//! The persistent device-token store: redb on disk, mirrored in memory so the
+//! SIP hot path (`park`) never touches the disk.
+//!
+//! Writes are write-behind: the index changes at once and the change is
+//! queued, in order, to one writer thread that commits durably in batches
+//! (store_writer.rs), so `register` never waits for an fsync. Closing the
+//! store (engine drop) commits everything queued; a kill -9 or power loss
+//! may lose only the changes queued in the last few milliseconds (those not
+//! yet committed); whatever was committed survives.
 
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -9,7 +15,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-const BINDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bindings");
+use super::store_writer::{Op, StoreWriter};
+
+pub(super) const BINDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bindings");
 
 /// A REGISTER that changes nothing a push needs (only the time, or the
 /// contact's address after a NAT rebinding) is written to disk only when the
@@ -70,10 +78,10 @@ struct Entry {
 }
 
 pub(crate) struct Store {
-    db: Database,
+    disk: StoreWriter,
     path: PathBuf,
     index: RwLock<HashMap<String, Vec<Entry>>>,
-    /// Serializes writers so the disk and the index change in the same order.
+    /// Serializes writers so the disk queue and the index change in the same order.
     writer: Mutex<()>,
     max_age_secs: u64,
 }
@@ -120,8 +128,10 @@ impl Store {
         }
         drop(table);
         drop(read);
+        let disk = StoreWriter::start(db)
+            .map_err(|e| StoreError(format!("cannot start the writer thread: {e}")))?;
         let store = Store {
-            db,
+            disk,
             path,
             index: RwLock::new(index),
             writer: Mutex::new(()),
@@ -156,16 +166,15 @@ impl Store {
         Some(entry.info.clone())
     }
 
-    fn write(
-        &self,
-        f: impl FnOnce(&mut redb::Table<(&str, &str), &[u8]>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(store_err)?;
-        {
-            let mut table = txn.open_table(BINDINGS).map_err(store_err)?;
-            f(&mut table)?;
-        }
-        txn.commit().map_err(store_err)
+    /// (changes queued for the disk, failed commits).
+    pub(crate) fn write_counts(&self) -> (u64, u64) {
+        self.disk.counts()
+    }
+
+    /// Commits every queued change and stops the writer; later changes
+    /// stay in memory only (and count as write errors).
+    pub(crate) fn close(&self) {
+        self.disk.close();
     }
 
     /// Stores a binding or refreshes it; a refresh of a recently written
@@ -209,14 +218,16 @@ impl Store {
                 last_register_unix: info.last_register_unix,
             })
             .map_err(store_err)?;
-            self.write(|t| {
-                t.insert((aor, info.key.as_str()), record.as_slice())
-                    .map_err(store_err)?;
-                for k in &dupes {
-                    t.remove((aor, k.as_str())).map_err(store_err)?;
-                }
-                Ok(())
-            })?;
+            let mut ops = vec![Op::Put {
+                aor: aor.to_string(),
+                key: info.key.clone(),
+                record,
+            }];
+            ops.extend(dupes.iter().map(|k| Op::Delete {
+                aor: aor.to_string(),
+                key: k.clone(),
+            }));
+            self.disk.send(ops);
         }
         let persisted = if must_write {
             info.last_register_unix
@@ -261,12 +272,14 @@ impl Store {
         if keys.is_empty() {
             return Ok(keys);
         }
-        self.write(|t| {
-            for k in &keys {
-                t.remove((aor, k.as_str())).map_err(store_err)?;
-            }
-            Ok(())
-        })?;
+        self.disk.send(
+            keys.iter()
+                .map(|k| Op::Delete {
+                    aor: aor.to_string(),
+                    key: k.clone(),
+                })
+                .collect(),
+        );
         let mut index = self.index.write();
         if let Some(entries) = index.get_mut(aor) {
             entries.retain(|e| !keys.contains(&e.info.key));

@@ -123,7 +123,8 @@ pushpark_result pushpark_engine_new(const char *config_json, pushpark_engine **o
 /*
  * Stops the engine: stops and joins every thread it started, ends every call still
  * parked (no event is emitted for them after this), commits every queued store
- * change and closes the store and the event fd, and frees the engine. Blocks until done. NULL is accepted and does nothing.
+ * change, closes the store and the event fd, and frees the engine. Blocks until
+ * done. NULL is accepted and does nothing.
  * Must not run concurrently with any other call on the same engine, and must not be
  * called from the log callback. The pointer is invalid afterwards.
  */

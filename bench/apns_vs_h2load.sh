@@ -11,16 +11,9 @@ cargo build --release --bin pushpark >&2
 command -v h2load >/dev/null || { echo "h2load missing: apt-get install nghttp2-client" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time missing: apt-get install time" >&2; exit 1; }
 
-state=$(mktemp -d)
-mock_pid=
-cleanup() { [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null; rm -rf "$state"; }
-trap cleanup EXIT
-"$BIN" mock-apns --listen 127.0.0.1:0 --state-dir "$state" >"$state/mock.out" &
-mock_pid=$!
-for _ in $(seq 100); do grep -q '^listening on ' "$state/mock.out" && break; sleep 0.1; done
-addr=$(sed -n 's/^listening on //p' "$state/mock.out")
-[ -n "$addr" ] || { echo "the mock did not start" >&2; exit 1; }
-port=${addr##*:}
+. bench/mock.sh
+start_mock "$BIN" "$state"
+port=${mock_addr##*:}
 
 token=7b3a1e0f9c2d4b5a6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5
 topic=com.example.bench.voip

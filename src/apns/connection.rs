@@ -175,8 +175,7 @@ impl Pool {
         };
         let (idx, mut slot) = (0..n).map(|i| (start + i) % n).find_map(|idx| {
             let slot = self.slots[idx].lock();
-            matches!(&slot.conn, Conn::Up { sender, .. } if !sender.is_closed())
-                .then_some((idx, slot))
+            is_up(&slot.conn).then_some((idx, slot))
         })?;
         let slot = &mut *slot;
         let (bearer, generation) = match &self.auth {

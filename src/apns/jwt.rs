@@ -93,14 +93,6 @@ impl JwtSigner {
         })
     }
 
-    pub fn key_id(&self) -> &str {
-        &self.key_id
-    }
-
-    pub fn team_id(&self) -> &str {
-        &self.team_id
-    }
-
     /// The public half, as PEM SPKI (what Apple keeps and the mock verifies with).
     pub fn public_key_pem(&self) -> String {
         VerifyingKey::from(&self.key)
@@ -156,10 +148,6 @@ impl ProviderToken {
             }),
             refreshes: Default::default(),
         }
-    }
-
-    pub fn key_id(&self) -> &str {
-        self.signer.key_id()
     }
 
     /// The token to send now, refreshed once it is about 50 minutes old.
@@ -226,6 +214,16 @@ impl JwtVerifier {
 
     /// Returns the token's `iat`, or the reason Apple would give.
     pub fn verify(&self, jwt: &str, now_unix: u64) -> Result<u64, Reason> {
+        let iat = self.verify_signature(jwt)?;
+        if now_unix.saturating_sub(iat) > MAX_TOKEN_AGE_SECS {
+            return Err(Reason::ExpiredProviderToken);
+        }
+        Ok(iat)
+    }
+
+    /// The token's `iat` if its signature and claims are right, whatever its age
+    /// (a verdict that does not change with time, so it can be cached).
+    pub fn verify_signature(&self, jwt: &str) -> Result<u64, Reason> {
         let invalid = Reason::InvalidProviderToken;
         let mut parts = jwt.split('.');
         let (Some(h), Some(c), Some(s), None) =
@@ -248,9 +246,6 @@ impl JwtVerifier {
         self.key
             .verify(signed.as_bytes(), &sig)
             .map_err(|_| invalid)?;
-        if now_unix.saturating_sub(iat) > MAX_TOKEN_AGE_SECS {
-            return Err(Reason::ExpiredProviderToken);
-        }
         Ok(iat)
     }
 }

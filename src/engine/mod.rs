@@ -235,8 +235,7 @@ impl Engine {
                 // Nothing is stored, but the host accepted this REGISTER: the
                 // user is reachable, so parked calls must not wait for a timeout.
                 if r.expires > 0 {
-                    let key = host_instance.unwrap_or_else(|| r.contact.trim().to_string());
-                    self.wake(r.aor, &key);
+                    self.wake(r.aor, host_instance.as_deref().unwrap_or(r.contact.trim()));
                 }
                 return Err(EngineError::Invalid(e.to_string()));
             }
@@ -269,8 +268,7 @@ impl Engine {
             ));
         }
 
-        let wake_key = key.clone().unwrap_or_else(|| r.contact.trim().to_string());
-        out.resumed = self.wake(r.aor, &wake_key);
+        out.resumed = self.wake(r.aor, key.as_deref().unwrap_or(r.contact.trim()));
 
         if let (Some(p), Some(key)) = (parsed.push, key) {
             store.upsert(
@@ -374,6 +372,10 @@ impl Engine {
         }
         let now = Instant::now();
         let limits = &sh.cfg.park;
+        // Copied before the table lock, which every park, REGISTER and cancel contend for.
+        // A REGISTER landing in between marks the AOR as just registered first, so the
+        // call is then resumed at once rather than pushed.
+        let devices = sh.store.devices(p.aor);
 
         let mut t = sh.table.lock();
         if t.id_of_host_ref(p.host_ref).is_some() {
@@ -391,9 +393,10 @@ impl Engine {
             .checked_sub(limits.recent_register)
             .filter(|_| !limits.recent_register.is_zero())
             .and_then(|since| t.registered_since(p.aor, since));
-        let devices = match just_registered {
-            Some(_) => Vec::new(),
-            None => sh.store.devices(p.aor),
+        let devices = if just_registered.is_some() {
+            Vec::new()
+        } else {
+            devices
         };
         if just_registered.is_none() && devices.is_empty() {
             inc(&sh.counters.park_no_device);
@@ -503,15 +506,10 @@ impl Drop for Engine {
                 log::error!("the engine thread panicked");
             }
         }
-        let mut t = self.shared.table.lock();
-        let ids = t.all_ids();
-        for &id in &ids {
-            t.remove(id);
+        let left = std::mem::take(&mut *self.shared.table.lock()).len();
+        if left > 0 {
+            log::info!("engine stopped with {left} calls parked or ringing");
         }
-        if !ids.is_empty() {
-            log::info!("engine stopped with {} calls parked or ringing", ids.len());
-        }
-        drop(t);
         self.shared.store.close();
     }
 }

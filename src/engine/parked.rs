@@ -197,10 +197,6 @@ impl Table {
         self.recent_registers.retain(|_, (at, _)| *at >= before);
     }
 
-    pub(crate) fn all_ids(&self) -> Vec<u64> {
-        self.calls.keys().copied().collect()
-    }
-
     pub(crate) fn info(&self, now: Instant) -> Vec<ParkedInfo> {
         let mut v: Vec<ParkedInfo> = self
             .calls

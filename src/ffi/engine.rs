@@ -7,7 +7,7 @@ use crate::engine::{
     DeviceInfo, Engine, EngineConfig, EngineError, ParkError, ParkRequest, Registration,
 };
 use std::ffi::c_char;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The engine behind a handle.
 ///
@@ -137,9 +137,8 @@ pub unsafe extern "C" fn pushpark_add_device(
             token: str_arg(token, "token")?.to_owned(),
             topic: str_arg(topic, "topic")?.to_owned(),
             contact: opt_str_arg(contact, "contact")?.unwrap_or("").to_owned(),
-            last_register_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            // The engine takes 0 as now.
+            last_register_unix: 0,
         };
         engine.add_device(aor, &device).map_err(engine_error)
     })

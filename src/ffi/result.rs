@@ -39,7 +39,8 @@ fn set_last_error(detail: &str) {
 
 /// A C string from Rust text; interior NULs (which C cannot represent) become U+FFFD.
 pub(crate) fn to_cstring(s: &str) -> CString {
-    CString::new(s.replace('\0', "\u{FFFD}")).expect("NULs were replaced")
+    CString::new(s)
+        .unwrap_or_else(|_| CString::new(s.replace('\0', "\u{FFFD}")).expect("NULs were replaced"))
 }
 
 /// Runs an exported function's body: never lets a panic unwind into C, and records the
@@ -79,9 +80,7 @@ pub(crate) fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
 /// # Safety
 /// `p` is NULL or points to a NUL-terminated string that outlives the returned borrow.
 pub(crate) unsafe fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
-    if p.is_null() {
-        return Err(Error::new(PUSHPARK_ERR_NULL_ARG, format!("{name} is NULL")));
-    }
+    non_null(p, name)?;
     CStr::from_ptr(p).to_str().map_err(|e| {
         Error::new(
             PUSHPARK_ERR_UTF8,

@@ -141,17 +141,7 @@ fn execute(cmd: Command, shared: &Shared) -> Result<Value, String> {
         return Ok(json!({"ok": true}));
     }
     if cmd.stats {
-        let s = shared.counters.snapshot();
-        return Ok(json!({
-            "connections": s.connections,
-            "tls_refused": s.tls_refused,
-            "streams": s.streams,
-            "accepted": s.accepted,
-            "rejected": s.rejected,
-            "refused_streams": s.refused_streams,
-            "goaways": s.goaways,
-            "dropped_connections": s.dropped_connections,
-        }));
+        return serde_json::to_value(shared.counters.snapshot()).map_err(|e| e.to_string());
     }
     Err("expected one of watch, script, faults, stats".into())
 }

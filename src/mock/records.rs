@@ -132,7 +132,7 @@ impl Inner {
 }
 
 /// What the mock saw, for tests to assert on (e.g. "the client reconnected").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MockStats {
     /// TLS + HTTP/2 connections established.
     pub connections: u64,

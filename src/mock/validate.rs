@@ -9,21 +9,7 @@ use std::collections::HashMap;
 use super::unix_ms;
 use crate::apns::jwt::{JwtVerifier, MAX_TOKEN_AGE_SECS};
 use crate::apns::reason::Reason;
-
-pub const MAX_VOIP_PAYLOAD: usize = 5120;
-pub const MAX_PAYLOAD: usize = 4096;
-
-const PUSH_TYPES: &[&str] = &[
-    "alert",
-    "background",
-    "location",
-    "voip",
-    "complication",
-    "fileprovider",
-    "mdm",
-    "liveactivity",
-    "pushtotalk",
-];
+use crate::apns::PushType;
 
 /// What the TLS layer learnt about the client's certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +102,11 @@ pub fn headers(
     h.topic
         .filter(|t| !t.is_empty())
         .ok_or(Reason::MissingTopic)?;
-    if h.push_type.is_some_and(|t| !PUSH_TYPES.contains(&t)) {
-        return Err(Reason::InvalidPushType);
-    }
+    let push_type = h
+        .push_type
+        .map(str::parse::<PushType>)
+        .transpose()
+        .map_err(|_| Reason::InvalidPushType)?;
     if h.priority.is_some_and(|p| !matches!(p, "1" | "5" | "10")) {
         return Err(Reason::BadPriority);
     }
@@ -133,11 +121,7 @@ pub fn headers(
     }
     Ok(Accepted {
         token: token.to_ascii_lowercase(),
-        max_payload: if h.push_type == Some("voip") {
-            MAX_VOIP_PAYLOAD
-        } else {
-            MAX_PAYLOAD
-        },
+        max_payload: push_type.unwrap_or(PushType::Alert).max_payload(),
     })
 }
 
@@ -186,16 +170,14 @@ impl JwtCheck {
         let iat = match cached {
             Some(result) => result?,
             None => {
-                let result = self.verifier.verify(bearer, now);
-                // Expiry depends on the time of the request: only the verdict
-                // on the signature and claims is cached.
-                if result != Err(Reason::ExpiredProviderToken) {
-                    let mut verified = self.verified.lock();
-                    if verified.len() >= MAX_CACHED_TOKENS {
-                        verified.clear();
-                    }
-                    verified.insert(bearer.into(), result);
+                // Expiry depends on the time of the request: only the verdict on
+                // the signature and claims is cached, the age is checked below.
+                let result = self.verifier.verify_signature(bearer);
+                let mut verified = self.verified.lock();
+                if verified.len() >= MAX_CACHED_TOKENS {
+                    verified.clear();
                 }
+                verified.insert(bearer.into(), result);
                 result?
             }
         };

@@ -3,14 +3,13 @@
  * threads live in this process), serves the workers' requests from the request pipe and
  * turns the engine's events into tm actions (t_continue and friends).
  */
-#define _GNU_SOURCE /* pipe2, F_SETPIPE_SZ */
+#define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/cfg/cfg_struct.h"
@@ -27,8 +26,9 @@
 
 /* How often a failed engine start is retried (e.g. a key file that appears later). */
 #define PP_RETRY_MS 10000
-/* Events handled per loop turn before looking at the request pipe again. */
-#define PP_EVENT_BATCH 256
+/* Events handled per loop turn before looking at the request pipe again: each can run the
+ * resume route, and SIP workers wait for the answer to their park request meanwhile. */
+#define PP_EVENT_BATCH 8
 
 static pushpark_engine *engine = NULL;
 
@@ -436,13 +436,6 @@ static void pp_drain_events(void)
 }
 
 /* ---- The process ------------------------------------------------------------------------ */
-
-static long pp_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 static void pp_engine_loop(void)
 {

@@ -170,7 +170,7 @@ error:
 	return -1;
 }
 
-static long pp_now_ms(void)
+long pp_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);

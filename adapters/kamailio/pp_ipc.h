@@ -50,7 +50,7 @@ typedef struct pp_req {
 
 typedef struct pp_rpl {
 	uint32_t seq;
-	int32_t result;     /* pushpark_result, or PP_RPL_* */
+	int32_t result;     /* pushpark_result */
 	uint64_t park_id;
 	char *json;         /* listings: shm string the receiver frees (shm_free) */
 } pp_rpl_t;
@@ -68,6 +68,8 @@ const char *pp_req_str(const pp_req_t *r, int i);
 
 /* Fire and forget. 0 queued; -1 the engine is not running or the queue is full. */
 int pp_send(pp_req_t *r);
+/* Milliseconds on the monotonic clock. */
+long pp_now_ms(void);
 /* Request/response, waiting at most timeout_ms. 0 with *rpl filled; -1 engine not
  * running, queue full or no answer in time. */
 int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl);

@@ -293,8 +293,7 @@ static struct cell *pp_tm_acquire(uint64_t ref, struct cell **orig)
 
 static void pp_tm_release(struct cell *t, struct cell *orig)
 {
-	if(t)
-		tmb.unref_cell(t);
+	tmb.unref_cell(t);
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 }
 

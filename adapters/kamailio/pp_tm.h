@@ -16,7 +16,8 @@ int pp_tm_init(void);
 int pp_tm_park(sip_msg_t *msg);
 
 /* Engine process. Each returns 0 when the transaction was handled, -1 when it is gone
- * (cancelled, already answered, unknown): the engine should forget the call. */
+ * (cancelled, already answered, unknown); after a failed resume or append the engine
+ * should forget the call (a reject has ended it already). */
 int pp_tm_resume(uint64_t host_ref, uint32_t fr_ticks);
 int pp_tm_reject(uint64_t host_ref, uint32_t fr_ticks, int code, const char *reason);
 int pp_tm_append(uint64_t host_ref, const char *aor);

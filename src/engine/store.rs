@@ -2,11 +2,13 @@
 //! SIP hot path (`park`) never touches the disk.
 //!
 //! Writes are write-behind: the index changes at once and the change is
-//! queued, in order, to one writer thread that commits durably in batches
-//! (store_writer.rs), so `register` never waits for an fsync. Closing the
-//! store (engine drop) commits everything queued; a kill -9 or power loss
-//! may lose only the changes queued in the last few milliseconds (those not
-//! yet committed); whatever was committed survives.
+//! queued to one writer thread that commits durably in batches
+//! (store_writer.rs), so `register` never waits for an fsync. A binding's
+//! queued change is replaced by its next one, so however long the disk
+//! stalls, at most one change per binding waits. Closing the store (engine
+//! drop) commits everything queued; a kill -9 or power loss may lose only
+//! the changes queued in the last few milliseconds (those not yet
+//! committed); whatever was committed survives.
 
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -224,6 +226,7 @@ impl Store {
                 aor: aor.to_string(),
                 key: info.key.clone(),
                 record,
+                new: kind == Upsert::New,
             }];
             ops.extend(dupes.iter().map(|k| Op::Delete {
                 aor: aor.to_string(),
@@ -358,6 +361,98 @@ mod tests {
         assert_eq!(keys, ["a1", "a2"]);
         assert!(s.devices("bob").is_empty());
         assert_eq!(s.device("alice", "a2").unwrap().token, "bb");
+    }
+
+    fn pending(s: &Store) -> u64 {
+        s.write_counts().0
+    }
+
+    /// Waits until the writer has committed everything queued.
+    fn settle(s: &Store) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while pending(s) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(s.write_counts(), (0, 0), "all committed, no errors");
+    }
+
+    #[test]
+    fn changes_to_one_binding_coalesce_while_the_disk_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let held = s.disk.hold();
+            for i in 0..1_000 {
+                s.upsert("alice", device("a1", &format!("{i:04x}"), NOW));
+            }
+            assert_eq!(pending(&s), 1, "one write waits for 1,000 changes");
+            s.upsert("bob", device("b1", "bb", NOW));
+            assert_eq!(pending(&s), 2);
+            drop(held);
+            settle(&s);
+        }
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        assert_eq!(s.device("alice", "a1").unwrap().token, "03e7", "the latest");
+        assert_eq!(s.device("bob", "b1").unwrap().token, "bb");
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn removals_coalesce_with_the_writes_they_undo() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            for (aor, key, token) in [
+                ("on-disk", "k", "aa"),
+                ("back", "k", "bb"),
+                ("dup", "old", "cc"),
+                ("changed", "k", "ff"),
+            ] {
+                s.upsert(aor, device(key, token, NOW));
+            }
+            settle(&s);
+            let held = s.disk.hold();
+            // Never on disk: nothing to write at all.
+            s.upsert("fresh", device("k", "dd", NOW));
+            assert!(s.remove("fresh", "k"));
+            assert_eq!(pending(&s), 0);
+            // On disk: the removal must reach it, and so must a later re-add.
+            assert_eq!(s.remove_all("on-disk"), 1);
+            assert!(s.remove("back", "k"));
+            s.upsert("back", device("k", "ee", NOW));
+            s.upsert("changed", device("k", "fe", NOW));
+            assert!(s.remove("changed", "k"));
+            // The same token under a new key replaces the old binding.
+            s.upsert("dup", device("new", "cc", NOW));
+            assert_eq!(pending(&s), 5);
+            drop(held);
+            settle(&s);
+        }
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        assert!(s.devices("fresh").is_empty());
+        assert!(s.devices("on-disk").is_empty());
+        assert!(s.devices("changed").is_empty());
+        assert_eq!(s.device("back", "k").unwrap().token, "ee");
+        let dup: Vec<_> = s.devices("dup").into_iter().map(|d| d.key).collect();
+        assert_eq!(dup, ["new"]);
+    }
+
+    #[test]
+    fn closing_commits_what_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            for i in 0..100 {
+                s.upsert(&format!("u{i}"), device("k", &format!("{i:02x}"), NOW));
+            }
+            s.close();
+            assert_eq!(s.write_counts(), (0, 0));
+            s.upsert("late", device("k", "ff", NOW));
+            assert_eq!(s.write_counts(), (0, 1), "a change after close is an error");
+        }
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        assert_eq!(s.len(), 100);
+        assert_eq!(s.device("u42", "k").unwrap().token, "2a");
     }
 
     #[test]

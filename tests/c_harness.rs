@@ -10,7 +10,8 @@ use pushpark::mock::{MockApns, MockConfig, Scripted};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+
+mod built_lib;
 
 /// The device tokens the C programs use that this side needs to know.
 const TOKEN_ALICE: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -21,64 +22,6 @@ enum Mode {
     Plain,
     Sanitizers,
     Valgrind,
-}
-
-/// target/<profile>, where cargo put libpushpark.so (this test runs from .../deps).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/EXE")
-        .to_path_buf()
-}
-
-/// Builds libpushpark.so into `lib` (target/<profile>) with the cargo that runs this test,
-/// once per test process. `cargo test` compiles the library for the tests but copies the
-/// .so to target/<profile> only on `cargo build`, so without this a library change would
-/// be tested by the Rust tests and not by the C programs. A no-op when it is up to date.
-fn build_lib(lib: &Path) {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let profile = match lib.file_name().and_then(|p| p.to_str()) {
-            Some("debug") => "dev",
-            Some(p) => p,
-            None => return Err(format!("no profile in {}", lib.display())),
-        };
-        let target_dir = lib.parent().expect("target/<profile>");
-        let mut build = Command::new(&cargo);
-        build
-            .args(["build", "--lib", "--profile", profile, "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        // Without the variables cargo set for this test: some dependencies' build scripts
-        // track them, so seeing them would rebuild those crates here, and the next plain
-        // `cargo build` would rebuild them back.
-        for (name, _) in std::env::vars_os() {
-            let n = name.to_string_lossy();
-            if n.starts_with("CARGO_PKG_")
-                || n.starts_with("CARGO_BIN_EXE_")
-                || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "OUT_DIR"].contains(&&*n)
-            {
-                build.env_remove(&name);
-            }
-        }
-        let out = build
-            .output()
-            .map_err(|e| format!("running {}: {e}", cargo.to_string_lossy()))?;
-        let log = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            return Err(format!(
-                "cargo build --lib --profile {profile} failed:\n{log}"
-            ));
-        }
-        eprint!("{log}");
-        Ok(())
-    });
-    if let Err(e) = built {
-        panic!("building libpushpark for the C programs: {e}");
-    }
 }
 
 /// A directory where the library is found under its SONAME (libpushpark.so.1, which
@@ -98,7 +41,7 @@ fn soname_dir(out_dir: &Path, so: &Path) -> PathBuf {
 
 fn compile(program: &str, mode: Mode) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = lib_dir();
+    let lib = built_lib::lib_dir();
     // One executable per program, mode and profile: tests run concurrently, and a binary
     // being rewritten while another test runs it would fail with ETXTBSY.
     let profile = lib.file_name().expect("target/<profile>");
@@ -107,7 +50,6 @@ fn compile(program: &str, mode: Mode) -> PathBuf {
         .join(profile);
     std::fs::create_dir_all(&out_dir).expect("creating the harness build dir");
     let exe = out_dir.join(format!("{program}-{mode:?}"));
-    build_lib(&lib);
     let so = lib.join("libpushpark.so");
     let runtime_dir = soname_dir(&out_dir, &so);
     let mut cc = Command::new("cc");

@@ -367,7 +367,7 @@ impl Pool {
 /// as large as its biggest variant (the connection itself, ~2.5 KiB), and tokio
 /// moves a task's whole slot when it finishes; boxed, the slot is a pointer.
 #[derive(Clone, Copy)]
-pub(crate) struct BoxingExecutor;
+struct BoxingExecutor;
 
 impl<F> hyper::rt::Executor<F> for BoxingExecutor
 where

@@ -174,13 +174,9 @@ int pp_tm_park(sip_msg_t *msg)
 	r.h.timeout_ms = (uint32_t)pp_park_timeout;
 	r.h.fr_ticks = orig_fr;
 
-	if(pp_call(&r, pp_ipc_timeout, &rpl) < 0) {
-		/* The engine may still park it late: make sure it ends there too. */
-		pp_req_init(&r, PP_OP_CANCEL);
-		r.h.host_ref = ref;
-		pp_send(&r);
+	/* No answer in time: the engine does not keep the call either (see pp_ipc.h). */
+	if(pp_call(&r, pp_ipc_timeout, &rpl) < 0)
 		goto unsuspend;
-	}
 	if(rpl.result != PUSHPARK_OK) {
 		if(rpl.result == PUSHPARK_ERR_NO_DEVICE) {
 			tmb.t_cancel_suspend(h, l);

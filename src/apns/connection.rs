@@ -6,7 +6,7 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use rustls::pki_types::ServerName;
 use std::future::Future;
@@ -322,7 +322,7 @@ impl Pool {
 
     async fn connect(
         &self,
-    ) -> Result<(Sender, http2::Connection<Io, Body, TokioExecutor>), String> {
+    ) -> Result<(Sender, http2::Connection<Io, Body, BoxingExecutor>), String> {
         let t = &self.target;
         let addrs = tokio::net::lookup_host((t.host.as_str(), t.port))
             .await
@@ -352,7 +352,7 @@ impl Pool {
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(format!("{} did not agree to HTTP/2 (ALPN h2)", t.display));
         }
-        http2::Builder::new(TokioExecutor::new())
+        http2::Builder::new(BoxingExecutor)
             .timer(TokioTimer::new())
             .keep_alive_interval(t.ping_interval)
             .keep_alive_timeout(t.ping_timeout)
@@ -360,6 +360,22 @@ impl Pool {
             .handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("HTTP/2 handshake with {} failed: {e}", t.display))
+    }
+}
+
+/// Runs hyper's tasks boxed. hyper spawns one task per request whose type is
+/// as large as its biggest variant (the connection itself, ~2.5 KiB), and tokio
+/// moves a task's whole slot when it finishes; boxed, the slot is a pointer.
+#[derive(Clone, Copy)]
+pub(crate) struct BoxingExecutor;
+
+impl<F> hyper::rt::Executor<F> for BoxingExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(Box::pin(fut));
     }
 }
 

@@ -21,6 +21,7 @@ use tokio_rustls::TlsConnector;
 use super::config::Backoff;
 use super::jwt::{Clock, ProviderToken, REFRESH_AFTER_SECS};
 use super::metrics::Counters;
+use super::paced_read::PacedRead;
 
 pub(crate) type Body = Full<Bytes>;
 type Sender = http2::SendRequest<Body>;
@@ -357,7 +358,7 @@ impl Pool {
             .keep_alive_interval(t.ping_interval)
             .keep_alive_timeout(t.ping_timeout)
             .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(tls))
+            .handshake(TokioIo::new(PacedRead::new(tls)))
             .await
             .map_err(|e| format!("HTTP/2 handshake with {} failed: {e}", t.display))
     }
@@ -379,7 +380,7 @@ where
     }
 }
 
-type Io = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+type Io = TokioIo<PacedRead<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 fn is_up(conn: &Conn) -> bool {
     matches!(conn, Conn::Up { sender, .. } if !sender.is_closed())

@@ -233,6 +233,20 @@ mod tests {
     }
 
     #[test]
+    fn payload_bytes_are_pinned() {
+        let t = PayloadTemplate::default_template();
+        assert_eq!(
+            t.render(&fields("c@h", "B\u{1}\t\"o\\b/ é")),
+            r#"{"aor":"sip:alice@example.com","aps":{},"call_id":"c@h","caller":"sip:bob@example.com","caller_name":"B\u0001\t\"o\\b/ é","push_id":"p-1"}"#
+        );
+        let t = PayloadTemplate::new(&serde_json::json!({"m": "{caller_name} ({aor})"})).unwrap();
+        assert_eq!(
+            t.render(&fields("c", "\"x\"")),
+            r#"{"m":"\"x\" (sip:alice@example.com)"}"#
+        );
+    }
+
+    #[test]
     fn custom_template_keeps_literals_and_embeds_fields() {
         let t = PayloadTemplate::new(&serde_json::json!({
             "aps": {"content-available": 1}, "x": ["call {call_id} from {caller_name}", "{}", "{x y}"],

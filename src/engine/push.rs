@@ -112,10 +112,10 @@ impl PayloadTemplate {
     }
 
     pub(crate) fn render(&self, f: &PayloadFields) -> String {
-        let mut out = String::with_capacity(256);
+        let mut out = Vec::with_capacity(256);
         for piece in &self.pieces {
             match piece {
-                Piece::Text(t) => out.push_str(t),
+                Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
                 Piece::Field(field) => {
                     let value = match field {
                         Field::CallId => f.call_id,
@@ -124,12 +124,15 @@ impl PayloadTemplate {
                         Field::PushId => f.push_id,
                         Field::Aor => f.aor,
                     };
-                    let quoted = Value::String(value.to_string()).to_string();
-                    out.push_str(&quoted[1..quoted.len() - 1]);
+                    // serde_json escapes the value in quotes; the template has its own.
+                    let start = out.len();
+                    serde_json::to_writer(&mut out, value).expect("a Vec takes every write");
+                    out.pop();
+                    out.remove(start);
                 }
             }
         }
-        out
+        String::from_utf8(out).expect("UTF-8 text with UTF-8 values spliced in")
     }
 }
 

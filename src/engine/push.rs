@@ -136,17 +136,14 @@ impl PayloadTemplate {
     }
 }
 
-/// A device's window: at most one push per interval; calls in between wait
-/// for the window's end and then go as one push carrying the latest call.
-struct Window {
-    pending: Option<DeviceInfo>,
-}
-
 pub(crate) type DeviceId = (String, String);
 
 pub(crate) struct Coalescer {
     interval: Duration,
-    windows: HashMap<DeviceId, Window>,
+    /// Open windows: a device gets at most one push per interval; calls in
+    /// between wait for the window's end and then go as one push carrying the
+    /// latest call. The value is that push's target, None while nothing waits.
+    windows: HashMap<DeviceId, Option<DeviceInfo>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -169,12 +166,12 @@ impl Coalescer {
     pub(crate) fn offer(&mut self, aor: &str, device: &DeviceInfo, now: Instant) -> Offer {
         let id = (aor.to_string(), device.key.clone());
         match self.windows.get_mut(&id) {
-            Some(w) => Offer::Wait {
-                superseded: w.pending.replace(device.clone()).is_some(),
+            Some(pending) => Offer::Wait {
+                superseded: pending.replace(device.clone()).is_some(),
             },
             None => {
                 if !self.interval.is_zero() {
-                    self.windows.insert(id, Window { pending: None });
+                    self.windows.insert(id, None);
                 }
                 Offer::SendNow {
                     window_end: now + self.interval,
@@ -186,7 +183,7 @@ impl Coalescer {
     /// The window of `id` ended: the device to push now, if calls waited; the
     /// caller then `restart`s the window if it sends, or `forget`s it.
     pub(crate) fn window_ended(&mut self, id: &DeviceId) -> Option<DeviceInfo> {
-        let pending = self.windows.get_mut(id)?.pending.take();
+        let pending = self.windows.get_mut(id)?.take();
         if pending.is_none() {
             self.windows.remove(id);
         }
@@ -194,7 +191,7 @@ impl Coalescer {
     }
 
     pub(crate) fn restart(&mut self, id: DeviceId, now: Instant) -> Instant {
-        self.windows.insert(id, Window { pending: None });
+        self.windows.insert(id, None);
         now + self.interval
     }
 

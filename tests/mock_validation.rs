@@ -79,6 +79,7 @@ async fn each_malformed_request_gets_apples_status_and_reason() {
             .sign(now())
     };
     let old = signer.sign(now() - 3601);
+    let future = signer.sign(now() + 3600);
 
     let cases: Vec<(&str, http::request::Builder, &str, u16, &str)> = vec![
         (
@@ -176,6 +177,13 @@ async fn each_malformed_request_gets_apples_status_and_reason() {
             "ExpiredProviderToken",
         ),
         (
+            "JWT issued an hour from now",
+            push(TOKEN, &future),
+            PAYLOAD,
+            403,
+            "InvalidProviderToken",
+        ),
+        (
             "no topic",
             http::Request::post(format!("https://localhost/3/device/{TOKEN}"))
                 .header("authorization", format!("bearer {jwt}")),
@@ -192,6 +200,16 @@ async fn each_malformed_request_gets_apples_status_and_reason() {
             PAYLOAD,
             400,
             "InvalidPushType",
+        ),
+        (
+            "voip push to a topic without .voip",
+            http::Request::post(format!("https://localhost/3/device/{TOKEN}"))
+                .header("authorization", format!("bearer {jwt}"))
+                .header("apns-topic", "com.example.pushpark")
+                .header("apns-push-type", "voip"),
+            PAYLOAD,
+            400,
+            "DeviceTokenNotForTopic",
         ),
         (
             "bad priority",
@@ -270,7 +288,13 @@ async fn each_malformed_request_gets_apples_status_and_reason() {
         .header("apns-topic", "com.example.pushpark");
     let answer = send(&mut c.send, alert, &alert_ok).await.unwrap();
     assert_eq!(answer.status, 200);
-    assert_eq!(mock.pushes().len(), 2);
+    // A provider clock a little ahead is tolerated.
+    let ahead = signer.sign(now() + 30);
+    let answer = send(&mut c.send, push(TOKEN, &ahead), PAYLOAD)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(mock.pushes().len(), 3);
     assert_eq!(mock.stats().rejected, rejected);
 }
 

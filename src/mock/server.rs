@@ -17,7 +17,7 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -34,6 +34,7 @@ use crate::apns::reason::Reason;
 /// What Apple announces once a connection is up.
 pub const NORMAL_STREAM_LIMIT: u32 = 1000;
 const GOAWAY_DEBUG: &[u8] = br#"{"reason":"Shutdown"}"#;
+const IDLE_GOAWAY_DEBUG: &[u8] = br#"{"reason":"IdleTimeout"}"#;
 const APNS_ID: HeaderName = HeaderName::from_static("apns-id");
 
 pub struct Shared {
@@ -43,6 +44,8 @@ pub struct Shared {
     jwt: JwtCheck,
     /// Set for certificate auth: checks client certificates after the handshake.
     client_certs: Option<Arc<dyn ClientCertVerifier>>,
+    /// Close connections that carried no stream for this long, like Apple.
+    idle_timeout: Option<Duration>,
     next_connection: AtomicU64,
 }
 
@@ -50,6 +53,7 @@ impl Shared {
     pub fn new(
         files: &StateFiles,
         client_certs: Option<Arc<dyn ClientCertVerifier>>,
+        idle_timeout: Option<Duration>,
     ) -> io::Result<Self> {
         let bad_key = |e| io::Error::new(io::ErrorKind::InvalidData, format!("mock team key: {e}"));
         let signer =
@@ -62,6 +66,7 @@ impl Shared {
             behaviour: Behaviour::new(),
             jwt: JwtCheck::new(verifier),
             client_certs,
+            idle_timeout,
             next_connection: AtomicU64::new(1),
         })
     }
@@ -252,12 +257,16 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
         tap.announce_limit(n);
     }
     let mut processed = 0u32;
+    let mut last_processed = 0u32;
     let mut goaway_at: Option<u32> = None;
+    let mut last_stream_at = tokio::time::Instant::now();
     loop {
+        let idle_until = last_stream_at + shared.idle_timeout.unwrap_or_default();
         tokio::select! {
             next = h2.accept() => {
                 let Some(Ok((req, mut respond))) = next else { return };
                 let id = u32::from(respond.stream_id());
+                last_stream_at = tokio::time::Instant::now();
                 Counters::bump(&shared.counters.streams);
                 if goaway_at.is_some_and(|last| id > last) || over_limit(&tap, &conn) {
                     Counters::bump(&shared.counters.refused_streams);
@@ -269,7 +278,15 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
                     Counters::bump(&shared.counters.dropped_connections);
                     return;
                 }
+                if faults.go_silent {
+                    Counters::bump(&shared.counters.silenced_connections);
+                    tap.go_silent();
+                    // h2 is driven on only to learn when the client gives up.
+                    while let Some(Ok(_)) = h2.accept().await {}
+                    return;
+                }
                 processed += 1;
+                last_processed = id;
                 if goaway_at.is_none() && faults.goaway_after_streams.is_some_and(|n| processed >= n) {
                     Counters::bump(&shared.counters.goaways);
                     tap.goaway(id, GOAWAY_DEBUG);
@@ -284,6 +301,19 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
             Ok(()) = limit.changed() => {
                 let n = *limit.borrow_and_update();
                 tap.announce_limit(n.unwrap_or(NORMAL_STREAM_LIMIT));
+            }
+            () = tokio::time::sleep_until(idle_until),
+                if shared.idle_timeout.is_some() && goaway_at.is_none() =>
+            {
+                // A push still being answered keeps the connection busy.
+                if conn.active.load(Ordering::Relaxed) > 0 {
+                    last_stream_at = tokio::time::Instant::now();
+                    continue;
+                }
+                Counters::bump(&shared.counters.goaways);
+                tap.goaway(last_processed, IDLE_GOAWAY_DEBUG);
+                h2.graceful_shutdown();
+                goaway_at = Some(last_processed);
             }
         }
     }

@@ -89,7 +89,7 @@ fn send_delivers_and_prints_the_outcome() {
     let got = mock
         .wait_for_push(TOKEN, std::time::Duration::from_secs(5))
         .unwrap();
-    assert!(stdout.contains(&got.apns_id), "{stdout}");
+    assert!(stdout.contains(&got.apns_id.to_string()), "{stdout}");
     assert_eq!(got.header("apns-push-type"), Some("voip"));
 }
 

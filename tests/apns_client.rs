@@ -129,7 +129,7 @@ fn delivers_a_voip_push_with_apples_headers() {
     let got = mock
         .wait_for_push(&device(1), PATIENCE)
         .expect("the mock got it");
-    assert_eq!(got.apns_id, result.apns_id.to_string());
+    assert_eq!(got.apns_id, result.apns_id);
     assert_eq!(got.header("apns-push-type"), Some("voip"));
     assert_eq!(got.topic(), Some("com.example.phone.voip"));
     assert_eq!(got.header("apns-priority"), Some("10"));
@@ -332,7 +332,11 @@ fn assert_each_delivered_once(mock: &MockApns, results: &[PushResult]) {
         results.iter().find(|r| r.outcome != Outcome::Delivered)
     );
     let sent: HashSet<String> = results.iter().map(|r| r.apns_id.to_string()).collect();
-    let received: Vec<String> = mock.pushes().into_iter().map(|p| p.apns_id).collect();
+    let received: Vec<String> = mock
+        .pushes()
+        .iter()
+        .map(|p| p.apns_id.to_string())
+        .collect();
     let unique: HashSet<String> = received.iter().cloned().collect();
     assert_eq!(received.len(), unique.len(), "a push arrived twice");
     assert_eq!(unique, sent);

@@ -176,7 +176,7 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
             "token": TOKEN,
             "topic": TOPIC,
             "push_type": "voip",
-            "apns_id": id,
+            "apns_id": id.to_lowercase(),
             "payload": {"aps": {}, "call_id": "abc"},
         })
     );

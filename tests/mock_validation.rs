@@ -35,7 +35,7 @@ async fn accepts_a_valid_push_records_it_and_echoes_the_apns_id() {
     assert_eq!(pushes.len(), 1);
     let p = &pushes[0];
     assert_eq!(p.token, TOKEN);
-    assert_eq!(p.apns_id, id);
+    assert_eq!(p.apns_id, uuid::Uuid::parse_str(id).unwrap());
     assert_eq!(p.topic(), Some(TOPIC));
     assert_eq!(p.header("apns-push-type"), Some("voip"));
     assert_eq!(p.header("apns-priority"), Some("10"));
@@ -51,7 +51,10 @@ async fn accepts_a_valid_push_records_it_and_echoes_the_apns_id() {
     let generated = answer.apns_id.expect("apns-id on every answer");
     assert_eq!(generated.len(), 36);
     assert_ne!(generated, id);
-    assert_eq!(mock.pushes()[1].apns_id, generated);
+    assert_eq!(
+        mock.pushes()[1].apns_id.to_string().to_uppercase(),
+        generated
+    );
 }
 
 #[tokio::test]
@@ -353,7 +356,8 @@ async fn wait_for_push_and_subscribe_report_arrivals() {
         .unwrap()
         .expect("the waiter sees the push");
     assert_eq!(found.token, token);
-    assert_eq!(found.apns_id, answer.apns_id.unwrap());
+    let answered = answer.apns_id.unwrap();
+    assert_eq!(found.apns_id, uuid::Uuid::parse_str(&answered).unwrap());
 }
 
 #[tokio::test]

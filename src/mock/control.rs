@@ -178,7 +178,7 @@ fn push_line(push: &ReceivedPush) -> Value {
         "token": push.token,
         "topic": push.topic(),
         "push_type": push.header("apns-push-type"),
-        "apns_id": push.apns_id,
+        "apns_id": push.apns_id.to_string(),
         "payload": payload,
     })
 }

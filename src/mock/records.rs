@@ -14,7 +14,7 @@ pub struct ReceivedPush {
     /// The device token from the path (lowercase hex as sent).
     pub token: String,
     /// The `apns-id` answered: the client's, or one the mock generated.
-    pub apns_id: String,
+    pub apns_id: uuid::Uuid,
     /// The request headers as received (the `authorization` header removed: it is a secret).
     pub headers: HeaderMap,
     pub payload: Bytes,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use uuid::Uuid;
 
 use super::certs::StateFiles;
 use super::records::{Counters, ReceivedPush, Records};
@@ -352,13 +353,13 @@ async fn stream(
     faults: StreamFaults,
 ) {
     let (parts, body) = req.into_parts();
-    let apns_id = match parts.headers.get("apns-id").and_then(|v| v.to_str().ok()) {
-        Some(id) if validate::is_uuid(id) => id.to_owned(),
-        _ => new_apns_id(),
+    let (apns_id, apns_id_header) = match client_apns_id(&parts.headers) {
+        Some(given) => given,
+        None => new_apns_id(),
     };
     let verdict = match faults.server_error {
         Some(reason) => Verdict::Rejected(reason, unix_ms()),
-        None => process(&shared, &conn, &faults, parts, body, &apns_id).await,
+        None => process(&shared, &conn, &faults, parts, body, apns_id).await,
     };
     if !faults.delay.is_zero() {
         tokio::time::sleep(faults.delay).await;
@@ -388,7 +389,7 @@ async fn stream(
         }
     };
     // A failed send means the client has gone: nothing left to do.
-    let _ = answer(&mut respond, &apns_id, reason);
+    let _ = answer(&mut respond, apns_id_header, reason);
 }
 
 async fn process(
@@ -397,7 +398,7 @@ async fn process(
     faults: &StreamFaults,
     parts: http::request::Parts,
     body: RecvStream,
-    apns_id: &str,
+    apns_id: Uuid,
 ) -> Verdict {
     let new_token = |bearer: &str, iat| match faults.limit_token_updates {
         true => conn.token_update(bearer, iat),
@@ -421,7 +422,7 @@ async fn process(
     headers.remove(http::header::AUTHORIZATION);
     shared.records.add(ReceivedPush {
         token: ok.token,
-        apns_id: apns_id.to_owned(),
+        apns_id,
         headers,
         payload,
         arrived: Instant::now(),
@@ -431,13 +432,21 @@ async fn process(
     Verdict::Accepted
 }
 
+/// The client's valid `apns-id`, to echo as sent (a clone shares its bytes).
+fn client_apns_id(headers: &HeaderMap) -> Option<(Uuid, HeaderValue)> {
+    let value = headers.get(&APNS_ID)?;
+    let text = value.to_str().ok().filter(|id| validate::is_uuid(id))?;
+    Some((Uuid::try_parse(text).ok()?, value.clone()))
+}
+
 /// Like Apple's: a random UUID, uppercase. Not `Uuid::new_v4`, which makes a
 /// getrandom system call per id.
-fn new_apns_id() -> String {
-    let bytes = rand::random::<[u8; 16]>();
-    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+fn new_apns_id() -> (Uuid, HeaderValue) {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    id.hyphenated().encode_upper(&mut text).to_owned()
+    let header = HeaderValue::from_bytes(id.hyphenated().encode_upper(&mut text).as_bytes())
+        .expect("a UUID is a valid header value");
+    (id, header)
 }
 
 /// The request body, read no further than the chunk that passes the limit.
@@ -463,13 +472,11 @@ async fn read_body(mut body: RecvStream, max: usize) -> Result<Bytes, Verdict> {
 
 fn answer(
     respond: &mut SendResponse<Bytes>,
-    apns_id: &str,
+    apns_id: HeaderValue,
     rejection: Option<(Reason, u64)>,
 ) -> Result<(), h2::Error> {
     let mut response = Response::new(());
-    if let Ok(id) = HeaderValue::from_str(apns_id) {
-        response.headers_mut().insert(APNS_ID, id);
-    }
+    response.headers_mut().insert(APNS_ID, apns_id);
     let Some((reason, since)) = rejection else {
         respond.send_response(response, true)?;
         return Ok(());

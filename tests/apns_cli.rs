@@ -206,31 +206,8 @@ fn connection_problems_are_one_clear_line() {
 
 const P12_PASSWORD: &str = "correct horse battery";
 
-/// The mock's client certificate and key in a PKCS#12 file, encrypted the
-/// legacy way (3DES, SHA-1 MAC) as Keychain exports do.
 fn client_p12(mock: &MockApns, path: &Path) {
-    use p12_keystore::{
-        Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKeyChain,
-    };
-    let (cert, key) = mock.client_cert_paths();
-    let cert = rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice())
-        .next()
-        .unwrap()
-        .unwrap();
-    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
-        .unwrap()
-        .unwrap();
-    let chain = [Certificate::from_der(&cert).unwrap()];
-    let mut store = KeyStore::new();
-    let entry = PrivateKeyChain::new(key.secret_der(), [7u8; 20], chain);
-    store.add_entry("voip", KeyStoreEntry::PrivateKeyChain(entry));
-    let p12 = store
-        .writer(P12_PASSWORD)
-        .encryption_algorithm(EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc)
-        .mac_algorithm(MacAlgorithm::HmacSha1)
-        .write()
-        .unwrap();
-    std::fs::write(path, p12).unwrap();
+    std::fs::write(path, mock.client_p12(P12_PASSWORD).unwrap()).unwrap();
 }
 
 fn start_cert_auth_mock() -> (MockApns, tempfile::TempDir) {

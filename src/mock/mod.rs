@@ -131,6 +131,12 @@ impl MockApns {
         )
     }
 
+    /// The client certificate and key of `client_cert_paths` as a PKCS#12
+    /// file protected by `password`, encrypted like a Keychain export.
+    pub fn client_p12(&self, password: &str) -> io::Result<Vec<u8>> {
+        certs::client_p12(&self.state_dir, password)
+    }
+
     pub fn script(&self, token: &str, outcome: Scripted) {
         self.shared.behaviour.script(token, outcome);
     }

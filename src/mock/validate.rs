@@ -163,7 +163,9 @@ pub struct JwtCheck {
 const MAX_CACHED_TOKENS: usize = 1024;
 
 /// How far a provider token's `iat` may lie in the future (the provider's
-/// clock running ahead) before it is refused as invalid.
+/// clock running ahead) before it is refused as invalid. Apple publishes no
+/// figure; a minute tolerates ordinary NTP drift and still catches a clock
+/// that is wrong.
 const MAX_CLOCK_SKEW_SECS: u64 = 60;
 
 impl JwtCheck {

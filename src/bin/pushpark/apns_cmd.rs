@@ -116,7 +116,7 @@ fn read_file(what: &str, path: &Path) -> Result<String, String> {
 fn key_file(key: &KeyArgs) -> Result<&Path, String> {
     key.key
         .as_deref()
-        .ok_or_else(|| "--key FILE is required (or --p12 FILE)".to_string())
+        .ok_or_else(|| "--key FILE is required".to_string())
 }
 
 fn token_key(key: &KeyArgs) -> Result<(String, String, String), String> {

@@ -357,3 +357,48 @@ fn token_survives_kamailio_restart() {
     sim.expect_line("registered", SOON);
     assert!(ua.wait(SOON).success(), "the device did not take the call");
 }
+
+/// The engine answers a park request too late (stopped here, as when it is overloaded): the SIP
+/// worker gives up after `ipc_timeout` and the script rejects the call itself. The engine must
+/// then not park it: no push, nothing left that it would later resume or reject.
+#[test]
+fn park_answered_too_late_is_not_parked() {
+    let w = World::new("latepark");
+    let phone = w.sleeping_phone("heidi");
+    let engine = w.kamailio.engine_pid();
+
+    // SAFETY: kill(2) on the engine process of the Kamailio this test started.
+    unsafe { libc::kill(engine, libc::SIGSTOP) };
+    let run = w.call("caller_rejected.xml", &phone.user, &["-m", "1"]);
+    // SAFETY: as above.
+    unsafe { libc::kill(engine, libc::SIGCONT) };
+    assert_ok(&run, "caller expecting the script's 480");
+    assert!(
+        w.kamailio_log()
+            .contains(&format!("E2E-NOT-PARKED(-1) user={} ", phone.user)),
+        "pushpark_park() did not give up"
+    );
+
+    // The engine reads requests in order: once it answers this, it has seen the park request.
+    let stats = w.kamailio.kamcmd(&["pushpark.stats"]).expect("stats");
+    let parked_total = stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("parked_total:"))
+        .map(str::trim);
+    assert_eq!(
+        parked_total,
+        Some("0"),
+        "the late park was parked:\n{stats}"
+    );
+    assert!(
+        w.kamailio_log()
+            .contains("not served: its sender stopped waiting"),
+        "the engine did not say it dropped the park request"
+    );
+    let parked = w.kamailio.kamcmd(&["pushpark.parked"]).expect("parked");
+    assert!(!parked.contains(&phone.user), "call still parked: {parked}");
+    assert!(
+        w.watch.drain().is_empty(),
+        "a push went out for the late park"
+    );
+}

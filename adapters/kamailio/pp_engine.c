@@ -303,6 +303,13 @@ static void pp_handle_req(const pp_req_t *r)
 	pushpark_register_outcome out;
 	pushpark_result rc;
 
+	if(pp_ipc_expired(r)) {
+		/* E.g. pushpark_park() returned -1 already: parking the call now would push the
+		 * phone for a call the script has answered or relayed. */
+		LM_WARN("request %d (%s) not served: its sender stopped waiting (ipc_timeout)\n",
+				r->h.op, pp_req_str(r, 0));
+		return;
+	}
 	memset(&rpl, 0, sizeof(rpl));
 	switch(r->h.op) {
 		case PP_OP_PARK:
@@ -358,7 +365,13 @@ static void pp_handle_req(const pp_req_t *r)
 			LM_CRIT("unknown request %d\n", r->h.op);
 			return;
 	}
-	pp_ipc_reply(r, &rpl);
+	if(pp_ipc_reply(r, &rpl) < 0 && r->h.op == PP_OP_PARK && rpl.result == PUSHPARK_OK) {
+		/* The worker gave up just before the answer: the script handles the call. */
+		LM_WARN("call %s parked after its worker stopped waiting: cancelled\n",
+				pp_req_str(r, 0));
+		pushpark_cancel(engine, r->h.host_ref);
+		pp_call_forget(r->h.host_ref);
+	}
 }
 
 /* ---- Engine events ------------------------------------------------------------------- */

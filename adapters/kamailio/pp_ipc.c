@@ -177,17 +177,38 @@ long pp_now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/* A reply that is not the one awaited is a late answer to an abandoned request. */
-static void pp_discard(pp_rpl_t *rpl)
+/* Stops waiting for the reply to seq. After shutdown(SHUT_RD) no reply can be queued
+ * any more (the engine's send fails and it undoes the request), so what is queued now is
+ * all that will ever come: the awaited reply (0, *rpl filled) or none (-1). The socket
+ * is closed; the next call binds a new one. */
+static int pp_give_up(uint32_t seq, pp_rpl_t *rpl)
 {
-	if(rpl->json)
-		shm_free(rpl->json);
+	pp_rpl_t late;
+	ssize_t n;
+	int ret = -1;
+
+	shutdown(rpl_fd, SHUT_RD);
+	for(;;) {
+		n = recv(rpl_fd, &late, sizeof(late), 0);
+		if(n < 0 && errno == EINTR)
+			continue;
+		if(n != sizeof(late))
+			break;
+		if(late.seq == seq) {
+			*rpl = late;
+			ret = 0;
+		} else if(late.json) {
+			shm_free(late.json);
+		}
+	}
+	close(rpl_fd);
+	rpl_fd = -1;
+	return ret;
 }
 
 int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl)
 {
 	struct pollfd pfd;
-	long deadline;
 	ssize_t n;
 	int left;
 
@@ -199,33 +220,32 @@ int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl)
 	if(pp_reply_socket() < 0)
 		return -1;
 	r->h.seq = ++rpl_seq;
+	r->h.deadline = pp_now_ms() + timeout_ms;
 	r->h.reply_len = (uint8_t)(rpl_addr_len - sizeof(sa_family_t));
 	memcpy(r->h.reply_addr, rpl_addr.sun_path, r->h.reply_len);
 	if(pp_write(r) < 0)
 		return -1;
-	deadline = pp_now_ms() + timeout_ms;
+	/* Only this request's reply can arrive: a request given up on took its socket along
+	 * (pp_give_up). The seq check guards against a recycled socket address. */
 	for(;;) {
 		n = recv(rpl_fd, rpl, sizeof(*rpl), 0);
-		if(n == sizeof(*rpl)) {
-			if(rpl->seq == r->h.seq)
-				return 0;
-			pp_discard(rpl);
-			continue;
-		}
+		if(n == sizeof(*rpl) && rpl->seq == r->h.seq)
+			return 0;
 		if(n < 0 && errno != EAGAIN && errno != EINTR) {
 			LM_ERR("recv: %s\n", strerror(errno));
-			return -1;
+			break;
 		}
-		left = (int)(deadline - pp_now_ms());
-		if(left <= 0) {
-			LM_WARN("no answer from the engine within %d ms (op %d)\n", timeout_ms,
-					r->h.op);
-			return -1;
-		}
+		left = (int)(r->h.deadline - pp_now_ms());
+		if(left <= 0)
+			break;
 		pfd.fd = rpl_fd;
 		pfd.events = POLLIN;
 		poll(&pfd, 1, left);
 	}
+	if(pp_give_up(r->h.seq, rpl) == 0)
+		return 0;
+	LM_WARN("no answer from the engine within %d ms (op %d)\n", timeout_ms, r->h.op);
+	return -1;
 }
 
 void pp_ipc_engine_init(void)
@@ -284,13 +304,18 @@ int pp_ipc_drain(void (*fn)(const pp_req_t *r))
 	}
 }
 
-void pp_ipc_reply(const pp_req_t *r, const pp_rpl_t *rpl)
+int pp_ipc_expired(const pp_req_t *r)
+{
+	return r->h.reply_len > 0 && pp_now_ms() >= r->h.deadline;
+}
+
+int pp_ipc_reply(const pp_req_t *r, const pp_rpl_t *rpl)
 {
 	struct sockaddr_un a;
 	pp_rpl_t out = *rpl;
 
 	if(r->h.reply_len == 0)
-		return;
+		return 0;
 	if(eng_fd < 0) {
 		eng_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if(eng_fd < 0) {
@@ -302,12 +327,14 @@ void pp_ipc_reply(const pp_req_t *r, const pp_rpl_t *rpl)
 	a.sun_family = AF_UNIX;
 	memcpy(a.sun_path, r->h.reply_addr, r->h.reply_len);
 	out.seq = r->h.seq;
-	if(sendto(eng_fd, &out, sizeof(out), MSG_DONTWAIT, (struct sockaddr *)&a,
+	if(sendto(eng_fd, &out, sizeof(out), MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a,
 			   sizeof(sa_family_t) + r->h.reply_len) == sizeof(out))
-		return;
-	/* The requester is gone or has stopped waiting: it will never free the listing. */
+		return 0;
+	/* The requester gave up (its socket is shut or closed, see pp_give_up): nobody else
+	 * will take the reply or free the listing. */
 	LM_DBG("reply to op %d not delivered: %s\n", r->h.op, strerror(errno));
 drop:
 	if(out.json)
 		shm_free(out.json);
+	return -1;
 }

@@ -7,6 +7,12 @@
  * interleave) and, on the non-blocking pipe, either fits whole or fails at once with
  * EAGAIN ("queue full"). Replies, when a request needs one, come back on a datagram
  * socket owned by the requesting process (one request in flight per process).
+ *
+ * A requester waits for its reply only so long. Both sides must agree on whether the
+ * request was served, without a further message that a full queue could lose: the
+ * engine skips a request whose requester's deadline has passed, and a requester that
+ * gives up first shuts its socket for reading, so a reply sent after that fails and the
+ * engine undoes what it did (see pp_call, pp_ipc_reply).
  */
 #ifndef PP_IPC_H
 #define PP_IPC_H
@@ -34,6 +40,7 @@ typedef struct pp_req_hdr {
 	uint8_t op;
 	uint8_t nstrs;
 	uint32_t seq;
+	int64_t deadline;   /* replied requests: when the requester stops waiting (pp_now_ms) */
 	uint64_t host_ref;
 	uint32_t timeout_ms;
 	uint32_t expires;
@@ -71,7 +78,7 @@ int pp_send(pp_req_t *r);
 /* Milliseconds on the monotonic clock. */
 long pp_now_ms(void);
 /* Request/response, waiting at most timeout_ms. 0 with *rpl filled; -1 engine not
- * running, queue full or no answer in time. */
+ * running, queue full or no answer in time (the engine then leaves the request undone). */
 int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl);
 
 /* Engine side. */
@@ -80,6 +87,10 @@ void pp_ipc_set_ready(int ready);
 int pp_ipc_reader_fd(void);
 /* Reads what is queued and calls fn for each complete request. -1 on a read error. */
 int pp_ipc_drain(void (*fn)(const pp_req_t *r));
-void pp_ipc_reply(const pp_req_t *r, const pp_rpl_t *rpl);
+/* 1 when the request's sender has stopped waiting for the reply: skip it. */
+int pp_ipc_expired(const pp_req_t *r);
+/* Sends the reply, if one is wanted. -1 when the requester had given up: the caller
+ * undoes the request's effect (a listing in rpl->json is freed here). */
+int pp_ipc_reply(const pp_req_t *r, const pp_rpl_t *rpl);
 
 #endif

@@ -19,40 +19,37 @@
 /* Listings can be long; still an RPC must not hang when the engine is stuck. */
 #define PP_RPC_TIMEOUT_MS 3000
 
-/* where: 0 top level (rpc->add), 1 struct member (struct_add), 2 array item (array_add). */
-static void pp_rpc_value(rpc_t *rpc, void *ctx, void *h, int where, const char *name,
-		srjson_t *v)
+/* Where a value goes: the reply itself, a member of a struct or an item of an array. */
+enum pp_rpc_where { PP_RPC_TOP, PP_RPC_MEMBER, PP_RPC_ITEM };
+
+/* rpc->add, struct_add or array_add by where; v is the one argument fmt takes. */
+#define PP_RPC_PUT(rpc, ctx, h, where, name, fmt, v) \
+	((where) == PP_RPC_TOP ? (rpc)->add((ctx), (fmt), (v)) \
+	: (where) == PP_RPC_MEMBER ? (rpc)->struct_add((h), (fmt), (name), (v)) \
+	: (rpc)->array_add((h), (fmt), (v)))
+
+static void pp_rpc_value(rpc_t *rpc, void *ctx, void *h, enum pp_rpc_where where,
+		const char *name, srjson_t *v)
 {
 	char num[32];
+	char *s = num;
 	void *sub = NULL;
 	srjson_t *c;
-	const char *type;
 
 	switch(v->type) {
 		case srjson_Object:
 		case srjson_Array:
-			type = v->type == srjson_Object ? "{" : "[";
-			if(where == 0)
-				rpc->add(ctx, (char *)type, &sub);
-			else if(where == 1)
-				rpc->struct_add(h, (char *)type, name, &sub);
-			else
-				rpc->array_add(h, (char *)type, &sub);
+			PP_RPC_PUT(rpc, ctx, h, where, name, v->type == srjson_Object ? "{" : "[", &sub);
 			if(sub == NULL)
 				return;
 			for(c = v->child; c; c = c->next)
-				pp_rpc_value(rpc, ctx, sub, v->type == srjson_Object ? 1 : 2, c->string, c);
+				pp_rpc_value(rpc, ctx, sub,
+						v->type == srjson_Object ? PP_RPC_MEMBER : PP_RPC_ITEM, c->string, c);
 			return;
 		case srjson_Number:
 			/* Integers as integers when they fit, else as text (u64 ids, counters). */
 			if(v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 2147483647.0) {
-				int i = (int)v->valuedouble;
-				if(where == 0)
-					rpc->add(ctx, "d", i);
-				else if(where == 1)
-					rpc->struct_add(h, "d", name, i);
-				else
-					rpc->array_add(h, "d", i);
+				PP_RPC_PUT(rpc, ctx, h, where, name, "d", (int)v->valuedouble);
 				return;
 			}
 			if(v->valuedouble == floor(v->valuedouble))
@@ -61,23 +58,18 @@ static void pp_rpc_value(rpc_t *rpc, void *ctx, void *h, int where, const char *
 				snprintf(num, sizeof(num), "%g", v->valuedouble);
 			break;
 		case srjson_String:
+			s = v->valuestring;
 			break;
 		case srjson_True:
+			s = "true";
+			break;
 		case srjson_False:
-			snprintf(num, sizeof(num), "%s", v->type == srjson_True ? "true" : "false");
+			s = "false";
 			break;
 		default:
-			snprintf(num, sizeof(num), "null");
+			s = "null";
 	}
-	{
-		char *s = v->type == srjson_String ? v->valuestring : num;
-		if(where == 0)
-			rpc->add(ctx, "s", s);
-		else if(where == 1)
-			rpc->struct_add(h, "s", name, s);
-		else
-			rpc->array_add(h, "s", s);
-	}
+	PP_RPC_PUT(rpc, ctx, h, where, name, "s", s);
 }
 
 static void pp_rpc_listing(rpc_t *rpc, void *ctx, int op, str *aor)
@@ -113,9 +105,9 @@ static void pp_rpc_listing(rpc_t *rpc, void *ctx, int op, str *aor)
 	doc.root = root;
 	if(root->type == srjson_Array)
 		for(c = root->child; c; c = c->next)
-			pp_rpc_value(rpc, ctx, NULL, 0, NULL, c);
+			pp_rpc_value(rpc, ctx, NULL, PP_RPC_TOP, NULL, c);
 	else
-		pp_rpc_value(rpc, ctx, NULL, 0, NULL, root);
+		pp_rpc_value(rpc, ctx, NULL, PP_RPC_TOP, NULL, root);
 	srjson_DestroyDoc(&doc);
 }
 

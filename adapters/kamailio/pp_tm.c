@@ -119,16 +119,23 @@ static int pp_park_args(sip_msg_t *msg, pp_req_t *r)
 	return 0;
 }
 
-static void pp_tm_cb(struct cell *t, int type, struct tmcb_params *ps)
+/* Tells the engine what became of a parked call: PP_OP_CANCEL or PP_OP_ENDED. */
+static void pp_tell(int op, uint64_t ref)
 {
 	pp_req_t r;
 
-	pp_req_init(&r, type == TMCB_E2ECANCEL_IN ? PP_OP_CANCEL : PP_OP_ENDED);
-	r.h.host_ref = (uint64_t)(uintptr_t)*ps->param;
+	pp_req_init(&r, op);
+	r.h.host_ref = ref;
 	/* A full queue is logged by pp_send(); at shutdown the engine is gone already. */
 	if(pp_send(&r) < 0)
-		LM_DBG("engine not told that call %llx %s\n", (unsigned long long)r.h.host_ref,
-				type == TMCB_E2ECANCEL_IN ? "was cancelled" : "ended");
+		LM_DBG("engine not told that call %llx %s\n", (unsigned long long)ref,
+				op == PP_OP_CANCEL ? "was cancelled" : "ended");
+}
+
+static void pp_tm_cb(struct cell *t, int type, struct tmcb_params *ps)
+{
+	pp_tell(type == TMCB_E2ECANCEL_IN ? PP_OP_CANCEL : PP_OP_ENDED,
+			(uint64_t)(uintptr_t)*ps->param);
 }
 
 int pp_tm_park(sip_msg_t *msg)
@@ -174,13 +181,9 @@ int pp_tm_park(sip_msg_t *msg)
 	r.h.timeout_ms = (uint32_t)pp_park_timeout;
 	r.h.fr_ticks = orig_fr;
 
-	if(pp_call(&r, pp_ipc_timeout, &rpl) < 0) {
-		/* The engine may still park it late: make sure it ends there too. */
-		pp_req_init(&r, PP_OP_CANCEL);
-		r.h.host_ref = ref;
-		pp_send(&r);
+	/* No answer in time: the engine does not keep the call either (see pp_ipc.h). */
+	if(pp_call(&r, pp_ipc_timeout, &rpl) < 0)
 		goto unsuspend;
-	}
 	if(rpl.result != PUSHPARK_OK) {
 		if(rpl.result == PUSHPARK_ERR_NO_DEVICE) {
 			tmb.t_cancel_suspend(h, l);
@@ -196,12 +199,8 @@ int pp_tm_park(sip_msg_t *msg)
 			   (void *)(uintptr_t)ref, 0) <= 0)
 		LM_WARN("no CANCEL callback for call %llx: a CANCEL ends it only at its timeout\n",
 				(unsigned long long)ref);
-	if(t->flags & T_CANCELED) {
-		/* CANCELled before the callback was in place. */
-		pp_req_init(&r, PP_OP_CANCEL);
-		r.h.host_ref = ref;
-		pp_send(&r);
-	}
+	if(t->flags & T_CANCELED)
+		pp_tell(PP_OP_CANCEL, ref); /* CANCELled before the callback was in place */
 	update_stat(pp_st_parked, 1);
 	LM_DBG("call %.*s parked (%llx, park id %llu)\n", msg->callid->body.len,
 			msg->callid->body.s, (unsigned long long)ref, (unsigned long long)rpl.park_id);

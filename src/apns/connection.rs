@@ -6,7 +6,7 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use rustls::pki_types::ServerName;
 use std::future::Future;
@@ -21,6 +21,7 @@ use tokio_rustls::TlsConnector;
 use super::config::Backoff;
 use super::jwt::{Clock, ProviderToken, REFRESH_AFTER_SECS};
 use super::metrics::Counters;
+use super::paced_read::PacedRead;
 
 pub(crate) type Body = Full<Bytes>;
 type Sender = http2::SendRequest<Body>;
@@ -322,7 +323,7 @@ impl Pool {
 
     async fn connect(
         &self,
-    ) -> Result<(Sender, http2::Connection<Io, Body, TokioExecutor>), String> {
+    ) -> Result<(Sender, http2::Connection<Io, Body, BoxingExecutor>), String> {
         let t = &self.target;
         let addrs = tokio::net::lookup_host((t.host.as_str(), t.port))
             .await
@@ -352,18 +353,34 @@ impl Pool {
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(format!("{} did not agree to HTTP/2 (ALPN h2)", t.display));
         }
-        http2::Builder::new(TokioExecutor::new())
+        http2::Builder::new(BoxingExecutor)
             .timer(TokioTimer::new())
             .keep_alive_interval(t.ping_interval)
             .keep_alive_timeout(t.ping_timeout)
             .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(tls))
+            .handshake(TokioIo::new(PacedRead::new(tls)))
             .await
             .map_err(|e| format!("HTTP/2 handshake with {} failed: {e}", t.display))
     }
 }
 
-type Io = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+/// Runs hyper's tasks boxed. hyper spawns one task per request whose type is
+/// as large as its biggest variant (the connection itself, ~2.5 KiB), and tokio
+/// moves a task's whole slot when it finishes; boxed, the slot is a pointer.
+#[derive(Clone, Copy)]
+struct BoxingExecutor;
+
+impl<F> hyper::rt::Executor<F> for BoxingExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(Box::pin(fut));
+    }
+}
+
+type Io = TokioIo<PacedRead<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 fn is_up(conn: &Conn) -> bool {
     matches!(conn, Conn::Up { sender, .. } if !sender.is_closed())

@@ -13,6 +13,7 @@ mod connection;
 pub mod jwt;
 mod metrics;
 mod outcome;
+mod paced_read;
 mod pkcs12;
 mod push;
 pub mod reason;

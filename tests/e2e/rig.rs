@@ -475,6 +475,16 @@ impl Kamailio {
         k
     }
 
+    /// The pid of the module's engine process (`core.psx`: "pushpark engine").
+    pub fn engine_pid(&self) -> i32 {
+        let psx = self.kamcmd(&["core.psx"]).expect("core.psx");
+        psx.split('}')
+            .find(|p| p.contains("DSC: pushpark engine"))
+            .and_then(|p| p.lines().find_map(|l| l.trim().strip_prefix("PID:")))
+            .and_then(|pid| pid.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pushpark engine in core.psx:\n{psx}"))
+    }
+
     /// Waits until the module's engine process answers `pushpark.stats`.
     pub fn wait_engine(&self) {
         let deadline = Instant::now() + SOON;

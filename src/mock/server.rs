@@ -262,7 +262,13 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
     let mut goaway_at: Option<u32> = None;
     let mut last_stream_at = tokio::time::Instant::now();
     loop {
-        let idle_until = last_stream_at + shared.idle_timeout.unwrap_or_default();
+        // No timer at all without an idle timeout: this loop runs per stream.
+        let idle = async {
+            match shared.idle_timeout {
+                Some(timeout) => tokio::time::sleep_until(last_stream_at + timeout).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             next = h2.accept() => {
                 let Some(Ok((req, mut respond))) = next else { return };
@@ -303,9 +309,7 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
                 let n = *limit.borrow_and_update();
                 tap.announce_limit(n.unwrap_or(NORMAL_STREAM_LIMIT));
             }
-            () = tokio::time::sleep_until(idle_until),
-                if shared.idle_timeout.is_some() && goaway_at.is_none() =>
-            {
+            () = idle, if goaway_at.is_none() => {
                 // A push still being answered keeps the connection busy.
                 if conn.active.load(Ordering::Relaxed) > 0 {
                     last_stream_at = tokio::time::Instant::now();

@@ -196,6 +196,22 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
     );
     assert_eq!(stats["connections"], 1);
 
+    // The next push hangs its connection; the stats say so.
+    assert_eq!(
+        control.send(json!({"faults": {"silence_mid_stream": 1}})),
+        json!({"ok": true})
+    );
+    let mut hung = connect_to(mock.listen, tls(&dir.path().join("ca.pem"), None)).await;
+    let req = push(TOKEN, &jwt);
+    let unanswered = tokio::spawn(async move { send(&mut hung.send, req, PAYLOAD).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while control.send(json!({"stats": true}))["silenced_connections"] != 1 {
+        assert!(Instant::now() < deadline, "the push arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!unanswered.is_finished());
+    unanswered.abort();
+
     unsafe { libc::kill(mock.child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {

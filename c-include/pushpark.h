@@ -152,8 +152,8 @@ typedef struct pushpark_register_outcome {
  * instance: the Contact's +sip.instance value, or NULL when absent.
  * expires:  the binding's expiry in seconds; 0 removes it.
  * out:      receives the outcome; may be NULL when the caller does not need it.
- * Errors: PUSHPARK_ERR_INVALID (unparsable push parameters), PUSHPARK_ERR_IO,
- * PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Blocks on neither
+ * Errors: PUSHPARK_ERR_INVALID (unparsable push parameters), PUSHPARK_ERR_NULL_ARG,
+ * PUSHPARK_ERR_UTF8. Blocks on neither
  * the network nor the disk: the store change is committed shortly after by the store's
  * writer thread (a crash may lose the last few milliseconds of changes). Any thread.
  */
@@ -170,8 +170,8 @@ pushpark_result pushpark_register(pushpark_engine *engine, const char *aor, cons
  * token:      the PushKit device token (hex). Required.
  * topic:      the APNs topic, e.g. "com.example.app.voip". Required.
  * contact:    the device's Contact URI, or NULL / "" when unknown.
- * Errors: PUSHPARK_ERR_INVALID, PUSHPARK_ERR_IO, PUSHPARK_ERR_NULL_ARG,
- * PUSHPARK_ERR_UTF8. Any thread.
+ * Errors: PUSHPARK_ERR_INVALID, PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Like
+ * pushpark_register it blocks on neither the network nor the disk. Any thread.
  */
 pushpark_result pushpark_add_device(pushpark_engine *engine, const char *aor,
                                     const char *device_key, const char *provider,

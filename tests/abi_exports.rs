@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+mod built_lib;
+
 fn without_comments(mut text: &str) -> String {
     let mut out = String::new();
     while let Some(start) = text.find("/*") {
@@ -46,13 +48,7 @@ fn header_functions() -> BTreeSet<String> {
 
 #[test]
 fn the_library_exports_exactly_the_header_functions() {
-    let exe = std::env::current_exe().unwrap();
-    let lib = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libpushpark.so");
+    let lib = built_lib::lib_dir().join("libpushpark.so");
     let out = Command::new("nm")
         .args(["-D", "--defined-only", "--format=posix"])
         .arg(&lib)

@@ -1,5 +1,6 @@
-//! Builds the C harness programs in tests/c against c-include/pushpark.h and the built
-//! libpushpark.so with `-Wall -Wextra -Werror -pedantic`, and runs them against the real
+//! Builds the C harness programs in tests/c against c-include/pushpark.h and libpushpark.so
+//! (which it first brings up to date with `cargo build --lib`, so they never test a stale
+//! library) with `-Wall -Wextra -Werror -pedantic`, and runs them against the real
 //! mock APNs over TLS: plainly, under AddressSanitizer + UBSan, and under valgrind memcheck
 //! (leaks are errors). Each program checks its own scenarios and exits non-zero on the first
 //! failure; this side checks what only the mock can see (the pushes' headers and payload).
@@ -10,6 +11,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod built_lib;
+
 /// The device tokens the C programs use that this side needs to know.
 const TOKEN_ALICE: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const DEAD_TOKEN: &str = "deaddeaddeaddeaddeaddeaddeaddeaddeaddeaddeaddeaddeaddeaddeaddead";
@@ -19,15 +22,6 @@ enum Mode {
     Plain,
     Sanitizers,
     Valgrind,
-}
-
-/// target/<profile>, where cargo put libpushpark.so (this test runs from .../deps).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/EXE")
-        .to_path_buf()
 }
 
 /// A directory where the library is found under its SONAME (libpushpark.so.1, which
@@ -47,7 +41,7 @@ fn soname_dir(out_dir: &Path, so: &Path) -> PathBuf {
 
 fn compile(program: &str, mode: Mode) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = lib_dir();
+    let lib = built_lib::lib_dir();
     // One executable per program, mode and profile: tests run concurrently, and a binary
     // being rewritten while another test runs it would fail with ETXTBSY.
     let profile = lib.file_name().expect("target/<profile>");
@@ -57,7 +51,6 @@ fn compile(program: &str, mode: Mode) -> PathBuf {
     std::fs::create_dir_all(&out_dir).expect("creating the harness build dir");
     let exe = out_dir.join(format!("{program}-{mode:?}"));
     let so = lib.join("libpushpark.so");
-    assert!(so.exists(), "no libpushpark.so in {}", lib.display());
     let runtime_dir = soname_dir(&out_dir, &so);
     let mut cc = Command::new("cc");
     cc.args([

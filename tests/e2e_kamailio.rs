@@ -6,6 +6,7 @@
 //! The tests run one at a time: each starts a Kamailio with its engine process on a 2-core
 //! machine, and scenario 2 checks when the timeout fires.
 
+mod built_lib;
 #[allow(dead_code)] // the rig serves the demo too; the tests use part of it
 #[path = "e2e/rig.rs"]
 mod rig;
@@ -39,7 +40,7 @@ fn check_module() {
     let sources = std::fs::read_dir(root.join("adapters/kamailio"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .chain([root.join("target/release/libpushpark.a")]);
+        .chain([built_lib::lib_dir().join("libpushpark.a")]);
     for source in sources {
         let changed = std::fs::metadata(&source).and_then(|m| m.modified());
         assert!(

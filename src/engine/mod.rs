@@ -113,7 +113,7 @@ impl std::error::Error for ParkError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineError {
     Config(ConfigError),
-    /// The device store failed (disk, lock).
+    /// The device store could not be opened (disk, lock).
     Store(String),
     /// The APNs client could not be set up (key, certificate, CA).
     Apns(String),
@@ -220,8 +220,8 @@ impl Engine {
     /// wakes the AOR's parked calls (any REGISTER with expires > 0 means the
     /// user is reachable now, push device or not), then stores, refreshes or
     /// (expires == 0) removes the binding. The wake happens before the store
-    /// change and also when the push parameters are malformed, so an error
-    /// (Invalid: nothing stored; Store) may come after calls were resumed.
+    /// change and also when the push parameters are malformed, so an Invalid
+    /// error (nothing stored) may come after calls were resumed.
     /// The change is in memory on return and committed to disk shortly after
     /// by the store's writer thread (never waited for): a kill -9 may lose the
     /// last few milliseconds of changes; dropping the engine loses nothing.
@@ -253,10 +253,10 @@ impl Engine {
         let store = &self.shared.store;
         if r.expires == 0 {
             out.removed = if parsed.wildcard {
-                store.remove_all(r.aor)? > 0
+                store.remove_all(r.aor) > 0
             } else {
                 match &key {
-                    Some(k) => store.remove(r.aor, k)?,
+                    Some(k) => store.remove(r.aor, k),
                     None => false,
                 }
             };
@@ -281,7 +281,7 @@ impl Engine {
                     contact: r.contact.trim().to_string(),
                     last_register_unix: unix_now(),
                 },
-            )?;
+            );
             out.stored = true;
         }
         Ok(out)
@@ -341,13 +341,13 @@ impl Engine {
                 d.last_register_unix
             },
         };
-        self.shared.store.upsert(aor, info)?;
+        self.shared.store.upsert(aor, info);
         Ok(())
     }
 
     /// Removes one binding; false when there was none. Write-behind like `register`.
-    pub fn remove_device(&self, aor: &str, device_key: &str) -> Result<bool, EngineError> {
-        Ok(self.shared.store.remove(aor, device_key)?)
+    pub fn remove_device(&self, aor: &str, device_key: &str) -> bool {
+        self.shared.store.remove(aor, device_key)
     }
 
     /// Parks a call and queues a VoIP push to every device of the AOR. Never

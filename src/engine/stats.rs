@@ -34,7 +34,8 @@ pub struct Stats {
     pub pushes_failed_not_sent: u64,
     pub devices_gone: u64,
     pub devices_stored: u64,
-    /// Binding changes in memory, queued for the disk (write-behind).
+    /// Bindings whose latest change is in memory only, queued for the disk
+    /// (write-behind; at most one per binding, however long the disk stalls).
     pub store_writes_pending: u64,
     /// Batches of binding changes whose disk commit failed (logged).
     pub store_write_errors: u64,

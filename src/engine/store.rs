@@ -2,11 +2,13 @@
 //! SIP hot path (`park`) never touches the disk.
 //!
 //! Writes are write-behind: the index changes at once and the change is
-//! queued, in order, to one writer thread that commits durably in batches
-//! (store_writer.rs), so `register` never waits for an fsync. Closing the
-//! store (engine drop) commits everything queued; a kill -9 or power loss
-//! may lose only the changes queued in the last few milliseconds (those not
-//! yet committed); whatever was committed survives.
+//! queued to one writer thread that commits durably in batches
+//! (store_writer.rs), so `register` never waits for an fsync. A binding's
+//! queued change is replaced by its next one, so however long the disk
+//! stalls, at most one change per binding waits. Closing the store (engine
+//! drop) commits everything queued; a kill -9 or power loss may lose only
+//! the changes queued in the last few milliseconds (those not yet
+//! committed); whatever was committed survives.
 
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -137,7 +139,7 @@ impl Store {
             writer: Mutex::new(()),
             max_age_secs: u64::from(max_age_days) * 86_400,
         };
-        let purged = store.purge_expired(now_unix)?;
+        let purged = store.purge_expired(now_unix);
         log::info!(
             "device store {}: {} bindings loaded, {} expired ones removed",
             store.path.display(),
@@ -179,33 +181,35 @@ impl Store {
 
     /// Stores a binding or refreshes it; a refresh of a recently written
     /// binding stays in memory (see PERSIST_REFRESH_AFTER_SECS).
-    pub(crate) fn upsert(&self, aor: &str, info: DeviceInfo) -> Result<Upsert, StoreError> {
+    pub(crate) fn upsert(&self, aor: &str, info: DeviceInfo) -> Upsert {
         let _w = self.writer.lock();
-        let (kind, persisted) = match self.lookup(aor, &info.key) {
-            None => (Upsert::New, 0),
-            Some((old, persisted)) => {
-                let same = old.provider == info.provider
-                    && old.token == info.token
-                    && old.topic == info.topic;
-                (
-                    if same {
+        let (kind, persisted, dupes) = {
+            let index = self.index.read();
+            let entries = index.get(aor).map_or(&[][..], Vec::as_slice);
+            let (kind, persisted) = match entries.iter().find(|e| e.info.key == info.key) {
+                None => (Upsert::New, 0),
+                Some(old) => {
+                    let o = &old.info;
+                    let same = o.provider == info.provider
+                        && o.token == info.token
+                        && o.topic == info.topic;
+                    let kind = if same {
                         Upsert::Refreshed
                     } else {
                         Upsert::Changed
-                    },
-                    persisted,
-                )
-            }
-        };
-        // The same token under another key is the same phone (it started or
-        // stopped sending +sip.instance): keep one binding, or it gets two pushes.
-        let dupes: Vec<String> = self.index.read().get(aor).map_or(Vec::new(), |entries| {
-            entries
+                    };
+                    (kind, old.persisted_register_unix)
+                }
+            };
+            // The same token under another key is the same phone (it started or
+            // stopped sending +sip.instance): keep one binding, or it gets two pushes.
+            let dupes: Vec<String> = entries
                 .iter()
                 .filter(|e| e.info.token == info.token && e.info.key != info.key)
                 .map(|e| e.info.key.clone())
-                .collect()
-        });
+                .collect();
+            (kind, persisted, dupes)
+        };
         let must_write = kind != Upsert::Refreshed
             || !dupes.is_empty()
             || info.last_register_unix.saturating_sub(persisted) >= PERSIST_REFRESH_AFTER_SECS;
@@ -217,11 +221,12 @@ impl Store {
                 contact: info.contact.clone(),
                 last_register_unix: info.last_register_unix,
             })
-            .map_err(store_err)?;
+            .expect("strings and an integer always serialize");
             let mut ops = vec![Op::Put {
                 aor: aor.to_string(),
                 key: info.key.clone(),
                 record,
+                new: kind == Upsert::New,
             }];
             ops.extend(dupes.iter().map(|k| Op::Delete {
                 aor: aor.to_string(),
@@ -245,21 +250,11 @@ impl Store {
             Some(e) => *e = entry,
             None => entries.push(entry),
         }
-        Ok(kind)
+        kind
     }
 
-    fn lookup(&self, aor: &str, key: &str) -> Option<(DeviceInfo, u64)> {
-        let index = self.index.read();
-        let e = index.get(aor)?.iter().find(|e| e.info.key == key)?;
-        Some((e.info.clone(), e.persisted_register_unix))
-    }
-
-    /// Removes the bindings of `aor` that `doomed` selects; returns their keys.
-    fn remove_where(
-        &self,
-        aor: &str,
-        doomed: impl Fn(&DeviceInfo) -> bool,
-    ) -> Result<Vec<String>, StoreError> {
+    /// Removes the bindings of `aor` that `doomed` selects; returns how many.
+    fn remove_where(&self, aor: &str, doomed: impl Fn(&DeviceInfo) -> bool) -> usize {
         let _w = self.writer.lock();
         let keys: Vec<String> = match self.index.read().get(aor) {
             Some(entries) => entries
@@ -267,10 +262,10 @@ impl Store {
                 .filter(|e| doomed(&e.info))
                 .map(|e| e.info.key.clone())
                 .collect(),
-            None => return Ok(Vec::new()),
+            None => return 0,
         };
         if keys.is_empty() {
-            return Ok(keys);
+            return 0;
         }
         self.disk.send(
             keys.iter()
@@ -287,15 +282,15 @@ impl Store {
                 index.remove(aor);
             }
         }
-        Ok(keys)
+        keys.len()
     }
 
-    pub(crate) fn remove(&self, aor: &str, key: &str) -> Result<bool, StoreError> {
-        Ok(!self.remove_where(aor, |d| d.key == key)?.is_empty())
+    pub(crate) fn remove(&self, aor: &str, key: &str) -> bool {
+        self.remove_where(aor, |d| d.key == key) > 0
     }
 
-    pub(crate) fn remove_all(&self, aor: &str) -> Result<usize, StoreError> {
-        Ok(self.remove_where(aor, |_| true)?.len())
+    pub(crate) fn remove_all(&self, aor: &str) -> usize {
+        self.remove_where(aor, |_| true)
     }
 
     /// APNs said `token` is dead (as of `dead_since_ms` when Apple says so).
@@ -307,17 +302,16 @@ impl Store {
         key: &str,
         token: &str,
         dead_since_ms: Option<u64>,
-    ) -> Result<bool, StoreError> {
-        let removed = self.remove_where(aor, |d| {
+    ) -> bool {
+        self.remove_where(aor, |d| {
             d.key == key
                 && d.token == token
                 && dead_since_ms.map_or(true, |ms| d.last_register_unix * 1000 <= ms)
-        })?;
-        Ok(!removed.is_empty())
+        }) > 0
     }
 
     /// Drops bindings not refreshed within the maximum age; returns how many.
-    pub(crate) fn purge_expired(&self, now_unix: u64) -> Result<usize, StoreError> {
+    pub(crate) fn purge_expired(&self, now_unix: u64) -> usize {
         let cutoff = now_unix.saturating_sub(self.max_age_secs);
         let aors: Vec<String> = self
             .index
@@ -326,13 +320,9 @@ impl Store {
             .filter(|(_, v)| v.iter().any(|e| e.info.last_register_unix < cutoff))
             .map(|(aor, _)| aor.clone())
             .collect();
-        let mut purged = 0;
-        for aor in aors {
-            purged += self
-                .remove_where(&aor, |d| d.last_register_unix < cutoff)?
-                .len();
-        }
-        Ok(purged)
+        aors.iter()
+            .map(|aor| self.remove_where(aor, |d| d.last_register_unix < cutoff))
+            .sum()
     }
 }
 
@@ -359,20 +349,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Store::open(dir.path(), 30, NOW).unwrap();
-            assert_eq!(
-                s.upsert("alice", device("a1", "aa", NOW)).unwrap(),
-                Upsert::New
-            );
-            assert_eq!(
-                s.upsert("alice", device("a2", "bb", NOW)).unwrap(),
-                Upsert::New
-            );
-            assert_eq!(
-                s.upsert("bob", device("b1", "cc", NOW)).unwrap(),
-                Upsert::New
-            );
-            assert!(s.remove("bob", "b1").unwrap());
-            assert!(!s.remove("bob", "b1").unwrap());
+            assert_eq!(s.upsert("alice", device("a1", "aa", NOW)), Upsert::New);
+            assert_eq!(s.upsert("alice", device("a2", "bb", NOW)), Upsert::New);
+            assert_eq!(s.upsert("bob", device("b1", "cc", NOW)), Upsert::New);
+            assert!(s.remove("bob", "b1"));
+            assert!(!s.remove("bob", "b1"));
         }
         let s = Store::open(dir.path(), 30, NOW).unwrap();
         let mut keys: Vec<_> = s.devices("alice").into_iter().map(|d| d.key).collect();
@@ -380,6 +361,98 @@ mod tests {
         assert_eq!(keys, ["a1", "a2"]);
         assert!(s.devices("bob").is_empty());
         assert_eq!(s.device("alice", "a2").unwrap().token, "bb");
+    }
+
+    fn pending(s: &Store) -> u64 {
+        s.write_counts().0
+    }
+
+    /// Waits until the writer has committed everything queued.
+    fn settle(s: &Store) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while pending(s) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(s.write_counts(), (0, 0), "all committed, no errors");
+    }
+
+    #[test]
+    fn changes_to_one_binding_coalesce_while_the_disk_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let held = s.disk.hold();
+            for i in 0..1_000 {
+                s.upsert("alice", device("a1", &format!("{i:04x}"), NOW));
+            }
+            assert_eq!(pending(&s), 1, "one write waits for 1,000 changes");
+            s.upsert("bob", device("b1", "bb", NOW));
+            assert_eq!(pending(&s), 2);
+            drop(held);
+            settle(&s);
+        }
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        assert_eq!(s.device("alice", "a1").unwrap().token, "03e7", "the latest");
+        assert_eq!(s.device("bob", "b1").unwrap().token, "bb");
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn removals_coalesce_with_the_writes_they_undo() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            for (aor, key, token) in [
+                ("on-disk", "k", "aa"),
+                ("back", "k", "bb"),
+                ("dup", "old", "cc"),
+                ("changed", "k", "ff"),
+            ] {
+                s.upsert(aor, device(key, token, NOW));
+            }
+            settle(&s);
+            let held = s.disk.hold();
+            // Never on disk: nothing to write at all.
+            s.upsert("fresh", device("k", "dd", NOW));
+            assert!(s.remove("fresh", "k"));
+            assert_eq!(pending(&s), 0);
+            // On disk: the removal must reach it, and so must a later re-add.
+            assert_eq!(s.remove_all("on-disk"), 1);
+            assert!(s.remove("back", "k"));
+            s.upsert("back", device("k", "ee", NOW));
+            s.upsert("changed", device("k", "fe", NOW));
+            assert!(s.remove("changed", "k"));
+            // The same token under a new key replaces the old binding.
+            s.upsert("dup", device("new", "cc", NOW));
+            assert_eq!(pending(&s), 5);
+            drop(held);
+            settle(&s);
+        }
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        assert!(s.devices("fresh").is_empty());
+        assert!(s.devices("on-disk").is_empty());
+        assert!(s.devices("changed").is_empty());
+        assert_eq!(s.device("back", "k").unwrap().token, "ee");
+        let dup: Vec<_> = s.devices("dup").into_iter().map(|d| d.key).collect();
+        assert_eq!(dup, ["new"]);
+    }
+
+    #[test]
+    fn closing_commits_what_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            for i in 0..100 {
+                s.upsert(&format!("u{i}"), device("k", &format!("{i:02x}"), NOW));
+            }
+            s.close();
+            assert_eq!(s.write_counts(), (0, 0));
+            s.upsert("late", device("k", "ff", NOW));
+            assert_eq!(s.write_counts(), (0, 1), "a change after close is an error");
+        }
+        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        assert_eq!(s.len(), 100);
+        assert_eq!(s.device("u42", "k").unwrap().token, "2a");
     }
 
     #[test]
@@ -395,10 +468,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Store::open(dir.path(), 30, NOW).unwrap();
-            s.upsert("alice", device("a1", "aa", NOW)).unwrap();
+            s.upsert("alice", device("a1", "aa", NOW));
             let mut moved = device("a1", "aa", NOW + 60);
             moved.contact = "sip:a1@198.51.100.1:40000".into();
-            assert_eq!(s.upsert("alice", moved).unwrap(), Upsert::Refreshed);
+            assert_eq!(s.upsert("alice", moved), Upsert::Refreshed);
             assert_eq!(
                 s.device("alice", "a1").unwrap().contact,
                 "sip:a1@198.51.100.1:40000"
@@ -416,11 +489,11 @@ mod tests {
         );
         let later = NOW + PERSIST_REFRESH_AFTER_SECS;
         assert_eq!(
-            s.upsert("alice", device("a1", "aa", later)).unwrap(),
+            s.upsert("alice", device("a1", "aa", later)),
             Upsert::Refreshed
         );
         assert_eq!(
-            s.upsert("alice", device("a1", "dd", later)).unwrap(),
+            s.upsert("alice", device("a1", "dd", later)),
             Upsert::Changed
         );
         drop(s);
@@ -434,15 +507,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Store::open(dir.path(), 30, NOW).unwrap();
-            s.upsert("alice", device("old", "aa", NOW - 31 * DAY))
-                .unwrap();
-            s.upsert("alice", device("new", "bb", NOW - 29 * DAY))
-                .unwrap();
+            s.upsert("alice", device("old", "aa", NOW - 31 * DAY));
+            s.upsert("alice", device("new", "bb", NOW - 29 * DAY));
         }
         let s = Store::open(dir.path(), 30, NOW).unwrap();
         let keys: Vec<_> = s.devices("alice").into_iter().map(|d| d.key).collect();
         assert_eq!(keys, ["new"]);
-        assert_eq!(s.purge_expired(NOW + 2 * DAY).unwrap(), 1);
+        assert_eq!(s.purge_expired(NOW + 2 * DAY), 1);
         assert!(s.devices("alice").is_empty());
         drop(s);
         assert_eq!(Store::open(dir.path(), 30, NOW).unwrap().len(), 0);
@@ -452,28 +523,18 @@ mod tests {
     fn dead_tokens_go_unless_replaced_or_registered_since() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 30, NOW).unwrap();
-        s.upsert("alice", device("a1", "aa", NOW)).unwrap();
-        assert!(
-            !s.remove_dead("alice", "a1", "zz", None).unwrap(),
-            "another token"
-        );
+        s.upsert("alice", device("a1", "aa", NOW));
+        assert!(!s.remove_dead("alice", "a1", "zz", None), "another token");
         let before_register = (NOW - 5) * 1000;
-        assert!(!s
-            .remove_dead("alice", "a1", "aa", Some(before_register))
-            .unwrap());
-        assert!(s
-            .remove_dead("alice", "a1", "aa", Some(NOW * 1000 + 1))
-            .unwrap());
+        assert!(!s.remove_dead("alice", "a1", "aa", Some(before_register)));
+        assert!(s.remove_dead("alice", "a1", "aa", Some(NOW * 1000 + 1)));
         assert!(s.devices("alice").is_empty());
-        s.upsert("bob", device("b1", "bb", NOW)).unwrap();
-        s.upsert("bob", device("b2", "cc", NOW)).unwrap();
-        assert_eq!(
-            s.upsert("bob", device("b3", "cc", NOW)).unwrap(),
-            Upsert::New
-        );
+        s.upsert("bob", device("b1", "bb", NOW));
+        s.upsert("bob", device("b2", "cc", NOW));
+        assert_eq!(s.upsert("bob", device("b3", "cc", NOW)), Upsert::New);
         let keys: Vec<_> = s.devices("bob").into_iter().map(|d| d.key).collect();
         assert_eq!(keys, ["b1", "b3"], "one binding per token");
-        assert_eq!(s.remove_all("bob").unwrap(), 2);
+        assert_eq!(s.remove_all("bob"), 2);
         assert_eq!(s.len(), 0);
     }
 }

@@ -1,12 +1,19 @@
 //! The device store's write-behind thread. A durable redb commit costs an
 //! fsync (0.3 ms, several ms on a busy disk); the host's REGISTER path must
-//! not wait for it. Changes are queued in order and one thread applies all
-//! that are waiting in one write transaction (group commit), so the disk
-//! keeps up with any REGISTER rate at one fsync per batch.
+//! not wait for it. Changes wait in a map keyed by binding, and one thread
+//! commits everything waiting in one write transaction (group commit), so the
+//! disk keeps up with any REGISTER rate at one fsync per batch.
+//!
+//! Bounded by coalescing, not by a cap: the disk only needs each binding's
+//! latest state, so a binding's later change replaces its waiting one. What
+//! waits is then at most one entry per binding in memory or on disk, however
+//! long the disk stalls, and the caller never waits or loses a change. A
+//! capped queue would have to drop changes, and a dropped removal brings a
+//! binding back on the next start.
 
-use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use redb::Database;
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,6 +26,9 @@ pub(crate) enum Op {
         aor: String,
         key: String,
         record: Vec<u8>,
+        /// The binding is not in the index, so once the changes queued before
+        /// this one are committed it has no row either.
+        new: bool,
     },
     Delete {
         aor: String,
@@ -26,69 +36,121 @@ pub(crate) enum Op {
     },
 }
 
-/// Bounds one transaction's size after a long stall (e.g. a slow disk).
-const MAX_CHANGES_PER_COMMIT: usize = 10_000;
+/// A binding's latest change, not yet taken by the writer.
+struct Waiting {
+    /// `None` deletes the row.
+    record: Option<Vec<u8>>,
+    /// The row is absent before this change, so deleting it writes nothing.
+    absent_before: bool,
+}
 
 #[derive(Default)]
-struct Counts {
-    /// Changes queued and not yet committed (or failed).
-    pending: AtomicU64,
+struct Queue {
+    waiting: HashMap<(String, String), Waiting>,
+    /// Bindings taken by the writer and not yet committed.
+    committing: usize,
+    closed: bool,
+}
+
+impl Queue {
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Put {
+                aor,
+                key,
+                record,
+                new,
+            } => match self.waiting.entry((aor, key)) {
+                Entry::Occupied(mut w) => w.get_mut().record = Some(record),
+                Entry::Vacant(v) => {
+                    v.insert(Waiting {
+                        record: Some(record),
+                        absent_before: new,
+                    });
+                }
+            },
+            Op::Delete { aor, key } => match self.waiting.entry((aor, key)) {
+                Entry::Occupied(w) if w.get().absent_before => {
+                    w.remove();
+                }
+                Entry::Occupied(mut w) => w.get_mut().record = None,
+                Entry::Vacant(v) => {
+                    v.insert(Waiting {
+                        record: None,
+                        absent_before: false,
+                    });
+                }
+            },
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: Mutex<Queue>,
+    wake: Condvar,
     /// Batches whose commit failed; their changes live on in memory only.
     errors: AtomicU64,
+    /// Held by a test to keep the writer from taking the waiting changes.
+    #[cfg(test)]
+    hold: Mutex<()>,
 }
 
 pub(crate) struct StoreWriter {
-    /// `None` once closed.
-    tx: Mutex<Option<Sender<Vec<Op>>>>,
+    inner: Arc<Inner>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    counts: Arc<Counts>,
 }
 
 impl StoreWriter {
     pub(crate) fn start(db: Database) -> std::io::Result<StoreWriter> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let counts = Arc::new(Counts::default());
-        let c = counts.clone();
+        let inner = Arc::new(Inner::default());
+        let shared = inner.clone();
         let thread = std::thread::Builder::new()
             .name("pushpark-store".into())
-            .spawn(move || run(&db, &rx, &c))?;
+            .spawn(move || run(&db, &shared))?;
         Ok(StoreWriter {
-            tx: Mutex::new(Some(tx)),
+            inner,
             thread: Mutex::new(Some(thread)),
-            counts,
         })
     }
 
     /// Queues one change (its ops are committed together); never waits for
-    /// the disk. The caller serializes calls so the queue order is the
-    /// order of the in-memory changes.
+    /// the disk. The caller serializes calls with its in-memory changes, so
+    /// each binding's latest queued state is its state in memory.
     pub(crate) fn send(&self, change: Vec<Op>) {
-        if change.is_empty() {
+        let mut q = self.inner.queue.lock();
+        if q.closed {
+            drop(q);
+            self.inner.errors.fetch_add(1, Ordering::Relaxed);
+            log::error!("device store: change after shutdown not written");
             return;
         }
-        self.counts.pending.fetch_add(1, Ordering::SeqCst);
-        let sent = match &*self.tx.lock() {
-            Some(tx) => tx.send(change).is_ok(),
-            None => false,
-        };
-        if !sent {
-            self.counts.pending.fetch_sub(1, Ordering::SeqCst);
-            self.counts.errors.fetch_add(1, Ordering::Relaxed);
-            log::error!("device store: change after shutdown not written");
+        for op in change {
+            q.apply(op);
         }
+        drop(q);
+        self.inner.wake.notify_one();
     }
 
-    /// (changes not yet committed, failed commits).
+    /// (bindings whose latest change is not yet committed, failed commits).
     pub(crate) fn counts(&self) -> (u64, u64) {
+        let q = self.inner.queue.lock();
         (
-            self.counts.pending.load(Ordering::SeqCst),
-            self.counts.errors.load(Ordering::Relaxed),
+            (q.waiting.len() + q.committing) as u64,
+            self.inner.errors.load(Ordering::Relaxed),
         )
+    }
+
+    /// Keeps the writer from taking waiting changes while the guard lives.
+    #[cfg(test)]
+    pub(crate) fn hold(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.inner.hold.lock()
     }
 
     /// Commits everything queued, then stops the thread. Idempotent.
     pub(crate) fn close(&self) {
-        drop(self.tx.lock().take());
+        self.inner.queue.lock().closed = true;
+        self.inner.wake.notify_one();
         if let Some(t) = self.thread.lock().take() {
             if t.join().is_err() {
                 log::error!("device store: the writer thread panicked");
@@ -104,42 +166,52 @@ impl Drop for StoreWriter {
 }
 
 /// Ends when the queue is closed and drained.
-fn run(db: &Database, rx: &Receiver<Vec<Op>>, counts: &Counts) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter().take(MAX_CHANGES_PER_COMMIT - 1));
+fn run(db: &Database, inner: &Inner) {
+    loop {
+        let batch = {
+            let mut q = inner.queue.lock();
+            while q.waiting.is_empty() && !q.closed {
+                inner.wake.wait(&mut q);
+            }
+            #[cfg(test)]
+            let mut q = {
+                drop(q);
+                let _held = inner.hold.lock();
+                inner.queue.lock()
+            };
+            if q.waiting.is_empty() {
+                return;
+            }
+            // All that waits, at most one entry per binding: changes queued
+            // together are committed together.
+            let batch = std::mem::take(&mut q.waiting);
+            q.committing = batch.len();
+            batch
+        };
         if let Err(e) = commit(db, &batch) {
-            counts.errors.fetch_add(1, Ordering::Relaxed);
+            inner.errors.fetch_add(1, Ordering::Relaxed);
             log::error!(
                 "device store: {} changes not written (kept in memory): {e}",
                 batch.len()
             );
         }
-        // After the durable commit: pending == 0 means all is on disk.
-        counts
-            .pending
-            .fetch_sub(batch.len() as u64, Ordering::SeqCst);
+        // After the durable commit: nothing pending means all is on disk.
+        inner.queue.lock().committing = 0;
     }
 }
 
-fn commit(db: &Database, batch: &[Vec<Op>]) -> Result<(), String> {
+fn commit(db: &Database, batch: &HashMap<(String, String), Waiting>) -> Result<(), String> {
     let text = |e: redb::Error| e.to_string();
     let txn = db.begin_write().map_err(|e| text(e.into()))?;
     {
         let mut table = txn.open_table(BINDINGS).map_err(|e| text(e.into()))?;
-        for op in batch.iter().flatten() {
-            match op {
-                Op::Put { aor, key, record } => {
-                    table
-                        .insert((aor.as_str(), key.as_str()), record.as_slice())
-                        .map_err(|e| text(e.into()))?;
-                }
-                Op::Delete { aor, key } => {
-                    table
-                        .remove((aor.as_str(), key.as_str()))
-                        .map_err(|e| text(e.into()))?;
-                }
+        for ((aor, key), change) in batch {
+            let row = (aor.as_str(), key.as_str());
+            match &change.record {
+                Some(record) => table.insert(row, record.as_slice()).map(drop),
+                None => table.remove(row).map(drop),
             }
+            .map_err(|e| text(e.into()))?;
         }
     }
     txn.commit().map_err(|e| text(e.into()))

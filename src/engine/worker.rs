@@ -401,27 +401,23 @@ impl Worker {
 
     /// The PushResult just before carries Apple's reason; DeviceGone says "token dead".
     fn token_dead(&mut self, aor: &str, device: &DeviceInfo, dead_since_ms: Option<u64>) {
-        match self
+        if self
             .sh
             .store
             .remove_dead(aor, &device.key, &device.token, dead_since_ms)
         {
-            Ok(true) => {
-                inc(&self.sh.counters.devices_gone);
-                log::info!(
-                    "APNs says the token of {aor} / {} is dead: binding removed",
-                    device.key
-                );
-                self.push_event(
-                    EventKind::DeviceGone,
-                    aor,
-                    &device.key,
-                    0,
-                    "token dead".into(),
-                );
-            }
-            Ok(false) => {}
-            Err(e) => log::error!("cannot remove the dead binding {aor} / {}: {e}", device.key),
+            inc(&self.sh.counters.devices_gone);
+            log::info!(
+                "APNs says the token of {aor} / {} is dead: binding removed",
+                device.key
+            );
+            self.push_event(
+                EventKind::DeviceGone,
+                aor,
+                &device.key,
+                0,
+                "token dead".into(),
+            );
         }
     }
 
@@ -512,10 +508,9 @@ impl Worker {
         }
         if now >= self.next_purge {
             self.next_purge = now + PURGE_EVERY;
-            match self.sh.store.purge_expired(unix_now()) {
-                Ok(0) => {}
-                Ok(n) => log::info!("device store: {n} expired bindings removed"),
-                Err(e) => log::error!("device store purge failed: {e}"),
+            let n = self.sh.store.purge_expired(unix_now());
+            if n > 0 {
+                log::info!("device store: {n} expired bindings removed");
             }
         }
         self.at(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);

@@ -155,7 +155,7 @@ pub unsafe extern "C" fn pushpark_remove_device(
         let engine = engine_ref(engine)?;
         let aor = str_arg(aor, "aor")?;
         let key = str_arg(device_key, "device_key")?;
-        match engine.remove_device(aor, key).map_err(engine_error)? {
+        match engine.remove_device(aor, key) {
             true => Ok(()),
             false => Err(Error::new(
                 PUSHPARK_ERR_NOT_FOUND,

@@ -222,25 +222,18 @@ fn reason_phrase(s: &mut Section, key: &str) -> Result<String, ConfigError> {
 
 fn parse_auth(mut s: Section) -> Result<AuthConfig, ConfigError> {
     let auth = if s.map.contains_key("p12_file") {
-        let auth = AuthConfig::Pkcs12 {
-            p12_file: s.required_string("p12_file")?.into(),
-            password_file: s.string("password_file")?.map(PathBuf::from),
-            password_env: s.string("password_env")?,
-        };
-        if matches!(
-            &auth,
-            AuthConfig::Pkcs12 {
-                password_file: Some(_),
-                password_env: Some(_),
-                ..
-            }
-        ) {
-            return Err(err(
-                &s.path,
-                "password_file and password_env exclude each other",
-            ));
+        let p12_file = s.required_string("p12_file")?.into();
+        let password_file = s.string("password_file")?.map(PathBuf::from);
+        let password_env = s.string("password_env")?;
+        if password_file.is_some() && password_env.is_some() {
+            let why = "password_file and password_env exclude each other";
+            return Err(err(&s.path, why));
         }
-        auth
+        AuthConfig::Pkcs12 {
+            p12_file,
+            password_file,
+            password_env,
+        }
     } else if s.map.contains_key("cert_file") {
         AuthConfig::Certificate {
             cert_file: s.required_string("cert_file")?.into(),

@@ -89,7 +89,7 @@ fn send_delivers_and_prints_the_outcome() {
     let got = mock
         .wait_for_push(TOKEN, std::time::Duration::from_secs(5))
         .unwrap();
-    assert!(stdout.contains(&got.apns_id), "{stdout}");
+    assert!(stdout.contains(&got.apns_id.to_string()), "{stdout}");
     assert_eq!(got.header("apns-push-type"), Some("voip"));
 }
 
@@ -201,5 +201,133 @@ fn connection_problems_are_one_clear_line() {
         &send("no-port", Some(&mock.ca_pem_path()), &key, TOKEN, &[]),
         "endpoint",
     );
+    assert_eq!(mock.push_count(), 0);
+}
+
+const P12_PASSWORD: &str = "correct horse battery";
+
+fn client_p12(mock: &MockApns, path: &Path) {
+    std::fs::write(path, mock.client_p12(P12_PASSWORD).unwrap()).unwrap();
+}
+
+fn start_cert_auth_mock() -> (MockApns, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = MockConfig::new(dir.path());
+    cfg.require_client_cert = Some(dir.path().join("ca.pem"));
+    (MockApns::start(cfg).unwrap(), dir)
+}
+
+/// `apns send` with certificate auth from `p12`, the password in the environment.
+fn send_p12(mock: &MockApns, p12: &Path, password: &str, extra: &[&str]) -> Output {
+    let (ep, ca) = (endpoint(mock), mock.ca_pem_path());
+    let mut args = vec![
+        "apns",
+        "send",
+        "--endpoint",
+        &ep,
+        "--ca",
+        ca.to_str().unwrap(),
+    ];
+    args.extend([
+        "--p12",
+        p12.to_str().unwrap(),
+        "--topic",
+        "com.example.phone.voip",
+    ]);
+    args.extend(["--token", TOKEN, "--timeout", "10"]);
+    args.extend(extra);
+    Command::new(env!("CARGO_BIN_EXE_pushpark"))
+        .args(args)
+        .env("PUSHPARK_P12_PASSWORD", password)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+fn assert_delivered(out: &Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout} {stderr}");
+    assert!(stdout.starts_with("delivered status=200"), "{stdout}");
+}
+
+#[test]
+fn send_authenticates_with_a_p12_file_and_its_password_from_a_file_or_the_environment() {
+    let (mock, dir) = start_cert_auth_mock();
+    let p12 = dir.path().join("voip.p12");
+    client_p12(&mock, &p12);
+    assert_delivered(&send_p12(&mock, &p12, P12_PASSWORD, &[]));
+
+    let password_file = dir.path().join("p12.pass");
+    std::fs::write(&password_file, format!("{P12_PASSWORD}\n")).unwrap();
+    let from_file = ["--p12-password-file", password_file.to_str().unwrap()];
+    assert_delivered(&send_p12(&mock, &p12, "not it", &from_file));
+    assert_eq!(mock.push_count(), 2);
+    assert!(mock
+        .pushes()
+        .iter()
+        .all(|p| p.header("authorization").is_none()));
+
+    // What `openssl pkcs12 -export -legacy` writes is Keychain's format
+    // exactly: RC2-40 for the certificates, 3DES for the key.
+    let openssl3 = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"OpenSSL 3"));
+    if !openssl3 {
+        eprintln!("no OpenSSL 3 command: the openssl-made legacy .p12 is not tried");
+        return;
+    }
+    let (cert, key) = mock.client_cert_paths();
+    let legacy = dir.path().join("legacy.p12");
+    let status = Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-export",
+            "-legacy",
+            "-passout",
+            "env:PUSHPARK_P12_PASSWORD",
+        ])
+        .args([
+            "-in",
+            cert.to_str().unwrap(),
+            "-inkey",
+            key.to_str().unwrap(),
+        ])
+        .args(["-out", legacy.to_str().unwrap()])
+        .env("PUSHPARK_P12_PASSWORD", P12_PASSWORD)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_delivered(&send_p12(&mock, &legacy, P12_PASSWORD, &[]));
+    assert_eq!(mock.push_count(), 3);
+}
+
+#[test]
+fn p12_problems_are_one_clear_line_without_the_password() {
+    let (mock, dir) = start_cert_auth_mock();
+    let p12 = dir.path().join("voip.p12");
+    client_p12(&mock, &p12);
+    let out = send_p12(&mock, &p12, "Wrong-Password-123", &[]);
+    assert_one_line_error(&out, "PKCS#12: wrong password, or a damaged file");
+    let everything = [out.stdout, out.stderr].concat();
+    assert!(!String::from_utf8_lossy(&everything).contains("Wrong-Password-123"));
+
+    let missing = dir.path().join("missing.p12");
+    let out = send_p12(&mock, &missing, P12_PASSWORD, &[]);
+    assert_one_line_error(&out, "cannot read PKCS#12 file");
+
+    let (pem_cert, _) = mock.client_cert_paths();
+    let out = send_p12(&mock, &pem_cert, P12_PASSWORD, &[]);
+    assert_one_line_error(&out, "not a PKCS#12 file");
+
+    let no_file = dir.path().join("no.pass");
+    let out = send_p12(
+        &mock,
+        &p12,
+        P12_PASSWORD,
+        &["--p12-password-file", no_file.to_str().unwrap()],
+    );
+    assert_one_line_error(&out, "cannot read password file");
     assert_eq!(mock.push_count(), 0);
 }

@@ -129,7 +129,7 @@ fn delivers_a_voip_push_with_apples_headers() {
     let got = mock
         .wait_for_push(&device(1), PATIENCE)
         .expect("the mock got it");
-    assert_eq!(got.apns_id, result.apns_id.to_string());
+    assert_eq!(got.apns_id, result.apns_id);
     assert_eq!(got.header("apns-push-type"), Some("voip"));
     assert_eq!(got.topic(), Some("com.example.phone.voip"));
     assert_eq!(got.header("apns-priority"), Some("10"));
@@ -332,7 +332,11 @@ fn assert_each_delivered_once(mock: &MockApns, results: &[PushResult]) {
         results.iter().find(|r| r.outcome != Outcome::Delivered)
     );
     let sent: HashSet<String> = results.iter().map(|r| r.apns_id.to_string()).collect();
-    let received: Vec<String> = mock.pushes().into_iter().map(|p| p.apns_id).collect();
+    let received: Vec<String> = mock
+        .pushes()
+        .iter()
+        .map(|p| p.apns_id.to_string())
+        .collect();
     let unique: HashSet<String> = received.iter().cloned().collect();
     assert_eq!(received.len(), unique.len(), "a push arrived twice");
     assert_eq!(unique, sent);
@@ -567,4 +571,123 @@ fn two_threads_and_two_connections_share_the_load() {
         pending.recv_timeout(PATIENCE).unwrap().outcome,
         Outcome::ShutDown
     );
+}
+
+/// The health check within seconds rather than a minute, so a test can wait
+/// for it; the answer timeout still leaves a busy machine time to answer.
+fn health_checked(mock: &MockApns, ping_interval: Duration) -> ApnsClient {
+    let mut cfg = config(mock, token_auth(mock));
+    cfg.ping_interval = ping_interval;
+    cfg.ping_timeout = Duration::from_secs(1);
+    ApnsClient::new(cfg).unwrap()
+}
+
+#[test]
+fn a_silent_server_is_found_out_by_ping_and_its_pushes_are_delivered_once_elsewhere() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = health_checked(&mock, Duration::from_millis(500));
+    let first = send(&client, voip(0));
+    assert_eq!(first.outcome, Outcome::Delivered);
+    // The next push to arrive makes its connection hang, and with it every
+    // push in flight there.
+    mock.set_faults(Faults {
+        silence_mid_stream: 1,
+        ..Faults::default()
+    });
+    let mut results = send_all(&client, (1..21).map(voip).collect());
+    assert!(
+        results.iter().any(|r| r.attempts > 1),
+        "pushes went out on the silent connection: {results:?}"
+    );
+    results.push(first);
+    assert_each_delivered_once(&mock, &results);
+    assert_eq!(mock.stats().silenced_connections, 1);
+    let on_first: Vec<_> = mock
+        .pushes()
+        .into_iter()
+        .filter(|p| p.connection == 1)
+        .map(|p| p.token)
+        .collect();
+    assert_eq!(
+        on_first,
+        [device(0)],
+        "nothing was delivered by the silent connection"
+    );
+    assert!(client.metrics().connections_opened >= 2);
+}
+
+#[test]
+fn without_the_health_check_a_silent_connection_holds_a_push_until_its_deadline() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = health_checked(&mock, Duration::from_secs(3600));
+    assert_eq!(send(&client, voip(0)).outcome, Outcome::Delivered);
+    mock.set_faults(Faults {
+        silence_mid_stream: 1,
+        ..Faults::default()
+    });
+    let result = submit(&client, voip(1), Duration::from_secs(2))
+        .recv_timeout(PATIENCE)
+        .unwrap();
+    assert_eq!(result.outcome, Outcome::TimedOut);
+    assert_eq!(mock.push_count(), 1);
+    assert_eq!(
+        client.metrics().connections_opened,
+        1,
+        "the dead connection went unnoticed"
+    );
+}
+
+#[test]
+fn an_idle_timeout_goaway_loses_nothing_and_the_next_push_uses_a_new_connection() {
+    let (mock, _dir) = start_mock(|c| c.idle_timeout = Some(Duration::from_millis(300)));
+    let client = client(&mock);
+    let mut results = Vec::new();
+    let mut connections = Vec::new();
+    for i in 0..3 {
+        let result = send(&client, voip(i));
+        let conn = mock.wait_for_push(&device(i), PATIENCE).unwrap().connection;
+        connections.push(conn);
+        results.push(result);
+        // Connections are numbered in order and each ends with its idle GOAWAY.
+        let deadline = Instant::now() + PATIENCE;
+        while mock.stats().goaways < conn {
+            assert!(Instant::now() < deadline, "connection {conn} idled out");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert_each_delivered_once(&mock, &results);
+    assert!(
+        connections.windows(2).all(|w| w[0] < w[1]),
+        "each push after an idle GOAWAY went on a new connection: {connections:?}"
+    );
+    assert!(client.metrics().connections_opened >= 3);
+}
+
+#[test]
+fn a_provider_token_from_the_future_is_invalid_and_a_little_ahead_is_fine() {
+    let (mock, _dir) = start_mock(|_| {});
+    for (offset, expected) in [
+        (3600, rejected(Reason::InvalidProviderToken)),
+        (30, Outcome::Delivered),
+    ] {
+        let mut cfg = config(&mock, token_auth(&mock));
+        cfg.clock = TestClock::at_offset(offset);
+        let client = ApnsClient::new(cfg).unwrap();
+        assert_eq!(
+            send(&client, voip(1)).outcome,
+            expected,
+            "clock {offset} s ahead"
+        );
+    }
+}
+
+#[test]
+fn a_voip_push_to_a_topic_without_the_voip_suffix_is_refused_like_apple_does() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    let mut push = voip(1);
+    push.topic = "com.example.phone".into();
+    let result = send(&client, push);
+    assert_eq!(result.outcome, rejected(Reason::DeviceTokenNotForTopic));
+    assert_eq!(mock.push_count(), 0);
 }

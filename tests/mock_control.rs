@@ -176,7 +176,7 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
             "token": TOKEN,
             "topic": TOPIC,
             "push_type": "voip",
-            "apns_id": id,
+            "apns_id": id.to_lowercase(),
             "payload": {"aps": {}, "call_id": "abc"},
         })
     );
@@ -195,6 +195,22 @@ async fn the_cli_mock_serves_pushes_reports_them_on_the_control_port_and_stops_o
         (Some(2), Some(2))
     );
     assert_eq!(stats["connections"], 1);
+
+    // The next push hangs its connection; the stats say so.
+    assert_eq!(
+        control.send(json!({"faults": {"silence_mid_stream": 1}})),
+        json!({"ok": true})
+    );
+    let mut hung = connect_to(mock.listen, tls(&dir.path().join("ca.pem"), None)).await;
+    let req = push(TOKEN, &jwt);
+    let unanswered = tokio::spawn(async move { send(&mut hung.send, req, PAYLOAD).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while control.send(json!({"stats": true}))["silenced_connections"] != 1 {
+        assert!(Instant::now() < deadline, "the push arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!unanswered.is_finished());
+    unanswered.abort();
 
     unsafe { libc::kill(mock.child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -437,3 +437,84 @@ async fn new_provider_tokens_more_often_than_every_20_minutes_get_429() {
         .unwrap();
     assert_eq!(a.status, 200);
 }
+
+#[tokio::test]
+async fn a_silent_connection_answers_nothing_not_even_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start(dir.path());
+    let jwt = jwt(&mock);
+    let tcp = tokio::net::TcpStream::connect(mock.addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tls(&mock.ca_pem_path(), None).connect(name, tcp).await;
+    let (mut send_req, mut conn) = h2::client::handshake(tls.unwrap()).await.unwrap();
+    let mut pings = conn.ping_pong().expect("the first ping_pong");
+    let driver = tokio::spawn(conn);
+    pings.ping(h2::Ping::opaque()).await.expect("a PING ACK");
+    let a = send(&mut send_req, push(TOKEN, &jwt), PAYLOAD)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+
+    mock.set_faults(Faults {
+        silence_mid_stream: 1,
+        ..Faults::default()
+    });
+    let (mut s, req) = (send_req.clone(), push(TOKEN, &jwt));
+    let unanswered = tokio::spawn(async move { send(&mut s, req, PAYLOAD).await });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mock.stats().silenced_connections == 0 {
+        assert!(Instant::now() < deadline, "the push arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A healthy mock ACKs a PING within microseconds on loopback.
+    let ping = tokio::time::timeout(Duration::from_millis(500), pings.ping(h2::Ping::opaque()));
+    assert!(ping.await.is_err(), "no PING ACK from a silent server");
+    assert!(!unanswered.is_finished(), "no answer either");
+    assert_eq!(mock.pushes().len(), 1, "the push was not processed");
+
+    // The client gives up: the push fails with the connection, unrecorded.
+    driver.abort();
+    drop((send_req, pings));
+    assert!(unanswered.await.unwrap().is_err());
+    assert_eq!(mock.pushes().len(), 1);
+    let mut c = connect(&mock).await;
+    let a = send(&mut c.send, push(TOKEN, &jwt), PAYLOAD).await.unwrap();
+    assert_eq!(a.status, 200, "only that connection went silent");
+}
+
+#[tokio::test]
+async fn an_idle_connection_gets_goaway_idle_timeout_and_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = pushpark::mock::MockConfig::new(dir.path());
+    cfg.idle_timeout = Some(Duration::from_millis(300));
+    let mock = pushpark::mock::MockApns::start(cfg).unwrap();
+    // A push still being answered keeps the connection: it is not idle.
+    mock.set_faults(Faults {
+        delay: Duration::from_millis(700),
+        ..Faults::default()
+    });
+    let jwt = jwt(&mock);
+    let (mut c, frames) = connect_sniffed(&mock).await;
+    let a = send(&mut c.send, push(TOKEN, &jwt), PAYLOAD).await.unwrap();
+    assert_eq!(a.status, 200);
+    let driver = tokio::time::timeout(Duration::from_secs(20), c.driver).await;
+    assert!(driver.is_ok(), "the server closes the idle connection");
+
+    let goaways: Vec<_> = frames
+        .lock()
+        .iter()
+        .filter(|f| f.kind == GOAWAY)
+        .cloned()
+        .collect();
+    assert_eq!(goaways.len(), 1, "one GOAWAY: {goaways:?}");
+    let p = &goaways[0].payload;
+    assert_eq!(
+        u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
+        1,
+        "stream 1 was processed"
+    );
+    assert_eq!(u32::from_be_bytes([p[4], p[5], p[6], p[7]]), 0, "NO_ERROR");
+    assert_eq!(&p[8..], br#"{"reason":"IdleTimeout"}"#);
+    assert_eq!(mock.stats().goaways, 1);
+    assert_eq!(mock.pushes().len(), 1);
+}

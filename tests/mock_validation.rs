@@ -35,7 +35,7 @@ async fn accepts_a_valid_push_records_it_and_echoes_the_apns_id() {
     assert_eq!(pushes.len(), 1);
     let p = &pushes[0];
     assert_eq!(p.token, TOKEN);
-    assert_eq!(p.apns_id, id);
+    assert_eq!(p.apns_id, uuid::Uuid::parse_str(id).unwrap());
     assert_eq!(p.topic(), Some(TOPIC));
     assert_eq!(p.header("apns-push-type"), Some("voip"));
     assert_eq!(p.header("apns-priority"), Some("10"));
@@ -51,7 +51,10 @@ async fn accepts_a_valid_push_records_it_and_echoes_the_apns_id() {
     let generated = answer.apns_id.expect("apns-id on every answer");
     assert_eq!(generated.len(), 36);
     assert_ne!(generated, id);
-    assert_eq!(mock.pushes()[1].apns_id, generated);
+    assert_eq!(
+        mock.pushes()[1].apns_id.to_string().to_uppercase(),
+        generated
+    );
 }
 
 #[tokio::test]
@@ -79,6 +82,7 @@ async fn each_malformed_request_gets_apples_status_and_reason() {
             .sign(now())
     };
     let old = signer.sign(now() - 3601);
+    let future = signer.sign(now() + 3600);
 
     let cases: Vec<(&str, http::request::Builder, &str, u16, &str)> = vec![
         (
@@ -176,6 +180,13 @@ async fn each_malformed_request_gets_apples_status_and_reason() {
             "ExpiredProviderToken",
         ),
         (
+            "JWT issued an hour from now",
+            push(TOKEN, &future),
+            PAYLOAD,
+            403,
+            "InvalidProviderToken",
+        ),
+        (
             "no topic",
             http::Request::post(format!("https://localhost/3/device/{TOKEN}"))
                 .header("authorization", format!("bearer {jwt}")),
@@ -192,6 +203,16 @@ async fn each_malformed_request_gets_apples_status_and_reason() {
             PAYLOAD,
             400,
             "InvalidPushType",
+        ),
+        (
+            "voip push to a topic without .voip",
+            http::Request::post(format!("https://localhost/3/device/{TOKEN}"))
+                .header("authorization", format!("bearer {jwt}"))
+                .header("apns-topic", "com.example.pushpark")
+                .header("apns-push-type", "voip"),
+            PAYLOAD,
+            400,
+            "DeviceTokenNotForTopic",
         ),
         (
             "bad priority",
@@ -270,7 +291,13 @@ async fn each_malformed_request_gets_apples_status_and_reason() {
         .header("apns-topic", "com.example.pushpark");
     let answer = send(&mut c.send, alert, &alert_ok).await.unwrap();
     assert_eq!(answer.status, 200);
-    assert_eq!(mock.pushes().len(), 2);
+    // A provider clock a little ahead is tolerated.
+    let ahead = signer.sign(now() + 30);
+    let answer = send(&mut c.send, push(TOKEN, &ahead), PAYLOAD)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(mock.pushes().len(), 3);
     assert_eq!(mock.stats().rejected, rejected);
 }
 
@@ -329,7 +356,8 @@ async fn wait_for_push_and_subscribe_report_arrivals() {
         .unwrap()
         .expect("the waiter sees the push");
     assert_eq!(found.token, token);
-    assert_eq!(found.apns_id, answer.apns_id.unwrap());
+    let answered = answer.apns_id.unwrap();
+    assert_eq!(found.apns_id, uuid::Uuid::parse_str(&answered).unwrap());
 }
 
 #[tokio::test]

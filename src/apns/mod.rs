@@ -14,6 +14,7 @@ pub mod jwt;
 mod metrics;
 mod outcome;
 mod paced_read;
+mod pkcs12;
 mod push;
 pub mod reason;
 mod tls;

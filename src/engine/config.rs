@@ -45,6 +45,13 @@ pub enum AuthConfig {
         cert_file: PathBuf,
         key_file: PathBuf,
     },
+    /// Certificate and key in one PKCS#12 file. Its password is the first line
+    /// of `password_file`, or the environment variable `password_env`, or empty.
+    Pkcs12 {
+        p12_file: PathBuf,
+        password_file: Option<PathBuf>,
+        password_env: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -214,7 +221,20 @@ fn reason_phrase(s: &mut Section, key: &str) -> Result<String, ConfigError> {
 }
 
 fn parse_auth(mut s: Section) -> Result<AuthConfig, ConfigError> {
-    let auth = if s.map.contains_key("cert_file") {
+    let auth = if s.map.contains_key("p12_file") {
+        let p12_file = s.required_string("p12_file")?.into();
+        let password_file = s.string("password_file")?.map(PathBuf::from);
+        let password_env = s.string("password_env")?;
+        if password_file.is_some() && password_env.is_some() {
+            let why = "password_file and password_env exclude each other";
+            return Err(err(&s.path, why));
+        }
+        AuthConfig::Pkcs12 {
+            p12_file,
+            password_file,
+            password_env,
+        }
+    } else if s.map.contains_key("cert_file") {
         AuthConfig::Certificate {
             cert_file: s.required_string("cert_file")?.into(),
             key_file: s.required_string("key_file")?.into(),
@@ -389,6 +409,22 @@ mod tests {
     }
 
     #[test]
+    fn a_p12_file_with_its_password_file() {
+        let c = EngineConfig::from_json(
+            r#"{"apns":{"auth":{"p12_file":"/v.p12","password_file":"/v.pass"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.apns.auth,
+            AuthConfig::Pkcs12 {
+                p12_file: "/v.p12".into(),
+                password_file: Some("/v.pass".into()),
+                password_env: None,
+            }
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         assert_eq!(error_of("{}"), "apns.auth: missing");
         assert_eq!(
@@ -398,6 +434,16 @@ mod tests {
         assert_eq!(
             error_of(r#"{"apns":{"auth":{"cert_file":"/c"}}}"#),
             "apns.auth.key_file: missing"
+        );
+        assert_eq!(
+            error_of(
+                r#"{"apns":{"auth":{"p12_file":"/v.p12","password_file":"/p","password_env":"P"}}}"#
+            ),
+            "apns.auth: password_file and password_env exclude each other"
+        );
+        assert_eq!(
+            error_of(r#"{"apns":{"auth":{"p12_file":"/v.p12","password":"x"}}}"#),
+            "apns.auth.password: unknown key"
         );
         let with = |extra: &str| {
             error_of(&format!(

@@ -66,6 +66,41 @@ fn read_file(path: &Path, key: &str) -> Result<String, EngineError> {
     })
 }
 
+fn pkcs12_auth(
+    p12_file: &Path,
+    password_file: Option<&Path>,
+    password_env: Option<&str>,
+) -> Result<Auth, EngineError> {
+    let bad = |key: &str, message: String| {
+        EngineError::Config(ConfigError {
+            path: format!("apns.auth.{key}"),
+            message,
+        })
+    };
+    let p12 = std::fs::read(p12_file).map_err(|e| {
+        bad(
+            "p12_file",
+            format!("cannot read {}: {e}", p12_file.display()),
+        )
+    })?;
+    let password = match (password_file, password_env) {
+        (Some(file), _) => read_file(file, "password_file")?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        (None, Some(var)) => std::env::var(var).map_err(|_| {
+            bad(
+                "password_env",
+                format!("the environment variable {var} is not set"),
+            )
+        })?,
+        (None, None) => String::new(),
+    };
+    Auth::from_pkcs12(&p12, &password)
+        .map_err(|e| bad("p12_file", format!("{}: {e}", p12_file.display())))
+}
+
 impl Clients {
     pub(crate) fn new(cfg: &EngineConfig) -> Result<Clients, EngineError> {
         let auth = match &cfg.apns.auth {
@@ -85,6 +120,11 @@ impl Clients {
                 cert_pem: read_file(cert_file, "cert_file")?,
                 key_pem: read_file(key_file, "key_file")?,
             },
+            AuthConfig::Pkcs12 {
+                p12_file,
+                password_file,
+                password_env,
+            } => pkcs12_auth(p12_file, password_file.as_deref(), password_env.as_deref())?,
         };
         let mut template = ClientConfig::new(cfg.apns.endpoint.clone(), auth);
         template.ca_file = cfg.apns.ca_file.clone();

@@ -150,3 +150,28 @@ fn write_file(path: &Path, data: &[u8], secret: bool) -> io::Result<()> {
 fn cert_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("cannot generate the mock's certificates: {e}"))
 }
+
+/// The client certificate and key as a PKCS#12 file encrypted the way Keychain
+/// exports one (3DES, SHA-1 MAC), for testing `.p12` certificate auth.
+pub fn client_p12(dir: &Path, password: &str) -> io::Result<Vec<u8>> {
+    use p12_keystore::{
+        Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKeyChain,
+    };
+    let invalid =
+        |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+    let cert = rustls_pemfile::certs(&mut fs::read(dir.join(CLIENT_CERT))?.as_slice())
+        .next()
+        .ok_or_else(|| invalid(&"no client certificate"))??;
+    let key = rustls_pemfile::private_key(&mut fs::read(dir.join(CLIENT_KEY))?.as_slice())?
+        .ok_or_else(|| invalid(&"no client key"))?;
+    let chain = [Certificate::from_der(&cert).map_err(|e| invalid(&e))?];
+    let mut store = KeyStore::new();
+    let entry = PrivateKeyChain::new(key.secret_der(), [1u8; 20], chain);
+    store.add_entry("voip", KeyStoreEntry::PrivateKeyChain(entry));
+    store
+        .writer(password)
+        .encryption_algorithm(EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc)
+        .mac_algorithm(MacAlgorithm::HmacSha1)
+        .write()
+        .map_err(|e| invalid(&e))
+}

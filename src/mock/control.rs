@@ -8,7 +8,8 @@
 //!   `"reason":null` accepts again.
 //! - `{"faults":{"delay_ms":50,"server_error":"ServiceUnavailable",
 //!   "server_error_times":N,"goaway_after_streams":N,
-//!   "drop_connection_mid_stream":N,"max_concurrent_streams":1,
+//!   "drop_connection_mid_stream":N,"silence_mid_stream":N,
+//!   "max_concurrent_streams":1,
 //!   "refuse_tls":true,"throttle_after_rejection":true,
 //!   "limit_token_updates":true}}`: replaces all
 //!   faults; absent fields are healthy.
@@ -72,6 +73,8 @@ struct FaultsCmd {
     goaway_after_streams: Option<u32>,
     #[serde(default)]
     drop_connection_mid_stream: u32,
+    #[serde(default)]
+    silence_mid_stream: u32,
     max_concurrent_streams: Option<u32>,
     #[serde(default)]
     refuse_tls: bool,
@@ -133,6 +136,7 @@ fn execute(cmd: Command, shared: &Shared) -> Result<Value, String> {
             server_error_times: f.server_error_times,
             goaway_after_streams: f.goaway_after_streams,
             drop_connection_mid_stream: f.drop_connection_mid_stream,
+            silence_mid_stream: f.silence_mid_stream,
             max_concurrent_streams: f.max_concurrent_streams,
             refuse_tls: f.refuse_tls,
             throttle_after_rejection: f.throttle_after_rejection,
@@ -174,7 +178,7 @@ fn push_line(push: &ReceivedPush) -> Value {
         "token": push.token,
         "topic": push.topic(),
         "push_type": push.header("apns-push-type"),
-        "apns_id": push.apns_id,
+        "apns_id": push.apns_id.to_string(),
         "payload": payload,
     })
 }

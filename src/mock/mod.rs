@@ -37,6 +37,10 @@ pub struct MockConfig {
     /// `client-cert.pem`). A connection with a valid one needs no JWT; one
     /// with a certificate that does not chain gets 403 BadCertificate.
     pub require_client_cert: Option<PathBuf>,
+    /// Like Apple: a connection that carried no stream for this long gets
+    /// GOAWAY (NO_ERROR, debug data `{"reason":"IdleTimeout"}`) and is closed.
+    /// None (the default): connections stay open.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl MockConfig {
@@ -47,6 +51,7 @@ impl MockConfig {
             state_dir: state_dir.into(),
             worker_threads: 1,
             require_client_cert: None,
+            idle_timeout: None,
         }
     }
 }
@@ -65,7 +70,7 @@ impl MockApns {
     pub fn start(cfg: MockConfig) -> io::Result<MockApns> {
         let files = certs::ensure(&cfg.state_dir)?;
         let (acceptor, client_certs) = server::tls(&files, cfg.require_client_cert.as_deref())?;
-        let shared = Arc::new(server::Shared::new(&files, client_certs)?);
+        let shared = Arc::new(server::Shared::new(&files, client_certs, cfg.idle_timeout)?);
         let listener = std::net::TcpListener::bind(cfg.listen)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -124,6 +129,12 @@ impl MockApns {
             self.state_dir.join(certs::CLIENT_CERT),
             self.state_dir.join(certs::CLIENT_KEY),
         )
+    }
+
+    /// The client certificate and key of `client_cert_paths` as a PKCS#12
+    /// file protected by `password`, encrypted like a Keychain export.
+    pub fn client_p12(&self, password: &str) -> io::Result<Vec<u8>> {
+        certs::client_p12(&self.state_dir, password)
     }
 
     pub fn script(&self, token: &str, outcome: Scripted) {

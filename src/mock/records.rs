@@ -14,7 +14,7 @@ pub struct ReceivedPush {
     /// The device token from the path (lowercase hex as sent).
     pub token: String,
     /// The `apns-id` answered: the client's, or one the mock generated.
-    pub apns_id: String,
+    pub apns_id: uuid::Uuid,
     /// The request headers as received (the `authorization` header removed: it is a secret).
     pub headers: HeaderMap,
     pub payload: Bytes,
@@ -146,9 +146,12 @@ pub struct MockStats {
     pub rejected: u64,
     /// Streams reset with REFUSED_STREAM: past a GOAWAY, or over an acknowledged limit.
     pub refused_streams: u64,
+    /// GOAWAYs sent by the `goaway_after_streams` fault or the idle timeout.
     pub goaways: u64,
     /// Connections closed by the `drop_connection_mid_stream` fault.
     pub dropped_connections: u64,
+    /// Connections made silent by the `silence_mid_stream` fault.
+    pub silenced_connections: u64,
 }
 
 #[derive(Default)]
@@ -161,6 +164,7 @@ pub struct Counters {
     pub refused_streams: AtomicU64,
     pub goaways: AtomicU64,
     pub dropped_connections: AtomicU64,
+    pub silenced_connections: AtomicU64,
 }
 
 impl Counters {
@@ -179,6 +183,7 @@ impl Counters {
             refused_streams: get(&self.refused_streams),
             goaways: get(&self.goaways),
             dropped_connections: get(&self.dropped_connections),
+            silenced_connections: get(&self.silenced_connections),
         }
     }
 }

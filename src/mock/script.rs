@@ -40,6 +40,11 @@ pub struct Faults {
     /// Close the TCP connection, unanswered and unrecorded, when each of the
     /// next N pushes arrives.
     pub drop_connection_mid_stream: u32,
+    /// When each of the next N pushes arrives, the connection carrying it goes
+    /// silent, like a hung server: it stops reading and answering (no answers,
+    /// no PING ACKs) but keeps the TCP connection open until the client closes
+    /// it. That push and any later one on the connection go unrecorded.
+    pub silence_mid_stream: u32,
     /// Announce this SETTINGS_MAX_CONCURRENT_STREAMS (Apple drops it to 1) on
     /// live connections at once and on new ones; None: the normal 1000.
     pub max_concurrent_streams: Option<u32>,
@@ -57,6 +62,7 @@ pub struct Faults {
 /// The faults that apply to one stream, decided when it arrives.
 pub struct StreamFaults {
     pub drop_connection: bool,
+    pub go_silent: bool,
     pub server_error: Option<Reason>,
     pub delay: Duration,
     pub goaway_after_streams: Option<u32>,
@@ -156,8 +162,12 @@ impl Behaviour {
     pub fn next_stream(&self) -> StreamFaults {
         let mut f = self.faults.lock();
         let drop_connection = f.drop_connection_mid_stream > 0;
+        let go_silent = !drop_connection && f.silence_mid_stream > 0;
         let server_error = if drop_connection {
             f.drop_connection_mid_stream -= 1;
+            None
+        } else if go_silent {
+            f.silence_mid_stream -= 1;
             None
         } else {
             match (f.server_error, f.server_error_times) {
@@ -171,6 +181,7 @@ impl Behaviour {
         };
         StreamFaults {
             drop_connection,
+            go_silent,
             server_error,
             delay: f.delay,
             goaway_after_streams: f.goaway_after_streams,

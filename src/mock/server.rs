@@ -17,10 +17,11 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use uuid::Uuid;
 
 use super::certs::StateFiles;
 use super::records::{Counters, ReceivedPush, Records};
@@ -34,6 +35,7 @@ use crate::apns::reason::Reason;
 /// What Apple announces once a connection is up.
 pub const NORMAL_STREAM_LIMIT: u32 = 1000;
 const GOAWAY_DEBUG: &[u8] = br#"{"reason":"Shutdown"}"#;
+const IDLE_GOAWAY_DEBUG: &[u8] = br#"{"reason":"IdleTimeout"}"#;
 const APNS_ID: HeaderName = HeaderName::from_static("apns-id");
 
 pub struct Shared {
@@ -43,6 +45,8 @@ pub struct Shared {
     jwt: JwtCheck,
     /// Set for certificate auth: checks client certificates after the handshake.
     client_certs: Option<Arc<dyn ClientCertVerifier>>,
+    /// Close connections that carried no stream for this long, like Apple.
+    idle_timeout: Option<Duration>,
     next_connection: AtomicU64,
 }
 
@@ -50,6 +54,7 @@ impl Shared {
     pub fn new(
         files: &StateFiles,
         client_certs: Option<Arc<dyn ClientCertVerifier>>,
+        idle_timeout: Option<Duration>,
     ) -> io::Result<Self> {
         let bad_key = |e| io::Error::new(io::ErrorKind::InvalidData, format!("mock team key: {e}"));
         let signer =
@@ -62,6 +67,7 @@ impl Shared {
             behaviour: Behaviour::new(),
             jwt: JwtCheck::new(verifier),
             client_certs,
+            idle_timeout,
             next_connection: AtomicU64::new(1),
         })
     }
@@ -252,12 +258,22 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
         tap.announce_limit(n);
     }
     let mut processed = 0u32;
+    let mut last_processed = 0u32;
     let mut goaway_at: Option<u32> = None;
+    let mut last_stream_at = tokio::time::Instant::now();
     loop {
+        // No timer at all without an idle timeout: this loop runs per stream.
+        let idle = async {
+            match shared.idle_timeout {
+                Some(timeout) => tokio::time::sleep_until(last_stream_at + timeout).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             next = h2.accept() => {
                 let Some(Ok((req, mut respond))) = next else { return };
                 let id = u32::from(respond.stream_id());
+                last_stream_at = tokio::time::Instant::now();
                 Counters::bump(&shared.counters.streams);
                 if goaway_at.is_some_and(|last| id > last) || over_limit(&tap, &conn) {
                     Counters::bump(&shared.counters.refused_streams);
@@ -269,7 +285,15 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
                     Counters::bump(&shared.counters.dropped_connections);
                     return;
                 }
+                if faults.go_silent {
+                    Counters::bump(&shared.counters.silenced_connections);
+                    tap.go_silent();
+                    // h2 is driven on only to learn when the client gives up.
+                    while let Some(Ok(_)) = h2.accept().await {}
+                    return;
+                }
                 processed += 1;
+                last_processed = id;
                 if goaway_at.is_none() && faults.goaway_after_streams.is_some_and(|n| processed >= n) {
                     Counters::bump(&shared.counters.goaways);
                     tap.goaway(id, GOAWAY_DEBUG);
@@ -284,6 +308,17 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
             Ok(()) = limit.changed() => {
                 let n = *limit.borrow_and_update();
                 tap.announce_limit(n.unwrap_or(NORMAL_STREAM_LIMIT));
+            }
+            () = idle, if goaway_at.is_none() => {
+                // A push still being answered keeps the connection busy.
+                if conn.active.load(Ordering::Relaxed) > 0 {
+                    last_stream_at = tokio::time::Instant::now();
+                    continue;
+                }
+                Counters::bump(&shared.counters.goaways);
+                tap.goaway(last_processed, IDLE_GOAWAY_DEBUG);
+                h2.graceful_shutdown();
+                goaway_at = Some(last_processed);
             }
         }
     }
@@ -322,13 +357,13 @@ async fn stream(
     faults: StreamFaults,
 ) {
     let (parts, body) = req.into_parts();
-    let apns_id = match parts.headers.get("apns-id").and_then(|v| v.to_str().ok()) {
-        Some(id) if validate::is_uuid(id) => id.to_owned(),
-        _ => new_apns_id(),
+    let (apns_id, apns_id_header) = match client_apns_id(&parts.headers) {
+        Some(given) => given,
+        None => new_apns_id(),
     };
     let verdict = match faults.server_error {
         Some(reason) => Verdict::Rejected(reason, unix_ms()),
-        None => process(&shared, &conn, &faults, parts, body, &apns_id).await,
+        None => process(&shared, &conn, &faults, parts, body, apns_id).await,
     };
     if !faults.delay.is_zero() {
         tokio::time::sleep(faults.delay).await;
@@ -358,7 +393,7 @@ async fn stream(
         }
     };
     // A failed send means the client has gone: nothing left to do.
-    let _ = answer(&mut respond, &apns_id, reason);
+    let _ = answer(&mut respond, apns_id_header, reason);
 }
 
 async fn process(
@@ -367,7 +402,7 @@ async fn process(
     faults: &StreamFaults,
     parts: http::request::Parts,
     body: RecvStream,
-    apns_id: &str,
+    apns_id: Uuid,
 ) -> Verdict {
     let new_token = |bearer: &str, iat| match faults.limit_token_updates {
         true => conn.token_update(bearer, iat),
@@ -391,7 +426,7 @@ async fn process(
     headers.remove(http::header::AUTHORIZATION);
     shared.records.add(ReceivedPush {
         token: ok.token,
-        apns_id: apns_id.to_owned(),
+        apns_id,
         headers,
         payload,
         arrived: Instant::now(),
@@ -401,13 +436,21 @@ async fn process(
     Verdict::Accepted
 }
 
+/// The client's valid `apns-id`, to echo as sent (a clone shares its bytes).
+fn client_apns_id(headers: &HeaderMap) -> Option<(Uuid, HeaderValue)> {
+    let value = headers.get(&APNS_ID)?;
+    let text = value.to_str().ok().filter(|id| validate::is_uuid(id))?;
+    Some((Uuid::try_parse(text).ok()?, value.clone()))
+}
+
 /// Like Apple's: a random UUID, uppercase. Not `Uuid::new_v4`, which makes a
 /// getrandom system call per id.
-fn new_apns_id() -> String {
-    let bytes = rand::random::<[u8; 16]>();
-    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+fn new_apns_id() -> (Uuid, HeaderValue) {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    id.hyphenated().encode_upper(&mut text).to_owned()
+    let header = HeaderValue::from_bytes(id.hyphenated().encode_upper(&mut text).as_bytes())
+        .expect("a UUID is a valid header value");
+    (id, header)
 }
 
 /// The request body, read no further than the chunk that passes the limit.
@@ -433,13 +476,11 @@ async fn read_body(mut body: RecvStream, max: usize) -> Result<Bytes, Verdict> {
 
 fn answer(
     respond: &mut SendResponse<Bytes>,
-    apns_id: &str,
+    apns_id: HeaderValue,
     rejection: Option<(Reason, u64)>,
 ) -> Result<(), h2::Error> {
     let mut response = Response::new(());
-    if let Ok(id) = HeaderValue::from_str(apns_id) {
-        response.headers_mut().insert(APNS_ID, id);
-    }
+    response.headers_mut().insert(APNS_ID, apns_id);
     let Some((reason, since)) = rejection else {
         respond.send_response(response, true)?;
         return Ok(());

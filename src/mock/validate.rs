@@ -99,7 +99,8 @@ pub fn headers(
             new_token(bearer, jwt.check(bearer)?)?;
         }
     }
-    h.topic
+    let topic = h
+        .topic
         .filter(|t| !t.is_empty())
         .ok_or(Reason::MissingTopic)?;
     let push_type = h
@@ -107,6 +108,12 @@ pub fn headers(
         .map(str::parse::<PushType>)
         .transpose()
         .map_err(|_| Reason::InvalidPushType)?;
+    // VoIP pushes go to `<bundle id>.voip`. Apple documents no reason for a
+    // VoIP push to the bare bundle id; providers who sent one report 400
+    // DeviceTokenNotForTopic (a PushKit token is registered for the .voip topic).
+    if push_type == Some(PushType::Voip) && !topic.ends_with(".voip") {
+        return Err(Reason::DeviceTokenNotForTopic);
+    }
     if h.priority.is_some_and(|p| !matches!(p, "1" | "5" | "10")) {
         return Err(Reason::BadPriority);
     }
@@ -155,6 +162,12 @@ pub struct JwtCheck {
 /// Bounds the cache against a client that sends a new token every time.
 const MAX_CACHED_TOKENS: usize = 1024;
 
+/// How far a provider token's `iat` may lie in the future (the provider's
+/// clock running ahead) before it is refused as invalid. Apple publishes no
+/// figure; a minute tolerates ordinary NTP drift and still catches a clock
+/// that is wrong.
+const MAX_CLOCK_SKEW_SECS: u64 = 60;
+
 impl JwtCheck {
     pub fn new(verifier: JwtVerifier) -> Self {
         JwtCheck {
@@ -181,6 +194,9 @@ impl JwtCheck {
                 result?
             }
         };
+        if iat > now + MAX_CLOCK_SKEW_SECS {
+            return Err(Reason::InvalidProviderToken);
+        }
         if now.saturating_sub(iat) > MAX_TOKEN_AGE_SECS {
             return Err(Reason::ExpiredProviderToken);
         }

@@ -5,6 +5,10 @@
 //! debug data (h2's own GOAWAY names the last stream *received* and carries
 //! no debug data).
 //!
+//! It can also make the connection go silent, like a hung server whose kernel
+//! still holds the TCP connection open: from then on nothing the client sends
+//! reaches h2 and nothing h2 writes leaves (no answers, no PING ACKs).
+//!
 //! It tracks frame boundaries in both directions, so frames are only ever
 //! inserted between h2's frames (never inside a header block), h2's own
 //! GOAWAY frames are dropped once ours is out (a second one must not raise
@@ -56,6 +60,7 @@ struct TapState {
 pub struct Tap {
     state: Mutex<TapState>,
     queued: AtomicBool,
+    silent: AtomicBool,
 }
 
 impl Tap {
@@ -79,6 +84,16 @@ impl Tap {
         let state = self.state.lock();
         let pending = state.settings_sent.iter().flatten().copied();
         state.acked_limit.map(|acked| pending.fold(acked, u32::max))
+    }
+
+    /// Stop reading and answering for good; only the client closing the
+    /// connection (read as end of input for h2) ends it.
+    pub fn go_silent(&self) {
+        self.silent.store(true, Ordering::Release);
+    }
+
+    fn is_silent(&self) -> bool {
+        self.silent.load(Ordering::Acquire)
     }
 
     fn queue(&self, frame: Frame) {
@@ -257,6 +272,21 @@ impl<S> Wire<S> {
     }
 }
 
+impl<S: AsyncRead + Unpin> Wire<S> {
+    /// Reads and discards the client's bytes until it closes the connection.
+    fn poll_discard_input(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.r.buf.clear();
+        self.r.ready = 0;
+        loop {
+            let mut chunk = ReadBuf::new(&mut self.r.chunk);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut chunk))?;
+            if chunk.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
 impl<S: AsyncWrite + Unpin> Wire<S> {
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.out.is_empty() {
@@ -309,6 +339,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Wire<S> {
         dst: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.tap.is_silent() {
+            return this.poll_discard_input(cx);
+        }
         // h2 polls reads whenever its task runs, so this is where frames
         // queued while h2 had nothing to write go out.
         this.poll_idle_inject(cx)?;
@@ -348,6 +381,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Wire<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.tap.is_silent() {
+            this.out.clear();
+            return Poll::Ready(Ok(buf.len()));
+        }
         if this.out.len() >= HIGH_WATER {
             ready!(this.poll_drain(cx))?;
         }
@@ -361,6 +398,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Wire<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.tap.is_silent() {
+            return Poll::Ready(Ok(()));
+        }
         if this.at_boundary() {
             this.inject_due();
         }
@@ -370,6 +410,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Wire<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.tap.is_silent() {
+            return Poll::Ready(Ok(()));
+        }
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
@@ -459,6 +502,35 @@ mod tests {
         );
         assert_eq!(tap.enforced_limit(), Some(1));
         drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_silent_wire_passes_nothing_either_way_until_the_client_closes() {
+        let (io, mut peer) = tokio::io::duplex(64 * 1024);
+        let (mut wire, tap) = Wire::new(io);
+        let ping = frame(PING, 0, 0, b"12345678");
+        wire.write_all(&ping).await.unwrap();
+        wire.flush().await.unwrap();
+        let mut got = vec![0; ping.len()];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, ping, "not silent yet");
+
+        tap.go_silent();
+        tap.goaway(1, b"{}");
+        wire.write_all(&ping).await.unwrap();
+        wire.flush().await.unwrap();
+        peer.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        peer.write_all(&ping).await.unwrap();
+        peer.shutdown().await.unwrap();
+        let mut to_h2 = Vec::new();
+        wire.read_to_end(&mut to_h2).await.unwrap();
+        assert!(to_h2.is_empty(), "h2 sees only the end of input");
+        drop(wire);
+        let mut to_client = Vec::new();
+        peer.read_to_end(&mut to_client).await.unwrap();
+        assert!(to_client.is_empty(), "nothing left after silence");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub enum Command {
 pub struct KeyArgs {
     /// The team's .p8 key (PKCS#8 P-256); with --cert, the certificate's private key.
     #[arg(long)]
-    key: PathBuf,
+    key: Option<PathBuf>,
     /// The key's 10-character id (token auth).
     #[arg(long)]
     key_id: Option<String>,
@@ -45,6 +45,14 @@ pub struct Target {
     /// Use certificate auth with this PEM client certificate instead of a provider token.
     #[arg(long)]
     cert: Option<PathBuf>,
+    /// Certificate auth from a PKCS#12 file (certificate and key, as Keychain
+    /// exports them). Its password comes from --p12-password-file or the
+    /// PUSHPARK_P12_PASSWORD environment variable, never from the command line.
+    #[arg(long, conflicts_with = "cert")]
+    p12: Option<PathBuf>,
+    /// A file whose first line is the PKCS#12 password.
+    #[arg(long, requires = "p12")]
+    p12_password_file: Option<PathBuf>,
     /// apns-topic: the app's bundle id (with .voip for VoIP pushes).
     #[arg(long)]
     topic: String,
@@ -90,8 +98,9 @@ pub fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Bench(args) => bench(args),
         Command::Jwt(key) => {
             let (pem, key_id, team_id) = token_key(&key)?;
+            let path = key_file(&key)?;
             let signer = JwtSigner::from_p8_pem(&pem, &key_id, &team_id)
-                .map_err(|e| format!("{}: {e}", key.key.display()))?;
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             println!("{}", signer.sign(SystemClock.now_unix()));
             Ok(ExitCode::SUCCESS)
         }
@@ -104,12 +113,19 @@ fn read_file(what: &str, path: &Path) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+fn key_file(key: &KeyArgs) -> Result<&Path, String> {
+    key.key
+        .as_deref()
+        .ok_or_else(|| "--key FILE is required".to_string())
+}
+
 fn token_key(key: &KeyArgs) -> Result<(String, String, String), String> {
+    let key_path = key_file(key)?;
     let (Some(key_id), Some(team_id)) = (&key.key_id, &key.team_id) else {
         return Err("--key-id and --team-id are required with a .p8 key".into());
     };
     Ok((
-        read_file("key file", &key.key)?,
+        read_file("key file", key_path)?,
         key_id.clone(),
         team_id.clone(),
     ))
@@ -136,12 +152,13 @@ fn connect(
         payload: t.payload.clone(),
     };
     push.validate().map_err(|e| e.to_string())?;
-    let auth = match &t.cert {
-        Some(cert) => Auth::Certificate {
+    let auth = match (&t.p12, &t.cert) {
+        (Some(p12), _) => p12_auth(p12, t.p12_password_file.as_deref())?,
+        (None, Some(cert)) => Auth::Certificate {
             cert_pem: read_file("certificate file", cert)?,
-            key_pem: read_file("key file", &t.key.key)?,
+            key_pem: read_file("key file", key_file(&t.key)?)?,
         },
-        None => {
+        (None, None) => {
             let (key_pem, key_id, team_id) = token_key(&t.key)?;
             Auth::Token {
                 key_pem,
@@ -156,13 +173,33 @@ fn connect(
     cfg.worker_threads = threads;
     cfg.connections = connections;
     let client = ApnsClient::new(cfg).map_err(|e| match e {
-        ClientError::Key(e) => format!("{}: {e}", t.key.key.display()),
+        ClientError::Key(e) => match &t.key.key {
+            Some(path) => format!("{}: {e}", path.display()),
+            None => e.to_string(),
+        },
         e => e.to_string(),
     })?;
     client
         .wait_connected(Duration::from_secs(t.timeout))
         .map_err(|e| e.to_string())?;
     Ok((client, push))
+}
+
+/// Where `--p12` looks for the password when no password file is given.
+const P12_PASSWORD_ENV: &str = "PUSHPARK_P12_PASSWORD";
+
+fn p12_auth(path: &Path, password_file: Option<&Path>) -> Result<Auth, String> {
+    let p12 = std::fs::read(path)
+        .map_err(|e| format!("cannot read PKCS#12 file {}: {e}", path.display()))?;
+    let password = match password_file {
+        Some(file) => read_file("password file", file)?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        None => std::env::var(P12_PASSWORD_ENV).unwrap_or_default(),
+    };
+    Auth::from_pkcs12(&p12, &password).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn send(t: Target) -> Result<ExitCode, String> {

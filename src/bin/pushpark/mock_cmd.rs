@@ -23,6 +23,10 @@ pub struct Args {
     /// Answer every push this many milliseconds late.
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Like Apple, close connections idle for this many milliseconds with
+    /// GOAWAY {"reason":"IdleTimeout"}; 0 (the default): never.
+    #[arg(long, default_value_t = 0)]
+    idle_timeout_ms: u64,
     /// How many accepted pushes to keep in memory (watchers see them all).
     #[arg(long, default_value_t = 10_000)]
     keep_pushes: usize,
@@ -44,6 +48,8 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         require_client_cert: args.client_cert_auth.then(|| args.state_dir.join("ca.pem")),
         state_dir: args.state_dir,
         worker_threads: args.threads,
+        idle_timeout: (args.idle_timeout_ms > 0)
+            .then(|| Duration::from_millis(args.idle_timeout_ms)),
     })
     .map_err(|e| format!("cannot start the mock APNs on {}: {e}", args.listen))?;
     mock.set_record_limit(Some(args.keep_pushes));

@@ -453,6 +453,10 @@ fn the_deadline_resets_the_stream_and_reports_timed_out() {
         .unwrap();
     assert_eq!(result.outcome, Outcome::TimedOut);
     assert_eq!(result.attempts, 1);
+    assert_eq!(
+        result.last_error.as_deref(),
+        Some("no answer from APNs before the deadline")
+    );
     mock.set_faults(Faults::default());
     assert_eq!(send(&client, voip(2)).outcome, Outcome::Delivered);
     let m = client.metrics();

@@ -370,7 +370,12 @@ async fn deliver<F: Future<Output = hyper::Result<Response<Incoming>>>>(
         attempts(&job.shared, &job.request, &mut job.report, first),
     )
     .await
-    .unwrap_or(Outcome::TimedOut);
+    .unwrap_or_else(|_| {
+        // Say why when no attempt failed: the server never answered.
+        let why = &mut job.report.last_error;
+        why.get_or_insert_with(|| "no answer from APNs before the deadline".into());
+        Outcome::TimedOut
+    });
     job.report.finish(outcome);
 }
 

@@ -162,21 +162,7 @@ async fn goaway_names_the_last_processed_stream_and_later_ones_are_not_delivered
     let driver = tokio::time::timeout(Duration::from_secs(20), c.driver).await;
     assert!(driver.is_ok(), "the server closes the connection");
 
-    let goaways: Vec<_> = frames
-        .lock()
-        .iter()
-        .filter(|f| f.kind == GOAWAY)
-        .cloned()
-        .collect();
-    assert_eq!(goaways.len(), 1, "one GOAWAY: {goaways:?}");
-    let p = &goaways[0].payload;
-    assert_eq!(
-        u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
-        5,
-        "streams 1, 3, 5"
-    );
-    assert_eq!(u32::from_be_bytes([p[4], p[5], p[6], p[7]]), 0, "NO_ERROR");
-    assert_eq!(&p[8..], br#"{"reason":"Shutdown"}"#);
+    assert_one_goaway(&frames, 5, br#"{"reason":"Shutdown"}"#); // streams 1, 3, 5
     let delivered: Vec<u64> = mock
         .pushes()
         .iter()
@@ -500,6 +486,13 @@ async fn an_idle_connection_gets_goaway_idle_timeout_and_is_closed() {
     let driver = tokio::time::timeout(Duration::from_secs(20), c.driver).await;
     assert!(driver.is_ok(), "the server closes the idle connection");
 
+    assert_one_goaway(&frames, 1, br#"{"reason":"IdleTimeout"}"#); // stream 1 was processed
+    assert_eq!(mock.stats().goaways, 1);
+    assert_eq!(mock.pushes().len(), 1);
+}
+
+/// The server sent exactly one GOAWAY: NO_ERROR, with this last-stream-id and debug data.
+fn assert_one_goaway(frames: &parking_lot::Mutex<Vec<Frame>>, last_stream: u32, debug: &[u8]) {
     let goaways: Vec<_> = frames
         .lock()
         .iter()
@@ -510,11 +503,9 @@ async fn an_idle_connection_gets_goaway_idle_timeout_and_is_closed() {
     let p = &goaways[0].payload;
     assert_eq!(
         u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
-        1,
-        "stream 1 was processed"
+        last_stream,
+        "last-stream-id"
     );
     assert_eq!(u32::from_be_bytes([p[4], p[5], p[6], p[7]]), 0, "NO_ERROR");
-    assert_eq!(&p[8..], br#"{"reason":"IdleTimeout"}"#);
-    assert_eq!(mock.stats().goaways, 1);
-    assert_eq!(mock.pushes().len(), 1);
+    assert_eq!(&p[8..], debug);
 }

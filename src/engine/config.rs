@@ -30,6 +30,10 @@ pub struct ApnsConfig {
     pub auth: AuthConfig,
     pub connections: usize,
     pub worker_threads: usize,
+    /// A connection idle this long gets a PING; no answer within
+    /// `ping_timeout` and it is replaced (NATs and firewalls drop idle flows).
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
 }
 
 /// Paths only: key material is read in `Engine::new` and never kept here, so
@@ -272,6 +276,8 @@ impl EngineConfig {
         let auth = parse_auth(a.section("auth")?)?;
         let connections = a.uint("connections", 1, 1, 64)? as usize;
         let worker_threads = a.uint("worker_threads", 1, 1, 64)? as usize;
+        let ping_interval = Duration::from_secs(a.uint("ping_interval_s", 60, 1, 3600)?);
+        let ping_timeout = Duration::from_secs(a.uint("ping_timeout_s", 10, 1, 300)?);
         a.finish()?;
 
         let mut p = root.section("park")?;
@@ -329,6 +335,8 @@ impl EngineConfig {
                 auth,
                 connections,
                 worker_threads,
+                ping_interval,
+                ping_timeout,
             },
             park,
             push: PushConfig {
@@ -372,13 +380,18 @@ mod tests {
         assert_eq!(c.store.dir, PathBuf::from("/var/lib/pushpark"));
         assert_eq!(c.store.max_age_days, 30);
         assert_eq!(c.log_level, log::LevelFilter::Info);
+        assert_eq!(
+            (c.apns.ping_interval, c.apns.ping_timeout),
+            (Duration::from_secs(60), Duration::from_secs(10))
+        );
     }
 
     #[test]
     fn full_config_is_read() {
         let c = EngineConfig::from_json(
             r#"{"apns":{"endpoint":"localhost:4430","ca_file":"/ca.pem",
-                 "auth":{"cert_file":"/c.pem","key_file":"/k.pem"},"connections":2,"worker_threads":2},
+                 "auth":{"cert_file":"/c.pem","key_file":"/k.pem"},"connections":2,"worker_threads":2,
+                 "ping_interval_s":20,"ping_timeout_s":5},
                "park":{"timeout_ms":5000,"max_total":10,"max_per_aor":2,"reject_code":486,
                  "reject_reason":"Busy Here","push_failed_code":404,"push_failed_reason":"Not Found",
                  "recent_register_ms":0},
@@ -401,6 +414,8 @@ mod tests {
             }
         );
         assert_eq!(c.apns.ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(c.apns.ping_interval, Duration::from_secs(20));
+        assert_eq!(c.apns.ping_timeout, Duration::from_secs(5));
         assert_eq!(c.park.reject_code, 486);
         assert_eq!(c.park.push_failed_reason, "Not Found");
         assert_eq!(c.park.recent_register, Duration::ZERO);

@@ -130,6 +130,8 @@ impl Clients {
         template.ca_file = cfg.apns.ca_file.clone();
         template.connections = cfg.apns.connections;
         template.worker_threads = cfg.apns.worker_threads;
+        template.ping_interval = cfg.apns.ping_interval;
+        template.ping_timeout = cfg.apns.ping_timeout;
         // Every parked call may have a push in flight per device.
         template.max_pending = (cfg.park.max_total * 2).clamp(1024, 1_000_000);
         let main =

@@ -75,12 +75,17 @@ pub(crate) fn normalize_instance(raw: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-/// Splits on `sep` outside double quotes.
+/// Splits on `sep` outside double quotes. Inside quotes a backslash escapes the
+/// next character (an RFC 3261 quoted-pair such as `\"`), which ends nothing.
 fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
     let mut parts = Vec::new();
-    let (mut start, mut quoted) = (0, false);
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
     for (i, c) in s.char_indices() {
-        if c == '"' {
+        if escaped {
+            escaped = false;
+        } else if quoted && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
             quoted = !quoted;
         } else if c == sep && !quoted {
             parts.push(&s[start..i]);
@@ -89,6 +94,21 @@ fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
     }
     parts.push(&s[start..]);
     parts
+}
+
+/// Where the quoted-string that `s` is inside of (its opening quote already
+/// consumed) ends: the first `"` that no backslash escapes.
+fn closing_quote(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn percent_decode(s: &str) -> Result<String, ContactError> {
@@ -100,8 +120,10 @@ fn percent_decode(s: &str) -> Result<String, ContactError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Two hex digits exactly: from_str_radix alone would take "+a" too.
             let hex = s
                 .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok());
             match hex {
                 Some(b) => out.push(b),
@@ -121,7 +143,7 @@ fn split_header(contact: &str) -> Result<(&str, &str), ContactError> {
     let s = contact.trim();
     // Skip a quoted display name, which may itself contain '<'.
     let after_name = match s.strip_prefix('"') {
-        Some(rest) => match rest.find('"') {
+        Some(rest) => match closing_quote(rest) {
             Some(end) => &rest[end + 1..],
             None => return bad("unterminated display name"),
         },
@@ -373,6 +395,30 @@ mod tests {
         }
     }
 
+    /// Found by props.rs: an escaped quote inside a quoted display name or
+    /// parameter value used to end the quoting, so the push parameters after it
+    /// were silently dropped and the device was never stored.
+    #[test]
+    fn escaped_quotes_do_not_end_a_quoted_string() {
+        let b = push_of(&format!(
+            "<sip:a@h>;x=\"\\\"\";pn-provider=apns;pn-prid={TOKEN};pn-param=T.b.voip"
+        ));
+        assert_eq!(b.token, TOKEN.to_ascii_lowercase());
+        let b = push_of(&format!(
+            "\"a\\\" <x> \" <sip:a@h;pn-provider=apns;pn-prid={TOKEN};pn-param=T.b.voip>"
+        ));
+        assert_eq!(b.topic, "b.voip");
+        let c = parse("<sip:a@h>;a=\"\\\"\";+sip.instance=\"<urn:uuid:1>\"").unwrap();
+        assert_eq!(c.instance.as_deref(), Some("urn:uuid:1"));
+    }
+
+    /// Found by props.rs: `%+a` was decoded as a newline.
+    #[test]
+    fn a_percent_sign_needs_two_hex_digits() {
+        let e = parse("<sip:a@h>;+sip.instance=\"<urn:%+a>\"").unwrap_err();
+        assert!(e.0.contains("percent-encoding"), "{e}");
+    }
+
     #[test]
     fn instance_normalization() {
         assert_eq!(
@@ -386,3 +432,6 @@ mod tests {
         assert_eq!(normalize_instance(" \"<>\" "), None);
     }
 }
+
+#[cfg(test)]
+mod props;

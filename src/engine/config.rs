@@ -190,6 +190,8 @@ impl Section {
 
     fn finish(self) -> Result<(), ConfigError> {
         match self.map.keys().next() {
+            // `park.` or, at the top, nothing at all would name no key.
+            Some(k) if k.is_empty() => Err(err(&self.path, "unknown key \"\"")),
             Some(k) => Err(err(&self.key_path(k), "unknown key")),
             None => Ok(()),
         }
@@ -487,6 +489,9 @@ mod tests {
         assert!(with(r#""push":{"payload_template":{"x":"{nope}"}}"#)
             .starts_with("push.payload_template: unknown placeholder {nope}"));
         assert!(error_of("{").starts_with("invalid JSON"));
+        // Found by props.rs: an empty key was reported as just "unknown key".
+        assert_eq!(with(r#""":1"#), r#"unknown key """#);
+        assert_eq!(with(r#""park":{"":1}"#), r#"park: unknown key """#);
     }
 
     #[test]
@@ -517,3 +522,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props;

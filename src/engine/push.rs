@@ -320,3 +320,6 @@ mod tests {
         assert_eq!(c.len(), 0);
     }
 }
+
+#[cfg(test)]
+mod props;

@@ -1,0 +1,661 @@
+//! Property test of the C ABI's string-taking functions: random sequences of
+//! register / add_device / remove_device / park / cancel / config_check /
+//! devices_json with arbitrary byte strings (invalid UTF-8, embedded NULs,
+//! kilobytes) and NULLs, on a real engine against the mock APNs. Every call
+//! returns a code its header comment documents, with a matching last error;
+//! out-params are written only on success; and every call parked ends exactly
+//! once while a refused park leaves nothing behind (stats balance).
+
+use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
+use pushpark::ffi::*;
+use pushpark::mock::{MockApns, MockConfig, TEAM_ID};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{c_char, CStr, CString};
+use std::ptr;
+
+mod engine_common;
+
+// The result codes, as pushpark.h numbers them.
+const OK: u32 = 0;
+const NULL_ARG: u32 = 1;
+const UTF8: u32 = 2;
+const CONFIG: u32 = 3;
+const NO_DEVICE: u32 = 4;
+const LIMIT_TOTAL: u32 = 5;
+const LIMIT_AOR: u32 = 6;
+const QUEUE_FULL: u32 = 7;
+const DUPLICATE: u32 = 8;
+const NOT_FOUND: u32 = 9;
+const EMPTY: u32 = 10;
+const INVALID: u32 = 11;
+const SHUTDOWN: u32 = 13;
+const EVENT_RESUME: u32 = 1;
+const EVENT_REJECT: u32 = 3;
+
+/// Mostly the two users, sometimes an AOR the engine refuses.
+const AORS: &[&str] = &[
+    "sip:alice@example.com",
+    "sip:alice@example.com",
+    "sip:alice@example.com",
+    "sip:bob@example.com",
+    "sip:bob@example.com",
+    "sip:bob@example.com",
+    " ",
+    "",
+];
+const TOKEN: &str = "5eed00000000000000000000000000000000000000000000000000000000abcd";
+
+/// One string argument as the C caller passes it: NULL, or bytes that C sees
+/// up to the first NUL.
+#[derive(Debug, Clone)]
+struct Arg(Option<Vec<u8>>);
+
+/// What the library must make of an argument.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Null,
+    NotUtf8,
+    Text(String),
+}
+
+impl Arg {
+    fn c_string(&self) -> Option<CString> {
+        let bytes = self.0.as_ref()?;
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        Some(CString::new(&bytes[..end]).unwrap())
+    }
+
+    fn seen(&self) -> Seen {
+        match self.c_string() {
+            None => Seen::Null,
+            Some(c) => match c.into_string() {
+                Ok(s) => Seen::Text(s),
+                Err(_) => Seen::NotUtf8,
+            },
+        }
+    }
+}
+
+/// Plausible values for the role.
+fn arg(plausible: Vec<String>) -> impl Strategy<Value = Arg> {
+    prop::sample::select(plausible).prop_map(|s| Arg(Some(s.into_bytes())))
+}
+
+/// Anything C could pass instead.
+fn garbage() -> impl Strategy<Value = Arg> {
+    let bytes = prop_oneof![
+        any::<String>().prop_map(String::into_bytes),
+        any::<Vec<u8>>(),
+        // Valid text spoilt by one bad sequence: a stray byte, a truncated
+        // character, a surrogate, an overlong NUL, or an embedded NUL.
+        (
+            ".{0,8}",
+            prop::sample::select(vec![
+                vec![0xffu8],
+                vec![0xc3],
+                vec![0xed, 0xa0, 0x80],
+                vec![0xc0, 0x80],
+                vec![0],
+            ]),
+            ".{0,8}"
+        )
+            .prop_map(|(a, bad, b)| [a.into_bytes(), bad, b.into_bytes()].concat()),
+        ("[a-z\u{e9}\u{1f600}]", 900..5000usize).prop_map(|(s, n)| s.repeat(n).into_bytes()),
+    ];
+    prop_oneof![4 => bytes.prop_map(|b| Arg(Some(b))), 1 => Just(Arg(None))]
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn contacts() -> Vec<String> {
+    let contact = |user: &str| {
+        format!(
+            "<sip:{user}@192.0.2.10:5061;pn-provider=apns;pn-prid={TOKEN};\
+             pn-param={TEAM_ID}.com.example.phone.voip>;+sip.instance=\"<urn:uuid:{user}>\""
+        )
+    };
+    vec![
+        contact("alice"),
+        contact("alice"),
+        contact("bob"),
+        contact("bob"),
+        "sip:carol@192.0.2.11".into(),
+        "*".into(),
+        "<sip:a@h;pn-provider=apns;pn-prid=zz>".into(),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Register {
+        aor: Arg,
+        contact: Arg,
+        instance: Arg,
+        expires: u32,
+    },
+    AddDevice {
+        aor: Arg,
+        key: Arg,
+        provider: Arg,
+        token: Arg,
+        topic: Arg,
+        contact: Arg,
+    },
+    RemoveDevice {
+        aor: Arg,
+        key: Arg,
+    },
+    Park {
+        call_id: Arg,
+        aor: Arg,
+        caller_uri: Arg,
+        caller_name: Arg,
+        host_ref: u64,
+        timeout_ms: u32,
+    },
+    Cancel {
+        host_ref: u64,
+    },
+    ConfigCheck {
+        json: Arg,
+    },
+    DevicesJson {
+        aor: Arg,
+    },
+}
+
+fn plausible_op() -> impl Strategy<Value = Op> {
+    let aor = || arg(strings(AORS));
+    let key = || arg(strings(&["", "urn:uuid:alice", "urn:uuid:bob", TOKEN]));
+    prop_oneof![
+        4 => (aor(), arg(contacts()), arg(strings(&["urn:uuid:alice", "<urn:uuid:bob>"])),
+              prop::sample::select(vec![0u32, 600]))
+            .prop_map(|(aor, contact, instance, expires)| Op::Register {
+                aor, contact, instance, expires
+            }),
+        3 => (aor(), key(), arg(strings(&["apns", "apns.dev", "fcm"])),
+              arg(strings(&[TOKEN, &TOKEN[..32], "00"])),
+              arg(strings(&["com.example.phone.voip", "com.example.phone"])),
+              arg(strings(&["", "sip:x@h"])))
+            .prop_map(|(aor, key, provider, token, topic, contact)| Op::AddDevice {
+                aor, key, provider, token, topic, contact
+            }),
+        1 => (aor(), key()).prop_map(|(aor, key)| Op::RemoveDevice { aor, key }),
+        8 => (arg(strings(&["c1@h", "c2@h", "c3@h", "c4@h", ""])), aor(), arg(strings(&["sip:bob@h"])),
+              arg(strings(&["Bob \"B\" \\", ""])), 1..6u64,
+              prop::sample::select(vec![0u32, 0, 600_000, 600_000, 3_600_001]))
+            .prop_map(|(call_id, aor, caller_uri, caller_name, host_ref, timeout_ms)| Op::Park {
+                call_id, aor, caller_uri, caller_name, host_ref, timeout_ms
+            }),
+        2 => (1..6u64).prop_map(|host_ref| Op::Cancel { host_ref }),
+        1 => arg(strings(&["{}", "{\"apns\":1}"])).prop_map(|json| Op::ConfigCheck { json }),
+        1 => aor().prop_map(|aor| Op::DevicesJson { aor }),
+    ]
+}
+
+impl Op {
+    fn args_mut(&mut self) -> Vec<&mut Arg> {
+        match self {
+            Op::Register {
+                aor,
+                contact,
+                instance,
+                ..
+            } => vec![aor, contact, instance],
+            Op::AddDevice {
+                aor,
+                key,
+                provider,
+                token,
+                topic,
+                contact,
+            } => {
+                vec![aor, key, provider, token, topic, contact]
+            }
+            Op::RemoveDevice { aor, key } => vec![aor, key],
+            Op::Park {
+                call_id,
+                aor,
+                caller_uri,
+                caller_name,
+                ..
+            } => {
+                vec![call_id, aor, caller_uri, caller_name]
+            }
+            Op::Cancel { .. } => vec![],
+            Op::ConfigCheck { json } => vec![json],
+            Op::DevicesJson { aor } => vec![aor],
+        }
+    }
+}
+
+/// A plausible call with none, one or two of its arguments replaced by garbage.
+fn op() -> impl Strategy<Value = Op> {
+    let spoils = prop_oneof![
+        4 => Just(Vec::new()),
+        2 => prop::collection::vec((any::<prop::sample::Index>(), garbage()), 1..=1),
+        1 => prop::collection::vec((any::<prop::sample::Index>(), garbage()), 2..=2),
+    ];
+    (plausible_op(), spoils).prop_map(|(mut op, spoils)| {
+        let mut args = op.args_mut();
+        let n = args.len();
+        if n > 0 {
+            for (at, bad) in spoils {
+                *args[at.index(n)] = bad;
+            }
+        }
+        op
+    })
+}
+
+fn ptr_of(c: &Option<CString>) -> *const c_char {
+    c.as_ref().map_or(ptr::null(), |c| c.as_ptr())
+}
+
+fn last_error() -> String {
+    // SAFETY: pushpark_last_error never returns NULL; the string is valid until the next call.
+    unsafe { CStr::from_ptr(pushpark_last_error()) }
+        .to_str()
+        .expect("the last error is UTF-8")
+        .to_string()
+}
+
+/// A library-owned JSON string, parsed and freed.
+fn take_json(code: u32, s: *mut c_char) -> Result<Value, TestCaseError> {
+    prop_assert_eq!(code, OK, "{}", last_error());
+    // SAFETY: on OK the library wrote a NUL-terminated string we now own.
+    let text = unsafe { CStr::from_ptr(s) }.to_str().unwrap().to_string();
+    unsafe { pushpark_string_free(s) };
+    serde_json::from_str(&text).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))
+}
+
+/// The code and the last error agree, and bad arguments are reported as such:
+/// `args` are (name, argument, required).
+fn check_common(
+    code: u32,
+    documented: &[u32],
+    args: &[(&str, &Arg, bool)],
+) -> Result<(), TestCaseError> {
+    let detail = last_error();
+    prop_assert!(
+        documented.contains(&code),
+        "undocumented code {}: {}",
+        code,
+        detail
+    );
+    prop_assert_eq!(
+        code == OK,
+        detail.is_empty(),
+        "code {}, last error {:?}",
+        code,
+        detail
+    );
+    let bad: Vec<(&str, u32)> = args
+        .iter()
+        .filter_map(|(name, a, required)| match a.seen() {
+            Seen::Null if *required => Some((*name, NULL_ARG)),
+            Seen::NotUtf8 => Some((*name, UTF8)),
+            _ => None,
+        })
+        .collect();
+    if bad.is_empty() {
+        prop_assert!(code != NULL_ARG && code != UTF8, "{}: {}", code, detail);
+    } else {
+        // The header promises no order among several bad arguments.
+        prop_assert!(
+            bad.iter()
+                .any(|(name, c)| *c == code && detail.starts_with(&format!("{name} is "))),
+            "bad arguments {:?}, got {} {:?}",
+            bad,
+            code,
+            detail
+        );
+    }
+    Ok(())
+}
+
+struct Case {
+    engine: *mut std::ffi::c_void,
+    /// park_id → host_ref of every successful park.
+    parked: BTreeMap<u64, u64>,
+    /// host_refs of refused parks that never parked.
+    refused: BTreeSet<u64>,
+    /// Terminal events (RESUME, REJECT) by park_id.
+    endings: BTreeMap<u64, Vec<u32>>,
+}
+
+impl Case {
+    fn drain(&mut self) -> Result<(), TestCaseError> {
+        loop {
+            let mut ev = ptr::null_mut();
+            // SAFETY: a live engine; ev is an out-param.
+            let code = unsafe { pushpark_poll(self.engine.cast(), &mut ev) };
+            if code == EMPTY {
+                prop_assert!(ev.is_null());
+                return Ok(());
+            }
+            prop_assert_eq!(code, OK);
+            // SAFETY: ev is an event we own until pushpark_event_free.
+            let (kind, park_id, host_ref) = unsafe {
+                (
+                    pushpark_event_get_kind(ev),
+                    pushpark_event_get_park_id(ev),
+                    pushpark_event_get_host_ref(ev),
+                )
+            };
+            unsafe { pushpark_event_free(ev) };
+            if park_id != 0 {
+                let parked_as = self.parked.get(&park_id).copied();
+                prop_assert!(
+                    parked_as.is_some(),
+                    "event {} for park {} that never parked",
+                    kind,
+                    park_id
+                );
+                prop_assert!(
+                    host_ref == 0 || parked_as == Some(host_ref),
+                    "event {} for park {}: host_ref {}",
+                    kind,
+                    park_id,
+                    host_ref
+                );
+            }
+            if kind == EVENT_RESUME || kind == EVENT_REJECT {
+                self.endings.entry(park_id).or_default().push(kind);
+            }
+        }
+    }
+
+    fn run(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let e = self.engine.cast();
+        match op {
+            Op::Register {
+                aor,
+                contact,
+                instance,
+                expires,
+            } => {
+                let (a, c, i) = (aor.c_string(), contact.c_string(), instance.c_string());
+                let mut out = REGISTER_UNTOUCHED;
+                // SAFETY: live engine, NUL-terminated or NULL strings, a valid out-param.
+                let code = unsafe {
+                    pushpark_register(
+                        e,
+                        ptr_of(&a),
+                        ptr_of(&c),
+                        ptr_of(&i),
+                        *expires,
+                        ptr::from_mut(&mut out).cast(),
+                    )
+                };
+                let args = [
+                    ("aor", aor, true),
+                    ("contact", contact, true),
+                    ("instance", instance, false),
+                ];
+                check_common(code, &[OK, INVALID, NULL_ARG, UTF8], &args)?;
+                if code == OK {
+                    prop_assert!([out.push_capable, out.stored, out.removed]
+                        .iter()
+                        .all(|&b| b == 0 || b == 1));
+                } else {
+                    prop_assert!(
+                        out.push_capable == -1 && out.resumed == u32::MAX,
+                        "out written on failure"
+                    );
+                }
+            }
+            Op::AddDevice {
+                aor,
+                key,
+                provider,
+                token,
+                topic,
+                contact,
+            } => {
+                let cs = [aor, key, provider, token, topic, contact].map(Arg::c_string);
+                let p = cs.each_ref().map(ptr_of);
+                // SAFETY: as above.
+                let code = unsafe { pushpark_add_device(e, p[0], p[1], p[2], p[3], p[4], p[5]) };
+                let args = [
+                    ("aor", aor, true),
+                    ("device_key", key, true),
+                    ("provider", provider, true),
+                    ("token", token, true),
+                    ("topic", topic, true),
+                    ("contact", contact, false),
+                ];
+                check_common(code, &[OK, INVALID, NULL_ARG, UTF8], &args)?;
+            }
+            Op::RemoveDevice { aor, key } => {
+                let (a, k) = (aor.c_string(), key.c_string());
+                // SAFETY: as above.
+                let code = unsafe { pushpark_remove_device(e, ptr_of(&a), ptr_of(&k)) };
+                let args = [("aor", aor, true), ("device_key", key, true)];
+                check_common(code, &[OK, NOT_FOUND, NULL_ARG, UTF8], &args)?;
+            }
+            Op::Park {
+                call_id,
+                aor,
+                caller_uri,
+                caller_name,
+                host_ref,
+                timeout_ms,
+            } => {
+                let cs = [call_id, aor, caller_uri, caller_name].map(Arg::c_string);
+                let p = cs.each_ref().map(ptr_of);
+                let mut park_id = u64::MAX;
+                // SAFETY: as above.
+                let code = unsafe {
+                    pushpark_park(
+                        e,
+                        p[0],
+                        p[1],
+                        p[2],
+                        p[3],
+                        *host_ref,
+                        *timeout_ms,
+                        &mut park_id,
+                    )
+                };
+                let documented = [
+                    OK,
+                    NO_DEVICE,
+                    LIMIT_TOTAL,
+                    LIMIT_AOR,
+                    QUEUE_FULL,
+                    DUPLICATE,
+                    INVALID,
+                    SHUTDOWN,
+                    NULL_ARG,
+                    UTF8,
+                ];
+                let args = [
+                    ("call_id", call_id, true),
+                    ("aor", aor, true),
+                    ("caller_uri", caller_uri, true),
+                    ("caller_name", caller_name, false),
+                ];
+                check_common(code, &documented, &args)?;
+                if *timeout_ms > 3_600_000 {
+                    prop_assert!(code != OK, "a timeout over an hour was accepted");
+                }
+                if code == OK {
+                    prop_assert!(park_id != u64::MAX && !self.parked.contains_key(&park_id));
+                    self.parked.insert(park_id, *host_ref);
+                    self.refused.remove(host_ref);
+                } else {
+                    prop_assert_eq!(park_id, u64::MAX, "park_id written on failure");
+                    if code == DUPLICATE {
+                        prop_assert!(self.parked.values().any(|h| h == host_ref));
+                    } else if !self.parked.values().any(|h| h == host_ref) {
+                        self.refused.insert(*host_ref);
+                    }
+                }
+            }
+            Op::Cancel { host_ref } => {
+                // SAFETY: live engine.
+                let code = unsafe { pushpark_cancel(e, *host_ref) };
+                check_common(code, &[OK, NOT_FOUND], &[])?;
+                if self.refused.contains(host_ref) {
+                    prop_assert_eq!(code, NOT_FOUND, "a refused park left a call behind");
+                }
+            }
+            Op::ConfigCheck { json } => {
+                let j = json.c_string();
+                // SAFETY: NUL-terminated or NULL.
+                let code = unsafe { pushpark_config_check(ptr_of(&j)) };
+                check_common(
+                    code,
+                    &[OK, CONFIG, NULL_ARG, UTF8],
+                    &[("config_json", json, true)],
+                )?;
+            }
+            Op::DevicesJson { aor } => {
+                let a = aor.c_string();
+                let mut out = ptr::null_mut();
+                // SAFETY: as above.
+                let code = unsafe { pushpark_devices_json(e, ptr_of(&a), &mut out) };
+                check_common(code, &[OK, NULL_ARG, UTF8], &[("aor", aor, true)])?;
+                if code == OK {
+                    prop_assert!(take_json(code, out)?.is_array());
+                } else {
+                    prop_assert!(out.is_null(), "out written on failure");
+                }
+            }
+        }
+        self.drain()
+    }
+
+    /// Cancels what is left, then checks that every park ended exactly once.
+    fn finish(&mut self) -> Result<(), TestCaseError> {
+        for host_ref in &self.refused {
+            // SAFETY: live engine.
+            let code = unsafe { pushpark_cancel(self.engine.cast(), *host_ref) };
+            prop_assert_eq!(code, NOT_FOUND, "a refused park left a call behind");
+        }
+        let host_refs: BTreeSet<u64> = self.parked.values().copied().collect();
+        for host_ref in host_refs {
+            // SAFETY: live engine.
+            let code = unsafe { pushpark_cancel(self.engine.cast(), host_ref) };
+            prop_assert!(code == OK || code == NOT_FOUND);
+        }
+        self.drain()?;
+        let mut out = ptr::null_mut();
+        // SAFETY: live engine, out-param.
+        let stats = take_json(
+            unsafe { pushpark_stats_json(self.engine.cast(), &mut out) },
+            out,
+        )?;
+        let n = |k: &str| stats[k].as_u64().unwrap_or_else(|| panic!("stats.{k}"));
+        let ended_by_event = self.endings.values().map(Vec::len).sum::<usize>() as u64;
+        prop_assert!(
+            self.endings.values().all(|k| k.len() == 1),
+            "{:?}",
+            self.endings
+        );
+        prop_assert_eq!(n("parked_now"), 0);
+        prop_assert_eq!(n("parked_total"), self.parked.len() as u64);
+        prop_assert_eq!(
+            n("resumed") + n("rejected_timeout") + n("rejected_push_failed"),
+            ended_by_event
+        );
+        // Each call without a RESUME or REJECT was cancelled while parked, once.
+        prop_assert_eq!(
+            n("cancelled"),
+            self.parked.len() as u64 - ended_by_event,
+            "{}",
+            stats
+        );
+        let mut out = ptr::null_mut();
+        // SAFETY: as above.
+        let listing = take_json(
+            unsafe { pushpark_parked_json(self.engine.cast(), &mut out) },
+            out,
+        )?;
+        prop_assert_eq!(listing, Value::Array(Vec::new()));
+        Ok(())
+    }
+}
+
+/// pushpark_register_outcome's layout (the header's type is not nameable from here).
+#[repr(C)]
+struct RegisterOut {
+    push_capable: i32,
+    stored: i32,
+    removed: i32,
+    resumed: u32,
+}
+
+/// Register's out-param before the call: values the library never writes.
+const REGISTER_UNTOUCHED: RegisterOut = RegisterOut {
+    push_capable: -1,
+    stored: -1,
+    removed: -1,
+    resumed: u32::MAX,
+};
+
+#[test]
+fn string_arguments_give_documented_codes_and_lose_no_call() {
+    let mock_dir = tempfile::tempdir().unwrap();
+    let mock = MockApns::start(MockConfig::new(mock_dir.path())).unwrap();
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let ops = prop::collection::vec(op(), 1..64);
+    let result = runner.run(&ops, |ops| {
+        let store = tempfile::tempdir().unwrap();
+        let mut config = engine_common::base_config(&mock, store.path());
+        config["park"]["timeout_ms"] = 600_000.into();
+        config["park"]["max_per_aor"] = 3.into();
+        config["park"]["max_total"] = 4.into();
+        let config = CString::new(config.to_string()).unwrap();
+        let mut engine = ptr::null_mut();
+        // SAFETY: a NUL-terminated config and an out-param.
+        let code = unsafe { pushpark_engine_new(config.as_ptr(), &mut engine) };
+        prop_assert_eq!(code, OK, "{}", last_error());
+        let mut case = Case {
+            engine: engine.cast(),
+            parked: BTreeMap::new(),
+            refused: BTreeSet::new(),
+            endings: BTreeMap::new(),
+        };
+        let outcome = ops
+            .iter()
+            .try_for_each(|op| case.run(op))
+            .and_then(|()| case.finish());
+        // SAFETY: the engine, freed once, with no other call running.
+        unsafe { pushpark_engine_free(engine) };
+        outcome
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any number gives a static name and message: the code's own below 16,
+    /// the documented "unknown" ones above.
+    #[test]
+    fn any_code_has_a_name_and_a_message(code in any::<u32>(), kind in any::<u32>()) {
+        // SAFETY: these return static NUL-terminated strings, never NULL.
+        let (name, message, kind_name) = unsafe {
+            (
+                CStr::from_ptr(pushpark_result_name(code)).to_str().unwrap(),
+                CStr::from_ptr(pushpark_result_message(code)).to_str().unwrap(),
+                CStr::from_ptr(pushpark_event_kind_name(kind)).to_str().unwrap(),
+            )
+        };
+        prop_assert_eq!(name == "PUSHPARK_UNKNOWN", code > 15, "{} {}", code, name);
+        prop_assert_eq!(message == "unknown result code", code > 15);
+        prop_assert_eq!(kind_name == "UNKNOWN", !(1..=5).contains(&kind), "{} {}", kind, kind_name);
+    }
+}

@@ -75,40 +75,32 @@ pub(crate) fn normalize_instance(raw: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-/// Splits on `sep` outside double quotes. Inside quotes a backslash escapes the
-/// next character (an RFC 3261 quoted-pair such as `\"`), which ends nothing.
+/// The characters of `s` outside double-quoted strings, with their byte
+/// offsets; the quotes themselves are left out. Inside quotes a backslash
+/// escapes the next character (an RFC 3261 quoted-pair such as `\"`).
+fn unquoted(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut quoted, mut escaped) = (false, false);
+    s.char_indices().filter(move |&(_, c)| {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            _ => return !quoted,
+        }
+        false
+    })
+}
+
+/// Splits on `sep` outside double quotes.
 fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
     let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if quoted && c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            quoted = !quoted;
-        } else if c == sep && !quoted {
-            parts.push(&s[start..i]);
-            start = i + 1;
-        }
+    let mut start = 0;
+    for (i, _) in unquoted(s).filter(|&(_, c)| c == sep) {
+        parts.push(&s[start..i]);
+        start = i + sep.len_utf8();
     }
     parts.push(&s[start..]);
     parts
-}
-
-/// Where the quoted-string that `s` is inside of (its opening quote already
-/// consumed) ends: the first `"` that no backslash escapes.
-fn closing_quote(s: &str) -> Option<usize> {
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => return Some(i),
-            _ => {}
-        }
-    }
-    None
 }
 
 fn percent_decode(s: &str) -> Result<String, ContactError> {
@@ -141,23 +133,20 @@ fn percent_decode(s: &str) -> Result<String, ContactError> {
 /// The URI (inside `<>` when present) and the header parameters after it.
 fn split_header(contact: &str) -> Result<(&str, &str), ContactError> {
     let s = contact.trim();
-    // Skip a quoted display name, which may itself contain '<'.
-    let after_name = match s.strip_prefix('"') {
-        Some(rest) => match closing_quote(rest) {
-            Some(end) => &rest[end + 1..],
-            None => return bad("unterminated display name"),
-        },
-        None => s,
-    };
-    match after_name.find('<') {
-        Some(open) => {
-            let rest = &after_name[open + 1..];
+    // A quoted display name may itself contain '<'.
+    match unquoted(s).find(|&(_, c)| c == '<') {
+        Some((open, _)) => {
+            let rest = &s[open + 1..];
             match rest.find('>') {
                 Some(close) => Ok((rest[..close].trim(), &rest[close + 1..])),
                 None => bad("`<` without `>`"),
             }
         }
-        None => Ok((after_name, "")),
+        // Everything is inside the quotes: the display name never ends.
+        None if s.starts_with('"') && unquoted(s).next().is_none() => {
+            bad("a display name without `<URI>`")
+        }
+        None => Ok((s, "")),
     }
 }
 
@@ -218,9 +207,15 @@ pub(crate) fn parse(contact: &str) -> Result<ParsedContact, ContactError> {
         return bad("empty");
     }
     let (uri, header_params) = split_header(contact)?;
-    let uri = uri.split('?').next().unwrap_or(uri);
+    let uri = unquoted(uri)
+        .find(|&(_, c)| c == '?')
+        .map_or(uri, |(i, _)| &uri[..i]);
     // URI parameters follow the host part; a user part may contain ';' too.
-    let host_start = uri.rfind('@').map_or(0, |i| i + 1);
+    // The user part ends at the first '@' (a quoted header parameter of a bare
+    // URI may hold another).
+    let host_start = unquoted(uri)
+        .find(|&(_, c)| c == '@')
+        .map_or(0, |(i, _)| i + 1);
     let uri_params = uri[host_start..].split_once(';').map_or("", |(_, p)| p);
 
     let (mut provider, mut prid, mut param, mut instance) = (None, None, None, None);
@@ -417,6 +412,18 @@ mod tests {
     fn a_percent_sign_needs_two_hex_digits() {
         let e = parse("<sip:a@h>;+sip.instance=\"<urn:%+a>\"").unwrap_err();
         assert!(e.0.contains("percent-encoding"), "{e}");
+    }
+
+    /// Found by props.rs: the user part ended at the last '@' and the URI at the
+    /// first '?', so in a bare Contact a quoted header parameter holding either
+    /// hid the push parameters.
+    #[test]
+    fn an_at_sign_in_a_quoted_parameter_is_not_the_user_part() {
+        let b = push_of(&format!(
+            "sip:a@h;pn-provider=apns;pn-prid={TOKEN};pn-param=T.b.voip;x=\"a@b?\""
+        ));
+        assert_eq!(b.token, TOKEN.to_ascii_lowercase());
+        assert!(parse("\"Alice <sip:a@h>").is_err());
     }
 
     #[test]

@@ -120,21 +120,24 @@ prop_compose! {
         user in "[a-z0-9+._-]{1,12}",
         host in "[a-z0-9.-]{1,20}(:[0-9]{1,5})?|\\[[0-9a-f:]{2,20}\\](:[0-9]{1,5})?",
         display in proptest::option::of("[^\r\n]{0,16}"),
+        bare in any::<bool>(),
         in_uri in any::<[bool; 3]>(),
         quote in any::<[bool; 3]>(),
         encode in prop::collection::vec(any::<bool>(), 1..8),
         extra in prop::collection::vec(
-            ("[a-z][a-z-]{0,7}", "[a-z0-9.]{0,8}|\"[^\r\n]{0,8}\""), 0..4),
+            ("[a-z][a-z-]{0,7}", "[a-z0-9.]{0,8}|\"[^\r\n]{0,8}\"|\"[a-z]@[a-z]\""), 0..4),
         shuffle_seed in any::<u64>(),
     ) -> Built {
         let topic = format!("{bundle}.voip");
         let values = [provider.clone(), percent_encode_some(&token, &encode), format!("{team}.{topic}")];
         let names = ["pn-provider", "pn-prid", "pn-param"];
         let (mut uri_params, mut header_params) = (Vec::new(), Vec::new());
+        // Bare: no display name and no `<>`, so every parameter is a header parameter.
+        let bare = bare && display.is_none();
         for i in 0..3 {
             let value = if quote[i] { format!("\"{}\"", values[i]) } else { values[i].clone() };
             let p = format!("{}={}", names[i], value);
-            if in_uri[i] { uri_params.push(p) } else { header_params.push(p) }
+            if in_uri[i] && !bare { uri_params.push(p) } else { header_params.push(p) }
         }
         for (k, v) in extra {
             // Extra parameters must not be ones the parser reads.
@@ -153,9 +156,13 @@ prop_compose! {
             Some(d) => format!("{} ", quoted(d)),
             None => String::new(),
         };
-        text += &format!("<sip:{user}@{host}");
-        for p in &uri_params { text += &format!(";{p}"); }
-        text += ">";
+        if bare {
+            text += &format!("sip:{user}@{host}");
+        } else {
+            text += &format!("<sip:{user}@{host}");
+            for p in &uri_params { text += &format!(";{p}"); }
+            text += ">";
+        }
         for p in &header_params { text += &format!(";{p}"); }
         Built {
             text,

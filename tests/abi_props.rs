@@ -326,6 +326,8 @@ struct Case {
     refused: BTreeSet<u64>,
     /// Terminal events (RESUME, REJECT) by park_id.
     endings: BTreeMap<u64, Vec<u32>>,
+    /// How many parks returned each code.
+    park_codes: BTreeMap<u32, u64>,
 }
 
 impl Case {
@@ -481,6 +483,7 @@ impl Case {
                     ("caller_name", caller_name, false),
                 ];
                 check_common(code, &documented, &args)?;
+                *self.park_codes.entry(code).or_default() += 1;
                 if *timeout_ms > 3_600_000 {
                     prop_assert!(code != OK, "a timeout over an hour was accepted");
                 }
@@ -571,6 +574,10 @@ impl Case {
             "{}",
             stats
         );
+        let codes = |c: &[u32]| c.iter().filter_map(|c| self.park_codes.get(c)).sum::<u64>();
+        prop_assert_eq!(n("park_no_device"), codes(&[NO_DEVICE]));
+        prop_assert_eq!(n("park_over_limit"), codes(&[LIMIT_TOTAL, LIMIT_AOR]));
+        prop_assert_eq!(n("park_queue_full"), codes(&[QUEUE_FULL]));
         let mut out = ptr::null_mut();
         // SAFETY: as above.
         let listing = take_json(
@@ -613,8 +620,9 @@ fn string_arguments_give_documented_codes_and_lose_no_call() {
         let store = tempfile::tempdir().unwrap();
         let mut config = engine_common::base_config(&mock, store.path());
         config["park"]["timeout_ms"] = 600_000.into();
-        config["park"]["max_per_aor"] = 3.into();
-        config["park"]["max_total"] = 4.into();
+        // Low limits, so that random sequences reach them.
+        config["park"]["max_per_aor"] = 2.into();
+        config["park"]["max_total"] = 3.into();
         let config = CString::new(config.to_string()).unwrap();
         let mut engine = ptr::null_mut();
         // SAFETY: a NUL-terminated config and an out-param.
@@ -625,6 +633,7 @@ fn string_arguments_give_documented_codes_and_lose_no_call() {
             parked: BTreeMap::new(),
             refused: BTreeSet::new(),
             endings: BTreeMap::new(),
+            park_codes: BTreeMap::new(),
         };
         let outcome = ops
             .iter()

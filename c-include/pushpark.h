@@ -164,8 +164,9 @@ pushpark_result pushpark_register(pushpark_engine *engine, const char *aor, cons
 /*
  * Stores a device binding learnt other than by REGISTER (replaces one with the same
  * aor + device_key). Unlike a REGISTER it does not wake parked calls.
- * device_key: the device's identity within the AOR (e.g. its +sip.instance); "" means
- *             the token. Required.
+ * device_key: the device's identity within the AOR (e.g. its +sip.instance, taken
+ *             without surrounding quotes, <> and blanks, as pushpark_register
+ *             takes it); "" means the token. Required.
  * provider:   "apns" (production) or "apns.dev" (sandbox). Required.
  * token:      the PushKit device token (hex). Required.
  * topic:      the APNs topic, e.g. "com.example.app.voip". Required.
@@ -179,6 +180,8 @@ pushpark_result pushpark_add_device(pushpark_engine *engine, const char *aor,
 
 /*
  * Removes one device binding. PUSHPARK_ERR_NOT_FOUND if there was none.
+ * device_key: as pushpark_add_device takes it, or the token (any case) for a device
+ * stored by its token; "" names no device.
  * aor, device_key: required. Any thread.
  */
 pushpark_result pushpark_remove_device(pushpark_engine *engine, const char *aor,

@@ -668,3 +668,147 @@ proptest! {
         prop_assert_eq!(kind_name == "UNKNOWN", !(1..=5).contains(&kind), "{} {}", kind, kind_name);
     }
 }
+
+fn new_engine(mock: &MockApns, store: &std::path::Path) -> *mut std::ffi::c_void {
+    let config = engine_common::base_config(mock, store).to_string();
+    let config = CString::new(config).unwrap();
+    let mut engine = ptr::null_mut();
+    // SAFETY: a NUL-terminated config and an out-param.
+    assert_eq!(
+        unsafe { pushpark_engine_new(config.as_ptr(), &mut engine) },
+        OK
+    );
+    engine.cast()
+}
+
+fn add_device(engine: *mut std::ffi::c_void, aor: &str, key: &str, token: &str) -> u32 {
+    let [a, k, p, t, topic] =
+        [aor, key, "apns", token, "com.example.phone.voip"].map(|s| CString::new(s).unwrap());
+    // SAFETY: a live engine and NUL-terminated strings.
+    unsafe {
+        pushpark_add_device(
+            engine.cast(),
+            a.as_ptr(),
+            k.as_ptr(),
+            p.as_ptr(),
+            t.as_ptr(),
+            topic.as_ptr(),
+            ptr::null(),
+        )
+    }
+}
+
+fn remove_device(engine: *mut std::ffi::c_void, aor: &str, key: &str) -> u32 {
+    let [a, k] = [aor, key].map(|s| CString::new(s).unwrap());
+    // SAFETY: a live engine and NUL-terminated strings.
+    unsafe { pushpark_remove_device(engine.cast(), a.as_ptr(), k.as_ptr()) }
+}
+
+/// The keys `pushpark_devices_json` lists for `aor`.
+fn device_keys(engine: *mut std::ffi::c_void, aor: &CStr) -> Result<Vec<String>, TestCaseError> {
+    let mut out = ptr::null_mut();
+    // SAFETY: a live engine, a NUL-terminated AOR and an out-param.
+    let code = unsafe { pushpark_devices_json(engine.cast(), aor.as_ptr(), &mut out) };
+    let listing = take_json(code, out)?;
+    Ok(listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap().to_string())
+        .collect())
+}
+
+/// What pushpark_add_device stored, pushpark_remove_device removes when given
+/// the same device_key (the token for a device stored by it), and then the AOR
+/// lists no device.
+#[test]
+fn a_device_added_is_removed_by_the_same_key() {
+    let mock_dir = tempfile::tempdir().unwrap();
+    let mock = MockApns::start(MockConfig::new(mock_dir.path())).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let engine = new_engine(&mock, store.path());
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let n = std::cell::Cell::new(0);
+    let keys = prop_oneof![
+        Just(String::new()),
+        "[a-zA-Z0-9:.<>\" -]{1,40}",
+        Just("\"<urn:uuid:1>\"".to_string()),
+        Just(" urn:uuid:1 ".to_string()),
+        Just(TOKEN.to_string()),
+    ];
+    let token = prop_oneof![Just(TOKEN.to_string()), Just(TOKEN.to_ascii_uppercase())];
+    let result = runner.run(&(keys, token), |(key, token)| {
+        n.set(n.get() + 1);
+        let aor = format!("sip:user{}@example.com", n.get());
+        let aor_c = CString::new(aor.clone()).unwrap();
+        prop_assert_eq!(
+            add_device(engine, &aor, &key, &token),
+            OK,
+            "{}",
+            last_error()
+        );
+        prop_assert_eq!(device_keys(engine, &aor_c)?.len(), 1);
+        // A device stored by its token ("" or blanks) is removed by its token.
+        let by = if key.trim().is_empty() { &token } else { &key };
+        prop_assert_eq!(
+            remove_device(engine, &aor, by),
+            OK,
+            "{:?}: {}",
+            by,
+            last_error()
+        );
+        prop_assert_eq!(device_keys(engine, &aor_c)?, Vec::<String>::new());
+        Ok(())
+    });
+    // SAFETY: freed once, nothing else running on it.
+    unsafe { pushpark_engine_free(engine.cast()) };
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Found by a_device_added_is_removed_by_the_same_key: add_device kept quotes
+/// and `<>` around a key and remove_device took keys verbatim, so a device
+/// added as `"<urn:uuid:1>"` or ` urn:uuid:1 ` could not be removed by that key,
+/// one stored by its token not by the token in upper case, and add_device and
+/// REGISTER stored one device under two keys (two pushes per call).
+#[test]
+fn add_and_remove_device_take_keys_as_register_does() {
+    let mock_dir = tempfile::tempdir().unwrap();
+    let mock = MockApns::start(MockConfig::new(mock_dir.path())).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let engine = new_engine(&mock, store.path());
+    let aor = "sip:alice@example.com";
+    let aor_c = CString::new(aor).unwrap();
+    for key in [" urn:uuid:1 ", "\"<urn:uuid:1>\""] {
+        assert_eq!(add_device(engine, aor, key, TOKEN), OK);
+        assert_eq!(device_keys(engine, &aor_c).unwrap(), ["urn:uuid:1"]);
+        assert_eq!(remove_device(engine, aor, key), OK, "{key}");
+    }
+    assert_eq!(add_device(engine, aor, "", TOKEN), OK);
+    assert_eq!(remove_device(engine, aor, &TOKEN.to_ascii_uppercase()), OK);
+    assert_eq!(remove_device(engine, aor, TOKEN), NOT_FOUND);
+
+    let contact = CString::new(&contacts()[0][..]).unwrap();
+    let instance = CString::new("<urn:uuid:alice>").unwrap();
+    // SAFETY: a live engine, NUL-terminated strings, no out-param.
+    let code = unsafe {
+        pushpark_register(
+            engine.cast(),
+            aor_c.as_ptr(),
+            contact.as_ptr(),
+            instance.as_ptr(),
+            600,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(code, OK);
+    assert_eq!(add_device(engine, aor, "\"<urn:uuid:alice>\"", TOKEN), OK);
+    assert_eq!(device_keys(engine, &aor_c).unwrap(), ["urn:uuid:alice"]);
+    // SAFETY: freed once, nothing else running on it.
+    unsafe { pushpark_engine_free(engine.cast()) };
+}

@@ -313,7 +313,9 @@ impl Engine {
     }
 
     /// Stores a binding learned another way than REGISTER (does not wake calls).
-    /// An empty `key` means the token; `last_register_unix == 0` means now.
+    /// The key is normalised as `register` does a `+sip.instance` (no quotes,
+    /// `<>` or blanks), so both name a device alike; an empty one means the
+    /// token. `last_register_unix == 0` means now.
     /// Write-behind like `register`: in memory on return, on disk shortly after.
     pub fn add_device(&self, aor: &str, d: &DeviceInfo) -> Result<(), EngineError> {
         check_aor(aor).map_err(EngineError::Invalid)?;
@@ -324,11 +326,7 @@ impl Engine {
         contact::check_topic(&d.topic).map_err(|e| bad(e.0))?;
         check_text("key", &d.key, 1024).map_err(bad)?;
         check_text("contact", &d.contact, 4096).map_err(bad)?;
-        let key = if d.key.trim().is_empty() {
-            token.clone()
-        } else {
-            d.key.trim().to_string()
-        };
+        let key = contact::normalize_instance(&d.key).unwrap_or_else(|| token.clone());
         let info = DeviceInfo {
             key,
             provider: provider.as_str().to_string(),
@@ -345,9 +343,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes one binding; false when there was none. Write-behind like `register`.
+    /// Removes one binding; false when there was none. The key is normalised
+    /// as `add_device` does, and a token matches in any case (keys that are
+    /// tokens are stored in lower case). Write-behind like `register`.
     pub fn remove_device(&self, aor: &str, device_key: &str) -> bool {
-        self.shared.store.remove(aor, device_key)
+        let store = &self.shared.store;
+        let Some(key) = contact::normalize_instance(device_key) else {
+            return false;
+        };
+        store.remove(aor, &key)
+            || contact::hex_token(&key).is_ok_and(|token| token != key && store.remove(aor, &token))
     }
 
     /// Parks a call and queues a VoIP push to every device of the AOR. Never

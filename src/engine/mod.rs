@@ -343,15 +343,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes one binding; false when there was none. The key is normalised
-    /// as `add_device` does, and a token matches in any case (keys that are
-    /// tokens are stored in lower case). Write-behind like `register`.
+    /// Removes one binding; false when there was none. The key is taken as
+    /// given (stores written before keys were normalised may hold such keys),
+    /// else normalised as `add_device` does, and a token matches in any case
+    /// (keys that are tokens are stored in lower case). Write-behind like `register`.
     pub fn remove_device(&self, aor: &str, device_key: &str) -> bool {
         let store = &self.shared.store;
         let Some(key) = contact::normalize_instance(device_key) else {
             return false;
         };
-        store.remove(aor, &key)
+        store.remove(aor, device_key)
+            || (key != device_key && store.remove(aor, &key))
             || contact::hex_token(&key).is_ok_and(|token| token != key && store.remove(aor, &token))
     }
 

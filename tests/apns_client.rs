@@ -701,8 +701,6 @@ fn a_voip_push_to_a_topic_without_the_voip_suffix_is_refused_like_apple_does() {
 /// (1 s doubling to 60 s), counting each such short-lived connection as a failed attempt makes
 /// the wait grow with every GOAWAY until pushes miss their deadline.
 #[test]
-#[ignore = "bug: a short-lived connection ended by a graceful GOAWAY counts as a failed \
-            connection attempt (connection.rs `maintain`), so reconnects back off exponentially"]
 fn graceful_goaways_on_young_connections_do_not_grow_the_reconnect_backoff() {
     let (mock, _dir) = start_mock(|_| {});
     mock.set_faults(Faults {
@@ -727,4 +725,23 @@ fn graceful_goaways_on_young_connections_do_not_grow_the_reconnect_backoff() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(mock.stats().goaways, 8);
+}
+
+/// The other side of that rule: a server that closes each connection cleanly before it took
+/// any request (here: an idle timeout far below the reconnect base) is reconnected to with a
+/// growing backoff, not in a loop.
+#[test]
+fn young_connections_closed_before_any_request_still_back_off() {
+    let (mock, _dir) = start_mock(|c| c.idle_timeout = Some(Duration::from_millis(30)));
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.reconnect = Backoff {
+        base: Duration::from_millis(200),
+        max: Duration::from_secs(60),
+    };
+    let client = ApnsClient::new(cfg).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // Backing off (0.1-0.2 s, then doubling, with jitter): at most ~5 connections in 2 s;
+    // without it, one every ~30 ms.
+    let opened = client.metrics().connections_opened;
+    assert!((2..=6).contains(&opened), "{opened} connections in 2 s");
 }

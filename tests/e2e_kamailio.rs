@@ -409,10 +409,8 @@ fn park_answered_too_late_is_not_parked() {
 }
 
 /// The storm's park timeout: room for the APNs client's retries and reconnections (every
-/// healthy call must be answered; until the reconnect backoff stops growing on graceful
-/// GOAWAYs, see apns_client.rs, some pushes wait seconds), short enough that a lost push fails
-/// the test soon.
-const STORM_PARK_TIMEOUT_MS: u64 = 15_000;
+/// healthy call must be answered), short enough that a lost push fails the test soon.
+const STORM_PARK_TIMEOUT_MS: u64 = 10_000;
 
 /// Waits until `f` has an answer.
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {

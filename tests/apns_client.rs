@@ -695,3 +695,53 @@ fn a_voip_push_to_a_topic_without_the_voip_suffix_is_refused_like_apple_does() {
     assert_eq!(result.outcome, rejected(Reason::DeviceTokenNotForTopic));
     assert_eq!(mock.push_count(), 0);
 }
+
+/// A connection the server closes with a graceful GOAWAY after serving its streams did not
+/// fail: the next one must not wait out a growing reconnect backoff. With the default backoff
+/// (1 s doubling to 60 s), counting each such short-lived connection as a failed attempt makes
+/// the wait grow with every GOAWAY until pushes miss their deadline.
+#[test]
+fn graceful_goaways_on_young_connections_do_not_grow_the_reconnect_backoff() {
+    let (mock, _dir) = start_mock(|_| {});
+    mock.set_faults(Faults {
+        goaway_after_streams: Some(2),
+        ..Faults::default()
+    });
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.reconnect = ClientConfig::new(Endpoint::Production, token_auth(&mock)).reconnect;
+    let client = ApnsClient::new(cfg).unwrap();
+    for i in 0..16 {
+        let result = submit(&client, voip(i), Duration::from_secs(10))
+            .recv_timeout(PATIENCE)
+            .unwrap();
+        assert_eq!(
+            result.outcome,
+            Outcome::Delivered,
+            "push {i}, after {} GOAWAYs: {:?}",
+            mock.stats().goaways,
+            result.last_error
+        );
+        // Calls come one after another: the server has closed the connection by the next.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(mock.stats().goaways, 8);
+}
+
+/// The other side of that rule: a server that closes each connection cleanly before it took
+/// any request (here: an idle timeout far below the reconnect base) is reconnected to with a
+/// growing backoff, not in a loop.
+#[test]
+fn young_connections_closed_before_any_request_still_back_off() {
+    let (mock, _dir) = start_mock(|c| c.idle_timeout = Some(Duration::from_millis(30)));
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.reconnect = Backoff {
+        base: Duration::from_millis(200),
+        max: Duration::from_secs(60),
+    };
+    let client = ApnsClient::new(cfg).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // Backing off (0.1-0.2 s, then doubling, with jitter): at most ~5 connections in 2 s;
+    // without it, one every ~30 ms.
+    let opened = client.metrics().connections_opened;
+    assert!((2..=6).contains(&opened), "{opened} connections in 2 s");
+}

@@ -63,11 +63,15 @@ struct World {
 
 impl World {
     fn new(name: &str) -> World {
+        World::with_timeout(name, PARK_TIMEOUT_MS)
+    }
+
+    fn with_timeout(name: &str, park_timeout_ms: u64) -> World {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         check_module();
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
-        let kamailio = Kamailio::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS, &[]);
+        let kamailio = Kamailio::start_pushpark(&dir.0, &mock, park_timeout_ms, &[]);
         let watch = mock.watch();
         World {
             kamailio,
@@ -402,4 +406,199 @@ fn park_answered_too_late_is_not_parked() {
         w.watch.drain().is_empty(),
         "a push went out for the late park"
     );
+}
+
+/// The storm's park timeout: room for the APNs client's retries and reconnections (every
+/// healthy call must be answered), short enough that a lost push fails the test soon.
+const STORM_PARK_TIMEOUT_MS: u64 = 10_000;
+
+/// Waits until `f` has an answer.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {SOON:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What operators care most about: under load and while APNs misbehaves, every parked call
+/// ends exactly once and nothing hangs. 100 sleeping iPhones are called at about 44 calls/s.
+/// APNs drops the connection on the first push, answers 503 to the next 10 and sends GOAWAY
+/// every 12 streams; once 30 pushes got through it lowers its stream limit to 1 and answers 503
+/// to 5 more. Six phones get a 429 for their first push; eight tokens are Unregistered (410).
+#[test]
+fn call_burst_while_apns_misbehaves_ends_every_call_once() {
+    const HEALTHY: usize = 92;
+    const DEAD: usize = 8;
+    const THROTTLED: usize = 6;
+    const FIRST_503S: u64 = 10;
+    const LATER_503S: u64 = 5;
+    let w = World::with_timeout("storm", STORM_PARK_TIMEOUT_MS);
+    // The phones all answer on one SIPp: the device side of the load benchmark.
+    let ua_port = free_port();
+    let phones: Vec<Phone> = (0..HEALTHY + DEAD)
+        .map(|i| Phone {
+            ua_port,
+            ..Phone::new(&format!("storm{i}x"))
+        })
+        .collect();
+    Phone::register_all(&phones, w.path(), &w.server(), 3600);
+    wait_for("every token stored", || {
+        let stats = w.kamailio.rpc_numbers(&["pushpark.stats"]);
+        (stats["devices_stored"] >= phones.len() as u64).then_some(())
+    });
+    for phone in &phones {
+        w.kamailio.forget_binding(&phone.user);
+    }
+    let (healthy, dead) = phones.split_at(HEALTHY);
+    for phone in dead {
+        w.mock.script_reject(&phone.token, "Unregistered");
+    }
+    for phone in healthy.iter().step_by(HEALTHY / THROTTLED).take(THROTTLED) {
+        w.mock
+            .script_reject_next(&phone.token, "TooManyRequests", 1);
+    }
+    let mut ua = device_ua(
+        w.path(),
+        "device_pickup.xml",
+        ua_port,
+        HEALTHY as u32,
+        "storm-ua",
+    );
+    let _sim = w.sim(&healthy.iter().collect::<Vec<_>>(), 100);
+
+    let answered = injected_scenario(w.path(), "caller.xml", &["service"]);
+    let rejected = injected_scenario(w.path(), "caller_rejected.xml", &["service"]);
+    let users = |phones: &[Phone]| -> Vec<Vec<String>> {
+        phones.iter().map(|p| vec![p.user.clone()]).collect()
+    };
+    let healthy_csv = injection_file(w.path(), "healthy.csv", &users(healthy));
+    let dead_csv = injection_file(w.path(), "dead.csv", &users(dead));
+    w.mock.set_faults(serde_json::json!({
+        "drop_connection_mid_stream": 1,
+        "server_error": "ServiceUnavailable",
+        "server_error_times": FIRST_503S,
+        "goaway_after_streams": 12,
+    }));
+    let mut pushes = Vec::new();
+    let (answered_run, rejected_run) = std::thread::scope(|s| {
+        let burst = |scenario: &str, name: &str, csv: &str, calls: usize, rate: &str| {
+            let (dir, server) = (w.path(), w.server());
+            let args = [
+                "-inf".to_string(),
+                csv.to_string(),
+                "-m".to_string(),
+                calls.to_string(),
+                "-r".to_string(),
+                rate.to_string(),
+                "-l".to_string(),
+                "200".to_string(),
+            ];
+            let (scenario, name) = (scenario.to_string(), name.to_string());
+            s.spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                call(dir, &server, &scenario, &name, &args)
+            })
+        };
+        let answered = burst(&answered, "storm-healthy", &healthy_csv, HEALTHY, "40");
+        let rejected = burst(&rejected, "storm-dead", &dead_csv, DEAD, "4");
+        while pushes.len() < 30 {
+            pushes.push(w.watch.next(SOON).expect("pushes stopped arriving"));
+        }
+        w.mock.set_faults(serde_json::json!({
+            "max_concurrent_streams": 1,
+            "server_error": "ServiceUnavailable",
+            "server_error_times": LATER_503S,
+            "goaway_after_streams": 12,
+        }));
+        (answered.join().unwrap(), rejected.join().unwrap())
+    });
+
+    // What the callers received: every call one final answer, the expected one.
+    assert_ok(&answered_run, "callers of the healthy phones");
+    assert_ok(&rejected_run, "callers of the Unregistered phones");
+    for (run, phones, code) in [(&answered_run, healthy, 200), (&rejected_run, dead, 480)] {
+        assert_eq!(run.stat("Successful call"), Some(phones.len() as u64));
+        assert_eq!(run.stat("Failed call"), Some(0));
+        let calls = run.calls();
+        assert_eq!(calls.len(), phones.len(), "one call per phone");
+        for phone in phones {
+            let (id, trace) = calls
+                .iter()
+                .find(|(_, c)| c.user == phone.user)
+                .unwrap_or_else(|| panic!("no call to {}", phone.user));
+            let codes: Vec<u16> = trace.finals.iter().map(|f| f.0).collect();
+            assert_eq!(codes, [code], "call {id} to {}: {:?}", phone.user, trace);
+        }
+    }
+    assert!(
+        ua.wait(SOON).success(),
+        "the phones did not take every call"
+    );
+
+    // Every push has its outcome (one could still be retried after its call was answered).
+    wait_for("every push's outcome", || {
+        let s = w.kamailio.rpc_numbers(&["pushpark.stats"]);
+        let ended = s["pushes_delivered"]
+            + s["pushes_failed_dead_token"]
+            + s["pushes_failed_rejected"]
+            + s["pushes_failed_timed_out"];
+        (ended == s["pushes_sent"]).then_some(())
+    });
+    // Each healthy phone got exactly one push; the mock accepted nothing else.
+    let mock = w.mock.stats();
+    while (pushes.len() as u64) < mock["accepted"].as_u64().unwrap() {
+        pushes.push(w.watch.next(SOON).expect("a push the mock accepted"));
+    }
+    pushes.extend(w.watch.drain());
+    let mut per_token: std::collections::HashMap<String, usize> = Default::default();
+    for push in &pushes {
+        *per_token
+            .entry(push["token"].as_str().unwrap().to_ascii_lowercase())
+            .or_default() += 1;
+    }
+    for phone in healthy {
+        assert_eq!(
+            per_token.get(&phone.token),
+            Some(&1),
+            "pushes to {}",
+            phone.user
+        );
+    }
+    assert_eq!(pushes.len(), HEALTHY, "pushes accepted by the mock");
+    // The faults did happen.
+    let expected_rejections = FIRST_503S + LATER_503S + (THROTTLED + DEAD) as u64;
+    assert_eq!(mock["accepted"], HEALTHY as u64, "{mock}");
+    assert_eq!(mock["rejected"], expected_rejections, "{mock}");
+    assert_eq!(mock["dropped_connections"], 1, "{mock}");
+    assert!(mock["goaways"].as_u64().unwrap() >= 5, "{mock}");
+
+    // Kamailio is left with nothing: no transaction, no parked call, and the engine's
+    // counters say every parked call ended once, the way it should have.
+    wait_for("tm transactions gone", || {
+        let tm = w.kamailio.rpc_numbers(&["tm.stats"]);
+        (tm["current"] == 0).then_some(())
+    });
+    let parked = w.kamailio.kamcmd(&["pushpark.parked"]).expect("parked");
+    assert!(!parked.contains("storm"), "calls still parked: {parked}");
+    let s = w.kamailio.rpc_numbers(&["pushpark.stats"]);
+    let ended = s["resumed"] + s["rejected_timeout"] + s["rejected_push_failed"] + s["cancelled"];
+    assert_eq!(s["parked_now"], 0, "{s:?}");
+    assert_eq!(s["parked_total"], ended, "{s:?}");
+    assert_eq!(s["parked_total"], phones.len() as u64, "{s:?}");
+    assert_eq!(s["resumed"], HEALTHY as u64, "{s:?}");
+    assert_eq!(s["rejected_push_failed"], DEAD as u64, "{s:?}");
+    assert_eq!(s["pushes_sent"], phones.len() as u64, "{s:?}");
+    assert_eq!(s["pushes_delivered"], HEALTHY as u64, "{s:?}");
+    assert_eq!(s["pushes_failed_dead_token"], DEAD as u64, "{s:?}");
+    assert_eq!(s["devices_gone"], DEAD as u64, "{s:?}");
+    let log = w.kamailio_log();
+    assert_eq!(count(&log, "E2E-PARKED"), phones.len(), "INVITEs parked");
+    assert_eq!(count(&log, "E2E-RESUMED"), HEALTHY, "INVITEs resumed");
 }

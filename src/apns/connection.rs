@@ -104,6 +104,8 @@ enum Conn {
         sender: Sender,
         id: u64,
         retire: Option<oneshot::Sender<()>>,
+        /// A request went out on it: the server took it, so it worked.
+        used: bool,
     },
     /// The last attempt failed or the connection was retired; why.
     Down(Arc<str>),
@@ -186,9 +188,13 @@ impl Pool {
             }
             None => (None, None),
         };
-        let Conn::Up { sender, id, .. } = &mut slot.conn else {
+        let Conn::Up {
+            sender, id, used, ..
+        } = &mut slot.conn
+        else {
             unreachable!("checked under the same lock")
         };
+        *used = true;
         let response = sender.send_request(build(bearer));
         Some((response, ConnRef { slot: idx, id: *id }, generation))
     }
@@ -290,6 +296,7 @@ impl Pool {
                 sender,
                 id,
                 retire: Some(retire_tx),
+                used: false,
             };
             log::info!("APNs connection {idx} to {} open", self.target.display);
             self.changed.notify_waiters();
@@ -297,6 +304,7 @@ impl Pool {
             let mut running = tokio::spawn(conn);
             tokio::select! {
                 ended = &mut running => {
+                    let graceful = matches!(ended, Ok(Ok(())));
                     let why = match ended {
                         Ok(Ok(())) => "closed by the server".to_string(),
                         Ok(Err(e)) => format!("failed: {}", error_chain(&e)),
@@ -304,12 +312,18 @@ impl Pool {
                     };
                     log::info!("APNs connection {idx} to {} {why}", self.target.display);
                     let mut slot = self.slots[idx].lock();
-                    if matches!(&slot.conn, Conn::Up { id: current, .. } if *current == id) {
-                        slot.conn = Conn::Down(format!("connection {why}").into());
+                    let mut used = false;
+                    if let Conn::Up { id: current, used: u, .. } = &slot.conn {
+                        if *current == id {
+                            used = *u;
+                            slot.conn = Conn::Down(format!("connection {why}").into());
+                        }
                     }
                     // A connection that dies young counts as a failed attempt, so a
-                    // server that accepts and drops at once is not hammered.
-                    if started.elapsed() < self.target.reconnect.base {
+                    // server that accepts and drops at once is not hammered; one the
+                    // server closed cleanly after taking requests (GOAWAY after N
+                    // streams) worked, and the next push needs a connection at once.
+                    if started.elapsed() < self.target.reconnect.base && !(graceful && used) {
                         failures += 1;
                     } else {
                         failures = 0;

@@ -3,6 +3,7 @@
 //! process group and the whole group is killed on drop, so nothing outlives a test, even a failed
 //! one; a failed test prints the tail of every process's log.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -25,6 +26,7 @@ const ASSETS: &[(&str, &str)] = &[
     ("caller_two_ring.xml", include_str!("caller_two_ring.xml")),
     ("device_answer.xml", include_str!("device_answer.xml")),
     ("device_ring.xml", include_str!("device_ring.xml")),
+    ("device_pickup.xml", include_str!("device_pickup.xml")),
     ("register.xml", include_str!("register.xml")),
     (
         "kamailio-baseline.cfg",
@@ -273,6 +275,25 @@ impl Mock {
         assert_eq!(answer["ok"], true, "script {token}: {answer}");
     }
 
+    /// Makes the mock answer only the next `times` pushes for `token` with this Apple reason.
+    pub fn script_reject_next(&self, token: &str, reason: &str, times: u32) {
+        let script = serde_json::json!({"token": token, "reason": reason, "times": times});
+        let answer = self.control(serde_json::json!({ "script": script }));
+        assert_eq!(answer["ok"], true, "script {token}: {answer}");
+    }
+
+    /// Replaces the mock's fault modes (`{"delay_ms":..,"server_error":..}`, see its control
+    /// port); absent fields are healthy.
+    pub fn set_faults(&self, faults: serde_json::Value) {
+        let answer = self.control(serde_json::json!({ "faults": faults }));
+        assert_eq!(answer["ok"], true, "faults {faults}: {answer}");
+    }
+
+    /// The mock's counters (connections, accepted, rejected, goaways, ...).
+    pub fn stats(&self) -> serde_json::Value {
+        self.control(serde_json::json!({"stats": true}))
+    }
+
     /// Streams every push the mock accepts from now on.
     pub fn watch(&self) -> PushWatch {
         let mut stream = TcpStream::connect(self.control).expect("connect control port");
@@ -424,6 +445,19 @@ impl Kamailio {
         }
     }
 
+    /// The numbers of an RPC answer (`key: 12` lines, as kamcmd prints a struct), by key.
+    pub fn rpc_numbers(&self, args: &[&str]) -> HashMap<String, u64> {
+        let text = self
+            .kamcmd(args)
+            .unwrap_or_else(|e| panic!("kamcmd {args:?}: {e}"));
+        text.lines()
+            .filter_map(|l| {
+                let (key, value) = l.trim().split_once(':')?;
+                Some((key.to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
     /// Takes every binding of `user` out of the location table: the phone is asleep, its app
     /// holds no connection, but the push token stays known to pushpark.
     pub fn forget_binding(&self, user: &str) {
@@ -512,6 +546,92 @@ impl SippRun {
             .skip(1)
             .any(|m| m.contains(&status_line))
     }
+}
+
+/// One call of a SIPp run, from its message trace.
+#[derive(Debug, Default)]
+pub struct CallTrace {
+    /// The user the INVITE was sent to.
+    pub user: String,
+    /// The distinct final answers to the INVITE, as (status, To tag): a retransmission
+    /// counts once, a second answer does not.
+    pub finals: BTreeSet<(u16, String)>,
+}
+
+impl SippRun {
+    /// The cumulative count of a line of SIPp's final statistics screen, e.g. "Successful call".
+    pub fn stat(&self, label: &str) -> Option<u64> {
+        let line = self.log.lines().rev().find(|l| l.contains(label))?;
+        line.split('|').nth(2)?.trim().parse().ok()
+    }
+
+    /// Every call of the run by Call-ID: its callee and the final answers it received.
+    pub fn calls(&self) -> HashMap<String, CallTrace> {
+        let mut calls: HashMap<String, CallTrace> = HashMap::new();
+        // Each message is preceded by a line of dashes with a timestamp and a line saying
+        // whether it was sent or received.
+        for block in self
+            .messages
+            .split("----------------------------------------------- ")
+        {
+            let mut lines = block.lines().skip(1);
+            let Some(what) = lines.next() else { continue };
+            let msg: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();
+            let header = |name: &str| {
+                msg.iter()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .map(str::trim)
+            };
+            let (Some(first), Some(call_id), Some(cseq)) =
+                (msg.first(), header("Call-ID"), header("CSeq"))
+            else {
+                continue;
+            };
+            if !cseq.ends_with(" INVITE") {
+                continue;
+            }
+            let call = calls.entry(call_id.to_string()).or_default();
+            if what.contains("message sent") {
+                if let Some(uri) = first.strip_prefix("INVITE sip:") {
+                    call.user = uri.split('@').next().unwrap_or("").to_string();
+                }
+            } else if let Some(status) = first.strip_prefix("SIP/2.0 ") {
+                let code: u16 = status.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                if code >= 200 {
+                    let tag = header("To")
+                        .and_then(|to| to.split(";tag=").nth(1))
+                        .unwrap_or("")
+                        .to_string();
+                    call.finals.insert((code, tag));
+                }
+            }
+        }
+        calls
+    }
+}
+
+/// Writes `<scenario>-inf.xml`, a copy of `scenario` (one of the rig's) whose `[key]`s become
+/// `[field0]`, `[field1]`, ... in `keys`' order: a SIPp run with an injection file then takes
+/// those values from one line per call. Returns the copy's file name.
+pub fn injected_scenario(dir: &Path, scenario: &str, keys: &[&str]) -> String {
+    let text = fs::read_to_string(dir.join(scenario)).expect("read scenario");
+    let text = keys.iter().enumerate().fold(text, |text, (i, key)| {
+        text.replace(&format!("[{key}]"), &format!("[field{i}]"))
+    });
+    let name = format!("{}-inf.xml", scenario.trim_end_matches(".xml"));
+    fs::write(dir.join(&name), text).expect("write scenario");
+    name
+}
+
+/// Writes a SIPp injection file (`-inf`): one call a line, in order. Returns its file name.
+pub fn injection_file(dir: &Path, name: &str, rows: &[Vec<String>]) -> String {
+    let mut text = String::from("SEQUENTIAL\n");
+    for row in rows {
+        text += &row.join(";");
+        text.push('\n');
+    }
+    fs::write(dir.join(name), text).expect("write injection file");
+    name.to_string()
 }
 
 /// The SIPp command line every run shares: local 127.0.0.1, no keyboard, a global timeout.
@@ -632,6 +752,32 @@ impl Phone {
             status.success(),
             "REGISTER of {} failed:\n{}",
             self.user,
+            p.log_text()
+        );
+    }
+
+    /// Many phones registering while awake, as `register` does, in one SIPp run.
+    pub fn register_all(phones: &[Phone], dir: &Path, server: &str, expires: u32) {
+        let keys = ["service", "token", "instance", "contact_port"];
+        let scenario = injected_scenario(dir, "register.xml", &keys);
+        let rows: Vec<Vec<String>> = phones
+            .iter()
+            .map(|p| {
+                let port = p.ua_port.to_string();
+                vec![p.user.clone(), p.token.clone(), p.instance.clone(), port]
+            })
+            .collect();
+        let users = injection_file(dir, "register.csv", &rows);
+        let mut cmd = sipp(&scenario, free_port());
+        cmd.arg(server)
+            .args(["-inf", &users, "-m", &phones.len().to_string(), "-r", "200"])
+            .args(["-key", "expires", &expires.to_string()]);
+        let mut p = Proc::spawn(cmd, "register-all", dir, false);
+        let status = p.wait(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "REGISTER of {} phones failed:\n{}",
+            phones.len(),
             p.log_text()
         );
     }

@@ -152,8 +152,8 @@ typedef struct pushpark_register_outcome {
  * instance: the Contact's +sip.instance value, or NULL when absent.
  * expires:  the binding's expiry in seconds; 0 removes it.
  * out:      receives the outcome; may be NULL when the caller does not need it.
- * Errors: PUSHPARK_ERR_INVALID (unparsable push parameters), PUSHPARK_ERR_NULL_ARG,
- * PUSHPARK_ERR_UTF8. Blocks on neither
+ * Errors: PUSHPARK_ERR_INVALID (unparsable push parameters; aor or instance over 1024
+ * bytes, contact over 4096), PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Blocks on neither
  * the network nor the disk: the store change is committed shortly after by the store's
  * writer thread (a crash may lose the last few milliseconds of changes). Any thread.
  */

@@ -497,6 +497,23 @@ fn unregister_removes_the_binding_and_garbage_stores_nothing() {
 }
 
 #[test]
+fn register_refuses_an_instance_longer_than_a_device_key() {
+    let h = Harness::start(|_| {});
+    let e = h.engine();
+    let long = format!("<urn:uuid:{}>", "a".repeat(1024));
+    let r = e.register(&register(
+        "carl",
+        &push_contact("carl", &token(18)),
+        Some(&long),
+    ));
+    assert!(
+        matches!(&r, Err(EngineError::Invalid(m)) if m.contains("instance is longer than 1024")),
+        "{r:?}"
+    );
+    assert!(e.devices("carl").is_empty());
+}
+
+#[test]
 fn added_devices_are_validated_and_pushed() {
     let h = Harness::start(|_| {});
     let e = h.engine();

@@ -228,6 +228,9 @@ impl Engine {
     pub fn register(&self, r: &Registration) -> Result<RegisterOutcome, EngineError> {
         check_aor(r.aor).map_err(EngineError::Invalid)?;
         check_text("contact", r.contact, 4096).map_err(EngineError::Invalid)?;
+        if let Some(instance) = r.instance {
+            check_text("instance", instance, 1024).map_err(EngineError::Invalid)?;
+        }
         let host_instance = r.instance.and_then(contact::normalize_instance);
         let parsed = match contact::parse(r.contact) {
             Ok(p) => p,

@@ -73,10 +73,13 @@ fn check_strings(v: &Value) -> Result<(), String> {
             Ok(())
         }
         Value::Array(a) => a.iter().try_for_each(check_strings),
-        Value::Object(o) => o.iter().try_for_each(|(k, v)| {
-            check_strings(&Value::String(k.clone()))?;
-            check_strings(v)
-        }),
+        // Two keys that render alike would make a payload with duplicate keys.
+        Value::Object(o) => o
+            .iter()
+            .try_for_each(|(k, v)| match placeholders(k).next() {
+                Some(_) => Err(format!("placeholders go in values, not in keys ({k:?})")),
+                None => check_strings(v),
+            }),
         _ => Ok(()),
     }
 }
@@ -263,6 +266,11 @@ mod tests {
         assert!(PayloadTemplate::new(&serde_json::json!([1])).is_err());
         let e = PayloadTemplate::new(&serde_json::json!({"a": {"b": "{calid}"}})).unwrap_err();
         assert!(e.starts_with("unknown placeholder {calid}"), "{e}");
+        let e = PayloadTemplate::new(&serde_json::json!({"{call_id}": 1, "{aor}": 2})).unwrap_err();
+        assert!(
+            e.starts_with("placeholders go in values, not in keys"),
+            "{e}"
+        );
     }
 
     fn device(key: &str) -> DeviceInfo {

@@ -110,6 +110,13 @@ impl World {
     fn kamailio_log(&self) -> String {
         self.kamailio.proc.log_text()
     }
+
+    /// The config's per-call markers: how many INVITEs were parked and how many resumed.
+    fn assert_parked_and_resumed(&self, parked: usize, resumed: usize) {
+        let log = self.kamailio_log();
+        assert_eq!(count(&log, "E2E-PARKED"), parked, "INVITEs parked");
+        assert_eq!(count(&log, "E2E-RESUMED"), resumed, "INVITEs resumed");
+    }
 }
 
 fn assert_ok(run: &SippRun, what: &str) {
@@ -144,9 +151,7 @@ fn sleeping_iphone_is_woken_and_answers() {
         ua.wait(SOON).success(),
         "the device did not take the whole call"
     );
-    let log = w.kamailio_log();
-    assert_eq!(count(&log, "E2E-PARKED"), 1, "one INVITE parked");
-    assert_eq!(count(&log, "E2E-RESUMED"), 1, "one INVITE resumed");
+    w.assert_parked_and_resumed(1, 1);
 }
 
 /// Scenario 2: nobody wakes; the caller gets the configured reply at the park timeout.
@@ -327,9 +332,7 @@ fn two_simultaneous_calls_both_resumed() {
         ua.wait(SOON).success(),
         "the device did not take both calls"
     );
-    let log = w.kamailio_log();
-    assert_eq!(count(&log, "E2E-PARKED"), 2, "both INVITEs parked");
-    assert_eq!(count(&log, "E2E-RESUMED"), 2, "both INVITEs resumed");
+    w.assert_parked_and_resumed(2, 2);
 }
 
 /// Scenario 8: Kamailio restarts between the REGISTER and the call: the token is still known
@@ -598,7 +601,5 @@ fn call_burst_while_apns_misbehaves_ends_every_call_once() {
     assert_eq!(s["pushes_delivered"], HEALTHY as u64, "{s:?}");
     assert_eq!(s["pushes_failed_dead_token"], DEAD as u64, "{s:?}");
     assert_eq!(s["devices_gone"], DEAD as u64, "{s:?}");
-    let log = w.kamailio_log();
-    assert_eq!(count(&log, "E2E-PARKED"), phones.len(), "INVITEs parked");
-    assert_eq!(count(&log, "E2E-RESUMED"), HEALTHY, "INVITEs resumed");
+    w.assert_parked_and_resumed(phones.len(), HEALTHY);
 }

@@ -29,6 +29,10 @@ const ASSETS: &[(&str, &str)] = &[
     ("device_pickup.xml", include_str!("device_pickup.xml")),
     ("register.xml", include_str!("register.xml")),
     (
+        "register_unregister.xml",
+        include_str!("register_unregister.xml"),
+    ),
+    (
         "kamailio-baseline.cfg",
         include_str!("kamailio-baseline.cfg"),
     ),

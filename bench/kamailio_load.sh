@@ -8,6 +8,12 @@
 # APNS_DELAY_MS but tells the device simulator at once (as Apple forwards a push independently of
 # its HTTP answer); the simulated phone REGISTERs after WAKE_MS and its SIP side (SIPp) answers.
 #
+# DESKTOPS=1: each user also has a desktop softphone online (an ordinary Contact, no push
+# parameters; SIPp rings it until the call is answered elsewhere), and the iPhone keeps its
+# binding as RFC 8599 apps do (no restart: the location table holds both). pushpark_fork()
+# rings the desktop at once and pushes the iPhone, which joins as a second branch and answers;
+# the desktop gets CANCEL. Kamailio then handles two branches per call.
+#
 # Printed per rate: calls ok/failed, the added call-setup delay (INVITE -> 200 minus WAKE_MS)
 # median and p99, Kamailio's CPU over the run (all its processes, and the pushpark engine
 # process alone, in % of one core) and the SIP workers' CPU per call (every process but the
@@ -29,6 +35,7 @@ SHM_MB=${SHM_MB:-512}            # Kamailio shared memory: transactions linger 5
                                  # 64 MB (the default) runs out near 400 calls/s
 PARK_TIMEOUT_MS=${PARK_TIMEOUT_MS:-30000}
 LOG_LEVEL=${LOG_LEVEL:-0}        # Kamailio debug level (1: the config's per-call markers)
+DESKTOPS=${DESKTOPS:-0}          # 1: a desktop softphone online beside each iPhone (see above)
 STORE_DIR=${STORE_DIR:-}         # where the engine keeps its device store (default: the work dir;
                                  # /dev/shm takes the disk's fsync cost out of the measurement)
 
@@ -77,6 +84,7 @@ wait_for() { # wait_for LOG TEXT
 }
 
 mock_port=$(free_port); control_port=$(free_port); sip_port=$(free_port); ua_port=$(free_port)
+desk_port=$(free_port)
 start "$work/mock.log" "$bin" mock-apns --listen "127.0.0.1:$mock_port" --state-dir "$work/mock" \
     --control "127.0.0.1:$control_port" --delay-ms "$APNS_DELAY_MS"
 wait_for "$work/mock.log" "listening on"
@@ -85,6 +93,8 @@ wait_for "$work/mock.log" "listening on"
 sed 's/\[service\]/[field0]/g' "$e2e/caller.xml" >"$work/caller.xml"
 sed -e 's/\[service\]/[field0]/g' -e 's/\[token\]/[field1]/g' -e 's/\[instance\]/[field2]/g' \
     "$e2e/register.xml" >"$work/register.xml"
+sed -e 's/\[service\]/[field0]/g' -e 's/\[instance\]/[field2]/g' "$e2e/register_desktop.xml" \
+    >"$work/register_desktop.xml"
 
 ctl="unix:$work/ctl.sock"
 kamcmd_() { kamcmd -s "$ctl" "$@"; }
@@ -127,6 +137,10 @@ percentile() {
 
 start "$work/device-ua.log" sipp -sf "$e2e/device_pickup.xml" -i 127.0.0.1 -p "$ua_port" -nostdin \
     -trace_err
+if [ "$DESKTOPS" = 1 ]; then
+    start "$work/desktop-ua.log" sipp -sf "$e2e/device_ring.xml" -i 127.0.0.1 -p "$desk_port" \
+        -nostdin -trace_err
+fi
 start "$work/device-sim.log" "$bin" device-sim --control "127.0.0.1:$control_port" \
     --registrar "127.0.0.1:$sip_port" --any-contact-port "$ua_port" --wake-delay-ms "$WAKE_MS"
 wait_for "$work/device-sim.log" "ready"
@@ -134,6 +148,7 @@ hz=$(getconf CLK_TCK)
 
 printf '\nAPNs answers after %s ms, phone wakes %s ms after the push, %s s per rate\n' \
     "$APNS_DELAY_MS" "$WAKE_MS" "$DURATION"
+[ "$DESKTOPS" = 1 ] && echo "each user: a desktop online (rings at once) and an iPhone pushed beside it"
 printf 'Kamailio: %s workers, %s MB shared memory; engine store in %s\n' "$CHILDREN" "$SHM_MB" \
     "$store_root"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work skews the figures)"
@@ -171,8 +186,20 @@ EOF
         sleep 0.1
     done
     [ "${stored:-0}" -ge "$n" ] || { echo "only ${stored:-0} of $n phones stored" >&2; exit 1; }
-    stop_group "$kamailio_group"
-    kamailio_start "$rate" 2
+    if [ "$DESKTOPS" = 1 ]; then
+        # The desktops (instance: the iPhone's with its first hex digit made a "d") register too; the
+        # iPhones keep their bindings.
+        awk -F';' 'NR == 1 {print; next} {OFS = ";"; $3 = "d" substr($3, 2); print}' \
+            "$work/users-$rate.csv" >"$work/desktops-$rate.csv"
+        sipp "127.0.0.1:$sip_port" -sf "$work/register_desktop.xml" -inf "$work/desktops-$rate.csv" \
+            -r "$REG_RATE" -m "$n" -i 127.0.0.1 -p "$(free_port)" -nostdin -key expires 3600 \
+            -key contact_port "$desk_port" -timeout 120s >"$work/register-desktops-$rate.log" 2>&1 || {
+            echo "registering $n desktops failed" >&2; tail -20 "$work/register-desktops-$rate.log" >&2
+            exit 1; }
+    else
+        stop_group "$kamailio_group"
+        kamailio_start "$rate" 2
+    fi
     engine_pid=$(kamcmd_ core.psx | awk '/PID:/ {pid=$2} /DSC:.*pushpark/ {print pid; exit}')
 
     read -r cpu0 eng0 < <(cpu_ticks "$kamailio_group" "$engine_pid")

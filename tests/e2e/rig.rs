@@ -28,6 +28,7 @@ const ASSETS: &[(&str, &str)] = &[
     ("device_ring.xml", include_str!("device_ring.xml")),
     ("device_pickup.xml", include_str!("device_pickup.xml")),
     ("register.xml", include_str!("register.xml")),
+    ("register_desktop.xml", include_str!("register_desktop.xml")),
     (
         "register_unregister.xml",
         include_str!("register_unregister.xml"),

@@ -34,6 +34,7 @@ struct World {
 impl World {
     fn new(name: &str) -> World {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        require_clients();
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
         let kamailio = Kamailio::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS, &[]);

@@ -33,6 +33,18 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// Fails clearly when a client is not installed (instead of timing out waiting for it).
+pub fn require_clients() {
+    for program in ["linphonec", "baresip", "stdbuf"] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()));
+        assert!(
+            found,
+            "{program} not found: install linphone-cli and baresip (scripts/deps)"
+        );
+    }
+}
+
 fn hex_token() -> String {
     (0..32)
         .map(|_| format!("{:02x}", rand::random::<u8>()))

@@ -156,6 +156,43 @@ fn plain_calls_to_and_from_linphone_and_baresip_complete() {
     phone.wait_console("ended", 3);
 }
 
+/// Both registered and awake, no push: both ring, the desktop answers, and linphone's INVITE
+/// is cancelled as completed elsewhere (tm's Reason, RFC 3326): the baseline of scenario b.
+#[test]
+fn both_ring_desktop_answers_and_linphone_gets_cancel_completed_elsewhere() {
+    let w = World::new("clients-both-ring");
+    let user = World::user("alice");
+    let phone = w.linphone(&user, None, false);
+    let mut desk = w.baresip(&user);
+
+    let caller = w.call_in_background("caller.xml", &user);
+    desk.expect_event("CALL_INCOMING");
+    phone.wait_console("Receiving new incoming call", 1);
+    desk.command("accept", "");
+    desk.expect_event("CALL_ESTABLISHED");
+    assert_success(&caller.join().unwrap());
+    desk.expect_event("CALL_CLOSED");
+    assert_cancelled(&phone, "cause=200", "Call completed elsewhere");
+}
+
+/// Linphone received a CANCEL whose Reason has `cause` and `text`, and ended the call it
+/// never answered.
+fn assert_cancelled(phone: &Linphone, cause: &str, text: &str) {
+    let cancels = wait_for("linphone got a CANCEL", SOON, || {
+        Some(phone.received("CANCEL")).filter(|c| !c.is_empty())
+    });
+    let reason = cancels[0].header("Reason").unwrap_or("");
+    assert!(
+        reason.contains(cause) && reason.contains(text),
+        "CANCEL's Reason: {reason:?}\n{}",
+        cancels[0].text
+    );
+    phone.wait_console("ended", 1);
+    let answers = phone.invite_answers();
+    assert!(answers.contains(&487), "linphone's answers: {answers:?}");
+    assert!(!answers.contains(&200), "linphone answered: {answers:?}");
+}
+
 /// What liblinphone 5.1 really puts in its Contact with push parameters, stable across
 /// restarts, and that pushpark files it under the AoR with the VoIP token.
 #[test]
@@ -264,17 +301,7 @@ fn desktop_answers_and_woken_linphone_gets_cancel_completed_elsewhere() {
     assert_success(&caller.join().unwrap());
     desk.expect_event("CALL_CLOSED");
 
-    let cancels = wait_for("linphone got a CANCEL", SOON, || {
-        Some(phone.received("CANCEL")).filter(|c| !c.is_empty())
-    });
-    let reason = cancels[0].header("Reason").unwrap_or("");
-    assert!(
-        reason.contains("cause=200") && reason.contains("Call completed elsewhere"),
-        "CANCEL's Reason: {reason:?}\n{}",
-        cancels[0].text
-    );
-    phone.wait_console("ended", 1);
-    assert!(phone.received("ACK").is_empty(), "linphone never answered");
+    assert_cancelled(&phone, "cause=200", "Call completed elsewhere");
 }
 
 /// Scenario c: the caller hangs up while the iPhone is still asleep; when it wakes late it
@@ -296,15 +323,6 @@ fn caller_gone_before_linphone_wakes_gets_invite_then_cancel_487() {
     assert_voip_push(&push, &tokens);
     phone.wait_registered();
 
-    let cancels = wait_for("linphone got a CANCEL", SOON, || {
-        Some(phone.received("CANCEL")).filter(|c| !c.is_empty())
-    });
+    assert_cancelled(&phone, "cause=487", "");
     assert_eq!(phone.received("INVITE").len(), 1, "INVITEs linphone got");
-    let reason = cancels[0].header("Reason").unwrap_or("");
-    assert!(
-        reason.contains("cause=487"),
-        "CANCEL's Reason: {reason:?}\n{}",
-        cancels[0].text
-    );
-    phone.wait_console("ended", 1);
 }

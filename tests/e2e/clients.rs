@@ -276,6 +276,21 @@ impl Linphone {
             .collect()
     }
 
+    /// The status codes of the responses to INVITEs it sent, over all starts.
+    pub fn invite_answers(&self) -> Vec<u16> {
+        self.sip_messages()
+            .iter()
+            .filter(|m| !m.received && m.header("CSeq").is_some_and(|c| c.ends_with(" INVITE")))
+            .filter_map(|m| {
+                m.first_line()
+                    .strip_prefix("SIP/2.0 ")?
+                    .get(..3)?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
     /// The Contact of the last REGISTER it sent.
     pub fn register_contact(&self) -> String {
         self.sip_messages()

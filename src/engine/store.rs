@@ -289,6 +289,12 @@ impl Store {
         self.remove_where(aor, |d| d.key == key) > 0
     }
 
+    /// A device unregistered: its binding, and any other of its token (the
+    /// same phone stored under another key, e.g. before keys were normalised).
+    pub(crate) fn remove_device(&self, aor: &str, key: &str, token: Option<&str>) -> bool {
+        self.remove_where(aor, |d| d.key == key || Some(d.token.as_str()) == token) > 0
+    }
+
     pub(crate) fn remove_all(&self, aor: &str) -> usize {
         self.remove_where(aor, |_| true)
     }

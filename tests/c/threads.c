@@ -29,7 +29,7 @@ static void *host_thread(void *arg)
     register_device(engine, aor, user, token, NULL, 3600);
 
     for (uint64_t i = 0; i < CALLS; i++) {
-        uint64_t ref = ((uint64_t)t << 32) | i;
+        uint64_t ref = ((uint64_t)(t + 1) << 32) | i; /* never 0: "no call" */
         snprintf(call_id, sizeof call_id, "call-%d-%d@test", t, (int)i);
         CHECK_OK(pushpark_park(engine, call_id, aor, "sip:zed@example.com", "Zed", ref, 0,
                                NULL));
@@ -61,7 +61,7 @@ int main(int argc, char **argv)
     for (int n = 0; n < THREADS * CALLS / 2; n++) {
         pushpark_event *ev = expect_event(engine, PUSHPARK_EVENT_RESUME, 0, 1);
         uint64_t ref = pushpark_event_get_host_ref(ev);
-        uint64_t t = ref >> 32, i = ref & 0xffffffffu;
+        uint64_t t = (ref >> 32) - 1, i = ref & 0xffffffffu;
         CHECK(t < THREADS && i < CALLS && i % 2 == 1);
         resumed[t][i]++;
         CHECK(resumed[t][i] == 1);

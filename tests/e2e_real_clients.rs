@@ -101,6 +101,24 @@ fn aor(user: &str) -> String {
     format!("sip:{user}@127.0.0.1")
 }
 
+/// `pushpark.devices` lists exactly one device for the AoR: the phone's instance, its VoIP
+/// token (the RPC shows a token's first 8 digits) and the app's VoIP topic.
+fn assert_one_device(w: &World, phone: &Linphone, tokens: &PushTokens) {
+    let devices = w.devices(&aor(&phone.user));
+    for line in [
+        format!("key: urn:uuid:{}", phone.instance),
+        format!("token: {}...", &tokens.voip[..8]),
+        format!("topic: {}", tokens.voip_topic()),
+    ] {
+        assert!(devices.contains(&line), "no {line:?} in {devices}");
+    }
+    assert_eq!(
+        devices.matches("token:").count(),
+        1,
+        "one device: {devices}"
+    );
+}
+
 fn assert_success(run: &SippRun) {
     assert!(run.status.success(), "caller failed:\n{}", run.log);
     assert!(run.received(200), "caller got no 200:\n{}", run.messages);
@@ -214,12 +232,7 @@ fn linphone_voip_contact_is_learned_and_stable_across_restarts() {
     phone.restart();
     phone.wait_registered();
     assert_eq!(phone.register_contact(), contact, "Contact after a restart");
-    let devices = w.devices(&aor(&user));
-    assert_eq!(
-        devices.matches(&tokens.voip).count(),
-        1,
-        "one device: {devices}"
-    );
+    assert_one_device(&w, &phone, &tokens);
 }
 
 /// The `remote&voip` Contact (Linphone's iOS app with both kinds of pushes) is learned and
@@ -238,11 +251,7 @@ fn linphone_remote_and_voip_contact_is_pushed_with_the_voip_token() {
     ] {
         assert!(contact.contains(&param), "{param} not in Contact {contact}");
     }
-    let devices = w.devices(&aor(&user));
-    assert!(
-        devices.contains(&tokens.voip),
-        "device not learned: {devices}"
-    );
+    assert_one_device(&w, &phone, &tokens);
 
     let waker = Waker::start(&w.mock, phone, false);
     let run = w.call("caller.xml", &user);
@@ -271,6 +280,34 @@ fn killed_linphone_is_pushed_woken_and_answers() {
     phone.wait_console("ended", 1);
     assert_eq!(phone.received("INVITE").len(), 1, "INVITEs linphone got");
     assert_eq!(phone.received("BYE").len(), 1, "BYEs linphone got");
+}
+
+/// The binding is gone but pushpark's store is not: Kamailio restarted (its location table
+/// lives in memory) while the app was killed. The call is parked, the stored VoIP token
+/// pushed, the woken app registers, gets the INVITE and answers.
+#[test]
+fn after_a_kamailio_restart_killed_linphone_is_pushed_from_the_store_and_answers() {
+    let mut w = World::new("clients-restart");
+    let user = World::user("iphone");
+    let tokens = PushTokens::voip();
+    let phone = w.sleeping_iphone(&user, tokens.clone(), true);
+    w.kamailio.restart();
+    w.kamailio.wait_engine();
+    assert!(
+        w.kamailio
+            .kamcmd(&["ul.lookup", "location", &user])
+            .is_err(),
+        "binding survived the restart"
+    );
+
+    let waker = Waker::start(&w.mock, phone, false);
+    let run = w.call("caller.xml", &user);
+    let (phone, push) = waker.woken();
+    assert_voip_push(&push, &tokens);
+    assert_success(&run);
+    phone.wait_console("connected.", 1);
+    phone.wait_console("ended", 1);
+    assert_eq!(phone.received("INVITE").len(), 1, "INVITEs linphone got");
 }
 
 /// Scenario b: the desktop rings at once, the killed iPhone is pushed and joins when woken;

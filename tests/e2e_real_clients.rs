@@ -357,3 +357,32 @@ fn caller_gone_before_linphone_wakes_gets_invite_then_cancel_487() {
     assert_cancelled(&phone, "cause=487", "");
     assert_eq!(phone.received("INVITE").len(), 1, "INVITEs linphone got");
 }
+
+/// A relaunched app may register from another port: Kamailio replaces the binding (same
+/// +sip.instance) and pushpark keeps one device.
+#[test]
+fn linphone_restarted_on_a_new_port_keeps_one_binding_and_one_device() {
+    let w = World::new("clients-new-port");
+    let user = World::user("iphone");
+    let tokens = PushTokens::voip();
+    let mut phone = w.linphone(&user, Some(tokens.clone()), false);
+    let before = phone.register_contact();
+    phone.restart_on_new_port();
+    phone.wait_registered();
+    let after = phone.register_contact();
+    assert_ne!(after, before, "same Contact");
+    assert!(
+        after.contains(&format!(":{};", phone.port)),
+        "new port in {after}"
+    );
+    let bindings = w
+        .kamailio
+        .kamcmd(&["ul.lookup", "location", &user])
+        .unwrap();
+    assert_eq!(
+        bindings.matches("Address:").count(),
+        1,
+        "bindings: {bindings}"
+    );
+    assert_one_device(&w, &phone, &tokens);
+}

@@ -124,6 +124,7 @@ impl SipMessage {
 /// the same, as an app's do; `kill` leaves the binding registered, as iOS does to an app.
 pub struct Linphone {
     pub user: String,
+    server: String,
     pub port: u16,
     pub instance: String,
     pub push: Option<PushTokens>,
@@ -145,26 +146,46 @@ impl Linphone {
     ) -> Linphone {
         let dir = dir.join(format!("linphone-{user}"));
         fs::create_dir_all(&dir).expect("linphone dir");
-        let port = free_port();
-        let instance = uuid::Uuid::new_v4().to_string();
-        // push_notification (core) and push_notification_allowed (account) make liblinphone
-        // put the push_parameters into the Contact; without a database path it does not start
-        // at all (it opens ~/.local/share/linphone/linphone.db); TCP/TLS ports 0: UDP only.
+        let mut phone = Linphone {
+            user: user.into(),
+            server: server.into(),
+            port: free_port(),
+            instance: uuid::Uuid::new_v4().to_string(),
+            push,
+            auto_answer,
+            dir,
+            proc: None,
+            starts: 0,
+        };
+        phone.write_config();
+        phone.spawn();
+        phone
+    }
+
+    /// Its linphonerc. push_notification (core) and push_notification_allowed (account) make
+    /// liblinphone put the push_parameters into the Contact; without a database path it does
+    /// not start at all (it opens ~/.local/share/linphone/linphone.db); TCP/TLS ports 0: UDP
+    /// only; `[misc] uuid` is its +sip.instance.
+    fn write_config(&self) {
         let mut rc = format!(
-            "[sip]\nsip_port={port}\nsip_tcp_port=0\nsip_tls_port=0\nbind_address=127.0.0.1\n\
+            "[sip]\nsip_port={}\nsip_tcp_port=0\nsip_tls_port=0\nbind_address=127.0.0.1\n\
              use_ipv6=0\nguess_hostname=0\nregister_only_when_network_is_up=0\n\
              default_proxy=0\ninc_timeout=120\n\n\
              [net]\npush_notification={}\n\n\
              [rtp]\naudio_rtp_port={}\n\n\
              [storage]\nbackend=sqlite3\nuri={}\n\n\
-             [misc]\nuuid={instance}\n\n\
-             [proxy_0]\nreg_proxy=<sip:{server};transport=udp>\n\
-             reg_identity=sip:{user}@127.0.0.1\nreg_expires=3600\nreg_sendregister=1\npublish=0\n",
-            u8::from(push.is_some()),
+             [misc]\nuuid={}\n\n\
+             [proxy_0]\nreg_proxy=<sip:{};transport=udp>\n\
+             reg_identity=sip:{}@127.0.0.1\nreg_expires=3600\nreg_sendregister=1\npublish=0\n",
+            self.port,
+            u8::from(self.push.is_some()),
             free_port(),
-            dir.join("linphone.db").display(),
+            self.dir.join("linphone.db").display(),
+            self.instance,
+            self.server,
+            self.user,
         );
-        if let Some(p) = &push {
+        if let Some(p) = &self.push {
             rc += &format!(
                 "push_notification_allowed=1\nremote_push_notification_allowed={}\n\
                  push_parameters={}\n",
@@ -172,19 +193,7 @@ impl Linphone {
                 p.parameters()
             );
         }
-        fs::write(dir.join("linphonerc"), rc).expect("write linphonerc");
-        let mut phone = Linphone {
-            user: user.into(),
-            port,
-            instance,
-            push,
-            auto_answer,
-            dir,
-            proc: None,
-            starts: 0,
-        };
-        phone.spawn();
-        phone
+        fs::write(self.dir.join("linphonerc"), rc).expect("write linphonerc");
     }
 
     fn spawn(&mut self) {
@@ -256,6 +265,15 @@ impl Linphone {
     /// Starts linphonec again with the same config (same port, instance and Contact).
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Starts linphonec again on another UDP port (a relaunched app's new socket): a new
+    /// Contact, the same instance.
+    pub fn restart_on_new_port(&mut self) {
+        self.kill();
+        self.port = free_port();
+        self.write_config();
         self.spawn();
     }
 

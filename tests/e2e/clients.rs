@@ -201,7 +201,9 @@ impl Linphone {
         let log = self.sip_log_path(self.starts);
         // stdbuf: its console lines reach the log as they are printed.
         let mut cmd = Command::new("stdbuf");
-        cmd.args(["-oL", "linphonec", "-c"])
+        // HOME: linphonec keeps its history and ZRTP cache there.
+        cmd.env("HOME", &self.dir)
+            .args(["-oL", "linphonec", "-c"])
             .arg(self.dir.join("linphonerc"))
             .args(["-d", "6", "-l"])
             .arg(&log);
@@ -448,7 +450,10 @@ impl Baresip {
         );
         fs::write(dir.join("accounts"), account).expect("write baresip accounts");
         let mut cmd = Command::new("stdbuf");
-        cmd.args(["-oL", "baresip", "-f"]).arg(&dir).arg("-s");
+        cmd.env("HOME", &dir)
+            .args(["-oL", "baresip", "-f"])
+            .arg(&dir)
+            .arg("-s");
         let proc = Proc::spawn(cmd, "baresip", &dir, false);
         let ctrl = wait_for("baresip control port", SOON, || {
             TcpStream::connect(("127.0.0.1", ctrl_port)).ok()

@@ -352,6 +352,42 @@ fn desktop_rings_at_once_and_the_woken_iphone_joins_and_answers() {
     w.assert_parked_and_resumed(1, 1);
 }
 
+/// push_registered no_live_connection (the default): an app with a live TCP connection to
+/// Kamailio is awake, so pushpark_fork() rings it at once over that connection and pushes
+/// nothing (the UDP phones of the other tests are pushed).
+#[test]
+fn app_on_a_live_tcp_connection_rings_at_once_without_a_push() {
+    let tcp = free_port();
+    let listen = format!("tcp:127.0.0.1:{tcp}");
+    let w = World::with_defines("livetcp", PARK_TIMEOUT_MS, &[("TCP_LISTEN", listen)]);
+    let phone = Phone::new("kim");
+    // SIPp matches messages to calls by Call-ID: the app's REGISTER has the call's.
+    let cid_str = "livetcp-%u@pushpark";
+    let mut cmd = sipp("device_tcp.xml", phone.ua_port);
+    cmd.arg(format!("127.0.0.1:{tcp}"))
+        .args(["-t", "t1", "-s", &phone.user, "-m", "1", "-trace_msg"])
+        .args(["-key", "token", &phone.token])
+        .args(["-key", "instance", &phone.instance])
+        .args(["-cid_str", cid_str]);
+    let mut app = Proc::spawn(cmd, "kim-app", w.path(), false);
+    wait_for("the app registered over TCP", || {
+        w.kamailio
+            .kamcmd(&["ul.lookup", "location", &phone.user])
+            .ok()
+    });
+
+    let run = w.call(
+        "caller.xml",
+        &phone.user,
+        &["-m", "1", "-cid_str", &cid_str],
+    );
+    assert_ok(&run, "caller");
+    assert!(app.wait(SOON).success(), "the app did not take the call");
+    assert!(w.watch.drain().is_empty(), "an awake app was pushed");
+    let stats = w.kamailio.rpc_numbers(&["pushpark.stats"]);
+    assert_eq!(stats["pushes_sent"], 0, "{stats:?}");
+}
+
 /// The registrar refuses what pushpark could never push: 400 (with a reason phrase) for
 /// malformed push parameters, 555 for a push service it does not push to (RFC 8599), and
 /// saves neither binding.

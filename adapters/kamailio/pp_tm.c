@@ -646,31 +646,47 @@ int pp_tm_fork_reject(uint64_t ref, int code, const char *reason)
 	return 0;
 }
 
-/* Keeps in the destination set only the branches of this device (+sip.instance, as the
- * engine keys it); all of them when none matches (a device without an instance). */
-static void pp_keep_device(const char *device)
+/* 1 when the call already has this branch: tm's own test in t_append_branches() (same
+ * ruid and URI), which otherwise fails loudly when nothing is new. */
+static int pp_rings_already(struct cell *t, branch_t *b)
+{
+	int i;
+
+	for(i = 0; i < t->nr_of_outgoings; i++)
+		if(t->uac[i].ruid.len == b->ruid_len && t->uac[i].uri.len == b->len
+				&& memcmp(t->uac[i].ruid.s, b->ruid, b->ruid_len) == 0
+				&& memcmp(t->uac[i].uri.s, b->uri, b->len) == 0)
+			return 1;
+	return 0;
+}
+
+/* Keeps in the destination set the branches of this device (+sip.instance, as the engine
+ * keys it; all when none matches: a device without an instance) that the call does not
+ * ring yet. Returns how many are left. */
+static int pp_device_branches(struct cell *t, const char *device)
 {
 	char norm[PP_INSTANCE_MAX];
 	unsigned char keep[MAX_BRANCHES_LIMIT] = {0};
 	branch_t *b;
 	str inst;
-	int i, found = 0;
+	int i, n = 0, found = 0;
 
-	if(*device == '\0')
-		return;
 	for(i = 0; i < nr_branches && i < MAX_BRANCHES_LIMIT; i++) {
 		b = get_sip_branch(i);
 		inst.s = b->instance;
 		inst.len = b->instance_len;
 		pp_instance_norm(&inst, norm);
-		if(strcmp(norm, device) == 0)
+		if(*device && strcmp(norm, device) == 0)
 			keep[i] = found = 1;
 	}
-	if(!found)
-		return;
-	for(i = nr_branches - 1; i >= 0; i--)
-		if(!keep[i])
+	for(i = nr_branches - 1; i >= 0; i--) {
+		b = get_sip_branch(i);
+		if((found && !keep[i]) || pp_rings_already(t, b))
 			drop_sip_branch(i);
+		else
+			n++;
+	}
+	return n;
 }
 
 int pp_tm_append(uint64_t ref, const char *aor, const char *device)
@@ -695,8 +711,12 @@ int pp_tm_append(uint64_t ref, const char *aor, const char *device)
 		pp_tm_release(t, orig);
 		return 0;
 	}
-	/* tm skips contacts the call already rings (same ruid and URI). */
-	pp_keep_device(device);
+	if(pp_device_branches(t, device) == 0) {
+		LM_DBG("call %llx: %s rings already\n", (unsigned long long)ref, device);
+		clear_branches();
+		pp_tm_release(t, orig);
+		return 0;
+	}
 	n = tmb.t_append_branches(&contact);
 	clear_branches();
 	pp_tm_release(t, orig);

@@ -29,6 +29,7 @@ const ASSETS: &[(&str, &str)] = &[
     ("device_pickup.xml", include_str!("device_pickup.xml")),
     ("register.xml", include_str!("register.xml")),
     ("register_plain.xml", include_str!("register_plain.xml")),
+    ("device_tcp.xml", include_str!("device_tcp.xml")),
     ("register_refused.xml", include_str!("register_refused.xml")),
     ("caller_fork.xml", include_str!("caller_fork.xml")),
     (

@@ -28,6 +28,10 @@ const ASSETS: &[(&str, &str)] = &[
     ("device_ring.xml", include_str!("device_ring.xml")),
     ("device_pickup.xml", include_str!("device_pickup.xml")),
     ("register.xml", include_str!("register.xml")),
+    ("register_plain.xml", include_str!("register_plain.xml")),
+    ("device_tcp.xml", include_str!("device_tcp.xml")),
+    ("register_refused.xml", include_str!("register_refused.xml")),
+    ("caller_fork.xml", include_str!("caller_fork.xml")),
     (
         "kamailio-baseline.cfg",
         include_str!("kamailio-baseline.cfg"),

@@ -278,3 +278,36 @@ fn unregister_clears_the_recent_register_shortcut() {
     let s = h.engine().stats();
     assert_eq!((s.parked_now, s.resumed_now), (0, 1));
 }
+
+/// REGISTERs of one device handed over by several workers at once, in any
+/// order: the binding ends as the one with the highest CSeq says.
+#[test]
+fn concurrent_registers_end_in_the_state_of_the_highest_cseq() {
+    use rand::seq::SliceRandom;
+    use rand::Rng;
+    let h = Harness::start(|_| {});
+    let e = h.engine();
+    let contact = push_contact("alice", &token(1));
+    let mut rng = rand::thread_rng();
+    for round in 0..50 {
+        let call_id = format!("round-{round}");
+        let mut regs: Vec<(u32, u32)> = (1..=24)
+            .map(|cseq| (cseq, if rng.gen_bool(0.5) { 600 } else { 0 }))
+            .collect();
+        let last_expires = regs.last().unwrap().1;
+        regs.shuffle(&mut rng);
+        std::thread::scope(|s| {
+            for chunk in regs.chunks(6) {
+                let (contact, call_id) = (&contact, &call_id);
+                s.spawn(move || {
+                    for &(cseq, expires) in chunk {
+                        e.register(&ordered(contact, None, expires, call_id, cseq))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let stored = !e.devices("alice").is_empty();
+        assert_eq!(stored, last_expires > 0, "round {round}: {regs:?}");
+    }
+}

@@ -93,8 +93,8 @@ wait_for "$work/mock.log" "listening on"
 sed 's/\[service\]/[field0]/g' "$e2e/caller.xml" >"$work/caller.xml"
 sed -e 's/\[service\]/[field0]/g' -e 's/\[token\]/[field1]/g' -e 's/\[instance\]/[field2]/g' \
     "$e2e/register.xml" >"$work/register.xml"
-sed -e 's/\[service\]/[field0]/g' -e 's/\[instance\]/[field2]/g' "$e2e/register_desktop.xml" \
-    >"$work/register_desktop.xml"
+sed -e 's/\[service\]/[field0]/g' -e 's/\[instance\]/[field2]/g' "$e2e/register_plain.xml" \
+    >"$work/register_plain.xml"
 
 ctl="unix:$work/ctl.sock"
 kamcmd_() { kamcmd -s "$ctl" "$@"; }
@@ -191,7 +191,7 @@ EOF
         # iPhones keep their bindings.
         awk -F';' 'NR == 1 {print; next} {OFS = ";"; $3 = "d" substr($3, 2); print}' \
             "$work/users-$rate.csv" >"$work/desktops-$rate.csv"
-        sipp "127.0.0.1:$sip_port" -sf "$work/register_desktop.xml" -inf "$work/desktops-$rate.csv" \
+        sipp "127.0.0.1:$sip_port" -sf "$work/register_plain.xml" -inf "$work/desktops-$rate.csv" \
             -r "$REG_RATE" -m "$n" -i 127.0.0.1 -p "$(free_port)" -nostdin -key expires 3600 \
             -key contact_port "$desk_port" -timeout 120s >"$work/register-desktops-$rate.log" 2>&1 || {
             echo "registering $n desktops failed" >&2; tail -20 "$work/register-desktops-$rate.log" >&2

@@ -72,6 +72,8 @@ fn reg<'a>(aor: &'a str, contact: &'a str) -> Registration<'a> {
         contact,
         instance: None,
         expires: 600,
+        call_id: None,
+        cseq: 0,
     }
 }
 

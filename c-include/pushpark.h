@@ -69,7 +69,9 @@ typedef enum pushpark_result {
     PUSHPARK_ERR_SHUTDOWN = 13,    /* the engine is shutting down */
     PUSHPARK_ERR_PANIC = 14,       /* an internal bug was caught; the call had no effect or
                                       an unknown one; please report it */
-    PUSHPARK_ERR_INTERNAL = 15     /* any other internal failure (detail says what) */
+    PUSHPARK_ERR_INTERNAL = 15,    /* any other internal failure (detail says what) */
+    PUSHPARK_ERR_UNSUPPORTED = 16  /* the Contact names a push service pushpark does not push
+                                      to (RFC 8599: answer 555) */
 } pushpark_result;
 
 /*
@@ -87,9 +89,10 @@ const char *pushpark_result_message(pushpark_result code);
 /*
  * Detail about the last pushpark_result-returning call made on the calling thread:
  * "" after PUSHPARK_OK (and after PUSHPARK_ERR_EMPTY), otherwise a human-readable
- * message such as "apns.auth.key_id: missing". Never NULL. The string belongs to
+ * message such as "apns.auth.key_id: missing": one line (no control characters) of at
+ * most 200 bytes, whatever the input. Never NULL. The string belongs to
  * the library and stays valid until the next pushpark_result-returning call on this
- * thread; copy it to keep it. Never contains secrets (keys, JWTs).
+ * thread; copy it to keep it. Never contains secrets (keys, JWTs) nor a whole device token.
  */
 const char *pushpark_last_error(void);
 
@@ -104,6 +107,45 @@ const char *pushpark_last_error(void);
  * config_json: required. Any thread.
  */
 pushpark_result pushpark_config_check(const char *config_json);
+
+/* ---- Checking a REGISTER's Contact (no engine needed) -------------------- */
+
+/*
+ * The rules a Contact's push parameters must follow: the Team ID of pn-param must be
+ * apns.auth.team_id when token auth is configured, and the topic one of the optional
+ * apns.topics. Immutable plain memory, no thread, no file: it survives fork(), so a
+ * forking server makes it once in its main process. Thread-safe.
+ */
+typedef struct pushpark_contact_rules pushpark_contact_rules;
+
+/*
+ * Makes the rules from a configuration document (the engine's; checked as
+ * pushpark_config_check does, no file read). On success *out receives the rules, owned
+ * by the caller until pushpark_contact_rules_free.
+ * Errors: PUSHPARK_ERR_CONFIG, PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8.
+ * config_json, out: required. Any thread.
+ */
+pushpark_result pushpark_contact_rules_new(const char *config_json, pushpark_contact_rules **out);
+
+/* Frees rules. NULL does nothing. Must not race with calls using the same rules. */
+void pushpark_contact_rules_free(pushpark_contact_rules *rules);
+
+/*
+ * Checks a REGISTER's Contact (a URI, or a header value with one or more Contacts) as
+ * pushpark_register will take it, before the host saves the binding.
+ * PUSHPARK_OK: *provider (when provider is not NULL) receives the static string "apns"
+ *   or "apns.dev" of the first push Contact, or NULL when no Contact has push
+ *   parameters (an ordinary UA). Never free it.
+ * PUSHPARK_ERR_UNSUPPORTED: a pn-provider pushpark does not push to: answer 555.
+ * PUSHPARK_ERR_INVALID: malformed push parameters (pn-prid with no VoIP token, a bad
+ *   pn-param, ...), a Team ID other than the configured one, a topic not in
+ *   apns.topics, or a Contact over 4096 bytes: answer 400 with pushpark_last_error()
+ *   as the reason phrase (one line, at most 200 bytes, never a whole token).
+ * rules, contact: required; provider may be NULL. Errors also PUSHPARK_ERR_NULL_ARG,
+ * PUSHPARK_ERR_UTF8. Never blocks. Any thread, concurrently.
+ */
+pushpark_result pushpark_contact_check(const pushpark_contact_rules *rules, const char *contact,
+                                       const char **provider);
 
 /* ---- Engine -------------------------------------------------------------- */
 
@@ -142,24 +184,51 @@ typedef struct pushpark_register_outcome {
 
 /*
  * Hands the engine a REGISTER the host accepted. The engine parses the RFC 8599
- * parameters (pn-provider apns|apns.dev, pn-prid, pn-param) from the Contact URI,
- * stores or refreshes the device binding, and wakes the AOR's parked calls (RESUME /
- * APPEND_BRANCH events, queued before this returns). A Contact without push parameters
- * is not an error (push_capable = 0) but still wakes parked calls: the user is
- * reachable now. With expires == 0 it removes the binding and wakes nothing.
+ * parameters (pn-provider apns|apns.dev, pn-prid, pn-param; also Linphone's
+ * "<token>:voip", "<remote>:remote&<voip>:voip" and "<Team>.<bundle>.remote&voip", of
+ * which the VoIP token and topic are used) of each Contact, stores or refreshes the
+ * device binding (keyed by the +sip.instance, compared as a URN: "urn:uuid:" and the
+ * uuid in any case; else by the token), and wakes the AOR's parked calls (RESUME /
+ * APPEND_BRANCH / LATE_WAKE events, queued before this returns). A Contact without
+ * push parameters is not an error (push_capable = 0) but still wakes parked calls: the
+ * user is reachable now. With expires == 0 it wakes nothing, makes a park no longer
+ * take the device for just registered (park.recent_register_ms), and removes the
+ * binding (logout) unless the config's store.unregister_keeps_binding is true.
+ * A call that returns an error has no effect at all (nothing stored, removed or woken).
  * aor:      the address of record, e.g. "sip:alice@example.com". Required.
- * contact:  the Contact URI with its parameters. Required.
- * instance: the Contact's +sip.instance value, or NULL when absent.
+ * contact:  the Contact URI with its parameters, or the Contact header value (several
+ *           Contacts separated by commas are each applied). Required.
+ * instance: the Contact's +sip.instance value (quotes and <> allowed), or NULL when
+ *           absent; ignored when contact holds several Contacts (each has its own).
  * expires:  the binding's expiry in seconds; 0 removes it.
  * out:      receives the outcome; may be NULL when the caller does not need it.
- * Errors: PUSHPARK_ERR_INVALID (unparsable push parameters; aor or instance over 1024
- * bytes, contact over 4096), PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Blocks on neither
+ * Errors: PUSHPARK_ERR_UNSUPPORTED (a push service pushpark does not push to),
+ * PUSHPARK_ERR_INVALID (malformed push parameters or ones the rules refuse, as
+ * pushpark_contact_check says; aor or instance over 1024 bytes, contact over 4096),
+ * PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Blocks on neither
  * the network nor the disk: the store change is committed shortly after by the store's
  * writer thread (a crash may lose the last few milliseconds of changes). Any thread.
  */
 pushpark_result pushpark_register(pushpark_engine *engine, const char *aor, const char *contact,
                                   const char *instance, uint32_t expires,
                                   pushpark_register_outcome *out);
+
+/*
+ * pushpark_register plus the REGISTER's Call-ID and CSeq, for hosts whose workers may
+ * hand REGISTERs over in another order than they came: a device (aor + device key)
+ * that already had a REGISTER with the same Call-ID and a higher CSeq applied (an add
+ * or a removal, remembered for max(its expires, 5 minutes)) ignores this one:
+ * PUSHPARK_OK with stored = removed = resumed = 0, nothing woken (counted in the
+ * statistics' registers_out_of_order). Another Call-ID is applied, and remembered.
+ * call_id: the REGISTER's Call-ID (at most 1024 bytes), or NULL: no ordering (exactly
+ *          pushpark_register).
+ * cseq:    the REGISTER's CSeq number.
+ * The other arguments, errors and threading are pushpark_register's.
+ */
+pushpark_result pushpark_register_ordered(pushpark_engine *engine, const char *aor,
+                                          const char *contact, const char *instance,
+                                          uint32_t expires, const char *call_id, uint32_t cseq,
+                                          pushpark_register_outcome *out);
 
 /*
  * Stores a device binding learnt other than by REGISTER (replaces one with the same
@@ -203,7 +272,7 @@ pushpark_result pushpark_remove_device(pushpark_engine *engine, const char *aor,
  * caller_name: the caller's display name (push payload); NULL means "".
  * host_ref:    the host's opaque reference for the call (e.g. tm's
  *              (hash_index << 32) | label); events carry it back. Unique among
- *              parked calls.
+ *              parked calls; not 0 (which means "no call": PUSHPARK_ERR_INVALID).
  * timeout_ms:  how long to wait for the device, at most 3600000 (1 hour);
  *              0 = the configured default.
  * park_id:     receives the engine's id for the call; may be NULL.
@@ -217,10 +286,44 @@ pushpark_result pushpark_park(pushpark_engine *engine, const char *call_id, cons
                               const char *caller_uri, const char *caller_name,
                               uint64_t host_ref, uint32_t timeout_ms, uint64_t *park_id);
 
+/* A Contact the host's location lookup found for a call it forks. */
+typedef struct pushpark_contact {
+    const char *uri;       /* the Contact URI (with its pn-* parameters). Required. */
+    const char *instance;  /* its +sip.instance (raw: quotes and <> allowed), or NULL */
+    int ringing;           /* 1: the host rings it now: not pushed.
+                              0: held back (push-capable, maybe asleep): pushed */
+} pushpark_contact;
+
+/*
+ * One call for every case: the host rings the contacts it can reach and hands the rest
+ * to the engine. Pushes every device of the AOR that is not ringing: the stored ones
+ * and the held-back contacts' push parameters (keyed as pushpark_register keys them: the
+ * +sip.instance, else the token; a URI that does not parse is not pushed). The call then
+ * waits for the pushed devices: EVERY device that REGISTERs gives an APPEND_BRANCH event
+ * (never RESUME; a device the host rings gives none), and the deadline a REJECT (the
+ * host replies with it only if no branch is still ringing). pushpark_call_completed,
+ * pushpark_cancel or pushpark_call_ended end it; after they return OK no event for
+ * host_ref is polled. A device that registered within park.recent_register_ms before
+ * this call and is not ringing gets its APPEND_BRANCH at once, without a push.
+ * contacts:   n_contacts contacts (at most 1024); may be NULL when n_contacts is 0; not
+ *             kept after the call.
+ * The other arguments are pushpark_park's.
+ * Errors: PUSHPARK_ERR_NO_DEVICE (at once: nothing to push; nothing was parked: relay the
+ * ringing contacts as usual, or reject), and pushpark_park's (PUSHPARK_ERR_NULL_ARG also
+ * for a NULL contacts with n_contacts > 0, or a NULL uri). On any error nothing was
+ * parked and no event will follow for host_ref. Any thread.
+ */
+pushpark_result pushpark_fork(pushpark_engine *engine, const char *call_id, const char *aor,
+                              const char *caller_uri, const char *caller_name, uint64_t host_ref,
+                              uint32_t timeout_ms, const pushpark_contact *contacts,
+                              size_t n_contacts, uint64_t *park_id);
+
 /*
  * The host gave up on a call (the caller CANCELled, or the host's own timer): a parked
  * call ends as CANCELLED, a resumed one is forgotten (as by pushpark_call_ended), and
- * no further event carries host_ref. PUSHPARK_ERR_NOT_FOUND if the engine no longer
+ * no further event carries host_ref: none is polled after this returns OK, even one
+ * queued before. A device pushed for the call that registers late gets a LATE_WAKE
+ * with cause 487. PUSHPARK_ERR_NOT_FOUND if the engine no longer
  * knows the call: it was rejected (the REJECT event may still be queued: the host must
  * handle it), cancelled or ended before, or it was resumed and its timeout has passed.
  * Any thread.
@@ -230,10 +333,25 @@ pushpark_result pushpark_cancel(pushpark_engine *engine, uint64_t host_ref);
 /*
  * The host's resumed call finished (answered or failed): the engine forgets it and
  * stops sending APPEND_BRANCH events for it (otherwise it keeps the call, for further
- * devices, until the call's timeout). On a call still parked it acts as pushpark_cancel.
+ * devices, until the call's timeout); none is polled after this returns OK. On a call
+ * still parked it acts as pushpark_cancel. Late wakes get cause 487 (prefer
+ * pushpark_call_completed, which says how the call ended).
  * PUSHPARK_ERR_NOT_FOUND if unknown. Any thread.
  */
 pushpark_result pushpark_call_ended(pushpark_engine *engine, uint64_t host_ref);
+
+/*
+ * The host's call (parked, resumed or forked) got its final reply `status`: 2xx
+ * answered, 487 the caller cancelled, any other failed. Ends it as pushpark_call_ended
+ * does. Every device pushed for it (push accepted by APNs or still in flight) that has
+ * not registered for it is remembered until park.late_wake_ms after the call's deadline
+ * or now, whichever is later; if it REGISTERs (expires > 0) in that time, one
+ * LATE_WAKE event tells the host. The engine's own REJECT (timeout or every push failed)
+ * does the same with the REJECT's sip_code as cause (480 by default).
+ * PUSHPARK_ERR_NOT_FOUND if unknown. Any thread.
+ */
+pushpark_result pushpark_call_completed(pushpark_engine *engine, uint64_t host_ref,
+                                        uint16_t status);
 
 /* ---- Events -------------------------------------------------------------- */
 
@@ -247,8 +365,14 @@ typedef enum pushpark_event_kind {
     PUSHPARK_EVENT_PUSH_RESULT = 4,   /* for logs: one push's outcome (reason: "delivered",
                                          Apple's reason e.g. "BadDeviceToken", or "timed out");
                                          host_ref is 0, park_id the call that caused it */
-    PUSHPARK_EVENT_DEVICE_GONE = 5    /* APNs said the device's token is dead; the binding was
+    PUSHPARK_EVENT_DEVICE_GONE = 5,   /* APNs said the device's token is dead; the binding was
                                          removed (reason "token dead"); host_ref is 0 */
+    PUSHPARK_EVENT_LATE_WAKE = 6      /* a device woken for a call that already ended registered:
+                                         send it the INVITE (call_id, caller_uri, caller_name,
+                                         aor; to contact) and at once a CANCEL with Reason:
+                                         SIP;cause=<sip_code>[;text="<reason>"] (200 "Call
+                                         completed elsewhere", 487, 480). host_ref is 0, park_id
+                                         the ended call's; once per device and call */
 } pushpark_event_kind;
 
 /* One event, owned by the caller of pushpark_poll until pushpark_event_free. */
@@ -283,9 +407,19 @@ pushpark_event_kind pushpark_event_get_kind(const pushpark_event *event);
 uint64_t pushpark_event_get_host_ref(const pushpark_event *event);   /* 0: no call */
 uint64_t pushpark_event_get_park_id(const pushpark_event *event);    /* 0: no call */
 const char *pushpark_event_get_aor(const pushpark_event *event);
-const char *pushpark_event_get_device(const pushpark_event *event);  /* device key */
-uint16_t pushpark_event_get_sip_code(const pushpark_event *event);   /* REJECT: e.g. 480 */
+/* The device key: its +sip.instance (normalised: no quotes or <>, "urn:uuid:" and the uuid
+ * in lower case), or its token cut short (never whole). */
+const char *pushpark_event_get_device(const pushpark_event *event);
+uint16_t pushpark_event_get_sip_code(const pushpark_event *event);   /* REJECT: e.g. 480;
+                                                                        LATE_WAKE: the cause */
 const char *pushpark_event_get_reason(const pushpark_event *event);  /* SIP or APNs reason */
+/* RESUME, APPEND_BRANCH, REJECT, LATE_WAKE: the call's Call-ID, caller URI and name. */
+const char *pushpark_event_get_call_id(const pushpark_event *event);
+const char *pushpark_event_get_caller_uri(const pushpark_event *event);
+const char *pushpark_event_get_caller_name(const pushpark_event *event);
+/* RESUME, APPEND_BRANCH, LATE_WAKE: the REGISTER's Contact, pn-prid cut short (never a
+ * whole token). */
+const char *pushpark_event_get_contact(const pushpark_event *event);
 
 /* The kind's name, e.g. "RESUME"; "UNKNOWN" otherwise. Static string, never NULL. */
 const char *pushpark_event_kind_name(pushpark_event_kind kind);
@@ -293,8 +427,8 @@ const char *pushpark_event_kind_name(pushpark_event_kind kind);
 /* ---- Statistics and listings --------------------------------------------- */
 
 /*
- * Counters since the engine started (parked_now, devices_stored and events_waiting
- * are current values). Forward compatible: set
+ * Counters since the engine started (parked_now, devices_stored, events_waiting and
+ * resumed_now are current values). Forward compatible: set
  * `size` to sizeof(pushpark_stats) before the call; the library fills at most that
  * many bytes and sets `size` to the number of bytes it filled, so an older library
  * fills a prefix and a newer one never writes past the caller's struct. Fields are
@@ -302,7 +436,7 @@ const char *pushpark_event_kind_name(pushpark_event_kind kind);
  */
 typedef struct pushpark_stats {
     size_t size;
-    uint64_t parked_now;             /* calls parked at this moment */
+    uint64_t parked_now;             /* calls parked at this moment, nothing ringing */
     uint64_t parked_total;           /* calls ever parked */
     uint64_t resumed;                /* ended RESUMED */
     uint64_t rejected_timeout;       /* ended REJECTED: timeout */
@@ -322,6 +456,9 @@ typedef struct pushpark_stats {
     uint64_t pushes_coalesced;       /* calls whose push was folded into a later one */
     uint64_t devices_stored;         /* device bindings in the store now */
     uint64_t events_waiting;         /* events queued, not yet polled */
+    uint64_t resumed_now;            /* calls resumed, or forked and ringing, still known */
+    uint64_t late_wakes;             /* LATE_WAKE events */
+    uint64_t registers_out_of_order; /* REGISTERs ignored: an older CSeq (register_ordered) */
 } pushpark_stats;
 
 /*
@@ -338,10 +475,10 @@ pushpark_result pushpark_stats_get(pushpark_engine *engine, pushpark_stats *stat
  *
  * pushpark_stats_json:   every statistic as one object (a superset of pushpark_stats).
  * pushpark_parked_json:  an array of the parked calls: park_id, host_ref, call_id,
- *                        aor, age_ms, state.
+ *                        aor, age_ms, state ("parked" / "ringing"), forked.
  * pushpark_devices_json: an array of the AOR's devices: key, provider, topic,
- *                        contact, last_register_unix, token (truncated: it is
- *                        never shown whole).
+ *                        contact, last_register_unix, token (a token is never
+ *                        shown whole: not in key, contact's pn-prid nor token).
  */
 pushpark_result pushpark_stats_json(pushpark_engine *engine, char **json);
 pushpark_result pushpark_parked_json(pushpark_engine *engine, char **json);
@@ -376,7 +513,8 @@ typedef void (*pushpark_log_fn)(pushpark_log_level level, const char *msg, void 
  * stricter of the two wins.
  * fn == NULL (or max_level == PUSHPARK_LOG_OFF) turns logging off. May be called
  * again to change the sink or the level; once it returns, the previous sink is no
- * longer called. Messages never contain secrets (keys, JWTs). `user` is passed back
+ * longer called. Messages never contain secrets (keys, JWTs) nor whole device tokens.
+ * `user` is passed back
  * as is and must stay valid while the sink is installed.
  * Errors: PUSHPARK_ERR_INVALID if max_level is out of range, or if the process
  * already has another logger for the Rust `log` facade (only possible when the

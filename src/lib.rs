@@ -13,8 +13,9 @@ pub use apns::{
 };
 
 pub use engine::{
-    ConfigError, DeviceInfo, Engine, EngineConfig, EngineError, Event, EventKind, ParkError,
-    ParkRequest, ParkedInfo, RegisterOutcome, Registration, Stats,
+    ConfigError, ContactError, ContactRules, DeviceInfo, Engine, EngineConfig, EngineError, Event,
+    EventKind, ForkContact, ParkError, ParkRequest, ParkedInfo, RegisterOutcome, Registration,
+    Stats,
 };
 
 /// The library version (Cargo.toml's).

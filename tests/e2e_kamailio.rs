@@ -67,11 +67,16 @@ impl World {
     }
 
     fn with_timeout(name: &str, park_timeout_ms: u64) -> World {
+        World::with_defines(name, park_timeout_ms, &[])
+    }
+
+    /// With `-A` defines for the test config (e.g. `PARK_FORM`, `PUSH_REGISTERED`).
+    fn with_defines(name: &str, park_timeout_ms: u64, defines: &[(&str, String)]) -> World {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         check_module();
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
-        let kamailio = Kamailio::start_pushpark(&dir.0, &mock, park_timeout_ms, &[]);
+        let kamailio = Kamailio::start_pushpark(&dir.0, &mock, park_timeout_ms, defines);
         let watch = mock.watch();
         World {
             kamailio,
@@ -107,6 +112,49 @@ impl World {
         device_sim(self.path(), &self.mock, &self.server(), phones, wake_ms)
     }
 
+    /// A desk phone or softphone of `user` (no push parameters), answering on `port`.
+    fn register_desktop(&self, user: &str, port: u16) {
+        let mut cmd = sipp("register_plain.xml", free_port());
+        cmd.arg(self.server()).args(["-s", user, "-m", "1"]);
+        let instance = uuid::Uuid::new_v4().to_string();
+        for (k, v) in [
+            ("instance", instance),
+            ("expires", "3600".into()),
+            ("contact_port", port.to_string()),
+        ] {
+            cmd.arg("-key").arg(k).arg(v);
+        }
+        let mut p = Proc::spawn(cmd, &format!("register-desktop-{user}"), self.path(), false);
+        let status = p.wait(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "REGISTER of {user}'s desktop failed:\n{}",
+            p.log_text()
+        );
+    }
+
+    /// A REGISTER whose Contact URI carries `pn` (its parameters): the status line of the
+    /// registrar's refusal.
+    fn register_refused(&self, user: &str, pn: &str) -> String {
+        let mut cmd = sipp("register_refused.xml", free_port());
+        cmd.arg(self.server())
+            .args(["-s", user, "-m", "1", "-trace_msg", "-key", "pn", pn]);
+        let mut p = Proc::spawn(cmd, &format!("register-refused-{user}"), self.path(), false);
+        let status = p.wait(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "REGISTER of {user} not refused:\n{}",
+            p.log_text()
+        );
+        let messages = sipp_messages(self.path(), "register_refused.xml", &p);
+        messages
+            .lines()
+            .find(|l| l.starts_with("SIP/2.0 4") || l.starts_with("SIP/2.0 5"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
     fn kamailio_log(&self) -> String {
         self.kamailio.proc.log_text()
     }
@@ -130,6 +178,14 @@ fn assert_ok(run: &SippRun, what: &str) {
 
 fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
+}
+
+/// The first value of a SIP header in a SIPp message trace.
+fn header(messages: &str, name: &str) -> Option<String> {
+    messages
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
 }
 
 /// Scenario 1: an offline user is woken by the push and the call connects.
@@ -176,34 +232,189 @@ fn nobody_wakes_caller_gets_480_at_timeout() {
     );
 }
 
-/// Scenario 3: the caller CANCELs while parked: 487, and a later REGISTER resumes nothing.
+/// Scenario 3: the caller CANCELs while parked: 487, nothing resumes, and the app that wakes
+/// after that (it has to show the call it was pushed for) gets the call's INVITE and at once a
+/// CANCEL saying the caller gave up, so it can end what it shows: no ghost call.
 #[test]
-fn cancel_while_parked_gets_487_and_nothing_resumes() {
+fn cancel_while_parked_gets_487_and_the_late_device_gets_invite_and_cancel() {
     let w = World::new("cancel");
     let phone = w.sleeping_phone("carol");
-    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 1, "carol-ua");
+    let mut ua = device_ua(w.path(), "device_ring.xml", phone.ua_port, 1, "carol-ua");
 
     // The caller CANCELs once the module's 110 says the push went out.
     let run = w.call("caller_cancel.xml", &phone.user, &["-m", "1"]);
     assert_ok(&run, "caller expecting 487");
     w.watch.expect_push(&phone.token, SOON);
-
-    // The app wakes late and registers after the caller gave up.
-    phone.register(w.path(), &w.server(), 3600);
-    // Nothing signals "not resumed"; give a resume the time it would take, then look.
-    std::thread::sleep(Duration::from_secs(1));
     let parked = w
         .kamailio
         .kamcmd(&["pushpark.parked"])
         .expect("pushpark.parked");
     assert!(!parked.contains(&phone.user), "call still parked: {parked}");
-    assert!(ua.running(), "the device's UA ended: it got a call");
-    ua.stop();
-    assert!(!sipp_messages(w.path(), "device_answer.xml", &ua).contains("INVITE"));
+
+    // The app wakes late and registers after the caller gave up.
+    phone.register(w.path(), &w.server(), 3600);
+    assert!(
+        ua.wait(SOON).success(),
+        "the late device did not get the INVITE and its CANCEL"
+    );
+    let device = sipp_messages(w.path(), "device_ring.xml", &ua);
+    let call_id = header(&run.messages, "Call-ID").expect("the caller's Call-ID");
+    assert_eq!(
+        header(&device, "Call-ID"),
+        Some(call_id.clone()),
+        "the late INVITE is not the call's"
+    );
+    let cancel = &device[device.find("CANCEL sip:").expect("no CANCEL")..];
+    assert!(
+        cancel.contains("Reason: SIP;cause=487"),
+        "CANCEL without the caller's cause:\n{cancel}"
+    );
+    let answered = format!("late wake: call {call_id}: INVITE to the woken device answered 487");
+    wait_for("the late INVITE's 487 logged", || {
+        w.kamailio_log().contains(&answered).then_some(())
+    });
     assert_eq!(
         count(&w.kamailio_log(), "E2E-RESUMED"),
         0,
         "a cancelled call was resumed"
+    );
+}
+
+/// The older form: pushpark_park() after a failed lookup and the resume route still wake a
+/// sleeping phone and connect the call.
+#[test]
+fn older_park_form_still_wakes_and_answers() {
+    let w = World::with_defines("parkform", PARK_TIMEOUT_MS, &[("PARK_FORM", "1".into())]);
+    let phone = w.sleeping_phone("alan");
+    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 1, "alan-ua");
+    let _sim = w.sim(&[&phone], 0);
+
+    let run = w.call("caller.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller");
+    w.watch.expect_push(&phone.token, SOON);
+    assert!(ua.wait(SOON).success(), "the device did not take the call");
+    w.assert_parked_and_resumed(1, 1);
+}
+
+/// pushpark_fork(): a user with a desk phone (no push parameters) and an iPhone whose app
+/// keeps its binding while asleep (RFC 8599). The desk phone rings at once, the iPhone is
+/// pushed and joins the call as a branch when its app registers, answers, and the desk phone
+/// gets a CANCEL saying the call was completed elsewhere.
+#[test]
+fn desktop_rings_at_once_and_the_woken_iphone_joins_and_answers() {
+    let w = World::new("fork");
+    let phone = Phone::new("ivan");
+    phone.register(w.path(), &w.server(), 3600);
+    let desktop_port = free_port();
+    w.register_desktop(&phone.user, desktop_port);
+    let mut desktop = device_ua(w.path(), "device_ring.xml", desktop_port, 1, "ivan-desktop");
+    let mut iphone = device_ua(
+        w.path(),
+        "device_answer.xml",
+        phone.ua_port,
+        1,
+        "ivan-iphone",
+    );
+    // The app takes a moment to wake: the desk phone rings first.
+    let sim = w.sim(&[&phone], 500);
+
+    let run = w.call("caller_fork.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller");
+    w.watch.expect_push(&phone.token, SOON);
+    sim.expect_line(&format!("registered user={}", phone.user), SOON);
+    assert!(
+        iphone.wait(SOON).success(),
+        "the iPhone did not take the call"
+    );
+    assert!(
+        desktop.wait(SOON).success(),
+        "the desk phone did not ring and get the CANCEL"
+    );
+    let desk = sipp_messages(w.path(), "device_ring.xml", &desktop);
+    let cancel = &desk[desk.find("CANCEL sip:").expect("no CANCEL")..];
+    assert!(
+        cancel.contains("Reason: SIP;cause=200;text=\"Call completed elsewhere\""),
+        "CANCEL without Call completed elsewhere:\n{cancel}"
+    );
+    // Rang at once: the desk phone's 180 came back before the woken app registered (the
+    // iPhone's app registered at setup, the desk phone, then the app again once woken).
+    let log = w.kamailio_log();
+    let ringing = log.find("E2E-REPLY 180").expect("no 180 relayed");
+    let woken = log
+        .match_indices("E2E-REGISTERED")
+        .nth(2)
+        .expect("the woken app did not register")
+        .0;
+    assert!(
+        ringing < woken,
+        "the desk phone rang only after the app woke"
+    );
+    w.assert_parked_and_resumed(1, 1);
+}
+
+/// push_registered no_live_connection (the default): an app with a live TCP connection to
+/// Kamailio is awake, so pushpark_fork() rings it at once over that connection and pushes
+/// nothing (the UDP phones of the other tests are pushed).
+#[test]
+fn app_on_a_live_tcp_connection_rings_at_once_without_a_push() {
+    let tcp = free_port();
+    let listen = format!("tcp:127.0.0.1:{tcp}");
+    let w = World::with_defines("livetcp", PARK_TIMEOUT_MS, &[("TCP_LISTEN", listen)]);
+    let phone = Phone::new("kim");
+    // SIPp matches messages to calls by Call-ID: the app's REGISTER has the call's.
+    let cid_str = "livetcp-%u@pushpark";
+    let mut cmd = sipp("device_tcp.xml", phone.ua_port);
+    cmd.arg(format!("127.0.0.1:{tcp}"))
+        .args(["-t", "t1", "-s", &phone.user, "-m", "1", "-trace_msg"])
+        .args(["-key", "token", &phone.token])
+        .args(["-key", "instance", &phone.instance])
+        .args(["-cid_str", cid_str]);
+    let mut app = Proc::spawn(cmd, "kim-app", w.path(), false);
+    wait_for("the app registered over TCP", || {
+        w.kamailio
+            .kamcmd(&["ul.lookup", "location", &phone.user])
+            .ok()
+    });
+
+    let run = w.call(
+        "caller.xml",
+        &phone.user,
+        &["-m", "1", "-cid_str", &cid_str],
+    );
+    assert_ok(&run, "caller");
+    assert!(app.wait(SOON).success(), "the app did not take the call");
+    assert!(w.watch.drain().is_empty(), "an awake app was pushed");
+    let stats = w.kamailio.rpc_numbers(&["pushpark.stats"]);
+    assert_eq!(stats["pushes_sent"], 0, "{stats:?}");
+}
+
+/// The registrar refuses what pushpark could never push: 400 (with a reason phrase) for
+/// malformed push parameters, 555 for a push service it does not push to (RFC 8599), and
+/// saves neither binding.
+#[test]
+fn register_with_bad_push_parameters_gets_400_and_unknown_provider_555() {
+    let w = World::new("regcheck");
+    let user = format!("regcheck{}", std::process::id());
+
+    let status = w.register_refused(
+        &user,
+        "pn-provider=apns;pn-prid=not-a-token;pn-param=TESTTEAM01.com.example.app.voip",
+    );
+    // The reason phrase says what is wrong (the engine's words).
+    assert!(
+        status.starts_with("SIP/2.0 400 ") && status.contains("pn-prid"),
+        "malformed pn-prid: {status}"
+    );
+    let status = w.register_refused(&user, "pn-provider=fcm;pn-prid=abc;pn-param=example");
+    assert_eq!(
+        status, "SIP/2.0 555 Push Notification Service Not Supported",
+        "unknown pn-provider"
+    );
+    assert!(
+        w.kamailio
+            .kamcmd(&["ul.lookup", "location", &user])
+            .is_err(),
+        "a refused binding was saved"
     );
 }
 

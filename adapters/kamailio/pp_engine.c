@@ -21,6 +21,7 @@
 #include "pushpark.h"
 #include "pp_engine.h"
 #include "pp_ipc.h"
+#include "pp_late.h"
 #include "pp_tm.h"
 #include "pushpark_mod.h"
 
@@ -39,6 +40,7 @@ typedef struct pp_call {
 	uint64_t ref;
 	uint32_t fr_ticks;
 	int rang;        /* provisional reply sent */
+	int fork;        /* pushpark_fork(): may ring elsewhere meanwhile */
 	char *aor;       /* in the same allocation */
 	struct pp_call *next;
 } pp_call_t;
@@ -51,7 +53,7 @@ static unsigned int pp_call_slot(uint64_t ref)
 	return (unsigned int)((ref ^ (ref >> 32)) * 2654435761u) % PP_CALLS_SIZE;
 }
 
-static void pp_call_add(uint64_t ref, uint32_t fr_ticks, const char *aor)
+static void pp_call_add(uint64_t ref, uint32_t fr_ticks, const char *aor, int fork)
 {
 	unsigned int i = pp_call_slot(ref);
 	size_t len = strlen(aor);
@@ -64,6 +66,7 @@ static void pp_call_add(uint64_t ref, uint32_t fr_ticks, const char *aor)
 	c->ref = ref;
 	c->fr_ticks = fr_ticks;
 	c->rang = 0;
+	c->fork = fork;
 	c->aor = (char *)(c + 1);
 	memcpy(c->aor, aor, len + 1);
 	c->next = calls[i];
@@ -297,6 +300,23 @@ static void pp_remove_all(const char *aor)
 	LM_INFO("%s unregistered every contact: %d push device(s) removed\n", aor, n);
 }
 
+/* FORK: the destination set's push-capable contacts follow the park strings in pairs. */
+static pushpark_result pp_fork(const pp_req_t *r, uint64_t *park_id)
+{
+	pushpark_contact cs[PP_FORK_MAX_CONTACTS];
+	const char *inst;
+	int i, n = (r->h.nstrs - 4) / 2;
+
+	for(i = 0; i < n; i++) {
+		cs[i].uri = pp_req_str(r, 4 + 2 * i);
+		inst = pp_req_str(r, 5 + 2 * i);
+		cs[i].instance = *inst ? inst : NULL;
+		cs[i].ringing = (r->h.ringing >> i) & 1;
+	}
+	return pushpark_fork(engine, pp_req_str(r, 0), pp_req_str(r, 1), pp_req_str(r, 2),
+			pp_req_str(r, 3), r->h.host_ref, r->h.timeout_ms, n ? cs : NULL, n, park_id);
+}
+
 static void pp_handle_req(const pp_req_t *r)
 {
 	pp_rpl_t rpl;
@@ -317,13 +337,21 @@ static void pp_handle_req(const pp_req_t *r)
 					pp_req_str(r, 2), pp_req_str(r, 3), r->h.host_ref, r->h.timeout_ms,
 					&rpl.park_id);
 			if(rpl.result == PUSHPARK_OK)
-				pp_call_add(r->h.host_ref, r->h.fr_ticks, pp_req_str(r, 1));
+				pp_call_add(r->h.host_ref, r->h.fr_ticks, pp_req_str(r, 1), 0);
 			else if(rpl.result != PUSHPARK_ERR_NO_DEVICE)
 				LM_WARN("park %s: %s\n", pp_req_str(r, 0), pushpark_last_error());
 			break;
+		case PP_OP_FORK:
+			rpl.result = pp_fork(r, &rpl.park_id);
+			if(rpl.result == PUSHPARK_OK)
+				pp_call_add(r->h.host_ref, 0, pp_req_str(r, 1), 1);
+			else if(rpl.result != PUSHPARK_ERR_NO_DEVICE)
+				LM_WARN("fork %s: %s\n", pp_req_str(r, 0), pushpark_last_error());
+			break;
 		case PP_OP_REGISTER:
-			rc = pushpark_register(engine, pp_req_str(r, 0), pp_req_str(r, 1),
-					r->h.nstrs > 2 ? pp_req_str(r, 2) : NULL, r->h.expires, &out);
+			rc = pushpark_register_ordered(engine, pp_req_str(r, 0), pp_req_str(r, 1),
+					*pp_req_str(r, 2) ? pp_req_str(r, 2) : NULL, r->h.expires,
+					*pp_req_str(r, 3) ? pp_req_str(r, 3) : NULL, r->h.cseq, &out);
 			if(rc != PUSHPARK_OK)
 				LM_WARN("register %s: %s: %s\n", pp_req_str(r, 0), pushpark_result_name(rc),
 						pushpark_last_error());
@@ -341,19 +369,27 @@ static void pp_handle_req(const pp_req_t *r)
 				pp_call_forget(r->h.host_ref);
 			}
 			break;
+		case PP_OP_COMPLETED:
+			/* The call's final reply went out: devices woken for it from now on get
+			 * the INVITE + CANCEL of a late wake, with this status as the cause. */
+			free(pp_call_take(r->h.host_ref));
+			pushpark_call_completed(engine, r->h.host_ref, r->h.status);
+			break;
 		case PP_OP_ENDED: {
 			/* tm destroyed the transaction. A call still in our table was parked: tm
 			 * ended it on its own. A resumed one (no longer in the table) only stops its
 			 * second-device branches. */
 			pp_call_t *c = pp_call_take(r->h.host_ref);
-			if(c != NULL) {
-				free(c);
+			if(c != NULL && c->fork) {
+				pushpark_call_completed(engine, r->h.host_ref, r->h.status);
+			} else if(c != NULL) {
 				if(pushpark_cancel(engine, r->h.host_ref) == PUSHPARK_OK)
 					LM_WARN("call %llx ended by tm while parked\n",
 							(unsigned long long)r->h.host_ref);
 			} else {
 				pushpark_call_ended(engine, r->h.host_ref);
 			}
+			free(c);
 			break;
 		}
 		case PP_OP_STATS:
@@ -365,7 +401,8 @@ static void pp_handle_req(const pp_req_t *r)
 			LM_CRIT("unknown request %d\n", r->h.op);
 			return;
 	}
-	if(pp_ipc_reply(r, &rpl) < 0 && r->h.op == PP_OP_PARK && rpl.result == PUSHPARK_OK) {
+	if(pp_ipc_reply(r, &rpl) < 0 && (r->h.op == PP_OP_PARK || r->h.op == PP_OP_FORK)
+			&& rpl.result == PUSHPARK_OK) {
 		/* The worker gave up just before the answer: the script handles the call. */
 		LM_WARN("call %s parked after its worker stopped waiting: cancelled\n",
 				pp_req_str(r, 0));
@@ -393,8 +430,9 @@ static void pp_handle_event(pushpark_event *ev)
 {
 	uint64_t ref = pushpark_event_get_host_ref(ev);
 	const char *reason = pushpark_event_get_reason(ev);
+	pp_call_t *c;
 	uint32_t fr;
-	int code;
+	int code, ret;
 
 	switch(pushpark_event_get_kind(ev)) {
 		case PUSHPARK_EVENT_RESUME:
@@ -403,17 +441,30 @@ static void pp_handle_event(pushpark_event *ev)
 				pushpark_call_ended(engine, ref);
 			break;
 		case PUSHPARK_EVENT_REJECT:
-			fr = pp_call_forget(ref);
+			c = pp_call_take(ref);
 			code = pp_reply_code ? pp_reply_code : pushpark_event_get_sip_code(ev);
 			if(pp_reply_code && pp_reply_reason.len > 0)
 				reason = pp_reply_reason.s;
-			LM_INFO("call %llx to %s rejected: %d %s\n", (unsigned long long)ref,
-					pushpark_event_get_aor(ev), code, reason);
-			pp_tm_reject(ref, fr, code, reason);
+			if(c && c->fork)
+				ret = pp_tm_fork_reject(ref, code, reason);
+			else
+				ret = pp_tm_reject(ref, c ? c->fr_ticks : 0, code, reason);
+			free(c);
+			if(ret == 0)
+				LM_INFO("call %llx to %s rejected: %d %s\n", (unsigned long long)ref,
+						pushpark_event_get_aor(ev), code, reason);
+			else if(ret == 1)
+				LM_INFO("call %llx to %s: nobody woke in time, the ringing branches go"
+						" on\n",
+						(unsigned long long)ref, pushpark_event_get_aor(ev));
 			break;
 		case PUSHPARK_EVENT_APPEND_BRANCH:
-			if(pp_tm_append(ref, pushpark_event_get_aor(ev)) < 0)
+			if(pp_tm_append(ref, pushpark_event_get_aor(ev), pushpark_event_get_device(ev))
+					< 0)
 				pushpark_call_ended(engine, ref);
+			break;
+		case PUSHPARK_EVENT_LATE_WAKE:
+			pp_late_wake(ev);
 			break;
 		case PUSHPARK_EVENT_PUSH_RESULT:
 			if(strcmp(reason, "delivered") != 0) {

@@ -23,16 +23,23 @@
 
 enum pp_op {
 	PP_OP_PARK = 1,     /* -> pushpark_park; replied */
-	PP_OP_REGISTER,     /* -> pushpark_register; not replied */
+	PP_OP_REGISTER,     /* -> pushpark_register_ordered (aor, contact, instance, Call-ID;
+	                       cseq); not replied */
 	PP_OP_REMOVE_ALL,   /* REGISTER "Contact: *", expires 0: drop the AOR's devices */
 	PP_OP_CANCEL,       /* caller CANCELled a parked call; not replied */
 	PP_OP_ENDED,        /* the transaction of a (possibly resumed) call is gone */
 	PP_OP_STATS,        /* RPC listings: replied with JSON in shared memory */
 	PP_OP_PARKED,
-	PP_OP_DEVICES
+	PP_OP_DEVICES,
+	PP_OP_FORK,         /* -> pushpark_fork; replied */
+	PP_OP_COMPLETED     /* a parked or forked call got its final reply (status); not
+	                       replied */
 };
 
-#define PP_MAX_STRS 4
+/* FORK: call_id, aor, caller uri, caller name, then (uri, instance) per push-capable
+ * contact of the destination set, as many as fit in PP_REQ_MAX. */
+#define PP_FORK_MAX_CONTACTS 14
+#define PP_MAX_STRS (4 + 2 * PP_FORK_MAX_CONTACTS)
 #define PP_REQ_MAX PIPE_BUF
 
 typedef struct pp_req_hdr {
@@ -45,6 +52,9 @@ typedef struct pp_req_hdr {
 	uint32_t timeout_ms;
 	uint32_t expires;
 	uint32_t fr_ticks;  /* PARK: tm's fr timeout to restore when the call is resumed */
+	uint32_t cseq;      /* REGISTER: its CSeq number */
+	uint32_t ringing;   /* FORK: bit i set when contact i rings now (not pushed) */
+	uint16_t status;    /* COMPLETED: the call's final reply */
 	uint8_t reply_len;  /* length of reply_addr (0: no reply wanted) */
 	char reply_addr[15];
 	uint16_t slen[PP_MAX_STRS]; /* strings follow the header, each NUL-terminated */

@@ -1,20 +1,20 @@
 /*
- * The registrar side: handing accepted REGISTER bindings to the engine, and RFC 8599's
- * pn-provider check (555) and Feature-Caps.
+ * The registrar side: checking a REGISTER's Contacts before save (RFC 8599: 555 for a
+ * push service pushpark does not push to, 400 for malformed push parameters,
+ * Feature-Caps on the 2xx), and handing accepted bindings to the engine.
  */
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "core/data_lump_rpl.h"
 #include "core/dprint.h"
 #include "core/parser/contact/parse_contact.h"
+#include "core/parser/parse_cseq.h"
 #include "core/parser/parse_expires.h"
-#include "core/parser/parse_param.h"
 #include "core/parser/parse_to.h"
-#include "core/parser/parse_uri.h"
 #include "core/ut.h"
 #include "modules/sl/sl.h"
+#include "pushpark.h"
 #include "pp_ipc.h"
 #include "pp_register.h"
 #include "pp_sip.h"
@@ -22,50 +22,26 @@
 
 /* Registrar default when neither the Contact nor the request says. */
 #define PP_DEFAULT_EXPIRES 3600
+/* pushpark.h: a Contact over 4096 bytes is invalid; a reason phrase is at most 200. */
+#define PP_CONTACT_MAX 4097
+#define PP_REASON_MAX 200
 
 static sl_api_t slb;
+/* The engine's Contact rules (providers, team, topics) from the same config document:
+ * plain memory, made before Kamailio forks, read by every SIP worker. */
+static pushpark_contact_rules *rules = NULL;
 
-int pp_register_init(void)
+int pp_register_init(const char *config_json)
 {
 	if(sl_load_api(&slb) < 0) {
 		LM_ERR("the sl module is required\n");
 		return -1;
 	}
-	return 0;
-}
-
-/* The providers the engine pushes through (RFC 8599 pn-provider values). */
-static int pp_provider_supported(str *p)
-{
-	return (p->len == 4 && strncasecmp(p->s, "apns", 4) == 0)
-		   || (p->len == 8 && strncasecmp(p->s, "apns.dev", 8) == 0);
-}
-
-/* The Contact URI's pn-provider, if any: 1 found (*prov set), 0 none, -1 bad URI. */
-static int pp_pn_provider(contact_t *c, str *prov)
-{
-	struct sip_uri u;
-	param_hooks_t hooks;
-	param_t *params = NULL, *p;
-	str s;
-	int found = 0;
-
-	if(parse_uri(c->uri.s, c->uri.len, &u) < 0)
+	if(pushpark_contact_rules_new(config_json, &rules) != PUSHPARK_OK) {
+		LM_ERR("%s: %s\n", pp_config_path, pushpark_last_error());
 		return -1;
-	if(u.params.len <= 0)
-		return 0;
-	s = u.params;
-	if(parse_params(&s, CLASS_ANY, &hooks, &params) < 0)
-		return -1;
-	for(p = params; p; p = p->next) {
-		if(p->name.len == 11 && strncasecmp(p->name.s, "pn-provider", 11) == 0) {
-			*prov = p->body;
-			found = 1;
-			break;
-		}
 	}
-	free_params(params);
-	return found;
+	return 0;
 }
 
 static int pp_contacts(sip_msg_t *msg)
@@ -82,39 +58,66 @@ static int pp_contacts(sip_msg_t *msg)
 		if(h->type == HDR_CONTACT_T && h->parsed)                       \
 			for(c = ((contact_body_t *)h->parsed)->contacts; c; c = c->next)
 
+/* A reason phrase from the engine's detail: printable ASCII, at most 200 bytes. */
+static void pp_reason_phrase(const char *detail, char *buf)
+{
+	int i;
+
+	for(i = 0; detail[i] && i < PP_REASON_MAX; i++)
+		buf[i] = (detail[i] >= 0x20 && detail[i] < 0x7f) ? detail[i] : ' ';
+	buf[i] = '\0';
+	if(i == 0)
+		strcpy(buf, "Bad Push Parameters");
+}
+
+/* Replies code/reason to the REGISTER: -1 for the script (the REGISTER is answered). */
+static int pp_refuse(sip_msg_t *msg, int code, char *reason)
+{
+	str r;
+
+	r.s = reason;
+	r.len = strlen(reason);
+	if(slb.freply(msg, code, &r) < 0)
+		LM_ERR("cannot send %d\n", code);
+	update_stat(pp_st_register_refused, 1);
+	return -1;
+}
+
 int pp_check_provider(sip_msg_t *msg)
 {
-	static str reason = str_init("Push Notification Service Not Supported");
-	char hdr[128];
+	char hdr[128], reason[PP_REASON_MAX + 1], uri[PP_CONTACT_MAX];
 	struct hdr_field *h;
 	contact_t *c;
-	str prov, caps = STR_NULL;
-	int r, n;
+	const char *prov, *caps = NULL;
+	pushpark_result rc;
+	int n;
 
 	if(pp_contacts(msg) < 0)
 		return -2;
 	PP_FOREACH_CONTACT(msg, h, c)
 	{
-		r = pp_pn_provider(c, &prov);
-		if(r < 0) {
-			LM_ERR("bad Contact URI: %.*s\n", c->uri.len, c->uri.s);
-			return -2;
+		if(c->uri.len >= PP_CONTACT_MAX)
+			return pp_refuse(msg, 400, "Contact Too Long");
+		memcpy(uri, c->uri.s, c->uri.len);
+		uri[c->uri.len] = '\0';
+		prov = NULL;
+		rc = pushpark_contact_check(rules, uri, &prov);
+		if(rc == PUSHPARK_ERR_UNSUPPORTED) {
+			LM_INFO("REGISTER of %.*s: 555 (%s)\n", c->uri.len, c->uri.s,
+					pushpark_last_error());
+			return pp_refuse(msg, 555, "Push Notification Service Not Supported");
 		}
-		if(r == 0)
-			continue;
-		if(!pp_provider_supported(&prov)) {
-			LM_INFO("REGISTER with unsupported pn-provider \"%.*s\": 555\n", prov.len,
-					prov.s);
-			if(slb.freply(msg, 555, &reason) < 0)
-				LM_ERR("cannot send 555\n");
-			return -1;
+		if(rc != PUSHPARK_OK) {
+			pp_reason_phrase(pushpark_last_error(), reason);
+			LM_INFO("REGISTER with bad push parameters: 400 %s\n", reason);
+			return pp_refuse(msg, 400, reason);
 		}
-		caps = prov;
+		if(prov)
+			caps = prov;
 	}
-	if(caps.len > 0) {
+	if(caps) {
 		/* RFC 8599 4.1.2: the 2xx to a REGISTER with push parameters names the PNS. */
-		n = snprintf(hdr, sizeof(hdr), "Feature-Caps: +sip.pns=\"%.*s\"\r\n", caps.len,
-				caps.s);
+		n = snprintf(hdr, sizeof(hdr), "Feature-Caps: +sip.pns=\"%s\"\r\n", caps);
 		if(n < 0 || n >= (int)sizeof(hdr)
 				|| add_lump_rpl(msg, hdr, n, LUMP_RPL_HDR) == NULL) {
 			LM_ERR("cannot add Feature-Caps\n");
@@ -143,7 +146,8 @@ int pp_register(sip_msg_t *msg)
 	struct hdr_field *h;
 	contact_t *c;
 	pp_req_t r;
-	str aor, inst;
+	str aor, inst, none = STR_NULL;
+	unsigned int cseq;
 	int sent = 0, failed = 0;
 
 	if(msg->first_line.type != SIP_REQUEST || msg->REQ_METHOD != METHOD_REGISTER) {
@@ -152,6 +156,13 @@ int pp_register(sip_msg_t *msg)
 	}
 	if(parse_to_header(msg) < 0 || pp_aor(&get_to(msg)->uri, aor_buf, &aor) < 0) {
 		LM_ERR("REGISTER without a usable To\n");
+		return -1;
+	}
+	/* Call-ID and CSeq order a device's REGISTERs: an unREGISTER relayed by another
+	 * worker may reach the engine before the REGISTER it follows. */
+	if(parse_headers(msg, HDR_CALLID_F | HDR_CSEQ_F, 0) < 0 || msg->callid == NULL
+			|| msg->cseq == NULL || str2int(&get_cseq(msg)->number, &cseq) < 0) {
+		LM_ERR("REGISTER without Call-ID or CSeq\n");
 		return -1;
 	}
 	if(pp_contacts(msg) < 0)
@@ -170,10 +181,8 @@ int pp_register(sip_msg_t *msg)
 	{
 		pp_req_init(&r, PP_OP_REGISTER);
 		r.h.expires = pp_expires(msg, c);
-		if(pp_req_add(&r, &aor) < 0 || pp_req_add(&r, &c->uri) < 0) {
-			failed++;
-			continue;
-		}
+		r.h.cseq = cseq;
+		inst = none;
 		if(c->instance && c->instance->body.len > 0) {
 			/* +sip.instance="<urn:uuid:...>": the engine wants the value unquoted. */
 			inst = c->instance->body;
@@ -181,12 +190,10 @@ int pp_register(sip_msg_t *msg)
 				inst.s++;
 				inst.len -= 2;
 			}
-			if(pp_req_add(&r, &inst) < 0) {
-				failed++;
-				continue;
-			}
 		}
-		if(pp_send(&r) < 0)
+		if(pp_req_add(&r, &aor) < 0 || pp_req_add(&r, &c->uri) < 0
+				|| pp_req_add(&r, &inst) < 0 || pp_req_add(&r, &msg->callid->body) < 0
+				|| pp_send(&r) < 0)
 			failed++;
 		else
 			sent++;

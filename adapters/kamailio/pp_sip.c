@@ -3,8 +3,10 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <strings.h>
 
 #include "core/dprint.h"
+#include "core/parser/parse_param.h"
 #include "core/parser/parse_uri.h"
 #include "pp_sip.h"
 
@@ -32,4 +34,47 @@ int pp_aor(str *uri, char *buf, str *aor)
 	aor->s = buf;
 	aor->len = n;
 	return 0;
+}
+
+int pp_uri_push_capable(str *uri)
+{
+	struct sip_uri u;
+	param_hooks_t hooks;
+	param_t *params = NULL, *p;
+	str s;
+	int found = 0;
+
+	if(parse_uri(uri->s, uri->len, &u) < 0 || u.params.len <= 0)
+		return 0;
+	s = u.params;
+	if(parse_params(&s, CLASS_ANY, &hooks, &params) < 0)
+		return 0;
+	for(p = params; p; p = p->next)
+		if(p->name.len == 11 && strncasecmp(p->name.s, "pn-provider", 11) == 0) {
+			found = 1;
+			break;
+		}
+	free_params(params);
+	return found;
+}
+
+void pp_instance_norm(str *in, char *out)
+{
+	int i, n = 0;
+	char c;
+
+	for(i = 0; i < in->len; i++) {
+		c = in->s[i];
+		if(c == '"' || c == '<' || c == '>' || isspace((unsigned char)c))
+			continue;
+		if(n == PP_INSTANCE_MAX - 1) {
+			n = 0;
+			break;
+		}
+		out[n++] = c;
+	}
+	out[n] = '\0';
+	if(strncasecmp(out, "urn:uuid:", 9) == 0)
+		for(i = 0; i < n; i++)
+			out[i] = tolower((unsigned char)out[i]);
 }

@@ -1,11 +1,15 @@
 /*
- * tm glue: suspending an INVITE in a SIP worker (pushpark_park), and resuming,
- * rejecting, ringing and extending it from the engine process.
+ * tm glue: suspending an INVITE in a SIP worker (pushpark_park, pushpark_fork), and
+ * resuming, rejecting, ringing and extending it from the engine process.
  */
 #include <string.h>
 
 #include "core/dprint.h"
 #include "core/dset.h"
+#include "core/globals.h"
+#include "core/mem/pkg.h"
+#include "core/resolve.h"
+#include "core/tcp_conn.h"
 #include "core/kemi.h"
 #include "core/parser/parse_from.h"
 #include "core/parser/parse_uri.h"
@@ -95,10 +99,11 @@ int pp_tm_init(void)
 	return 0;
 }
 
-static int pp_park_args(sip_msg_t *msg, pp_req_t *r)
+/* Call-ID, AOR (of uri), caller URI and display name. */
+static int pp_park_args(sip_msg_t *msg, str *uri, pp_req_t *r)
 {
 	char aor_buf[PP_AOR_MAX];
-	str aor, ruri, empty = STR_NULL;
+	str aor, empty = STR_NULL;
 	struct to_body *from;
 
 	if(parse_headers(msg, HDR_CALLID_F | HDR_FROM_F, 0) < 0 || msg->callid == NULL
@@ -107,8 +112,7 @@ static int pp_park_args(sip_msg_t *msg, pp_req_t *r)
 		return -1;
 	}
 	from = get_from(msg);
-	ruri = msg->new_uri.s ? msg->new_uri : msg->first_line.u.request.uri;
-	if(pp_aor(&ruri, aor_buf, &aor) < 0)
+	if(pp_aor(uri, aor_buf, &aor) < 0)
 		return -1;
 	if(pp_req_add(r, &msg->callid->body) < 0 || pp_req_add(r, &aor) < 0
 			|| pp_req_add(r, &from->uri) < 0
@@ -119,23 +123,48 @@ static int pp_park_args(sip_msg_t *msg, pp_req_t *r)
 	return 0;
 }
 
-/* Tells the engine what became of a parked call: PP_OP_CANCEL or PP_OP_ENDED. */
-static void pp_tell(int op, uint64_t ref)
+/* Tells the engine what became of a call: PP_OP_CANCEL, PP_OP_COMPLETED (with its final
+ * status) or PP_OP_ENDED. */
+static void pp_tell(int op, uint64_t ref, unsigned int status)
 {
 	pp_req_t r;
 
 	pp_req_init(&r, op);
 	r.h.host_ref = ref;
+	r.h.status = (uint16_t)status;
 	/* A full queue is logged by pp_send(); at shutdown the engine is gone already. */
 	if(pp_send(&r) < 0)
 		LM_DBG("engine not told that call %llx %s\n", (unsigned long long)ref,
 				op == PP_OP_CANCEL ? "was cancelled" : "ended");
 }
 
+/* How a parked or forked call ended, for the engine: a CANCEL, its final reply (so a
+ * device woken later gets the right CANCEL Reason), tm destroying it. */
 static void pp_tm_cb(struct cell *t, int type, struct tmcb_params *ps)
 {
-	pp_tell(type == TMCB_E2ECANCEL_IN ? PP_OP_CANCEL : PP_OP_ENDED,
-			(uint64_t)(uintptr_t)*ps->param);
+	uint64_t ref = (uint64_t)(uintptr_t)*ps->param;
+
+	if(type == TMCB_E2ECANCEL_IN) {
+		pp_tell(PP_OP_CANCEL, ref, 0);
+		return;
+	}
+	if(type == TMCB_RESPONSE_OUT && t->uas.status < 200)
+		return;
+	pp_tell(type == TMCB_DESTROY ? PP_OP_ENDED : PP_OP_COMPLETED, ref, t->uas.status);
+}
+
+/* After the engine took the call. */
+static void pp_tm_watch(sip_msg_t *msg, struct cell *t, uint64_t ref)
+{
+	if(tmb.register_tmcb(msg, t, TMCB_E2ECANCEL_IN | TMCB_RESPONSE_OUT | TMCB_DESTROY,
+			   pp_tm_cb, (void *)(uintptr_t)ref, 0) <= 0)
+		LM_WARN("no callbacks for call %llx: the engine learns its end at its timeout\n",
+				(unsigned long long)ref);
+	/* What happened before the callbacks were in place. */
+	if(t->flags & T_CANCELED)
+		pp_tell(PP_OP_CANCEL, ref, 0);
+	else if(t->uas.status >= 200)
+		pp_tell(PP_OP_COMPLETED, ref, t->uas.status);
 }
 
 int pp_tm_park(sip_msg_t *msg)
@@ -153,7 +182,7 @@ int pp_tm_park(sip_msg_t *msg)
 		goto error;
 	}
 	pp_req_init(&r, PP_OP_PARK);
-	if(pp_park_args(msg, &r) < 0)
+	if(pp_park_args(msg, GET_RURI(msg), &r) < 0)
 		goto error;
 
 	t = tmb.t_gett();
@@ -195,12 +224,7 @@ int pp_tm_park(sip_msg_t *msg)
 				pushpark_result_name(rpl.result));
 		goto unsuspend;
 	}
-	if(tmb.register_tmcb(msg, t, TMCB_E2ECANCEL_IN | TMCB_DESTROY, pp_tm_cb,
-			   (void *)(uintptr_t)ref, 0) <= 0)
-		LM_WARN("no CANCEL callback for call %llx: a CANCEL ends it only at its timeout\n",
-				(unsigned long long)ref);
-	if(t->flags & T_CANCELED)
-		pp_tell(PP_OP_CANCEL, ref); /* CANCELled before the callback was in place */
+	pp_tm_watch(msg, t, ref);
 	update_stat(pp_st_parked, 1);
 	LM_DBG("call %.*s parked (%llx, park id %llu)\n", msg->callid->body.len,
 			msg->callid->body.s, (unsigned long long)ref, (unsigned long long)rpl.park_id);
@@ -209,6 +233,304 @@ int pp_tm_park(sip_msg_t *msg)
 unsuspend:
 	tmb.t_cancel_suspend(h, l);
 	t->fr_timeout = orig_fr;
+error:
+	update_stat(pp_st_park_errors, 1);
+	return PP_RET_ERROR;
+}
+
+/* ---- pushpark_fork(): ring what can ring, push what sleeps ------------------------ */
+
+/* A push-capable destination held back from the destination set (pushed, not rung). */
+typedef struct pp_held {
+	int ruri;   /* the Request-URI, else the dset branch in b */
+	branch_t b; /* as lookup() made it, to ring it after all if nothing is pushed */
+} pp_held_t;
+
+/* 1 when Kamailio holds a live TCP/TLS connection to the contact (its usrloc connection
+ * id, else its address): the app is awake. UDP has no connection: 0. */
+static int pp_live_connection(str *uri, str *dst_uri, int otcpid)
+{
+	struct tcp_connection *c = NULL;
+	struct sip_uri u;
+	struct ip_addr *ip;
+	str *target = dst_uri->len > 0 ? dst_uri : uri;
+	int live = 0, port;
+
+	if(tcp_disable)
+		return 0;
+	if(otcpid > 0)
+		c = tcpconn_get(otcpid, 0, 0, 0, 0);
+	if(c == NULL) {
+		if(parse_uri(target->s, target->len, &u) < 0
+				|| (u.proto != PROTO_TCP && u.proto != PROTO_TLS && u.proto != PROTO_WS
+						&& u.proto != PROTO_WSS && u.type != SIPS_URI_T)
+				|| (ip = str2ipx(&u.host)) == NULL)
+			return 0;
+		port = u.port_no ? u.port_no
+						 : ((u.type == SIPS_URI_T || u.proto == PROTO_TLS) ? SIPS_PORT
+																		   : SIP_PORT);
+		c = tcpconn_get(0, ip, port, 0, 0);
+	}
+	if(c) {
+		live = (c->state == S_CONN_OK);
+		tcpconn_put(c);
+	}
+	return live;
+}
+
+/* push_registered: whether this push-capable contact is held back and pushed. */
+static int pp_hold_back(str *uri, str *dst_uri, int otcpid)
+{
+	if(pp_push_registered == PP_PUSH_REG_ALWAYS)
+		return 1;
+	return !pp_live_connection(uri, dst_uri, otcpid);
+}
+
+/* Adds a push-capable contact to the FORK request; -1 when it does not fit. */
+static int pp_fork_contact(pp_req_t *r, str *uri, str *instance, int ringing)
+{
+	int n = (r->h.nstrs - 4) / 2;
+
+	if(n >= PP_FORK_MAX_CONTACTS || r->h.size + uri->len + instance->len + 2 > PP_REQ_MAX)
+		return -1;
+	pp_req_add(r, uri);
+	pp_req_add(r, instance);
+	if(ringing)
+		r->h.ringing |= 1u << n;
+	return 0;
+}
+
+/* Unquoted +sip.instance, as the engine takes it. */
+static str pp_unquote(str s)
+{
+	if(s.len >= 2 && s.s[0] == '"' && s.s[s.len - 1] == '"') {
+		s.s++;
+		s.len -= 2;
+	}
+	return s;
+}
+
+/* Sorts the destination set: push-capable contacts go to the request (held-back ones
+ * first, so they fit), held-back ones leave the set (kept in held). Returns how many
+ * were held back, -1 on error. */
+static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *held)
+{
+	branch_t *b;
+	str uri, dst, inst;
+	int i, pass, hold, nheld = 0;
+	unsigned char drop[MAX_BRANCHES_LIMIT] = {0};
+
+	for(pass = 1; pass >= 0; pass--) { /* 1: held back, 0: ringing */
+		if(ruri_dest && pp_uri_push_capable(GET_RURI(msg))) {
+			hold = pp_hold_back(GET_RURI(msg), &msg->dst_uri, msg->otcpid);
+			if(hold == pass) {
+				inst = pp_unquote(msg->instance);
+				if(pp_fork_contact(r, GET_RURI(msg), &inst, !hold) < 0) {
+					LM_WARN("too many push contacts: %.*s rings without a push\n",
+							GET_RURI(msg)->len, GET_RURI(msg)->s);
+				} else if(hold) {
+					held[nheld++].ruri = 1;
+				}
+			}
+		}
+		for(i = 0; i < nr_branches; i++) {
+			b = get_sip_branch(i);
+			uri.s = b->uri;
+			uri.len = b->len;
+			if(!pp_uri_push_capable(&uri))
+				continue;
+			dst.s = b->dst_uri;
+			dst.len = b->dst_uri_len;
+			hold = pp_hold_back(&uri, &dst, b->otcpid);
+			if(hold != pass)
+				continue;
+			inst.s = b->instance;
+			inst.len = b->instance_len;
+			inst = pp_unquote(inst);
+			if(pp_fork_contact(r, &uri, &inst, !hold) < 0) {
+				LM_WARN("too many push contacts: %.*s rings without a push\n", uri.len,
+						uri.s);
+			} else if(hold) {
+				held[nheld].ruri = 0;
+				memcpy(&held[nheld++].b, b, sizeof(*b));
+				drop[i] = 1;
+			}
+		}
+	}
+	for(i = nr_branches - 1; i >= 0; i--)
+		if(drop[i])
+			drop_sip_branch(i);
+	for(i = 0; i < nheld; i++)
+		if(held[i].ruri)
+			ruri_mark_consumed();
+	return nheld;
+}
+
+/* Puts the held-back contacts back into the destination set. */
+static void pp_fork_unhold(sip_msg_t *msg, pp_held_t *held, int nheld)
+{
+	branch_t *b, *nb;
+	str uri, dst, path, inst, ruid, ua;
+	int i;
+
+	for(i = 0; i < nheld; i++) {
+		if(held[i].ruri) {
+			ruri_mark_new();
+			continue;
+		}
+		b = &held[i].b;
+		uri = (str){b->uri, b->len};
+		dst = (str){b->dst_uri, b->dst_uri_len};
+		path = (str){b->path, b->path_len};
+		inst = (str){b->instance, b->instance_len};
+		ruid = (str){b->ruid, b->ruid_len};
+		ua = (str){b->location_ua, b->location_ua_len};
+		nb = ksr_push_branch(msg, &uri, &dst, &path, b->q, b->flags, b->force_send_socket,
+				&inst, b->reg_id, &ruid, &ua);
+		if(nb)
+			nb->otcpid = b->otcpid;
+	}
+}
+
+/* t_relay() of what is in the destination set. With pushed devices still to come, a
+ * failed send must not end the call: tm's own error reply is turned off. 1 relayed. */
+static int pp_fork_relay(sip_msg_t *msg, struct cell *t)
+{
+	unsigned int had = t->flags & T_DISABLE_INTERNAL_REPLY;
+	int ret;
+
+	t->flags |= T_DISABLE_INTERNAL_REPLY;
+	ret = tmb.t_relay(msg, NULL, NULL);
+	if(!had)
+		t->flags &= ~T_DISABLE_INTERNAL_REPLY;
+	return ret > 0;
+}
+
+/* Ends the blind branch that keeps a forked call open: cancelled with a faked 487, as tm
+ * does on a CANCEL, so that tm answers the caller with the best reply if the relayed
+ * branches have all failed by then, and keeps waiting for them otherwise. */
+static void pp_end_blind(struct cell *t)
+{
+	struct cancel_info ci;
+	int b = t->async_backup.blind_uac;
+
+	if(b < 0 || b >= t->nr_of_outgoings)
+		return;
+	memset(&ci, 0, sizeof(ci));
+	tmb.prepare_to_cancel(t, &ci.cancel_bitmap, ~((branch_bm_t)1 << b));
+	if(ci.cancel_bitmap)
+		tmb.cancel_uacs(t, &ci, F_CANCEL_B_FAKE_REPLY);
+}
+
+int pp_tm_fork(sip_msg_t *msg, str *aor)
+{
+	struct cell *t;
+	unsigned int h, l;
+	ticks_t orig_fr;
+	uint64_t ref;
+	pp_held_t *held = NULL;
+	pp_req_t r;
+	pp_rpl_t rpl;
+	pushpark_result res;
+	int ret, ruri_dest, nheld, relayed = 0, result = PP_RET_ERROR;
+
+	if(msg->first_line.type != SIP_REQUEST || msg->REQ_METHOD != METHOD_INVITE) {
+		LM_ERR("pushpark_fork() forks INVITEs only\n");
+		goto error;
+	}
+	/* lookup() put the first contact it found in the Request-URI (with its ruid); when
+	 * it found nothing, the Request-URI is still the AOR and must not be relayed. */
+	ruri_dest = ruri_get_forking_state() && msg->ruid.len > 0;
+	pp_req_init(&r, PP_OP_FORK);
+	if(pp_park_args(msg, aor ? aor : ruri_dest ? &msg->first_line.u.request.uri : GET_RURI(msg),
+			   &r)
+			< 0)
+		goto error;
+	t = tmb.t_gett();
+	if(t == NULL || t == T_UNDEFINED) {
+		ret = tmb.t_newtran(msg);
+		if(ret == 0)
+			return 0; /* retransmission, absorbed by tm */
+		if(ret < 0) {
+			LM_ERR("cannot create the transaction (%d)\n", ret);
+			goto error;
+		}
+		t = tmb.t_gett();
+	}
+	if(!ruri_dest)
+		ruri_mark_consumed();
+	if(pp_push_registered == PP_PUSH_REG_NEVER && (ruri_dest || nr_branches > 0)) {
+		/* Someone is registered: no push, as before pushpark_fork(). */
+		return tmb.t_relay(msg, NULL, NULL) > 0 ? PP_RET_PARKED : PP_RET_ERROR;
+	}
+	held = pkg_malloc(sizeof(*held) * (nr_branches + 1));
+	if(held == NULL) {
+		PKG_MEM_ERROR;
+		goto error;
+	}
+	nheld = pp_fork_plan(msg, ruri_dest, &r, held);
+
+	/* The blind branch of t_suspend() keeps the call open while devices wake, even if
+	 * every ringing branch fails; its fr timer (only) gets the park guard. */
+	orig_fr = t->fr_timeout;
+	t->fr_timeout = MS_TO_TICKS(pp_effective_park_timeout + PP_FR_GUARD_MS);
+	ret = tmb.t_suspend(msg, &h, &l);
+	t->fr_timeout = orig_fr;
+	/* tm 5.6 relays no reply of a suspended transaction ("Reply for suspended
+	 * transaction, done." in reply_received()): what t_suspend() is kept for is the blind
+	 * branch and the request's lumps for the branches added later. */
+	t->flags &= ~T_ASYNC_SUSPENDED;
+	if(ret != 0) {
+		LM_ERR("cannot suspend the transaction (%d)\n", ret);
+		pp_fork_unhold(msg, held, nheld);
+		pkg_free(held);
+		return tmb.t_relay(msg, NULL, NULL) > 0 ? PP_RET_PARKED : PP_RET_ERROR;
+	}
+	/* Relayed before the engine hears of the call: the engine's APPEND_BRANCH must not
+	 * add branches while this worker still does. */
+	if(ruri_get_forking_state() || nr_branches > 0)
+		relayed = pp_fork_relay(msg, t);
+	/* The script's t_on_branch() for the woken devices' branches: tm keeps it for
+	 * t_append_branches() only once it relayed something. */
+	if(t->on_branch)
+		t->on_branch_delayed = t->on_branch;
+	ref = ((uint64_t)h << 32) | l;
+	r.h.host_ref = ref;
+	r.h.timeout_ms = (uint32_t)pp_park_timeout;
+	/* No answer in time: the engine does not keep the call either (see pp_ipc.h). */
+	res = pp_call(&r, pp_ipc_timeout, &rpl) == 0 ? rpl.result : PUSHPARK_ERR_SHUTDOWN;
+	if(res == PUSHPARK_OK) {
+		pkg_free(held);
+		pp_tm_watch(msg, t, ref);
+		update_stat(pp_st_forked, 1);
+		LM_DBG("call %.*s forked (%llx, park id %llu, %d pushed contact(s), %s)\n",
+				msg->callid->body.len, msg->callid->body.s, (unsigned long long)ref,
+				(unsigned long long)rpl.park_id, nheld, relayed ? "ringing" : "parked");
+		return PP_RET_PARKED;
+	}
+	/* Nothing pushed: ring the held-back contacts too, as without pushpark. */
+	if(res == PUSHPARK_ERR_NO_DEVICE) {
+		update_stat(pp_st_no_device, 1);
+		result = PP_RET_NO_DEVICE;
+	} else {
+		LM_WARN("call %.*s not forked: %s\n", msg->callid->body.len, msg->callid->body.s,
+				pushpark_result_name(res));
+		update_stat(pp_st_park_errors, 1);
+	}
+	if(nheld > 0) {
+		pp_fork_unhold(msg, held, nheld);
+		relayed |= pp_fork_relay(msg, t);
+	}
+	pkg_free(held);
+	if(relayed) {
+		/* t_cancel_suspend() would leave a call whose branches all failed meanwhile
+		 * unanswered, and reset tm's record that the request was relayed. */
+		pp_end_blind(t);
+		return PP_RET_PARKED;
+	}
+	tmb.t_cancel_suspend(h, l);
+	return result;
+
 error:
 	update_stat(pp_st_park_errors, 1);
 	return PP_RET_ERROR;
@@ -296,7 +618,78 @@ static void pp_tm_release(struct cell *t, struct cell *orig)
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 }
 
-int pp_tm_append(uint64_t ref, const char *aor)
+int pp_tm_fork_reject(uint64_t ref, int code, const char *reason)
+{
+	struct cell *t, *orig;
+	str totag = STR_NULL, r;
+	int b;
+
+	t = pp_tm_acquire(ref, &orig);
+	if(t == NULL)
+		return -1;
+	for(b = 0; b < t->nr_of_outgoings; b++)
+		if(!(t->uac[b].flags & TM_UAC_FLAG_BLIND) && t->uac[b].last_received < 200) {
+			/* Still ringing somewhere: tm ends the call with the branches' answers. */
+			pp_end_blind(t);
+			pp_tm_release(t, orig);
+			return 1;
+		}
+	r.s = (char *)reason;
+	r.len = strlen(reason);
+	/* As pp_tm_provisional(); a final reply also ends the blind branch. */
+	tmb.t_get_reply_totag(t->uas.request, &totag);
+	if(tmb.t_reply_with_body(t, code, &r, NULL, NULL, &totag) < 0)
+		LM_ERR("cannot reply %d to call %llx\n", code, (unsigned long long)ref);
+	else
+		update_stat(pp_st_rejected, 1);
+	tmb.t_sett(orig, T_BR_UNDEFINED);
+	return 0;
+}
+
+/* 1 when the call already has this branch: tm's own test in t_append_branches() (same
+ * ruid and URI), which otherwise fails loudly when nothing is new. */
+static int pp_rings_already(struct cell *t, branch_t *b)
+{
+	int i;
+
+	for(i = 0; i < t->nr_of_outgoings; i++)
+		if(t->uac[i].ruid.len == b->ruid_len && t->uac[i].uri.len == b->len
+				&& memcmp(t->uac[i].ruid.s, b->ruid, b->ruid_len) == 0
+				&& memcmp(t->uac[i].uri.s, b->uri, b->len) == 0)
+			return 1;
+	return 0;
+}
+
+/* Keeps in the destination set the branches of this device (+sip.instance, as the engine
+ * keys it; all when none matches: a device without an instance) that the call does not
+ * ring yet. Returns how many are left. */
+static int pp_device_branches(struct cell *t, const char *device)
+{
+	char norm[PP_INSTANCE_MAX];
+	unsigned char keep[MAX_BRANCHES_LIMIT] = {0};
+	branch_t *b;
+	str inst;
+	int i, n = 0, found = 0;
+
+	for(i = 0; i < nr_branches && i < MAX_BRANCHES_LIMIT; i++) {
+		b = get_sip_branch(i);
+		inst.s = b->instance;
+		inst.len = b->instance_len;
+		pp_instance_norm(&inst, norm);
+		if(*device && strcmp(norm, device) == 0)
+			keep[i] = found = 1;
+	}
+	for(i = nr_branches - 1; i >= 0; i--) {
+		b = get_sip_branch(i);
+		if((found && !keep[i]) || pp_rings_already(t, b))
+			drop_sip_branch(i);
+		else
+			n++;
+	}
+	return n;
+}
+
+int pp_tm_append(uint64_t ref, const char *aor, const char *device)
 {
 	struct cell *t, *orig;
 	str uri, contact = STR_NULL;
@@ -315,6 +708,12 @@ int pp_tm_append(uint64_t ref, const char *aor)
 	clear_branches();
 	if(regb.lookup_to_dset(t->uas.request, &pp_location_table, &uri) != 1) {
 		LM_INFO("call %llx: no contact to add for %s\n", (unsigned long long)ref, aor);
+		pp_tm_release(t, orig);
+		return 0;
+	}
+	if(pp_device_branches(t, device) == 0) {
+		LM_DBG("call %llx: %s rings already\n", (unsigned long long)ref, device);
+		clear_branches();
 		pp_tm_release(t, orig);
 		return 0;
 	}

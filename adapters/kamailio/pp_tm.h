@@ -14,13 +14,21 @@ int pp_tm_init(void);
 
 /* SIP worker: pushpark_park(). Returns PP_RET_* (0 for a retransmission: stop). */
 int pp_tm_park(sip_msg_t *msg);
+/* SIP worker: pushpark_fork([aor]), after lookup(). aor NULL: the Request-URI's (as
+ * received when lookup() rewrote it). PP_RET_PARKED: relayed and/or waiting for pushed
+ * devices; PP_RET_NO_DEVICE: nothing to ring, nothing pushed; PP_RET_ERROR. */
+int pp_tm_fork(sip_msg_t *msg, str *aor);
 
 /* Engine process. Each returns 0 when the transaction was handled, -1 when it is gone
  * (cancelled, already answered, unknown); after a failed resume or append the engine
- * should forget the call (a reject has ended it already). */
+ * should forget the call (a reject has ended it already). pp_tm_fork_reject replies
+ * only when nothing rings any more, else returns 1 (tm ends the call with the ringing
+ * branches' answers). pp_tm_append adds the device's contacts (device: its key, a
+ * normalised +sip.instance), else all new ones. */
 int pp_tm_resume(uint64_t host_ref, uint32_t fr_ticks);
 int pp_tm_reject(uint64_t host_ref, uint32_t fr_ticks, int code, const char *reason);
-int pp_tm_append(uint64_t host_ref, const char *aor);
+int pp_tm_fork_reject(uint64_t host_ref, int code, const char *reason);
+int pp_tm_append(uint64_t host_ref, const char *aor, const char *device);
 int pp_tm_provisional(uint64_t host_ref, int code, str *reason);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * pushpark: Kamailio module glue. Parameters, script and KEMI functions, statistics,
  * module and child initialisation. The work is in:
- *   pp_tm.c       suspending INVITEs, resuming/rejecting/extending them (tm)
- *   pp_register.c REGISTER bindings, pn-provider check, Feature-Caps
+ *   pp_tm.c       suspending/forking INVITEs, resuming/rejecting/extending them (tm)
+ *   pp_late.c     INVITE + CANCEL to a device woken for a call that already ended
+ *   pp_register.c REGISTER bindings, Contact checks (400/555), Feature-Caps
  *   pp_engine.c   the engine process and its loop
  *   pp_ipc.c      worker <-> engine requests
  *   pp_rpc.c      RPC commands
@@ -22,6 +23,7 @@
 #include "pushpark.h"
 #include "pp_engine.h"
 #include "pp_ipc.h"
+#include "pp_late.h"
 #include "pp_register.h"
 #include "pp_rpc.h"
 #include "pp_tm.h"
@@ -41,6 +43,8 @@ int pp_provisional_code = 0;
 str pp_provisional_reason = STR_NULL;
 int pp_ipc_timeout = 1000;
 str pp_location_table = str_init("location");
+static char *pp_push_registered_s = "no_live_connection";
+int pp_push_registered = PP_PUSH_REG_NO_LIVE;
 int pp_effective_park_timeout = PP_DEFAULT_PARK_TIMEOUT_MS;
 
 stat_var *pp_st_parked;
@@ -51,6 +55,9 @@ stat_var *pp_st_rejected;
 stat_var *pp_st_cancelled;
 stat_var *pp_st_branches;
 stat_var *pp_st_registers;
+stat_var *pp_st_forked;
+stat_var *pp_st_late_wakes;
+stat_var *pp_st_register_refused;
 
 static int mod_init(void);
 static int child_init(int rank);
@@ -59,6 +66,29 @@ static void mod_destroy(void);
 static int w_pushpark_park(sip_msg_t *msg, char *p1, char *p2)
 {
 	return pp_tm_park(msg);
+}
+
+static int w_pushpark_fork(sip_msg_t *msg, char *p1, char *p2)
+{
+	str aor;
+
+	if(p1 == NULL)
+		return pp_tm_fork(msg, NULL);
+	if(fixup_get_svalue(msg, (gparam_t *)p1, &aor) < 0 || aor.len <= 0) {
+		LM_ERR("pushpark_fork(): no AOR\n");
+		return PP_RET_ERROR;
+	}
+	return pp_tm_fork(msg, &aor);
+}
+
+static int ki_pushpark_fork(sip_msg_t *msg)
+{
+	return pp_tm_fork(msg, NULL);
+}
+
+static int ki_pushpark_fork_aor(sip_msg_t *msg, str *aor)
+{
+	return pp_tm_fork(msg, aor);
 }
 
 static int w_pushpark_register(sip_msg_t *msg, char *p1, char *p2)
@@ -73,6 +103,9 @@ static int w_pushpark_check_provider(sip_msg_t *msg, char *p1, char *p2)
 
 static cmd_export_t cmds[] = {
 		{"pushpark_park", (cmd_function)w_pushpark_park, 0, 0, 0, REQUEST_ROUTE},
+		{"pushpark_fork", (cmd_function)w_pushpark_fork, 0, 0, 0, REQUEST_ROUTE},
+		{"pushpark_fork", (cmd_function)w_pushpark_fork, 1, fixup_spve_null,
+				fixup_free_spve_null, REQUEST_ROUTE},
 		{"pushpark_register", (cmd_function)w_pushpark_register, 0, 0, 0, REQUEST_ROUTE},
 		{"pushpark_check_provider", (cmd_function)w_pushpark_check_provider, 0, 0, 0,
 				REQUEST_ROUTE},
@@ -88,6 +121,7 @@ static param_export_t params[] = {
 		{"provisional_reason", PARAM_STR, &pp_provisional_reason},
 		{"ipc_timeout", PARAM_INT, &pp_ipc_timeout},
 		{"location_table", PARAM_STR, &pp_location_table},
+		{"push_registered", PARAM_STRING, &pp_push_registered_s},
 		{0, 0, 0}};
 
 static stat_export_t mod_stats[] = {
@@ -99,6 +133,9 @@ static stat_export_t mod_stats[] = {
 		{"cancelled", 0, &pp_st_cancelled},
 		{"branches_added", 0, &pp_st_branches},
 		{"registers", 0, &pp_st_registers},
+		{"forked", 0, &pp_st_forked},
+		{"late_wakes", 0, &pp_st_late_wakes},
+		{"registers_refused", 0, &pp_st_register_refused},
 		{0, 0, 0}};
 
 struct module_exports exports = {
@@ -156,8 +193,9 @@ static int pp_check_config(void)
 	if(buf == NULL)
 		return -1;
 	rc = pushpark_config_check(buf);
-	if(rc != PUSHPARK_OK) {
-		LM_ERR("%s: %s\n", pp_config_path, pushpark_last_error());
+	if(rc != PUSHPARK_OK || pp_register_init(buf) < 0) {
+		if(rc != PUSHPARK_OK)
+			LM_ERR("%s: %s\n", pp_config_path, pushpark_last_error());
 		free(buf);
 		return -1;
 	}
@@ -195,9 +233,19 @@ static int mod_init(void)
 		else
 			pp_provisional_reason = (str)str_init("Ringing");
 	}
+	if(strcmp(pp_push_registered_s, "always") == 0)
+		pp_push_registered = PP_PUSH_REG_ALWAYS;
+	else if(strcmp(pp_push_registered_s, "no_live_connection") == 0)
+		pp_push_registered = PP_PUSH_REG_NO_LIVE;
+	else if(strcmp(pp_push_registered_s, "never") == 0)
+		pp_push_registered = PP_PUSH_REG_NEVER;
+	else {
+		LM_ERR("push_registered: always, no_live_connection or never\n");
+		return -1;
+	}
 	if(pp_check_config() < 0)
 		return -1;
-	if(pp_tm_init() < 0 || pp_register_init() < 0 || pp_ipc_init() < 0)
+	if(pp_tm_init() < 0 || pp_late_init() < 0 || pp_ipc_init() < 0)
 		return -1;
 	if(register_module_stats(exports.name, mod_stats) != 0) {
 		LM_ERR("cannot register statistics\n");
@@ -227,6 +275,13 @@ static void mod_destroy(void)
 static sr_kemi_t sr_kemi_pushpark_exports[] = {
 		{str_init("pushpark"), str_init("pushpark_park"), SR_KEMIP_INT, pp_tm_park,
 				{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+						SR_KEMIP_NONE}},
+		{str_init("pushpark"), str_init("pushpark_fork"), SR_KEMIP_INT, ki_pushpark_fork,
+				{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+						SR_KEMIP_NONE}},
+		{str_init("pushpark"), str_init("pushpark_fork_aor"), SR_KEMIP_INT,
+				ki_pushpark_fork_aor,
+				{SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
 						SR_KEMIP_NONE}},
 		{str_init("pushpark"), str_init("pushpark_register"), SR_KEMIP_INT, pp_register,
 				{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,

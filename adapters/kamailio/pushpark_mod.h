@@ -7,7 +7,7 @@
 #include "core/str.h"
 #include "core/counters.h"
 
-/* Script return values of pushpark_park(). */
+/* Script return values of pushpark_park() and pushpark_fork(). */
 #define PP_RET_PARKED 1
 #define PP_RET_ERROR (-1)
 #define PP_RET_NO_DEVICE (-2)
@@ -23,6 +23,13 @@ extern str pp_provisional_reason;  /* "provisional_reason" */
 extern int pp_ipc_timeout;         /* "ipc_timeout" (ms) */
 extern str pp_location_table;      /* "location_table": for second-device branches */
 
+/* "push_registered": which push-capable contacts lookup() found pushpark_fork() pushes
+ * instead of ringing them directly. */
+#define PP_PUSH_REG_ALWAYS 0
+#define PP_PUSH_REG_NO_LIVE 1 /* "no_live_connection": all but those on a live TCP/TLS */
+#define PP_PUSH_REG_NEVER 2   /* none: push only when lookup() found nobody */
+extern int pp_push_registered;
+
 /* The park timeout in effect (modparam, else the config file's, else the default). */
 extern int pp_effective_park_timeout;
 
@@ -37,5 +44,8 @@ extern stat_var *pp_st_rejected;
 extern stat_var *pp_st_cancelled;
 extern stat_var *pp_st_branches;
 extern stat_var *pp_st_registers;
+extern stat_var *pp_st_forked;
+extern stat_var *pp_st_late_wakes;
+extern stat_var *pp_st_register_refused;
 
 #endif

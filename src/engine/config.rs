@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::contact::check_topic;
 use super::push::PayloadTemplate;
 use crate::apns::Endpoint;
 
@@ -34,6 +35,8 @@ pub struct ApnsConfig {
     /// `ping_timeout` and it is replaced (NATs and firewalls drop idle flows).
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// `apns.topics`: when set, a device may only register one of these topics.
+    pub topics: Option<Vec<String>>,
 }
 
 /// Paths only: key material is read in `Engine::new` and never kept here, so
@@ -70,6 +73,10 @@ pub struct ParkConfig {
     /// A park within this long after a REGISTER of the same AOR resumes at once
     /// (the host's lookup raced with the REGISTER).
     pub recent_register: Duration,
+    /// A device pushed for a call that ended before it registered is told
+    /// (LateWake) if it registers within this long after the call's deadline
+    /// or end, whichever is later.
+    pub late_wake: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +90,9 @@ pub struct PushConfig {
 pub struct StoreConfig {
     pub dir: PathBuf,
     pub max_age_days: u32,
+    /// An unREGISTER (expires 0) keeps the push binding instead of removing it
+    /// (for apps that unregister when they go to the background).
+    pub unregister_keeps_binding: bool,
 }
 
 /// A configuration error naming the key it is about.
@@ -188,6 +198,14 @@ impl Section {
         }
     }
 
+    fn boolean(&mut self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.take(key) {
+            None => Ok(default),
+            Some((_, Value::Bool(b))) => Ok(b),
+            Some((p, v)) => Err(err(&p, format!("expected a boolean, found {}", kind(&v)))),
+        }
+    }
+
     fn finish(self) -> Result<(), ConfigError> {
         match self.map.keys().next() {
             // `park.` or, at the top, nothing at all would name no key.
@@ -224,6 +242,36 @@ fn reason_phrase(s: &mut Section, key: &str) -> Result<String, ConfigError> {
         return Err(err(&path, "must be a non-empty single line"));
     }
     Ok(text)
+}
+
+/// `apns.topics`: a non-empty list of VoIP topics.
+fn topics(s: &mut Section) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some((path, value)) = s.take("topics") else {
+        return Ok(None);
+    };
+    let list = match value {
+        Value::Array(list) if !list.is_empty() => list,
+        v => {
+            let found = kind(&v);
+            return Err(err(
+                &path,
+                format!("expected a non-empty array of topics, found {found}"),
+            ));
+        }
+    };
+    let topics = list
+        .into_iter()
+        .map(|t| match t {
+            Value::String(t) => check_topic(&t)
+                .map(|()| t)
+                .map_err(|e| err(&path, e.message())),
+            v => Err(err(
+                &path,
+                format!("expected topic strings, found {}", kind(&v)),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(topics))
 }
 
 fn parse_auth(mut s: Section) -> Result<AuthConfig, ConfigError> {
@@ -280,6 +328,7 @@ impl EngineConfig {
         let worker_threads = a.uint("worker_threads", 1, 1, 64)? as usize;
         let ping_interval = Duration::from_secs(a.uint("ping_interval_s", 60, 1, 3600)?);
         let ping_timeout = Duration::from_secs(a.uint("ping_timeout_s", 10, 1, 300)?);
+        let topics = topics(&mut a)?;
         a.finish()?;
 
         let mut p = root.section("park")?;
@@ -297,6 +346,7 @@ impl EngineConfig {
                 0,
                 60_000,
             )?),
+            late_wake: Duration::from_millis(p.uint("late_wake_ms", 30_000, 0, 3_600_000)?),
         };
         p.finish()?;
 
@@ -315,6 +365,7 @@ impl EngineConfig {
                 .unwrap_or_else(|| "/var/lib/pushpark".into())
                 .into(),
             max_age_days: st.uint("max_age_days", 30, 1, 36_500)? as u32,
+            unregister_keeps_binding: st.boolean("unregister_keeps_binding", false)?,
         };
         st.finish()?;
 
@@ -339,6 +390,7 @@ impl EngineConfig {
                 worker_threads,
                 ping_interval,
                 ping_timeout,
+                topics,
             },
             park,
             push: PushConfig {

@@ -1,9 +1,17 @@
 //! RFC 8599 push parameters out of a REGISTER's Contact: `pn-provider`,
 //! `pn-prid` and `pn-param`, plus `+sip.instance`. Hosts hand over either the
-//! bare URI or the whole header value, so both are accepted; parameter names
-//! are case-insensitive and values may be quoted or percent-encoded.
+//! bare URI or the whole header value (one or several Contacts), so both are
+//! accepted; parameter names are case-insensitive and values may be quoted or
+//! percent-encoded. Linphone's dialect (`pn-prid=<remote>:remote&<voip>:voip`,
+//! `pn-param=<TeamID>.<bundle>.remote&voip`) gives its VoIP token and topic.
+//! Error messages become SIP reason phrases: short, one line, no whole token.
 
 use std::fmt;
+
+use super::config::{AuthConfig, EngineConfig};
+
+/// The longest Contact header value taken.
+pub(crate) const MAX_CONTACT: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Provider {
@@ -37,34 +45,70 @@ pub(crate) struct PushBinding {
     pub provider: Provider,
     /// Lower-case hex, whatever case the device used.
     pub token: String,
+    /// The Team ID of pn-param.
+    pub team: String,
     pub topic: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ParsedContact {
-    /// `None` when the contact has no APNs push parameters (an ordinary UA, or
-    /// another push provider that is not ours to serve).
+    /// `None` when the contact has no push parameters (an ordinary UA).
     pub push: Option<PushBinding>,
-    /// `+sip.instance` without quotes and angle brackets.
+    /// `+sip.instance`, normalised (see `normalize_instance`).
     pub instance: Option<String>,
     /// The Contact is `*` (with expires 0: remove every binding of the AOR).
     pub wildcard: bool,
 }
 
+/// Why a Contact is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContactError(pub String);
+pub enum ContactError {
+    /// Malformed push parameters, or ones the configuration refuses (SIP 400).
+    Invalid(String),
+    /// A push service pushpark does not push to (RFC 8599: SIP 555).
+    Unsupported(String),
+}
+
+impl ContactError {
+    pub fn message(&self) -> &str {
+        match self {
+            ContactError::Invalid(m) | ContactError::Unsupported(m) => m,
+        }
+    }
+}
 
 impl fmt::Display for ContactError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bad Contact: {}", self.0)
+        match self {
+            ContactError::Invalid(m) => write!(f, "bad Contact: {m}"),
+            ContactError::Unsupported(m) => f.write_str(m),
+        }
     }
 }
 
 fn bad<T>(msg: impl Into<String>) -> Result<T, ContactError> {
-    Err(ContactError(msg.into()))
+    Err(ContactError::Invalid(msg.into()))
 }
 
-/// `"<urn:uuid:x>"` → `urn:uuid:x`.
+/// An excerpt of input for an error message: too short to be a whole token
+/// (they have at least 32 digits), one line.
+pub(crate) fn shown(s: &str) -> String {
+    const MAX: usize = 16;
+    let mut out: String = s
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().nth(MAX).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
+/// `"<urn:uuid:0C67-AB>"` → `urn:uuid:0c67-ab`: no quotes, `<>` or blanks,
+/// and URNs compared as URNs (RFC 8141: the `urn:` scheme and namespace in
+/// any case; a UUID is hex in any case), so a device keeps one key however
+/// it spells its instance.
 pub(crate) fn normalize_instance(raw: &str) -> Option<String> {
     let s = raw.trim().trim_matches('"').trim();
     let s = s
@@ -72,7 +116,20 @@ pub(crate) fn normalize_instance(raw: &str) -> Option<String> {
         .and_then(|s| s.strip_suffix('>'))
         .unwrap_or(s)
         .trim();
-    (!s.is_empty()).then(|| s.to_string())
+    if s.is_empty() {
+        return None;
+    }
+    let urn = s.get(..4).filter(|p| p.eq_ignore_ascii_case("urn:"));
+    let Some(rest) = urn.map(|_| &s[4..]) else {
+        return Some(s.to_string());
+    };
+    Some(match rest.split_once(':') {
+        Some((nid, nss)) if nid.eq_ignore_ascii_case("uuid") => {
+            format!("urn:uuid:{}", nss.to_ascii_lowercase())
+        }
+        Some((nid, nss)) => format!("urn:{}:{nss}", nid.to_ascii_lowercase()),
+        None => format!("urn:{}", rest.to_ascii_lowercase()),
+    })
 }
 
 /// The characters of `s` outside double-quoted strings, with their byte
@@ -103,6 +160,25 @@ fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
     parts
 }
 
+/// The Contacts of a header value: split on commas outside quotes and `<>`
+/// (RFC 3261 puts a URI holding a comma in `<>`).
+fn split_contacts(s: &str) -> Vec<&str> {
+    let (mut parts, mut start, mut in_angle) = (Vec::new(), 0, false);
+    for (i, c) in unquoted(s) {
+        match c {
+            '<' => in_angle = true,
+            '>' => in_angle = false,
+            ',' if !in_angle => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
 fn percent_decode(s: &str) -> Result<String, ContactError> {
     if !s.contains('%') {
         return Ok(s.to_string());
@@ -119,7 +195,7 @@ fn percent_decode(s: &str) -> Result<String, ContactError> {
                 .and_then(|h| u8::from_str_radix(h, 16).ok());
             match hex {
                 Some(b) => out.push(b),
-                None => return bad(format!("bad percent-encoding in `{s}`")),
+                None => return bad(format!("bad percent-encoding in `{}`", shown(s))),
             }
             i += 3;
         } else {
@@ -127,7 +203,7 @@ fn percent_decode(s: &str) -> Result<String, ContactError> {
             i += 1;
         }
     }
-    String::from_utf8(out).or_else(|_| bad(format!("`{s}` is not UTF-8 once decoded")))
+    String::from_utf8(out).or_else(|_| bad(format!("`{}` is not UTF-8 once decoded", shown(s))))
 }
 
 /// The URI (inside `<>` when present) and the header parameters after it.
@@ -164,37 +240,73 @@ pub(crate) fn hex_token(raw: &str) -> Result<String, ContactError> {
     Ok(t.to_ascii_lowercase())
 }
 
-/// `<TeamID>.<bundle id>.voip` → `<bundle id>.voip`.
-fn voip_topic(param: &str) -> Result<String, ContactError> {
-    let (team, topic) = match param.trim().split_once('.') {
-        Some(parts) => parts,
-        None => {
-            return bad(format!(
-                "pn-param `{param}` is not <TeamID>.<bundle id>.voip"
-            ))
+/// The token to push: pn-prid itself, or Linphone's `<token>:voip` or
+/// `<token>:remote&<token>:voip` (the VoIP one; the remote one is not ours).
+fn voip_token(prid: &str) -> Result<String, ContactError> {
+    let parts: Vec<&str> = prid.split('&').collect();
+    let mut voip = None;
+    for part in &parts {
+        match part.rsplit_once(':') {
+            None if parts.len() == 1 => return hex_token(part),
+            None => return bad("pn-prid: a token in a list has no :voip or :remote"),
+            Some((token, kind)) if kind.trim().eq_ignore_ascii_case("voip") => {
+                if voip.replace(token).is_some() {
+                    return bad("pn-prid has two VoIP tokens");
+                }
+            }
+            Some((_, kind)) if kind.trim().eq_ignore_ascii_case("remote") => {}
+            Some((_, kind)) => {
+                return bad(format!("pn-prid: unknown token type `{}`", shown(kind)))
+            }
         }
+    }
+    match voip {
+        Some(token) => hex_token(token),
+        None => bad("pn-prid has no VoIP token"),
+    }
+}
+
+/// `<TeamID>.<bundle id>.voip`, or Linphone's `<TeamID>.<bundle id>.remote&voip`
+/// → (Team ID, `<bundle id>.voip`).
+fn team_and_topic(param: &str) -> Result<(String, String), ContactError> {
+    let Some((team, rest)) = param.trim().split_once('.') else {
+        return bad("pn-param is not <TeamID>.<bundle id>.voip");
     };
     if team.is_empty() || !team.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return bad(format!("pn-param `{param}`: `{team}` is not a Team ID"));
+        return bad(format!("pn-param: `{}` is not a Team ID", shown(team)));
     }
-    check_topic(topic).map_err(|e| ContactError(format!("pn-param `{param}`: {}", e.0)))?;
-    Ok(topic.to_string())
+    let (bundle, services) = rest.rsplit_once('.').unwrap_or(("", rest));
+    let services: Vec<&str> = services.split('&').collect();
+    if !services.contains(&"voip") {
+        return bad("pn-param: not a VoIP topic (<bundle id>.voip)");
+    }
+    if !services
+        .iter()
+        .all(|s| s.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return bad("pn-param: bad service list after the bundle id");
+    }
+    let topic = format!("{bundle}.voip");
+    check_topic(&topic).map_err(|e| ContactError::Invalid(format!("pn-param: {}", e.message())))?;
+    Ok((team.to_string(), topic))
 }
 
 /// A VoIP topic: `<bundle id>.voip` (the only topic Apple accepts VoIP pushes on).
 pub(crate) fn check_topic(topic: &str) -> Result<(), ContactError> {
     let valid_char = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_';
     if !topic.bytes().all(valid_char) || topic.starts_with('.') || topic.contains("..") {
-        return bad(format!("`{topic}` is not a bundle id"));
+        return bad(format!("`{}` is not a bundle id", shown(topic)));
     }
     match topic.strip_suffix(".voip") {
         Some(bundle) if !bundle.is_empty() => Ok(()),
         _ => bad(format!(
-            "topic `{topic}` is not a VoIP topic (<bundle id>.voip)"
+            "topic `{}` is not a VoIP topic (<bundle id>.voip)",
+            shown(topic)
         )),
     }
 }
 
+/// One Contact (a URI, or one value of the header).
 pub(crate) fn parse(contact: &str) -> Result<ParsedContact, ContactError> {
     if contact.trim() == "*" {
         return Ok(ParsedContact {
@@ -247,33 +359,109 @@ pub(crate) fn parse(contact: &str) -> Result<ParsedContact, ContactError> {
             return bad("pn-prid/pn-param without pn-provider")
         }
         None => None,
-        Some(name) => match Provider::parse(&name) {
-            None => {
-                log::debug!("contact with push provider `{name}` is not ours to serve");
-                None
-            }
-            Some(provider) => {
-                let token = match prid {
-                    Some(t) => hex_token(&t)?,
-                    None => return bad("pn-provider=apns without pn-prid"),
-                };
-                let topic = match param {
-                    Some(p) => voip_topic(&p)?,
-                    None => return bad("pn-provider=apns without pn-param"),
-                };
-                Some(PushBinding {
-                    provider,
-                    token,
-                    topic,
-                })
-            }
-        },
+        Some(name) => {
+            let Some(provider) = Provider::parse(&name) else {
+                return Err(ContactError::Unsupported(format!(
+                    "push provider `{}` is not supported",
+                    shown(&name)
+                )));
+            };
+            let token = match prid {
+                Some(t) => voip_token(&t)?,
+                None => return bad("pn-provider=apns without pn-prid"),
+            };
+            let (team, topic) = match param {
+                Some(p) => team_and_topic(&p)?,
+                None => return bad("pn-provider=apns without pn-param"),
+            };
+            Some(PushBinding {
+                provider,
+                token,
+                team,
+                topic,
+            })
+        }
     };
     Ok(ParsedContact {
         push,
         instance,
         wildcard: false,
     })
+}
+
+/// What a push Contact may name besides being well formed: the configured
+/// team (with token auth, pushes for another team's apps would fail) and the
+/// `apns.topics` allow-list. Plain immutable data: it survives fork().
+#[derive(Debug, Clone, Default)]
+pub struct ContactRules {
+    team_id: Option<String>,
+    topics: Option<Vec<String>>,
+}
+
+impl ContactRules {
+    pub fn new(cfg: &EngineConfig) -> ContactRules {
+        let team_id = match &cfg.apns.auth {
+            AuthConfig::Token { team_id, .. } => Some(team_id.clone()),
+            _ => None,
+        };
+        ContactRules {
+            team_id,
+            topics: cfg.apns.topics.clone(),
+        }
+    }
+
+    fn allows(&self, b: &PushBinding) -> Result<(), ContactError> {
+        if let Some(team) = &self.team_id {
+            if !b.team.eq_ignore_ascii_case(team) {
+                let team = shown(&b.team);
+                return bad(format!(
+                    "pn-param: Team ID `{team}` is not the configured one"
+                ));
+            }
+        }
+        if let Some(topics) = &self.topics {
+            if !topics.contains(&b.topic) {
+                let topic = shown(&b.topic);
+                return bad(format!("pn-param: topic `{topic}` is not in apns.topics"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every Contact of a header value, parsed and checked; the first error
+    /// refuses them all. `*` must stand alone.
+    pub(crate) fn parse_all<'a>(
+        &self,
+        header: &'a str,
+    ) -> Result<Vec<(&'a str, ParsedContact)>, ContactError> {
+        let parts = split_contacts(header);
+        let many = parts.len() > 1;
+        let mut contacts = Vec::with_capacity(parts.len());
+        for part in parts {
+            let c = parse(part)?;
+            if c.wildcard && many {
+                return bad("`*` must be the only Contact");
+            }
+            if let Some(b) = &c.push {
+                self.allows(b)?;
+            }
+            contacts.push((part, c));
+        }
+        Ok(contacts)
+    }
+
+    /// As `Engine::register` takes `contact`: the push service of its first
+    /// push Contact ("apns" / "apns.dev"), None when it has none.
+    pub fn check(&self, contact: &str) -> Result<Option<&'static str>, ContactError> {
+        if contact.len() > MAX_CONTACT {
+            return bad(format!("Contact is longer than {MAX_CONTACT} bytes"));
+        }
+        let contacts = self.parse_all(contact)?;
+        Ok(contacts
+            .iter()
+            .find_map(|(_, c)| c.push.as_ref())
+            .map(|b| b.provider.as_str()))
+    }
 }
 
 #[cfg(test)]
@@ -310,7 +498,7 @@ mod tests {
         assert_eq!(b.token, TOKEN.to_ascii_lowercase());
         assert_eq!(
             c.instance.as_deref(),
-            Some("urn:uuid:0C67446E-F1A1-11E9-9F9A-3C0754ED15F0")
+            Some("urn:uuid:0c67446e-f1a1-11e9-9f9a-3c0754ed15f0")
         );
     }
 
@@ -327,8 +515,8 @@ mod tests {
         let c = parse("<sip:carol@198.51.100.7:5060;transport=udp>;expires=3600").unwrap();
         assert_eq!(c.push, None);
         assert!(!c.wildcard);
-        let fcm = parse("sip:dave@h;pn-provider=fcm;pn-prid=abc;pn-param=proj").unwrap();
-        assert_eq!(fcm.push, None);
+        let fcm = parse("sip:dave@h;pn-provider=fcm;pn-prid=abc;pn-param=proj").unwrap_err();
+        assert!(matches!(fcm, ContactError::Unsupported(_)), "{fcm}");
         assert!(parse("*").unwrap().wildcard);
     }
 
@@ -411,7 +599,7 @@ mod tests {
     #[test]
     fn a_percent_sign_needs_two_hex_digits() {
         let e = parse("<sip:a@h>;+sip.instance=\"<urn:%+a>\"").unwrap_err();
-        assert!(e.0.contains("percent-encoding"), "{e}");
+        assert!(e.message().contains("percent-encoding"), "{e}");
     }
 
     /// Found by props.rs: the user part ended at the last '@' and the URI at the
@@ -426,8 +614,168 @@ mod tests {
         assert!(parse("\"Alice <sip:a@h>").is_err());
     }
 
+    const REMOTE: &str = "11112222333344445555666677778888";
+
+    #[test]
+    fn linphone_voip_and_remote_tokens_give_the_voip_one() {
+        let b = push_of(&format!(
+            "<sip:a@h;pn-provider=apns;pn-prid={TOKEN}:voip;pn-param=ABCD123456.org.linphone.phone.voip>"
+        ));
+        assert_eq!(b.token, TOKEN.to_ascii_lowercase());
+        assert_eq!(b.topic, "org.linphone.phone.voip");
+        let b = push_of(&format!(
+            "<sip:a@h;pn-provider=apns.dev;pn-prid={REMOTE}:remote&{TOKEN}:voip;\
+             pn-param=ABCD123456.org.linphone.phone.remote&voip>"
+        ));
+        assert_eq!(b.provider, Provider::ApnsDev);
+        assert_eq!(b.token, TOKEN.to_ascii_lowercase());
+        assert_eq!(
+            (b.team.as_str(), b.topic.as_str()),
+            ("ABCD123456", "org.linphone.phone.voip")
+        );
+        // Percent-encoded separators are the same list.
+        let b = push_of(&format!(
+            "sip:a@h;pn-provider=apns;pn-prid={TOKEN}%3Avoip%26{REMOTE}%3Aremote;pn-param=T.b.voip%26remote"
+        ));
+        assert_eq!(
+            (b.token.as_str(), b.topic.as_str()),
+            (&*TOKEN.to_ascii_lowercase(), "b.voip")
+        );
+    }
+
+    #[test]
+    fn linphone_lists_without_a_voip_token_or_service_are_refused() {
+        let cases = [
+            (
+                format!("pn-prid={REMOTE}:remote;pn-param=T.b.remote&voip"),
+                "no VoIP token",
+            ),
+            (
+                format!("pn-prid={REMOTE}&{TOKEN}:voip;pn-param=T.b.voip"),
+                "no :voip or :remote",
+            ),
+            (
+                format!("pn-prid={TOKEN}:voip&{TOKEN}:voip;pn-param=T.b.voip"),
+                "two VoIP tokens",
+            ),
+            (
+                format!("pn-prid={TOKEN}:fcm;pn-param=T.b.voip"),
+                "unknown token type",
+            ),
+            (
+                format!("pn-prid={TOKEN}:voip;pn-param=T.b.remote"),
+                "not a VoIP topic",
+            ),
+            (
+                format!("pn-prid={TOKEN}:voip;pn-param=T.b.remote&voip&v-ip"),
+                "service list",
+            ),
+        ];
+        for (params, expected) in cases {
+            let contact = format!("sip:a@h;pn-provider=apns;{params}");
+            let e = parse(&contact).unwrap_err();
+            assert!(matches!(e, ContactError::Invalid(_)), "{contact}: {e}");
+            assert!(e.message().contains(expected), "{contact}: {e}");
+        }
+    }
+
+    fn rules(team: Option<&str>, topics: Option<&[&str]>) -> ContactRules {
+        ContactRules {
+            team_id: team.map(String::from),
+            topics: topics.map(|t| t.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn several_contacts_in_one_header_each_parse() {
+        let header = format!(
+            "\"A, B\" <sip:a@h;pn-provider=apns;pn-prid={TOKEN};pn-param=T.b.voip>;\
+             +sip.instance=\"<urn:uuid:1>\", <sip:b@h?x=1,2>, sip:c@h;expires=0"
+        );
+        let all = rules(None, None).parse_all(&header).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].1.push.as_ref().unwrap().topic, "b.voip");
+        assert_eq!(all[0].1.instance.as_deref(), Some("urn:uuid:1"));
+        assert!(all[1].1.push.is_none() && all[2].1.push.is_none());
+        assert_eq!(all[1].0, " <sip:b@h?x=1,2>");
+        assert_eq!(rules(None, None).check(&header), Ok(Some("apns")));
+        assert_eq!(rules(None, None).check("<sip:b@h>, <sip:c@h>"), Ok(None));
+        let e = rules(None, None).parse_all("*, <sip:b@h>").unwrap_err();
+        assert!(e.message().contains("only Contact"), "{e}");
+        // One bad Contact refuses the header, whichever it is.
+        let e = rules(None, None)
+            .check("<sip:b@h>, <sip:c@h;pn-provider=fcm;pn-prid=x>")
+            .unwrap_err();
+        assert!(matches!(e, ContactError::Unsupported(_)), "{e}");
+    }
+
+    #[test]
+    fn the_configured_team_and_topics_are_enforced() {
+        let contact =
+            |param: &str| format!("sip:a@h;pn-provider=apns;pn-prid={TOKEN};pn-param={param}");
+        let r = rules(Some("ABCD123456"), Some(&["com.example.voip"]));
+        assert_eq!(
+            r.check(&contact("ABCD123456.com.example.voip")),
+            Ok(Some("apns"))
+        );
+        assert_eq!(
+            r.check(&contact("abcd123456.com.example.remote&voip")),
+            Ok(Some("apns"))
+        );
+        let e = r
+            .check(&contact("OTHERTEAM1.com.example.voip"))
+            .unwrap_err();
+        assert!(
+            matches!(&e, ContactError::Invalid(m) if m.contains("Team ID `OTHERTEAM1`")),
+            "{e}"
+        );
+        let e = r.check(&contact("ABCD123456.com.other.voip")).unwrap_err();
+        assert!(e.message().contains("not in apns.topics"), "{e}");
+        // Certificate auth names no team; no list allows every topic.
+        assert!(rules(None, None)
+            .check(&contact("OTHERTEAM1.com.other.voip"))
+            .is_ok());
+    }
+
+    /// Messages become reason phrases: short, one line, never a whole token,
+    /// whatever the input.
+    #[test]
+    fn error_messages_are_short_single_lines_without_tokens() {
+        let long = "a".repeat(3000);
+        let cases = [
+            format!("sip:a@h;pn-provider=apns;pn-prid={TOKEN}%zz;pn-param=T.b.voip"),
+            format!("sip:a@h;pn-provider=apns;pn-prid={TOKEN};pn-param={TOKEN}%0D%0A.b"),
+            format!("sip:a@h;pn-provider=apns;pn-prid={TOKEN};pn-param={TOKEN}%0D%0A.b.voip"),
+            format!("sip:a@h;pn-provider=apns;pn-prid={TOKEN}:{TOKEN};pn-param=T.b.voip"),
+            format!("sip:a@h;pn-provider={TOKEN};pn-prid={TOKEN}"),
+            format!("sip:a@h;pn-provider=apns;pn-prid={TOKEN};pn-param=T.{long}.voip"),
+            format!("sip:a@h;pn-provider=apns;pn-prid={TOKEN};pn-param=T.{TOKEN}"),
+        ];
+        let r = rules(Some("T"), Some(&["b.voip"]));
+        for contact in cases {
+            let e = r.check(&contact).unwrap_err().to_string();
+            assert!(e.len() <= 120, "{e}");
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+            assert!(
+                !e.to_ascii_lowercase()
+                    .contains(&TOKEN[..32].to_ascii_lowercase()),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn instance_normalization() {
+        assert_eq!(
+            normalize_instance("\"<URN:UUID:0C67446E-F1A1-11E9>\"").as_deref(),
+            Some("urn:uuid:0c67446e-f1a1-11e9")
+        );
+        assert_eq!(
+            normalize_instance("<Urn:GSMA:imei:3580-AB>").as_deref(),
+            Some("urn:gsma:imei:3580-AB")
+        );
+        assert_eq!(normalize_instance("urn:X").as_deref(), Some("urn:x"));
+        assert_eq!(normalize_instance("Device-1").as_deref(), Some("Device-1"));
         assert_eq!(
             normalize_instance("\"<urn:uuid:1>\"").as_deref(),
             Some("urn:uuid:1")

@@ -20,6 +20,9 @@ pub enum EventKind {
     PushResult,
     /// APNs said the token is dead; the binding was removed from the store.
     DeviceGone,
+    /// A device pushed for a call that already ended registered: the host
+    /// sends it the INVITE and at once a CANCEL with Reason cause `sip_code`.
+    LateWake,
 }
 
 impl EventKind {
@@ -30,6 +33,7 @@ impl EventKind {
             EventKind::Reject => "reject",
             EventKind::PushResult => "push_result",
             EventKind::DeviceGone => "device_gone",
+            EventKind::LateWake => "late_wake",
         }
     }
 }
@@ -37,14 +41,21 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
-    /// The parked call's host reference; 0 for PushResult and DeviceGone.
+    /// The parked call's host reference; 0 for PushResult, DeviceGone and LateWake.
     pub host_ref: u64,
     pub park_id: u64,
+    /// The call's (call events and LateWake), else "".
+    pub call_id: String,
+    pub caller_uri: String,
+    pub caller_name: String,
     pub aor: String,
+    /// The device key, a token cut short (never whole).
     pub device_key: String,
-    /// Reject only.
+    /// Resume, AppendBranch, LateWake: the REGISTER's Contact, pn-prid cut short.
+    pub contact: String,
+    /// Reject: the reply's code; LateWake: the Reason's cause.
     pub sip_code: u16,
-    /// The SIP reason phrase (Reject) or the push outcome (PushResult, DeviceGone).
+    /// The SIP reason phrase (Reject, LateWake) or the push outcome (PushResult, DeviceGone).
     pub reason: String,
 }
 
@@ -76,6 +87,20 @@ impl EventQueue {
         q.push_back(event);
         if q.len() == 1 {
             self.signal();
+        }
+    }
+
+    /// Drops the queued events of a call the host ended, so none is polled
+    /// after the host was told it ended (host_ref 0 is no call).
+    pub(crate) fn purge(&self, host_ref: u64) {
+        if host_ref == 0 {
+            return;
+        }
+        let mut q = self.queue.lock();
+        let before = q.len();
+        q.retain(|e| e.host_ref != host_ref);
+        if before > 0 && q.is_empty() {
+            self.reset();
         }
     }
 
@@ -130,8 +155,12 @@ mod tests {
             kind: EventKind::Resume,
             host_ref,
             park_id: host_ref,
+            call_id: String::new(),
+            caller_uri: String::new(),
+            caller_name: String::new(),
             aor: "a".into(),
             device_key: "d".into(),
+            contact: String::new(),
             sip_code: 0,
             reason: String::new(),
         }
@@ -154,5 +183,22 @@ mod tests {
         q.push(event(3));
         assert!(readable(q.fd()));
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn purge_drops_one_calls_events_and_resets_the_fd_when_empty() {
+        let q = EventQueue::new().unwrap();
+        for host_ref in [1, 2, 1, 0] {
+            q.push(event(host_ref));
+        }
+        q.purge(1);
+        q.purge(0);
+        assert_eq!(q.len(), 2);
+        q.purge(2);
+        assert_eq!(q.pop().unwrap().host_ref, 0);
+        q.push(event(5));
+        q.purge(5);
+        assert!(!readable(q.fd()));
+        assert_eq!(q.pop(), None);
     }
 }

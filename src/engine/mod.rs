@@ -12,8 +12,11 @@
 mod config;
 mod contact;
 mod events;
+mod late;
+mod order;
 mod parked;
 mod push;
+pub(crate) mod redact;
 mod stats;
 mod store;
 mod store_writer;
@@ -22,6 +25,7 @@ mod worker;
 pub use config::{
     ApnsConfig, AuthConfig, ConfigError, EngineConfig, ParkConfig, PushConfig, StoreConfig,
 };
+pub use contact::{ContactError, ContactRules};
 pub use events::{Event, EventKind};
 pub use parked::ParkedInfo;
 pub use push::PayloadTemplate;
@@ -36,8 +40,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use contact::Provider;
+use contact::{Provider, MAX_CONTACT};
 use events::EventQueue;
+use order::RegisterOrder;
 use parked::{Call, CallState, End, Table};
 use stats::{inc, Counters};
 use store::Store;
@@ -52,6 +57,10 @@ pub struct Registration<'a> {
     /// `+sip.instance` if the host extracted it (else it is read from `contact`).
     pub instance: Option<&'a str>,
     pub expires: u32,
+    /// The REGISTER's Call-ID and CSeq: a lower CSeq of a Call-ID already
+    /// applied to the device is ignored. `None`: applied whatever the order.
+    pub call_id: Option<&'a str>,
+    pub cseq: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,6 +73,37 @@ pub struct RegisterOutcome {
     pub removed: bool,
     /// Parked calls this REGISTER resumed (AppendBranch events not counted).
     pub resumed: u32,
+}
+
+/// A Contact the host's location lookup found for a call it forks.
+#[derive(Debug, Clone, Copy)]
+pub struct ForkContact<'a> {
+    /// The Contact URI, with its push parameters.
+    pub uri: &'a str,
+    /// Its `+sip.instance`, raw.
+    pub instance: Option<&'a str>,
+    /// The host rings it now (else it held it back: it is pushed).
+    pub ringing: bool,
+}
+
+/// How the host's call ended (the Reason a late-waking device gets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallEnd {
+    /// The caller cancelled, or the host gave up (cause 487).
+    Cancelled,
+    /// The call got this final status (2xx: answered elsewhere, cause 200;
+    /// 487: cause 487; any other: cause 480).
+    Completed(u16),
+}
+
+impl CallEnd {
+    fn cause(self) -> u16 {
+        match self {
+            CallEnd::Cancelled | CallEnd::Completed(487) => 487,
+            CallEnd::Completed(200..=299) => 200,
+            CallEnd::Completed(_) => 480,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +159,8 @@ pub enum EngineError {
     Apns(String),
     /// Bad input (e.g. a Contact with garbage push parameters); nothing changed.
     Invalid(String),
+    /// A Contact names a push service pushpark does not push to; nothing changed.
+    Unsupported(String),
     /// No such parked call / binding.
     NotFound,
     Io(String),
@@ -130,7 +172,7 @@ impl fmt::Display for EngineError {
             EngineError::Config(e) => write!(f, "config: {e}"),
             EngineError::Store(e) => f.write_str(e),
             EngineError::Apns(e) => write!(f, "APNs client: {e}"),
-            EngineError::Invalid(e) => f.write_str(e),
+            EngineError::Invalid(e) | EngineError::Unsupported(e) => f.write_str(e),
             EngineError::NotFound => f.write_str("not found"),
             EngineError::Io(e) => f.write_str(e),
         }
@@ -138,6 +180,15 @@ impl fmt::Display for EngineError {
 }
 
 impl std::error::Error for EngineError {}
+
+impl From<ContactError> for EngineError {
+    fn from(e: ContactError) -> Self {
+        match e {
+            ContactError::Invalid(_) => EngineError::Invalid(e.to_string()),
+            ContactError::Unsupported(_) => EngineError::Unsupported(e.to_string()),
+        }
+    }
+}
 
 impl From<store::StoreError> for EngineError {
     fn from(e: store::StoreError) -> Self {
@@ -148,6 +199,9 @@ impl From<store::StoreError> for EngineError {
 /// What the host-facing calls and the engine thread share.
 pub(crate) struct Shared {
     cfg: EngineConfig,
+    rules: ContactRules,
+    /// Held while an ordered REGISTER is applied (taken before `table`).
+    order: Mutex<RegisterOrder>,
     table: Mutex<Table>,
     events: EventQueue,
     counters: Counters,
@@ -164,6 +218,9 @@ pub struct Engine {
 /// Commands waiting for the engine thread; beyond this `park` says QueueFull.
 const CMD_QUEUE: usize = 65_536;
 
+/// Contacts a fork may name.
+const MAX_FORK_CONTACTS: usize = 1024;
+
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -176,6 +233,26 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
     }
     if s.contains('\0') {
         return Err(format!("{what} contains NUL"));
+    }
+    Ok(())
+}
+
+/// What park and fork check before touching anything.
+fn check_park(p: &ParkRequest, default_timeout: Duration) -> Result<(), ParkError> {
+    let invalid = ParkError::Invalid;
+    check_text("call_id", p.call_id, 1024).map_err(invalid)?;
+    check_aor(p.aor).map_err(invalid)?;
+    check_text("caller_uri", p.caller_uri, 1024).map_err(invalid)?;
+    check_text("caller_name", p.caller_name, 1024).map_err(invalid)?;
+    if p.call_id.is_empty() {
+        return Err(invalid("call_id is empty".into()));
+    }
+    if p.host_ref == 0 {
+        return Err(invalid("host_ref 0 means no call".into()));
+    }
+    let timeout = p.timeout.unwrap_or(default_timeout);
+    if timeout.is_zero() || timeout > Duration::from_secs(3600) {
+        return Err(invalid("timeout must be from 1 ms to 1 hour".into()));
     }
     Ok(())
 }
@@ -195,8 +272,10 @@ impl Engine {
         let events = EventQueue::new().map_err(|e| EngineError::Io(format!("eventfd: {e}")))?;
         let clients = worker::Clients::new(&cfg)?;
         let shared = Arc::new(Shared {
+            rules: ContactRules::new(&cfg),
+            order: Mutex::new(RegisterOrder::default()),
+            table: Mutex::new(Table::new(cfg.park.late_wake)),
             cfg,
-            table: Mutex::new(Table::default()),
             events,
             counters: Counters::default(),
             store,
@@ -216,102 +295,120 @@ impl Engine {
         })
     }
 
-    /// From a REGISTER the host accepted: parses the RFC 8599 parameters,
-    /// wakes the AOR's parked calls (any REGISTER with expires > 0 means the
-    /// user is reachable now, push device or not), then stores, refreshes or
-    /// (expires == 0) removes the binding. The wake happens before the store
-    /// change and also when the push parameters are malformed, so an Invalid
-    /// error (nothing stored) may come after calls were resumed.
+    /// From a REGISTER the host accepted: parses the RFC 8599 parameters of
+    /// each Contact of the header value, then for each, in order: wakes the
+    /// AOR's parked calls (any REGISTER with expires > 0 means the user is
+    /// reachable now, push device or not) and stores or refreshes the
+    /// binding; with expires == 0 removes it (unless
+    /// `store.unregister_keeps_binding`) and forgets that the device just
+    /// registered. An error changes nothing: every Contact is checked first.
+    /// With a Call-ID, a Contact whose device already had a later CSeq of it
+    /// applied is skipped (counted in `registers_out_of_order`).
     /// The change is in memory on return and committed to disk shortly after
     /// by the store's writer thread (never waited for): a kill -9 may lose the
     /// last few milliseconds of changes; dropping the engine loses nothing.
     pub fn register(&self, r: &Registration) -> Result<RegisterOutcome, EngineError> {
         check_aor(r.aor).map_err(EngineError::Invalid)?;
-        check_text("contact", r.contact, 4096).map_err(EngineError::Invalid)?;
+        check_text("contact", r.contact, MAX_CONTACT).map_err(EngineError::Invalid)?;
         if let Some(instance) = r.instance {
             check_text("instance", instance, 1024).map_err(EngineError::Invalid)?;
         }
-        let host_instance = r.instance.and_then(contact::normalize_instance);
-        let parsed = match contact::parse(r.contact) {
-            Ok(p) => p,
-            Err(e) => {
-                // Nothing is stored, but the host accepted this REGISTER: the
-                // user is reachable, so parked calls must not wait for a timeout.
-                if r.expires > 0 {
-                    self.wake(r.aor, host_instance.as_deref().unwrap_or(r.contact.trim()));
-                }
-                return Err(EngineError::Invalid(e.to_string()));
-            }
-        };
-        let instance = host_instance.or(parsed.instance);
-        let mut out = RegisterOutcome {
-            push_capable: parsed.push.is_some(),
-            ..RegisterOutcome::default()
-        };
-        let key = match (&instance, &parsed.push) {
-            (Some(i), _) => Some(i.clone()),
-            (None, Some(p)) => Some(p.token.clone()),
-            (None, None) => None,
-        };
-        let store = &self.shared.store;
-        if r.expires == 0 {
-            out.removed = if parsed.wildcard {
-                store.remove_all(r.aor) > 0
-            } else {
-                match &key {
-                    Some(k) => store.remove(r.aor, k),
-                    None => false,
-                }
-            };
-            return Ok(out);
+        if let Some(call_id) = r.call_id {
+            check_text("call_id", call_id, 1024).map_err(EngineError::Invalid)?;
         }
-        if parsed.wildcard {
+        let sh = &*self.shared;
+        let contacts = sh.rules.parse_all(r.contact)?;
+        if r.expires > 0 && contacts.iter().any(|(_, c)| c.wildcard) {
             return Err(EngineError::Invalid(
                 "Contact `*` is only valid with expires 0".into(),
             ));
         }
-
-        out.resumed = self.wake(r.aor, key.as_deref().unwrap_or(r.contact.trim()));
-
-        if let (Some(p), Some(key)) = (parsed.push, key) {
-            store.upsert(
-                r.aor,
-                DeviceInfo {
-                    key,
-                    provider: p.provider.as_str().to_string(),
-                    token: p.token,
-                    topic: p.topic,
-                    contact: r.contact.trim().to_string(),
-                    last_register_unix: unix_now(),
-                },
-            );
-            out.stored = true;
+        // The host's +sip.instance is that of its Contact when it sent one.
+        let host_instance = r
+            .instance
+            .filter(|_| contacts.len() == 1)
+            .and_then(contact::normalize_instance);
+        let keep_binding = sh.cfg.store.unregister_keeps_binding;
+        let mut out = RegisterOutcome::default();
+        // Ordered REGISTERs apply one at a time, so that a device ends in the
+        // state of the one with the highest CSeq; others need no order.
+        let mut ordered = r.call_id.map(|id| (id, sh.order.lock()));
+        let now = Instant::now();
+        for (text, c) in contacts {
+            let text = text.trim();
+            out.push_capable |= c.push.is_some();
+            if c.wildcard {
+                sh.table.lock().forget_register(r.aor, None);
+                if !keep_binding {
+                    out.removed |= sh.store.remove_all(r.aor) > 0;
+                }
+                continue;
+            }
+            let token = c.push.as_ref().map(|p| p.token.as_str());
+            let key = host_instance
+                .clone()
+                .or(c.instance)
+                .or(token.map(String::from))
+                .unwrap_or_else(|| text.to_string());
+            if let Some((call_id, last)) = &mut ordered {
+                let keep = Duration::from_secs(r.expires.into()).max(order::KEEP_AT_LEAST);
+                if !last.admit(r.aor, &key, call_id, r.cseq, now + keep) {
+                    inc(&sh.counters.registers_out_of_order);
+                    continue;
+                }
+            }
+            if r.expires == 0 {
+                sh.table.lock().forget_register(r.aor, Some(&key));
+                if !keep_binding {
+                    out.removed |= sh.store.remove_device(r.aor, &key, token);
+                }
+                continue;
+            }
+            out.resumed += self.wake(r.aor, &key, text);
+            if let Some(p) = c.push {
+                sh.store.upsert(
+                    r.aor,
+                    DeviceInfo {
+                        key,
+                        provider: p.provider.as_str().to_string(),
+                        token: p.token,
+                        topic: p.topic,
+                        contact: text.to_string(),
+                        last_register_unix: unix_now(),
+                    },
+                );
+                out.stored = true;
+            }
         }
         Ok(out)
     }
 
-    /// Resumes the AOR's parked calls; an extra branch for calls already ringing.
-    fn wake(&self, aor: &str, device_key: &str) -> u32 {
+    /// Resumes the AOR's parked calls; an extra branch for calls already
+    /// ringing or forked; a LateWake for each ended call that pushed the device.
+    fn wake(&self, aor: &str, device_key: &str, contact: &str) -> u32 {
         let sh = &*self.shared;
         let mut t = sh.table.lock();
-        t.note_register(aor, device_key, Instant::now());
+        t.note_register(aor, device_key, contact, Instant::now());
         let mut resumed = 0;
         for id in t.ids_of_aor(aor) {
-            match t.get(id).map(|c| c.state) {
-                Some(CallState::Parked) => {
-                    resumed += u32::from(t.finish(
-                        id,
-                        End::Resume { device_key },
-                        &sh.events,
-                        &sh.counters,
-                    ));
+            match t.get(id).map(|c| (c.state, c.forked)) {
+                Some((CallState::Parked, false)) => {
+                    let how = End::Resume {
+                        device_key,
+                        contact,
+                    };
+                    resumed += u32::from(t.finish(id, how, &sh.events, &sh.counters));
                 }
-                Some(CallState::Ringing) => {
-                    t.append_branch(id, device_key, &sh.events, &sh.counters);
+                Some(_) => {
+                    t.append_branch(id, device_key, contact, &sh.events, &sh.counters);
                 }
                 None => {}
             }
         }
+        let late = t.late_wakes(aor, device_key, contact, &sh.events);
+        sh.counters
+            .late_wakes
+            .fetch_add(late, std::sync::atomic::Ordering::Relaxed);
         resumed
     }
 
@@ -325,8 +422,8 @@ impl Engine {
         let bad = |m: String| EngineError::Invalid(m);
         let provider = Provider::parse(&d.provider)
             .ok_or_else(|| bad(format!("provider `{}` is not apns or apns.dev", d.provider)))?;
-        let token = contact::hex_token(&d.token).map_err(|e| bad(e.0))?;
-        contact::check_topic(&d.topic).map_err(|e| bad(e.0))?;
+        let token = contact::hex_token(&d.token).map_err(|e| bad(e.message().to_string()))?;
+        contact::check_topic(&d.topic).map_err(|e| bad(e.message().to_string()))?;
         check_text("key", &d.key, 1024).map_err(bad)?;
         check_text("contact", &d.contact, 4096).map_err(bad)?;
         let key = contact::normalize_instance(&d.key).unwrap_or_else(|| token.clone());
@@ -365,28 +462,74 @@ impl Engine {
     /// `park.recent_register_ms` resumes the call at once (the Resume event is
     /// queued before this returns).
     pub fn park(&self, p: &ParkRequest) -> Result<u64, ParkError> {
-        let sh = &*self.shared;
-        let invalid = ParkError::Invalid;
-        check_text("call_id", p.call_id, 1024).map_err(invalid)?;
-        check_aor(p.aor).map_err(invalid)?;
-        check_text("caller_uri", p.caller_uri, 1024).map_err(invalid)?;
-        check_text("caller_name", p.caller_name, 1024).map_err(invalid)?;
-        if p.call_id.is_empty() {
-            return Err(ParkError::Invalid("call_id is empty".into()));
-        }
-        let timeout = p.timeout.unwrap_or(sh.cfg.park.timeout);
-        if timeout.is_zero() || timeout > Duration::from_secs(3600) {
-            return Err(ParkError::Invalid(
-                "timeout must be from 1 ms to 1 hour".into(),
-            ));
-        }
-        let now = Instant::now();
-        let limits = &sh.cfg.park;
+        check_park(p, self.shared.cfg.park.timeout)?;
         // Copied before the table lock, which every park, REGISTER and cancel contend for.
         // A REGISTER landing in between marks the AOR as just registered first, so the
         // call is then resumed at once rather than pushed.
-        let devices = sh.store.devices(p.aor);
+        let devices = self.shared.store.devices(p.aor);
+        self.start(p, devices, None)
+    }
 
+    /// A call the host may already ring on some contacts: pushes every device
+    /// of the AOR (stored ones and the held-back contacts' push parameters,
+    /// keyed as `register` keys them) that is not ringing. Each device that
+    /// registers then gives an AppendBranch (never Resume); the deadline a
+    /// Reject. A contact whose URI does not parse is not pushed.
+    pub fn fork(&self, p: &ParkRequest, contacts: &[ForkContact]) -> Result<u64, ParkError> {
+        check_park(p, self.shared.cfg.park.timeout)?;
+        if contacts.len() > MAX_FORK_CONTACTS {
+            let why = format!("more than {MAX_FORK_CONTACTS} contacts");
+            return Err(ParkError::Invalid(why));
+        }
+        let (mut ringing, mut devices) = (Vec::new(), Vec::<DeviceInfo>::new());
+        for (i, c) in contacts.iter().enumerate() {
+            check_text(&format!("contacts[{i}].uri"), c.uri, MAX_CONTACT)
+                .and_then(|()| match c.instance {
+                    Some(inst) => check_text(&format!("contacts[{i}].instance"), inst, 1024),
+                    None => Ok(()),
+                })
+                .map_err(ParkError::Invalid)?;
+            let parsed = contact::parse(c.uri).ok();
+            let push = parsed.as_ref().and_then(|p| p.push.clone());
+            let key = c
+                .instance
+                .and_then(contact::normalize_instance)
+                .or(parsed.and_then(|p| p.instance))
+                .or(push.as_ref().map(|p| p.token.clone()))
+                .unwrap_or_else(|| c.uri.trim().to_string());
+            match push {
+                _ if c.ringing => ringing.push(key),
+                Some(b) if !devices.iter().any(|d| d.key == key || d.token == b.token) => devices
+                    .push(DeviceInfo {
+                        key,
+                        provider: b.provider.as_str().to_string(),
+                        token: b.token,
+                        topic: b.topic,
+                        contact: c.uri.trim().to_string(),
+                        last_register_unix: unix_now(),
+                    }),
+                _ => {}
+            }
+        }
+        for d in self.shared.store.devices(p.aor) {
+            if !devices.iter().any(|x| x.key == d.key || x.token == d.token) {
+                devices.push(d);
+            }
+        }
+        devices.retain(|d| !ringing.contains(&d.key));
+        self.start(p, devices, Some(ringing))
+    }
+
+    /// Parks (`ringing` None) or forks a checked request.
+    fn start(
+        &self,
+        p: &ParkRequest,
+        mut devices: Vec<DeviceInfo>,
+        ringing: Option<Vec<String>>,
+    ) -> Result<u64, ParkError> {
+        let sh = &*self.shared;
+        let now = Instant::now();
+        let limits = &sh.cfg.park;
         let mut t = sh.table.lock();
         if t.id_of_host_ref(p.host_ref).is_some() {
             return Err(ParkError::Duplicate);
@@ -399,20 +542,24 @@ impl Engine {
             inc(&sh.counters.park_over_limit);
             return Err(ParkError::LimitPerAor);
         }
+        // A device the host's lookup missed by a hair needs no push: a parked
+        // call resumes at once, a fork gets it as a branch.
         let just_registered = now
             .checked_sub(limits.recent_register)
             .filter(|_| !limits.recent_register.is_zero())
-            .and_then(|since| t.registered_since(p.aor, since));
-        let devices = if just_registered.is_some() {
-            Vec::new()
-        } else {
-            devices
-        };
+            .and_then(|since| t.registered_since(p.aor, since))
+            .filter(|(key, _)| ringing.as_ref().map_or(true, |r| !r.contains(key)));
+        match (&just_registered, &ringing) {
+            (Some(_), None) => devices.clear(),
+            (Some((key, _)), Some(_)) => devices.retain(|d| d.key != *key),
+            (None, _) => {}
+        }
         if just_registered.is_none() && devices.is_empty() {
             inc(&sh.counters.park_no_device);
             return Err(ParkError::NoDevice);
         }
-        let deadline = now + timeout;
+        let deadline = now + p.timeout.unwrap_or(limits.timeout);
+        let ringing = ringing.map(|r| r.into_iter().map(Box::from).collect::<Vec<_>>());
         let id = t.insert(Call {
             host_ref: p.host_ref,
             call_id: p.call_id.into(),
@@ -422,8 +569,11 @@ impl Engine {
             parked_at: now,
             deadline,
             state: CallState::Parked,
+            forked: ringing.is_some(),
+            host_ringing: ringing.as_ref().is_some_and(|r| !r.is_empty()),
             targets: devices.iter().map(|d| d.key.as_str().into()).collect(),
-            branches: Vec::new(),
+            pushed: Vec::new(),
+            branches: ringing.unwrap_or_default(),
         });
         if let Err(e) = self.cmd_tx.try_send(Cmd::Park {
             id,
@@ -440,39 +590,43 @@ impl Engine {
             });
         }
         inc(&sh.counters.parked_total);
-        if let Some(device_key) = just_registered {
-            t.finish(
-                id,
-                End::Resume {
-                    device_key: &device_key,
-                },
-                &sh.events,
-                &sh.counters,
-            );
+        if let Some((key, contact)) = just_registered {
+            let how = End::Resume {
+                device_key: &key,
+                contact: &contact,
+            };
+            if !t.finish(id, how, &sh.events, &sh.counters) {
+                t.append_branch(id, &key, &contact, &sh.events, &sh.counters);
+            }
         }
         Ok(id)
     }
 
-    fn end_by_host(&self, host_ref: u64) -> Result<(), EngineError> {
+    fn end_by_host(&self, host_ref: u64, how: CallEnd) -> Result<(), EngineError> {
         let sh = &*self.shared;
         let mut t = sh.table.lock();
-        let id = t.id_of_host_ref(host_ref).ok_or(EngineError::NotFound)?;
-        if !t.finish(id, End::Cancel, &sh.events, &sh.counters) {
-            t.remove(id);
+        match t.end_by_host(host_ref, how.cause(), &sh.events, &sh.counters) {
+            true => Ok(()),
+            false => Err(EngineError::NotFound),
         }
-        Ok(())
     }
 
     /// The caller CANCELled (or the host gave up): the call ends as cancelled
-    /// and no event follows for it. NotFound if it already ended.
+    /// and no event for it is polled after this returns. NotFound if it already ended.
     pub fn cancel(&self, host_ref: u64) -> Result<(), EngineError> {
-        self.end_by_host(host_ref)
+        self.end_by_host(host_ref, CallEnd::Cancelled)
     }
 
     /// The host's call finished after Resume (answered or failed): forget it,
     /// so no further AppendBranch comes. On a call still parked it acts as cancel.
     pub fn call_ended(&self, host_ref: u64) -> Result<(), EngineError> {
-        self.end_by_host(host_ref)
+        self.end_by_host(host_ref, CallEnd::Cancelled)
+    }
+
+    /// The host's call got its final reply: as `call_ended`, and devices
+    /// pushed for it that register late are told how it ended.
+    pub fn call_completed(&self, host_ref: u64, status: u16) -> Result<(), EngineError> {
+        self.end_by_host(host_ref, CallEnd::Completed(status))
     }
 
     /// Readable (EFD_NONBLOCK|EFD_CLOEXEC eventfd) while events wait; owned by the engine.
@@ -488,7 +642,7 @@ impl Engine {
     pub fn stats(&self) -> Stats {
         let sh = &*self.shared;
         let mut s = sh.counters.snapshot();
-        s.parked_now = sh.table.lock().len() as u64;
+        (s.parked_now, s.resumed_now) = sh.table.lock().counts();
         s.devices_stored = sh.store.len() as u64;
         (s.store_writes_pending, s.store_write_errors) = sh.store.write_counts();
         s.events_waiting = sh.events.len() as u64;

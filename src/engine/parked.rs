@@ -1,20 +1,25 @@
 //! The parked-call table. Every way a parked call can end goes through
-//! `Table::finish`, under the one table lock, so timeout, REGISTER, cancel and
-//! failed pushes racing each other end a call exactly once.
+//! `Table::finish` or `Table::end_by_host`, under the one table lock, so
+//! timeout, REGISTER, cancel and failed pushes racing each other end a call
+//! exactly once. A call that ends leaves its pushed devices that never
+//! registered for it to `late` (late.rs).
 
 use serde::Serialize;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::events::{Event, EventKind, EventQueue};
+use super::late::{Ghost, LateWakes};
+use super::redact;
 use super::stats::{inc, Counters};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallState {
-    /// Waiting for a device to register.
+    /// Waiting: no pushed device has registered for it yet.
     Parked,
-    /// Resumed; kept until the host ends it or its deadline so that further
-    /// devices registering become extra branches.
+    /// A device registered for it (Resume or AppendBranch); kept until the
+    /// host ends it or its deadline so that further devices registering
+    /// become extra branches.
     Ringing,
 }
 
@@ -36,23 +41,38 @@ pub(crate) struct Call {
     pub parked_at: Instant,
     pub deadline: Instant,
     pub state: CallState,
+    /// `pushpark_fork`: every device that registers gets AppendBranch (never
+    /// Resume), pushes go on after the first, and the deadline rejects it.
+    pub forked: bool,
+    /// Forked while the host rings some of the AOR's contacts itself.
+    pub host_ringing: bool,
     /// Devices pushed for this call whose push has not failed permanently.
     pub targets: Vec<Box<str>>,
-    /// Devices that got this call's Resume or AppendBranch.
+    /// Devices a push of this call went to that has not failed (late wakes).
+    pub pushed: Vec<Box<str>>,
+    /// Devices that got this call's Resume or AppendBranch, or that the host
+    /// rang itself (fork).
     pub branches: Vec<Box<str>>,
 }
 
-/// How a parked call ends.
+impl Call {
+    /// Still waiting for pushed devices: pushes go out, the deadline rejects.
+    pub(crate) fn waiting(&self) -> bool {
+        self.state == CallState::Parked || self.forked
+    }
+}
+
+/// How the engine ends a waiting call (the host ends calls by `end_by_host`).
 pub(crate) enum End<'a> {
     Resume {
         device_key: &'a str,
+        contact: &'a str,
     },
     Reject {
         code: u16,
         reason: &'a str,
         push_failed: bool,
     },
-    Cancel,
 }
 
 /// A parked call as `Engine::parked` reports it.
@@ -64,6 +84,7 @@ pub struct ParkedInfo {
     pub aor: String,
     pub age_ms: u64,
     pub state: &'static str,
+    pub forked: bool,
 }
 
 #[derive(Default)]
@@ -71,14 +92,36 @@ pub(crate) struct Table {
     calls: HashMap<u64, Call>,
     by_host_ref: HashMap<u64, u64>,
     by_aor: HashMap<Box<str>, Vec<u64>>,
-    /// When each AOR last registered (for the register-just-before-park race).
-    recent_registers: HashMap<Box<str>, (Instant, Box<str>)>,
+    /// When each AOR last registered, by which device and Contact (for the
+    /// register-just-before-park race).
+    recent_registers: HashMap<Box<str>, (Instant, Box<str>, Box<str>)>,
+    late: LateWakes,
+    /// How long after a call's end (or deadline, if later) a late wake counts;
+    /// zero: none is remembered.
+    late_wake: Duration,
     next_id: u64,
 }
 
 impl Table {
+    pub(crate) fn new(late_wake: Duration) -> Table {
+        Table {
+            late_wake,
+            ..Table::default()
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.calls.len()
+    }
+
+    /// (calls waiting with nothing ringing, calls ringing somewhere).
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let parked = self
+            .calls
+            .values()
+            .filter(|c| c.state == CallState::Parked && !c.host_ringing)
+            .count() as u64;
+        (parked, self.calls.len() as u64 - parked)
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<&Call> {
@@ -111,7 +154,8 @@ impl Table {
         id
     }
 
-    /// Forgets a call without an event (the host ended it, or shutdown).
+    /// Forgets a call without an event (its deadline passed while ringing,
+    /// a park that could not be queued, or shutdown).
     pub(crate) fn remove(&mut self, id: u64) -> Option<Call> {
         let call = self.calls.remove(&id)?;
         self.by_host_ref.remove(&call.host_ref);
@@ -124,77 +168,206 @@ impl Table {
         Some(call)
     }
 
-    /// Ends a parked call: the only place a call leaves `Parked`. False when
-    /// it is no longer parked (it already ended some other way).
-    pub(crate) fn finish(&mut self, id: u64, how: End, events: &EventQueue, c: &Counters) -> bool {
-        match self.calls.get(&id) {
-            Some(call) if call.state == CallState::Parked => {}
-            _ => return false,
+    /// The call ended with `cause`: its pushed devices that did not register
+    /// for it are told if they register within the late-wake window.
+    fn remember_pushed(&mut self, id: u64, call: Call, cause: u16, now: Instant) {
+        if self.late_wake.is_zero() {
+            return;
         }
+        let until = call.deadline.max(now) + self.late_wake;
+        for key in &call.pushed {
+            if !call.branches.contains(key) {
+                let ghost = Ghost {
+                    park_id: id,
+                    call_id: call.call_id.clone(),
+                    caller_uri: call.caller_uri.clone(),
+                    caller_name: call.caller_name.clone(),
+                    device_key: key.clone(),
+                    cause,
+                    until,
+                };
+                self.late.add(&call.aor, ghost);
+            }
+        }
+    }
+
+    /// Ends a waiting call with its event: the only place a call is resumed
+    /// or rejected. False when it no longer waits (it already ended some
+    /// other way), or for Resume when it is forked.
+    pub(crate) fn finish(&mut self, id: u64, how: End, events: &EventQueue, c: &Counters) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
         match how {
-            End::Resume { device_key } => {
-                let call = self.calls.get_mut(&id).expect("checked above");
+            End::Resume {
+                device_key,
+                contact,
+            } => {
+                if call.state != CallState::Parked || call.forked {
+                    return false;
+                }
                 call.state = CallState::Ringing;
-                call.targets = Vec::new();
                 call.branches.push(device_key.into());
                 inc(&c.resumed);
                 c.resume_latency.record(call.parked_at.elapsed());
-                events.push(event(EventKind::Resume, id, call, device_key, 0, ""));
+                events.push(event(EventKind::Resume, id, call, device_key, contact));
             }
             End::Reject {
                 code,
                 reason,
                 push_failed,
             } => {
+                if !call.waiting() {
+                    return false;
+                }
                 let call = self.remove(id).expect("checked above");
-                inc(if push_failed {
-                    &c.rejected_push_failed
-                } else {
-                    &c.rejected_timeout
-                });
-                events.push(event(EventKind::Reject, id, &call, "", code, reason));
-            }
-            End::Cancel => {
-                self.remove(id);
-                inc(&c.cancelled);
+                // A forked call with a branch was counted as resumed.
+                if call.state == CallState::Parked {
+                    inc(if push_failed {
+                        &c.rejected_push_failed
+                    } else {
+                        &c.rejected_timeout
+                    });
+                }
+                let mut e = event(EventKind::Reject, id, &call, "", "");
+                (e.sip_code, e.reason) = (code, reason.to_string());
+                events.push(e);
+                self.remember_pushed(id, call, code, Instant::now());
             }
         }
         true
     }
 
-    /// Another device registered while the call rings: one branch per device.
+    /// The host ended the call (cancel, call_ended, call_completed; `cause`
+    /// as a late wake's Reason gives it): it is forgotten and its queued
+    /// events dropped, under this lock, so none is polled after the host's
+    /// call returns. False when the engine no longer knows it.
+    pub(crate) fn end_by_host(
+        &mut self,
+        host_ref: u64,
+        cause: u16,
+        events: &EventQueue,
+        c: &Counters,
+    ) -> bool {
+        let Some(call) = self.id_of_host_ref(host_ref).and_then(|id| {
+            let call = self.remove(id)?;
+            Some((id, call))
+        }) else {
+            return false;
+        };
+        let (id, call) = call;
+        if call.state == CallState::Parked {
+            inc(&c.cancelled);
+        }
+        events.purge(host_ref);
+        self.remember_pushed(id, call, cause, Instant::now());
+        true
+    }
+
+    /// A device registered while the call rings (or, forked, waits): one
+    /// branch per device. The first branch of a forked call counts as its resume.
     pub(crate) fn append_branch(
         &mut self,
         id: u64,
         device_key: &str,
+        contact: &str,
         events: &EventQueue,
         c: &Counters,
     ) -> bool {
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
-        if call.state != CallState::Ringing || call.branches.iter().any(|b| &**b == device_key) {
+        let fresh = call.state == CallState::Parked;
+        if (fresh && !call.forked) || call.branches.iter().any(|b| &**b == device_key) {
             return false;
+        }
+        if fresh {
+            call.state = CallState::Ringing;
+            inc(&c.resumed);
+            c.resume_latency.record(call.parked_at.elapsed());
         }
         call.branches.push(device_key.into());
         inc(&c.append_branches);
-        events.push(event(EventKind::AppendBranch, id, call, device_key, 0, ""));
+        let e = event(EventKind::AppendBranch, id, call, device_key, contact);
+        events.push(e);
         true
     }
 
-    pub(crate) fn note_register(&mut self, aor: &str, device_key: &str, now: Instant) {
+    /// Late wakes of a device that registered: one LateWake per call it was
+    /// pushed for that ended before; returns how many.
+    pub(crate) fn late_wakes(
+        &mut self,
+        aor: &str,
+        device_key: &str,
+        contact: &str,
+        events: &EventQueue,
+    ) -> u64 {
+        let ghosts = self.late.take(aor, device_key, Instant::now());
+        for g in &ghosts {
+            let reason = if g.cause == 200 {
+                "Call completed elsewhere"
+            } else {
+                ""
+            };
+            events.push(Event {
+                kind: EventKind::LateWake,
+                host_ref: 0,
+                park_id: g.park_id,
+                call_id: g.call_id.to_string(),
+                caller_uri: g.caller_uri.to_string(),
+                caller_name: g.caller_name.to_string(),
+                aor: aor.to_string(),
+                device_key: redact::key(device_key),
+                contact: redact::contact(contact),
+                sip_code: g.cause,
+                reason: reason.to_string(),
+            });
+        }
+        ghosts.len() as u64
+    }
+
+    /// A push of call `park_id` to the device failed: it never showed that call.
+    pub(crate) fn push_failed(&mut self, aor: &str, park_id: u64, device_key: &str) {
+        if let Some(call) = self.calls.get_mut(&park_id) {
+            call.pushed.retain(|k| &**k != device_key);
+        }
+        self.late.push_failed(aor, park_id, device_key);
+    }
+
+    pub(crate) fn note_register(
+        &mut self,
+        aor: &str,
+        device_key: &str,
+        contact: &str,
+        now: Instant,
+    ) {
         self.recent_registers
-            .insert(aor.into(), (now, device_key.into()));
+            .insert(aor.into(), (now, device_key.into(), contact.into()));
     }
 
-    /// The device that registered the AOR at or after `since`, if one did.
-    pub(crate) fn registered_since(&self, aor: &str, since: Instant) -> Option<String> {
-        let (at, key) = self.recent_registers.get(aor)?;
-        (*at >= since).then(|| key.to_string())
+    /// The device unregistered: a park must not take it for just registered.
+    /// `None`: every device of the AOR (`Contact: *`).
+    pub(crate) fn forget_register(&mut self, aor: &str, device_key: Option<&str>) {
+        if let Some((_, key, _)) = self.recent_registers.get(aor) {
+            if device_key.map_or(true, |k| **key == *k) {
+                self.recent_registers.remove(aor);
+            }
+        }
     }
 
-    pub(crate) fn forget_registers_before(&mut self, before: Instant) {
-        self.recent_registers.retain(|_, (at, _)| *at >= before);
+    /// The device (key, Contact) that registered the AOR at or after `since`, if one did.
+    pub(crate) fn registered_since(&self, aor: &str, since: Instant) -> Option<(String, String)> {
+        let (at, key, contact) = self.recent_registers.get(aor)?;
+        (*at >= since).then(|| (key.to_string(), contact.to_string()))
+    }
+
+    /// Housekeeping: forgets registers before `registers_before` and late
+    /// wakes whose window ended before `now`.
+    pub(crate) fn forget_before(&mut self, registers_before: Option<Instant>, now: Instant) {
+        if let Some(before) = registers_before {
+            self.recent_registers.retain(|_, (at, _, _)| *at >= before);
+        }
+        self.late.forget_before(now);
     }
 
     pub(crate) fn info(&self, now: Instant) -> Vec<ParkedInfo> {
@@ -208,6 +381,7 @@ impl Table {
                 aor: c.aor.to_string(),
                 age_ms: now.saturating_duration_since(c.parked_at).as_millis() as u64,
                 state: c.state.as_str(),
+                forked: c.forked,
             })
             .collect();
         v.sort_by_key(|p| p.park_id);
@@ -215,22 +389,20 @@ impl Table {
     }
 }
 
-fn event(
-    kind: EventKind,
-    id: u64,
-    call: &Call,
-    device_key: &str,
-    code: u16,
-    reason: &str,
-) -> Event {
+/// A call's event; the device key and Contact shown without whole tokens.
+fn event(kind: EventKind, id: u64, call: &Call, device_key: &str, contact: &str) -> Event {
     Event {
         kind,
         host_ref: call.host_ref,
         park_id: id,
+        call_id: call.call_id.to_string(),
+        caller_uri: call.caller_uri.to_string(),
+        caller_name: call.caller_name.to_string(),
         aor: call.aor.to_string(),
-        device_key: device_key.to_string(),
-        sip_code: code,
-        reason: reason.to_string(),
+        device_key: redact::key(device_key),
+        contact: redact::contact(contact),
+        sip_code: 0,
+        reason: String::new(),
     }
 }
 
@@ -250,7 +422,10 @@ mod tests {
             parked_at: now,
             deadline: now + Duration::from_secs(30),
             state: CallState::Parked,
+            forked: false,
+            host_ringing: false,
             targets: vec!["d1".into()],
+            pushed: vec!["d1".into()],
             branches: Vec::new(),
         }
     }
@@ -265,16 +440,33 @@ mod tests {
         let mut t = Table::default();
         let a = t.insert(call(10, "alice"));
         let b = t.insert(call(11, "alice"));
-        let reject = End::Reject {
+        let reject = || End::Reject {
             code: 480,
             reason: "Temporarily Unavailable",
             push_failed: false,
         };
-        assert!(t.finish(a, End::Resume { device_key: "d1" }, &q, &c));
-        assert!(!t.finish(a, reject, &q, &c), "already resumed");
-        assert!(!t.finish(a, End::Cancel, &q, &c));
-        assert!(t.finish(b, End::Cancel, &q, &c));
-        assert!(!t.finish(b, End::Resume { device_key: "d1" }, &q, &c));
+        assert!(t.finish(
+            a,
+            End::Resume {
+                device_key: "d1",
+                contact: "sip:d1@h"
+            },
+            &q,
+            &c
+        ));
+        assert!(!t.finish(a, reject(), &q, &c), "already resumed");
+        assert!(!t.finish(a, reject(), &q, &c));
+        assert!(t.end_by_host(11, 487, &q, &c));
+        assert!(!t.end_by_host(11, 487, &q, &c));
+        assert!(!t.finish(
+            b,
+            End::Resume {
+                device_key: "d1",
+                contact: "sip:d1@h"
+            },
+            &q,
+            &c
+        ));
         let events = drain(&q);
         assert_eq!(events.len(), 1);
         assert_eq!(
@@ -314,11 +506,19 @@ mod tests {
         let (q, c) = (EventQueue::new().unwrap(), Counters::default());
         let mut t = Table::default();
         let a = t.insert(call(1, "alice"));
-        assert!(!t.append_branch(a, "d2", &q, &c), "not resumed yet");
-        t.finish(a, End::Resume { device_key: "d1" }, &q, &c);
-        assert!(!t.append_branch(a, "d1", &q, &c), "the resuming device");
-        assert!(t.append_branch(a, "d2", &q, &c));
-        assert!(!t.append_branch(a, "d2", &q, &c), "duplicate REGISTER");
+        assert!(!t.append_branch(a, "d2", "", &q, &c), "not resumed yet");
+        t.finish(
+            a,
+            End::Resume {
+                device_key: "d1",
+                contact: "sip:d1@h",
+            },
+            &q,
+            &c,
+        );
+        assert!(!t.append_branch(a, "d1", "", &q, &c), "the resuming device");
+        assert!(t.append_branch(a, "d2", "", &q, &c));
+        assert!(!t.append_branch(a, "d2", "", &q, &c), "duplicate REGISTER");
         let kinds: Vec<_> = drain(&q)
             .into_iter()
             .map(|e| (e.kind, e.device_key))
@@ -331,21 +531,160 @@ mod tests {
             ]
         );
         assert!(t.remove(a).is_some());
-        assert!(!t.append_branch(a, "d3", &q, &c));
+        assert!(!t.append_branch(a, "d3", "", &q, &c));
     }
 
     #[test]
     fn recent_registers_are_remembered_for_a_while() {
         let mut t = Table::default();
         let t0 = Instant::now();
-        t.note_register("alice", "d1", t0);
-        assert_eq!(t.registered_since("alice", t0).as_deref(), Some("d1"));
+        t.note_register("alice", "d1", "sip:d1@h", t0);
+        let d1 = Some(("d1".to_string(), "sip:d1@h".to_string()));
+        assert_eq!(t.registered_since("alice", t0), d1);
         assert_eq!(
             t.registered_since("alice", t0 + Duration::from_millis(1)),
             None
         );
         assert_eq!(t.registered_since("bob", t0), None);
-        t.forget_registers_before(t0 + Duration::from_millis(1));
+        t.forget_before(Some(t0 + Duration::from_millis(1)), t0);
         assert_eq!(t.registered_since("alice", t0), None);
+        t.note_register("alice", "d1", "sip:d1@h", t0);
+        t.forget_register("alice", Some("d2"));
+        assert_eq!(t.registered_since("alice", t0), d1, "another device");
+        t.forget_register("alice", Some("d1"));
+        assert_eq!(t.registered_since("alice", t0), None, "d1 unregistered");
+        t.note_register("alice", "d1", "sip:d1@h", t0);
+        t.forget_register("alice", None);
+        assert_eq!(t.registered_since("alice", t0), None, "Contact: *");
+    }
+
+    #[test]
+    fn a_host_end_drops_the_calls_queued_events() {
+        let (q, c) = (EventQueue::new().unwrap(), Counters::default());
+        let mut t = Table::default();
+        let a = t.insert(call(1, "alice"));
+        let b = t.insert(call(2, "alice"));
+        t.finish(
+            a,
+            End::Resume {
+                device_key: "d1",
+                contact: "",
+            },
+            &q,
+            &c,
+        );
+        t.finish(
+            b,
+            End::Resume {
+                device_key: "d1",
+                contact: "",
+            },
+            &q,
+            &c,
+        );
+        assert!(t.end_by_host(1, 200, &q, &c));
+        let left: Vec<u64> = drain(&q).iter().map(|e| e.host_ref).collect();
+        assert_eq!(
+            left,
+            [2],
+            "the ended call's Resume is gone, the other's stays"
+        );
+        assert_eq!(c.snapshot().cancelled, 0, "it had been resumed");
+    }
+
+    #[test]
+    fn forked_calls_get_branches_only_and_reject_at_the_deadline() {
+        let (q, c) = (EventQueue::new().unwrap(), Counters::default());
+        let mut t = Table::default();
+        let mut forked = call(1, "alice");
+        (forked.forked, forked.host_ringing) = (true, true);
+        forked.branches.push("ringing".into());
+        let a = t.insert(forked);
+        assert_eq!(t.counts(), (0, 1), "the host rings a contact");
+        assert!(!t.finish(
+            a,
+            End::Resume {
+                device_key: "d1",
+                contact: ""
+            },
+            &q,
+            &c
+        ));
+        assert!(
+            !t.append_branch(a, "ringing", "", &q, &c),
+            "the host rings it"
+        );
+        assert!(t.append_branch(a, "d1", "sip:d1@h", &q, &c));
+        assert!(t.append_branch(a, "d2", "", &q, &c));
+        let reject = End::Reject {
+            code: 480,
+            reason: "Temporarily Unavailable",
+            push_failed: false,
+        };
+        assert!(t.finish(a, reject, &q, &c));
+        let kinds: Vec<_> = drain(&q)
+            .into_iter()
+            .map(|e| (e.kind, e.device_key))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventKind::AppendBranch, "d1".to_string()),
+                (EventKind::AppendBranch, "d2".to_string()),
+                (EventKind::Reject, String::new())
+            ]
+        );
+        let s = c.snapshot();
+        assert_eq!(
+            (s.resumed, s.append_branches, s.rejected_timeout),
+            (1, 2, 0)
+        );
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn pushed_devices_that_did_not_register_get_one_late_wake() {
+        let (q, c) = (EventQueue::new().unwrap(), Counters::default());
+        let mut t = Table::new(Duration::from_secs(30));
+        let mut two = call(1, "alice");
+        two.pushed = vec!["d1".into(), "d2".into(), "d3".into()];
+        let a = t.insert(two);
+        t.finish(
+            a,
+            End::Resume {
+                device_key: "d1",
+                contact: "",
+            },
+            &q,
+            &c,
+        );
+        t.push_failed("alice", a, "d3");
+        assert!(t.end_by_host(1, 200, &q, &c));
+        assert_eq!(t.late_wakes("alice", "d1", "", &q), 0, "it got the call");
+        assert_eq!(t.late_wakes("alice", "d3", "", &q), 0, "its push failed");
+        assert_eq!(t.late_wakes("alice", "d2", "sip:d2@h", &q), 1);
+        assert_eq!(t.late_wakes("alice", "d2", "sip:d2@h", &q), 0, "once");
+        let e = drain(&q).pop().unwrap();
+        assert_eq!((e.kind, e.host_ref, e.park_id), (EventKind::LateWake, 0, a));
+        assert_eq!(
+            (e.sip_code, e.reason.as_str()),
+            (200, "Call completed elsewhere")
+        );
+        assert_eq!((e.call_id.as_str(), e.caller_name.as_str()), ("c1", "Bob"));
+        assert_eq!(
+            (e.device_key.as_str(), e.contact.as_str()),
+            ("d2", "sip:d2@h")
+        );
+
+        // Without a window nothing is remembered.
+        let mut t = Table::default();
+        let b = t.insert(call(2, "alice"));
+        let reject = End::Reject {
+            code: 480,
+            reason: "x",
+            push_failed: false,
+        };
+        assert!(t.finish(b, reject, &q, &c));
+        assert_eq!(t.late_wakes("alice", "d1", "", &q), 0);
     }
 }

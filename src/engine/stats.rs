@@ -9,7 +9,10 @@ use crate::histogram::Histogram;
 /// A snapshot of the engine's counters (also serialized to JSON as is).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
+    /// Calls waiting for a device with nothing ringing.
     pub parked_now: u64,
+    /// Calls resumed, or forked and ringing somewhere, still known.
+    pub resumed_now: u64,
     pub parked_total: u64,
     pub resumed: u64,
     pub append_branches: u64,
@@ -42,6 +45,10 @@ pub struct Stats {
     pub events_waiting: u64,
     pub resume_latency_p50_us: u64,
     pub resume_latency_p99_us: u64,
+    /// LateWake events: devices that registered for a call that had ended.
+    pub late_wakes: u64,
+    /// REGISTERs ignored: an older CSeq of a Call-ID already applied.
+    pub registers_out_of_order: u64,
 }
 
 #[derive(Default)]
@@ -63,6 +70,8 @@ pub(crate) struct Counters {
     pub pushes_failed_timed_out: AtomicU64,
     pub pushes_failed_not_sent: AtomicU64,
     pub devices_gone: AtomicU64,
+    pub late_wakes: AtomicU64,
+    pub registers_out_of_order: AtomicU64,
     pub resume_latency: Histogram,
 }
 
@@ -75,6 +84,7 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Relaxed);
         Stats {
             parked_now: 0,
+            resumed_now: 0,
             parked_total: get(&self.parked_total),
             resumed: get(&self.resumed),
             append_branches: get(&self.append_branches),
@@ -98,6 +108,8 @@ impl Counters {
             events_waiting: 0,
             resume_latency_p50_us: self.resume_latency.quantile(0.50),
             resume_latency_p99_us: self.resume_latency.quantile(0.99),
+            late_wakes: get(&self.late_wakes),
+            registers_out_of_order: get(&self.registers_out_of_order),
         }
     }
 }

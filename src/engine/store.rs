@@ -113,6 +113,7 @@ impl Store {
             let (k, v) = row.map_err(store_err)?;
             let (aor, key) = k.value();
             let Ok(r) = serde_json::from_slice::<Record>(v.value()) else {
+                let key = super::redact::key(key);
                 log::warn!("device store: unreadable binding for {aor} / {key} skipped");
                 continue;
             };
@@ -287,6 +288,12 @@ impl Store {
 
     pub(crate) fn remove(&self, aor: &str, key: &str) -> bool {
         self.remove_where(aor, |d| d.key == key) > 0
+    }
+
+    /// A device unregistered: its binding, and any other of its token (the
+    /// same phone stored under another key, e.g. before keys were normalised).
+    pub(crate) fn remove_device(&self, aor: &str, key: &str, token: Option<&str>) -> bool {
+        self.remove_where(aor, |d| d.key == key || Some(d.token.as_str()) == token) > 0
     }
 
     pub(crate) fn remove_all(&self, aor: &str) -> usize {

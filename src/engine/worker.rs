@@ -14,6 +14,7 @@ use super::config::{AuthConfig, EngineConfig};
 use super::events::{Event, EventKind};
 use super::parked::{CallState, End};
 use super::push::{Coalescer, DeviceId, Offer, PayloadFields};
+use super::redact;
 use super::stats::inc;
 use super::store::DeviceInfo;
 use super::{unix_now, ConfigError, EngineError, Shared};
@@ -234,7 +235,7 @@ impl Worker {
         }
         let now = Instant::now();
         let aor = match self.sh.table.lock().get(id) {
-            Some(call) if call.state == CallState::Parked => call.aor.to_string(),
+            Some(call) if call.waiting() => call.aor.to_string(),
             _ => return,
         };
         for d in devices {
@@ -257,14 +258,18 @@ impl Worker {
         }
     }
 
-    /// Pushes call `park_id` to `device`, unless the call is no longer parked.
+    /// Pushes call `park_id` to `device`, unless the call no longer waits.
     fn send(&mut self, aor: &str, device: DeviceInfo, park_id: u64) {
         let push_id = uuid::Uuid::new_v4().to_string();
         let (payload, deadline) = {
-            let t = self.sh.table.lock();
-            let Some(call) = t.get(park_id).filter(|c| c.state == CallState::Parked) else {
+            let mut t = self.sh.table.lock();
+            let Some(call) = t.get_mut(park_id).filter(|c| c.waiting()) else {
                 return;
             };
+            // Until its result says otherwise, the device may show this call.
+            if !call.pushed.iter().any(|k| **k == *device.key) {
+                call.pushed.push(device.key.as_str().into());
+            }
             let payload = self.sh.cfg.push.payload_template.render(&PayloadFields {
                 call_id: &call.call_id,
                 caller_uri: &call.caller_uri,
@@ -303,12 +308,16 @@ impl Worker {
                 inc(&self.sh.counters.pushes_sent);
                 log::debug!(
                     "push {push_id} for park {park_id} to {aor} / {}",
-                    device.key
+                    redact::key(&device.key)
                 );
             }
             Err(why) => {
                 inc(&self.sh.counters.pushes_failed_not_sent);
-                log::warn!("push for {aor} / {} not sent: {why}", device.key);
+                let key = redact::key(&device.key);
+                log::warn!("push for {aor} / {key} not sent: {why}");
+                let mut t = self.sh.table.lock();
+                t.push_failed(aor, park_id, &device.key);
+                drop(t);
                 self.push_event(
                     EventKind::PushResult,
                     aor,
@@ -333,8 +342,12 @@ impl Worker {
             kind,
             host_ref: 0,
             park_id,
+            call_id: String::new(),
+            caller_uri: String::new(),
+            caller_name: String::new(),
             aor: aor.to_string(),
-            device_key: device_key.to_string(),
+            device_key: redact::key(device_key),
+            contact: String::new(),
             sip_code: 0,
             reason,
         });
@@ -382,10 +395,14 @@ impl Worker {
             }
         };
         log::debug!(
-            "push for {} / {key}: {reason} ({} attempts)",
+            "push for {} / {}: {reason} ({} attempts)",
             d.aor,
+            redact::key(key),
             d.result.attempts
         );
+        if !matches!(d.result.outcome, Outcome::Delivered) {
+            self.sh.table.lock().push_failed(&d.aor, d.park_id, key);
+        }
         self.push_event(
             EventKind::PushResult,
             &d.aor,
@@ -411,7 +428,7 @@ impl Worker {
             inc(&self.sh.counters.devices_gone);
             log::info!(
                 "APNs says the token of {aor} / {} is dead: binding removed",
-                device.key
+                redact::key(&device.key)
             );
             self.push_event(
                 EventKind::DeviceGone,
@@ -435,12 +452,13 @@ impl Worker {
         };
         let mut t = self.sh.table.lock();
         for id in t.ids_of_aor(aor) {
-            let Some(call) = t.get_mut(id).filter(|c| c.state == CallState::Parked) else {
+            let Some(call) = t.get_mut(id).filter(|c| c.waiting()) else {
                 continue;
             };
             let before = call.targets.len();
             call.targets.retain(|k| &**k != key);
-            if before > 0 && call.targets.is_empty() {
+            // A forked call that rings a woken device waits for its deadline.
+            if before > 0 && call.targets.is_empty() && call.state == CallState::Parked {
                 t.finish(id, how(), &self.sh.events, &self.sh.counters);
             }
         }
@@ -463,19 +481,14 @@ impl Worker {
     fn deadline(&mut self, id: u64) {
         let park = &self.sh.cfg.park;
         let mut t = self.sh.table.lock();
-        match t.get(id).map(|c| c.state) {
-            Some(CallState::Parked) => {
-                let how = End::Reject {
-                    code: park.reject_code,
-                    reason: &park.reject_reason,
-                    push_failed: false,
-                };
-                t.finish(id, how, &self.sh.events, &self.sh.counters);
-            }
-            Some(CallState::Ringing) => {
-                t.remove(id);
-            }
-            None => {}
+        let how = End::Reject {
+            code: park.reject_code,
+            reason: &park.reject_reason,
+            push_failed: false,
+        };
+        // A resumed call is only forgotten: the host relayed it.
+        if !t.finish(id, how, &self.sh.events, &self.sh.counters) {
+            t.remove(id);
         }
     }
 
@@ -488,9 +501,8 @@ impl Worker {
         let latest = {
             let t = self.sh.table.lock();
             t.ids_of_aor(&id.0).into_iter().rev().find(|&cid| {
-                t.get(cid).is_some_and(|c| {
-                    c.state == CallState::Parked && c.targets.iter().any(|k| **k == *device.key)
-                })
+                t.get(cid)
+                    .is_some_and(|c| c.waiting() && c.targets.iter().any(|k| **k == *device.key))
             })
         };
         match latest {
@@ -505,9 +517,11 @@ impl Worker {
 
     fn housekeeping(&mut self, now: Instant) {
         let recent = self.sh.cfg.park.recent_register;
-        if let Some(before) = now.checked_sub(recent) {
-            self.sh.table.lock().forget_registers_before(before);
-        }
+        self.sh.order.lock().forget_before(now);
+        self.sh
+            .table
+            .lock()
+            .forget_before(now.checked_sub(recent), now);
         if now >= self.next_purge {
             self.next_purge = now + PURGE_EVERY;
             let n = self.sh.store.purge_expired(unix_now());

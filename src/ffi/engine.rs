@@ -3,8 +3,10 @@
 
 use super::result::{guard, non_null, opt_str_arg, str_arg, Error, Result};
 use super::sys::*;
+use crate::engine::redact;
 use crate::engine::{
-    DeviceInfo, Engine, EngineConfig, EngineError, ParkError, ParkRequest, Registration,
+    DeviceInfo, Engine, EngineConfig, EngineError, ForkContact, ParkError, ParkRequest,
+    Registration,
 };
 use std::ffi::c_char;
 use std::time::Duration;
@@ -24,6 +26,7 @@ pub(crate) fn engine_error(e: EngineError) -> Error {
         EngineError::Config(_) | EngineError::Apns(_) => PUSHPARK_ERR_CONFIG,
         EngineError::Store(_) | EngineError::Io(_) => PUSHPARK_ERR_IO,
         EngineError::Invalid(_) => PUSHPARK_ERR_INVALID,
+        EngineError::Unsupported(_) => PUSHPARK_ERR_UNSUPPORTED,
         EngineError::NotFound => PUSHPARK_ERR_NOT_FOUND,
     };
     Error::new(code, e.to_string())
@@ -44,7 +47,7 @@ fn park_error(e: ParkError) -> Error {
 
 /// # Safety
 /// `config_json` is NULL or a NUL-terminated string.
-unsafe fn parse_config(config_json: *const c_char) -> Result<EngineConfig> {
+pub(crate) unsafe fn parse_config(config_json: *const c_char) -> Result<EngineConfig> {
     let text = str_arg(config_json, "config_json")?;
     EngineConfig::from_json(text).map_err(|e| Error::new(PUSHPARK_ERR_CONFIG, e.to_string()))
 }
@@ -86,14 +89,19 @@ pub unsafe extern "C" fn pushpark_engine_free(engine: *mut pushpark_engine) {
     }
 }
 
-/// See pushpark.h.
-#[no_mangle]
-pub unsafe extern "C" fn pushpark_register(
+/// pushpark_register and pushpark_register_ordered.
+///
+/// # Safety
+/// As the header says for pushpark_register_ordered.
+#[allow(clippy::too_many_arguments)] // mirrors the C prototype
+unsafe fn register(
     engine: *mut pushpark_engine,
     aor: *const c_char,
     contact: *const c_char,
     instance: *const c_char,
     expires: u32,
+    call_id: *const c_char,
+    cseq: u32,
     out: *mut pushpark_register_outcome,
 ) -> pushpark_result {
     guard(|| {
@@ -103,6 +111,8 @@ pub unsafe extern "C" fn pushpark_register(
             contact: str_arg(contact, "contact")?,
             instance: opt_str_arg(instance, "instance")?,
             expires,
+            call_id: opt_str_arg(call_id, "call_id")?,
+            cseq,
         };
         let outcome = engine.register(&registration).map_err(engine_error)?;
         if !out.is_null() {
@@ -115,6 +125,44 @@ pub unsafe extern "C" fn pushpark_register(
         }
         Ok(())
     })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_register(
+    engine: *mut pushpark_engine,
+    aor: *const c_char,
+    contact: *const c_char,
+    instance: *const c_char,
+    expires: u32,
+    out: *mut pushpark_register_outcome,
+) -> pushpark_result {
+    register(
+        engine,
+        aor,
+        contact,
+        instance,
+        expires,
+        std::ptr::null(),
+        0,
+        out,
+    )
+}
+
+/// See pushpark.h.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // mirrors the C prototype
+pub unsafe extern "C" fn pushpark_register_ordered(
+    engine: *mut pushpark_engine,
+    aor: *const c_char,
+    contact: *const c_char,
+    instance: *const c_char,
+    expires: u32,
+    call_id: *const c_char,
+    cseq: u32,
+    out: *mut pushpark_register_outcome,
+) -> pushpark_result {
+    register(engine, aor, contact, instance, expires, call_id, cseq, out)
 }
 
 /// See pushpark.h.
@@ -159,9 +207,31 @@ pub unsafe extern "C" fn pushpark_remove_device(
             true => Ok(()),
             false => Err(Error::new(
                 PUSHPARK_ERR_NOT_FOUND,
-                format!("{aor} has no device {key}"),
+                format!("{aor} has no device {}", redact::key(key)),
             )),
         }
+    })
+}
+
+/// The arguments park and fork share.
+///
+/// # Safety
+/// Each pointer is NULL or a NUL-terminated string that outlives the request.
+unsafe fn park_request<'a>(
+    call_id: *const c_char,
+    aor: *const c_char,
+    caller_uri: *const c_char,
+    caller_name: *const c_char,
+    host_ref: u64,
+    timeout_ms: u32,
+) -> Result<ParkRequest<'a>> {
+    Ok(ParkRequest {
+        call_id: str_arg(call_id, "call_id")?,
+        aor: str_arg(aor, "aor")?,
+        caller_uri: str_arg(caller_uri, "caller_uri")?,
+        caller_name: opt_str_arg(caller_name, "caller_name")?.unwrap_or(""),
+        host_ref,
+        timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms.into())),
     })
 }
 
@@ -180,15 +250,49 @@ pub unsafe extern "C" fn pushpark_park(
 ) -> pushpark_result {
     guard(|| {
         let engine = engine_ref(engine)?;
-        let request = ParkRequest {
-            call_id: str_arg(call_id, "call_id")?,
-            aor: str_arg(aor, "aor")?,
-            caller_uri: str_arg(caller_uri, "caller_uri")?,
-            caller_name: opt_str_arg(caller_name, "caller_name")?.unwrap_or(""),
-            host_ref,
-            timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms.into())),
-        };
+        let request = park_request(call_id, aor, caller_uri, caller_name, host_ref, timeout_ms)?;
         let id = engine.park(&request).map_err(park_error)?;
+        if !park_id.is_null() {
+            *park_id = id;
+        }
+        Ok(())
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // mirrors the C prototype
+pub unsafe extern "C" fn pushpark_fork(
+    engine: *mut pushpark_engine,
+    call_id: *const c_char,
+    aor: *const c_char,
+    caller_uri: *const c_char,
+    caller_name: *const c_char,
+    host_ref: u64,
+    timeout_ms: u32,
+    contacts: *const pushpark_contact,
+    n_contacts: usize,
+    park_id: *mut u64,
+) -> pushpark_result {
+    guard(|| {
+        let engine = engine_ref(engine)?;
+        let request = park_request(call_id, aor, caller_uri, caller_name, host_ref, timeout_ms)?;
+        let given = match n_contacts {
+            0 => &[][..],
+            n => {
+                non_null(contacts, "contacts")?;
+                std::slice::from_raw_parts(contacts, n)
+            }
+        };
+        let mut list = Vec::with_capacity(given.len());
+        for (i, c) in given.iter().enumerate() {
+            list.push(ForkContact {
+                uri: str_arg(c.uri, &format!("contacts[{i}].uri"))?,
+                instance: opt_str_arg(c.instance, &format!("contacts[{i}].instance"))?,
+                ringing: c.ringing != 0,
+            });
+        }
+        let id = engine.fork(&request, &list).map_err(park_error)?;
         if !park_id.is_null() {
             *park_id = id;
         }
@@ -214,6 +318,20 @@ pub unsafe extern "C" fn pushpark_call_ended(
     guard(|| {
         engine_ref(engine)?
             .call_ended(host_ref)
+            .map_err(engine_error)
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_call_completed(
+    engine: *mut pushpark_engine,
+    host_ref: u64,
+    status: u16,
+) -> pushpark_result {
+    guard(|| {
+        engine_ref(engine)?
+            .call_completed(host_ref, status)
             .map_err(engine_error)
     })
 }

@@ -11,8 +11,12 @@ struct CEvent {
     kind: pushpark_event_kind,
     host_ref: u64,
     park_id: u64,
+    call_id: CString,
+    caller_uri: CString,
+    caller_name: CString,
     aor: CString,
     device: CString,
+    contact: CString,
     sip_code: u16,
     reason: CString,
 }
@@ -26,11 +30,16 @@ impl From<Event> for CEvent {
                 EventKind::Reject => PUSHPARK_EVENT_REJECT,
                 EventKind::PushResult => PUSHPARK_EVENT_PUSH_RESULT,
                 EventKind::DeviceGone => PUSHPARK_EVENT_DEVICE_GONE,
+                EventKind::LateWake => PUSHPARK_EVENT_LATE_WAKE,
             },
             host_ref: e.host_ref,
             park_id: e.park_id,
+            call_id: to_cstring(&e.call_id),
+            caller_uri: to_cstring(&e.caller_uri),
+            caller_name: to_cstring(&e.caller_name),
             aor: to_cstring(&e.aor),
             device: to_cstring(&e.device_key),
+            contact: to_cstring(&e.contact),
             sip_code: e.sip_code,
             reason: to_cstring(&e.reason),
         }
@@ -137,6 +146,34 @@ pub unsafe extern "C" fn pushpark_event_get_reason(event: *const pushpark_event)
 
 /// See pushpark.h.
 #[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_call_id(event: *const pushpark_event) -> *const c_char {
+    field(event, c"".as_ptr(), |e| e.call_id.as_ptr())
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_caller_uri(
+    event: *const pushpark_event,
+) -> *const c_char {
+    field(event, c"".as_ptr(), |e| e.caller_uri.as_ptr())
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_caller_name(
+    event: *const pushpark_event,
+) -> *const c_char {
+    field(event, c"".as_ptr(), |e| e.caller_name.as_ptr())
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_contact(event: *const pushpark_event) -> *const c_char {
+    field(event, c"".as_ptr(), |e| e.contact.as_ptr())
+}
+
+/// See pushpark.h.
+#[no_mangle]
 pub extern "C" fn pushpark_event_kind_name(kind: pushpark_event_kind) -> *const c_char {
     match kind {
         PUSHPARK_EVENT_RESUME => c"RESUME",
@@ -144,6 +181,7 @@ pub extern "C" fn pushpark_event_kind_name(kind: pushpark_event_kind) -> *const 
         PUSHPARK_EVENT_REJECT => c"REJECT",
         PUSHPARK_EVENT_PUSH_RESULT => c"PUSH_RESULT",
         PUSHPARK_EVENT_DEVICE_GONE => c"DEVICE_GONE",
+        PUSHPARK_EVENT_LATE_WAKE => c"LATE_WAKE",
         _ => c"UNKNOWN",
     }
     .as_ptr()

@@ -28,11 +28,34 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// The longest detail `pushpark_last_error` gives, in bytes: it may become a SIP reason
+/// phrase, and an argument of any size may be quoted in it.
+const MAX_DETAIL: usize = 200;
+
+/// `detail` as one line of at most MAX_DETAIL bytes, cut on a character boundary.
+fn bounded(detail: &str) -> String {
+    const MORE: &str = "...";
+    // Control characters are one or two bytes: a space never makes the line longer.
+    let line = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    if detail.len() <= MAX_DETAIL {
+        return line(detail);
+    }
+    let mut end = MAX_DETAIL - MORE.len();
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    line(&detail[..end]) + MORE
+}
+
 fn set_last_error(detail: &str) {
     LAST_ERROR.with(|last| {
         // Successes and empty polls are the hot path: no allocation when already empty.
         if !(detail.is_empty() && last.borrow().is_empty()) {
-            *last.borrow_mut() = to_cstring(detail);
+            *last.borrow_mut() = to_cstring(&bounded(detail));
         }
     });
 }
@@ -111,7 +134,7 @@ pub(crate) fn non_null<T>(p: *const T, name: &str) -> Result<()> {
 }
 
 /// Name and message of every code; the index is the code.
-const RESULTS: [(&CStr, &CStr); 16] = [
+const RESULTS: [(&CStr, &CStr); 17] = [
     (c"PUSHPARK_OK", c"success"),
     (
         c"PUSHPARK_ERR_NULL_ARG",
@@ -143,6 +166,10 @@ const RESULTS: [(&CStr, &CStr); 16] = [
     (c"PUSHPARK_ERR_SHUTDOWN", c"the engine is shutting down"),
     (c"PUSHPARK_ERR_PANIC", c"internal error (caught panic)"),
     (c"PUSHPARK_ERR_INTERNAL", c"internal error"),
+    (
+        c"PUSHPARK_ERR_UNSUPPORTED",
+        c"the push service is not supported",
+    ),
 ];
 
 fn lookup(code: pushpark_result) -> Option<(&'static CStr, &'static CStr)> {
@@ -200,6 +227,7 @@ mod tests {
             (PUSHPARK_ERR_SHUTDOWN, "PUSHPARK_ERR_SHUTDOWN"),
             (PUSHPARK_ERR_PANIC, "PUSHPARK_ERR_PANIC"),
             (PUSHPARK_ERR_INTERNAL, "PUSHPARK_ERR_INTERNAL"),
+            (PUSHPARK_ERR_UNSUPPORTED, "PUSHPARK_ERR_UNSUPPORTED"),
         ];
         assert_eq!(names.len(), RESULTS.len());
         for (code, name) in names {
@@ -208,6 +236,26 @@ mod tests {
         }
         let unknown = unsafe { CStr::from_ptr(pushpark_result_name(99)) };
         assert_eq!(unknown.to_str().unwrap(), "PUSHPARK_UNKNOWN");
+    }
+
+    /// Found by the issue: a detail quoting a huge argument was as long as the argument.
+    #[test]
+    fn the_detail_is_one_bounded_line_cut_on_a_character_boundary() {
+        for detail in [
+            "é".repeat(5000),
+            "a\r\nb".repeat(100),
+            "x".repeat(MAX_DETAIL),
+        ] {
+            let code = guard(|| Err(Error::new(PUSHPARK_ERR_INVALID, detail.clone())));
+            assert_eq!(code, PUSHPARK_ERR_INVALID);
+            let got = unsafe { CStr::from_ptr(pushpark_last_error()) }
+                .to_str()
+                .unwrap();
+            assert!(got.len() <= MAX_DETAIL, "{} bytes", got.len());
+            assert!(!got.chars().any(char::is_control), "{got:?}");
+            assert!(got.starts_with(&detail[..8].replace(['\r', '\n'], " ")));
+        }
+        assert_eq!(bounded("short"), "short");
     }
 
     #[test]

@@ -4,11 +4,9 @@
 use super::engine::engine_ref;
 use super::result::{guard, guard_value, non_null, str_arg, to_cstring, Error, Result};
 use super::sys::*;
+use crate::engine::redact;
 use std::ffi::c_char;
 use std::mem::{offset_of, size_of};
-
-/// How much of a device token listings show: enough to tell devices apart, too little to use.
-const TOKEN_SHOWN: usize = 8;
 
 // `pushpark_stats` is copied to C byte by byte, so it must have no (uninitialized) padding:
 // its size_t `size` followed by u64s has none where size_t is 64 bits.
@@ -56,6 +54,9 @@ pub unsafe extern "C" fn pushpark_stats_get(
             pushes_coalesced: s.pushes_coalesced,
             devices_stored: s.devices_stored,
             events_waiting: s.events_waiting,
+            resumed_now: s.resumed_now,
+            late_wakes: s.late_wakes,
+            registers_out_of_order: s.registers_out_of_order,
         };
         std::ptr::copy_nonoverlapping(
             (&full as *const pushpark_stats).cast::<u8>(),
@@ -110,19 +111,15 @@ pub unsafe extern "C" fn pushpark_devices_json(
             .into_iter()
             .map(|d| {
                 serde_json::json!({
-                    "key": d.key, "provider": d.provider, "topic": d.topic,
-                    "contact": d.contact, "last_register_unix": d.last_register_unix,
-                    "token": truncate_token(&d.token),
+                    "key": redact::key(&d.key), "provider": d.provider, "topic": d.topic,
+                    "contact": redact::contact(&d.contact),
+                    "last_register_unix": d.last_register_unix,
+                    "token": redact::token(&d.token),
                 })
             })
             .collect();
         give_json(json, devices)
     })
-}
-
-fn truncate_token(token: &str) -> String {
-    let shown: String = token.chars().take(TOKEN_SHOWN).collect();
-    format!("{shown}...")
 }
 
 /// See pushpark.h.

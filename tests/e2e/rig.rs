@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,10 @@ const ASSETS: &[(&str, &str)] = &[
     ("device_ring.xml", include_str!("device_ring.xml")),
     ("device_pickup.xml", include_str!("device_pickup.xml")),
     ("register.xml", include_str!("register.xml")),
-    ("register_desktop.xml", include_str!("register_desktop.xml")),
+    ("register_plain.xml", include_str!("register_plain.xml")),
+    ("device_tcp.xml", include_str!("device_tcp.xml")),
+    ("register_refused.xml", include_str!("register_refused.xml")),
+    ("caller_fork.xml", include_str!("caller_fork.xml")),
     (
         "register_unregister.xml",
         include_str!("register_unregister.xml"),
@@ -95,12 +98,24 @@ pub struct Proc {
     child: Child,
     pub log: PathBuf,
     lines: Option<Receiver<String>>,
+    /// The write end of its stdin, for programs driven by commands (`spawn_with_input`).
+    input: Option<ChildStdin>,
     stopped: bool,
 }
 
 impl Proc {
     /// Starts `cmd` in `dir`. With `capture`, stdout lines are readable with `expect_line`.
-    pub fn spawn(mut cmd: Command, name: &str, dir: &Path, capture: bool) -> Proc {
+    pub fn spawn(cmd: Command, name: &str, dir: &Path, capture: bool) -> Proc {
+        Self::start(cmd, name, dir, capture, false)
+    }
+
+    /// Like `spawn`, with stdin a pipe kept open: for programs that read commands from it and
+    /// stop at its end (linphonec). Write to it with `send_line`.
+    pub fn spawn_with_input(cmd: Command, name: &str, dir: &Path) -> Proc {
+        Self::start(cmd, name, dir, false, true)
+    }
+
+    fn start(mut cmd: Command, name: &str, dir: &Path, capture: bool, input: bool) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let file = fs::File::create(&log).expect("create log");
         let out = if capture {
@@ -109,7 +124,7 @@ impl Proc {
             Stdio::from(file.try_clone().unwrap())
         };
         cmd.current_dir(dir)
-            .stdin(Stdio::null())
+            .stdin(if input { Stdio::piped() } else { Stdio::null() })
             .stdout(out)
             .stderr(file)
             .process_group(0);
@@ -130,11 +145,18 @@ impl Proc {
         });
         Proc {
             name: name.into(),
+            input: child.stdin.take(),
             child,
             log,
             lines,
             stopped: false,
         }
+    }
+
+    /// Writes one line to the process's stdin (see `spawn_with_input`).
+    pub fn send_line(&mut self, line: &str) {
+        let input = self.input.as_mut().expect("stdin not kept");
+        writeln!(input, "{line}").unwrap_or_else(|e| panic!("{}: write stdin: {e}", self.name));
     }
 
     /// Waits for a stdout line containing `needle` (lines before it are consumed).
@@ -184,16 +206,28 @@ impl Proc {
 
     /// SIGTERM to the group, then SIGKILL if it has not exited after 5 s.
     pub fn stop(&mut self) {
+        self.end(true);
+    }
+
+    /// SIGKILL to the group at once: no chance to clean up (a phone app killed by iOS does
+    /// not unregister).
+    pub fn kill(&mut self) {
+        self.end(false);
+    }
+
+    fn end(&mut self, gently: bool) {
         // Once reaped, the group id may belong to someone else.
         if std::mem::replace(&mut self.stopped, true) {
             return;
         }
         let group = -(self.child.id() as i32);
-        // SAFETY: kill(2) on our own child's process group.
-        unsafe { libc::kill(group, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        if gently {
+            // SAFETY: kill(2) on our own child's process group.
+            unsafe { libc::kill(group, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         // SAFETY: as above; the group may already be gone (ESRCH), which is fine.
         unsafe { libc::kill(group, libc::SIGKILL) };

@@ -17,6 +17,11 @@ pub fn token(i: u32) -> String {
     format!("{:064x}", 0x5eed_0000_u64 + u64::from(i))
 }
 
+/// A token as events and listings show it: never whole.
+pub fn shown(token: &str) -> String {
+    format!("{}...", &token[..8])
+}
+
 /// A REGISTER Contact the way an iOS softphone sends it (RFC 8599).
 pub fn push_contact(user: &str, token: &str) -> String {
     format!(
@@ -31,6 +36,8 @@ pub fn register<'a>(aor: &'a str, contact: &'a str, instance: Option<&'a str>) -
         contact,
         instance,
         expires: 600,
+        call_id: None,
+        cseq: 0,
     }
 }
 

@@ -46,13 +46,15 @@ fn check_binding(input: &str, b: &PushBinding) -> Result<(), TestCaseError> {
     prop_assert!(lower.contains("pn-prid") && lower.contains("pn-param"));
     if !input.contains('%') {
         prop_assert!(lower.contains(&b.token), "token not in the input");
-        prop_assert!(input.contains(&b.topic), "topic not in the input");
+        let bundle = b.topic.strip_suffix(".voip").expect("a VoIP topic");
+        prop_assert!(input.contains(bundle), "bundle id not in the input");
     }
     // The binding, written back as a plain Contact, reads back the same.
     let canonical = format!(
-        "sip:u@h;pn-provider={};pn-prid={};pn-param=T1.{}",
+        "sip:u@h;pn-provider={};pn-prid={};pn-param={}.{}",
         b.provider.as_str(),
         b.token,
+        b.team,
         b.topic
     );
     prop_assert_eq!(parse(&canonical).map(|c| c.push), Ok(Some(b.clone())));
@@ -70,7 +72,7 @@ fn check_any(input: &str) -> Result<(), TestCaseError> {
                 prop_assert!(!i.is_empty() && normalize_instance(i).as_ref() == Some(i));
             }
         }
-        Err(e) => prop_assert!(!e.0.is_empty()),
+        Err(e) => prop_assert!(!e.message().is_empty()),
     }
     Ok(())
 }
@@ -110,13 +112,35 @@ struct Built {
     instance: Option<String>,
 }
 
+/// How the device spells its token and topic: RFC 8599 plainly, or one of
+/// Linphone's lists (which name the VoIP token and the remote one).
+#[derive(Debug, Clone, Copy)]
+enum Dialect {
+    Plain,
+    VoipSuffix,
+    RemoteThenVoip,
+    VoipThenRemote,
+}
+
+fn dialect() -> impl Strategy<Value = Dialect> {
+    prop_oneof![
+        Just(Dialect::Plain),
+        Just(Dialect::VoipSuffix),
+        Just(Dialect::RemoteThenVoip),
+        Just(Dialect::VoipThenRemote),
+    ]
+}
+
 prop_compose! {
     fn push_contact()(
         provider in "[aA][pP][nN][sS](\\.[dD][eE][vV])?",
         token in "([0-9a-fA-F]{2}){16,100}",
+        remote in "([0-9a-f]{2}){16,40}",
+        dialect in dialect(),
         team in "[A-Z0-9]{1,12}",
         bundle in "[a-z][a-z0-9_-]{0,10}(\\.[a-z][a-z0-9_-]{0,10}){0,3}",
-        instance in proptest::option::of("urn:uuid:[0-9A-F-]{8,36}"),
+        // Any case of the URN's scheme, namespace and uuid: one device.
+        instance in proptest::option::of("[uU][rR][nN]:[uU][uU][iI][dD]:[0-9A-Fa-f-]{8,36}"),
         user in "[a-z0-9+._-]{1,12}",
         host in "[a-z0-9.-]{1,20}(:[0-9]{1,5})?|\\[[0-9a-f:]{2,20}\\](:[0-9]{1,5})?",
         display in proptest::option::of("[^\r\n]{0,16}"),
@@ -129,7 +153,14 @@ prop_compose! {
         shuffle_seed in any::<u64>(),
     ) -> Built {
         let topic = format!("{bundle}.voip");
-        let values = [provider.clone(), percent_encode_some(&token, &encode), format!("{team}.{topic}")];
+        let voip = percent_encode_some(&token, &encode);
+        let (prid, services) = match dialect {
+            Dialect::Plain => (voip, "voip"),
+            Dialect::VoipSuffix => (format!("{voip}:voip"), "voip"),
+            Dialect::RemoteThenVoip => (format!("{remote}:remote&{voip}:voip"), "remote&voip"),
+            Dialect::VoipThenRemote => (format!("{voip}:voip&{remote}:remote"), "voip&remote"),
+        };
+        let values = [provider.clone(), prid, format!("{team}.{bundle}.{services}")];
         let names = ["pn-provider", "pn-prid", "pn-param"];
         let (mut uri_params, mut header_params) = (Vec::new(), Vec::new());
         // Bare: no display name and no `<>`, so every parameter is a header parameter.
@@ -169,9 +200,10 @@ prop_compose! {
             binding: PushBinding {
                 provider: Provider::parse(&provider).unwrap(),
                 token: token.to_ascii_lowercase(),
+                team,
                 topic,
             },
-            instance,
+            instance: instance.map(|i| i.to_ascii_lowercase()),
         }
     }
 }
@@ -200,6 +232,39 @@ proptest! {
         prop_assert_eq!(c.instance, b.instance, "{}", b.text);
         check_binding(&b.text, c.push.as_ref().unwrap())?;
     }
+
+    /// Several Contacts in one header value: each gives its own binding, in
+    /// order, and the rules' check names the first one's provider.
+    #[test]
+    fn a_header_of_several_contacts_gives_each_binding(
+        list in prop::collection::vec(push_contact(), 1..5),
+    ) {
+        let header = list.iter().map(|b| b.text.as_str()).collect::<Vec<_>>().join(" , ");
+        let all = ContactRules::default()
+            .parse_all(&header)
+            .map_err(|e| TestCaseError::fail(format!("{header}: {e}")))?;
+        prop_assert_eq!(all.len(), list.len(), "{}", header);
+        for ((text, c), b) in all.iter().zip(&list) {
+            prop_assert_eq!(text.trim(), b.text.as_str());
+            prop_assert_eq!(c.push.as_ref(), Some(&b.binding), "{}", header);
+            prop_assert_eq!(&c.instance, &b.instance, "{}", header);
+        }
+        let first = list[0].binding.provider.as_str();
+        prop_assert_eq!(ContactRules::default().check(&header), Ok(Some(first)));
+    }
+
+    /// A token list without a VoIP token is refused, never pushed on the
+    /// remote (non-VoIP) token.
+    #[test]
+    fn a_list_without_a_voip_token_is_refused(
+        remotes in prop::collection::vec("([0-9a-f]{2}){16,40}", 1..3),
+    ) {
+        let prid = remotes.iter().map(|t| format!("{t}:remote")).collect::<Vec<_>>().join("&");
+        let text = format!("sip:a@h;pn-provider=apns;pn-prid={prid};pn-param=T.b.remote&voip");
+        let e = parse(&text).unwrap_err();
+        prop_assert!(matches!(e, ContactError::Invalid(_)), "{}", e);
+        prop_assert!(e.message().contains("no VoIP token"), "{}", e);
+    }
 }
 
 proptest! {
@@ -220,7 +285,7 @@ proptest! {
         bad in "[+ -][0-9a-fA-F]|[^0-9a-fA-F][^\"<>]|[0-9a-fA-F][^0-9a-fA-F\"<>]|.?"
     ) {
         let e = parse(&format!("<sip:a@h>;+sip.instance=\"<urn:%{bad}>\"")).unwrap_err();
-        prop_assert!(e.0.contains("percent-encoding"), "{}", e);
+        prop_assert!(e.message().contains("percent-encoding"), "{}", e);
     }
 }
 
@@ -228,8 +293,8 @@ proptest! {
     #![proptest_config(config(500))]
 
     /// A pn-prid that is not an APNs token (wrong length, odd, a character
-    /// other than hex but legal in a URI parameter; up to a few KB) is refused
-    /// with an error about pn-prid.
+    /// other than hex but legal in a URI parameter, a `:` that is no Linphone
+    /// suffix; up to a few KB) is refused with an error about pn-prid.
     #[test]
     fn a_bad_token_is_an_error_about_pn_prid(
         token in "[0-9a-f]{0,31}|[0-9a-f]{201,3000}|([0-9a-f]{2}){16,99}[0-9a-f]\
@@ -237,6 +302,6 @@ proptest! {
     ) {
         let text = format!("sip:a@h;pn-provider=apns;pn-prid={token};pn-param=T.b.voip");
         let e = parse(&text).unwrap_err();
-        prop_assert!(e.to_string().starts_with("bad Contact: pn-prid must be"), "{}", e);
+        prop_assert!(e.to_string().starts_with("bad Contact: pn-prid"), "{}", e);
     }
 }

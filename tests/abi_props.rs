@@ -1,10 +1,13 @@
 //! Property test of the C ABI's string-taking functions: random sequences of
-//! register / add_device / remove_device / park / cancel / config_check /
-//! devices_json with arbitrary byte strings (invalid UTF-8, embedded NULs,
-//! kilobytes) and NULLs, on a real engine against the mock APNs. Every call
-//! returns a code its header comment documents, with a matching last error;
-//! out-params are written only on success; and every call parked ends exactly
-//! once while a refused park leaves nothing behind (stats balance).
+//! register / register_ordered / add_device / remove_device / park / fork /
+//! cancel / call_completed / config_check / contact_check / devices_json with
+//! arbitrary byte strings (invalid UTF-8, embedded NULs, kilobytes) and NULLs,
+//! on a real engine against the mock APNs. Every call returns a code its
+//! header comment documents, with a matching last error of one line and at
+//! most 200 bytes; out-params are written only on success; no event or listing
+//! shows a whole token; no event of a call is polled after the host ended it;
+//! and every call parked ends exactly once while a refused park leaves nothing
+//! behind (stats balance).
 
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -31,7 +34,9 @@ const NOT_FOUND: u32 = 9;
 const EMPTY: u32 = 10;
 const INVALID: u32 = 11;
 const SHUTDOWN: u32 = 13;
+const UNSUPPORTED: u32 = 16;
 const EVENT_RESUME: u32 = 1;
+const EVENT_APPEND_BRANCH: u32 = 2;
 const EVENT_REJECT: u32 = 3;
 
 /// Mostly the two users, sometimes an AOR the engine refuses.
@@ -126,8 +131,14 @@ fn contacts() -> Vec<String> {
         "sip:carol@192.0.2.11".into(),
         "*".into(),
         "<sip:a@h;pn-provider=apns;pn-prid=zz>".into(),
+        "<sip:a@h;pn-provider=fcm;pn-prid=zz>".into(),
+        format!("<sip:a@h;pn-provider=apns;pn-prid={TOKEN}:remote;pn-param={TEAM_ID}.b.voip>"),
+        format!("{}, sip:dan@192.0.2.12", contact("bob")),
     ]
 }
+
+/// One Contact of a fork: (uri, instance, ringing).
+type ForkArg = (Arg, Arg, bool);
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -136,6 +147,8 @@ enum Op {
         contact: Arg,
         instance: Arg,
         expires: u32,
+        /// Some: pushpark_register_ordered with this Call-ID and CSeq.
+        order: Option<(Arg, u32)>,
     },
     AddDevice {
         aor: Arg,
@@ -157,11 +170,24 @@ enum Op {
         host_ref: u64,
         timeout_ms: u32,
     },
+    Fork {
+        call_id: Arg,
+        aor: Arg,
+        host_ref: u64,
+        contacts: Vec<ForkArg>,
+    },
     Cancel {
         host_ref: u64,
     },
+    CallCompleted {
+        host_ref: u64,
+        status: u16,
+    },
     ConfigCheck {
         json: Arg,
+    },
+    ContactCheck {
+        contact: Arg,
     },
     DevicesJson {
         aor: Arg,
@@ -172,10 +198,11 @@ fn plausible_op() -> impl Strategy<Value = Op> {
     let aor = || arg(strings(AORS));
     let key = || arg(strings(&["", "urn:uuid:alice", "urn:uuid:bob", TOKEN]));
     prop_oneof![
-        4 => (aor(), arg(contacts()), arg(strings(&["urn:uuid:alice", "<urn:uuid:bob>"])),
-              prop::sample::select(vec![0u32, 600]))
-            .prop_map(|(aor, contact, instance, expires)| Op::Register {
-                aor, contact, instance, expires
+        4 => (aor(), arg(contacts()), arg(strings(&["urn:uuid:alice", "<URN:UUID:bob>"])),
+              prop::sample::select(vec![0u32, 600]),
+              proptest::option::of((arg(strings(&["r1@h", "r2@h"])), 1..4u32)))
+            .prop_map(|(aor, contact, instance, expires, order)| Op::Register {
+                aor, contact, instance, expires, order
             }),
         3 => (aor(), key(), arg(strings(&["apns", "apns.dev", "fcm"])),
               arg(strings(&[TOKEN, &TOKEN[..32], "00"])),
@@ -191,8 +218,19 @@ fn plausible_op() -> impl Strategy<Value = Op> {
             .prop_map(|(call_id, aor, caller_uri, caller_name, host_ref, timeout_ms)| Op::Park {
                 call_id, aor, caller_uri, caller_name, host_ref, timeout_ms
             }),
+        3 => (arg(strings(&["f1@h", "f2@h"])), aor(), 0..6u64,
+              prop::collection::vec(
+                  (arg(contacts()), arg(strings(&["<urn:uuid:alice>", "urn:uuid:bob"])),
+                   any::<bool>()),
+                  0..3))
+            .prop_map(|(call_id, aor, host_ref, contacts)| Op::Fork {
+                call_id, aor, host_ref, contacts
+            }),
         2 => (1..6u64).prop_map(|host_ref| Op::Cancel { host_ref }),
+        1 => (1..6u64, prop::sample::select(vec![200u16, 487, 603]))
+            .prop_map(|(host_ref, status)| Op::CallCompleted { host_ref, status }),
         1 => arg(strings(&["{}", "{\"apns\":1}"])).prop_map(|json| Op::ConfigCheck { json }),
+        2 => arg(contacts()).prop_map(|contact| Op::ContactCheck { contact }),
         1 => aor().prop_map(|aor| Op::DevicesJson { aor }),
     ]
 }
@@ -204,8 +242,13 @@ impl Op {
                 aor,
                 contact,
                 instance,
+                order,
                 ..
-            } => vec![aor, contact, instance],
+            } => {
+                let mut args = vec![aor, contact, instance];
+                args.extend(order.as_mut().map(|(call_id, _)| call_id));
+                args
+            }
             Op::AddDevice {
                 aor,
                 key,
@@ -226,8 +269,22 @@ impl Op {
             } => {
                 vec![call_id, aor, caller_uri, caller_name]
             }
-            Op::Cancel { .. } => vec![],
+            Op::Fork {
+                call_id,
+                aor,
+                contacts,
+                ..
+            } => {
+                let mut args = vec![call_id, aor];
+                for (uri, instance, _) in contacts {
+                    args.push(uri);
+                    args.push(instance);
+                }
+                args
+            }
+            Op::Cancel { .. } | Op::CallCompleted { .. } => vec![],
             Op::ConfigCheck { json } => vec![json],
+            Op::ContactCheck { contact } => vec![contact],
             Op::DevicesJson { aor } => vec![aor],
         }
     }
@@ -282,6 +339,12 @@ fn check_common(
 ) -> Result<(), TestCaseError> {
     let detail = last_error();
     prop_assert!(
+        detail.len() <= 200 && !detail.chars().any(char::is_control),
+        "last error: {:?}",
+        detail
+    );
+    prop_assert!(!detail.contains(TOKEN), "a whole token: {}", detail);
+    prop_assert!(
         documented.contains(&code),
         "undocumented code {}: {}",
         code,
@@ -320,8 +383,13 @@ fn check_common(
 
 struct Case {
     engine: *mut std::ffi::c_void,
-    /// park_id → host_ref of every successful park.
+    rules: *mut std::ffi::c_void,
+    /// park_id → host_ref of every successful park or fork.
     parked: BTreeMap<u64, u64>,
+    /// park_ids of the forks (their first APPEND_BRANCH counts as resumed).
+    forks: BTreeSet<u64>,
+    /// host_refs the host ended (cancel / call_completed OK) and did not park again.
+    ended: BTreeSet<u64>,
     /// host_refs of refused parks that never parked.
     refused: BTreeSet<u64>,
     /// Terminal events (RESUME, REJECT) by park_id.
@@ -341,15 +409,25 @@ impl Case {
                 return Ok(());
             }
             prop_assert_eq!(code, OK);
-            // SAFETY: ev is an event we own until pushpark_event_free.
-            let (kind, park_id, host_ref) = unsafe {
+            // SAFETY: ev is an event we own until pushpark_event_free; its strings too.
+            let (kind, park_id, host_ref, device, contact) = unsafe {
+                let text = |p: *const c_char| CStr::from_ptr(p).to_string_lossy().into_owned();
                 (
                     pushpark_event_get_kind(ev),
                     pushpark_event_get_park_id(ev),
                     pushpark_event_get_host_ref(ev),
+                    text(pushpark_event_get_device(ev)),
+                    text(pushpark_event_get_contact(ev)),
                 )
             };
             unsafe { pushpark_event_free(ev) };
+            prop_assert!(!device.contains(TOKEN) && !contact.contains(TOKEN));
+            prop_assert!(
+                host_ref == 0 || !self.ended.contains(&host_ref),
+                "event {} for host_ref {} after the host ended it",
+                kind,
+                host_ref
+            );
             if park_id != 0 {
                 let parked_as = self.parked.get(&park_id).copied();
                 prop_assert!(
@@ -366,7 +444,10 @@ impl Case {
                     host_ref
                 );
             }
-            if kind == EVENT_RESUME || kind == EVENT_REJECT {
+            let first_branch = kind == EVENT_APPEND_BRANCH
+                && self.forks.contains(&park_id)
+                && !self.endings.contains_key(&park_id);
+            if kind == EVENT_RESUME || kind == EVENT_REJECT || first_branch {
                 self.endings.entry(park_id).or_default().push(kind);
             }
         }
@@ -380,26 +461,38 @@ impl Case {
                 contact,
                 instance,
                 expires,
+                order,
             } => {
                 let (a, c, i) = (aor.c_string(), contact.c_string(), instance.c_string());
                 let mut out = REGISTER_UNTOUCHED;
-                // SAFETY: live engine, NUL-terminated or NULL strings, a valid out-param.
-                let code = unsafe {
-                    pushpark_register(
-                        e,
-                        ptr_of(&a),
-                        ptr_of(&c),
-                        ptr_of(&i),
-                        *expires,
-                        ptr::from_mut(&mut out).cast(),
-                    )
-                };
-                let args = [
+                let out_ptr = ptr::from_mut(&mut out).cast();
+                let (p, c, i) = (ptr_of(&a), ptr_of(&c), ptr_of(&i));
+                let mut args = vec![
                     ("aor", aor, true),
                     ("contact", contact, true),
                     ("instance", instance, false),
                 ];
-                check_common(code, &[OK, INVALID, NULL_ARG, UTF8], &args)?;
+                // SAFETY: live engine, NUL-terminated or NULL strings, a valid out-param.
+                let code = match order {
+                    None => unsafe { pushpark_register(e, p, c, i, *expires, out_ptr) },
+                    Some((call_id, cseq)) => {
+                        args.push(("call_id", call_id, false));
+                        let id = call_id.c_string();
+                        unsafe {
+                            pushpark_register_ordered(
+                                e,
+                                p,
+                                c,
+                                i,
+                                *expires,
+                                ptr_of(&id),
+                                *cseq,
+                                out_ptr,
+                            )
+                        }
+                    }
+                };
+                check_common(code, &[OK, INVALID, UNSUPPORTED, NULL_ARG, UTF8], &args)?;
                 if code == OK {
                     prop_assert!([out.push_capable, out.stored, out.removed]
                         .iter()
@@ -487,25 +580,113 @@ impl Case {
                 if *timeout_ms > 3_600_000 {
                     prop_assert!(code != OK, "a timeout over an hour was accepted");
                 }
+                self.parked_or_refused(code, park_id, *host_ref)?;
+            }
+            Op::Fork {
+                call_id,
+                aor,
+                host_ref,
+                contacts,
+            } => {
+                let (id, a) = (call_id.c_string(), aor.c_string());
+                let strings: Vec<_> = contacts
+                    .iter()
+                    .map(|(uri, instance, _)| (uri.c_string(), instance.c_string()))
+                    .collect();
+                let list: Vec<ContactArg> = strings
+                    .iter()
+                    .zip(contacts)
+                    .map(|((uri, instance), (_, _, ringing))| ContactArg {
+                        uri: ptr_of(uri),
+                        instance: ptr_of(instance),
+                        ringing: (*ringing).into(),
+                    })
+                    .collect();
+                let from = c"sip:bob@h";
+                let mut park_id = u64::MAX;
+                // SAFETY: live engine, NUL-terminated strings, `list` as the header's
+                // pushpark_contact array (NULL when empty is allowed), an out-param.
+                let code = unsafe {
+                    pushpark_fork(
+                        e,
+                        ptr_of(&id),
+                        ptr_of(&a),
+                        from.as_ptr(),
+                        ptr::null(),
+                        *host_ref,
+                        0,
+                        if list.is_empty() {
+                            ptr::null()
+                        } else {
+                            list.as_ptr().cast()
+                        },
+                        list.len(),
+                        &mut park_id,
+                    )
+                };
+                let mut args = vec![("call_id", call_id, true), ("aor", aor, true)];
+                let names: Vec<(String, String)> = (0..contacts.len())
+                    .map(|i| {
+                        (
+                            format!("contacts[{i}].uri"),
+                            format!("contacts[{i}].instance"),
+                        )
+                    })
+                    .collect();
+                for ((uri, instance, _), (u, i)) in contacts.iter().zip(&names) {
+                    args.push((u, uri, true));
+                    args.push((i, instance, false));
+                }
+                let documented = [
+                    OK,
+                    NO_DEVICE,
+                    LIMIT_TOTAL,
+                    LIMIT_AOR,
+                    QUEUE_FULL,
+                    DUPLICATE,
+                    INVALID,
+                    SHUTDOWN,
+                    NULL_ARG,
+                    UTF8,
+                ];
+                check_common(code, &documented, &args)?;
+                *self.park_codes.entry(code).or_default() += 1;
+                if *host_ref == 0 {
+                    prop_assert!(code != OK, "host_ref 0 was forked");
+                }
+                self.parked_or_refused(code, park_id, *host_ref)?;
                 if code == OK {
-                    prop_assert!(park_id != u64::MAX && !self.parked.contains_key(&park_id));
-                    self.parked.insert(park_id, *host_ref);
-                    self.refused.remove(host_ref);
-                } else {
-                    prop_assert_eq!(park_id, u64::MAX, "park_id written on failure");
-                    if code == DUPLICATE {
-                        prop_assert!(self.parked.values().any(|h| h == host_ref));
-                    } else if !self.parked.values().any(|h| h == host_ref) {
-                        self.refused.insert(*host_ref);
-                    }
+                    self.forks.insert(park_id);
                 }
             }
             Op::Cancel { host_ref } => {
                 // SAFETY: live engine.
                 let code = unsafe { pushpark_cancel(e, *host_ref) };
-                check_common(code, &[OK, NOT_FOUND], &[])?;
-                if self.refused.contains(host_ref) {
-                    prop_assert_eq!(code, NOT_FOUND, "a refused park left a call behind");
+                self.host_ended(code, *host_ref)?;
+            }
+            Op::CallCompleted { host_ref, status } => {
+                // SAFETY: live engine.
+                let code = unsafe { pushpark_call_completed(e, *host_ref, *status) };
+                self.host_ended(code, *host_ref)?;
+            }
+            Op::ContactCheck { contact } => {
+                let c = contact.c_string();
+                let mut provider: *const c_char = c"untouched".as_ptr();
+                // SAFETY: live rules, a NUL-terminated or NULL string, an out-param.
+                let code =
+                    unsafe { pushpark_contact_check(self.rules.cast(), ptr_of(&c), &mut provider) };
+                let args = [("contact", contact, true)];
+                check_common(code, &[OK, INVALID, UNSUPPORTED, NULL_ARG, UTF8], &args)?;
+                // SAFETY: a static string or NULL on OK, untouched otherwise.
+                let provider = (!provider.is_null())
+                    .then(|| unsafe { CStr::from_ptr(provider) }.to_str().unwrap());
+                match code {
+                    OK => prop_assert!(
+                        matches!(provider, None | Some("apns" | "apns.dev")),
+                        "{:?}",
+                        provider
+                    ),
+                    _ => prop_assert_eq!(provider, Some("untouched")),
                 }
             }
             Op::ConfigCheck { json } => {
@@ -532,6 +713,41 @@ impl Case {
             }
         }
         self.drain()
+    }
+
+    /// Books a park's or fork's outcome.
+    fn parked_or_refused(
+        &mut self,
+        code: u32,
+        park_id: u64,
+        host_ref: u64,
+    ) -> Result<(), TestCaseError> {
+        if code == OK {
+            prop_assert!(park_id != u64::MAX && !self.parked.contains_key(&park_id));
+            self.parked.insert(park_id, host_ref);
+            self.refused.remove(&host_ref);
+            self.ended.remove(&host_ref);
+        } else {
+            prop_assert_eq!(park_id, u64::MAX, "park_id written on failure");
+            if code == DUPLICATE {
+                prop_assert!(self.parked.values().any(|h| *h == host_ref));
+            } else if !self.parked.values().any(|h| *h == host_ref) {
+                self.refused.insert(host_ref);
+            }
+        }
+        Ok(())
+    }
+
+    /// Books a cancel's or call_completed's outcome.
+    fn host_ended(&mut self, code: u32, host_ref: u64) -> Result<(), TestCaseError> {
+        check_common(code, &[OK, NOT_FOUND], &[])?;
+        if self.refused.contains(&host_ref) {
+            prop_assert_eq!(code, NOT_FOUND, "a refused park left a call behind");
+        }
+        if code == OK {
+            self.ended.insert(host_ref);
+        }
+        Ok(())
     }
 
     /// Cancels what is left, then checks that every park ended exactly once.
@@ -589,6 +805,14 @@ impl Case {
     }
 }
 
+/// pushpark_contact's layout.
+#[repr(C)]
+struct ContactArg {
+    uri: *const c_char,
+    instance: *const c_char,
+    ringing: i32,
+}
+
 /// pushpark_register_outcome's layout (the header's type is not nameable from here).
 #[repr(C)]
 struct RegisterOut {
@@ -628,9 +852,16 @@ fn string_arguments_give_documented_codes_and_lose_no_call() {
         // SAFETY: a NUL-terminated config and an out-param.
         let code = unsafe { pushpark_engine_new(config.as_ptr(), &mut engine) };
         prop_assert_eq!(code, OK, "{}", last_error());
+        let mut rules = ptr::null_mut();
+        // SAFETY: as above.
+        let code = unsafe { pushpark_contact_rules_new(config.as_ptr(), &mut rules) };
+        prop_assert_eq!(code, OK, "{}", last_error());
         let mut case = Case {
             engine: engine.cast(),
+            rules: rules.cast(),
             parked: BTreeMap::new(),
+            forks: BTreeSet::new(),
+            ended: BTreeSet::new(),
             refused: BTreeSet::new(),
             endings: BTreeMap::new(),
             park_codes: BTreeMap::new(),
@@ -639,8 +870,11 @@ fn string_arguments_give_documented_codes_and_lose_no_call() {
             .iter()
             .try_for_each(|op| case.run(op))
             .and_then(|()| case.finish());
-        // SAFETY: the engine, freed once, with no other call running.
-        unsafe { pushpark_engine_free(engine) };
+        // SAFETY: the engine and rules, freed once, with no other call running.
+        unsafe {
+            pushpark_engine_free(engine);
+            pushpark_contact_rules_free(rules);
+        }
         outcome
     });
     if let Err(e) = result {

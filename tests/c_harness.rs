@@ -239,6 +239,21 @@ fn endings_valgrind() {
 }
 
 #[test]
+fn fork() {
+    run("fork", Mode::Plain, no_sync);
+}
+
+#[test]
+fn fork_sanitizers() {
+    run("fork", Mode::Sanitizers, no_sync);
+}
+
+#[test]
+fn fork_valgrind() {
+    run("fork", Mode::Valgrind, no_sync);
+}
+
+#[test]
 fn threads() {
     run("threads", Mode::Plain, no_sync);
 }

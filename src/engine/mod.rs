@@ -200,8 +200,7 @@ impl From<store::StoreError> for EngineError {
 pub(crate) struct Shared {
     cfg: EngineConfig,
     rules: ContactRules,
-    /// Held while a REGISTER is applied, so each device ends in the state of
-    /// the REGISTER applied last (taken before `table`).
+    /// Held while an ordered REGISTER is applied (taken before `table`).
     order: Mutex<RegisterOrder>,
     table: Mutex<Table>,
     events: EventQueue,
@@ -331,7 +330,9 @@ impl Engine {
             .and_then(contact::normalize_instance);
         let keep_binding = sh.cfg.store.unregister_keeps_binding;
         let mut out = RegisterOutcome::default();
-        let mut order = sh.order.lock();
+        // Ordered REGISTERs apply one at a time, so that a device ends in the
+        // state of the one with the highest CSeq; others need no order.
+        let mut ordered = r.call_id.map(|id| (id, sh.order.lock()));
         let now = Instant::now();
         for (text, c) in contacts {
             let text = text.trim();
@@ -349,9 +350,9 @@ impl Engine {
                 .or(c.instance)
                 .or(token.map(String::from))
                 .unwrap_or_else(|| text.to_string());
-            if let Some(call_id) = r.call_id {
+            if let Some((call_id, last)) = &mut ordered {
                 let keep = Duration::from_secs(r.expires.into()).max(order::KEEP_AT_LEAST);
-                if !order.admit(r.aor, &key, call_id, r.cseq, now + keep) {
+                if !last.admit(r.aor, &key, call_id, r.cseq, now + keep) {
                     inc(&sh.counters.registers_out_of_order);
                     continue;
                 }

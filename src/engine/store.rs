@@ -113,6 +113,7 @@ impl Store {
             let (k, v) = row.map_err(store_err)?;
             let (aor, key) = k.value();
             let Ok(r) = serde_json::from_slice::<Record>(v.value()) else {
+                let key = super::redact::key(key);
                 log::warn!("device store: unreadable binding for {aor} / {key} skipped");
                 continue;
             };

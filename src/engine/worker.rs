@@ -267,7 +267,9 @@ impl Worker {
                 return;
             };
             // Until its result says otherwise, the device may show this call.
-            call.pushed.push(device.key.as_str().into());
+            if !call.pushed.iter().any(|k| **k == *device.key) {
+                call.pushed.push(device.key.as_str().into());
+            }
             let payload = self.sh.cfg.push.payload_template.render(&PayloadFields {
                 call_id: &call.call_id,
                 caller_uri: &call.caller_uri,

@@ -3,6 +3,7 @@
 
 use super::result::{guard, non_null, opt_str_arg, str_arg, Error, Result};
 use super::sys::*;
+use crate::engine::redact;
 use crate::engine::{
     DeviceInfo, Engine, EngineConfig, EngineError, ForkContact, ParkError, ParkRequest,
     Registration,
@@ -206,7 +207,7 @@ pub unsafe extern "C" fn pushpark_remove_device(
             true => Ok(()),
             false => Err(Error::new(
                 PUSHPARK_ERR_NOT_FOUND,
-                format!("{aor} has no device {key}"),
+                format!("{aor} has no device {}", redact::key(key)),
             )),
         }
     })

@@ -9,6 +9,8 @@
 #include <stddef.h>
 
 static const char BAD_UTF8[] = {'s', 'i', 'p', ':', (char)0xC3, (char)0x28, 0};
+/* A device keyed by its token: logs and events show it cut short, never whole. */
+#define TOKEN_KEYED "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 static pushpark_engine *const NOT_AN_ENGINE = (pushpark_engine *)16;
 
 static void static_information(void)
@@ -18,14 +20,17 @@ static void static_information(void)
     CHECK(strcmp(pushpark_result_name(PUSHPARK_ERR_NO_DEVICE), "PUSHPARK_ERR_NO_DEVICE") == 0);
     CHECK(strcmp(pushpark_result_name(PUSHPARK_ERR_INTERNAL), "PUSHPARK_ERR_INTERNAL") == 0);
     CHECK(strcmp(pushpark_result_name((pushpark_result)999), "PUSHPARK_UNKNOWN") == 0);
-    for (int code = 0; code <= PUSHPARK_ERR_INTERNAL; code++) {
+    CHECK(strcmp(pushpark_result_name(PUSHPARK_ERR_UNSUPPORTED), "PUSHPARK_ERR_UNSUPPORTED") == 0);
+    for (int code = 0; code <= PUSHPARK_ERR_UNSUPPORTED; code++) {
         CHECK(strncmp(pushpark_result_name((pushpark_result)code), "PUSHPARK_", 9) == 0);
         CHECK(strlen(pushpark_result_message((pushpark_result)code)) > 0);
     }
     CHECK(strlen(pushpark_result_message((pushpark_result)-1)) > 0);
     CHECK(strcmp(pushpark_event_kind_name(PUSHPARK_EVENT_RESUME), "RESUME") == 0);
     CHECK(strcmp(pushpark_event_kind_name(PUSHPARK_EVENT_DEVICE_GONE), "DEVICE_GONE") == 0);
+    CHECK(strcmp(pushpark_event_kind_name(PUSHPARK_EVENT_LATE_WAKE), "LATE_WAKE") == 0);
     CHECK(strcmp(pushpark_event_kind_name((pushpark_event_kind)0), "UNKNOWN") == 0);
+    CHECK(strcmp(pushpark_event_kind_name((pushpark_event_kind)7), "UNKNOWN") == 0);
 }
 
 static void configs(const struct harness *h)
@@ -118,6 +123,7 @@ static void engine_functions(pushpark_engine *e)
     CHECK_RESULT(pushpark_add_device(e, aor, "k1", "carrier-pigeon", token, TOPIC, NULL),
                  PUSHPARK_ERR_INVALID);
     CHECK_OK(pushpark_add_device(e, aor, "k1", "apns", token, TOPIC, NULL));
+    CHECK_OK(pushpark_add_device(e, aor, "", "apns", TOKEN_KEYED, TOPIC, NULL));
 
     char *json = NULL;
     CHECK_RESULT(pushpark_devices_json(NULL, aor, &json), PUSHPARK_ERR_NULL_ARG);
@@ -129,6 +135,7 @@ static void engine_functions(pushpark_engine *e)
     /* The device is listed, its token only in part. */
     CHECK(strstr(json, "\"key\":\"k1\"") != NULL);
     CHECK(strstr(json, "01234567") != NULL && strstr(json, token) == NULL);
+    CHECK(strstr(json, "\"key\":\"fedcba98...\"") != NULL && strstr(json, TOKEN_KEYED) == NULL);
     pushpark_string_free(json);
     pushpark_string_free(NULL);
 
@@ -191,6 +198,10 @@ static void events_and_stats(pushpark_engine *e)
     CHECK(strcmp(pushpark_event_get_aor(NULL), "") == 0);
     CHECK(strcmp(pushpark_event_get_device(NULL), "") == 0);
     CHECK(strcmp(pushpark_event_get_reason(NULL), "") == 0);
+    CHECK(strcmp(pushpark_event_get_call_id(NULL), "") == 0);
+    CHECK(strcmp(pushpark_event_get_caller_uri(NULL), "") == 0);
+    CHECK(strcmp(pushpark_event_get_caller_name(NULL), "") == 0);
+    CHECK(strcmp(pushpark_event_get_contact(NULL), "") == 0);
     pushpark_event_free(NULL);
 
     /* The size protocol: never written past the caller's size, which is set to what was. */
@@ -243,6 +254,7 @@ static void on_log(pushpark_log_level level, const char *msg, void *user)
               level > PUSHPARK_LOG_TRACE;
     /* Secrets: the key itself, or a JWT (it starts with the base64 of '{"'). */
     bad |= strstr(msg, key_line) != NULL || strstr(msg, "eyJ") != NULL;
+    bad |= strstr(msg, TOKEN_KEYED) != NULL;
     if (bad)
         atomic_fetch_add(&bad_lines, 1);
     atomic_fetch_add(&log_lines, 1);

@@ -3,10 +3,13 @@
  * parks calls, cancels half of them, reads the statistics, and registers again; the main
  * thread then collects the RESUMEs through the event fd. Every kept call must be resumed
  * exactly once and no cancelled call ever.
+ * Then the cancel race: host threads park, REGISTER (which queues the RESUME) and cancel
+ * at once while another thread polls; no RESUME may be polled after its cancel returned.
  */
 #include "harness.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #define THREADS 16
 #define CALLS 8 /* the default per-AOR limit */
@@ -47,6 +50,73 @@ static void *host_thread(void *arg)
     return NULL;
 }
 
+#define RACE_CALLS 300
+
+/* Ticks once per cancel that returned OK; done[t][i] is the tick of call i of thread t. */
+static atomic_ullong ticks;
+static atomic_ullong done[THREADS][RACE_CALLS];
+static atomic_int racing, late_resumes;
+
+static void *cancel_thread(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    char aor[64], user[16], token[65];
+    user_of(t, aor, sizeof aor, user, sizeof user);
+    for (int i = 0; i < 8; i++)
+        snprintf(token + 8 * i, 9, "%08x", 0x7e580000u + (unsigned)t);
+    register_device(engine, aor, user, token, NULL, 3600);
+    for (uint64_t i = 0; i < RACE_CALLS; i++) {
+        uint64_t ref = ((uint64_t)(t + 1) << 32) | i;
+        CHECK_OK(pushpark_park(engine, "race@test", aor, "sip:zed@example.com", NULL, ref, 0,
+                               NULL));
+        CHECK(register_device(engine, aor, user, token, NULL, 3600).resumed == 1);
+        CHECK_OK(pushpark_cancel(engine, ref));
+        atomic_store(&done[t][i], atomic_fetch_add(&ticks, 1) + 1);
+    }
+    atomic_fetch_sub(&racing, 1);
+    return NULL;
+}
+
+/* A RESUME of a call whose cancel returned before this poll began is a broken promise. */
+static int check_polled(pushpark_event *ev, unsigned long long before)
+{
+    int resume = pushpark_event_get_kind(ev) == PUSHPARK_EVENT_RESUME;
+    uint64_t ref = pushpark_event_get_host_ref(ev);
+    pushpark_event_free(ev);
+    if (!resume)
+        return 0;
+    uint64_t t = (ref >> 32) - 1, i = ref & 0xffffffffu;
+    CHECK(t < THREADS && i < RACE_CALLS);
+    unsigned long long at = atomic_load(&done[t][i]);
+    return at != 0 && at <= before;
+}
+
+static void cancel_races_resume(void)
+{
+    pthread_t threads[THREADS];
+    atomic_store(&racing, THREADS);
+    for (int t = 0; t < THREADS; t++)
+        CHECK(pthread_create(&threads[t], NULL, cancel_thread, (void *)(intptr_t)t) == 0);
+    while (atomic_load(&racing) > 0) {
+        unsigned long long before = atomic_load(&ticks);
+        pushpark_event *ev = NULL;
+        if (pushpark_poll(engine, &ev) == PUSHPARK_OK)
+            atomic_fetch_add(&late_resumes, check_polled(ev, before));
+    }
+    for (int t = 0; t < THREADS; t++)
+        CHECK(pthread_join(threads[t], NULL) == 0);
+    /* Every call was cancelled: no RESUME may be left either. */
+    pushpark_event *ev = NULL;
+    while (pushpark_poll(engine, &ev) == PUSHPARK_OK) {
+        atomic_fetch_add(&late_resumes, check_polled(ev, atomic_load(&ticks)));
+        ev = NULL;
+    }
+    if (atomic_load(&late_resumes) != 0)
+        fprintf(stderr, "%d RESUMEs polled after their cancel returned\n",
+                atomic_load(&late_resumes));
+    CHECK(atomic_load(&late_resumes) == 0);
+}
+
 int main(int argc, char **argv)
 {
     struct harness h = harness_args(argc, argv);
@@ -81,6 +151,13 @@ int main(int argc, char **argv)
     CHECK(st.parked_total == THREADS * CALLS);
     CHECK(st.resumed == THREADS * CALLS / 2);
     CHECK(st.cancelled == THREADS * CALLS / 2);
+    pushpark_engine_free(engine);
+
+    engine = engine_new(&h, "cancel-race", "\"recent_register_ms\": 0");
+    cancel_races_resume();
+    st.size = sizeof st;
+    CHECK_OK(pushpark_stats_get(engine, &st));
+    CHECK(st.resumed == THREADS * RACE_CALLS && st.parked_now == 0 && st.resumed_now == 0);
     pushpark_engine_free(engine);
     puts("threads: all checks passed");
     return 0;

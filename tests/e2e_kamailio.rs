@@ -352,6 +352,50 @@ fn desktop_rings_at_once_and_the_woken_iphone_joins_and_answers() {
     w.assert_parked_and_resumed(1, 1);
 }
 
+/// The desk phone answers while the pushed iPhone is still waking: when its app registers, it
+/// gets the call's INVITE and at once a CANCEL saying the call was completed elsewhere, so it
+/// can end the call it shows (no ghost call).
+#[test]
+fn desktop_answers_first_and_the_late_iphone_gets_cancel_completed_elsewhere() {
+    let w = World::new("forkdesk");
+    let phone = w.sleeping_phone("lena");
+    let desktop_port = free_port();
+    w.register_desktop(&phone.user, desktop_port);
+    let mut desktop = device_ua(
+        w.path(),
+        "device_answer.xml",
+        desktop_port,
+        1,
+        "lena-desktop",
+    );
+    let mut iphone = device_ua(w.path(), "device_ring.xml", phone.ua_port, 1, "lena-iphone");
+
+    let run = w.call("caller_fork.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller");
+    assert!(
+        desktop.wait(SOON).success(),
+        "the desk phone did not take the call"
+    );
+    w.watch.expect_push(&phone.token, SOON);
+    // The app wakes after the call was answered.
+    phone.register(w.path(), &w.server(), 3600);
+    assert!(
+        iphone.wait(SOON).success(),
+        "the late iPhone did not get the INVITE and its CANCEL"
+    );
+    let late = sipp_messages(w.path(), "device_ring.xml", &iphone);
+    assert_eq!(
+        header(&late, "Call-ID"),
+        header(&run.messages, "Call-ID"),
+        "the late INVITE is not the call's"
+    );
+    let cancel = &late[late.find("CANCEL sip:").expect("no CANCEL")..];
+    assert!(
+        cancel.contains("Reason: SIP;cause=200;text=\"Call completed elsewhere\""),
+        "CANCEL without Call completed elsewhere:\n{cancel}"
+    );
+}
+
 /// push_registered no_live_connection (the default): an app with a live TCP connection to
 /// Kamailio is awake, so pushpark_fork() rings it at once over that connection and pushes
 /// nothing (the UDP phones of the other tests are pushed).
@@ -386,6 +430,40 @@ fn app_on_a_live_tcp_connection_rings_at_once_without_a_push() {
     assert!(w.watch.drain().is_empty(), "an awake app was pushed");
     let stats = w.kamailio.rpc_numbers(&["pushpark.stats"]);
     assert_eq!(stats["pushes_sent"], 0, "{stats:?}");
+}
+
+/// pushpark_register() hands the engine each REGISTER's Call-ID and CSeq: a device's
+/// REGISTER that reaches the engine after the unREGISTER that followed it (CSeq 1 after 2,
+/// same Call-ID; SIP workers run in parallel) leaves no push binding behind.
+#[test]
+fn register_overtaken_by_its_unregister_leaves_no_device() {
+    let w = World::new("regorder");
+    let phone = Phone::new("mia");
+    let mut cmd = sipp("register_reordered.xml", free_port());
+    cmd.arg(w.server())
+        .args(["-s", &phone.user, "-m", "1"])
+        .args(["-key", "token", &phone.token])
+        .args(["-key", "instance", &phone.instance]);
+    let mut p = Proc::spawn(cmd, "register-reordered", w.path(), false);
+    assert!(
+        p.wait(Duration::from_secs(60)).success(),
+        "{}",
+        p.log_text()
+    );
+
+    let stats = wait_for("both REGISTERs handed over", || {
+        let s = w.kamailio.rpc_numbers(&["pushpark.stats"]);
+        (s["registers_out_of_order"] > 0).then_some(s)
+    });
+    assert_eq!(stats["registers_out_of_order"], 1, "{stats:?}");
+    let devices = w
+        .kamailio
+        .kamcmd(&["pushpark.devices", &phone.aor()])
+        .expect("devices");
+    assert!(
+        !devices.contains(&phone.instance),
+        "the stale REGISTER stored the device: {devices}"
+    );
 }
 
 /// The registrar refuses what pushpark could never push: 400 (with a reason phrase) for

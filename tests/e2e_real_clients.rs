@@ -54,7 +54,7 @@ impl World {
         self.kamailio.addr()
     }
 
-    /// A user name unique to this run (the pushpark store outlives nothing, but logs do).
+    /// A user name with this run's pid, so logs and kept work dirs tell runs apart.
     fn user(name: &str) -> String {
         format!("{name}{}", std::process::id())
     }

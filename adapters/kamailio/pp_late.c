@@ -40,9 +40,10 @@ int pp_late_init(void)
 	return 0;
 }
 
-/* Where to reach the device: its contact, next hop and socket as usrloc has them. */
+/* Where to reach the device: its contact, Path, next hop and socket as usrloc has them. */
 typedef struct pp_target {
 	char uri[PP_URI_MAX];
+	char path[PP_URI_MAX];
 	char dst[PP_URI_MAX];
 	struct socket_info *sock;
 } pp_target_t;
@@ -54,6 +55,21 @@ static int pp_copy(char *buf, str *s)
 	memcpy(buf, s->s, s->len);
 	buf[s->len] = '\0';
 	return 0;
+}
+
+/* As lookup(): the first Path URI (the edge proxy that registered it), else the address
+ * the REGISTER came from (received), else none (the contact itself). */
+static int pp_next_hop(ucontact_t *c, char *dst)
+{
+	str hop = c->received;
+	char *lt, *gt;
+
+	if(c->path.len > 0 && (lt = memchr(c->path.s, '<', c->path.len)) != NULL
+			&& (gt = memchr(lt, '>', c->path.s + c->path.len - lt)) != NULL) {
+		hop.s = lt + 1;
+		hop.len = gt - lt - 1;
+	}
+	return pp_copy(dst, &hop);
 }
 
 /* The AOR's contact of this device (+sip.instance), else the one modified last. */
@@ -86,8 +102,8 @@ static int pp_find_contact(const char *aor_uri, const char *device, pp_target_t 
 			if(pick == NULL || c->last_modified > pick->last_modified)
 				pick = c;
 		}
-		if(pick && pp_copy(tg->uri, &pick->c) == 0
-				&& pp_copy(tg->dst, &pick->received) == 0) {
+		if(pick && pp_copy(tg->uri, &pick->c) == 0 && pp_copy(tg->path, &pick->path) == 0
+				&& pp_next_hop(pick, tg->dst) == 0) {
 			tg->sock = pick->sock;
 			ret = 0;
 		}
@@ -163,7 +179,7 @@ void pp_late_wake(const pushpark_event *ev)
 	const char *call_id = pushpark_event_get_call_id(ev);
 	const char *name = pushpark_event_get_caller_name(ev);
 	int code = pushpark_event_get_sip_code(ev);
-	char from_buf[PP_URI_MAX + 128], hdrs[PP_URI_MAX];
+	char from_buf[PP_URI_MAX + 128], hdrs[2 * PP_URI_MAX];
 	pp_target_t tg;
 	str callid, fromtag, from, to, ruri, dst, headers;
 	struct socket_info *si;
@@ -191,10 +207,12 @@ void pp_late_wake(const pushpark_event *ev)
 	n += snprintf(from_buf + n, sizeof(from_buf) - n, "<%s>",
 			pushpark_event_get_caller_uri(ev));
 	si = tg.sock ? tg.sock : get_first_socket();
+	/* The Path becomes the route set, as tm does for relayed requests. */
 	if(n >= (int)sizeof(from_buf) || si == NULL
-			|| snprintf(hdrs, sizeof(hdrs), "Contact: <sip:pushpark@%.*s:%.*s>\r\n",
+			|| snprintf(hdrs, sizeof(hdrs), "Contact: <sip:pushpark@%.*s:%.*s>\r\n%s%s%s",
 					   si->address_str.len, si->address_str.s, si->port_no_str.len,
-					   si->port_no_str.s)
+					   si->port_no_str.s, *tg.path ? "Route: " : "", tg.path,
+					   *tg.path ? "\r\n" : "")
 					   >= (int)sizeof(hdrs))
 		return;
 	callid.s = (char *)call_id;

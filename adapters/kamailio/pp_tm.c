@@ -311,8 +311,8 @@ static str pp_unquote(str s)
 }
 
 /* Sorts the destination set: push-capable contacts go to the request (held-back ones
- * first, so they fit), held-back ones leave the set (kept in held). Returns how many
- * were held back, -1 on error. */
+ * first, so they fit), held-back ones leave the set (kept in held). One that does not
+ * fit in the request rings. Returns how many were held back. */
 static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *held)
 {
 	branch_t *b;
@@ -326,10 +326,12 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 			if(hold == pass) {
 				inst = pp_unquote(msg->instance);
 				if(pp_fork_contact(r, GET_RURI(msg), &inst, !hold) < 0) {
-					LM_WARN("too many push contacts: %.*s rings without a push\n",
+					LM_WARN("too many push contacts: %.*s rings, the engine does not know"
+							" it\n",
 							GET_RURI(msg)->len, GET_RURI(msg)->s);
 				} else if(hold) {
 					held[nheld++].ruri = 1;
+					ruri_mark_consumed();
 				}
 			}
 		}
@@ -348,8 +350,8 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 			inst.len = b->instance_len;
 			inst = pp_unquote(inst);
 			if(pp_fork_contact(r, &uri, &inst, !hold) < 0) {
-				LM_WARN("too many push contacts: %.*s rings without a push\n", uri.len,
-						uri.s);
+				LM_WARN("too many push contacts: %.*s rings, the engine does not know it\n",
+						uri.len, uri.s);
 			} else if(hold) {
 				held[nheld].ruri = 0;
 				memcpy(&held[nheld++].b, b, sizeof(*b));
@@ -360,9 +362,6 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 	for(i = nr_branches - 1; i >= 0; i--)
 		if(drop[i])
 			drop_sip_branch(i);
-	for(i = 0; i < nheld; i++)
-		if(held[i].ruri)
-			ruri_mark_consumed();
 	return nheld;
 }
 
@@ -431,8 +430,7 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	pp_held_t *held = NULL;
 	pp_req_t r;
 	pp_rpl_t rpl;
-	pushpark_result res;
-	int ret, ruri_dest, nheld, relayed = 0, result = PP_RET_ERROR;
+	int ret, ruri_dest, nheld, answered, relayed = 0, result = PP_RET_ERROR;
 
 	if(msg->first_line.type != SIP_REQUEST || msg->REQ_METHOD != METHOD_INVITE) {
 		LM_ERR("pushpark_fork() forks INVITEs only\n");
@@ -476,16 +474,16 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	t->fr_timeout = MS_TO_TICKS(pp_effective_park_timeout + PP_FR_GUARD_MS);
 	ret = tmb.t_suspend(msg, &h, &l);
 	t->fr_timeout = orig_fr;
-	/* tm 5.6 relays no reply of a suspended transaction ("Reply for suspended
-	 * transaction, done." in reply_received()): what t_suspend() is kept for is the blind
-	 * branch and the request's lumps for the branches added later. */
-	t->flags &= ~T_ASYNC_SUSPENDED;
 	if(ret != 0) {
 		LM_ERR("cannot suspend the transaction (%d)\n", ret);
 		pp_fork_unhold(msg, held, nheld);
 		pkg_free(held);
 		return tmb.t_relay(msg, NULL, NULL) > 0 ? PP_RET_PARKED : PP_RET_ERROR;
 	}
+	/* tm 5.6 relays no reply of a suspended transaction ("Reply for suspended
+	 * transaction, done." in reply_received()): what t_suspend() is kept for is the blind
+	 * branch and the request's lumps for the branches added later. */
+	t->flags &= ~T_ASYNC_SUSPENDED;
 	/* Relayed before the engine hears of the call: the engine's APPEND_BRANCH must not
 	 * add branches while this worker still does. */
 	if(ruri_get_forking_state() || nr_branches > 0)
@@ -497,9 +495,9 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	ref = ((uint64_t)h << 32) | l;
 	r.h.host_ref = ref;
 	r.h.timeout_ms = (uint32_t)pp_park_timeout;
-	/* No answer in time: the engine does not keep the call either (see pp_ipc.h). */
-	res = pp_call(&r, pp_ipc_timeout, &rpl) == 0 ? rpl.result : PUSHPARK_ERR_SHUTDOWN;
-	if(res == PUSHPARK_OK) {
+	/* No answer in time (logged): the engine does not keep the call either (pp_ipc.h). */
+	answered = pp_call(&r, pp_ipc_timeout, &rpl) == 0;
+	if(answered && rpl.result == PUSHPARK_OK) {
 		pkg_free(held);
 		pp_tm_watch(msg, t, ref);
 		update_stat(pp_st_forked, 1);
@@ -509,12 +507,13 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 		return PP_RET_PARKED;
 	}
 	/* Nothing pushed: ring the held-back contacts too, as without pushpark. */
-	if(res == PUSHPARK_ERR_NO_DEVICE) {
+	if(answered && rpl.result == PUSHPARK_ERR_NO_DEVICE) {
 		update_stat(pp_st_no_device, 1);
 		result = PP_RET_NO_DEVICE;
 	} else {
-		LM_WARN("call %.*s not forked: %s\n", msg->callid->body.len, msg->callid->body.s,
-				pushpark_result_name(res));
+		if(answered)
+			LM_WARN("call %.*s not forked: %s\n", msg->callid->body.len,
+					msg->callid->body.s, pushpark_result_name(rpl.result));
 		update_stat(pp_st_park_errors, 1);
 	}
 	if(nheld > 0) {

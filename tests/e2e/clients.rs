@@ -288,11 +288,19 @@ impl Linphone {
             .collect()
     }
 
-    /// The requests with this method it received, over all starts.
+    /// The requests with this method it received, over all starts, each once.
     pub fn received(&self, method: &str) -> Vec<SipMessage> {
+        let mut seen = std::collections::HashSet::new();
         self.sip_messages()
             .into_iter()
             .filter(|m| m.received && m.is_request(method))
+            // A retransmission (same top Via branch and CSeq) counts once.
+            .filter(|m| {
+                seen.insert((
+                    m.header("Via").map(str::to_string),
+                    m.header("CSeq").map(str::to_string),
+                ))
+            })
             .collect()
     }
 

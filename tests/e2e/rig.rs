@@ -30,6 +30,10 @@ const ASSETS: &[(&str, &str)] = &[
     ("register.xml", include_str!("register.xml")),
     ("register_plain.xml", include_str!("register_plain.xml")),
     ("device_tcp.xml", include_str!("device_tcp.xml")),
+    (
+        "register_reordered.xml",
+        include_str!("register_reordered.xml"),
+    ),
     ("register_refused.xml", include_str!("register_refused.xml")),
     ("caller_fork.xml", include_str!("caller_fork.xml")),
     (

@@ -278,6 +278,10 @@ fn cancel_while_parked_gets_487_and_the_late_device_gets_invite_and_cancel() {
         0,
         "a cancelled call was resumed"
     );
+    assert!(
+        !w.kamailio_log().contains(&phone.token),
+        "a whole push token in Kamailio's log"
+    );
 }
 
 /// The older form: pushpark_park() after a failed lookup and the resume route still wake a

@@ -368,11 +368,13 @@ typedef enum pushpark_event_kind {
     PUSHPARK_EVENT_DEVICE_GONE = 5,   /* APNs said the device's token is dead; the binding was
                                          removed (reason "token dead"); host_ref is 0 */
     PUSHPARK_EVENT_LATE_WAKE = 6      /* a device woken for a call that already ended registered:
-                                         send it the INVITE (call_id, caller_uri, caller_name,
-                                         aor; to contact) and at once a CANCEL with Reason:
+                                         send it (its binding: device is its +sip.instance) the
+                                         INVITE (call_id, caller_uri, caller_name, aor) and at
+                                         once a CANCEL with Reason:
                                          SIP;cause=<sip_code>[;text="<reason>"] (200 "Call
                                          completed elsewhere", 487, 480). host_ref is 0, park_id
-                                         the ended call's; once per device and call */
+                                         the ended call's; once per device and call. Never a
+                                         second push */
 } pushpark_event_kind;
 
 /* One event, owned by the caller of pushpark_poll until pushpark_event_free. */
@@ -418,7 +420,7 @@ const char *pushpark_event_get_call_id(const pushpark_event *event);
 const char *pushpark_event_get_caller_uri(const pushpark_event *event);
 const char *pushpark_event_get_caller_name(const pushpark_event *event);
 /* RESUME, APPEND_BRANCH, LATE_WAKE: the REGISTER's Contact, pn-prid cut short (never a
- * whole token). */
+ * whole token), for logs: route by the binding the host saved, not by this string. */
 const char *pushpark_event_get_contact(const pushpark_event *event);
 
 /* The kind's name, e.g. "RESUME"; "UNKNOWN" otherwise. Static string, never NULL. */

@@ -113,6 +113,22 @@ fn a_fork_pushes_what_does_not_ring_and_every_device_that_registers_is_a_branch(
     assert_eq!((s.parked_now, s.resumed_now, s.late_wakes), (0, 0, 0));
 }
 
+/// A device stored by its token that the host rings under its instance is
+/// the same device: not pushed.
+#[test]
+fn a_ringing_contact_is_matched_by_its_token_too() {
+    let h = Harness::start(|_| {});
+    let tok = token(1);
+    h.add_phone("alice", &tok);
+    let uri = push_contact("alice", &tok);
+    let ringing = [contact(&uri, Some("<urn:uuid:r>"), true)];
+    let e = h.engine();
+    assert_eq!(
+        e.fork(&req("alice", 1, None), &ringing),
+        Err(ParkError::NoDevice)
+    );
+}
+
 #[test]
 fn a_fork_with_nothing_to_push_parks_nothing() {
     let h = Harness::start(|_| {});

@@ -44,7 +44,7 @@ use contact::{Provider, MAX_CONTACT};
 use events::EventQueue;
 use order::RegisterOrder;
 use parked::{Call, CallState, End, Table};
-use stats::{inc, Counters};
+use stats::{add, inc, Counters};
 use store::Store;
 use worker::Cmd;
 
@@ -406,9 +406,7 @@ impl Engine {
             }
         }
         let late = t.late_wakes(aor, device_key, contact, &sh.events);
-        sh.counters
-            .late_wakes
-            .fetch_add(late, std::sync::atomic::Ordering::Relaxed);
+        add(&sh.counters.late_wakes, late);
         resumed
     }
 
@@ -482,6 +480,8 @@ impl Engine {
             return Err(ParkError::Invalid(why));
         }
         let (mut ringing, mut devices) = (Vec::new(), Vec::<DeviceInfo>::new());
+        // A device stored by its token may ring under its instance.
+        let mut ringing_tokens = Vec::new();
         for (i, c) in contacts.iter().enumerate() {
             check_text(&format!("contacts[{i}].uri"), c.uri, MAX_CONTACT)
                 .and_then(|()| match c.instance {
@@ -498,7 +498,10 @@ impl Engine {
                 .or(push.as_ref().map(|p| p.token.clone()))
                 .unwrap_or_else(|| c.uri.trim().to_string());
             match push {
-                _ if c.ringing => ringing.push(key),
+                _ if c.ringing => {
+                    ringing.push(key);
+                    ringing_tokens.extend(push.map(|b| b.token));
+                }
                 Some(b) if !devices.iter().any(|d| d.key == key || d.token == b.token) => devices
                     .push(DeviceInfo {
                         key,
@@ -516,7 +519,7 @@ impl Engine {
                 devices.push(d);
             }
         }
-        devices.retain(|d| !ringing.contains(&d.key));
+        devices.retain(|d| !ringing.contains(&d.key) && !ringing_tokens.contains(&d.token));
         self.start(p, devices, Some(ringing))
     }
 

@@ -7,6 +7,9 @@ use super::contact::hex_token;
 /// How much of a token is shown.
 const SHOWN: usize = 8;
 
+/// The shortest token taken (see `hex_token`).
+const MIN_TOKEN: usize = 32;
+
 fn cut(token: &str) -> String {
     let shown: String = token.chars().take(SHOWN).collect();
     format!("{shown}...")
@@ -28,14 +31,48 @@ pub(crate) fn token(token: &str) -> String {
 }
 
 /// A Contact with the value of every `pn-prid` parameter cut (a whole
-/// Linphone list as one), in whatever case, quoting or encoding.
+/// Linphone list as one), in whatever case, spacing or encoding, and any
+/// other run of hex digits as long as a token (quoted or misplaced ones).
 pub(crate) fn contact(contact: &str) -> String {
-    const NAME: &str = "pn-prid=";
+    hex_runs_cut(&pn_prid_cut(contact))
+}
+
+fn hex_runs_cut(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_hexdigit()) {
+        let len = rest[start..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len() - start);
+        let run = &rest[start..start + len];
+        out.push_str(&rest[..start]);
+        if len >= MIN_TOKEN {
+            out.push_str(&cut(run));
+        } else {
+            out.push_str(run);
+        }
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn pn_prid_cut(contact: &str) -> String {
+    const NAME: &str = "pn-prid";
     let lower = contact.to_ascii_lowercase();
     let mut out = String::with_capacity(contact.len());
     let mut at = 0;
     while let Some(found) = lower[at..].find(NAME) {
-        let value = at + found + NAME.len();
+        let name_end = at + found + NAME.len();
+        let rest = &contact[name_end..];
+        let after_blanks = |s: &str| s.len() - s.trim_start().len();
+        let eq = after_blanks(rest);
+        if !rest[eq..].starts_with('=') {
+            out.push_str(&contact[at..name_end]);
+            at = name_end;
+            continue;
+        }
+        let value = name_end + eq + 1 + after_blanks(&rest[eq + 1..]);
         let end = contact[value..]
             .find([';', '>', ',', '?', ' '])
             .map_or(contact.len(), |i| value + i);
@@ -74,5 +111,13 @@ mod tests {
              sip:b@h;pn-prid=\"00fa7b3..., sip:c@h;pn-prid=%3000fa7..."
         );
         assert_eq!(contact("sip:a@h;pn-prid="), "sip:a@h;pn-prid=...");
+        assert_eq!(
+            contact(&format!("sip:a@h;pn-prid = {TOKEN};x=pn-prid")),
+            "sip:a@h;pn-prid = 00fa7b3c...;x=pn-prid"
+        );
+        assert_eq!(
+            contact(&format!("sip:a@h;pn-prid=\" {TOKEN}\";x=abc123")),
+            "sip:a@h;pn-prid=\"... 00fa7b3c...\";x=abc123"
+        );
     }
 }

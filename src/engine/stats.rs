@@ -79,6 +79,10 @@ pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);
 }
 
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Relaxed);
+}
+
 impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Relaxed);

@@ -278,6 +278,49 @@ fn cancel_while_parked_gets_487_and_the_late_device_gets_invite_and_cancel() {
         0,
         "a cancelled call was resumed"
     );
+    assert!(
+        !w.kamailio_log().contains(&phone.token),
+        "a whole push token in Kamailio's log"
+    );
+}
+
+/// A late wake reaches an app registered through an edge proxy the way a call would: sent to
+/// the first Path URI, the Path as Route (here the edge is the app's SIPp; nobody listens at
+/// the Contact's own port).
+#[test]
+fn late_wake_goes_through_the_apps_edge_proxy() {
+    let w = World::new("latepath");
+    let phone = w.sleeping_phone("nina");
+    let edge = free_port();
+    let mut ua = device_ua(w.path(), "device_ring.xml", edge, 1, "nina-edge");
+
+    let run = w.call("caller_cancel.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller expecting 487");
+    w.watch.expect_push(&phone.token, SOON);
+    let mut cmd = sipp("register_path.xml", free_port());
+    cmd.arg(w.server())
+        .args(["-s", &phone.user, "-m", "1"])
+        .args(["-key", "token", &phone.token])
+        .args(["-key", "instance", &phone.instance])
+        .args(["-key", "expires", "3600"])
+        .args(["-key", "contact_port", &phone.ua_port.to_string()])
+        .args(["-key", "path_port", &edge.to_string()]);
+    let mut p = Proc::spawn(cmd, "register-path", w.path(), false);
+    assert!(
+        p.wait(Duration::from_secs(60)).success(),
+        "{}",
+        p.log_text()
+    );
+
+    assert!(
+        ua.wait(SOON).success(),
+        "the edge did not get the late INVITE and its CANCEL"
+    );
+    let late = sipp_messages(w.path(), "device_ring.xml", &ua);
+    assert!(
+        late.contains(&format!("Route: <sip:127.0.0.1:{edge};lr>")),
+        "the late INVITE without the Path as Route:\n{late}"
+    );
 }
 
 /// The older form: pushpark_park() after a failed lookup and the resume route still wake a

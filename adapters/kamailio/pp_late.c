@@ -248,12 +248,15 @@ void pp_late_wake(const pushpark_event *ev)
 	set_uac_req(&uac_r, &method, &headers, NULL, dlg, TMCB_LOCAL_COMPLETED, pp_late_cb,
 			cbp);
 	if(tmb.t_uac_with_ids(&uac_r, &h, &l) < 0) {
-		LM_ERR("late wake: call %s: INVITE to %s not sent\n", call_id, tg.uri);
+		LM_ERR("late wake: call %s: INVITE to %s not sent\n", call_id,
+				pushpark_event_get_contact(ev));
 		shm_free(cbp);
 		goto done;
 	}
+	/* The event's contact: usrloc's carries the whole push token, logs never do. */
 	LM_INFO("late wake: call %s ended (%d %s) before %s registered: INVITE + CANCEL to %s\n",
-			call_id, code, pushpark_event_get_reason(ev), aor, tg.uri);
+			call_id, code, pushpark_event_get_reason(ev), aor,
+			pushpark_event_get_contact(ev));
 	cr = pp_reason(code, pushpark_event_get_reason(ev));
 	if(cr)
 		pp_cancel_invite(h, l, cr);

@@ -103,8 +103,7 @@ int pp_check_provider(sip_msg_t *msg)
 		prov = NULL;
 		rc = pushpark_contact_check(rules, uri, &prov);
 		if(rc == PUSHPARK_ERR_UNSUPPORTED) {
-			LM_INFO("REGISTER of %.*s: 555 (%s)\n", c->uri.len, c->uri.s,
-					pushpark_last_error());
+			LM_INFO("REGISTER refused: 555 (%s)\n", pushpark_last_error());
 			return pp_refuse(msg, 555, "Push Notification Service Not Supported");
 		}
 		if(rc != PUSHPARK_OK) {

@@ -326,9 +326,9 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 			if(hold == pass) {
 				inst = pp_unquote(msg->instance);
 				if(pp_fork_contact(r, GET_RURI(msg), &inst, !hold) < 0) {
-					LM_WARN("too many push contacts: %.*s rings, the engine does not know"
-							" it\n",
-							GET_RURI(msg)->len, GET_RURI(msg)->s);
+					LM_WARN("too many push contacts: one (instance \"%.*s\") rings,"
+							" unknown to the engine\n",
+							inst.len, inst.s);
 				} else if(hold) {
 					held[nheld++].ruri = 1;
 					ruri_mark_consumed();
@@ -350,8 +350,9 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 			inst.len = b->instance_len;
 			inst = pp_unquote(inst);
 			if(pp_fork_contact(r, &uri, &inst, !hold) < 0) {
-				LM_WARN("too many push contacts: %.*s rings, the engine does not know it\n",
-						uri.len, uri.s);
+				LM_WARN("too many push contacts: one (instance \"%.*s\") rings,"
+						" unknown to the engine\n",
+						inst.len, inst.s);
 			} else if(hold) {
 				held[nheld].ruri = 0;
 				memcpy(&held[nheld++].b, b, sizeof(*b));

@@ -34,6 +34,7 @@ const ASSETS: &[(&str, &str)] = &[
         "register_reordered.xml",
         include_str!("register_reordered.xml"),
     ),
+    ("register_path.xml", include_str!("register_path.xml")),
     ("register_refused.xml", include_str!("register_refused.xml")),
     ("caller_fork.xml", include_str!("caller_fork.xml")),
     (

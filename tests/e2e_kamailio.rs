@@ -114,23 +114,7 @@ impl World {
 
     /// A desk phone or softphone of `user` (no push parameters), answering on `port`.
     fn register_desktop(&self, user: &str, port: u16) {
-        let mut cmd = sipp("register_plain.xml", free_port());
-        cmd.arg(self.server()).args(["-s", user, "-m", "1"]);
-        let instance = uuid::Uuid::new_v4().to_string();
-        for (k, v) in [
-            ("instance", instance),
-            ("expires", "3600".into()),
-            ("contact_port", port.to_string()),
-        ] {
-            cmd.arg("-key").arg(k).arg(v);
-        }
-        let mut p = Proc::spawn(cmd, &format!("register-desktop-{user}"), self.path(), false);
-        let status = p.wait(Duration::from_secs(60));
-        assert!(
-            status.success(),
-            "REGISTER of {user}'s desktop failed:\n{}",
-            p.log_text()
-        );
+        register_desktop(self.path(), &self.server(), user, port);
     }
 
     /// A REGISTER whose Contact URI carries `pn` (its parameters): the status line of the

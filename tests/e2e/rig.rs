@@ -840,6 +840,28 @@ impl Phone {
     }
 }
 
+/// A desk phone or softphone of `user` registering without push parameters (SIPp): always
+/// reachable at `port`.
+pub fn register_desktop(dir: &Path, server: &str, user: &str, port: u16) {
+    let mut cmd = sipp("register_plain.xml", free_port());
+    cmd.arg(server).args(["-s", user, "-m", "1"]);
+    let instance = uuid::Uuid::new_v4().to_string();
+    for (k, v) in [
+        ("instance", instance),
+        ("expires", "3600".into()),
+        ("contact_port", port.to_string()),
+    ] {
+        cmd.arg("-key").arg(k).arg(v);
+    }
+    let mut p = Proc::spawn(cmd, &format!("register-desktop-{user}"), dir, false);
+    let status = p.wait(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "REGISTER of {user}'s desktop failed:\n{}",
+        p.log_text()
+    );
+}
+
 /// `pushpark device-sim` for these phones; returns once it watches the mock.
 pub fn device_sim(dir: &Path, mock: &Mock, server: &str, phones: &[&Phone], wake_ms: u64) -> Proc {
     let mut cmd = Command::new(pushpark_bin());

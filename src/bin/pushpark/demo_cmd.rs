@@ -1,14 +1,20 @@
-//! `pushpark demo`: a call to a sleeping iPhone, parked, woken by a VoIP push, connected.
+//! `pushpark demo`: a call to a user with a desktop softphone online and an iPhone asleep. The
+//! desktop rings at once; the iPhone is woken by a VoIP push, joins the ringing call and answers;
+//! the desktop is told the call was completed elsewhere.
 //!
 //! Runs the same rig as the end-to-end tests on embedded defaults: the mock APNs (standing in for
-//! Apple), Debian's Kamailio with the pushpark module, the device simulator (the iPhone app) and
-//! SIPp (the caller, and the iPhone's SIP side). Prints the call's timeline as it happens.
+//! Apple), Debian's Kamailio with the pushpark module (`pushpark_fork()`), the device simulator
+//! (the iPhone app) and SIPp (the caller, the desktop, and the iPhone's SIP side). Prints the
+//! call's timeline as it happens.
 
 #[allow(dead_code)] // the rig serves the tests too; the demo uses part of it
 #[path = "../../../tests/e2e/rig.rs"]
 mod rig;
 
-use rig::{device_sim, device_ua, free_port, module_path, sipp, Kamailio, Mock, Phone, Proc};
+use rig::{
+    device_sim, device_ua, free_port, module_path, register_desktop, sipp, sipp_messages, Kamailio,
+    Mock, Phone, Proc,
+};
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,7 +59,7 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
     let dir = rig::WorkDir::new("demo");
     let d = &dir.0;
 
-    println!("pushpark demo: a call to a sleeping iPhone\n");
+    println!("pushpark demo: a call to a user whose desktop is online and whose iPhone sleeps\n");
     let mock = Mock::start(d, 0);
     step(&format!(
         "mock APNs (Apple's push service over HTTP/2 + TLS) on {}",
@@ -67,7 +73,14 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
         kamailio.addr()
     ));
 
-    let phone = Phone::new("iphone");
+    let phone = Phone::new("alice");
+    let desktop_port = free_port();
+    let mut desktop = device_ua(d, "device_ring.xml", desktop_port, 1, "desktop-ua");
+    register_desktop(d, &kamailio.addr(), &phone.user, desktop_port);
+    step(&format!(
+        "desktop softphone of {} registered: an ordinary Contact, always reachable",
+        phone.user
+    ));
     let mut ua = device_ua(d, "device_answer.xml", phone.ua_port, 1, "iphone-ua");
     phone.register(d, &kamailio.addr(), 3600);
     step(&format!(
@@ -75,8 +88,7 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
         phone.user,
         &phone.token[..8]
     ));
-    kamailio.forget_binding(&phone.user);
-    step("iPhone asleep: no binding in the location table; pushpark keeps its push token");
+    step("iPhone asleep: its binding stays registered (RFC 8599), its app holds no connection");
     let sim = device_sim(d, &mock, &kamailio.addr(), &[&phone], WAKE_MS);
     let watch = mock.watch();
 
@@ -86,6 +98,7 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
         .args(["-s", &phone.user, "-m", "1", "-d", "1000"]);
     let mut caller = Proc::spawn(cmd, "caller", d, false);
     let mut log = LogTail::open(&kamailio.proc.log);
+    let mut iphone_joined = false;
     // Times count from the INVITE's arrival, i.e. the first step seen.
     let mut zero: Option<Instant> = None;
     let mut at = |s: &str| {
@@ -96,8 +109,11 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
     let deadline = Instant::now() + Duration::from_millis(PARK_TIMEOUT_MS + 20_000);
     let status = loop {
         // What one poll finds happened within a few ms: shown in the order it must have happened.
-        let mut batch: Vec<(u8, String)> =
-            log.new_lines().iter().filter_map(|l| step_of(l)).collect();
+        let mut batch: Vec<(u8, String)> = log
+            .new_lines()
+            .iter()
+            .filter_map(|l| step_of(l, &mut iphone_joined))
+            .collect();
         for (_, text) in batch
             .iter_mut()
             .filter(|(_, t)| t.starts_with("APNs accepted"))
@@ -128,13 +144,17 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(130));
         }
         if !caller.running() {
-            for (_, text) in log.new_lines().iter().filter_map(|l| step_of(l)) {
+            for (_, text) in log
+                .new_lines()
+                .iter()
+                .filter_map(|l| step_of(l, &mut iphone_joined))
+            {
                 at(&text);
             }
             break caller.wait(Duration::ZERO);
         }
         if Instant::now() > deadline {
-            drop((caller, ua, sim, kamailio, mock));
+            drop((caller, ua, desktop, sim, kamailio, mock));
             println!(
                 "\nthe call did not end in time; logs are in {}",
                 dir.keep().display()
@@ -144,13 +164,18 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
         std::thread::sleep(Duration::from_millis(5));
     };
     let answered = ua.wait(Duration::from_secs(5)).success();
+    let desktop_cancelled = desktop.wait(Duration::from_secs(5)).success();
+    let desk = sipp_messages(d, "device_ring.xml", &desktop);
+    if let Some(reason) = desk.lines().find(|l| l.trim_start().starts_with("Reason:")) {
+        println!("\n  desktop got CANCEL with {}", reason.trim());
+    }
     println!();
-    if status.success() && answered {
-        println!("call connected and hung up cleanly: INVITE parked → push → REGISTER → resumed → 200 OK → BYE");
+    if status.success() && answered && desktop_cancelled {
+        println!("call connected and hung up cleanly: desktop rang at once, iPhone pushed → REGISTER → joined → 200 OK → desktop cancelled → BYE");
         Ok(ExitCode::SUCCESS)
     } else {
         println!("{}", caller.log_text());
-        drop((caller, ua, sim, kamailio, mock));
+        drop((caller, ua, desktop, sim, kamailio, mock));
         println!(
             "the call did not complete; logs are in {}",
             dir.keep().display()
@@ -164,16 +189,19 @@ fn step(s: &str) {
 }
 
 /// A Kamailio log line of the demo config (its E2E-* markers) or of the module's engine as a
-/// step of the call: its place in the causal order, and the operator's words for it.
-fn step_of(line: &str) -> Option<(u8, String)> {
+/// step of the call: its place in the causal order, and the operator's words for it. A 180 is
+/// the desktop's until the iPhone has joined the call.
+fn step_of(line: &str, iphone_joined: &mut bool) -> Option<(u8, String)> {
     let call = line.split("call=").nth(1).map(str::trim).unwrap_or("");
     let step = if line.contains("E2E-PARKED") {
         (
             1,
-            format!("INVITE parked: no live binding, pushpark sends a VoIP push (call {call})"),
+            format!("INVITE forked: the desktop rings at once, pushpark pushes the iPhone (call {call})"),
         )
     } else if line.contains("E2E-NOT-PARKED") {
-        (1, format!("INVITE not parked: {}", line.trim()))
+        (1, format!("INVITE not forked: {}", line.trim()))
+    } else if line.contains("E2E-REPLY 180") && !*iphone_joined {
+        (2, "desktop rings: 180 Ringing relayed to the caller".into())
     } else if line.contains("push to sip:") && line.trim_end().ends_with(" delivered") {
         (3, "APNs accepted the push: 200, delivered".to_string())
     } else if line.contains("push to sip:") && line.contains(" failed: ") {
@@ -185,16 +213,19 @@ fn step_of(line: &str) -> Option<(u8, String)> {
             "iPhone registered: REGISTER with its push parameters, 200 OK".into(),
         )
     } else if line.contains("E2E-RESUMED") {
+        *iphone_joined = true;
         (
             6,
-            "call resumed: lookup(\"location\") finds the new binding, INVITE relayed".into(),
+            "iPhone joins the ringing call: a second branch, INVITE relayed to its new binding"
+                .into(),
         )
     } else if line.contains("E2E-REPLY 180") {
-        (7, "iPhone rings: 180 Ringing relayed to the caller".into())
+        (7, "iPhone rings too: 180 Ringing".into())
     } else if line.contains("E2E-REPLY 200") {
         (
             8,
-            "iPhone answers: 200 OK relayed to the caller, who ACKs".into(),
+            "iPhone answers: 200 OK relayed to the caller, who ACKs; the desktop gets CANCEL"
+                .into(),
         )
     } else if line.contains("E2E-BYE") {
         (9, "caller hangs up: BYE, 200 OK".into())

@@ -440,10 +440,10 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	/* lookup() put the first contact it found in the Request-URI (with its ruid); when
 	 * it found nothing, the Request-URI is still the AOR and must not be relayed. */
 	ruri_dest = ruri_get_forking_state() && msg->ruid.len > 0;
+	if(aor == NULL)
+		aor = ruri_dest ? &msg->first_line.u.request.uri : GET_RURI(msg);
 	pp_req_init(&r, PP_OP_FORK);
-	if(pp_park_args(msg, aor ? aor : ruri_dest ? &msg->first_line.u.request.uri : GET_RURI(msg),
-			   &r)
-			< 0)
+	if(pp_park_args(msg, aor, &r) < 0)
 		goto error;
 	t = tmb.t_gett();
 	if(t == NULL || t == T_UNDEFINED) {

@@ -1,4 +1,4 @@
-//! `pushpark demo`: a call to a sleeping iPhone, parked, woken by a VoIP push, connected.
+//! `pushpark demo`: a call to a sleeping iPhone, forked, woken by a VoIP push, connected.
 //!
 //! Runs the same rig as the end-to-end tests on embedded defaults: the mock APNs (standing in for
 //! Apple), Debian's Kamailio with the pushpark module, the device simulator (the iPhone app) and
@@ -146,7 +146,7 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
     let answered = ua.wait(Duration::from_secs(5)).success();
     println!();
     if status.success() && answered {
-        println!("call connected and hung up cleanly: INVITE parked → push → REGISTER → resumed → 200 OK → BYE");
+        println!("call connected and hung up cleanly: INVITE forked → push → REGISTER → joined → 200 OK → BYE");
         Ok(ExitCode::SUCCESS)
     } else {
         println!("{}", caller.log_text());
@@ -170,7 +170,7 @@ fn step_of(line: &str) -> Option<(u8, String)> {
     let step = if line.contains("E2E-PARKED") {
         (
             1,
-            format!("INVITE parked: no live binding, pushpark sends a VoIP push (call {call})"),
+            format!("INVITE forked: no live binding, pushpark sends a VoIP push (call {call})"),
         )
     } else if line.contains("E2E-NOT-PARKED") {
         (1, format!("INVITE not parked: {}", line.trim()))
@@ -187,7 +187,7 @@ fn step_of(line: &str) -> Option<(u8, String)> {
     } else if line.contains("E2E-RESUMED") {
         (
             6,
-            "call resumed: lookup(\"location\") finds the new binding, INVITE relayed".into(),
+            "iPhone joins the call: its new binding becomes a branch, INVITE relayed".into(),
         )
     } else if line.contains("E2E-REPLY 180") {
         (7, "iPhone rings: 180 Ringing relayed to the caller".into())

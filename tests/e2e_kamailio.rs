@@ -541,6 +541,30 @@ fn register_overtaken_by_its_unregister_leaves_no_device() {
     );
 }
 
+/// push_registered never: a binding lookup() finds is rung as it is, nobody is pushed (the
+/// behaviour before pushpark_fork()).
+#[test]
+fn push_registered_never_rings_the_binding_without_a_push() {
+    let w = World::with_defines(
+        "pushnever",
+        PARK_TIMEOUT_MS,
+        &[("PUSH_REGISTERED", "\"never\"".into())],
+    );
+    let phone = Phone::new("pia");
+    phone.register(w.path(), &w.server(), 3600);
+    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 1, "pia-ua");
+
+    let run = w.call("caller.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller");
+    assert!(ua.wait(SOON).success(), "the binding was not rung");
+    assert!(
+        w.watch.drain().is_empty(),
+        "pushed with push_registered never"
+    );
+    let stats = w.kamailio.rpc_numbers(&["pushpark.stats"]);
+    assert_eq!(stats["pushes_sent"], 0, "{stats:?}");
+}
+
 /// The registrar refuses what pushpark could never push: 400 (with a reason phrase) for
 /// malformed push parameters, 555 for a push service it does not push to (RFC 8599), and
 /// saves neither binding.

@@ -423,6 +423,38 @@ fn desktop_answers_first_and_the_late_iphone_gets_cancel_completed_elsewhere() {
     );
 }
 
+/// The park timeout passes while a desk phone still rings and the pushed iPhone never woke:
+/// the caller gets no 480, the desk phone's answer connects the call.
+#[test]
+fn deadline_while_a_desk_phone_rings_leaves_the_call_to_it() {
+    let w = World::new("forkdeadline");
+    let phone = w.sleeping_phone("omar");
+    let desktop_port = free_port();
+    w.register_desktop(&phone.user, desktop_port);
+    // Rings well past the park timeout, then answers.
+    let ringing = (PARK_TIMEOUT_MS + 2000).to_string();
+    let mut cmd = sipp("device_answer.xml", desktop_port);
+    cmd.args(["-m", "1", "-d", &ringing, "-trace_msg"]);
+    let mut desktop = Proc::spawn(cmd, "omar-desktop", w.path(), false);
+
+    let run = w.call("caller_fork.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller expecting the desk phone's 200");
+    w.watch.expect_push(&phone.token, SOON);
+    assert!(
+        desktop.wait(SOON).success(),
+        "the desk phone did not take the call"
+    );
+    assert!(
+        !run.received(480),
+        "the caller got 480 while the desk phone rang"
+    );
+    assert!(
+        w.kamailio_log()
+            .contains("nobody woke in time, the ringing branches go on"),
+        "the deadline did not pass while the desk phone rang"
+    );
+}
+
 /// push_registered no_live_connection (the default): an app with a live TCP connection to
 /// Kamailio is awake, so pushpark_fork() rings it at once over that connection and pushes
 /// nothing (the UDP phones of the other tests are pushed).
@@ -491,6 +523,30 @@ fn register_overtaken_by_its_unregister_leaves_no_device() {
         !devices.contains(&phone.instance),
         "the stale REGISTER stored the device: {devices}"
     );
+}
+
+/// push_registered never: a binding lookup() finds is rung as it is, nobody is pushed (the
+/// behaviour before pushpark_fork()).
+#[test]
+fn push_registered_never_rings_the_binding_without_a_push() {
+    let w = World::with_defines(
+        "pushnever",
+        PARK_TIMEOUT_MS,
+        &[("PUSH_REGISTERED", "\"never\"".into())],
+    );
+    let phone = Phone::new("pia");
+    phone.register(w.path(), &w.server(), 3600);
+    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 1, "pia-ua");
+
+    let run = w.call("caller.xml", &phone.user, &["-m", "1"]);
+    assert_ok(&run, "caller");
+    assert!(ua.wait(SOON).success(), "the binding was not rung");
+    assert!(
+        w.watch.drain().is_empty(),
+        "pushed with push_registered never"
+    );
+    let stats = w.kamailio.rpc_numbers(&["pushpark.stats"]);
+    assert_eq!(stats["pushes_sent"], 0, "{stats:?}");
 }
 
 /// The registrar refuses what pushpark could never push: 400 (with a reason phrase) for

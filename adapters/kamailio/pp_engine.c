@@ -305,7 +305,7 @@ static pushpark_result pp_fork(const pp_req_t *r, uint64_t *park_id)
 {
 	pushpark_contact cs[PP_FORK_MAX_CONTACTS];
 	const char *inst;
-	int i, n = (r->h.nstrs - 4) / 2;
+	int i, n = r->h.nstrs > 4 ? (r->h.nstrs - 4) / 2 : 0;
 
 	for(i = 0; i < n; i++) {
 		cs[i].uri = pp_req_str(r, 4 + 2 * i);

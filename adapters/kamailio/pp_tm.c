@@ -440,10 +440,10 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	/* lookup() put the first contact it found in the Request-URI (with its ruid); when
 	 * it found nothing, the Request-URI is still the AOR and must not be relayed. */
 	ruri_dest = ruri_get_forking_state() && msg->ruid.len > 0;
+	if(aor == NULL)
+		aor = ruri_dest ? &msg->first_line.u.request.uri : GET_RURI(msg);
 	pp_req_init(&r, PP_OP_FORK);
-	if(pp_park_args(msg, aor ? aor : ruri_dest ? &msg->first_line.u.request.uri : GET_RURI(msg),
-			   &r)
-			< 0)
+	if(pp_park_args(msg, aor, &r) < 0)
 		goto error;
 	t = tmb.t_gett();
 	if(t == NULL || t == T_UNDEFINED) {
@@ -618,6 +618,19 @@ static void pp_tm_release(struct cell *t, struct cell *orig)
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 }
 
+/* 1 when the call has a branch other than the blind one of t_suspend(). Branches are
+ * added by the worker that forked the call before the engine knows it, or by the engine
+ * process itself. */
+static int pp_rings(struct cell *t)
+{
+	int b;
+
+	for(b = 0; b < t->nr_of_outgoings; b++)
+		if(!(t->uac[b].flags & TM_UAC_FLAG_BLIND))
+			return 1;
+	return 0;
+}
+
 int pp_tm_fork_reject(uint64_t ref, int code, const char *reason)
 {
 	struct cell *t, *orig;
@@ -737,7 +750,10 @@ int pp_tm_provisional(uint64_t ref, int code, str *reason)
 	t = pp_tm_acquire(ref, &orig);
 	if(t == NULL)
 		return -1;
-	if(t->uas.status >= code) {
+	/* Only for a call that rings nowhere: a forked call's relayed branches have their
+	 * own provisionals, and one of them may be relayed while this 110/180 is sent
+	 * (the 1xx would reach the caller after the 180 it replaces). */
+	if(t->uas.status >= code || pp_rings(t)) {
 		pp_tm_release(t, orig);
 		return 0;
 	}

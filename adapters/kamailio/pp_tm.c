@@ -167,6 +167,25 @@ static void pp_tm_watch(sip_msg_t *msg, struct cell *t, uint64_t ref)
 		pp_tell(PP_OP_COMPLETED, ref, t->uas.status);
 }
 
+/* The INVITE's transaction, created if the script did not: 1 with *t set, 0 for a
+ * retransmission tm absorbed, -1 on error. */
+static int pp_transaction(sip_msg_t *msg, struct cell **t)
+{
+	int ret;
+
+	*t = tmb.t_gett();
+	if(*t != NULL && *t != T_UNDEFINED)
+		return 1;
+	ret = tmb.t_newtran(msg);
+	if(ret <= 0) {
+		if(ret < 0)
+			LM_ERR("cannot create the transaction (%d)\n", ret);
+		return ret;
+	}
+	*t = tmb.t_gett();
+	return 1;
+}
+
 int pp_tm_park(sip_msg_t *msg)
 {
 	struct cell *t;
@@ -185,16 +204,11 @@ int pp_tm_park(sip_msg_t *msg)
 	if(pp_park_args(msg, GET_RURI(msg), &r) < 0)
 		goto error;
 
-	t = tmb.t_gett();
-	if(t == NULL || t == T_UNDEFINED) {
-		ret = tmb.t_newtran(msg);
+	ret = pp_transaction(msg, &t);
+	if(ret <= 0) {
 		if(ret == 0)
 			return 0; /* retransmission, absorbed by tm */
-		if(ret < 0) {
-			LM_ERR("cannot create the transaction (%d)\n", ret);
-			goto error;
-		}
-		t = tmb.t_gett();
+		goto error;
 	}
 	orig_fr = t->fr_timeout;
 	guard = MS_TO_TICKS(pp_effective_park_timeout + PP_FR_GUARD_MS);
@@ -445,16 +459,11 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	pp_req_init(&r, PP_OP_FORK);
 	if(pp_park_args(msg, aor, &r) < 0)
 		goto error;
-	t = tmb.t_gett();
-	if(t == NULL || t == T_UNDEFINED) {
-		ret = tmb.t_newtran(msg);
+	ret = pp_transaction(msg, &t);
+	if(ret <= 0) {
 		if(ret == 0)
 			return 0; /* retransmission, absorbed by tm */
-		if(ret < 0) {
-			LM_ERR("cannot create the transaction (%d)\n", ret);
-			goto error;
-		}
-		t = tmb.t_gett();
+		goto error;
 	}
 	if(!ruri_dest)
 		ruri_mark_consumed();

@@ -89,6 +89,17 @@ impl World {
             .unwrap_or_else(|e| panic!("pushpark.devices {aor}: {e}"))
     }
 
+    /// SIPp calls `user`, whose killed `phone` the waker starts again on its VoIP push: the
+    /// push carries the VoIP token and topic, the call succeeds. Returns the woken phone.
+    fn call_woken(&self, phone: Linphone, tokens: &PushTokens, user: &str) -> Linphone {
+        let waker = Waker::start(&self.mock, phone, false);
+        let run = self.call("caller.xml", user);
+        let (phone, push) = waker.woken();
+        assert_voip_push(&push, tokens);
+        assert_success(&run);
+        phone
+    }
+
     /// A linphone registered with these push tokens, then killed: asleep as iOS leaves it.
     fn sleeping_iphone(&self, user: &str, push: PushTokens, auto_answer: bool) -> Linphone {
         let mut phone = self.linphone(user, Some(push), auto_answer);
@@ -253,11 +264,7 @@ fn linphone_remote_and_voip_contact_is_pushed_with_the_voip_token() {
     }
     assert_one_device(&w, &phone, &tokens);
 
-    let waker = Waker::start(&w.mock, phone, false);
-    let run = w.call("caller.xml", &user);
-    let (phone, push) = waker.woken();
-    assert_voip_push(&push, &tokens);
-    assert_success(&run);
+    let phone = w.call_woken(phone, &tokens, &user);
     phone.wait_console("ended", 1);
     assert_eq!(phone.received("INVITE").len(), 1, "INVITEs linphone got");
 }
@@ -271,11 +278,7 @@ fn killed_linphone_is_pushed_woken_and_answers() {
     let tokens = PushTokens::voip();
     let phone = w.sleeping_iphone(&user, tokens.clone(), true);
 
-    let waker = Waker::start(&w.mock, phone, false);
-    let run = w.call("caller.xml", &user);
-    let (phone, push) = waker.woken();
-    assert_voip_push(&push, &tokens);
-    assert_success(&run);
+    let phone = w.call_woken(phone, &tokens, &user);
     phone.wait_console("connected.", 1);
     phone.wait_console("ended", 1);
     assert_eq!(phone.received("INVITE").len(), 1, "INVITEs linphone got");
@@ -300,11 +303,7 @@ fn after_a_kamailio_restart_killed_linphone_is_pushed_from_the_store_and_answers
         "binding survived the restart"
     );
 
-    let waker = Waker::start(&w.mock, phone, false);
-    let run = w.call("caller.xml", &user);
-    let (phone, push) = waker.woken();
-    assert_voip_push(&push, &tokens);
-    assert_success(&run);
+    let phone = w.call_woken(phone, &tokens, &user);
     phone.wait_console("connected.", 1);
     phone.wait_console("ended", 1);
     assert_eq!(phone.received("INVITE").len(), 1, "INVITEs linphone got");

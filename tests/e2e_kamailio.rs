@@ -482,7 +482,7 @@ fn app_on_a_live_tcp_connection_rings_at_once_without_a_push() {
     let run = w.call(
         "caller.xml",
         &phone.user,
-        &["-m", "1", "-cid_str", &cid_str],
+        &["-m", "1", "-cid_str", cid_str],
     );
     assert_ok(&run, "caller");
     assert!(app.wait(SOON).success(), "the app did not take the call");

@@ -479,11 +479,7 @@ fn app_on_a_live_tcp_connection_rings_at_once_without_a_push() {
             .ok()
     });
 
-    let run = w.call(
-        "caller.xml",
-        &phone.user,
-        &["-m", "1", "-cid_str", cid_str],
-    );
+    let run = w.call("caller.xml", &phone.user, &["-m", "1", "-cid_str", cid_str]);
     assert_ok(&run, "caller");
     assert!(app.wait(SOON).success(), "the app did not take the call");
     assert!(w.watch.drain().is_empty(), "an awake app was pushed");

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -501,6 +502,39 @@ static void pp_drain_events(void)
 
 /* ---- The process ------------------------------------------------------------------------ */
 
+/* Kamailio's children _exit() on SIGTERM/SIGINT (a shutdown, systemd stop, Ctrl-C). The
+ * engine process handles them itself: freeing the engine first commits the store's pending
+ * changes, so a clean stop loses no binding even while the disk stalls. */
+static volatile sig_atomic_t pp_stopping = 0;
+
+static void pp_on_stop(int signo)
+{
+	pp_stopping = 1;
+}
+
+static void pp_stop_on_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = pp_on_stop; /* no SA_RESTART: poll() returns at once */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+static void pp_engine_stop(void)
+{
+	pp_ipc_set_ready(0);
+	if(engine != NULL) {
+		LM_INFO("stopping the engine: committing the store's pending changes\n");
+		pushpark_engine_free(engine);
+		engine = NULL;
+	}
+	pp_log_drain();
+	_exit(0);
+}
+
 static void pp_engine_loop(void)
 {
 	struct pollfd pfd[3];
@@ -528,6 +562,8 @@ static void pp_engine_loop(void)
 			LM_ERR("poll: %s\n", strerror(errno));
 			sleep(1);
 		}
+		if(pp_stopping)
+			pp_engine_stop();
 		pp_log_drain();
 		if(engine == NULL)
 			continue;
@@ -558,6 +594,7 @@ int pp_engine_fork(void)
 		return -1;
 	if(pp_log_init() < 0)
 		return -1;
+	pp_stop_on_signals();
 	pp_engine_loop();
 	return -1; /* not reached */
 }

@@ -1,0 +1,72 @@
+//! End to end under faults: Debian's Kamailio with the pushpark module while the machine
+//! misbehaves. The faults are real: a disk that stalls is strace delaying the engine process's
+//! fsyncs.
+
+#[allow(dead_code)] // the rig serves the demo and other tests too
+#[path = "e2e/rig.rs"]
+mod rig;
+
+use rig::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PHONES: usize = 50;
+
+/// Waits until `pushpark.stats` says `key` satisfies `ok`; returns the stats.
+fn wait_stats(k: &Kamailio, key: &str, ok: impl Fn(u64) -> bool) -> u64 {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let stats = k.rpc_numbers(&["pushpark.stats"]);
+        if stats.get(key).copied().is_some_and(&ok) {
+            return stats[key];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key} never as expected: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A clean stop (SIGTERM to Kamailio, as systemd stops it) while the disk stalls: the
+/// bindings registered just before are all on disk when Kamailio starts again.
+#[test]
+fn sigterm_during_a_disk_stall_loses_no_binding() {
+    let dir = WorkDir::new("faults-stall");
+    let mock = Mock::start(&dir.0, 0);
+    let mut k = Kamailio::start_pushpark(&dir.0, &mock, 4000, &[]);
+
+    // Every fsync of the engine process now takes a second, as on a disk that stalls.
+    let mut cmd = Command::new("strace");
+    cmd.args([
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=fsync,fdatasync",
+    ])
+    .args(["-e", "inject=fsync,fdatasync:delay_enter=1s", "-p"])
+    .arg(k.engine_pid().to_string());
+    let mut strace = Proc::spawn(cmd, "strace", &dir.0, false);
+    // strace says nothing once attached (-qq): it has, once an fsync is slow.
+    let phones: Vec<Phone> = (0..PHONES).map(|i| Phone::new(&format!("s{i}x"))).collect();
+    Phone::register_all(&phones, &dir.0, &k.addr(), 3600);
+    let pending = wait_stats(&k, "store_writes_pending", |n| n > 0);
+    assert!(strace.running(), "strace:\n{}", strace.log_text());
+
+    // SIGTERM to Kamailio's main process only: it stops its children and waits for them.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(k.proc.pid() as i32, libc::SIGTERM) };
+    let status = k.proc.wait(Duration::from_secs(60));
+    assert!(status.success(), "kamailio stopped with {status}");
+    strace.stop();
+
+    k.restart();
+    k.wait_engine();
+    let stored = k.rpc_numbers(&["pushpark.stats"])["devices_stored"];
+    assert_eq!(
+        stored, PHONES as u64,
+        "bindings on disk after the stop ({pending} were pending when it began)"
+    );
+}

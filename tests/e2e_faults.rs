@@ -70,3 +70,50 @@ fn sigterm_during_a_disk_stall_loses_no_binding() {
         "bindings on disk after the stop ({pending} were pending when it began)"
     );
 }
+
+/// A stuck engine process (SIGSTOP: stopped, swapping, blocked) holds each SIP worker once
+/// at most: after a request that got no answer, parks fail at once until the engine comes
+/// round its loop again, and the script rejects as it would without pushpark.
+#[test]
+fn a_stuck_engine_holds_each_sip_worker_once_at_most() {
+    const CALLS: usize = 12;
+    const WORKERS: usize = 4; // the test config's children
+    let dir = WorkDir::new("faults-stuck");
+    let mock = Mock::start(&dir.0, 0);
+    let k = Kamailio::start_pushpark(&dir.0, &mock, 4000, &[]);
+    let phone = Phone::new("stuck");
+    phone.register(&dir.0, &k.addr(), 3600);
+    wait_stats(&k, "devices_stored", |n| n == 1);
+    k.forget_binding(&phone.user);
+
+    let engine = k.engine_pid();
+    // SAFETY: kill(2) on the engine process of the Kamailio this test started.
+    unsafe { libc::kill(engine, libc::SIGSTOP) };
+    let extra = [
+        "-m",
+        &CALLS.to_string(),
+        "-r",
+        "50",
+        "-l",
+        &CALLS.to_string(),
+    ];
+    let run = call(
+        &dir.0,
+        &k.addr(),
+        "caller_rejected.xml",
+        &phone.user,
+        &extra,
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(engine, libc::SIGCONT) };
+    assert!(run.status.success(), "every caller gets 480:\n{}", run.log);
+
+    let log = k.proc.log_text();
+    let waited = log.matches("no answer from the engine within").count();
+    let refused = log.matches("refused at once").count();
+    assert!(
+        (1..=WORKERS).contains(&waited),
+        "{waited} parks waited for the stuck engine"
+    );
+    assert_eq!(waited + refused, CALLS, "parks that waited or were refused");
+}

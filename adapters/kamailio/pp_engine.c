@@ -542,6 +542,7 @@ static void pp_engine_loop(void)
 	int ev_fd = -1;
 
 	for(;;) {
+		pp_ipc_engine_alive();
 		cfg_update();
 		pp_log_follow_level();
 		if(engine == NULL && pp_now_ms() >= next_try) {

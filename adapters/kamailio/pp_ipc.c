@@ -21,6 +21,10 @@
 
 typedef struct pp_shared {
 	volatile int ready; /* the engine is up and reading requests */
+	/* A requester gave up waiting and the engine process has not come round its loop
+	 * since: it is stuck (stopped, swapping, blocked), so further requests fail at once
+	 * instead of each holding its SIP worker for the whole timeout. */
+	volatile int stuck;
 } pp_shared_t;
 
 static pp_shared_t *pp_shared = NULL;
@@ -217,6 +221,12 @@ int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl)
 			   " resume route)\n", r->h.op);
 		return -1;
 	}
+	if(pp_shared && __atomic_load_n(&pp_shared->stuck, __ATOMIC_RELAXED)) {
+		LM_WARN("engine stuck (an earlier request got no answer): request %d refused at"
+				" once\n",
+				r->h.op);
+		return -1;
+	}
 	if(pp_reply_socket() < 0)
 		return -1;
 	r->h.seq = ++rpl_seq;
@@ -245,12 +255,19 @@ int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl)
 	if(pp_give_up(r->h.seq, rpl) == 0)
 		return 0;
 	LM_WARN("no answer from the engine within %d ms (op %d)\n", timeout_ms, r->h.op);
+	__atomic_store_n(&pp_shared->stuck, 1, __ATOMIC_RELAXED);
 	return -1;
 }
 
 void pp_ipc_engine_init(void)
 {
 	is_engine = 1;
+}
+
+void pp_ipc_engine_alive(void)
+{
+	if(pp_shared && pp_shared->stuck)
+		__atomic_store_n(&pp_shared->stuck, 0, __ATOMIC_RELAXED);
 }
 
 void pp_ipc_set_ready(int ready)

@@ -88,12 +88,16 @@ int pp_send(pp_req_t *r);
 /* Milliseconds on the monotonic clock. */
 long pp_now_ms(void);
 /* Request/response, waiting at most timeout_ms. 0 with *rpl filled; -1 engine not
- * running, queue full or no answer in time (the engine then leaves the request undone). */
+ * running, queue full or no answer in time (the engine then leaves the request undone),
+ * or at once while the engine is stuck: an earlier request got no answer and the engine
+ * process has not come round its loop since. */
 int pp_call(pp_req_t *r, int timeout_ms, pp_rpl_t *rpl);
 
 /* Engine side. */
 void pp_ipc_engine_init(void);
 void pp_ipc_set_ready(int ready);
+/* Each turn of the engine process's loop: it is not stuck (see pp_call). */
+void pp_ipc_engine_alive(void);
 int pp_ipc_reader_fd(void);
 /* Reads what is queued and calls fn for each complete request. -1 on a read error. */
 int pp_ipc_drain(void (*fn)(const pp_req_t *r));

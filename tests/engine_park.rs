@@ -406,6 +406,49 @@ fn two_calls_to_one_user_are_coalesced_into_one_push_per_window() {
 }
 
 #[test]
+fn a_display_name_too_long_for_the_payload_is_cut_and_hurts_no_other_call() {
+    let mut h = Harness::start(|c| c["push"] = json!({"min_interval_ms": 0}));
+    let tok = token(14);
+    h.add_phone("alice", &tok);
+    let first = ParkRequest {
+        call_id: "first",
+        caller_name: "\"Bob \\\"B\\\" Example\"",
+        ..park_req("alice", 1, None)
+    };
+    h.engine().park(&first).unwrap();
+    let p1 = h.mock.wait_for_push(&tok, PATIENCE).unwrap();
+    assert_eq!(
+        p1.payload_json()["caller_name"],
+        "Bob \"B\" Example",
+        "SIP quotes gone"
+    );
+    // Control characters take six bytes each in JSON: 6 KB become 30 KB.
+    let name = "\u{1}".repeat(6144);
+    let second = ParkRequest {
+        call_id: "second",
+        caller_name: &name,
+        ..park_req("alice", 2, None)
+    };
+    h.engine().park(&second).unwrap();
+    let p2 = h.mock.wait_for_push(&tok, PATIENCE).unwrap();
+    assert!(p2.payload.len() <= 5120, "{}", p2.payload.len());
+    let v = p2.payload_json();
+    assert_eq!(v["call_id"], "second");
+    assert!(name.starts_with(v["caller_name"].as_str().unwrap()));
+    h.wait_stats("both pushes answered", |s| s.pushes_delivered == 2);
+    // Both calls still wait for the device: its REGISTER resumes both.
+    let contact = push_contact("alice", &tok);
+    let out = h
+        .engine()
+        .register(&register("alice", &contact, None))
+        .unwrap();
+    assert_eq!(out.resumed, 2);
+    h.wait_kind(EventKind::Resume, 1);
+    h.wait_kind(EventKind::Resume, 2);
+    assert!(!h.seen.iter().any(|e| e.kind == EventKind::Reject));
+}
+
+#[test]
 fn register_just_before_park_resumes_at_once() {
     let h = Harness::start(|c| c["park"]["recent_register_ms"] = json!(60_000));
     let tok = token(13);

@@ -227,6 +227,18 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A longer display name is cut, not refused: it only goes into the payload.
+const MAX_CALLER_NAME: usize = 1024;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character.
+fn cut_at_char(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
     if s.len() > max {
         return Err(format!("{what} is longer than {max} bytes"));
@@ -243,7 +255,7 @@ fn check_park(p: &ParkRequest, default_timeout: Duration) -> Result<(), ParkErro
     check_text("call_id", p.call_id, 1024).map_err(invalid)?;
     check_aor(p.aor).map_err(invalid)?;
     check_text("caller_uri", p.caller_uri, 1024).map_err(invalid)?;
-    check_text("caller_name", p.caller_name, 1024).map_err(invalid)?;
+    check_text("caller_name", p.caller_name, usize::MAX).map_err(invalid)?;
     if p.call_id.is_empty() {
         return Err(invalid("call_id is empty".into()));
     }
@@ -568,7 +580,7 @@ impl Engine {
             call_id: p.call_id.into(),
             aor: p.aor.into(),
             caller_uri: p.caller_uri.into(),
-            caller_name: p.caller_name.into(),
+            caller_name: cut_at_char(p.caller_name, MAX_CALLER_NAME).into(),
             parked_at: now,
             deadline,
             state: CallState::Parked,

@@ -108,6 +108,22 @@ const char *pushpark_last_error(void);
  */
 pushpark_result pushpark_config_check(const char *config_json);
 
+/*
+ * Checks what pushpark_engine_new would refuse in the files the configuration names,
+ * without starting a thread or opening the store: the checks of
+ * pushpark_config_check, then reads and parses the credentials (apns.auth: the .p8
+ * key with its key id and team id, 10 alphanumeric characters each; the
+ * certificate and key; the PKCS#12 file and its password), the CA file, and makes
+ * sure the store directory exists (created as the engine would) and this process can
+ * write in it. A separate function, so pushpark_config_check still runs on a machine
+ * without the secrets (CI, packaging). A forking server calls it in its main process,
+ * so a start-up that would leave every push failing stops at once.
+ * Errors: PUSHPARK_ERR_CONFIG (pushpark_last_error() names the key or file and the
+ * cause, never a secret), PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8.
+ * config_json: required. Blocks on the disk. Any thread.
+ */
+pushpark_result pushpark_config_check_files(const char *config_json);
+
 /* ---- Checking a REGISTER's Contact (no engine needed) -------------------- */
 
 /*

@@ -707,6 +707,60 @@ fn setup_errors_name_what_is_wrong() {
     assert!(err.starts_with("device store: cannot create"), "{err}");
 }
 
+#[test]
+fn check_files_refuses_what_new_would_without_starting_anything() {
+    let h = Harness::start(|_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let check = |tweak: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = base_config(&h.mock, h.store_dir.path());
+        tweak(&mut c);
+        pushpark::Engine::check_files(&EngineConfig::from_json(&c.to_string()).unwrap())
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(check(&|_| {}), None, "the running engine's own config");
+    // A store directory yet to be made is fine, and the check does not make it.
+    let later = dir.path().join("later/store");
+    assert_eq!(check(&|c| c["store"]["dir"] = json!(later)), None);
+    assert!(!dir.path().join("later").exists());
+
+    let missing = dir.path().join("nope.p8");
+    let err = check(&|c| c["apns"]["auth"]["key_file"] = json!(missing)).unwrap();
+    assert!(
+        err.starts_with("config: apns.auth.key_file: cannot read"),
+        "{err}"
+    );
+    let junk = dir.path().join("bad.p8");
+    std::fs::write(
+        &junk,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let err = check(&|c| c["apns"]["auth"]["key_file"] = json!(junk)).unwrap();
+    assert!(err.contains("the key is not a PEM PKCS#8 P-256"), "{err}");
+    assert!(!err.contains("AAAA"), "no key material in errors: {err}");
+    let err = check(&|c| c["apns"]["auth"]["key_id"] = json!("ABCDE123456")).unwrap();
+    assert!(
+        err.contains("the key id must be 10 alphanumeric characters"),
+        "{err}"
+    );
+    let err = check(&|c| c["apns"]["auth"]["team_id"] = json!("TEAM-12345")).unwrap();
+    assert!(
+        err.contains("the team id must be 10 alphanumeric characters"),
+        "{err}"
+    );
+    let err = check(&|c| c["apns"]["ca_file"] = json!(missing)).unwrap();
+    assert!(err.contains("CA file"), "{err}");
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let err = check(&|c| c["store"]["dir"] = json!(file.join("store"))).unwrap();
+    assert!(
+        err.starts_with("config: store.dir: cannot write in"),
+        "{err}"
+    );
+}
+
 /// Set in the child process of `store_survives_kill_9`: its engine config.
 const KILL9_CHILD: &str = "PUSHPARK_TEST_KILL9_CONFIG";
 

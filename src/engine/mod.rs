@@ -36,6 +36,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 use std::fmt;
 use std::os::fd::RawFd;
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,6 +48,8 @@ use parked::{Call, CallState, End, Table};
 use stats::{add, inc, Counters};
 use store::Store;
 use worker::Cmd;
+
+use crate::apns::ApnsClient;
 
 /// A REGISTER the host accepted.
 #[derive(Debug, Clone, Copy)]
@@ -278,6 +281,28 @@ fn check_aor(aor: &str) -> Result<(), String> {
 }
 
 impl Engine {
+    /// What `new` would refuse in the files `cfg` names, without starting a
+    /// thread or touching the store: the credentials (read and parsed), the CA
+    /// file, and a store directory (or, while it does not exist, the directory
+    /// `new` would create it in) this process can write in.
+    pub fn check_files(cfg: &EngineConfig) -> Result<(), EngineError> {
+        let client = worker::client_config(cfg)?;
+        ApnsClient::check(&client).map_err(|e| EngineError::Apns(e.to_string()))?;
+        let dir = (cfg.store.dir.ancestors())
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("."));
+        // A file made and removed: permission bits alone miss ACLs and read-only mounts.
+        let probe = dir.join(format!(".pushpark-check-{}", std::process::id()));
+        std::fs::File::create(&probe).map_err(|e| {
+            EngineError::Config(ConfigError {
+                path: "store.dir".into(),
+                message: format!("cannot write in {}: {e}", dir.display()),
+            })
+        })?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    }
+
     /// Opens the store, sets up the APNs client and starts the engine thread.
     pub fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
         let store = Store::open(&cfg.store.dir, cfg.store.max_age_days, unix_now())?;

@@ -104,39 +104,45 @@ fn pkcs12_auth(
         .map_err(|e| bad("p12_file", format!("{}: {e}", p12_file.display())))
 }
 
+/// The APNs client's settings, with the credentials the config names read.
+pub(crate) fn client_config(cfg: &EngineConfig) -> Result<ClientConfig, EngineError> {
+    let auth = match &cfg.apns.auth {
+        AuthConfig::Token {
+            key_file,
+            key_id,
+            team_id,
+        } => Auth::Token {
+            key_pem: read_file(key_file, "key_file")?,
+            key_id: key_id.clone(),
+            team_id: team_id.clone(),
+        },
+        AuthConfig::Certificate {
+            cert_file,
+            key_file,
+        } => Auth::Certificate {
+            cert_pem: read_file(cert_file, "cert_file")?,
+            key_pem: read_file(key_file, "key_file")?,
+        },
+        AuthConfig::Pkcs12 {
+            p12_file,
+            password_file,
+            password_env,
+        } => pkcs12_auth(p12_file, password_file.as_deref(), password_env.as_deref())?,
+    };
+    let mut template = ClientConfig::new(cfg.apns.endpoint.clone(), auth);
+    template.ca_file = cfg.apns.ca_file.clone();
+    template.connections = cfg.apns.connections;
+    template.worker_threads = cfg.apns.worker_threads;
+    template.ping_interval = cfg.apns.ping_interval;
+    template.ping_timeout = cfg.apns.ping_timeout;
+    // Every parked call may have a push in flight per device.
+    template.max_pending = (cfg.park.max_total * 2).clamp(1024, 1_000_000);
+    Ok(template)
+}
+
 impl Clients {
     pub(crate) fn new(cfg: &EngineConfig) -> Result<Clients, EngineError> {
-        let auth = match &cfg.apns.auth {
-            AuthConfig::Token {
-                key_file,
-                key_id,
-                team_id,
-            } => Auth::Token {
-                key_pem: read_file(key_file, "key_file")?,
-                key_id: key_id.clone(),
-                team_id: team_id.clone(),
-            },
-            AuthConfig::Certificate {
-                cert_file,
-                key_file,
-            } => Auth::Certificate {
-                cert_pem: read_file(cert_file, "cert_file")?,
-                key_pem: read_file(key_file, "key_file")?,
-            },
-            AuthConfig::Pkcs12 {
-                p12_file,
-                password_file,
-                password_env,
-            } => pkcs12_auth(p12_file, password_file.as_deref(), password_env.as_deref())?,
-        };
-        let mut template = ClientConfig::new(cfg.apns.endpoint.clone(), auth);
-        template.ca_file = cfg.apns.ca_file.clone();
-        template.connections = cfg.apns.connections;
-        template.worker_threads = cfg.apns.worker_threads;
-        template.ping_interval = cfg.apns.ping_interval;
-        template.ping_timeout = cfg.apns.ping_timeout;
-        // Every parked call may have a push in flight per device.
-        template.max_pending = (cfg.park.max_total * 2).clamp(1024, 1_000_000);
+        let template = client_config(cfg)?;
         let main =
             ApnsClient::new(template.clone()).map_err(|e| EngineError::Apns(e.to_string()))?;
         Ok(Clients {

@@ -285,7 +285,9 @@ pushpark_result pushpark_remove_device(pushpark_engine *engine, const char *aor,
  * call_id:     the INVITE's Call-ID (goes into the push payload). Required.
  * aor:         the called address of record. Required.
  * caller_uri:  the caller's URI (push payload). Required.
- * caller_name: the caller's display name (push payload); NULL means "".
+ * caller_name: the caller's display name (push payload, without the quotes and
+ *              backslash escapes of a SIP quoted-string); NULL means "". Cut to
+ *              1024 bytes (on a character boundary), not refused.
  * host_ref:    the host's opaque reference for the call (e.g. tm's
  *              (hash_index << 32) | label); events carry it back. Unique among
  *              parked calls; not 0 (which means "no call": PUSHPARK_ERR_INVALID).

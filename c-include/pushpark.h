@@ -100,9 +100,10 @@ const char *pushpark_last_error(void);
 
 /*
  * Checks a configuration document (JSON, see README) without starting anything:
- * parses it and reports unknown keys, missing required keys and bad values
- * (PUSHPARK_ERR_CONFIG, pushpark_last_error() names the key path). It does not
- * read key files or open the store. Useful in a forking server's start-up, before
+ * parses it and reports unknown keys, missing required keys and bad values, e.g. a
+ * key id or team id that is not 10 letters and digits (PUSHPARK_ERR_CONFIG,
+ * pushpark_last_error() names the key path). It does not read key files or open
+ * the store. Useful in a forking server's start-up, before
  * the process that will own the engine exists.
  * config_json: required. Any thread.
  */
@@ -112,8 +113,7 @@ pushpark_result pushpark_config_check(const char *config_json);
  * Checks what pushpark_engine_new would refuse in the files the configuration names,
  * without starting a thread or opening the store: the checks of
  * pushpark_config_check, then reads and parses the credentials (apns.auth: the .p8
- * key with its key id and team id, 10 alphanumeric characters each; the
- * certificate and key; the PKCS#12 file and its password), the CA file, and makes
+ * key; the certificate and key; the PKCS#12 file and its password), the CA file, and makes
  * sure the store directory exists (created as the engine would) and this process can
  * write in it. A separate function, so pushpark_config_check still runs on a machine
  * without the secrets (CI, packaging). A forking server calls it in its main process,

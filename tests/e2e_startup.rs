@@ -58,14 +58,14 @@ fn kamailio_refuses_to_start_on_what_cannot_work() {
         &dir,
         auth("key_id", json!("TESTKEY0011")),
         &[],
-        "the key id must be 10 alphanumeric",
+        "apns.auth.key_id: must be 10 letters and digits",
     );
     refuses(
         &mock,
         &dir,
         auth("team_id", json!("TEAM-0001")),
         &[],
-        "the team id must be 10 alphanumeric",
+        "apns.auth.team_id: must be 10 letters and digits",
     );
 
     // A file where the store's directory would be made.

@@ -449,6 +449,34 @@ fn a_display_name_too_long_for_the_payload_is_cut_and_hurts_no_other_call() {
 }
 
 #[test]
+fn a_payload_apns_finds_too_large_fails_that_call_only() {
+    let mut h = Harness::start(|c| c["push"] = json!({"min_interval_ms": 0}));
+    let tok = token(15);
+    h.add_phone("alice", &tok);
+    h.engine().park(&park_req("alice", 1, None)).unwrap();
+    h.mock.wait_for_push(&tok, PATIENCE).unwrap();
+    h.wait_stats("the first push answered", |s| s.pushes_delivered == 1);
+    h.mock
+        .script(&tok, Scripted::RejectNext(Reason::PayloadTooLarge, 1));
+    let second = ParkRequest {
+        call_id: "second",
+        ..park_req("alice", 2, None)
+    };
+    h.engine().park(&second).unwrap();
+    let reject = h.wait_kind(EventKind::Reject, 2);
+    assert_eq!(reject.sip_code, 480);
+    // The device still counts for the first call: its REGISTER resumes it.
+    let contact = push_contact("alice", &tok);
+    let out = h
+        .engine()
+        .register(&register("alice", &contact, None))
+        .unwrap();
+    assert_eq!(out.resumed, 1);
+    h.wait_kind(EventKind::Resume, 1);
+    assert_eq!(h.seen_for(1), [EventKind::Resume], "never rejected");
+}
+
+#[test]
 fn register_just_before_park_resumes_at_once() {
     let h = Harness::start(|c| c["park"]["recent_register_ms"] = json!(60_000));
     let tok = token(13);

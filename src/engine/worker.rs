@@ -441,8 +441,14 @@ impl Worker {
         if let Some(timestamp) = dead_since {
             self.token_dead(&d.aor, &d.device, timestamp);
         }
-        if matches!(&d.result.outcome, Outcome::Rejected { reason, .. } if *reason == Reason::PayloadTooLarge)
-        {
+        let too_large = matches!(
+            d.result.outcome,
+            Outcome::Rejected {
+                reason: Reason::PayloadTooLarge,
+                ..
+            }
+        );
+        if too_large {
             // The call's payload, not the device: other calls still reach it.
             self.call_failed(d.park_id, key);
         } else if permanent {

@@ -100,13 +100,29 @@ const char *pushpark_last_error(void);
 
 /*
  * Checks a configuration document (JSON, see README) without starting anything:
- * parses it and reports unknown keys, missing required keys and bad values
- * (PUSHPARK_ERR_CONFIG, pushpark_last_error() names the key path). It does not
- * read key files or open the store. Useful in a forking server's start-up, before
+ * parses it and reports unknown keys, missing required keys and bad values, e.g. a
+ * key id or team id that is not 10 letters and digits (PUSHPARK_ERR_CONFIG,
+ * pushpark_last_error() names the key path). It does not read key files or open
+ * the store. Useful in a forking server's start-up, before
  * the process that will own the engine exists.
  * config_json: required. Any thread.
  */
 pushpark_result pushpark_config_check(const char *config_json);
+
+/*
+ * Checks what pushpark_engine_new would refuse in the files the configuration names,
+ * without starting a thread or opening the store: the checks of
+ * pushpark_config_check, then reads and parses the credentials (apns.auth: the .p8
+ * key; the certificate and key; the PKCS#12 file and its password), the CA file, and makes
+ * sure the store directory exists (created as the engine would) and this process can
+ * write in it. A separate function, so pushpark_config_check still runs on a machine
+ * without the secrets (CI, packaging). A forking server calls it in its main process,
+ * so a start-up that would leave every push failing stops at once.
+ * Errors: PUSHPARK_ERR_CONFIG (pushpark_last_error() names the key or file and the
+ * cause, never a secret), PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8.
+ * config_json: required. Blocks on the disk. Any thread.
+ */
+pushpark_result pushpark_config_check_files(const char *config_json);
 
 /* ---- Checking a REGISTER's Contact (no engine needed) -------------------- */
 
@@ -269,7 +285,9 @@ pushpark_result pushpark_remove_device(pushpark_engine *engine, const char *aor,
  * call_id:     the INVITE's Call-ID (goes into the push payload). Required.
  * aor:         the called address of record. Required.
  * caller_uri:  the caller's URI (push payload). Required.
- * caller_name: the caller's display name (push payload); NULL means "".
+ * caller_name: the caller's display name (push payload, without the quotes and
+ *              backslash escapes of a SIP quoted-string); NULL means "". Cut to
+ *              1024 bytes (on a character boundary), not refused.
  * host_ref:    the host's opaque reference for the call (e.g. tm's
  *              (hash_index << 32) | label); events carry it back. Unique among
  *              parked calls; not 0 (which means "no call": PUSHPARK_ERR_INVALID).

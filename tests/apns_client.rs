@@ -745,3 +745,31 @@ fn young_connections_closed_before_any_request_still_back_off() {
     let opened = client.metrics().connections_opened;
     assert!((2..=6).contains(&opened), "{opened} connections in 2 s");
 }
+
+/// A push that arrives while the client waits out a long reconnect backoff (APNs was down)
+/// cuts the wait short: it is delivered, not held until its deadline by the backoff.
+#[test]
+fn a_new_push_cuts_a_long_reconnect_backoff_short() {
+    let (mock, _dir) = start_mock(|_| {});
+    mock.set_faults(Faults {
+        refuse_tls: true,
+        ..Faults::default()
+    });
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.reconnect = Backoff {
+        base: Duration::from_secs(3600),
+        max: Duration::from_secs(3600),
+    };
+    let client = ApnsClient::new(cfg).unwrap();
+    // The first attempt failed: the connection waits half an hour or more to retry.
+    assert!(client.wait_connected(PATIENCE).is_err());
+    mock.set_faults(Faults::default());
+    let result = send(&client, voip(1));
+    assert_eq!(
+        result.outcome,
+        Outcome::Delivered,
+        "{:?}",
+        result.last_error
+    );
+    assert_eq!(client.metrics().connections_failed, 1);
+}

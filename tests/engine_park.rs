@@ -406,6 +406,77 @@ fn two_calls_to_one_user_are_coalesced_into_one_push_per_window() {
 }
 
 #[test]
+fn a_display_name_too_long_for_the_payload_is_cut_and_hurts_no_other_call() {
+    let mut h = Harness::start(|c| c["push"] = json!({"min_interval_ms": 0}));
+    let tok = token(14);
+    h.add_phone("alice", &tok);
+    let first = ParkRequest {
+        call_id: "first",
+        caller_name: "\"Bob \\\"B\\\" Example\"",
+        ..park_req("alice", 1, None)
+    };
+    h.engine().park(&first).unwrap();
+    let p1 = h.mock.wait_for_push(&tok, PATIENCE).unwrap();
+    assert_eq!(
+        p1.payload_json()["caller_name"],
+        "Bob \"B\" Example",
+        "SIP quotes gone"
+    );
+    // Control characters take six bytes each in JSON: 6 KB become 30 KB.
+    let name = "\u{1}".repeat(6144);
+    let second = ParkRequest {
+        call_id: "second",
+        caller_name: &name,
+        ..park_req("alice", 2, None)
+    };
+    h.engine().park(&second).unwrap();
+    let p2 = h.mock.wait_for_push(&tok, PATIENCE).unwrap();
+    assert!(p2.payload.len() <= 5120, "{}", p2.payload.len());
+    let v = p2.payload_json();
+    assert_eq!(v["call_id"], "second");
+    assert!(name.starts_with(v["caller_name"].as_str().unwrap()));
+    h.wait_stats("both pushes answered", |s| s.pushes_delivered == 2);
+    // Both calls still wait for the device: its REGISTER resumes both.
+    let contact = push_contact("alice", &tok);
+    let out = h
+        .engine()
+        .register(&register("alice", &contact, None))
+        .unwrap();
+    assert_eq!(out.resumed, 2);
+    h.wait_kind(EventKind::Resume, 1);
+    h.wait_kind(EventKind::Resume, 2);
+    assert!(!h.seen.iter().any(|e| e.kind == EventKind::Reject));
+}
+
+#[test]
+fn a_payload_apns_finds_too_large_fails_that_call_only() {
+    let mut h = Harness::start(|c| c["push"] = json!({"min_interval_ms": 0}));
+    let tok = token(15);
+    h.add_phone("alice", &tok);
+    h.engine().park(&park_req("alice", 1, None)).unwrap();
+    h.mock.wait_for_push(&tok, PATIENCE).unwrap();
+    h.wait_stats("the first push answered", |s| s.pushes_delivered == 1);
+    h.mock
+        .script(&tok, Scripted::RejectNext(Reason::PayloadTooLarge, 1));
+    let second = ParkRequest {
+        call_id: "second",
+        ..park_req("alice", 2, None)
+    };
+    h.engine().park(&second).unwrap();
+    let reject = h.wait_kind(EventKind::Reject, 2);
+    assert_eq!(reject.sip_code, 480);
+    // The device still counts for the first call: its REGISTER resumes it.
+    let contact = push_contact("alice", &tok);
+    let out = h
+        .engine()
+        .register(&register("alice", &contact, None))
+        .unwrap();
+    assert_eq!(out.resumed, 1);
+    h.wait_kind(EventKind::Resume, 1);
+    assert_eq!(h.seen_for(1), [EventKind::Resume], "never rejected");
+}
+
+#[test]
 fn register_just_before_park_resumes_at_once() {
     let h = Harness::start(|c| c["park"]["recent_register_ms"] = json!(60_000));
     let tok = token(13);
@@ -662,6 +733,50 @@ fn setup_errors_name_what_is_wrong() {
         .unwrap()
         .to_string();
     assert!(err.starts_with("device store: cannot create"), "{err}");
+}
+
+#[test]
+fn check_files_refuses_what_new_would_without_starting_anything() {
+    let h = Harness::start(|_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let check = |tweak: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = base_config(&h.mock, h.store_dir.path());
+        tweak(&mut c);
+        pushpark::Engine::check_files(&EngineConfig::from_json(&c.to_string()).unwrap())
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(check(&|_| {}), None, "the running engine's own config");
+    // A store directory yet to be made is fine, and the check does not make it.
+    let later = dir.path().join("later/store");
+    assert_eq!(check(&|c| c["store"]["dir"] = json!(later)), None);
+    assert!(!dir.path().join("later").exists());
+
+    let missing = dir.path().join("nope.p8");
+    let err = check(&|c| c["apns"]["auth"]["key_file"] = json!(missing)).unwrap();
+    assert!(
+        err.starts_with("config: apns.auth.key_file: cannot read"),
+        "{err}"
+    );
+    let junk = dir.path().join("bad.p8");
+    std::fs::write(
+        &junk,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let err = check(&|c| c["apns"]["auth"]["key_file"] = json!(junk)).unwrap();
+    assert!(err.contains("the key is not a PEM PKCS#8 P-256"), "{err}");
+    assert!(!err.contains("AAAA"), "no key material in errors: {err}");
+    let err = check(&|c| c["apns"]["ca_file"] = json!(missing)).unwrap();
+    assert!(err.contains("CA file"), "{err}");
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let err = check(&|c| c["store"]["dir"] = json!(file.join("store"))).unwrap();
+    assert!(
+        err.starts_with("config: store.dir: cannot write in"),
+        "{err}"
+    );
 }
 
 /// Set in the child process of `store_survives_kill_9`: its engine config.

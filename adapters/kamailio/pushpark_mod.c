@@ -33,6 +33,10 @@ MODULE_VERSION
 
 /* The engine's own default when its config file names no park timeout. */
 #define PP_DEFAULT_PARK_TIMEOUT_MS 30000
+/* The engine's limit for a park timeout; also keeps MS_TO_TICKS(timeout + guard) in an int. */
+#define PP_MAX_PARK_TIMEOUT_MS 3600000
+/* A SIP worker blocks this long at most on the engine: longer would stall the proxy. */
+#define PP_MAX_IPC_TIMEOUT_MS 10000
 
 char *pp_config_path = NULL;
 str pp_resume_route = str_init("PUSHPARK_RESUME");
@@ -176,8 +180,9 @@ char *pp_read_file(const char *path)
 	return buf;
 }
 
-/* Reads and checks the engine's config before Kamailio forks, so a bad file stops the
- * start-up with the offending key named; notes its park timeout for tm's guard timer. */
+/* Reads and checks the engine's config and the files it names (key, certificate, CA,
+ * store directory) before Kamailio forks, so what would fail every push stops the
+ * start-up with one line naming the cause; notes its park timeout for tm's guard timer. */
 static int pp_check_config(void)
 {
 	char *buf;
@@ -192,7 +197,7 @@ static int pp_check_config(void)
 	buf = pp_read_file(pp_config_path);
 	if(buf == NULL)
 		return -1;
-	rc = pushpark_config_check(buf);
+	rc = pushpark_config_check_files(buf);
 	if(rc != PUSHPARK_OK || pp_register_init(buf) < 0) {
 		if(rc != PUSHPARK_OK)
 			LM_ERR("%s: %s\n", pp_config_path, pushpark_last_error());
@@ -217,9 +222,17 @@ static int mod_init(void)
 {
 	if(strcmp(pushpark_version(), PUSHPARK_VERSION_STRING) != 0)
 		LM_WARN("libpushpark %s, header %s\n", pushpark_version(), PUSHPARK_VERSION_STRING);
-	if(pp_park_timeout < 0 || pp_ipc_timeout <= 0
-			|| (pp_reply_code && (pp_reply_code < 300 || pp_reply_code > 699))) {
-		LM_ERR("park_timeout >= 0, ipc_timeout > 0, reply_code 300..699\n");
+	if(pp_park_timeout < 0 || pp_park_timeout > PP_MAX_PARK_TIMEOUT_MS) {
+		LM_ERR("park_timeout %d: 0 (the engine's park.timeout_ms) to %d ms\n", pp_park_timeout,
+				PP_MAX_PARK_TIMEOUT_MS);
+		return -1;
+	}
+	if(pp_ipc_timeout <= 0 || pp_ipc_timeout > PP_MAX_IPC_TIMEOUT_MS) {
+		LM_ERR("ipc_timeout %d: 1 to %d ms\n", pp_ipc_timeout, PP_MAX_IPC_TIMEOUT_MS);
+		return -1;
+	}
+	if(pp_reply_code && (pp_reply_code < 300 || pp_reply_code > 699)) {
+		LM_ERR("reply_code %d: 0 (the engine's) or 300 to 699\n", pp_reply_code);
 		return -1;
 	}
 	if(pp_provisional_code != 0 && pp_provisional_code != 180

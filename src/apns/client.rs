@@ -57,6 +57,20 @@ struct Shared {
 }
 
 impl ApnsClient {
+    /// What `new` checks of the credentials and CA, without starting a thread
+    /// or connecting: a forking host checks before it forks the engine's process.
+    pub fn check(cfg: &ClientConfig) -> Result<(), ClientError> {
+        if let Auth::Token {
+            key_pem,
+            key_id,
+            team_id,
+        } = &cfg.auth
+        {
+            JwtSigner::from_p8_pem(key_pem, key_id, team_id)?;
+        }
+        tls::client_config(cfg.ca_file.as_deref(), &cfg.auth).map(drop)
+    }
+
     /// Checks the credentials and CA, starts the runtime and begins connecting.
     pub fn new(cfg: ClientConfig) -> Result<ApnsClient, ClientError> {
         for (name, value) in [

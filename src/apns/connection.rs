@@ -136,6 +136,23 @@ pub(crate) struct Pool {
     next_id: AtomicU64,
     /// Woken when a slot connects or fails to: waiting pushes look again.
     changed: Notify,
+    /// Pushes waiting for an open connection...
+    waiting: AtomicUsize,
+    /// ...and woken when one starts to: a slot waiting out its reconnect backoff cuts it short.
+    demand: Notify,
+}
+
+/// The longest a slot waits to reconnect while pushes wait for it: a push must not
+/// sit out a backoff grown over a long outage (up to a minute) once APNs is back.
+const RECONNECT_ON_DEMAND: Duration = Duration::from_secs(1);
+
+/// Counts a push among `Pool::waiting` while it lives (the wait may be cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Pool {
@@ -161,6 +178,8 @@ impl Pool {
             next_slot: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             changed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            demand: Notify::new(),
         }
     }
 
@@ -224,6 +243,9 @@ impl Pool {
 
     /// Waits until some connection is open (the caller's deadline bounds the wait).
     pub async fn wait_ready(&self) {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        self.demand.notify_waiters();
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -264,12 +286,30 @@ impl Pool {
         }
     }
 
+    /// Waits `delay` before a reconnect, or at most `RECONNECT_ON_DEMAND` once a push waits.
+    async fn back_off(&self, delay: Duration) {
+        let mut end = Instant::now() + delay;
+        loop {
+            // Enabled before `waiting` is read, so a push that starts waiting after is not missed.
+            let demand = self.demand.notified();
+            tokio::pin!(demand);
+            demand.as_mut().enable();
+            if self.waiting.load(Ordering::Acquire) > 0 {
+                end = end.min(Instant::now() + RECONNECT_ON_DEMAND);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(end) => return,
+                _ = demand => {}
+            }
+        }
+    }
+
     /// Keeps slot `idx` connected for the life of the runtime.
     pub async fn maintain(self: Arc<Self>, idx: usize) {
         let mut failures = 0u32;
         loop {
             if failures > 0 {
-                tokio::time::sleep(self.target.reconnect.delay(failures)).await;
+                self.back_off(self.target.reconnect.delay(failures)).await;
             }
             let started = Instant::now();
             let attempt = tokio::time::timeout(self.target.connect_timeout, self.connect()).await;

@@ -175,6 +175,18 @@ impl Section {
         }
     }
 
+    /// A key id or team id: 10 ASCII letters and digits, as Apple issues them.
+    fn apple_id(&mut self, key: &str) -> Result<String, ConfigError> {
+        let id = self.required_string(key)?;
+        if id.len() != 10 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(err(
+                &self.key_path(key),
+                "must be 10 letters and digits, as Apple shows it",
+            ));
+        }
+        Ok(id)
+    }
+
     fn required_string(&mut self, key: &str) -> Result<String, ConfigError> {
         let path = self.key_path(key);
         match self.string(key)? {
@@ -296,8 +308,8 @@ fn parse_auth(mut s: Section) -> Result<AuthConfig, ConfigError> {
     } else {
         AuthConfig::Token {
             key_file: s.required_string("key_file")?.into(),
-            key_id: s.required_string("key_id")?,
-            team_id: s.required_string("team_id")?,
+            key_id: s.apple_id("key_id")?,
+            team_id: s.apple_id("team_id")?,
         }
     };
     s.finish()?;
@@ -501,6 +513,16 @@ mod tests {
             "apns.auth.key_id: missing"
         );
         assert_eq!(
+            error_of(r#"{"apns":{"auth":{"key_file":"/k","key_id":"ABCDE123456","team_id":"T"}}}"#),
+            "apns.auth.key_id: must be 10 letters and digits, as Apple shows it"
+        );
+        assert_eq!(
+            error_of(
+                r#"{"apns":{"auth":{"key_file":"/k","key_id":"ABCDE12345","team_id":"TEAM-12345"}}}"#
+            ),
+            "apns.auth.team_id: must be 10 letters and digits, as Apple shows it"
+        );
+        assert_eq!(
             error_of(r#"{"apns":{"auth":{"cert_file":"/c"}}}"#),
             "apns.auth.key_file: missing"
         );
@@ -516,7 +538,7 @@ mod tests {
         );
         let with = |extra: &str| {
             error_of(&format!(
-                r#"{{"apns":{{"auth":{{"key_file":"/k","key_id":"K","team_id":"T"}}}},{extra}}}"#
+                r#"{{"apns":{{"auth":{{"key_file":"/k","key_id":"ABCDE12345","team_id":"TEAM123456"}}}},{extra}}}"#
             ))
         };
         assert_eq!(
@@ -550,7 +572,7 @@ mod tests {
     fn endpoints() {
         let e = |t: &str| {
             let text = format!(
-                r#"{{"apns":{{"endpoint":"{t}","auth":{{"key_file":"/k","key_id":"K","team_id":"T"}}}}}}"#
+                r#"{{"apns":{{"endpoint":"{t}","auth":{{"key_file":"/k","key_id":"ABCDE12345","team_id":"TEAM123456"}}}}}}"#
             );
             EngineConfig::from_json(&text).map(|c| c.apns.endpoint)
         };

@@ -36,6 +36,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 use std::fmt;
 use std::os::fd::RawFd;
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,6 +48,8 @@ use parked::{Call, CallState, End, Table};
 use stats::{add, inc, Counters};
 use store::Store;
 use worker::Cmd;
+
+use crate::apns::ApnsClient;
 
 /// A REGISTER the host accepted.
 #[derive(Debug, Clone, Copy)]
@@ -227,6 +230,18 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A longer display name is cut, not refused: it only goes into the payload.
+const MAX_CALLER_NAME: usize = 1024;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character.
+fn cut_at_char(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
     if s.len() > max {
         return Err(format!("{what} is longer than {max} bytes"));
@@ -243,7 +258,7 @@ fn check_park(p: &ParkRequest, default_timeout: Duration) -> Result<(), ParkErro
     check_text("call_id", p.call_id, 1024).map_err(invalid)?;
     check_aor(p.aor).map_err(invalid)?;
     check_text("caller_uri", p.caller_uri, 1024).map_err(invalid)?;
-    check_text("caller_name", p.caller_name, 1024).map_err(invalid)?;
+    check_text("caller_name", p.caller_name, usize::MAX).map_err(invalid)?;
     if p.call_id.is_empty() {
         return Err(invalid("call_id is empty".into()));
     }
@@ -266,6 +281,28 @@ fn check_aor(aor: &str) -> Result<(), String> {
 }
 
 impl Engine {
+    /// What `new` would refuse in the files `cfg` names, without starting a
+    /// thread or touching the store: the credentials (read and parsed), the CA
+    /// file, and a store directory (or, while it does not exist, the directory
+    /// `new` would create it in) this process can write in.
+    pub fn check_files(cfg: &EngineConfig) -> Result<(), EngineError> {
+        let client = worker::client_config(cfg)?;
+        ApnsClient::check(&client).map_err(|e| EngineError::Apns(e.to_string()))?;
+        let dir = (cfg.store.dir.ancestors())
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("."));
+        // A file made and removed: permission bits alone miss ACLs and read-only mounts.
+        let probe = dir.join(format!(".pushpark-check-{}", std::process::id()));
+        std::fs::File::create(&probe).map_err(|e| {
+            EngineError::Config(ConfigError {
+                path: "store.dir".into(),
+                message: format!("cannot write in {}: {e}", dir.display()),
+            })
+        })?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    }
+
     /// Opens the store, sets up the APNs client and starts the engine thread.
     pub fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
         let store = Store::open(&cfg.store.dir, cfg.store.max_age_days, unix_now())?;
@@ -568,7 +605,7 @@ impl Engine {
             call_id: p.call_id.into(),
             aor: p.aor.into(),
             caller_uri: p.caller_uri.into(),
-            caller_name: p.caller_name.into(),
+            caller_name: cut_at_char(p.caller_name, MAX_CALLER_NAME).into(),
             parked_at: now,
             deadline,
             state: CallState::Parked,

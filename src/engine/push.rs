@@ -42,12 +42,71 @@ pub struct PayloadTemplate {
     pieces: Vec<Piece>,
 }
 
+#[derive(Clone, Copy)]
 pub(crate) struct PayloadFields<'a> {
     pub call_id: &'a str,
     pub caller_uri: &'a str,
     pub caller_name: &'a str,
     pub push_id: &'a str,
     pub aor: &'a str,
+}
+
+impl<'a> PayloadFields<'a> {
+    fn get_mut(&mut self, field: Field) -> &mut &'a str {
+        match field {
+            Field::CallId => &mut self.call_id,
+            Field::CallerUri => &mut self.caller_uri,
+            Field::CallerName => &mut self.caller_name,
+            Field::PushId => &mut self.push_id,
+            Field::Aor => &mut self.aor,
+        }
+    }
+}
+
+/// How many bytes `c` takes inside a JSON string, as serde_json writes it.
+fn escaped_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if c < ' ' => 6,
+        c => c.len_utf8(),
+    }
+}
+
+fn escaped_len(s: &str) -> usize {
+    s.chars().map(escaped_char_len).sum()
+}
+
+/// The longest prefix of `s` that takes at most `budget` bytes escaped.
+fn cut_escaped(s: &str, budget: usize) -> &str {
+    let mut used = 0;
+    for (at, c) in s.char_indices() {
+        used += escaped_char_len(c);
+        if used > budget {
+            return &s[..at];
+        }
+    }
+    s
+}
+
+/// A SIP display name as people read it: a quoted-string loses its quotes
+/// and its backslash escapes; a token is kept as it is.
+pub(crate) fn display_name(raw: &str) -> std::borrow::Cow<'_, str> {
+    let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return raw.into();
+    };
+    if !inner.contains('\\') {
+        return inner.into();
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        });
+    }
+    out.into()
 }
 
 /// `{name}` placeholders in `s`, as (start, end, name).
@@ -112,6 +171,39 @@ impl PayloadTemplate {
             "caller_name": "{caller_name}", "push_id": "{push_id}", "aor": "{aor}"
         });
         PayloadTemplate::new(&v).expect("the default template is valid")
+    }
+
+    /// The payload in at most `max` bytes: when it is longer, the fields the
+    /// caller controls are cut (display name first, then caller URI, then
+    /// Call-ID) on a character boundary. Err when even empty they do not fit.
+    pub(crate) fn render_within(&self, f: &PayloadFields, max: usize) -> Result<String, String> {
+        let mut f = *f;
+        let mut text = self.render(&f);
+        for field in [Field::CallerName, Field::CallerUri, Field::CallId] {
+            if text.len() <= max {
+                return Ok(text);
+            }
+            let uses = self
+                .pieces
+                .iter()
+                .filter(|p| **p == Piece::Field(field))
+                .count();
+            if uses == 0 {
+                continue;
+            }
+            let value = f.get_mut(field);
+            // Each use of the field grows the payload by its escaped length.
+            let cut = (text.len() - max).div_ceil(uses);
+            *value = cut_escaped(value, escaped_len(value).saturating_sub(cut));
+            text = self.render(&f);
+        }
+        if text.len() <= max {
+            return Ok(text);
+        }
+        Err(format!(
+            "the payload is {} bytes even without the caller's fields; at most {max} allowed",
+            text.len()
+        ))
     }
 
     pub(crate) fn render(&self, f: &PayloadFields) -> String {
@@ -271,6 +363,44 @@ mod tests {
             e.starts_with("placeholders go in values, not in keys"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn long_caller_fields_are_cut_to_fit_on_a_char_boundary() {
+        let t = PayloadTemplate::default_template();
+        let name = "\u{1}é".repeat(3000);
+        let mut f = fields("c@h", &name);
+        let full = t.render(&f);
+        assert!(full.len() > 5120);
+        let text = t.render_within(&f, 5120).unwrap();
+        assert!(text.len() <= 5120 && text.len() > 5100, "{}", text.len());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let cut = v["caller_name"].as_str().unwrap();
+        assert!(!cut.is_empty() && name.starts_with(cut));
+        assert_eq!(
+            (v["call_id"].as_str(), v["aor"].as_str()),
+            (Some("c@h"), Some("sip:alice@example.com"))
+        );
+        // What fits is left alone.
+        f.caller_name = "Bob";
+        assert_eq!(t.render_within(&f, 5120).unwrap(), t.render(&f));
+        // Past the caller's fields nothing can be cut.
+        f.push_id = &name;
+        let e = t.render_within(&f, 5120).unwrap_err();
+        assert!(e.contains("even without the caller's fields"), "{e}");
+    }
+
+    #[test]
+    fn display_names_lose_their_sip_quotes() {
+        assert_eq!(
+            display_name("\"Bob \\\"B\\\" Example\""),
+            "Bob \"B\" Example"
+        );
+        assert_eq!(display_name("\"a\\\\b\""), "a\\b");
+        assert_eq!(display_name("Bob"), "Bob");
+        assert_eq!(display_name("\"Bob"), "\"Bob");
+        assert_eq!(display_name("\""), "\"");
+        assert_eq!(display_name("\"\""), "");
     }
 
     fn device(key: &str) -> DeviceInfo {

@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 use super::config::{AuthConfig, EngineConfig};
 use super::events::{Event, EventKind};
 use super::parked::{CallState, End};
-use super::push::{Coalescer, DeviceId, Offer, PayloadFields};
+use super::push::{display_name, Coalescer, DeviceId, Offer, PayloadFields};
 use super::redact;
 use super::stats::inc;
 use super::store::DeviceInfo;
 use super::{unix_now, ConfigError, EngineError, Shared};
-use crate::apns::{ApnsClient, Auth, ClientConfig, Endpoint, Outcome, Push, PushResult};
+use crate::apns::{
+    ApnsClient, Auth, ClientConfig, Endpoint, Outcome, Push, PushResult, PushType, Reason,
+};
 
 pub(crate) enum Cmd {
     /// A call was parked: arm its deadline and push its devices (none when it
@@ -102,39 +104,45 @@ fn pkcs12_auth(
         .map_err(|e| bad("p12_file", format!("{}: {e}", p12_file.display())))
 }
 
+/// The APNs client's settings, with the credentials the config names read.
+pub(crate) fn client_config(cfg: &EngineConfig) -> Result<ClientConfig, EngineError> {
+    let auth = match &cfg.apns.auth {
+        AuthConfig::Token {
+            key_file,
+            key_id,
+            team_id,
+        } => Auth::Token {
+            key_pem: read_file(key_file, "key_file")?,
+            key_id: key_id.clone(),
+            team_id: team_id.clone(),
+        },
+        AuthConfig::Certificate {
+            cert_file,
+            key_file,
+        } => Auth::Certificate {
+            cert_pem: read_file(cert_file, "cert_file")?,
+            key_pem: read_file(key_file, "key_file")?,
+        },
+        AuthConfig::Pkcs12 {
+            p12_file,
+            password_file,
+            password_env,
+        } => pkcs12_auth(p12_file, password_file.as_deref(), password_env.as_deref())?,
+    };
+    let mut template = ClientConfig::new(cfg.apns.endpoint.clone(), auth);
+    template.ca_file = cfg.apns.ca_file.clone();
+    template.connections = cfg.apns.connections;
+    template.worker_threads = cfg.apns.worker_threads;
+    template.ping_interval = cfg.apns.ping_interval;
+    template.ping_timeout = cfg.apns.ping_timeout;
+    // Every parked call may have a push in flight per device.
+    template.max_pending = (cfg.park.max_total * 2).clamp(1024, 1_000_000);
+    Ok(template)
+}
+
 impl Clients {
     pub(crate) fn new(cfg: &EngineConfig) -> Result<Clients, EngineError> {
-        let auth = match &cfg.apns.auth {
-            AuthConfig::Token {
-                key_file,
-                key_id,
-                team_id,
-            } => Auth::Token {
-                key_pem: read_file(key_file, "key_file")?,
-                key_id: key_id.clone(),
-                team_id: team_id.clone(),
-            },
-            AuthConfig::Certificate {
-                cert_file,
-                key_file,
-            } => Auth::Certificate {
-                cert_pem: read_file(cert_file, "cert_file")?,
-                key_pem: read_file(key_file, "key_file")?,
-            },
-            AuthConfig::Pkcs12 {
-                p12_file,
-                password_file,
-                password_env,
-            } => pkcs12_auth(p12_file, password_file.as_deref(), password_env.as_deref())?,
-        };
-        let mut template = ClientConfig::new(cfg.apns.endpoint.clone(), auth);
-        template.ca_file = cfg.apns.ca_file.clone();
-        template.connections = cfg.apns.connections;
-        template.worker_threads = cfg.apns.worker_threads;
-        template.ping_interval = cfg.apns.ping_interval;
-        template.ping_timeout = cfg.apns.ping_timeout;
-        // Every parked call may have a push in flight per device.
-        template.max_pending = (cfg.park.max_total * 2).clamp(1024, 1_000_000);
+        let template = client_config(cfg)?;
         let main =
             ApnsClient::new(template.clone()).map_err(|e| EngineError::Apns(e.to_string()))?;
         Ok(Clients {
@@ -266,17 +274,37 @@ impl Worker {
             let Some(call) = t.get_mut(park_id).filter(|c| c.waiting()) else {
                 return;
             };
+            let payload = self.sh.cfg.push.payload_template.render_within(
+                &PayloadFields {
+                    call_id: &call.call_id,
+                    caller_uri: &call.caller_uri,
+                    caller_name: &display_name(&call.caller_name),
+                    push_id: &push_id,
+                    aor: &call.aor,
+                },
+                PushType::Voip.max_payload(),
+            );
+            let payload = match payload {
+                Ok(p) => p,
+                Err(why) => {
+                    drop(t);
+                    inc(&self.sh.counters.pushes_failed_not_sent);
+                    log::warn!("push for park {park_id} to {aor} not built: {why}");
+                    self.push_event(
+                        EventKind::PushResult,
+                        aor,
+                        &device.key,
+                        park_id,
+                        format!("not sent: {why}"),
+                    );
+                    self.call_failed(park_id, &device.key);
+                    return;
+                }
+            };
             // Until its result says otherwise, the device may show this call.
             if !call.pushed.iter().any(|k| **k == *device.key) {
                 call.pushed.push(device.key.as_str().into());
             }
-            let payload = self.sh.cfg.push.payload_template.render(&PayloadFields {
-                call_id: &call.call_id,
-                caller_uri: &call.caller_uri,
-                caller_name: &call.caller_name,
-                push_id: &push_id,
-                aor: &call.aor,
-            });
             (payload, call.deadline)
         };
         // Apple stores and retries the push until it expires: a push for a call
@@ -413,7 +441,17 @@ impl Worker {
         if let Some(timestamp) = dead_since {
             self.token_dead(&d.aor, &d.device, timestamp);
         }
-        if permanent {
+        let too_large = matches!(
+            d.result.outcome,
+            Outcome::Rejected {
+                reason: Reason::PayloadTooLarge,
+                ..
+            }
+        );
+        if too_large {
+            // The call's payload, not the device: other calls still reach it.
+            self.call_failed(d.park_id, key);
+        } else if permanent {
             self.device_failed(&d.aor, key);
         }
     }
@@ -444,23 +482,30 @@ impl Worker {
     /// parked calls, and a call left with no device is rejected.
     fn device_failed(&mut self, aor: &str, key: &str) {
         self.coalescer.forget(&(aor.to_string(), key.to_string()));
+        let ids = self.sh.table.lock().ids_of_aor(aor);
+        for id in ids {
+            self.call_failed(id, key);
+        }
+    }
+
+    /// The device no longer counts for call `id`; the call is rejected when
+    /// that leaves it no device.
+    fn call_failed(&mut self, id: u64, key: &str) {
         let park = &self.sh.cfg.park;
-        let how = || End::Reject {
-            code: park.push_failed_code,
-            reason: &park.push_failed_reason,
-            push_failed: true,
-        };
         let mut t = self.sh.table.lock();
-        for id in t.ids_of_aor(aor) {
-            let Some(call) = t.get_mut(id).filter(|c| c.waiting()) else {
-                continue;
+        let Some(call) = t.get_mut(id).filter(|c| c.waiting()) else {
+            return;
+        };
+        let before = call.targets.len();
+        call.targets.retain(|k| &**k != key);
+        // A forked call that rings a woken device waits for its deadline.
+        if before > 0 && call.targets.is_empty() && call.state == CallState::Parked {
+            let how = End::Reject {
+                code: park.push_failed_code,
+                reason: &park.push_failed_reason,
+                push_failed: true,
             };
-            let before = call.targets.len();
-            call.targets.retain(|k| &**k != key);
-            // A forked call that rings a woken device waits for its deadline.
-            if before > 0 && call.targets.is_empty() && call.state == CallState::Parked {
-                t.finish(id, how(), &self.sh.events, &self.sh.counters);
-            }
+            t.finish(id, how, &self.sh.events, &self.sh.counters);
         }
     }
 

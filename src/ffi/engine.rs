@@ -60,6 +60,17 @@ pub unsafe extern "C" fn pushpark_config_check(config_json: *const c_char) -> pu
 
 /// See pushpark.h.
 #[no_mangle]
+pub unsafe extern "C" fn pushpark_config_check_files(
+    config_json: *const c_char,
+) -> pushpark_result {
+    guard(|| {
+        let config = parse_config(config_json)?;
+        Engine::check_files(&config).map_err(engine_error)
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
 pub unsafe extern "C" fn pushpark_engine_new(
     config_json: *const c_char,
     out: *mut *mut pushpark_engine,

@@ -22,6 +22,7 @@ same_signature!(
     pushpark_result_message,
     pushpark_last_error,
     pushpark_config_check,
+    pushpark_config_check_files,
     pushpark_contact_rules_new,
     pushpark_contact_rules_free,
     pushpark_contact_check,

@@ -50,6 +50,15 @@ static void configs(const struct harness *h)
     char *good = config_json(h, "misuse", "\"timeout_ms\": 1000");
     CHECK_OK(pushpark_config_check(good));
     CHECK(strcmp(pushpark_last_error(), "") == 0);
+    /* The files it names are read too: the harness's key and CA are real. */
+    CHECK_OK(pushpark_config_check_files(good));
+    CHECK_RESULT(pushpark_config_check_files(NULL), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_config_check_files(BAD_UTF8), PUSHPARK_ERR_UTF8);
+    CHECK_RESULT(pushpark_config_check_files("{\"apns\": {\"auth\": {\"key_file\": \"/no/k.p8\","
+                                             " \"key_id\": \"TESTKEY001\","
+                                             " \"team_id\": \"TESTTEAM01\"}}}"),
+                 PUSHPARK_ERR_CONFIG);
+    CHECK(strstr(pushpark_last_error(), "apns.auth.key_file: cannot read") != NULL);
     /* An unknown key is named. */
     size_t n = strlen(good);
     char *unknown = malloc(n + 32);

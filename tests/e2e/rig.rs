@@ -525,8 +525,32 @@ impl Kamailio {
         park_timeout_ms: u64,
         defines: &[(&str, String)],
     ) -> Kamailio {
-        let config = dir.join("pushpark.json");
-        let engine = serde_json::json!({
+        let engine = Self::engine_config(dir, mock, park_timeout_ms);
+        let all = Self::pushpark_defines(dir, &engine, defines);
+        let k = Kamailio::start(dir, "kamailio-pushpark.cfg", &all);
+        k.wait_engine();
+        k
+    }
+
+    /// Kamailio with the pushpark module, `engine` as its config, when it is expected not to
+    /// start: waits for it to exit (failing if it does not, or exits 0) and returns its log.
+    pub fn refused(dir: &Path, engine: &serde_json::Value, defines: &[(&str, String)]) -> String {
+        let mut all = vec![format!(
+            "CTL_SOCK=\"unix:{}\"",
+            dir.join("kamailio-ctl.sock").display()
+        )];
+        let pushpark = Self::pushpark_defines(dir, engine, defines);
+        all.extend(pushpark.iter().map(|(k, v)| format!("{k}={v}")));
+        let cfg = dir.join("kamailio-pushpark.cfg");
+        let mut proc = Self::spawn(dir, &cfg, free_port(), &all, 0);
+        let status = proc.wait(SOON);
+        assert!(!status.success(), "kamailio started:\n{}", proc.log_text());
+        proc.log_text()
+    }
+
+    /// The engine config of `start_pushpark`: the mock as APNs, its key, the store in `dir`.
+    pub fn engine_config(dir: &Path, mock: &Mock, park_timeout_ms: u64) -> serde_json::Value {
+        serde_json::json!({
             "apns": {
                 "endpoint": mock.addr.to_string(),
                 "ca_file": mock.state_dir.join("ca.pem"),
@@ -540,7 +564,16 @@ impl Kamailio {
             "park": { "timeout_ms": park_timeout_ms, "recent_register_ms": 0 },
             "store": { "dir": dir.join("store") },
             "log_level": "info"
-        });
+        })
+    }
+
+    /// Writes `engine` as the module's config; the defines that load the module with it.
+    fn pushpark_defines<'a>(
+        dir: &Path,
+        engine: &serde_json::Value,
+        defines: &[(&'a str, String)],
+    ) -> Vec<(&'a str, String)> {
+        let config = dir.join("pushpark.json");
         fs::write(&config, engine.to_string()).expect("write engine config");
         let quoted = |p: &Path| format!("\"{}\"", p.display());
         let mut all = vec![
@@ -548,9 +581,7 @@ impl Kamailio {
             ("PUSHPARK_CONFIG", quoted(&config)),
         ];
         all.extend(defines.iter().cloned());
-        let k = Kamailio::start(dir, "kamailio-pushpark.cfg", &all);
-        k.wait_engine();
-        k
+        all
     }
 
     /// The pid of the module's engine process (`core.psx`: "pushpark engine").

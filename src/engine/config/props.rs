@@ -140,7 +140,7 @@ fn any_json() -> impl Strategy<Value = Value> {
 fn valid() -> Value {
     json!({
         "apns": {"endpoint": "127.0.0.1:4430", "ca_file": "/ca.pem",
-                 "auth": {"key_file": "/k.p8", "key_id": "K", "team_id": "T"},
+                 "auth": {"key_file": "/k.p8", "key_id": "ABCDE12345", "team_id": "TEAM123456"},
                  "connections": 2, "worker_threads": 2, "ping_interval_s": 60, "ping_timeout_s": 10,
                  "topics": ["com.example.voip"]},
         "park": {"timeout_ms": 5000, "max_total": 10, "max_per_aor": 2, "reject_code": 480,

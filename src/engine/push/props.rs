@@ -149,3 +149,45 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    /// Whatever the caller sends, the push fits APNs' limit: its own fields
+    /// are cut (keeping their start), the others are never touched.
+    #[test]
+    fn the_payload_fits_the_limit_whatever_the_caller_sends(
+        call_id in field_value(),
+        caller_uri in field_value(),
+        caller_name in field_value(),
+        push_id in "[0-9a-f-]{36}",
+        aor in "sip:[a-z]{1,200}@example\\.com",
+        max in prop::sample::select(&[300usize, 5120][..]),
+    ) {
+        let f = PayloadFields {
+            call_id: &call_id, caller_uri: &caller_uri, caller_name: &caller_name,
+            push_id: &push_id, aor: &aor,
+        };
+        let t = PayloadTemplate::default_template();
+        match t.render_within(&f, max) {
+            Ok(text) => {
+                prop_assert!(text.len() <= max, "{} > {}", text.len(), max);
+                let v: Value =
+                    serde_json::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                for (key, sent) in [("call_id", &call_id), ("caller", &caller_uri), ("caller_name", &caller_name)] {
+                    let got = v[key].as_str().unwrap();
+                    prop_assert!(sent.starts_with(got), "{} is not a prefix", key);
+                }
+                prop_assert_eq!(&v["push_id"], &json!(push_id));
+                prop_assert_eq!(&v["aor"], &json!(aor));
+                if t.render(&f).len() <= max {
+                    prop_assert_eq!(text, t.render(&f));
+                }
+            }
+            Err(_) => {
+                let empty = PayloadFields { call_id: "", caller_uri: "", caller_name: "", ..f };
+                prop_assert!(t.render(&empty).len() > max);
+            }
+        }
+    }
+}

@@ -131,7 +131,7 @@ impl Store {
         }
         drop(table);
         drop(read);
-        let disk = StoreWriter::start(db)
+        let disk = StoreWriter::start(db, path.clone())
             .map_err(|e| StoreError(format!("cannot start the writer thread: {e}")))?;
         let store = Store {
             disk,
@@ -381,6 +381,82 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert_eq!(s.write_counts(), (0, 0), "all committed, no errors");
+    }
+
+    /// A 2 MB tmpfs filled to the last byte (root only: skipped otherwise).
+    struct FullDisk {
+        dir: tempfile::TempDir,
+    }
+
+    impl FullDisk {
+        fn mount() -> Option<FullDisk> {
+            let dir = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then_some(FullDisk { dir })
+        }
+
+        fn fill(&self) {
+            use std::io::Write;
+            let mut f = std::fs::File::create(self.dir.path().join("filler")).unwrap();
+            while f.write_all(&[0u8; 4096]).is_ok() {}
+        }
+
+        fn free(&self) {
+            std::fs::remove_file(self.dir.path().join("filler")).unwrap();
+        }
+    }
+
+    impl Drop for FullDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+
+    #[test]
+    fn changes_reach_the_disk_once_space_returns() {
+        let Some(disk) = FullDisk::mount() else {
+            eprintln!("skipped: cannot mount a tmpfs (needs root)");
+            return;
+        };
+        let dir = disk.dir.path().join("store");
+        let big = "x".repeat(2_000);
+        let mut n = 0;
+        {
+            let s = Store::open(&dir, 30, NOW).unwrap();
+            s.upsert("bob", device("b1", "bb", NOW));
+            settle(&s);
+            disk.fill();
+            // Bindings until a commit fails for want of space.
+            while s.write_counts().1 == 0 {
+                let mut d = device(&format!("a{n}"), &format!("t{n}"), NOW);
+                d.contact = format!("sip:a{n}@{big}");
+                s.upsert("alice", d);
+                n += 1;
+                while pending(&s) > 0 && s.write_counts().1 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+            // More while the disk stays full: they wait behind the failed ones.
+            for _ in 0..5 {
+                s.upsert("alice", device(&format!("a{n}"), &format!("t{n}"), NOW));
+                n += 1;
+            }
+            assert!(s.remove("bob", "b1"));
+            disk.free();
+            while pending(&s) > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let s = Store::open(&dir, 30, NOW).unwrap();
+        assert_eq!(s.devices("alice").len(), n, "every binding on disk");
+        assert!(s.devices("bob").is_empty(), "the removal on disk");
     }
 
     #[test]

@@ -10,15 +10,26 @@
 //! long the disk stalls, and the caller never waits or loses a change. A
 //! capped queue would have to drop changes, and a dropped removal brings a
 //! binding back on the next start.
+//!
+//! A failed commit (ENOSPC, EIO) loses nothing: its changes go back to wait
+//! under any newer ones, the database is reopened (redb refuses all further
+//! writes on a handle that saw an I/O error) and the writer retries with a
+//! bounded backoff, so once the disk recovers every change reaches it.
 
 use parking_lot::{Condvar, Mutex};
 use redb::Database;
 use std::collections::hash_map::{Entry, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::store::BINDINGS;
+
+/// Retry delay after a failed commit, doubled per failure up to the maximum.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// One row change; the key is (AOR, device key).
 pub(crate) enum Op {
@@ -83,13 +94,31 @@ impl Queue {
             },
         }
     }
+
+    /// Puts back a batch whose commit failed. A binding changed since keeps
+    /// its newer change, but the row's state before it is the failed one's.
+    fn requeue(&mut self, failed: HashMap<(String, String), Waiting>) {
+        for (row, old) in failed {
+            match self.waiting.entry(row) {
+                Entry::Occupied(mut w) => {
+                    w.get_mut().absent_before = old.absent_before;
+                    if w.get().absent_before && w.get().record.is_none() {
+                        w.remove();
+                    }
+                }
+                Entry::Vacant(v) => {
+                    v.insert(old);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     queue: Mutex<Queue>,
     wake: Condvar,
-    /// Batches whose commit failed; their changes live on in memory only.
+    /// Failed commits; their changes wait for the next attempt.
     errors: AtomicU64,
     /// Held by a test to keep the writer from taking the waiting changes.
     #[cfg(test)]
@@ -102,12 +131,13 @@ pub(crate) struct StoreWriter {
 }
 
 impl StoreWriter {
-    pub(crate) fn start(db: Database) -> std::io::Result<StoreWriter> {
+    /// `path` is `db`'s file, reopened after a failed commit.
+    pub(crate) fn start(db: Database, path: PathBuf) -> std::io::Result<StoreWriter> {
         let inner = Arc::new(Inner::default());
         let shared = inner.clone();
         let thread = std::thread::Builder::new()
             .name("pushpark-store".into())
-            .spawn(move || run(&db, &shared))?;
+            .spawn(move || run(&path, Some(db), &shared))?;
         Ok(StoreWriter {
             inner,
             thread: Mutex::new(Some(thread)),
@@ -165,8 +195,9 @@ impl Drop for StoreWriter {
     }
 }
 
-/// Ends when the queue is closed and drained.
-fn run(db: &Database, inner: &Inner) {
+/// Ends when the queue is closed and drained, or a commit fails after close.
+fn run(path: &std::path::Path, mut db: Option<Database>, inner: &Inner) {
+    let mut backoff = RETRY_FIRST;
     loop {
         let batch = {
             let mut q = inner.queue.lock();
@@ -188,16 +219,37 @@ fn run(db: &Database, inner: &Inner) {
             q.committing = batch.len();
             batch
         };
-        if let Err(e) = commit(db, &batch) {
-            inner.errors.fetch_add(1, Ordering::Relaxed);
-            log::error!(
-                "device store: {} changes not written (kept in memory): {e}",
-                batch.len()
-            );
+        // A handle that failed is dropped: the next attempt reopens the file.
+        let result = db.take().map_or_else(|| reopen(path), Ok).and_then(|open| {
+            commit(&open, &batch)?;
+            db = Some(open);
+            Ok(())
+        });
+        let Err(e) = result else {
+            backoff = RETRY_FIRST;
+            // After the durable commit: nothing pending means all is on disk.
+            inner.queue.lock().committing = 0;
+            continue;
+        };
+        inner.errors.fetch_add(1, Ordering::Relaxed);
+        let n = batch.len();
+        let mut q = inner.queue.lock();
+        q.committing = 0;
+        q.requeue(batch);
+        if q.closed {
+            log::error!("device store: {n} changes not written at shutdown: {e}");
+            return;
         }
-        // After the durable commit: nothing pending means all is on disk.
-        inner.queue.lock().committing = 0;
+        log::error!("device store: {n} changes not written, retrying in {backoff:?}: {e}");
+        // New changes wake the writer; only close cuts the wait short.
+        let until = Instant::now() + backoff;
+        while !q.closed && !inner.wake.wait_until(&mut q, until).timed_out() {}
+        backoff = (backoff * 2).min(RETRY_MAX);
     }
+}
+
+fn reopen(path: &std::path::Path) -> Result<Database, String> {
+    Database::create(path).map_err(|e| format!("cannot reopen {}: {e}", path.display()))
 }
 
 fn commit(db: &Database, batch: &HashMap<(String, String), Waiting>) -> Result<(), String> {

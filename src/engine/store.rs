@@ -15,6 +15,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::store_writer::{Op, StoreWriter};
@@ -92,9 +93,21 @@ impl Store {
     /// Opens (or creates) `dir/devices.redb`, loads it into memory and drops
     /// bindings not refreshed within `max_age_days`.
     pub(crate) fn open(dir: &Path, max_age_days: u32, now_unix: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)
+        // Device tokens are personal data: readable by the engine's user only, whatever
+        // the umask. A directory the operator made keeps the modes it was given.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("devices.redb");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|_| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)))
+            .map_err(|e| StoreError(format!("cannot create {}: {e}", path.display())))?;
         let db = Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError(format!(
                 "{} is already open in another engine or process",
@@ -349,6 +362,22 @@ mod tests {
             contact: format!("sip:{key}@h"),
             last_register_unix: at,
         }
+    }
+
+    #[test]
+    fn store_files_are_the_engine_users_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("new").join("store");
+        drop(Store::open(&store_dir, 30, NOW).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store_dir), 0o700, "the directory it created");
+        assert_eq!(mode(&store_dir.join("devices.redb")), 0o600);
+
+        // A file left readable by an older version is tightened.
+        let file = store_dir.join("devices.redb");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(&store_dir, 30, NOW).unwrap());
+        assert_eq!(mode(&file), 0o600);
     }
 
     #[test]

@@ -288,15 +288,8 @@ impl Worker {
                 Ok(p) => p,
                 Err(why) => {
                     drop(t);
-                    inc(&self.sh.counters.pushes_failed_not_sent);
                     log::warn!("push for park {park_id} to {aor} not built: {why}");
-                    self.push_event(
-                        EventKind::PushResult,
-                        aor,
-                        &device.key,
-                        park_id,
-                        format!("not sent: {why}"),
-                    );
+                    self.not_sent(aor, &device.key, park_id, &why);
                     self.call_failed(park_id, &device.key);
                     return;
                 }
@@ -340,22 +333,25 @@ impl Worker {
                 );
             }
             Err(why) => {
-                inc(&self.sh.counters.pushes_failed_not_sent);
                 let key = redact::key(&device.key);
                 log::warn!("push for {aor} / {key} not sent: {why}");
-                let mut t = self.sh.table.lock();
-                t.push_failed(aor, park_id, &device.key);
-                drop(t);
-                self.push_event(
-                    EventKind::PushResult,
-                    aor,
-                    &device.key,
-                    park_id,
-                    format!("not sent: {why}"),
-                );
+                self.sh.table.lock().push_failed(aor, park_id, &device.key);
+                self.not_sent(aor, &device.key, park_id, &why);
                 self.device_failed(aor, &device.key);
             }
         }
+    }
+
+    /// A push that never went out: counted and reported like any push outcome.
+    fn not_sent(&self, aor: &str, key: &str, park_id: u64, why: &dyn std::fmt::Display) {
+        inc(&self.sh.counters.pushes_failed_not_sent);
+        self.push_event(
+            EventKind::PushResult,
+            aor,
+            key,
+            park_id,
+            format!("not sent: {why}"),
+        );
     }
 
     fn push_event(

@@ -100,12 +100,10 @@ pub unsafe extern "C" fn pushpark_engine_free(engine: *mut pushpark_engine) {
     }
 }
 
-/// pushpark_register and pushpark_register_ordered.
-///
-/// # Safety
-/// As the header says for pushpark_register_ordered.
+/// See pushpark.h.
+#[no_mangle]
 #[allow(clippy::too_many_arguments)] // mirrors the C prototype
-unsafe fn register(
+pub unsafe extern "C" fn pushpark_register_ordered(
     engine: *mut pushpark_engine,
     aor: *const c_char,
     contact: *const c_char,
@@ -148,7 +146,7 @@ pub unsafe extern "C" fn pushpark_register(
     expires: u32,
     out: *mut pushpark_register_outcome,
 ) -> pushpark_result {
-    register(
+    pushpark_register_ordered(
         engine,
         aor,
         contact,
@@ -158,22 +156,6 @@ pub unsafe extern "C" fn pushpark_register(
         0,
         out,
     )
-}
-
-/// See pushpark.h.
-#[no_mangle]
-#[allow(clippy::too_many_arguments)] // mirrors the C prototype
-pub unsafe extern "C" fn pushpark_register_ordered(
-    engine: *mut pushpark_engine,
-    aor: *const c_char,
-    contact: *const c_char,
-    instance: *const c_char,
-    expires: u32,
-    call_id: *const c_char,
-    cseq: u32,
-    out: *mut pushpark_register_outcome,
-) -> pushpark_result {
-    register(engine, aor, contact, instance, expires, call_id, cseq, out)
 }
 
 /// See pushpark.h.

@@ -49,6 +49,14 @@ pub struct Stats {
     pub late_wakes: u64,
     /// REGISTERs ignored: an older CSeq of a Call-ID already applied.
     pub registers_out_of_order: u64,
+    /// Pushes sent again after a connection dropped before APNs could have processed them.
+    pub pushes_replayed: u64,
+    /// Informational events dropped because the event queue was full.
+    pub events_dropped: u64,
+    /// Bindings dropped to keep an AOR within `store.max_devices_per_aor`.
+    pub devices_evicted: u64,
+    /// Engine processes restarted (`pushpark_engine_spawn` only).
+    pub engine_restarts: u64,
 }
 
 #[derive(Default)]
@@ -72,6 +80,9 @@ pub(crate) struct Counters {
     pub devices_gone: AtomicU64,
     pub late_wakes: AtomicU64,
     pub registers_out_of_order: AtomicU64,
+    pub pushes_replayed: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub devices_evicted: AtomicU64,
     pub resume_latency: Histogram,
 }
 
@@ -114,6 +125,10 @@ impl Counters {
             resume_latency_p99_us: self.resume_latency.quantile(0.99),
             late_wakes: get(&self.late_wakes),
             registers_out_of_order: get(&self.registers_out_of_order),
+            pushes_replayed: get(&self.pushes_replayed),
+            events_dropped: get(&self.events_dropped),
+            devices_evicted: get(&self.devices_evicted),
+            engine_restarts: 0,
         }
     }
 }

@@ -57,6 +57,10 @@ pub unsafe extern "C" fn pushpark_stats_get(
             resumed_now: s.resumed_now,
             late_wakes: s.late_wakes,
             registers_out_of_order: s.registers_out_of_order,
+            pushes_replayed: s.pushes_replayed,
+            events_dropped: s.events_dropped,
+            devices_evicted: s.devices_evicted,
+            engine_restarts: s.engine_restarts,
         };
         std::ptr::copy_nonoverlapping(
             (&full as *const pushpark_stats).cast::<u8>(),

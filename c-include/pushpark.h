@@ -70,8 +70,12 @@ typedef enum pushpark_result {
     PUSHPARK_ERR_PANIC = 14,       /* an internal bug was caught; the call had no effect or
                                       an unknown one; please report it */
     PUSHPARK_ERR_INTERNAL = 15,    /* any other internal failure (detail says what) */
-    PUSHPARK_ERR_UNSUPPORTED = 16  /* the Contact names a push service pushpark does not push
+    PUSHPARK_ERR_UNSUPPORTED = 16, /* the Contact names a push service pushpark does not push
                                       to (RFC 8599: answer 555) */
+    PUSHPARK_ERR_ENGINE_DOWN = 17  /* pushpark_engine_spawn: the engine process died or hung
+                                      and is being restarted; the call had no effect, or, if
+                                      it was made while the engine died, the effect is gone
+                                      with it (see pushpark_engine_spawn) */
 } pushpark_result;
 
 /*
@@ -177,6 +181,36 @@ typedef struct pushpark_engine pushpark_engine;
  * config_json, out: required. Any thread.
  */
 pushpark_result pushpark_engine_new(const char *config_json, pushpark_engine **out);
+
+/*
+ * As pushpark_engine_new, but the engine runs in a child process of the caller, and
+ * the handle supervises it: a crash of the engine (panic, kill -9, out of memory) or a
+ * hang (no answer to a call within 1 s: the process is killed) costs no more than the
+ * calls it held. On such a death:
+ *   - every call parked or forked through this handle that had not ended gets one
+ *     REJECT event with the configured park.reject_code / reject_reason, so each call
+ *     still ends exactly once;
+ *   - a new engine process starts at once (after 1 s, doubling to 30 s, while it dies
+ *     within a second of starting); it reads the device store, so devices stay known,
+ *     except changes of the last few milliseconds not yet on disk;
+ *   - meanwhile every call returns PUSHPARK_ERR_ENGINE_DOWN at once (park: reject the
+ *     call as without pushpark);
+ *   - the `engine_restarts` statistic counts it, and one error line is logged.
+ * The event fd is the same for the handle's whole life (the host polls it as usual; it
+ * also becomes readable when the engine dies or is due to restart: call pushpark_poll).
+ * pushpark_engine_free stops the child cleanly (it commits every queued store change,
+ * waiting up to 30 s for a stalled disk). Counters in the statistics restart from 0 with
+ * each engine process, except engine_restarts.
+ * The caller's process is forked, at this call and at each restart (from within any
+ * call on the handle): use it only in a process that runs no other threads, as a
+ * SIP server's dedicated process is (Kamailio, OpenSIPS). The child only runs library
+ * code and never returns into the host's code; it exits when the caller's process dies.
+ * Errors: as pushpark_engine_new (the child's start-up error), PUSHPARK_ERR_IO if the
+ * process cannot be forked.
+ * config_json, out: required. The handle is then used as one from pushpark_engine_new:
+ * from the calling thread (one call at a time).
+ */
+pushpark_result pushpark_engine_spawn(const char *config_json, pushpark_engine **out);
 
 /*
  * Stops the engine: stops and joins every thread it started, ends every call still

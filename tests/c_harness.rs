@@ -254,6 +254,16 @@ fn fork_valgrind() {
 }
 
 #[test]
+fn spawn() {
+    run("spawn", Mode::Plain, no_sync);
+}
+
+#[test]
+fn spawn_sanitizers() {
+    run("spawn", Mode::Sanitizers, no_sync);
+}
+
+#[test]
 fn threads() {
     run("threads", Mode::Plain, no_sync);
 }

@@ -66,7 +66,7 @@ pub struct Registration<'a> {
     pub cseq: u32,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegisterOutcome {
     /// The contact carries APNs push parameters.
     pub push_capable: bool,

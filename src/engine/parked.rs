@@ -4,7 +4,7 @@
 //! exactly once. A call that ends leaves its pushed devices that never
 //! registered for it to `late` (late.rs).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -76,14 +76,14 @@ pub(crate) enum End<'a> {
 }
 
 /// A parked call as `Engine::parked` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParkedInfo {
     pub park_id: u64,
     pub host_ref: u64,
     pub call_id: String,
     pub aor: String,
     pub age_ms: u64,
-    pub state: &'static str,
+    pub state: String,
     pub forked: bool,
 }
 
@@ -380,7 +380,7 @@ impl Table {
                 call_id: c.call_id.to_string(),
                 aor: c.aor.to_string(),
                 age_ms: now.saturating_duration_since(c.parked_at).as_millis() as u64,
-                state: c.state.as_str(),
+                state: c.state.as_str().to_owned(),
                 forked: c.forked,
             })
             .collect();

@@ -1,13 +1,13 @@
 //! Counters and the park → resume latency histogram. Lock-free so the hot
 //! paths only do relaxed atomic adds.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::histogram::Histogram;
 
 /// A snapshot of the engine's counters (also serialized to JSON as is).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     /// Calls waiting for a device with nothing ringing.
     pub parked_now: u64,

@@ -30,7 +30,7 @@ pub(super) const BINDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinitio
 const PERSIST_REFRESH_AFTER_SECS: u64 = 3600;
 
 /// One device binding of an AOR.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
     /// `+sip.instance` when the device sent one, else its pn-prid.
     pub key: String,

@@ -1,7 +1,8 @@
 //! Checking a REGISTER's Contact without an engine: the contact rules object a forking
 //! SIP server makes once and uses in every worker.
 
-use super::engine::{engine_error, parse_config};
+use super::engine::parse_config;
+use super::handle::engine_error;
 use super::result::{guard, guard_value, non_null, str_arg};
 use super::sys::*;
 use crate::engine::{ContactRules, EngineError};

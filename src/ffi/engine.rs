@@ -1,48 +1,21 @@
 //! The engine's lifecycle, devices and parking: thin wrappers that check and convert
 //! arguments, call `crate::engine::Engine`, and map its errors to result codes.
 
+use super::handle::{engine_error, Request, Contact, Handle, Park};
 use super::result::{guard, non_null, opt_str_arg, str_arg, Error, Result};
+use super::spawn::Supervisor;
 use super::sys::*;
-use crate::engine::redact;
-use crate::engine::{
-    DeviceInfo, Engine, EngineConfig, EngineError, ForkContact, ParkError, ParkRequest,
-    Registration,
-};
+use crate::engine::{DeviceInfo, Engine, EngineConfig};
+use parking_lot::Mutex;
 use std::ffi::c_char;
-use std::time::Duration;
 
-/// The engine behind a handle.
+/// The handle behind a pointer.
 ///
 /// # Safety
-/// `p` is NULL or a handle from `pushpark_engine_new` that has not been freed.
-pub(crate) unsafe fn engine_ref<'a>(p: *mut pushpark_engine) -> Result<&'a Engine> {
+/// `p` is NULL or a handle from `pushpark_engine_new`/`_spawn` that has not been freed.
+pub(crate) unsafe fn engine_ref<'a>(p: *mut pushpark_engine) -> Result<&'a Handle> {
     non_null(p, "engine")?;
-    Ok(&*p.cast::<Engine>())
-}
-
-pub(crate) fn engine_error(e: EngineError) -> Error {
-    let code = match &e {
-        // Credentials and CA files are part of the configuration.
-        EngineError::Config(_) | EngineError::Apns(_) => PUSHPARK_ERR_CONFIG,
-        EngineError::Store(_) | EngineError::Io(_) => PUSHPARK_ERR_IO,
-        EngineError::Invalid(_) => PUSHPARK_ERR_INVALID,
-        EngineError::Unsupported(_) => PUSHPARK_ERR_UNSUPPORTED,
-        EngineError::NotFound => PUSHPARK_ERR_NOT_FOUND,
-    };
-    Error::new(code, e.to_string())
-}
-
-fn park_error(e: ParkError) -> Error {
-    let code = match &e {
-        ParkError::NoDevice => PUSHPARK_ERR_NO_DEVICE,
-        ParkError::LimitTotal => PUSHPARK_ERR_LIMIT_TOTAL,
-        ParkError::LimitPerAor => PUSHPARK_ERR_LIMIT_AOR,
-        ParkError::QueueFull => PUSHPARK_ERR_QUEUE_FULL,
-        ParkError::Duplicate => PUSHPARK_ERR_DUPLICATE,
-        ParkError::Invalid(_) => PUSHPARK_ERR_INVALID,
-        ParkError::ShutDown => PUSHPARK_ERR_SHUTDOWN,
-    };
-    Error::new(code, e.to_string())
+    Ok(&*p.cast::<Handle>())
 }
 
 /// # Safety
@@ -80,7 +53,24 @@ pub unsafe extern "C" fn pushpark_engine_new(
         let config = parse_config(config_json)?;
         super::log::set_config_level(config.log_level);
         let engine = Engine::new(config).map_err(engine_error)?;
-        *out = Box::into_raw(Box::new(engine)).cast();
+        *out = Box::into_raw(Box::new(Handle::Local(engine))).cast();
+        Ok(())
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_engine_spawn(
+    config_json: *const c_char,
+    out: *mut *mut pushpark_engine,
+) -> pushpark_result {
+    guard(|| {
+        non_null(out, "out")?;
+        let json = str_arg(config_json, "config_json")?;
+        let config = parse_config(config_json)?;
+        super::log::set_config_level(config.log_level);
+        let supervisor = Supervisor::spawn(json, &config)?;
+        *out = Box::into_raw(Box::new(Handle::Spawned(Mutex::new(supervisor)))).cast();
         Ok(())
     })
 }
@@ -92,7 +82,7 @@ pub unsafe extern "C" fn pushpark_engine_free(engine: *mut pushpark_engine) {
         return;
     }
     let code = guard(|| {
-        drop(Box::from_raw(engine.cast::<Engine>()));
+        drop(Box::from_raw(engine.cast::<Handle>()));
         Ok(())
     });
     if code != PUSHPARK_OK {
@@ -115,15 +105,15 @@ pub unsafe extern "C" fn pushpark_register_ordered(
 ) -> pushpark_result {
     guard(|| {
         let engine = engine_ref(engine)?;
-        let registration = Registration {
-            aor: str_arg(aor, "aor")?,
-            contact: str_arg(contact, "contact")?,
-            instance: opt_str_arg(instance, "instance")?,
+        let registration = Request::Register {
+            aor: str_arg(aor, "aor")?.to_owned(),
+            contact: str_arg(contact, "contact")?.to_owned(),
+            instance: opt_str_arg(instance, "instance")?.map(str::to_owned),
             expires,
-            call_id: opt_str_arg(call_id, "call_id")?,
+            call_id: opt_str_arg(call_id, "call_id")?.map(str::to_owned),
             cseq,
         };
-        let outcome = engine.register(&registration).map_err(engine_error)?;
+        let outcome = engine.register(registration)?;
         if !out.is_null() {
             *out = pushpark_register_outcome {
                 push_capable: outcome.push_capable.into(),
@@ -171,7 +161,7 @@ pub unsafe extern "C" fn pushpark_add_device(
 ) -> pushpark_result {
     guard(|| {
         let engine = engine_ref(engine)?;
-        let aor = str_arg(aor, "aor")?;
+        let aor = str_arg(aor, "aor")?.to_owned();
         let device = DeviceInfo {
             key: str_arg(device_key, "device_key")?.to_owned(),
             provider: str_arg(provider, "provider")?.to_owned(),
@@ -181,7 +171,7 @@ pub unsafe extern "C" fn pushpark_add_device(
             // The engine takes 0 as now.
             last_register_unix: 0,
         };
-        engine.add_device(aor, &device).map_err(engine_error)
+        engine.done(Request::AddDevice { aor, device })
     })
 }
 
@@ -194,15 +184,10 @@ pub unsafe extern "C" fn pushpark_remove_device(
 ) -> pushpark_result {
     guard(|| {
         let engine = engine_ref(engine)?;
-        let aor = str_arg(aor, "aor")?;
-        let key = str_arg(device_key, "device_key")?;
-        match engine.remove_device(aor, key) {
-            true => Ok(()),
-            false => Err(Error::new(
-                PUSHPARK_ERR_NOT_FOUND,
-                format!("{aor} has no device {}", redact::key(key)),
-            )),
-        }
+        engine.done(Request::RemoveDevice {
+            aor: str_arg(aor, "aor")?.to_owned(),
+            key: str_arg(device_key, "device_key")?.to_owned(),
+        })
     })
 }
 
@@ -210,21 +195,21 @@ pub unsafe extern "C" fn pushpark_remove_device(
 ///
 /// # Safety
 /// Each pointer is NULL or a NUL-terminated string that outlives the request.
-unsafe fn park_request<'a>(
+unsafe fn park_request(
     call_id: *const c_char,
     aor: *const c_char,
     caller_uri: *const c_char,
     caller_name: *const c_char,
     host_ref: u64,
     timeout_ms: u32,
-) -> Result<ParkRequest<'a>> {
-    Ok(ParkRequest {
-        call_id: str_arg(call_id, "call_id")?,
-        aor: str_arg(aor, "aor")?,
-        caller_uri: str_arg(caller_uri, "caller_uri")?,
-        caller_name: opt_str_arg(caller_name, "caller_name")?.unwrap_or(""),
+) -> Result<Park> {
+    Ok(Park {
+        call_id: str_arg(call_id, "call_id")?.to_owned(),
+        aor: str_arg(aor, "aor")?.to_owned(),
+        caller_uri: str_arg(caller_uri, "caller_uri")?.to_owned(),
+        caller_name: opt_str_arg(caller_name, "caller_name")?.unwrap_or("").to_owned(),
         host_ref,
-        timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms.into())),
+        timeout_ms,
     })
 }
 
@@ -244,7 +229,7 @@ pub unsafe extern "C" fn pushpark_park(
     guard(|| {
         let engine = engine_ref(engine)?;
         let request = park_request(call_id, aor, caller_uri, caller_name, host_ref, timeout_ms)?;
-        let id = engine.park(&request).map_err(park_error)?;
+        let id = engine.park(Request::Park(request))?;
         if !park_id.is_null() {
             *park_id = id;
         }
@@ -279,13 +264,14 @@ pub unsafe extern "C" fn pushpark_fork(
         };
         let mut list = Vec::with_capacity(given.len());
         for (i, c) in given.iter().enumerate() {
-            list.push(ForkContact {
-                uri: str_arg(c.uri, &format!("contacts[{i}].uri"))?,
-                instance: opt_str_arg(c.instance, &format!("contacts[{i}].instance"))?,
+            list.push(Contact {
+                uri: str_arg(c.uri, &format!("contacts[{i}].uri"))?.to_owned(),
+                instance: opt_str_arg(c.instance, &format!("contacts[{i}].instance"))?
+                    .map(str::to_owned),
                 ringing: c.ringing != 0,
             });
         }
-        let id = engine.fork(&request, &list).map_err(park_error)?;
+        let id = engine.park(Request::Fork(request, list))?;
         if !park_id.is_null() {
             *park_id = id;
         }
@@ -299,7 +285,7 @@ pub unsafe extern "C" fn pushpark_cancel(
     engine: *mut pushpark_engine,
     host_ref: u64,
 ) -> pushpark_result {
-    guard(|| engine_ref(engine)?.cancel(host_ref).map_err(engine_error))
+    guard(|| engine_ref(engine)?.done(Request::Cancel(host_ref)))
 }
 
 /// See pushpark.h.
@@ -308,11 +294,7 @@ pub unsafe extern "C" fn pushpark_call_ended(
     engine: *mut pushpark_engine,
     host_ref: u64,
 ) -> pushpark_result {
-    guard(|| {
-        engine_ref(engine)?
-            .call_ended(host_ref)
-            .map_err(engine_error)
-    })
+    guard(|| engine_ref(engine)?.done(Request::CallEnded(host_ref)))
 }
 
 /// See pushpark.h.
@@ -322,9 +304,5 @@ pub unsafe extern "C" fn pushpark_call_completed(
     host_ref: u64,
     status: u16,
 ) -> pushpark_result {
-    guard(|| {
-        engine_ref(engine)?
-            .call_completed(host_ref, status)
-            .map_err(engine_error)
-    })
+    guard(|| engine_ref(engine)?.done(Request::CallCompleted(host_ref, status)))
 }

@@ -70,7 +70,7 @@ pub unsafe extern "C" fn pushpark_poll(
         let engine = engine_ref(engine)?;
         non_null(event, "event")?;
         let next = engine
-            .poll_event()
+            .poll_event()?
             .ok_or(Error::new(PUSHPARK_ERR_EMPTY, ""))?;
         *event = Box::into_raw(Box::new(CEvent::from(next))).cast();
         Ok(())

@@ -40,6 +40,22 @@ pub(crate) fn set_config_level(level: LevelFilter) {
     }
 }
 
+/// The host's level (`max_level` of the sink installed; Off without one) as a
+/// `LevelFilter` index: what an engine process must follow (see `set_host_level`).
+pub(crate) fn host_level() -> usize {
+    SINK.read().as_ref().map_or(LevelFilter::Off, |sink| sink.max) as usize
+}
+
+/// In an engine process: the supervisor's host changed its level; the sink (inherited
+/// through fork) stays.
+pub(crate) fn set_host_level(level: usize) {
+    let level = LevelFilter::iter().nth(level).unwrap_or(LevelFilter::Off);
+    if let Some(sink) = SINK.write().as_mut() {
+        sink.max = level;
+        log::set_max_level(level.min(config_max()));
+    }
+}
+
 struct HostLogger;
 
 static LOGGER: HostLogger = HostLogger;

@@ -7,8 +7,10 @@
 mod contact;
 mod engine;
 mod events;
+mod handle;
 mod log;
 mod result;
+mod spawn;
 mod stats;
 mod sys;
 
@@ -19,6 +21,7 @@ pub use contact::{
 pub use engine::{
     pushpark_add_device, pushpark_call_completed, pushpark_call_ended, pushpark_cancel,
     pushpark_config_check, pushpark_config_check_files, pushpark_engine_free, pushpark_engine_new,
+    pushpark_engine_spawn,
     pushpark_fork, pushpark_park, pushpark_register, pushpark_register_ordered,
     pushpark_remove_device,
 };

@@ -134,7 +134,7 @@ pub(crate) fn non_null<T>(p: *const T, name: &str) -> Result<()> {
 }
 
 /// Name and message of every code; the index is the code.
-const RESULTS: [(&CStr, &CStr); 17] = [
+const RESULTS: [(&CStr, &CStr); 18] = [
     (c"PUSHPARK_OK", c"success"),
     (
         c"PUSHPARK_ERR_NULL_ARG",
@@ -169,6 +169,10 @@ const RESULTS: [(&CStr, &CStr); 17] = [
     (
         c"PUSHPARK_ERR_UNSUPPORTED",
         c"the push service is not supported",
+    ),
+    (
+        c"PUSHPARK_ERR_ENGINE_DOWN",
+        c"the engine process is restarting",
     ),
 ];
 
@@ -228,6 +232,7 @@ mod tests {
             (PUSHPARK_ERR_PANIC, "PUSHPARK_ERR_PANIC"),
             (PUSHPARK_ERR_INTERNAL, "PUSHPARK_ERR_INTERNAL"),
             (PUSHPARK_ERR_UNSUPPORTED, "PUSHPARK_ERR_UNSUPPORTED"),
+            (PUSHPARK_ERR_ENGINE_DOWN, "PUSHPARK_ERR_ENGINE_DOWN"),
         ];
         assert_eq!(names.len(), RESULTS.len());
         for (code, name) in names {

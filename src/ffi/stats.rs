@@ -31,7 +31,7 @@ pub unsafe extern "C" fn pushpark_stats_get(
                 format!("stats->size is {caller_size}, at least {minimum} is needed"),
             ));
         }
-        let s = engine.stats();
+        let s = engine.stats()?;
         let filled = caller_size.min(size_of::<pushpark_stats>());
         let full = pushpark_stats {
             size: filled,
@@ -89,7 +89,7 @@ pub unsafe extern "C" fn pushpark_stats_json(
     engine: *mut pushpark_engine,
     json: *mut *mut c_char,
 ) -> pushpark_result {
-    guard(|| give_json(json, engine_ref(engine)?.stats()))
+    guard(|| give_json(json, engine_ref(engine)?.stats()?))
 }
 
 /// See pushpark.h.
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn pushpark_parked_json(
     engine: *mut pushpark_engine,
     json: *mut *mut c_char,
 ) -> pushpark_result {
-    guard(|| give_json(json, engine_ref(engine)?.parked()))
+    guard(|| give_json(json, engine_ref(engine)?.parked()?))
 }
 
 /// See pushpark.h.
@@ -111,7 +111,7 @@ pub unsafe extern "C" fn pushpark_devices_json(
     guard(|| {
         let engine = engine_ref(engine)?;
         let devices: Vec<_> = engine
-            .devices(str_arg(aor, "aor")?)
+            .devices(str_arg(aor, "aor")?)?
             .into_iter()
             .map(|d| {
                 serde_json::json!({

@@ -21,7 +21,7 @@ static void static_information(void)
     CHECK(strcmp(pushpark_result_name(PUSHPARK_ERR_INTERNAL), "PUSHPARK_ERR_INTERNAL") == 0);
     CHECK(strcmp(pushpark_result_name((pushpark_result)999), "PUSHPARK_UNKNOWN") == 0);
     CHECK(strcmp(pushpark_result_name(PUSHPARK_ERR_UNSUPPORTED), "PUSHPARK_ERR_UNSUPPORTED") == 0);
-    for (int code = 0; code <= PUSHPARK_ERR_UNSUPPORTED; code++) {
+    for (int code = 0; code <= PUSHPARK_ERR_ENGINE_DOWN; code++) {
         CHECK(strncmp(pushpark_result_name((pushpark_result)code), "PUSHPARK_", 9) == 0);
         CHECK(strlen(pushpark_result_message((pushpark_result)code)) > 0);
     }

@@ -1,6 +1,6 @@
 //! End to end under faults: Debian's Kamailio with the pushpark module while the machine
-//! misbehaves. The faults are real: a disk that stalls is strace delaying the engine process's
-//! fsyncs.
+//! misbehaves. The faults are real: a disk that stalls is strace delaying the engine's
+//! fsyncs; a crashed or hung engine is one killed or stopped with a signal.
 
 #[allow(dead_code)] // the rig serves the demo and other tests too
 #[path = "e2e/rig.rs"]
@@ -47,7 +47,7 @@ fn sigterm_during_a_disk_stall_loses_no_binding() {
         "trace=fsync,fdatasync",
     ])
     .args(["-e", "inject=fsync,fdatasync:delay_enter=1s", "-p"])
-    .arg(k.engine_pid().to_string());
+    .arg(engine_child(&k).to_string());
     let mut strace = Proc::spawn(cmd, "strace", &dir.0, false);
     // strace says nothing once attached (-qq): it has, once an fsync is slow.
     let phones: Vec<Phone> = (0..PHONES).map(|i| Phone::new(&format!("s{i}x"))).collect();
@@ -116,4 +116,90 @@ fn a_stuck_engine_holds_each_sip_worker_once_at_most() {
         "{waited} parks waited for the stuck engine"
     );
     assert_eq!(waited + refused, CALLS, "parks that waited or were refused");
+}
+
+/// The engine itself: the child of the module's engine process (the supervisor).
+fn engine_child(k: &Kamailio) -> i32 {
+    let supervisor = k.engine_pid();
+    let deadline = Instant::now() + SOON;
+    loop {
+        let found = std::fs::read_dir("/proc").unwrap().find_map(|e| {
+            let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid ...
+            let (comm, rest) = stat.split_once(") ")?;
+            let ppid: i32 = rest.split(' ').nth(1)?.parse().ok()?;
+            (ppid == supervisor && comm.ends_with("(pushpark-engine") && !rest.starts_with('Z'))
+                .then_some(pid)
+        });
+        if let Some(pid) = found {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pushpark-engine under {supervisor}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `signal` to the engine with `PARKED` calls parked (park timeout 60 s): every caller gets
+/// 480 from the supervisor long before the park timeout, Kamailio goes on, and a call placed
+/// 2 s later is parked, pushed and connected by a new engine that still knows the device.
+fn engine_fault_ends_each_parked_call(name: &str, signal: i32) {
+    const PARKED: usize = 3;
+    const PARK_TIMEOUT_MS: u64 = 60_000;
+    let dir = WorkDir::new(name);
+    let mock = Mock::start(&dir.0, 0);
+    let mut k = Kamailio::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS, &[]);
+    let phone = Phone::new(name);
+    phone.register(&dir.0, &k.addr(), 3600);
+    wait_stats(&k, "devices_stored", |n| n == 1);
+    // The binding is on disk once the engine's writer commits it.
+    wait_stats(&k, "store_writes_pending", |n| n == 0);
+    k.forget_binding(&phone.user);
+
+    let callers = {
+        let (dir, server, user) = (dir.0.clone(), k.addr(), phone.user.clone());
+        let n = PARKED.to_string();
+        std::thread::spawn(move || {
+            call(&dir, &server, "caller_rejected.xml", &user, &["-m", &n, "-l", &n, "-r", "20"])
+        })
+    };
+    wait_stats(&k, "parked_now", |n| n == PARKED as u64);
+    let engine = engine_child(&k);
+    // SAFETY: kill(2) on the engine process of the Kamailio this test started.
+    unsafe { libc::kill(engine, signal) };
+    let run = callers.join().unwrap();
+    assert!(run.status.success(), "every caller gets 480:\n{}", run.log);
+    assert_eq!(run.rtt_ms.len(), PARKED, "INVITE->480 times: {:?}", run.rtt_ms);
+    assert!(
+        run.rtt_ms.iter().all(|&ms| ms < PARK_TIMEOUT_MS as f64),
+        "480 from the supervisor, not the park timeout: {:?} ms",
+        run.rtt_ms
+    );
+    assert!(k.proc.running(), "Kamailio stopped:\n{}", k.proc.log_text());
+    assert_ne!(engine_child(&k), engine, "a new engine process");
+    wait_stats(&k, "engine_restarts", |n| n == 1);
+
+    std::thread::sleep(Duration::from_secs(2));
+    let watch = mock.watch();
+    let mut ua = device_ua(&dir.0, "device_answer.xml", phone.ua_port, 1, "ua");
+    let sim = device_sim(&dir.0, &mock, &k.addr(), &[&phone], 0);
+    let run = call(&dir.0, &k.addr(), "caller.xml", &phone.user, &["-m", "1"]);
+    assert!(run.status.success(), "the call after the restart:\n{}", run.log);
+    watch.expect_push(&phone.token, SOON);
+    sim.expect_line(&format!("registered user={}", phone.user), SOON);
+    assert!(ua.wait(SOON).success(), "the device did not take the call");
+    let log = k.proc.log_text();
+    assert_eq!(log.matches("a new one starts").count(), 1, "{log}");
+}
+
+#[test]
+fn kill_9_of_the_engine_ends_each_parked_call_and_kamailio_goes_on() {
+    engine_fault_ends_each_parked_call("faults-kill9", libc::SIGKILL);
+}
+
+/// A stopped engine is a hung one: the supervisor finds out within about a second with no
+/// call made, kills it and answers its calls.
+#[test]
+fn a_stopped_engine_is_replaced_and_its_calls_answered() {
+    engine_fault_ends_each_parked_call("faults-sigstop", libc::SIGSTOP);
 }

@@ -1,7 +1,9 @@
 /*
- * The engine process: owns the pushpark engine (created here, after the fork, so its
- * threads live in this process), serves the workers' requests from the request pipe and
- * turns the engine's events into tm actions (t_continue and friends).
+ * The engine process: holds the pushpark engine, serves the workers' requests from the
+ * request pipe and turns the engine's events into tm actions (t_continue and friends).
+ * The engine itself runs in a child of this process (pushpark_engine_spawn): Kamailio stops
+ * altogether when one of its own processes dies, so a crash of the engine must not be one.
+ * When it dies, the library ends each call it held with a REJECT event and starts another.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
@@ -226,7 +228,7 @@ static int pp_engine_start(void)
 
 	if(json == NULL)
 		return -1;
-	rc = pushpark_engine_new(json, &engine);
+	rc = pushpark_engine_spawn(json, &engine);
 	free(json);
 	if(rc != PUSHPARK_OK) {
 		LM_ERR("engine not started (%s: %s); pushpark_park() fails until it is, retry in"

@@ -61,6 +61,8 @@ pub(crate) enum Request {
     Stats,
     Devices(String),
     Parked,
+    /// Answered Done: the supervisor's check that the engine process is alive.
+    Ping,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -181,6 +183,7 @@ pub(crate) fn serve(engine: &Engine, call: Request) -> Result<Reply> {
         Request::Stats => Reply::Stats(Box::new(engine.stats())),
         Request::Devices(aor) => Reply::Devices(engine.devices(&aor)),
         Request::Parked => Reply::Parked(engine.parked()),
+        Request::Ping => Reply::Done,
     })
 }
 

@@ -10,7 +10,9 @@
 //!
 //! The host's event fd is an epoll set that stays the same across restarts: the engine
 //! process's socket (its messages, or its death), an eventfd kept readable while events
-//! are fetched but not yet polled, and a timerfd for a delayed restart.
+//! are fetched but not yet polled, and a timerfd ticking every TICK: a due restart, and a
+//! ping to an engine process that has been quiet (a stopped one would hold its calls with
+//! nothing left to time them out).
 
 mod child;
 mod wire;
@@ -39,6 +41,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// keeps it from running).
 const QUICK_DEATH: Duration = Duration::from_secs(1);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+/// How often the supervisor looks after its engine process (the host's event fd fires).
+const TICK: Duration = Duration::from_millis(500);
 const NO_ANSWER: &str = "the engine process did not answer in time";
 /// Events fetched from the engine process per round trip.
 const EVENT_BATCH: usize = 64;
@@ -97,6 +101,8 @@ struct EngineProcess {
     sock: OwnedFd,
     inbox: Inbox,
     started: Instant,
+    /// When it last sent anything.
+    heard: Instant,
 }
 
 pub(crate) struct Supervisor {
@@ -155,6 +161,17 @@ impl Supervisor {
         };
         s.watch(s.wake.as_raw_fd(), libc::EPOLL_CTL_ADD)?;
         s.watch(s.timer.as_raw_fd(), libc::EPOLL_CTL_ADD)?;
+        let every = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: TICK.as_nanos() as libc::c_long,
+        };
+        let ticks = libc::itimerspec {
+            it_interval: every,
+            it_value: every,
+        };
+        // SAFETY: valid timerfd and itimerspec.
+        let rc = unsafe { libc::timerfd_settime(s.timer.as_raw_fd(), 0, &ticks, std::ptr::null_mut()) };
+        os_fd(if rc < 0 { -1 } else { 0 }, "timerfd_settime").map(std::mem::forget)?;
         s.start()?;
         Ok(s)
     }
@@ -207,6 +224,7 @@ impl Supervisor {
             sock: mine,
             inbox: Inbox::default(),
             started: Instant::now(),
+            heard: Instant::now(),
         };
         match Self::receive(&mut process, Instant::now() + START_TIMEOUT) {
             Ok(ToSupervisor::Ready) => {}
@@ -231,7 +249,10 @@ impl Supervisor {
     fn receive(p: &mut EngineProcess, deadline: Instant) -> Result<ToSupervisor> {
         loop {
             match p.inbox.next() {
-                Ok(Some(msg)) => return Ok(msg),
+                Ok(Some(msg)) => {
+                    p.heard = Instant::now();
+                    return Ok(msg);
+                }
                 Ok(None) => {}
                 Err(e) => return Err(down(format!("engine process sent garbage: {e}"))),
             }
@@ -353,18 +374,6 @@ impl Supervisor {
             return;
         }
         self.restart_at = Some(Instant::now() + delay);
-        let when = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: delay.as_secs() as libc::time_t,
-                tv_nsec: delay.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: valid timerfd and itimerspec.
-        unsafe { libc::timerfd_settime(self.timer.as_raw_fd(), 0, &when, std::ptr::null_mut()) };
     }
 
     fn start_or_retry(&mut self) {
@@ -377,10 +386,21 @@ impl Supervisor {
     fn restart_if_due(&mut self) {
         if self.restart_at.is_some_and(|at| Instant::now() >= at) {
             self.restart_at = None;
-            let mut expirations = 0u64;
-            // SAFETY: reads 8 bytes into a u64 (drains the timerfd; EAGAIN is fine).
-            unsafe { libc::read(self.timer.as_raw_fd(), (&mut expirations as *mut u64).cast(), 8) };
             self.start_or_retry();
+        }
+    }
+
+    /// On each tick: a due restart, or a ping to an engine process quiet for a tick.
+    fn tick(&mut self) {
+        let mut expirations = 0u64;
+        // SAFETY: reads 8 bytes into a u64 (drains the timerfd; EAGAIN: no tick yet).
+        let n = unsafe { libc::read(self.timer.as_raw_fd(), (&mut expirations as *mut u64).cast(), 8) };
+        if n != 8 {
+            return;
+        }
+        self.restart_if_due();
+        if self.engine.as_ref().is_some_and(|p| p.heard.elapsed() >= TICK) {
+            let _ = self.call(Request::Ping); // a hang is handled inside
         }
     }
 
@@ -404,7 +424,7 @@ impl Supervisor {
     }
 
     pub fn poll_event(&mut self) -> Result<Option<Event>> {
-        self.restart_if_due();
+        self.tick();
         if self.events.is_empty() {
             self.read_messages();
         }
@@ -439,7 +459,10 @@ impl Supervisor {
         };
         loop {
             match p.inbox.next::<ToSupervisor>() {
-                Ok(Some(ToSupervisor::EventsWaiting)) => self.waiting = true,
+                Ok(Some(ToSupervisor::EventsWaiting)) => {
+                    p.heard = Instant::now();
+                    self.waiting = true;
+                }
                 Ok(Some(other)) => log::warn!("engine process said {other:?} unasked"),
                 Ok(None) => break,
                 Err(e) => {

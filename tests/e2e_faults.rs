@@ -203,3 +203,69 @@ fn kill_9_of_the_engine_ends_each_parked_call_and_kamailio_goes_on() {
 fn a_stopped_engine_is_replaced_and_its_calls_answered() {
     engine_fault_ends_each_parked_call("faults-sigstop", libc::SIGSTOP);
 }
+
+/// The store's directory on a small tmpfs of its own, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// None without the right to mount (not root).
+    fn mount(dir: &std::path::Path) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            .then(|| SmallDisk(dir.to_path_buf()))
+    }
+
+    /// Takes every byte left.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.0.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The disk fills up under REGISTER load and is freed again: every binding registered
+/// meanwhile reaches the disk, and Kamailio started again knows them all.
+#[test]
+fn a_full_disk_under_register_load_loses_no_binding() {
+    let dir = WorkDir::new("faults-full");
+    let Some(disk) = SmallDisk::mount(&dir.0.join("store")) else {
+        eprintln!("skipped: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let mock = Mock::start(&dir.0, 0);
+    let mut k = Kamailio::start_pushpark(&dir.0, &mock, 4000, &[]);
+    let before: Vec<Phone> = (0..PHONES).map(|i| Phone::new(&format!("f{i}x"))).collect();
+    Phone::register_all(&before, &dir.0, &k.addr(), 3600);
+    wait_stats(&k, "devices_stored", |n| n == PHONES as u64);
+    wait_stats(&k, "store_writes_pending", |n| n == 0);
+
+    disk.fill();
+    let during: Vec<Phone> = (0..2 * PHONES).map(|i| Phone::new(&format!("g{i}x"))).collect();
+    Phone::register_all(&during, &dir.0, &k.addr(), 3600);
+    wait_stats(&k, "store_write_errors", |n| n > 0);
+    disk.free();
+    wait_stats(&k, "store_writes_pending", |n| n == 0);
+
+    // SAFETY: kill(2) on our own child: a clean stop, as systemd does.
+    unsafe { libc::kill(k.proc.pid() as i32, libc::SIGTERM) };
+    assert!(k.proc.wait(Duration::from_secs(60)).success());
+    k.restart();
+    k.wait_engine();
+    let stored = k.rpc_numbers(&["pushpark.stats"])["devices_stored"];
+    assert_eq!(stored, 3 * PHONES as u64, "bindings on disk after the disk was full");
+}

@@ -16,7 +16,7 @@
 #
 # Printed per rate: calls ok/failed, the added call-setup delay (INVITE -> 200 minus WAKE_MS)
 # median and p99, Kamailio's CPU over the run (all its processes, and the pushpark engine
-# process alone, in % of one core) and the SIP workers' CPU per call (every process but the
+# processes alone: the module's and the engine it runs as a child, in % of one core) and the SIP workers' CPU per call (every process but the
 # engine's: INVITE, park, 100, wake-up REGISTER, resume, 200, ACK, BYE).
 #
 #   bench/kamailio_load.sh                     # RATES="200 400 800" DURATION=10
@@ -111,7 +111,8 @@ kamailio_start() { # kamailio_start RATE N
     done
     echo "kamailio did not come up" >&2; tail -30 "$work/kamailio-$1-$2.log" >&2; exit 1
 }
-# CPU ticks (user+system, all threads) of a process group, and of one process in it: "all one".
+# CPU ticks (user+system, all threads) of a process group, and of one process in it with its
+# children (the module's process and the engine it supervises): "all one".
 cpu_ticks() {
     local all=0 one=0 stat line rest pid
     for stat in /proc/[0-9]*/stat; do
@@ -122,7 +123,7 @@ cpu_ticks() {
         [ "${f[2]}" = "$1" ] || continue
         all=$((all + f[11] + f[12]))
         pid=${stat#/proc/}; pid=${pid%/stat}
-        [ "$pid" = "$2" ] && one=$((f[11] + f[12]))
+        if [ "$pid" = "$2" ] || [ "${f[1]}" = "$2" ]; then one=$((one + f[11] + f[12])); fi
     done
     echo "$all $one"
 }

@@ -135,7 +135,10 @@ fn engine_child(k: &Kamailio) -> i32 {
         if let Some(pid) = found {
             return pid;
         }
-        assert!(Instant::now() < deadline, "no pushpark-engine under {supervisor}");
+        assert!(
+            Instant::now() < deadline,
+            "no pushpark-engine under {supervisor}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -160,7 +163,13 @@ fn engine_fault_ends_each_parked_call(name: &str, signal: i32) {
         let (dir, server, user) = (dir.0.clone(), k.addr(), phone.user.clone());
         let n = PARKED.to_string();
         std::thread::spawn(move || {
-            call(&dir, &server, "caller_rejected.xml", &user, &["-m", &n, "-l", &n, "-r", "20"])
+            call(
+                &dir,
+                &server,
+                "caller_rejected.xml",
+                &user,
+                &["-m", &n, "-l", &n, "-r", "20"],
+            )
         })
     };
     wait_stats(&k, "parked_now", |n| n == PARKED as u64);
@@ -169,7 +178,12 @@ fn engine_fault_ends_each_parked_call(name: &str, signal: i32) {
     unsafe { libc::kill(engine, signal) };
     let run = callers.join().unwrap();
     assert!(run.status.success(), "every caller gets 480:\n{}", run.log);
-    assert_eq!(run.rtt_ms.len(), PARKED, "INVITE->480 times: {:?}", run.rtt_ms);
+    assert_eq!(
+        run.rtt_ms.len(),
+        PARKED,
+        "INVITE->480 times: {:?}",
+        run.rtt_ms
+    );
     assert!(
         run.rtt_ms.iter().all(|&ms| ms < PARK_TIMEOUT_MS as f64),
         "480 from the supervisor, not the park timeout: {:?} ms",
@@ -184,7 +198,11 @@ fn engine_fault_ends_each_parked_call(name: &str, signal: i32) {
     let mut ua = device_ua(&dir.0, "device_answer.xml", phone.ua_port, 1, "ua");
     let sim = device_sim(&dir.0, &mock, &k.addr(), &[&phone], 0);
     let run = call(&dir.0, &k.addr(), "caller.xml", &phone.user, &["-m", "1"]);
-    assert!(run.status.success(), "the call after the restart:\n{}", run.log);
+    assert!(
+        run.status.success(),
+        "the call after the restart:\n{}",
+        run.log
+    );
     watch.expect_push(&phone.token, SOON);
     sim.expect_line(&format!("registered user={}", phone.user), SOON);
     assert!(ua.wait(SOON).success(), "the device did not take the call");
@@ -255,7 +273,9 @@ fn a_full_disk_under_register_load_loses_no_binding() {
     wait_stats(&k, "store_writes_pending", |n| n == 0);
 
     disk.fill();
-    let during: Vec<Phone> = (0..2 * PHONES).map(|i| Phone::new(&format!("g{i}x"))).collect();
+    let during: Vec<Phone> = (0..2 * PHONES)
+        .map(|i| Phone::new(&format!("g{i}x")))
+        .collect();
     Phone::register_all(&during, &dir.0, &k.addr(), 3600);
     wait_stats(&k, "store_write_errors", |n| n > 0);
     disk.free();
@@ -267,5 +287,9 @@ fn a_full_disk_under_register_load_loses_no_binding() {
     k.restart();
     k.wait_engine();
     let stored = k.rpc_numbers(&["pushpark.stats"])["devices_stored"];
-    assert_eq!(stored, 3 * PHONES as u64, "bindings on disk after the disk was full");
+    assert_eq!(
+        stored,
+        3 * PHONES as u64,
+        "bindings on disk after the disk was full"
+    );
 }

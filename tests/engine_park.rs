@@ -61,7 +61,10 @@ fn park_pushes_then_register_resumes() {
 
     let parked = h.engine().parked();
     assert_eq!(parked.len(), 1);
-    assert_eq!((parked[0].park_id, parked[0].state.as_str()), (id, "parked"));
+    assert_eq!(
+        (parked[0].park_id, parked[0].state.as_str()),
+        (id, "parked")
+    );
 
     let delivered = h.wait_event(|e| e.kind == EventKind::PushResult);
     assert_eq!(

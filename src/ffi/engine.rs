@@ -1,7 +1,7 @@
 //! The engine's lifecycle, devices and parking: thin wrappers that check and convert
 //! arguments, call `crate::engine::Engine`, and map its errors to result codes.
 
-use super::handle::{engine_error, Request, Contact, Handle, Park};
+use super::handle::{engine_error, Contact, Handle, Park, Request};
 use super::result::{guard, non_null, opt_str_arg, str_arg, Error, Result};
 use super::spawn::Supervisor;
 use super::sys::*;
@@ -207,7 +207,9 @@ unsafe fn park_request(
         call_id: str_arg(call_id, "call_id")?.to_owned(),
         aor: str_arg(aor, "aor")?.to_owned(),
         caller_uri: str_arg(caller_uri, "caller_uri")?.to_owned(),
-        caller_name: opt_str_arg(caller_name, "caller_name")?.unwrap_or("").to_owned(),
+        caller_name: opt_str_arg(caller_name, "caller_name")?
+            .unwrap_or("")
+            .to_owned(),
         host_ref,
         timeout_ms,
     })

@@ -5,11 +5,11 @@
 use super::result::{Error, Result};
 use super::spawn::Supervisor;
 use super::sys::*;
+use crate::engine::redact;
 use crate::engine::{
     DeviceInfo, Engine, EngineError, Event, ForkContact, ParkError, ParkRequest, ParkedInfo,
     RegisterOutcome, Registration, Stats,
 };
-use crate::engine::redact;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::os::fd::RawFd;
@@ -49,8 +49,14 @@ pub(crate) enum Request {
         call_id: Option<String>,
         cseq: u32,
     },
-    AddDevice { aor: String, device: DeviceInfo },
-    RemoveDevice { aor: String, key: String },
+    AddDevice {
+        aor: String,
+        device: DeviceInfo,
+    },
+    RemoveDevice {
+        aor: String,
+        key: String,
+    },
     Park(Park),
     Fork(Park, Vec<Contact>),
     Cancel(u64),
@@ -169,7 +175,9 @@ pub(crate) fn serve(engine: &Engine, call: Request) -> Result<Reply> {
             Reply::Done
         }
         Request::CallCompleted(host_ref, status) => {
-            engine.call_completed(host_ref, status).map_err(engine_error)?;
+            engine
+                .call_completed(host_ref, status)
+                .map_err(engine_error)?;
             Reply::Done
         }
         Request::Events(max) => {

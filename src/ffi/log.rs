@@ -43,7 +43,9 @@ pub(crate) fn set_config_level(level: LevelFilter) {
 /// The host's level (`max_level` of the sink installed; Off without one) as a
 /// `LevelFilter` index: what an engine process must follow (see `set_host_level`).
 pub(crate) fn host_level() -> usize {
-    SINK.read().as_ref().map_or(LevelFilter::Off, |sink| sink.max) as usize
+    SINK.read()
+        .as_ref()
+        .map_or(LevelFilter::Off, |sink| sink.max) as usize
 }
 
 /// In an engine process: the supervisor's host changed its level; the sink (inherited

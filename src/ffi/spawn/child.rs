@@ -45,7 +45,10 @@ unsafe fn prepare(supervisor: libc::pid_t, close: &[RawFd]) {
     }
     libc::signal(libc::SIGINT, libc::SIG_IGN);
     libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    libc::signal(libc::SIGTERM, on_sigterm as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    libc::signal(
+        libc::SIGTERM,
+        on_sigterm as extern "C" fn(libc::c_int) as libc::sighandler_t,
+    );
     let mut all: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut all);
     libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());

@@ -17,7 +17,7 @@
 mod child;
 mod wire;
 
-use super::handle::{Request, Reply};
+use super::handle::{Reply, Request};
 use super::log as host_log;
 use super::result::{Error, Result};
 use super::sys::*;
@@ -133,7 +133,10 @@ impl Supervisor {
         let (epoll, wake, timer) = unsafe {
             (
                 os_fd(libc::epoll_create1(libc::EPOLL_CLOEXEC), "epoll")?,
-                os_fd(libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC), "eventfd")?,
+                os_fd(
+                    libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC),
+                    "eventfd",
+                )?,
                 os_fd(
                     libc::timerfd_create(
                         libc::CLOCK_MONOTONIC,
@@ -170,7 +173,8 @@ impl Supervisor {
             it_value: every,
         };
         // SAFETY: valid timerfd and itimerspec.
-        let rc = unsafe { libc::timerfd_settime(s.timer.as_raw_fd(), 0, &ticks, std::ptr::null_mut()) };
+        let rc =
+            unsafe { libc::timerfd_settime(s.timer.as_raw_fd(), 0, &ticks, std::ptr::null_mut()) };
         os_fd(if rc < 0 { -1 } else { 0 }, "timerfd_settime").map(std::mem::forget)?;
         s.start()?;
         Ok(s)
@@ -275,15 +279,26 @@ impl Supervisor {
     pub fn call(&mut self, call: Request) -> Result<Reply> {
         self.restart_if_due();
         let (parked, ended) = match &call {
-            Request::Park(p) | Request::Fork(p, _) => (Some((p.host_ref, &p.call_id, &p.aor)), None),
-            Request::Cancel(r) | Request::CallEnded(r) | Request::CallCompleted(r, _) => (None, Some(*r)),
+            Request::Park(p) | Request::Fork(p, _) => {
+                (Some((p.host_ref, &p.call_id, &p.aor)), None)
+            }
+            Request::Cancel(r) | Request::CallEnded(r) | Request::CallCompleted(r, _) => {
+                (None, Some(*r))
+            }
             _ => (None, None),
         };
         let parked = parked.map(|(r, c, a)| (r, c.clone(), a.clone()));
         let reply = self.exchange(call);
         if let (Ok(Reply::ParkId(park_id)), Some((host_ref, call_id, aor))) = (&reply, parked) {
             let park_id = *park_id;
-            self.held.insert(host_ref, Held { park_id, call_id, aor });
+            self.held.insert(
+                host_ref,
+                Held {
+                    park_id,
+                    call_id,
+                    aor,
+                },
+            );
         }
         // Whatever the answer: ended by the host, or (engine lost) REJECTed already.
         if let Some(host_ref) = ended {
@@ -394,12 +409,22 @@ impl Supervisor {
     fn tick(&mut self) {
         let mut expirations = 0u64;
         // SAFETY: reads 8 bytes into a u64 (drains the timerfd; EAGAIN: no tick yet).
-        let n = unsafe { libc::read(self.timer.as_raw_fd(), (&mut expirations as *mut u64).cast(), 8) };
+        let n = unsafe {
+            libc::read(
+                self.timer.as_raw_fd(),
+                (&mut expirations as *mut u64).cast(),
+                8,
+            )
+        };
         if n != 8 {
             return;
         }
         self.restart_if_due();
-        if self.engine.as_ref().is_some_and(|p| p.heard.elapsed() >= TICK) {
+        if self
+            .engine
+            .as_ref()
+            .is_some_and(|p| p.heard.elapsed() >= TICK)
+        {
             let _ = self.call(Request::Ping); // a hang is handled inside
         }
     }
@@ -451,7 +476,9 @@ impl Supervisor {
 
     /// What the engine process sent between calls: that events wait, or its death.
     fn read_messages(&mut self) {
-        let Some(p) = self.engine.as_mut() else { return };
+        let Some(p) = self.engine.as_mut() else {
+            return;
+        };
         let mut lost = match p.inbox.fill(p.sock.as_raw_fd()) {
             Ok(Read::Open) => None,
             Ok(Read::Closed) => Some("it exited".to_owned()),
@@ -494,7 +521,9 @@ impl Drop for Supervisor {
         let sent = write_all(p.sock.as_raw_fd(), &encode(&ToEngine::Stop), Some(deadline));
         let mut inbox = p.inbox;
         // Its end closes when it exits.
-        while sent.is_ok() && wait_fd(p.sock.as_raw_fd(), libc::POLLIN, Some(deadline)).unwrap_or(false) {
+        while sent.is_ok()
+            && wait_fd(p.sock.as_raw_fd(), libc::POLLIN, Some(deadline)).unwrap_or(false)
+        {
             if !matches!(inbox.fill(p.sock.as_raw_fd()), Ok(Read::Open)) {
                 break;
             }

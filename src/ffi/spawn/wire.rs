@@ -1,7 +1,7 @@
 //! Messages between a supervisor and its engine process: JSON, each behind its length (u32,
 //! little-endian), on a stream socketpair (a listing can outgrow any datagram).
 
-use super::super::handle::{Request, Reply};
+use super::super::handle::{Reply, Request};
 use super::super::sys::pushpark_result;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -76,13 +76,19 @@ fn wait_fd(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> io::R
     }
 }
 
-fn os_fd(fd: libc::c_int, what: &str) -> Result<OwnedFd> {
-    if fd < 0 {
+/// A system call's result, or its errno as PUSHPARK_ERR_IO.
+fn sys(rc: libc::c_int, what: &str) -> Result<libc::c_int> {
+    if rc < 0 {
         let e = io::Error::last_os_error();
         return Err(Error::new(PUSHPARK_ERR_IO, format!("{what}: {e}")));
     }
+    Ok(rc)
+}
+
+/// A new fd from a system call, owned from now on.
+fn os_fd(fd: libc::c_int, what: &str) -> Result<OwnedFd> {
     // SAFETY: a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    sys(fd, what).map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn down(detail: impl Into<String>) -> Error {
@@ -160,10 +166,10 @@ impl Supervisor {
             waiting: false,
             held: HashMap::new(),
             restarts: 0,
-            log_level_sent: host_log::host_level(),
+            log_level_sent: 0,
         };
-        s.watch(s.wake.as_raw_fd(), libc::EPOLL_CTL_ADD)?;
-        s.watch(s.timer.as_raw_fd(), libc::EPOLL_CTL_ADD)?;
+        s.watch(s.wake.as_raw_fd())?;
+        s.watch(s.timer.as_raw_fd())?;
         let every = libc::timespec {
             tv_sec: 0,
             tv_nsec: TICK.as_nanos() as libc::c_long,
@@ -175,19 +181,21 @@ impl Supervisor {
         // SAFETY: valid timerfd and itimerspec.
         let rc =
             unsafe { libc::timerfd_settime(s.timer.as_raw_fd(), 0, &ticks, std::ptr::null_mut()) };
-        os_fd(if rc < 0 { -1 } else { 0 }, "timerfd_settime").map(std::mem::forget)?;
+        sys(rc, "timerfd_settime")?;
         s.start()?;
         Ok(s)
     }
 
-    fn watch(&self, fd: RawFd, op: libc::c_int) -> Result<()> {
+    /// Adds `fd` to the host's event fd (a closed fd leaves it by itself).
+    fn watch(&self, fd: RawFd) -> Result<()> {
         let mut ev = libc::epoll_event {
             events: libc::EPOLLIN as u32,
             u64: fd as u64,
         };
         // SAFETY: valid epoll fd and event.
-        let rc = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) };
-        os_fd(if rc < 0 { -1 } else { 0 }, "epoll_ctl").map(std::mem::forget)
+        let rc =
+            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        sys(rc, "epoll_ctl").map(drop)
     }
 
     /// Forks an engine process and waits until it has created its engine.
@@ -202,8 +210,11 @@ impl Supervisor {
                 pair.as_mut_ptr(),
             )
         };
-        let mine = os_fd(if rc < 0 { -1 } else { pair[0] }, "socketpair")?;
+        sys(rc, "socketpair")?;
+        let mine = os_fd(pair[0], "socketpair")?;
         let theirs = os_fd(pair[1], "socketpair")?;
+        // The child inherits the sink at this level.
+        self.log_level_sent = host_log::host_level();
         // SAFETY: getpid/fork; the child runs `child::run`, which never returns.
         let supervisor = unsafe { libc::getpid() };
         let pid = unsafe { libc::fork() };
@@ -242,9 +253,8 @@ impl Supervisor {
                 return Err(why);
             }
         }
-        self.watch(process.sock.as_raw_fd(), libc::EPOLL_CTL_ADD)?;
+        self.watch(process.sock.as_raw_fd())?;
         self.engine = Some(process);
-        self.log_level_sent = usize::MAX; // sent with the first call
         log::info!("engine process {pid} started");
         Ok(())
     }
@@ -280,25 +290,22 @@ impl Supervisor {
         self.restart_if_due();
         let (parked, ended) = match &call {
             Request::Park(p) | Request::Fork(p, _) => {
-                (Some((p.host_ref, &p.call_id, &p.aor)), None)
+                let held = Held {
+                    park_id: 0,
+                    call_id: p.call_id.clone(),
+                    aor: p.aor.clone(),
+                };
+                (Some((p.host_ref, held)), None)
             }
             Request::Cancel(r) | Request::CallEnded(r) | Request::CallCompleted(r, _) => {
                 (None, Some(*r))
             }
             _ => (None, None),
         };
-        let parked = parked.map(|(r, c, a)| (r, c.clone(), a.clone()));
         let reply = self.exchange(call);
-        if let (Ok(Reply::ParkId(park_id)), Some((host_ref, call_id, aor))) = (&reply, parked) {
-            let park_id = *park_id;
-            self.held.insert(
-                host_ref,
-                Held {
-                    park_id,
-                    call_id,
-                    aor,
-                },
-            );
+        if let (Ok(Reply::ParkId(id)), Some((host_ref, held))) = (&reply, parked) {
+            let park_id = *id;
+            self.held.insert(host_ref, Held { park_id, ..held });
         }
         // Whatever the answer: ended by the host, or (engine lost) REJECTed already.
         if let Some(host_ref) = ended {

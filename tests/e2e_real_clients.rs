@@ -1,7 +1,8 @@
 //! End to end with real third-party SIP clients from Debian: Linphone (`linphonec`,
 //! liblinphone 5.1) is the iPhone app, registering with its own RFC 8599 Contact; baresip is the
 //! user's desktop softphone. Kamailio runs the test config with the pushpark module, SIPp calls,
-//! only APNs is the mock. A killed linphonec is the app iOS put away: its binding stays
+//! only APNs is the mock. REGISTERs are authenticated as the example config does (auth_db on
+//! SQLite): each client answers the challenge with its user's password. A killed linphonec is the app iOS put away: its binding stays
 //! registered; the waker starts it again when the mock accepts a VoIP push for its token.
 //! Every test asserts what the clients did (their own logs, events and SIP messages) and what
 //! the mock received.
@@ -27,6 +28,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 struct World {
     kamailio: Kamailio,
     mock: Mock,
+    subscribers: Subscribers,
     dir: WorkDir,
     _serial: MutexGuard<'static, ()>,
 }
@@ -37,10 +39,13 @@ impl World {
         require_clients();
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
-        let kamailio = Kamailio::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS, &[]);
+        let subscribers = Subscribers::create(&dir.0);
+        let auth = [("AUTH_DB", subscribers.url())];
+        let kamailio = Kamailio::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS, &auth);
         World {
             kamailio,
             mock,
+            subscribers,
             dir,
             _serial: serial,
         }
@@ -60,12 +65,14 @@ impl World {
     }
 
     fn linphone(&self, user: &str, push: Option<PushTokens>, auto_answer: bool) -> Linphone {
+        self.subscribers.add(user);
         let phone = Linphone::start(self.path(), &self.server(), user, push, auto_answer);
         phone.wait_registered();
         phone
     }
 
     fn baresip(&self, user: &str) -> Baresip {
+        self.subscribers.add(user);
         let mut desk = Baresip::start(self.path(), &self.server(), user);
         desk.wait_registered();
         desk
@@ -384,4 +391,87 @@ fn linphone_restarted_on_a_new_port_keeps_one_binding_and_one_device() {
         "bindings: {bindings}"
     );
     assert_one_device(&w, &phone, &tokens);
+}
+
+/// SIPp REGISTERs `contact` for `user`, authenticating as `auth_user` with `password`
+/// (register_auth.xml); whether it got its 200, and the replies it received.
+fn register_as(w: &World, user: &str, auth: (&str, &str), contact: &str) -> (bool, String) {
+    let mut cmd = sipp("register_auth.xml", free_port());
+    cmd.arg(w.server())
+        .args([
+            "-s",
+            user,
+            "-m",
+            "1",
+            "-trace_msg",
+            "-au",
+            auth.0,
+            "-ap",
+            auth.1,
+        ])
+        .args(["-key", "contact", contact])
+        .args(["-key", "expires", if contact == "*" { "0" } else { "3600" }]);
+    let name = format!("register-{user}-as-{}", auth.0);
+    let mut p = Proc::spawn(cmd, &name, w.path(), false);
+    let ok = p.wait(SOON).success();
+    let received = sipp_messages(w.path(), "register_auth.xml", &p)
+        .lines()
+        .filter(|l| l.starts_with("SIP/2.0 "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (ok, received)
+}
+
+/// Only a user's own authenticated REGISTER changes her bindings: another subscriber (with
+/// his own valid password) can neither `Contact: *` her phone away nor add his token to her
+/// AoR (403), a wrong password gets challenged again, and her phone and push device stay as
+/// they were. Her own `Contact: *` then removes both: the same REGISTER works for the owner.
+#[test]
+fn only_her_own_authenticated_register_changes_her_bindings() {
+    let w = World::new("clients-auth");
+    let (alice, mallory) = (World::user("alice"), World::user("mallory"));
+    let tokens = PushTokens::voip();
+    let phone = w.linphone(&alice, Some(tokens.clone()), false);
+    w.subscribers.add(&mallory);
+    // Her bound Contacts (ul.lookup's Address lines; an error once none is left).
+    let bindings = || {
+        let lookup = w.kamailio.kamcmd(&["ul.lookup", "location", &alice]);
+        let text = lookup.unwrap_or_else(|e| e);
+        text.lines()
+            .filter(|l| l.contains("Address:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = bindings();
+    assert_eq!(before.lines().count(), 1, "alice's bindings: {before}");
+
+    let mallory_pw = password(&mallory);
+    let hijack = format!(
+        "<sip:{mallory}@127.0.0.1:5999;pn-provider=apns;pn-prid={};pn-param={TEAM_ID}.{BUNDLE}.voip>",
+        "ab".repeat(32)
+    );
+    for contact in ["*", hijack.as_str()] {
+        let (ok, replies) = register_as(&w, &alice, (&mallory, &mallory_pw), contact);
+        assert!(!ok, "mallory's REGISTER of {contact} for alice succeeded");
+        assert!(
+            replies.contains("SIP/2.0 403 Forbidden: Not Your Registration"),
+            "{contact}: {replies}"
+        );
+    }
+    let (ok, replies) = register_as(&w, &alice, (&alice, "not-her-password"), "*");
+    assert!(!ok, "a wrong password unregistered alice");
+    // Challenged again (SIPp's trace may show the refused answer twice), never a 200.
+    assert!(replies.matches("SIP/2.0 401").count() >= 2, "{replies}");
+    assert!(!replies.contains("SIP/2.0 200"), "{replies}");
+    assert_eq!(bindings(), before, "alice's bindings changed");
+    assert_one_device(&w, &phone, &tokens);
+
+    let (ok, replies) = register_as(&w, &alice, (&alice, &password(&alice)), "*");
+    assert!(ok, "alice's own Contact: * failed: {replies}");
+    assert_eq!(bindings(), "", "alice still bound");
+    assert_eq!(
+        w.devices(&aor(&alice)).matches("token:").count(),
+        0,
+        "push devices left"
+    );
 }

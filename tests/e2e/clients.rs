@@ -21,6 +21,65 @@ use crate::rig::{free_port, Mock, Proc, SOON};
 pub const TEAM_ID: &str = "TESTTEAM01";
 pub const BUNDLE: &str = "com.example.phone";
 
+/// Each user's digest password: both clients answer Kamailio's challenge with it.
+pub fn password(user: &str) -> String {
+    format!("pw-{user}")
+}
+
+/// The subscriber table Kamailio's auth_db checks REGISTERs against (an SQLite file made
+/// with Debian's schema for Kamailio), for `AUTH_DB` of the test config.
+pub struct Subscribers {
+    pub file: PathBuf,
+}
+
+impl Subscribers {
+    pub fn create(dir: &Path) -> Subscribers {
+        let file = dir.join("kamailio.sqlite");
+        let schema = ["standard", "auth_db"]
+            .map(|t| fs::read_to_string(format!("/usr/share/kamailio/db_sqlite/{t}-create.sql")))
+            .map(|s| s.expect("Kamailio's SQLite schema (kamailio-sqlite-modules)"))
+            .concat();
+        let subscribers = Subscribers { file };
+        subscribers.sql(&schema);
+        subscribers
+    }
+
+    /// `db_url` for Kamailio: four slashes for an absolute path.
+    pub fn url(&self) -> String {
+        format!("\"sqlite:///{}\"", self.file.display())
+    }
+
+    /// Adds `user` (realm 127.0.0.1, the clients' domain) with `password(user)`, once.
+    pub fn add(&self, user: &str) {
+        let ha1 = Command::new("sh")
+            .args(["-c", "printf %s \"$1\" | md5sum | cut -c1-32", "sh"])
+            .arg(format!("{user}:127.0.0.1:{}", password(user)))
+            .output()
+            .expect("md5sum");
+        let ha1 = String::from_utf8(ha1.stdout).unwrap();
+        self.sql(&format!(
+            "INSERT OR IGNORE INTO subscriber (username, domain, ha1) \
+             VALUES ('{user}', '127.0.0.1', '{}');",
+            ha1.trim()
+        ));
+    }
+
+    fn sql(&self, sql: &str) {
+        let mut sqlite = Command::new("sqlite3")
+            .arg(&self.file)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sqlite3 (scripts/deps installs it)");
+        sqlite
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
+        assert!(sqlite.wait().unwrap().success(), "sqlite3 failed on {sql}");
+    }
+}
+
 /// Waits until `check` gives a value, polling; panics with `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -193,6 +252,11 @@ impl Linphone {
                 p.parameters()
             );
         }
+        rc += &format!(
+            "\n[auth_info_0]\nusername={}\npasswd={}\nrealm=127.0.0.1\ndomain=127.0.0.1\n",
+            self.user,
+            password(&self.user)
+        );
         fs::write(self.dir.join("linphonerc"), rc).expect("write linphonerc");
     }
 
@@ -453,8 +517,9 @@ impl Baresip {
         fs::write(dir.join("config"), config).expect("write baresip config");
         // The AoR is the same as linphone's (sip:user@127.0.0.1); the proxy is the outbound.
         let account = format!(
-            "<sip:{user}@127.0.0.1;transport=udp>;outbound=\"sip:{server};lr\";regint=3600;\
-             answermode=manual;audio_codecs=PCMU\n"
+            "<sip:{user}@127.0.0.1;transport=udp>;auth_pass={};outbound=\"sip:{server};lr\";\
+             regint=3600;answermode=manual;audio_codecs=PCMU\n",
+            password(user)
         );
         fs::write(dir.join("accounts"), account).expect("write baresip accounts");
         let mut cmd = Command::new("stdbuf");

@@ -36,6 +36,7 @@ const ASSETS: &[(&str, &str)] = &[
     ),
     ("register_path.xml", include_str!("register_path.xml")),
     ("register_refused.xml", include_str!("register_refused.xml")),
+    ("register_auth.xml", include_str!("register_auth.xml")),
     ("caller_fork.xml", include_str!("caller_fork.xml")),
     (
         "register_unregister.xml",

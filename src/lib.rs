@@ -6,6 +6,7 @@ pub mod engine;
 pub mod ffi;
 pub mod histogram;
 pub mod mock;
+mod sigpipe;
 
 pub use apns::{
     ApnsClient, Auth, ClientConfig, ClientError, Endpoint, Metrics, Outcome, Push, PushResult,

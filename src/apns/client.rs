@@ -112,7 +112,10 @@ impl ApnsClient {
         let runtime = builder
             .enable_all()
             .thread_name("pushpark-apns")
-            .on_thread_start(|| ON_CLIENT_THREAD.with(|c| c.set(true)))
+            .on_thread_start(|| {
+                crate::sigpipe::block();
+                ON_CLIENT_THREAD.with(|c| c.set(true));
+            })
             .build()
             .map_err(|e| ClientError::Runtime(e.to_string()))?;
         let handle = runtime.handle().clone();
@@ -137,6 +140,7 @@ impl ApnsClient {
         let thread = std::thread::Builder::new()
             .name("pushpark-apns".into())
             .spawn(move || {
+                crate::sigpipe::block();
                 ON_CLIENT_THREAD.with(|c| c.set(true));
                 runtime.block_on(async {
                     let _ = stopped.await;

@@ -25,3 +25,6 @@ pub use metrics::Metrics;
 pub use outcome::{Outcome, PushResult};
 pub use push::{Push, PushType, SubmitError};
 pub use reason::Reason;
+
+#[cfg(fuzzing)]
+pub use outcome::fuzz_classify;

@@ -117,6 +117,42 @@ pub(crate) fn classify(status: u16, body: &[u8]) -> Answer {
     }
 }
 
+/// For the fuzz target (`cargo fuzz` builds with `--cfg fuzzing`): classifies any answer
+/// and checks what must hold whatever a server sends.
+#[cfg(fuzzing)]
+pub fn fuzz_classify(status: u16, body: &[u8]) {
+    let reason = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .and_then(|b| b.reason)
+        .and_then(|r| r.parse::<Reason>().ok());
+    match classify(status, body) {
+        Answer::ExpiredToken => assert_eq!(reason, Some(Reason::ExpiredProviderToken)),
+        Answer::Retry(why) => {
+            let overloaded = matches!(status, 429 | 500 | 502 | 503 | 504);
+            assert!(
+                reason.map_or(overloaded, Reason::is_retryable),
+                "retry: {why}"
+            );
+            assert!(why.starts_with(&status.to_string()), "retry: {why}");
+        }
+        Answer::Final(Outcome::Rejected {
+            status: s,
+            reason: r,
+            token_dead,
+            ..
+        }) => {
+            assert_eq!((s, Some(r)), (status, reason));
+            assert_eq!(token_dead, r.token_is_dead());
+        }
+        Answer::Final(Outcome::Unexpected { status: s, body: b }) => {
+            assert_eq!((s, reason), (status, None));
+            // 200 bytes at most, each maybe one U+FFFD (3 bytes).
+            assert!(b.len() <= 600, "unexpected body of {} bytes", b.len());
+        }
+        Answer::Final(other) => panic!("{other:?} from a {status} answer"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,8 @@ mod log;
 mod result;
 mod spawn;
 mod stats;
-mod sys;
+/// The header's types and constants, for Rust code that drives the C ABI (the fuzz targets).
+pub mod sys;
 
 pub use self::log::pushpark_set_log_callback;
 pub use contact::{

@@ -82,6 +82,7 @@ impl MockApns {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(cfg.worker_threads)
                 .thread_name("mock-apns-worker")
+                .on_thread_start(crate::sigpipe::block)
                 .enable_all()
                 .build()?
         };
@@ -95,6 +96,7 @@ impl MockApns {
         let thread = std::thread::Builder::new()
             .name("mock-apns".into())
             .spawn(move || {
+                crate::sigpipe::block();
                 runtime.block_on(accept);
                 // Dropping the runtime drops every connection task.
                 drop(runtime);

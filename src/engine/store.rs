@@ -13,10 +13,14 @@
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use super::store_writer::{Op, StoreWriter};
 
@@ -63,10 +67,6 @@ impl fmt::Display for StoreError {
     }
 }
 
-fn store_err(e: impl fmt::Display) -> StoreError {
-    StoreError(e.to_string())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Upsert {
     New,
@@ -83,7 +83,7 @@ struct Entry {
 pub(crate) struct Store {
     disk: StoreWriter,
     path: PathBuf,
-    index: RwLock<HashMap<String, Vec<Entry>>>,
+    index: RwLock<Index>,
     /// Serializes writers so the disk queue and the index change in the same order.
     writer: Mutex<()>,
     max_age_secs: u64,
@@ -91,7 +91,9 @@ pub(crate) struct Store {
 
 impl Store {
     /// Opens (or creates) `dir/devices.redb`, loads it into memory and drops
-    /// bindings not refreshed within `max_age_days`.
+    /// bindings not refreshed within `max_age_days`. A file redb finds corrupt is
+    /// moved aside as `devices.redb.corrupt-<UTC time>`, with one error logged, and
+    /// the store starts empty: the devices' next REGISTERs fill it again.
     pub(crate) fn open(dir: &Path, max_age_days: u32, now_unix: u64) -> Result<Store, StoreError> {
         // Device tokens are personal data: readable by the engine's user only, whatever
         // the umask. A directory the operator made keeps the modes it was given.
@@ -101,49 +103,24 @@ impl Store {
             .create(dir)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("devices.redb");
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|_| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)))
-            .map_err(|e| StoreError(format!("cannot create {}: {e}", path.display())))?;
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError(format!(
-                "{} is already open in another engine or process",
-                path.display()
-            )),
-            e => StoreError(format!("cannot open {}: {e}", path.display())),
-        })?;
-        let txn = db.begin_write().map_err(store_err)?;
-        txn.open_table(BINDINGS).map_err(store_err)?;
-        txn.commit().map_err(store_err)?;
-
-        let mut index: HashMap<String, Vec<Entry>> = HashMap::new();
-        let read = db.begin_read().map_err(store_err)?;
-        let table = read.open_table(BINDINGS).map_err(store_err)?;
-        for row in table.iter().map_err(store_err)? {
-            let (k, v) = row.map_err(store_err)?;
-            let (aor, key) = k.value();
-            let Ok(r) = serde_json::from_slice::<Record>(v.value()) else {
-                let key = super::redact::key(key);
-                log::warn!("device store: unreadable binding for {aor} / {key} skipped");
-                continue;
-            };
-            index.entry(aor.to_string()).or_default().push(Entry {
-                info: DeviceInfo {
-                    key: key.to_string(),
-                    provider: r.provider,
-                    token: r.token,
-                    topic: r.topic,
-                    contact: r.contact,
-                    last_register_unix: r.last_register_unix,
-                },
-                persisted_register_unix: r.last_register_unix,
-            });
-        }
-        drop(table);
-        drop(read);
+        let (db, index) = match load(&path) {
+            Err(Load::Corrupt(why)) => {
+                let aside = dir.join(format!("devices.redb.corrupt-{}", utc_stamp(now_unix)));
+                std::fs::rename(&path, &aside).map_err(|e| {
+                    StoreError(format!(
+                        "{} is corrupt ({why}) and cannot be moved aside: {e}",
+                        path.display()
+                    ))
+                })?;
+                log::error!(
+                    "device store: {} is not a readable database ({why}): moved aside as {}, starting with no bindings",
+                    path.display(),
+                    aside.display()
+                );
+                load(&path).map_err(|e| e.into_store_error(&path))?
+            }
+            r => r.map_err(|e| e.into_store_error(&path))?,
+        };
         let disk = StoreWriter::start(db, path.clone())
             .map_err(|e| StoreError(format!("cannot start the writer thread: {e}")))?;
         let store = Store {
@@ -346,6 +323,133 @@ impl Store {
     }
 }
 
+type Index = HashMap<String, Vec<Entry>>;
+
+/// Why `load` failed.
+enum Load {
+    /// redb finds no database in the file (junk, cut short, broken pages): moving it
+    /// aside cures that, unlike a failure to reach the file (permissions, EIO), which
+    /// would fail the same on a fresh one.
+    Corrupt(String),
+    Failed(String),
+}
+
+impl Load {
+    fn into_store_error(self, path: &Path) -> StoreError {
+        match self {
+            Load::Corrupt(why) => StoreError(format!("{} is corrupt: {why}", path.display())),
+            Load::Failed(why) => StoreError(format!("cannot open {}: {why}", path.display())),
+        }
+    }
+}
+
+impl From<redb::Error> for Load {
+    fn from(e: redb::Error) -> Load {
+        match e {
+            redb::Error::Corrupted(why) => Load::Corrupt(why),
+            // redb's answers to a file that does not start as a database does.
+            redb::Error::Io(e) if e.kind() == ErrorKind::InvalidData => {
+                Load::Corrupt("not a redb file".into())
+            }
+            redb::Error::Io(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                Load::Corrupt("cut short".into())
+            }
+            e => Load::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Opens (or creates) the file and reads every binding.
+fn load(path: &Path) -> Result<(Database, Index), Load> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
+        .map_err(|e| Load::Failed(e.to_string()))?;
+    // redb asserts on some damaged files (one cut short) rather than saying Corrupted.
+    quietly(|| read(path)).unwrap_or_else(|panic| Err(Load::Corrupt(format!("redb: {panic}"))))
+}
+
+fn read(path: &Path) -> Result<(Database, Index), Load> {
+    let db = Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            Load::Failed("already open in another engine or process".into())
+        }
+        e => redb::Error::from(e).into(),
+    })?;
+    let txn = db.begin_write().map_err(redb::Error::from)?;
+    txn.open_table(BINDINGS).map_err(redb::Error::from)?;
+    txn.commit().map_err(redb::Error::from)?;
+
+    let mut index = Index::new();
+    let read = db.begin_read().map_err(redb::Error::from)?;
+    let table = read.open_table(BINDINGS).map_err(redb::Error::from)?;
+    for row in table.iter().map_err(redb::Error::from)? {
+        let (k, v) = row.map_err(redb::Error::from)?;
+        let (aor, key) = k.value();
+        let Ok(r) = serde_json::from_slice::<Record>(v.value()) else {
+            let key = super::redact::key(key);
+            log::warn!("device store: unreadable binding for {aor} / {key} skipped");
+            continue;
+        };
+        index.entry(aor.to_string()).or_default().push(Entry {
+            info: DeviceInfo {
+                key: key.to_string(),
+                provider: r.provider,
+                token: r.token,
+                topic: r.topic,
+                contact: r.contact,
+                last_register_unix: r.last_register_unix,
+            },
+            persisted_register_unix: r.last_register_unix,
+        });
+    }
+    drop(table);
+    drop(read);
+    Ok((db, index))
+}
+
+/// Runs `f` and returns its panic's message, if it panics, without the default hook's
+/// report on stderr (other threads' panics are reported as before).
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                report(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    outcome.map_err(|panic| {
+        let text = panic.downcast_ref::<&str>().copied();
+        let text = text.or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+        text.unwrap_or("panic").to_string()
+    })
+}
+
+/// `unix` as `20261205T071500Z` (UTC), for a file name.
+fn utc_stamp(unix: u64) -> String {
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    // The proleptic Gregorian date of a day count (H. Hinnant's civil_from_days).
+    let z = days + 719_468;
+    let (era, doe) = (z / 146_097, z % 146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + u64::from(month <= 2);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    format!("{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +482,59 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         drop(Store::open(&store_dir, 30, NOW).unwrap());
         assert_eq!(mode(&file), 0o600);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_moved_aside_and_a_fresh_store_started() {
+        let junk = b"not a database\n".repeat(1_000);
+        let whole = {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            for i in 0..200 {
+                s.upsert(&format!("u{i}"), device("k", &format!("{i:02x}"), NOW));
+            }
+            drop(s);
+            std::fs::read(dir.path().join("devices.redb")).unwrap()
+        };
+        let cases = [
+            ("junk", &junk[..]),
+            ("cut in half", &whole[..whole.len() / 2]),
+            ("cut within its header", &whole[..100]),
+        ];
+        for (what, bytes) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("devices.redb"), bytes).unwrap();
+            let s = Store::open(dir.path(), 30, NOW).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(s.len(), 0, "{what}");
+            s.upsert("alice", device("a1", "aa", NOW));
+            drop(s);
+            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            assert_eq!(s.device("alice", "a1").unwrap().token, "aa", "{what}");
+            let aside = dir.path().join("devices.redb.corrupt-20270115T080000Z");
+            assert_eq!(
+                std::fs::read(aside).unwrap(),
+                bytes,
+                "{what}: kept as it was"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_reached_is_an_error_not_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("devices.redb")).unwrap();
+        let e = Store::open(dir.path(), 30, NOW).err().unwrap();
+        assert!(e.to_string().contains("cannot open"), "{e}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "nothing moved aside");
+    }
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(NOW), "20270115T080000Z");
+        assert_eq!(utc_stamp(1_798_500_000), "20261228T232000Z");
+        assert_eq!(utc_stamp(951_782_400 + 86_399), "20000229T235959Z");
     }
 
     #[test]

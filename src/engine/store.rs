@@ -20,6 +20,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
 
 use super::store_writer::{Op, StoreWriter};
@@ -87,14 +88,24 @@ pub(crate) struct Store {
     /// Serializes writers so the disk queue and the index change in the same order.
     writer: Mutex<()>,
     max_age_secs: u64,
+    /// `store.max_devices_per_aor`.
+    max_per_aor: usize,
+    /// Bindings dropped to keep an AOR within `max_per_aor`.
+    evicted: AtomicU64,
 }
 
 impl Store {
     /// Opens (or creates) `dir/devices.redb`, loads it into memory and drops
     /// bindings not refreshed within `max_age_days`. A file redb finds corrupt is
     /// moved aside as `devices.redb.corrupt-<UTC time>`, with one error logged, and
-    /// the store starts empty: the devices' next REGISTERs fill it again.
-    pub(crate) fn open(dir: &Path, max_age_days: u32, now_unix: u64) -> Result<Store, StoreError> {
+    /// the store starts empty: the devices' next REGISTERs fill it again. An AOR
+    /// with more than `max_per_aor` bindings keeps the most recently registered.
+    pub(crate) fn open(
+        dir: &Path,
+        max_age_days: u32,
+        max_per_aor: usize,
+        now_unix: u64,
+    ) -> Result<Store, StoreError> {
         // Device tokens are personal data: readable by the engine's user only, whatever
         // the umask. A directory the operator made keeps the modes it was given.
         std::fs::DirBuilder::new()
@@ -129,13 +140,17 @@ impl Store {
             index: RwLock::new(index),
             writer: Mutex::new(()),
             max_age_secs: u64::from(max_age_days) * 86_400,
+            max_per_aor,
+            evicted: AtomicU64::new(0),
         };
         let purged = store.purge_expired(now_unix);
+        let trimmed = store.trim_over_cap();
         log::info!(
-            "device store {}: {} bindings loaded, {} expired ones removed",
+            "device store {}: {} bindings loaded, {} expired ones removed, {} over store.max_devices_per_aor",
             store.path.display(),
             store.len(),
-            purged
+            purged,
+            trimmed
         );
         Ok(store)
     }
@@ -159,6 +174,11 @@ impl Store {
         Some(entry.info.clone())
     }
 
+    /// Bindings evicted since the store opened (`store.max_devices_per_aor`).
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
     /// (changes queued for the disk, failed commits).
     pub(crate) fn write_counts(&self) -> (u64, u64) {
         self.disk.counts()
@@ -174,7 +194,7 @@ impl Store {
     /// binding stays in memory (see PERSIST_REFRESH_AFTER_SECS).
     pub(crate) fn upsert(&self, aor: &str, info: DeviceInfo) -> Upsert {
         let _w = self.writer.lock();
-        let (kind, persisted, dupes) = {
+        let (kind, persisted, dupes, evicted) = {
             let index = self.index.read();
             let entries = index.get(aor).map_or(&[][..], Vec::as_slice);
             let (kind, persisted) = match entries.iter().find(|e| e.info.key == info.key) {
@@ -199,11 +219,18 @@ impl Store {
                 .filter(|e| e.info.token == info.token && e.info.key != info.key)
                 .map(|e| e.info.key.clone())
                 .collect();
-            (kind, persisted, dupes)
+            let others = entries
+                .iter()
+                .filter(|e| e.info.key != info.key && !dupes.contains(&e.info.key))
+                .map(|e| (e.info.key.as_str(), e.info.last_register_unix));
+            let this = (info.key.as_str(), info.last_register_unix);
+            let evicted = over_cap(others.chain([this]), self.max_per_aor);
+            (kind, persisted, dupes, evicted)
         };
         let must_write = kind != Upsert::Refreshed
             || !dupes.is_empty()
             || info.last_register_unix.saturating_sub(persisted) >= PERSIST_REFRESH_AFTER_SECS;
+        let mut ops = Vec::new();
         if must_write {
             let record = serde_json::to_vec(&Record {
                 provider: info.provider.clone(),
@@ -213,17 +240,27 @@ impl Store {
                 last_register_unix: info.last_register_unix,
             })
             .expect("strings and an integer always serialize");
-            let mut ops = vec![Op::Put {
+            ops.push(Op::Put {
                 aor: aor.to_string(),
                 key: info.key.clone(),
                 record,
                 new: kind == Upsert::New,
-            }];
-            ops.extend(dupes.iter().map(|k| Op::Delete {
-                aor: aor.to_string(),
-                key: k.clone(),
-            }));
+            });
+        }
+        ops.extend(dupes.iter().chain(&evicted).map(|k| Op::Delete {
+            aor: aor.to_string(),
+            key: k.clone(),
+        }));
+        if !ops.is_empty() {
             self.disk.send(ops);
+        }
+        if !evicted.is_empty() {
+            self.evicted
+                .fetch_add(evicted.len() as u64, Ordering::Relaxed);
+            log::debug!(
+                "device store: {aor}: {} least recently registered bindings evicted (store.max_devices_per_aor)",
+                evicted.len()
+            );
         }
         let persisted = if must_write {
             info.last_register_unix
@@ -232,14 +269,16 @@ impl Store {
         };
         let mut index = self.index.write();
         let entries = index.entry(aor.to_string()).or_default();
-        entries.retain(|e| !dupes.contains(&e.info.key));
-        let entry = Entry {
-            info,
-            persisted_register_unix: persisted,
-        };
-        match entries.iter_mut().find(|e| e.info.key == entry.info.key) {
-            Some(e) => *e = entry,
-            None => entries.push(entry),
+        entries.retain(|e| {
+            let key = &e.info.key;
+            *key != info.key && !dupes.contains(key) && !evicted.contains(key)
+        });
+        // Last: the most recently registered, the last evicted of equal times.
+        if !evicted.contains(&info.key) {
+            entries.push(Entry {
+                info,
+                persisted_register_unix: persisted,
+            });
         }
         kind
     }
@@ -307,6 +346,28 @@ impl Store {
         }) > 0
     }
 
+    /// Drops the least recently registered bindings of AORs over the cap; returns how many.
+    fn trim_over_cap(&self) -> usize {
+        let over: Vec<(String, Vec<String>)> = self
+            .index
+            .read()
+            .iter()
+            .filter(|(_, v)| v.len() > self.max_per_aor)
+            .map(|(aor, v)| {
+                let bindings = v
+                    .iter()
+                    .map(|e| (e.info.key.as_str(), e.info.last_register_unix));
+                (aor.clone(), over_cap(bindings, self.max_per_aor))
+            })
+            .collect();
+        let n: usize = over
+            .iter()
+            .map(|(aor, keys)| self.remove_where(aor, |d| keys.contains(&d.key)))
+            .sum();
+        self.evicted.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
     /// Drops bindings not refreshed within the maximum age; returns how many.
     pub(crate) fn purge_expired(&self, now_unix: u64) -> usize {
         let cutoff = now_unix.saturating_sub(self.max_age_secs);
@@ -323,7 +384,17 @@ impl Store {
     }
 }
 
+/// Each AOR's bindings, the least recently registered first.
 type Index = HashMap<String, Vec<Entry>>;
+
+/// The keys of the least recently registered of `bindings` (key, last REGISTER) beyond
+/// the first `max`; of equal times, those listed first.
+fn over_cap<'a>(bindings: impl Iterator<Item = (&'a str, u64)>, max: usize) -> Vec<String> {
+    let mut by_age: Vec<_> = bindings.collect();
+    by_age.sort_by_key(|&(_, at)| at);
+    let n = by_age.len().saturating_sub(max);
+    by_age[..n].iter().map(|(key, _)| key.to_string()).collect()
+}
 
 /// Why `load` failed.
 enum Load {
@@ -408,6 +479,9 @@ fn read(path: &Path) -> Result<(Database, Index), Load> {
     }
     drop(table);
     drop(read);
+    for bindings in index.values_mut() {
+        bindings.sort_by_key(|e| e.info.last_register_unix);
+    }
     Ok((db, index))
 }
 
@@ -472,7 +546,7 @@ mod tests {
     fn store_files_are_the_engine_users_only() {
         let dir = tempfile::tempdir().unwrap();
         let store_dir = dir.path().join("new").join("store");
-        drop(Store::open(&store_dir, 30, NOW).unwrap());
+        drop(Store::open(&store_dir, 30, 10, NOW).unwrap());
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&store_dir), 0o700, "the directory it created");
         assert_eq!(mode(&store_dir.join("devices.redb")), 0o600);
@@ -480,7 +554,7 @@ mod tests {
         // A file left readable by an older version is tightened.
         let file = store_dir.join("devices.redb");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        drop(Store::open(&store_dir, 30, NOW).unwrap());
+        drop(Store::open(&store_dir, 30, 10, NOW).unwrap());
         assert_eq!(mode(&file), 0o600);
     }
 
@@ -489,7 +563,7 @@ mod tests {
         let junk = b"not a database\n".repeat(1_000);
         let whole = {
             let dir = tempfile::tempdir().unwrap();
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             for i in 0..200 {
                 s.upsert(&format!("u{i}"), device("k", &format!("{i:02x}"), NOW));
             }
@@ -504,11 +578,11 @@ mod tests {
         for (what, bytes) in cases {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("devices.redb"), bytes).unwrap();
-            let s = Store::open(dir.path(), 30, NOW).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(s.len(), 0, "{what}");
             s.upsert("alice", device("a1", "aa", NOW));
             drop(s);
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             assert_eq!(s.device("alice", "a1").unwrap().token, "aa", "{what}");
             let aside = dir.path().join("devices.redb.corrupt-20270115T080000Z");
             assert_eq!(
@@ -523,7 +597,7 @@ mod tests {
     fn a_file_that_cannot_be_reached_is_an_error_not_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("devices.redb")).unwrap();
-        let e = Store::open(dir.path(), 30, NOW).err().unwrap();
+        let e = Store::open(dir.path(), 30, 10, NOW).err().unwrap();
         assert!(e.to_string().contains("cannot open"), "{e}");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "nothing moved aside");
@@ -537,18 +611,80 @@ mod tests {
         assert_eq!(utc_stamp(951_782_400 + 86_399), "20000229T235959Z");
     }
 
+    fn keys_of(s: &Store, aor: &str) -> Vec<String> {
+        let mut keys: Vec<_> = s.devices(aor).into_iter().map(|d| d.key).collect();
+        keys.sort();
+        keys
+    }
+
+    fn keys(range: impl Iterator<Item = usize>) -> Vec<String> {
+        range.map(|i| format!("d{i:02}")).collect()
+    }
+
+    #[test]
+    fn an_aor_keeps_its_most_recently_registered_bindings() {
+        let dir = tempfile::tempdir().unwrap();
+        let register = |s: &Store, aor: &str, i: usize| {
+            s.upsert(aor, device(&format!("d{i:02}"), &format!("{i:02x}"), NOW));
+        };
+        {
+            // All in the same second: the order of the REGISTERs decides.
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+            (0..15).for_each(|i| register(&s, "carol", i));
+            assert_eq!(keys_of(&s, "carol"), keys(5..15), "the 10 most recent");
+            assert_eq!(s.evicted(), 5);
+
+            (0..10).for_each(|i| register(&s, "alice", i));
+            register(&s, "alice", 0);
+            (10..15).for_each(|i| register(&s, "alice", i));
+            let kept = keys([0].into_iter().chain(6..15));
+            assert_eq!(keys_of(&s, "alice"), kept, "d00 refreshed, not evicted");
+            assert_eq!(s.evicted(), 10);
+            settle(&s);
+        }
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+        assert_eq!(keys_of(&s, "carol"), keys(5..15), "evicted on disk too");
+        assert_eq!(keys_of(&s, "alice"), keys([0].into_iter().chain(6..15)));
+        assert_eq!(s.evicted(), 0);
+    }
+
+    #[test]
+    fn aors_over_the_cap_are_trimmed_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, 20, NOW).unwrap();
+            for i in 0..15 {
+                // d00 the most recent: the keys' order is not the age's.
+                let at = NOW - i as u64;
+                s.upsert(
+                    "alice",
+                    device(&format!("d{i:02}"), &format!("{i:02x}"), at),
+                );
+            }
+            s.upsert("bob", device("b1", "bb", NOW));
+        }
+        {
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+            assert_eq!(keys_of(&s, "alice"), keys(0..10));
+            assert_eq!(s.evicted(), 5);
+            assert_eq!(s.len(), 11, "bob untouched");
+        }
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+        assert_eq!((keys_of(&s, "alice"), s.evicted()), (keys(0..10), 0));
+    }
+
     #[test]
     fn bindings_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             assert_eq!(s.upsert("alice", device("a1", "aa", NOW)), Upsert::New);
             assert_eq!(s.upsert("alice", device("a2", "bb", NOW)), Upsert::New);
             assert_eq!(s.upsert("bob", device("b1", "cc", NOW)), Upsert::New);
             assert!(s.remove("bob", "b1"));
             assert!(!s.remove("bob", "b1"));
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         let mut keys: Vec<_> = s.devices("alice").into_iter().map(|d| d.key).collect();
         keys.sort();
         assert_eq!(keys, ["a1", "a2"]);
@@ -615,7 +751,7 @@ mod tests {
         let big = "x".repeat(2_000);
         let mut n = 0;
         {
-            let s = Store::open(&dir, 30, NOW).unwrap();
+            let s = Store::open(&dir, 30, 10, NOW).unwrap();
             s.upsert("bob", device("b1", "bb", NOW));
             settle(&s);
             disk.fill();
@@ -623,7 +759,7 @@ mod tests {
             while s.write_counts().1 == 0 {
                 let mut d = device(&format!("a{n}"), &format!("t{n}"), NOW);
                 d.contact = format!("sip:a{n}@{big}");
-                s.upsert("alice", d);
+                s.upsert(&format!("alice{n}"), d);
                 n += 1;
                 while pending(&s) > 0 && s.write_counts().1 == 0 {
                     std::thread::sleep(std::time::Duration::from_millis(1));
@@ -631,7 +767,7 @@ mod tests {
             }
             // More while the disk stays full: they wait behind the failed ones.
             for _ in 0..5 {
-                s.upsert("alice", device(&format!("a{n}"), &format!("t{n}"), NOW));
+                s.upsert(&format!("alice{n}"), device("a", &format!("t{n}"), NOW));
                 n += 1;
             }
             assert!(s.remove("bob", "b1"));
@@ -640,8 +776,8 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
-        let s = Store::open(&dir, 30, NOW).unwrap();
-        assert_eq!(s.devices("alice").len(), n, "every binding on disk");
+        let s = Store::open(&dir, 30, 10, NOW).unwrap();
+        assert_eq!(s.len(), n, "every binding on disk");
         assert!(s.devices("bob").is_empty(), "the removal on disk");
     }
 
@@ -649,7 +785,7 @@ mod tests {
     fn changes_to_one_binding_coalesce_while_the_disk_waits() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             let held = s.disk.hold();
             for i in 0..1_000 {
                 s.upsert("alice", device("a1", &format!("{i:04x}"), NOW));
@@ -660,7 +796,7 @@ mod tests {
             drop(held);
             settle(&s);
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         assert_eq!(s.device("alice", "a1").unwrap().token, "03e7", "the latest");
         assert_eq!(s.device("bob", "b1").unwrap().token, "bb");
         assert_eq!(s.len(), 2);
@@ -670,7 +806,7 @@ mod tests {
     fn removals_coalesce_with_the_writes_they_undo() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             for (aor, key, token) in [
                 ("on-disk", "k", "aa"),
                 ("back", "k", "bb"),
@@ -697,7 +833,7 @@ mod tests {
             drop(held);
             settle(&s);
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         assert!(s.devices("fresh").is_empty());
         assert!(s.devices("on-disk").is_empty());
         assert!(s.devices("changed").is_empty());
@@ -710,7 +846,7 @@ mod tests {
     fn closing_commits_what_waits() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             for i in 0..100 {
                 s.upsert(&format!("u{i}"), device("k", &format!("{i:02x}"), NOW));
             }
@@ -719,7 +855,7 @@ mod tests {
             s.upsert("late", device("k", "ff", NOW));
             assert_eq!(s.write_counts(), (0, 1), "a change after close is an error");
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         assert_eq!(s.len(), 100);
         assert_eq!(s.device("u42", "k").unwrap().token, "2a");
     }
@@ -727,8 +863,8 @@ mod tests {
     #[test]
     fn second_open_of_the_same_dir_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let _s = Store::open(dir.path(), 30, NOW).unwrap();
-        let e = Store::open(dir.path(), 30, NOW).err().unwrap();
+        let _s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+        let e = Store::open(dir.path(), 30, 10, NOW).err().unwrap();
         assert!(e.to_string().contains("already open"), "{e}");
     }
 
@@ -736,7 +872,7 @@ mod tests {
     fn refreshes_are_written_only_when_the_stored_time_is_old() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             s.upsert("alice", device("a1", "aa", NOW));
             let mut moved = device("a1", "aa", NOW + 60);
             moved.contact = "sip:a1@198.51.100.1:40000".into();
@@ -750,7 +886,7 @@ mod tests {
                 NOW + 60
             );
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         let d = s.device("alice", "a1").unwrap();
         assert_eq!(
             (d.last_register_unix, d.contact.as_str()),
@@ -766,7 +902,7 @@ mod tests {
             Upsert::Changed
         );
         drop(s);
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         let d = s.device("alice", "a1").unwrap();
         assert_eq!((d.token.as_str(), d.last_register_unix), ("dd", later));
     }
@@ -775,23 +911,23 @@ mod tests {
     fn stale_bindings_expire_on_open_and_on_purge() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             s.upsert("alice", device("old", "aa", NOW - 31 * DAY));
             s.upsert("alice", device("new", "bb", NOW - 29 * DAY));
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         let keys: Vec<_> = s.devices("alice").into_iter().map(|d| d.key).collect();
         assert_eq!(keys, ["new"]);
         assert_eq!(s.purge_expired(NOW + 2 * DAY), 1);
         assert!(s.devices("alice").is_empty());
         drop(s);
-        assert_eq!(Store::open(dir.path(), 30, NOW).unwrap().len(), 0);
+        assert_eq!(Store::open(dir.path(), 30, 10, NOW).unwrap().len(), 0);
     }
 
     #[test]
     fn dead_tokens_go_unless_replaced_or_registered_since() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         s.upsert("alice", device("a1", "aa", NOW));
         assert!(!s.remove_dead("alice", "a1", "zz", None), "another token");
         let before_register = (NOW - 5) * 1000;

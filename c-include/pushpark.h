@@ -533,16 +533,35 @@ pushpark_result pushpark_stats_get(pushpark_engine *engine, pushpark_stats *stat
  * NUL-terminated UTF-8 string owned by the caller: free it with pushpark_string_free
  * (not free()). engine, json (and aor): required. Any thread.
  *
- * pushpark_stats_json:   every statistic as one object (a superset of pushpark_stats).
- * pushpark_parked_json:  an array of the parked calls: park_id, host_ref, call_id,
- *                        aor, age_ms, state ("parked" / "ringing"), forked.
- * pushpark_devices_json: an array of the AOR's devices: key, provider, topic,
- *                        contact, last_register_unix, token (a token is never
- *                        shown whole: not in key, contact's pn-prid nor token).
+ * pushpark_stats_json: every statistic as one object (a superset of pushpark_stats).
  */
 pushpark_result pushpark_stats_json(pushpark_engine *engine, char **json);
-pushpark_result pushpark_parked_json(pushpark_engine *engine, char **json);
-pushpark_result pushpark_devices_json(pushpark_engine *engine, const char *aor, char **json);
+
+/* The most items a listing page holds. */
+#define PUSHPARK_PAGE_MAX 1000
+
+/*
+ * Listings, a page at a time so that a reply stays small however long the listing:
+ * {"total":N,"offset":O,"items":[...]}, the items from position `offset` (0: the first)
+ * of the N, at most `limit` of them (none when offset >= N). Pages of one listing
+ * follow its order, so offsets 0, limit, 2*limit, ... give each item once while the
+ * listing does not change meanwhile. On success *json receives a new NUL-terminated
+ * UTF-8 string owned by the caller: free it with pushpark_string_free (not free()).
+ * Errors: PUSHPARK_ERR_INVALID when limit is 0 or over PUSHPARK_PAGE_MAX (*json
+ * untouched), PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. engine, json (and aor):
+ * required. Any thread.
+ *
+ * pushpark_parked_json_page:  the parked calls by park id: park_id, host_ref, call_id,
+ *                             aor, age_ms, state ("parked" / "ringing"), forked.
+ * pushpark_devices_json_page: the AOR's devices, the least recently registered first:
+ *                             key, provider, topic, contact, last_register_unix, token
+ *                             (a token is never shown whole: not in key, contact's
+ *                             pn-prid nor token).
+ */
+pushpark_result pushpark_parked_json_page(pushpark_engine *engine, size_t offset, size_t limit,
+                                          char **json);
+pushpark_result pushpark_devices_json_page(pushpark_engine *engine, const char *aor,
+                                           size_t offset, size_t limit, char **json);
 
 /* Frees a string returned by this library. NULL does nothing. */
 void pushpark_string_free(char *s);

@@ -1,6 +1,6 @@
 //! Property test of the C ABI's string-taking functions: random sequences of
 //! register / register_ordered / add_device / remove_device / park / fork /
-//! cancel / call_completed / config_check / contact_check / devices_json with
+//! cancel / call_completed / config_check / contact_check / devices_json_page with
 //! arbitrary byte strings (invalid UTF-8, embedded NULs, kilobytes) and NULLs,
 //! on a real engine against the mock APNs. Every call returns a code its
 //! header comment documents, with a matching last error of one line and at
@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use pushpark::ffi::*;
 use pushpark::mock::{MockApns, MockConfig, TEAM_ID};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_char, CStr, CString};
 use std::ptr;
@@ -36,8 +36,21 @@ const INVALID: u32 = 11;
 const SHUTDOWN: u32 = 13;
 const UNSUPPORTED: u32 = 16;
 const EVENT_RESUME: u32 = 1;
+/// PUSHPARK_PAGE_MAX.
+const PAGE_MAX: usize = 1000;
 const EVENT_APPEND_BRANCH: u32 = 2;
 const EVENT_REJECT: u32 = 3;
+
+/// A listing page's limit: valid ones, and each kind the library refuses.
+fn page_limits() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        Just(0),
+        1..=3usize,
+        Just(PAGE_MAX),
+        Just(PAGE_MAX + 1),
+        Just(usize::MAX)
+    ]
+}
 
 /// Mostly the two users, sometimes an AOR the engine refuses.
 const AORS: &[&str] = &[
@@ -189,8 +202,10 @@ enum Op {
     ContactCheck {
         contact: Arg,
     },
-    DevicesJson {
+    DevicesJsonPage {
         aor: Arg,
+        offset: usize,
+        limit: usize,
     },
 }
 
@@ -231,7 +246,8 @@ fn plausible_op() -> impl Strategy<Value = Op> {
             .prop_map(|(host_ref, status)| Op::CallCompleted { host_ref, status }),
         1 => arg(strings(&["{}", "{\"apns\":1}"])).prop_map(|json| Op::ConfigCheck { json }),
         2 => arg(contacts()).prop_map(|contact| Op::ContactCheck { contact }),
-        1 => aor().prop_map(|aor| Op::DevicesJson { aor }),
+        1 => (aor(), prop_oneof![Just(0), 0..3usize, Just(usize::MAX)], page_limits())
+            .prop_map(|(aor, offset, limit)| Op::DevicesJsonPage { aor, offset, limit }),
     ]
 }
 
@@ -285,7 +301,7 @@ impl Op {
             Op::Cancel { .. } | Op::CallCompleted { .. } => vec![],
             Op::ConfigCheck { json } => vec![json],
             Op::ContactCheck { contact } => vec![contact],
-            Op::DevicesJson { aor } => vec![aor],
+            Op::DevicesJsonPage { aor, .. } => vec![aor],
         }
     }
 }
@@ -699,14 +715,28 @@ impl Case {
                     &[("config_json", json, true)],
                 )?;
             }
-            Op::DevicesJson { aor } => {
+            Op::DevicesJsonPage { aor, offset, limit } => {
                 let a = aor.c_string();
                 let mut out = ptr::null_mut();
                 // SAFETY: as above.
-                let code = unsafe { pushpark_devices_json(e, ptr_of(&a), &mut out) };
-                check_common(code, &[OK, NULL_ARG, UTF8], &[("aor", aor, true)])?;
+                let code =
+                    unsafe { pushpark_devices_json_page(e, ptr_of(&a), *offset, *limit, &mut out) };
+                let valid = (1..=PAGE_MAX).contains(limit);
+                let codes: &[u32] = if valid {
+                    &[OK, NULL_ARG, UTF8]
+                } else {
+                    &[INVALID, NULL_ARG, UTF8]
+                };
+                check_common(code, codes, &[("aor", aor, true)])?;
                 if code == OK {
-                    prop_assert!(take_json(code, out)?.is_array());
+                    let page = take_json(code, out)?;
+                    let (total, items) = (
+                        page["total"].as_u64().unwrap(),
+                        page["items"].as_array().unwrap(),
+                    );
+                    let expected = (total as usize).saturating_sub(*offset).min(*limit);
+                    prop_assert_eq!(items.len(), expected, "{}", page);
+                    prop_assert_eq!(page["offset"].as_u64(), Some(*offset as u64));
                 } else {
                     prop_assert!(out.is_null(), "out written on failure");
                 }
@@ -797,10 +827,10 @@ impl Case {
         let mut out = ptr::null_mut();
         // SAFETY: as above.
         let listing = take_json(
-            unsafe { pushpark_parked_json(self.engine.cast(), &mut out) },
+            unsafe { pushpark_parked_json_page(self.engine.cast(), 0, PAGE_MAX, &mut out) },
             out,
         )?;
-        prop_assert_eq!(listing, Value::Array(Vec::new()));
+        prop_assert_eq!(listing, json!({"total": 0, "offset": 0, "items": []}));
         Ok(())
     }
 }
@@ -938,13 +968,14 @@ fn remove_device(engine: *mut std::ffi::c_void, aor: &str, key: &str) -> u32 {
     unsafe { pushpark_remove_device(engine.cast(), a.as_ptr(), k.as_ptr()) }
 }
 
-/// The keys `pushpark_devices_json` lists for `aor`.
+/// The keys `pushpark_devices_json_page` lists for `aor`.
 fn device_keys(engine: *mut std::ffi::c_void, aor: &CStr) -> Result<Vec<String>, TestCaseError> {
     let mut out = ptr::null_mut();
     // SAFETY: a live engine, a NUL-terminated AOR and an out-param.
-    let code = unsafe { pushpark_devices_json(engine.cast(), aor.as_ptr(), &mut out) };
+    let code =
+        unsafe { pushpark_devices_json_page(engine.cast(), aor.as_ptr(), 0, PAGE_MAX, &mut out) };
     let listing = take_json(code, out)?;
-    Ok(listing
+    Ok(listing["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -1048,4 +1079,70 @@ fn add_and_remove_device_take_keys_as_register_does() {
     assert_eq!(device_keys(engine, &aor_c).unwrap(), ["urn:uuid:alice"]);
     // SAFETY: freed once, nothing else running on it.
     unsafe { pushpark_engine_free(engine.cast()) };
+}
+
+/// Pages of `pushpark_devices_json_page`, 100 at a time, give each of 250 devices once;
+/// a limit over PUSHPARK_PAGE_MAX is refused.
+#[test]
+fn device_pages_give_each_device_once() {
+    const DEVICES: usize = 250;
+    let mock_dir = tempfile::tempdir().unwrap();
+    let mock = MockApns::start(MockConfig::new(mock_dir.path())).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let mut config = engine_common::base_config(&mock, store.path());
+    config["store"]["max_devices_per_aor"] = json!(DEVICES);
+    let config = CString::new(config.to_string()).unwrap();
+    let mut engine = ptr::null_mut();
+    // SAFETY: a NUL-terminated config and an out-param.
+    assert_eq!(
+        unsafe { pushpark_engine_new(config.as_ptr(), &mut engine) },
+        OK
+    );
+    let aor = c"sip:alice@example.com";
+    for i in 0..DEVICES {
+        let token = format!("{:064x}", i + 1);
+        let code = add_device(
+            engine.cast(),
+            "sip:alice@example.com",
+            &format!("k{i}"),
+            &token,
+        );
+        assert_eq!(code, OK, "{}", last_error());
+    }
+    let page = |offset: usize, limit: usize| {
+        let mut out = ptr::null_mut();
+        // SAFETY: a live engine, a NUL-terminated AOR and an out-param.
+        let code =
+            unsafe { pushpark_devices_json_page(engine, aor.as_ptr(), offset, limit, &mut out) };
+        (code, out)
+    };
+
+    let mut keys = Vec::new();
+    loop {
+        let (code, out) = page(keys.len(), 100);
+        let page = take_json(code, out).unwrap();
+        assert_eq!(
+            (page["total"].as_u64(), page["offset"].as_u64()),
+            (Some(DEVICES as u64), Some(keys.len() as u64))
+        );
+        let items = page["items"].as_array().unwrap();
+        if items.is_empty() {
+            break;
+        }
+        assert!(items.len() <= 100, "{}", items.len());
+        keys.extend(items.iter().map(|d| d["key"].as_str().unwrap().to_string()));
+    }
+    let unique: BTreeSet<&String> = keys.iter().collect();
+    assert_eq!((keys.len(), unique.len()), (DEVICES, DEVICES));
+
+    let (code, out) = page(0, PAGE_MAX + 1);
+    assert_eq!(code, INVALID);
+    assert!(out.is_null());
+    assert!(
+        last_error().contains("limit must be from 1 to 1000"),
+        "{}",
+        last_error()
+    );
+    // SAFETY: the engine made above, no other call on it running.
+    unsafe { pushpark_engine_free(engine) };
 }

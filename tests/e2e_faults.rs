@@ -293,3 +293,47 @@ fn a_full_disk_under_register_load_loses_no_binding() {
         "bindings on disk after the disk was full"
     );
 }
+
+/// A corrupt store file at start: the engine moves it aside, says so in one error line and
+/// starts on a fresh store, so REGISTERs are stored and calls parked and pushed as usual.
+#[test]
+fn a_corrupt_store_file_at_start() {
+    let dir = WorkDir::new("faults-corrupt");
+    let store = dir.0.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let junk = b"not a redb file\n".repeat(512);
+    std::fs::write(store.join("devices.redb"), &junk).unwrap();
+    let mock = Mock::start(&dir.0, 0);
+    let k = Kamailio::start_pushpark(&dir.0, &mock, 10_000, &[]);
+
+    let phone = Phone::new("corrupt");
+    phone.register(&dir.0, &k.addr(), 3600);
+    wait_stats(&k, "devices_stored", |n| n == 1);
+    k.forget_binding(&phone.user);
+    let watch = mock.watch();
+    let mut ua = device_ua(&dir.0, "device_answer.xml", phone.ua_port, 1, "ua");
+    let sim = device_sim(&dir.0, &mock, &k.addr(), &[&phone], 0);
+    let run = call(&dir.0, &k.addr(), "caller.xml", &phone.user, &["-m", "1"]);
+    assert!(run.status.success(), "the parked call:\n{}", run.log);
+    watch.expect_push(&phone.token, SOON);
+    sim.expect_line(&format!("registered user={}", phone.user), SOON);
+    assert!(ua.wait(SOON).success(), "the device did not take the call");
+
+    let aside: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("devices.redb.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), junk, "kept as it was");
+    let log = k.proc.log_text();
+    let errors: Vec<_> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    let name = aside[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        errors[0].contains("is not a readable database") && errors[0].contains(&name),
+        "{}",
+        errors[0]
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -971,3 +971,80 @@ fn call_burst_while_apns_misbehaves_ends_every_call_once() {
     assert_eq!(s["devices_gone"], DEAD as u64, "{s:?}");
     w.assert_parked_and_resumed(phones.len(), HEALTHY);
 }
+
+/// `pushpark.devices <aor> [offset [limit]]` pages through a user's 150 devices, 100 at a
+/// time by default: each device once. A limit over 1000 is refused, by both listings.
+#[test]
+fn rpc_listings_come_in_pages() {
+    const DEVICES: usize = 150;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    check_module();
+    let dir = WorkDir::new("pages");
+    let mock = Mock::start(&dir.0, 0);
+    let mut engine = Kamailio::engine_config(&dir.0, &mock, PARK_TIMEOUT_MS);
+    engine["store"]["max_devices_per_aor"] = serde_json::json!(DEVICES);
+    let k = Kamailio::start_pushpark_with(&dir.0, &engine, &[]);
+    let first = Phone::new("pages");
+    let phones: Vec<Phone> = (0..DEVICES)
+        .map(|_| Phone {
+            user: first.user.clone(),
+            ..Phone::new("pages")
+        })
+        .collect();
+    Phone::register_all(&phones, &dir.0, &k.addr(), 3600);
+    let aor = first.aor();
+    let listed = |args: &[&str]| -> (u64, Vec<String>) {
+        let mut all = vec!["pushpark.devices", aor.as_str()];
+        all.extend(args);
+        let text = k.kamcmd(&all).unwrap_or_else(|e| panic!("{all:?}: {e}"));
+        let field = |name: &str| {
+            let prefix = format!("{name}:");
+            text.lines()
+                .filter_map(move |l| l.trim().strip_prefix(&prefix).map(|v| v.trim().to_string()))
+        };
+        let total = field("total").next().and_then(|t| t.parse().ok());
+        (
+            total.unwrap_or_else(|| panic!("no total:\n{text}")),
+            field("key").collect(),
+        )
+    };
+    let deadline = std::time::Instant::now() + SOON;
+    while listed(&[]).0 < DEVICES as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "devices not all stored"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let (_, page) = listed(&[]);
+    assert_eq!(page.len(), 100, "the default limit");
+    let mut keys = Vec::new();
+    loop {
+        let (total, page) = listed(&[&keys.len().to_string(), "40"]);
+        assert_eq!(total, DEVICES as u64);
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 40);
+        keys.extend(page);
+    }
+    let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
+    assert_eq!((keys.len(), unique.len()), (DEVICES, DEVICES));
+    for p in &phones {
+        assert!(
+            keys.iter().any(|key| key.contains(&p.instance)),
+            "{} not listed",
+            p.instance
+        );
+    }
+
+    let refused = k
+        .kamcmd(&["pushpark.devices", &aor, "0", "1001"])
+        .unwrap_err();
+    assert!(refused.contains("limit from 1 to 1000"), "{refused}");
+    let refused = k.kamcmd(&["pushpark.parked", "0", "1001"]).unwrap_err();
+    assert!(refused.contains("limit from 1 to 1000"), "{refused}");
+    let parked = k.kamcmd(&["pushpark.parked", "0", "1000"]).expect("parked");
+    assert!(parked.contains("total: 0"), "{parked}");
+}

@@ -311,3 +311,16 @@ fn concurrent_registers_end_in_the_state_of_the_highest_cseq() {
         assert_eq!(stored, last_expires > 0, "round {round}: {regs:?}");
     }
 }
+
+#[test]
+fn registers_beyond_max_devices_per_aor_evict_the_least_recent() {
+    let h = Harness::start(|c| c["store"]["max_devices_per_aor"] = json!(3));
+    let e = h.engine();
+    for i in 1..=5 {
+        let contact = push_contact("alice", &token(i));
+        e.register(&register("alice", &contact, None)).unwrap();
+    }
+    let kept: Vec<String> = (3..=5).map(token).collect();
+    assert_eq!(tokens_of(&h, "alice"), kept);
+    assert_eq!(e.stats().devices_evicted, 2);
+}

@@ -20,7 +20,6 @@
 #include "core/mem/shm_mem.h"
 #include "core/pt.h"
 #include "core/sr_module.h"
-#include "core/utils/srjson.h"
 #include "pushpark.h"
 #include "pp_engine.h"
 #include "pp_ipc.h"
@@ -264,10 +263,11 @@ static void pp_listing(const pp_req_t *r, pp_rpl_t *rpl)
 			rpl->result = pushpark_stats_json(engine, &json);
 			break;
 		case PP_OP_PARKED:
-			rpl->result = pushpark_parked_json(engine, &json);
+			rpl->result = pushpark_parked_json_page(engine, r->h.offset, r->h.limit, &json);
 			break;
 		default:
-			rpl->result = pushpark_devices_json(engine, pp_req_str(r, 0), &json);
+			rpl->result = pushpark_devices_json_page(
+					engine, pp_req_str(r, 0), r->h.offset, r->h.limit, &json);
 	}
 	if(rpl->result == PUSHPARK_OK) {
 		rpl->json = pp_shm_copy(json);
@@ -277,30 +277,16 @@ static void pp_listing(const pp_req_t *r, pp_rpl_t *rpl)
 	pushpark_string_free(json);
 }
 
-/* The engine removes devices one key at a time; the keys come from its listing. */
+/* "Contact: *" as the engine takes it, store.unregister_keeps_binding included. */
 static void pp_remove_all(const char *aor)
 {
-	srjson_doc_t doc;
-	srjson_t *root, *d, *key;
-	char *json = NULL;
-	int n = 0;
+	pushpark_register_outcome out;
 
-	if(pushpark_devices_json(engine, aor, &json) != PUSHPARK_OK) {
+	if(pushpark_register(engine, aor, "*", NULL, 0, &out) != PUSHPARK_OK)
 		LM_WARN("devices of %s not removed: %s\n", aor, pushpark_last_error());
-		return;
-	}
-	srjson_InitDoc(&doc, NULL);
-	root = srjson_Parse(&doc, json);
-	doc.root = root;
-	for(d = root ? root->child : NULL; d; d = d->next) {
-		key = srjson_GetObjectItem(&doc, d, "key");
-		if(key && key->type == srjson_String
-				&& pushpark_remove_device(engine, aor, key->valuestring) == PUSHPARK_OK)
-			n++;
-	}
-	srjson_DestroyDoc(&doc);
-	pushpark_string_free(json);
-	LM_INFO("%s unregistered every contact: %d push device(s) removed\n", aor, n);
+	else
+		LM_INFO("%s unregistered every contact: push devices %s\n", aor,
+				out.removed ? "removed" : "none removed");
 }
 
 /* FORK: the destination set's push-capable contacts follow the park strings in pairs. */

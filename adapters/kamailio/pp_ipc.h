@@ -29,8 +29,8 @@ enum pp_op {
 	PP_OP_CANCEL,       /* caller CANCELled a parked call; not replied */
 	PP_OP_ENDED,        /* the transaction of a (possibly resumed) call is gone */
 	PP_OP_STATS,        /* RPC listings: replied with JSON in shared memory */
-	PP_OP_PARKED,
-	PP_OP_DEVICES,
+	PP_OP_PARKED,       /* a page: offset, limit */
+	PP_OP_DEVICES,      /* a page of the AOR's: offset, limit */
 	PP_OP_FORK,         /* -> pushpark_fork; replied */
 	PP_OP_COMPLETED     /* a parked or forked call got its final reply (status); not
 	                       replied */
@@ -55,6 +55,8 @@ typedef struct pp_req_hdr {
 	uint32_t cseq;      /* REGISTER: its CSeq number */
 	uint32_t ringing;   /* FORK: bit i set when contact i rings now (not pushed) */
 	uint16_t status;    /* COMPLETED: the call's final reply */
+	uint32_t offset;    /* PARKED, DEVICES: the page asked for */
+	uint32_t limit;
 	uint8_t reply_len;  /* length of reply_addr (0: no reply wanted) */
 	char reply_addr[15];
 	uint16_t slen[PP_MAX_STRS]; /* strings follow the header, each NUL-terminated */

@@ -93,6 +93,9 @@ pub struct StoreConfig {
     /// An unREGISTER (expires 0) keeps the push binding instead of removing it
     /// (for apps that unregister when they go to the background).
     pub unregister_keeps_binding: bool,
+    /// A REGISTER that adds a binding beyond this evicts the AOR's least recently
+    /// registered one (an app reinstalled again and again leaves bindings behind).
+    pub max_devices_per_aor: usize,
 }
 
 /// A configuration error naming the key it is about.
@@ -378,6 +381,7 @@ impl EngineConfig {
                 .into(),
             max_age_days: st.uint("max_age_days", 30, 1, 36_500)? as u32,
             unregister_keeps_binding: st.boolean("unregister_keeps_binding", false)?,
+            max_devices_per_aor: st.uint("max_devices_per_aor", 10, 1, 1000)? as usize,
         };
         st.finish()?;
 
@@ -445,6 +449,7 @@ mod tests {
         assert_eq!(c.push.min_interval, Duration::from_secs(2));
         assert_eq!(c.store.dir, PathBuf::from("/var/lib/pushpark"));
         assert_eq!(c.store.max_age_days, 30);
+        assert_eq!(c.store.max_devices_per_aor, 10);
         assert_eq!(c.log_level, log::LevelFilter::Info);
         assert_eq!(
             (c.apns.ping_interval, c.apns.ping_timeout),
@@ -462,7 +467,7 @@ mod tests {
                  "reject_reason":"Busy Here","push_failed_code":404,"push_failed_reason":"Not Found",
                  "recent_register_ms":0},
                "push":{"min_interval_ms":0,"payload_template":{"id":"{call_id}"}},
-               "store":{"dir":"/tmp/x","max_age_days":7},"log_level":"debug"}"#,
+               "store":{"dir":"/tmp/x","max_age_days":7,"max_devices_per_aor":1},"log_level":"debug"}"#,
         )
         .unwrap();
         assert_eq!(
@@ -486,6 +491,7 @@ mod tests {
         assert_eq!(c.park.push_failed_reason, "Not Found");
         assert_eq!(c.park.recent_register, Duration::ZERO);
         assert_eq!(c.store.max_age_days, 7);
+        assert_eq!(c.store.max_devices_per_aor, 1);
         assert_eq!(c.log_level, log::LevelFilter::Debug);
     }
 
@@ -553,6 +559,10 @@ mod tests {
         assert_eq!(
             with(r#""park":{"reject_code":200}"#),
             "park.reject_code: expected an integer from 400 to 699, found 200"
+        );
+        assert_eq!(
+            with(r#""store":{"max_devices_per_aor":1001}"#),
+            "store.max_devices_per_aor: expected an integer from 1 to 1000, found 1001"
         );
         assert_eq!(
             with(r#""park":{"reject_reason":"a\r\nb"}"#),

@@ -305,7 +305,8 @@ impl Engine {
 
     /// Opens the store, sets up the APNs client and starts the engine thread.
     pub fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
-        let store = Store::open(&cfg.store.dir, cfg.store.max_age_days, unix_now())?;
+        let st = &cfg.store;
+        let store = Store::open(&st.dir, st.max_age_days, st.max_devices_per_aor, unix_now())?;
         let events = EventQueue::new().map_err(|e| EngineError::Io(format!("eventfd: {e}")))?;
         let clients = worker::Clients::new(&cfg)?;
         let shared = Arc::new(Shared {
@@ -684,6 +685,7 @@ impl Engine {
         let mut s = sh.counters.snapshot();
         (s.parked_now, s.resumed_now) = sh.table.lock().counts();
         s.devices_stored = sh.store.len() as u64;
+        s.devices_evicted = sh.store.evicted();
         (s.store_writes_pending, s.store_write_errors) = sh.store.write_counts();
         s.events_waiting = sh.events.len() as u64;
         s

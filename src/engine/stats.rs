@@ -82,7 +82,6 @@ pub(crate) struct Counters {
     pub registers_out_of_order: AtomicU64,
     pub pushes_replayed: AtomicU64,
     pub events_dropped: AtomicU64,
-    pub devices_evicted: AtomicU64,
     pub resume_latency: Histogram,
 }
 
@@ -127,7 +126,7 @@ impl Counters {
             registers_out_of_order: get(&self.registers_out_of_order),
             pushes_replayed: get(&self.pushes_replayed),
             events_dropped: get(&self.events_dropped),
-            devices_evicted: get(&self.devices_evicted),
+            devices_evicted: 0,
             engine_restarts: 0,
         }
     }

@@ -13,10 +13,15 @@
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
 
 use super::store_writer::{Op, StoreWriter};
 
@@ -63,10 +68,6 @@ impl fmt::Display for StoreError {
     }
 }
 
-fn store_err(e: impl fmt::Display) -> StoreError {
-    StoreError(e.to_string())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Upsert {
     New,
@@ -83,16 +84,28 @@ struct Entry {
 pub(crate) struct Store {
     disk: StoreWriter,
     path: PathBuf,
-    index: RwLock<HashMap<String, Vec<Entry>>>,
+    index: RwLock<Index>,
     /// Serializes writers so the disk queue and the index change in the same order.
     writer: Mutex<()>,
     max_age_secs: u64,
+    /// `store.max_devices_per_aor`.
+    max_per_aor: usize,
+    /// Bindings dropped to keep an AOR within `max_per_aor`.
+    evicted: AtomicU64,
 }
 
 impl Store {
     /// Opens (or creates) `dir/devices.redb`, loads it into memory and drops
-    /// bindings not refreshed within `max_age_days`.
-    pub(crate) fn open(dir: &Path, max_age_days: u32, now_unix: u64) -> Result<Store, StoreError> {
+    /// bindings not refreshed within `max_age_days`. A file redb finds corrupt is
+    /// moved aside as `devices.redb.corrupt-<UTC time>`, with one error logged, and
+    /// the store starts empty: the devices' next REGISTERs fill it again. An AOR
+    /// with more than `max_per_aor` bindings keeps the most recently registered.
+    pub(crate) fn open(
+        dir: &Path,
+        max_age_days: u32,
+        max_per_aor: usize,
+        now_unix: u64,
+    ) -> Result<Store, StoreError> {
         // Device tokens are personal data: readable by the engine's user only, whatever
         // the umask. A directory the operator made keeps the modes it was given.
         std::fs::DirBuilder::new()
@@ -101,49 +114,24 @@ impl Store {
             .create(dir)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("devices.redb");
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|_| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)))
-            .map_err(|e| StoreError(format!("cannot create {}: {e}", path.display())))?;
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError(format!(
-                "{} is already open in another engine or process",
-                path.display()
-            )),
-            e => StoreError(format!("cannot open {}: {e}", path.display())),
-        })?;
-        let txn = db.begin_write().map_err(store_err)?;
-        txn.open_table(BINDINGS).map_err(store_err)?;
-        txn.commit().map_err(store_err)?;
-
-        let mut index: HashMap<String, Vec<Entry>> = HashMap::new();
-        let read = db.begin_read().map_err(store_err)?;
-        let table = read.open_table(BINDINGS).map_err(store_err)?;
-        for row in table.iter().map_err(store_err)? {
-            let (k, v) = row.map_err(store_err)?;
-            let (aor, key) = k.value();
-            let Ok(r) = serde_json::from_slice::<Record>(v.value()) else {
-                let key = super::redact::key(key);
-                log::warn!("device store: unreadable binding for {aor} / {key} skipped");
-                continue;
-            };
-            index.entry(aor.to_string()).or_default().push(Entry {
-                info: DeviceInfo {
-                    key: key.to_string(),
-                    provider: r.provider,
-                    token: r.token,
-                    topic: r.topic,
-                    contact: r.contact,
-                    last_register_unix: r.last_register_unix,
-                },
-                persisted_register_unix: r.last_register_unix,
-            });
-        }
-        drop(table);
-        drop(read);
+        let (db, index) = match load(&path) {
+            Err(Load::Corrupt(why)) => {
+                let aside = dir.join(format!("devices.redb.corrupt-{}", utc_stamp(now_unix)));
+                std::fs::rename(&path, &aside).map_err(|e| {
+                    StoreError(format!(
+                        "{} is corrupt ({why}) and cannot be moved aside: {e}",
+                        path.display()
+                    ))
+                })?;
+                log::error!(
+                    "device store: {} is not a readable database ({why}): moved aside as {}, starting with no bindings",
+                    path.display(),
+                    aside.display()
+                );
+                load(&path).map_err(|e| e.into_store_error(&path))?
+            }
+            r => r.map_err(|e| e.into_store_error(&path))?,
+        };
         let disk = StoreWriter::start(db, path.clone())
             .map_err(|e| StoreError(format!("cannot start the writer thread: {e}")))?;
         let store = Store {
@@ -152,13 +140,17 @@ impl Store {
             index: RwLock::new(index),
             writer: Mutex::new(()),
             max_age_secs: u64::from(max_age_days) * 86_400,
+            max_per_aor,
+            evicted: AtomicU64::new(0),
         };
         let purged = store.purge_expired(now_unix);
+        let trimmed = store.trim_over_cap();
         log::info!(
-            "device store {}: {} bindings loaded, {} expired ones removed",
+            "device store {}: {} bindings loaded, {} expired ones removed, {} over store.max_devices_per_aor",
             store.path.display(),
             store.len(),
-            purged
+            purged,
+            trimmed
         );
         Ok(store)
     }
@@ -182,6 +174,11 @@ impl Store {
         Some(entry.info.clone())
     }
 
+    /// Bindings evicted since the store opened (`store.max_devices_per_aor`).
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
     /// (changes queued for the disk, failed commits).
     pub(crate) fn write_counts(&self) -> (u64, u64) {
         self.disk.counts()
@@ -197,7 +194,7 @@ impl Store {
     /// binding stays in memory (see PERSIST_REFRESH_AFTER_SECS).
     pub(crate) fn upsert(&self, aor: &str, info: DeviceInfo) -> Upsert {
         let _w = self.writer.lock();
-        let (kind, persisted, dupes) = {
+        let (kind, persisted, dupes, evicted) = {
             let index = self.index.read();
             let entries = index.get(aor).map_or(&[][..], Vec::as_slice);
             let (kind, persisted) = match entries.iter().find(|e| e.info.key == info.key) {
@@ -222,11 +219,18 @@ impl Store {
                 .filter(|e| e.info.token == info.token && e.info.key != info.key)
                 .map(|e| e.info.key.clone())
                 .collect();
-            (kind, persisted, dupes)
+            let others = entries
+                .iter()
+                .filter(|e| e.info.key != info.key && !dupes.contains(&e.info.key))
+                .map(|e| (e.info.key.as_str(), e.info.last_register_unix));
+            let this = (info.key.as_str(), info.last_register_unix);
+            let evicted = over_cap(others.chain([this]), self.max_per_aor);
+            (kind, persisted, dupes, evicted)
         };
         let must_write = kind != Upsert::Refreshed
             || !dupes.is_empty()
             || info.last_register_unix.saturating_sub(persisted) >= PERSIST_REFRESH_AFTER_SECS;
+        let mut ops = Vec::new();
         if must_write {
             let record = serde_json::to_vec(&Record {
                 provider: info.provider.clone(),
@@ -236,17 +240,27 @@ impl Store {
                 last_register_unix: info.last_register_unix,
             })
             .expect("strings and an integer always serialize");
-            let mut ops = vec![Op::Put {
+            ops.push(Op::Put {
                 aor: aor.to_string(),
                 key: info.key.clone(),
                 record,
                 new: kind == Upsert::New,
-            }];
-            ops.extend(dupes.iter().map(|k| Op::Delete {
-                aor: aor.to_string(),
-                key: k.clone(),
-            }));
+            });
+        }
+        ops.extend(dupes.iter().chain(&evicted).map(|k| Op::Delete {
+            aor: aor.to_string(),
+            key: k.clone(),
+        }));
+        if !ops.is_empty() {
             self.disk.send(ops);
+        }
+        if !evicted.is_empty() {
+            self.evicted
+                .fetch_add(evicted.len() as u64, Ordering::Relaxed);
+            log::debug!(
+                "device store: {aor}: {} least recently registered bindings evicted (store.max_devices_per_aor)",
+                evicted.len()
+            );
         }
         let persisted = if must_write {
             info.last_register_unix
@@ -255,14 +269,16 @@ impl Store {
         };
         let mut index = self.index.write();
         let entries = index.entry(aor.to_string()).or_default();
-        entries.retain(|e| !dupes.contains(&e.info.key));
-        let entry = Entry {
-            info,
-            persisted_register_unix: persisted,
-        };
-        match entries.iter_mut().find(|e| e.info.key == entry.info.key) {
-            Some(e) => *e = entry,
-            None => entries.push(entry),
+        entries.retain(|e| {
+            let key = &e.info.key;
+            *key != info.key && !dupes.contains(key) && !evicted.contains(key)
+        });
+        // Last: the most recently registered, the last evicted of equal times.
+        if !evicted.contains(&info.key) {
+            entries.push(Entry {
+                info,
+                persisted_register_unix: persisted,
+            });
         }
         kind
     }
@@ -330,6 +346,28 @@ impl Store {
         }) > 0
     }
 
+    /// Drops the least recently registered bindings of AORs over the cap; returns how many.
+    fn trim_over_cap(&self) -> usize {
+        let over: Vec<(String, Vec<String>)> = self
+            .index
+            .read()
+            .iter()
+            .filter(|(_, v)| v.len() > self.max_per_aor)
+            .map(|(aor, v)| {
+                let bindings = v
+                    .iter()
+                    .map(|e| (e.info.key.as_str(), e.info.last_register_unix));
+                (aor.clone(), over_cap(bindings, self.max_per_aor))
+            })
+            .collect();
+        let n: usize = over
+            .iter()
+            .map(|(aor, keys)| self.remove_where(aor, |d| keys.contains(&d.key)))
+            .sum();
+        self.evicted.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
     /// Drops bindings not refreshed within the maximum age; returns how many.
     pub(crate) fn purge_expired(&self, now_unix: u64) -> usize {
         let cutoff = now_unix.saturating_sub(self.max_age_secs);
@@ -344,6 +382,146 @@ impl Store {
             .map(|aor| self.remove_where(aor, |d| d.last_register_unix < cutoff))
             .sum()
     }
+}
+
+/// Each AOR's bindings, the least recently registered first.
+type Index = HashMap<String, Vec<Entry>>;
+
+/// The keys of the least recently registered of `bindings` (key, last REGISTER) beyond
+/// the first `max`; of equal times, those listed first.
+fn over_cap<'a>(bindings: impl Iterator<Item = (&'a str, u64)>, max: usize) -> Vec<String> {
+    let mut by_age: Vec<_> = bindings.collect();
+    by_age.sort_by_key(|&(_, at)| at);
+    let n = by_age.len().saturating_sub(max);
+    by_age[..n].iter().map(|(key, _)| key.to_string()).collect()
+}
+
+/// Why `load` failed.
+enum Load {
+    /// redb finds no database in the file (junk, cut short, broken pages): moving it
+    /// aside cures that, unlike a failure to reach the file (permissions, EIO), which
+    /// would fail the same on a fresh one.
+    Corrupt(String),
+    Failed(String),
+}
+
+impl Load {
+    fn into_store_error(self, path: &Path) -> StoreError {
+        match self {
+            Load::Corrupt(why) => StoreError(format!("{} is corrupt: {why}", path.display())),
+            Load::Failed(why) => StoreError(format!("cannot open {}: {why}", path.display())),
+        }
+    }
+}
+
+impl From<redb::Error> for Load {
+    fn from(e: redb::Error) -> Load {
+        match e {
+            redb::Error::Corrupted(why) => Load::Corrupt(why),
+            // redb's answers to a file that does not start as a database does.
+            redb::Error::Io(e) if e.kind() == ErrorKind::InvalidData => {
+                Load::Corrupt("not a redb file".into())
+            }
+            redb::Error::Io(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                Load::Corrupt("cut short".into())
+            }
+            e => Load::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Opens (or creates) the file and reads every binding.
+fn load(path: &Path) -> Result<(Database, Index), Load> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
+        .map_err(|e| Load::Failed(e.to_string()))?;
+    // redb asserts on some damaged files (one cut short) rather than saying Corrupted.
+    quietly(|| read(path)).unwrap_or_else(|panic| Err(Load::Corrupt(format!("redb: {panic}"))))
+}
+
+fn read(path: &Path) -> Result<(Database, Index), Load> {
+    let db = Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            Load::Failed("already open in another engine or process".into())
+        }
+        e => redb::Error::from(e).into(),
+    })?;
+    let txn = db.begin_write().map_err(redb::Error::from)?;
+    txn.open_table(BINDINGS).map_err(redb::Error::from)?;
+    txn.commit().map_err(redb::Error::from)?;
+
+    let mut index = Index::new();
+    let read = db.begin_read().map_err(redb::Error::from)?;
+    let table = read.open_table(BINDINGS).map_err(redb::Error::from)?;
+    for row in table.iter().map_err(redb::Error::from)? {
+        let (k, v) = row.map_err(redb::Error::from)?;
+        let (aor, key) = k.value();
+        let Ok(r) = serde_json::from_slice::<Record>(v.value()) else {
+            let key = super::redact::key(key);
+            log::warn!("device store: unreadable binding for {aor} / {key} skipped");
+            continue;
+        };
+        index.entry(aor.to_string()).or_default().push(Entry {
+            info: DeviceInfo {
+                key: key.to_string(),
+                provider: r.provider,
+                token: r.token,
+                topic: r.topic,
+                contact: r.contact,
+                last_register_unix: r.last_register_unix,
+            },
+            persisted_register_unix: r.last_register_unix,
+        });
+    }
+    drop(table);
+    drop(read);
+    for bindings in index.values_mut() {
+        bindings.sort_by_key(|e| e.info.last_register_unix);
+    }
+    Ok((db, index))
+}
+
+/// Runs `f` and returns its panic's message, if it panics, without the default hook's
+/// report on stderr (other threads' panics are reported as before).
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                report(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    outcome.map_err(|panic| {
+        let text = panic.downcast_ref::<&str>().copied();
+        let text = text.or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+        text.unwrap_or("panic").to_string()
+    })
+}
+
+/// `unix` as `20261205T071500Z` (UTC), for a file name.
+fn utc_stamp(unix: u64) -> String {
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    // The proleptic Gregorian date of a day count (H. Hinnant's civil_from_days).
+    let z = days + 719_468;
+    let (era, doe) = (z / 146_097, z % 146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + u64::from(month <= 2);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    format!("{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}Z")
 }
 
 #[cfg(test)]
@@ -368,7 +546,7 @@ mod tests {
     fn store_files_are_the_engine_users_only() {
         let dir = tempfile::tempdir().unwrap();
         let store_dir = dir.path().join("new").join("store");
-        drop(Store::open(&store_dir, 30, NOW).unwrap());
+        drop(Store::open(&store_dir, 30, 10, NOW).unwrap());
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&store_dir), 0o700, "the directory it created");
         assert_eq!(mode(&store_dir.join("devices.redb")), 0o600);
@@ -376,22 +554,137 @@ mod tests {
         // A file left readable by an older version is tightened.
         let file = store_dir.join("devices.redb");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        drop(Store::open(&store_dir, 30, NOW).unwrap());
+        drop(Store::open(&store_dir, 30, 10, NOW).unwrap());
         assert_eq!(mode(&file), 0o600);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_moved_aside_and_a_fresh_store_started() {
+        let junk = b"not a database\n".repeat(1_000);
+        let whole = {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+            for i in 0..200 {
+                s.upsert(&format!("u{i}"), device("k", &format!("{i:02x}"), NOW));
+            }
+            drop(s);
+            std::fs::read(dir.path().join("devices.redb")).unwrap()
+        };
+        let cases = [
+            ("junk", &junk[..]),
+            ("cut in half", &whole[..whole.len() / 2]),
+            ("cut within its header", &whole[..100]),
+        ];
+        for (what, bytes) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("devices.redb"), bytes).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(s.len(), 0, "{what}");
+            s.upsert("alice", device("a1", "aa", NOW));
+            drop(s);
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+            assert_eq!(s.device("alice", "a1").unwrap().token, "aa", "{what}");
+            let aside = dir.path().join("devices.redb.corrupt-20270115T080000Z");
+            assert_eq!(
+                std::fs::read(aside).unwrap(),
+                bytes,
+                "{what}: kept as it was"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_reached_is_an_error_not_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("devices.redb")).unwrap();
+        let e = Store::open(dir.path(), 30, 10, NOW).err().unwrap();
+        assert!(e.to_string().contains("cannot open"), "{e}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "nothing moved aside");
+    }
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(NOW), "20270115T080000Z");
+        assert_eq!(utc_stamp(1_798_500_000), "20261228T232000Z");
+        assert_eq!(utc_stamp(951_782_400 + 86_399), "20000229T235959Z");
+    }
+
+    fn keys_of(s: &Store, aor: &str) -> Vec<String> {
+        let mut keys: Vec<_> = s.devices(aor).into_iter().map(|d| d.key).collect();
+        keys.sort();
+        keys
+    }
+
+    fn keys(range: impl Iterator<Item = usize>) -> Vec<String> {
+        range.map(|i| format!("d{i:02}")).collect()
+    }
+
+    #[test]
+    fn an_aor_keeps_its_most_recently_registered_bindings() {
+        let dir = tempfile::tempdir().unwrap();
+        let register = |s: &Store, aor: &str, i: usize| {
+            s.upsert(aor, device(&format!("d{i:02}"), &format!("{i:02x}"), NOW));
+        };
+        {
+            // All in the same second: the order of the REGISTERs decides.
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+            (0..15).for_each(|i| register(&s, "carol", i));
+            assert_eq!(keys_of(&s, "carol"), keys(5..15), "the 10 most recent");
+            assert_eq!(s.evicted(), 5);
+
+            (0..10).for_each(|i| register(&s, "alice", i));
+            register(&s, "alice", 0);
+            (10..15).for_each(|i| register(&s, "alice", i));
+            let kept = keys([0].into_iter().chain(6..15));
+            assert_eq!(keys_of(&s, "alice"), kept, "d00 refreshed, not evicted");
+            assert_eq!(s.evicted(), 10);
+            settle(&s);
+        }
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+        assert_eq!(keys_of(&s, "carol"), keys(5..15), "evicted on disk too");
+        assert_eq!(keys_of(&s, "alice"), keys([0].into_iter().chain(6..15)));
+        assert_eq!(s.evicted(), 0);
+    }
+
+    #[test]
+    fn aors_over_the_cap_are_trimmed_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 30, 20, NOW).unwrap();
+            for i in 0..15 {
+                // d00 the most recent: the keys' order is not the age's.
+                let at = NOW - i as u64;
+                s.upsert(
+                    "alice",
+                    device(&format!("d{i:02}"), &format!("{i:02x}"), at),
+                );
+            }
+            s.upsert("bob", device("b1", "bb", NOW));
+        }
+        {
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+            assert_eq!(keys_of(&s, "alice"), keys(0..10));
+            assert_eq!(s.evicted(), 5);
+            assert_eq!(s.len(), 11, "bob untouched");
+        }
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+        assert_eq!((keys_of(&s, "alice"), s.evicted()), (keys(0..10), 0));
     }
 
     #[test]
     fn bindings_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             assert_eq!(s.upsert("alice", device("a1", "aa", NOW)), Upsert::New);
             assert_eq!(s.upsert("alice", device("a2", "bb", NOW)), Upsert::New);
             assert_eq!(s.upsert("bob", device("b1", "cc", NOW)), Upsert::New);
             assert!(s.remove("bob", "b1"));
             assert!(!s.remove("bob", "b1"));
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         let mut keys: Vec<_> = s.devices("alice").into_iter().map(|d| d.key).collect();
         keys.sort();
         assert_eq!(keys, ["a1", "a2"]);
@@ -458,7 +751,7 @@ mod tests {
         let big = "x".repeat(2_000);
         let mut n = 0;
         {
-            let s = Store::open(&dir, 30, NOW).unwrap();
+            let s = Store::open(&dir, 30, 10, NOW).unwrap();
             s.upsert("bob", device("b1", "bb", NOW));
             settle(&s);
             disk.fill();
@@ -466,7 +759,7 @@ mod tests {
             while s.write_counts().1 == 0 {
                 let mut d = device(&format!("a{n}"), &format!("t{n}"), NOW);
                 d.contact = format!("sip:a{n}@{big}");
-                s.upsert("alice", d);
+                s.upsert(&format!("alice{n}"), d);
                 n += 1;
                 while pending(&s) > 0 && s.write_counts().1 == 0 {
                     std::thread::sleep(std::time::Duration::from_millis(1));
@@ -474,7 +767,7 @@ mod tests {
             }
             // More while the disk stays full: they wait behind the failed ones.
             for _ in 0..5 {
-                s.upsert("alice", device(&format!("a{n}"), &format!("t{n}"), NOW));
+                s.upsert(&format!("alice{n}"), device("a", &format!("t{n}"), NOW));
                 n += 1;
             }
             assert!(s.remove("bob", "b1"));
@@ -483,8 +776,8 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
-        let s = Store::open(&dir, 30, NOW).unwrap();
-        assert_eq!(s.devices("alice").len(), n, "every binding on disk");
+        let s = Store::open(&dir, 30, 10, NOW).unwrap();
+        assert_eq!(s.len(), n, "every binding on disk");
         assert!(s.devices("bob").is_empty(), "the removal on disk");
     }
 
@@ -492,7 +785,7 @@ mod tests {
     fn changes_to_one_binding_coalesce_while_the_disk_waits() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             let held = s.disk.hold();
             for i in 0..1_000 {
                 s.upsert("alice", device("a1", &format!("{i:04x}"), NOW));
@@ -503,7 +796,7 @@ mod tests {
             drop(held);
             settle(&s);
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         assert_eq!(s.device("alice", "a1").unwrap().token, "03e7", "the latest");
         assert_eq!(s.device("bob", "b1").unwrap().token, "bb");
         assert_eq!(s.len(), 2);
@@ -513,7 +806,7 @@ mod tests {
     fn removals_coalesce_with_the_writes_they_undo() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             for (aor, key, token) in [
                 ("on-disk", "k", "aa"),
                 ("back", "k", "bb"),
@@ -540,7 +833,7 @@ mod tests {
             drop(held);
             settle(&s);
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         assert!(s.devices("fresh").is_empty());
         assert!(s.devices("on-disk").is_empty());
         assert!(s.devices("changed").is_empty());
@@ -553,7 +846,7 @@ mod tests {
     fn closing_commits_what_waits() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             for i in 0..100 {
                 s.upsert(&format!("u{i}"), device("k", &format!("{i:02x}"), NOW));
             }
@@ -562,7 +855,7 @@ mod tests {
             s.upsert("late", device("k", "ff", NOW));
             assert_eq!(s.write_counts(), (0, 1), "a change after close is an error");
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         assert_eq!(s.len(), 100);
         assert_eq!(s.device("u42", "k").unwrap().token, "2a");
     }
@@ -570,8 +863,8 @@ mod tests {
     #[test]
     fn second_open_of_the_same_dir_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let _s = Store::open(dir.path(), 30, NOW).unwrap();
-        let e = Store::open(dir.path(), 30, NOW).err().unwrap();
+        let _s = Store::open(dir.path(), 30, 10, NOW).unwrap();
+        let e = Store::open(dir.path(), 30, 10, NOW).err().unwrap();
         assert!(e.to_string().contains("already open"), "{e}");
     }
 
@@ -579,7 +872,7 @@ mod tests {
     fn refreshes_are_written_only_when_the_stored_time_is_old() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             s.upsert("alice", device("a1", "aa", NOW));
             let mut moved = device("a1", "aa", NOW + 60);
             moved.contact = "sip:a1@198.51.100.1:40000".into();
@@ -593,7 +886,7 @@ mod tests {
                 NOW + 60
             );
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         let d = s.device("alice", "a1").unwrap();
         assert_eq!(
             (d.last_register_unix, d.contact.as_str()),
@@ -609,7 +902,7 @@ mod tests {
             Upsert::Changed
         );
         drop(s);
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         let d = s.device("alice", "a1").unwrap();
         assert_eq!((d.token.as_str(), d.last_register_unix), ("dd", later));
     }
@@ -618,23 +911,23 @@ mod tests {
     fn stale_bindings_expire_on_open_and_on_purge() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path(), 30, NOW).unwrap();
+            let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
             s.upsert("alice", device("old", "aa", NOW - 31 * DAY));
             s.upsert("alice", device("new", "bb", NOW - 29 * DAY));
         }
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         let keys: Vec<_> = s.devices("alice").into_iter().map(|d| d.key).collect();
         assert_eq!(keys, ["new"]);
         assert_eq!(s.purge_expired(NOW + 2 * DAY), 1);
         assert!(s.devices("alice").is_empty());
         drop(s);
-        assert_eq!(Store::open(dir.path(), 30, NOW).unwrap().len(), 0);
+        assert_eq!(Store::open(dir.path(), 30, 10, NOW).unwrap().len(), 0);
     }
 
     #[test]
     fn dead_tokens_go_unless_replaced_or_registered_since() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), 30, NOW).unwrap();
+        let s = Store::open(dir.path(), 30, 10, NOW).unwrap();
         s.upsert("alice", device("a1", "aa", NOW));
         assert!(!s.remove_dead("alice", "a1", "zz", None), "another token");
         let before_register = (NOW - 5) * 1000;

@@ -65,8 +65,15 @@ pub(crate) enum Request {
     /// Up to this many queued events.
     Events(usize),
     Stats,
-    Devices(String),
-    Parked,
+    Devices {
+        aor: String,
+        offset: usize,
+        limit: usize,
+    },
+    Parked {
+        offset: usize,
+        limit: usize,
+    },
     /// Answered Done: the supervisor's check that the engine process is alive.
     Ping,
 }
@@ -79,8 +86,37 @@ pub(crate) enum Reply {
     /// The events, and whether more are queued.
     Events(Vec<Event>, bool),
     Stats(Box<Stats>),
-    Devices(Vec<DeviceInfo>),
-    Parked(Vec<ParkedInfo>),
+    Devices(Page<DeviceInfo>),
+    Parked(Page<ParkedInfo>),
+}
+
+/// A page of a listing (see pushpark.h): `items` from position `offset` of `total`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Page<T> {
+    pub total: usize,
+    pub offset: usize,
+    pub items: Vec<T>,
+}
+
+impl<T> Page<T> {
+    /// Made where the engine runs, so only the page crosses to the caller's process.
+    fn of(all: Vec<T>, offset: usize, limit: usize) -> Page<T> {
+        let total = all.len();
+        let items = all.into_iter().skip(offset).take(limit).collect();
+        Page {
+            total,
+            offset,
+            items,
+        }
+    }
+
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            total: self.total,
+            offset: self.offset,
+            items: self.items.into_iter().map(f).collect(),
+        }
+    }
 }
 
 pub(crate) fn engine_error(e: EngineError) -> Error {
@@ -189,8 +225,12 @@ pub(crate) fn serve(engine: &Engine, call: Request) -> Result<Reply> {
             Reply::Events(events, more)
         }
         Request::Stats => Reply::Stats(Box::new(engine.stats())),
-        Request::Devices(aor) => Reply::Devices(engine.devices(&aor)),
-        Request::Parked => Reply::Parked(engine.parked()),
+        Request::Devices { aor, offset, limit } => {
+            Reply::Devices(Page::of(engine.devices(&aor), offset, limit))
+        }
+        Request::Parked { offset, limit } => {
+            Reply::Parked(Page::of(engine.parked(), offset, limit))
+        }
         Request::Ping => Reply::Done,
     })
 }
@@ -240,16 +280,17 @@ impl Handle {
         }
     }
 
-    pub fn devices(&self, aor: &str) -> Result<Vec<DeviceInfo>> {
-        match self.run(Request::Devices(aor.to_owned()))? {
-            Reply::Devices(list) => Ok(list),
+    pub fn devices(&self, aor: &str, offset: usize, limit: usize) -> Result<Page<DeviceInfo>> {
+        let aor = aor.to_owned();
+        match self.run(Request::Devices { aor, offset, limit })? {
+            Reply::Devices(page) => Ok(page),
             r => Err(unexpected(r)),
         }
     }
 
-    pub fn parked(&self) -> Result<Vec<ParkedInfo>> {
-        match self.run(Request::Parked)? {
-            Reply::Parked(list) => Ok(list),
+    pub fn parked(&self, offset: usize, limit: usize) -> Result<Page<ParkedInfo>> {
+        match self.run(Request::Parked { offset, limit })? {
+            Reply::Parked(page) => Ok(page),
             r => Err(unexpected(r)),
         }
     }

@@ -34,7 +34,7 @@ pub use events::{
 };
 pub use result::{pushpark_last_error, pushpark_result_message, pushpark_result_name};
 pub use stats::{
-    pushpark_devices_json, pushpark_parked_json, pushpark_stats_get, pushpark_stats_json,
+    pushpark_devices_json_page, pushpark_parked_json_page, pushpark_stats_get, pushpark_stats_json,
     pushpark_string_free,
 };
 

@@ -8,6 +8,8 @@ use crate::engine::redact;
 use std::ffi::c_char;
 use std::mem::{offset_of, size_of};
 
+const PAGE_MAX: usize = PUSHPARK_PAGE_MAX as usize;
+
 // `pushpark_stats` is copied to C byte by byte, so it must have no (uninitialized) padding:
 // its size_t `size` followed by u64s has none where size_t is 64 bits.
 const _: () = assert!(size_of::<usize>() == size_of::<u64>());
@@ -92,37 +94,55 @@ pub unsafe extern "C" fn pushpark_stats_json(
     guard(|| give_json(json, engine_ref(engine)?.stats()?))
 }
 
-/// See pushpark.h.
-#[no_mangle]
-pub unsafe extern "C" fn pushpark_parked_json(
-    engine: *mut pushpark_engine,
-    json: *mut *mut c_char,
-) -> pushpark_result {
-    guard(|| give_json(json, engine_ref(engine)?.parked()?))
+/// A listing page's `limit`, checked before the engine is asked.
+fn page_limit(limit: usize) -> Result<usize> {
+    match limit {
+        1..=PAGE_MAX => Ok(limit),
+        _ => Err(Error::new(
+            PUSHPARK_ERR_INVALID,
+            format!("limit must be from 1 to {PAGE_MAX}, not {limit}"),
+        )),
+    }
 }
 
 /// See pushpark.h.
 #[no_mangle]
-pub unsafe extern "C" fn pushpark_devices_json(
+pub unsafe extern "C" fn pushpark_parked_json_page(
     engine: *mut pushpark_engine,
-    aor: *const c_char,
+    offset: usize,
+    limit: usize,
     json: *mut *mut c_char,
 ) -> pushpark_result {
     guard(|| {
         let engine = engine_ref(engine)?;
-        let devices: Vec<_> = engine
-            .devices(str_arg(aor, "aor")?)?
-            .into_iter()
-            .map(|d| {
+        give_json(json, engine.parked(offset, page_limit(limit)?)?)
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_devices_json_page(
+    engine: *mut pushpark_engine,
+    aor: *const c_char,
+    offset: usize,
+    limit: usize,
+    json: *mut *mut c_char,
+) -> pushpark_result {
+    guard(|| {
+        let engine = engine_ref(engine)?;
+        let aor = str_arg(aor, "aor")?;
+        let page = engine.devices(aor, offset, page_limit(limit)?)?;
+        give_json(
+            json,
+            page.map(|d| {
                 serde_json::json!({
                     "key": redact::key(&d.key), "provider": d.provider, "topic": d.topic,
                     "contact": redact::contact(&d.contact),
                     "last_register_unix": d.last_register_unix,
                     "token": redact::token(&d.token),
                 })
-            })
-            .collect();
-        give_json(json, devices)
+            }),
+        )
     })
 }
 

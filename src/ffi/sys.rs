@@ -55,8 +55,8 @@ same_signature!(
     pushpark_event_kind_name,
     pushpark_stats_get,
     pushpark_stats_json,
-    pushpark_parked_json,
-    pushpark_devices_json,
+    pushpark_parked_json_page,
+    pushpark_devices_json_page,
     pushpark_string_free,
     pushpark_set_log_callback,
 );

@@ -78,9 +78,15 @@ static void limits(pushpark_engine *e)
     CHECK(st.park_refused_limit == 2);
 
     char *json = NULL;
-    CHECK_OK(pushpark_parked_json(e, &json));
-    CHECK(strstr(json, "\"host_ref\":20") && strstr(json, "\"host_ref\":21") &&
-          strstr(json, "\"host_ref\":23"));
+    CHECK_OK(pushpark_parked_json_page(e, 0, 100, &json));
+    CHECK(strstr(json, "\"total\":3,") && strstr(json, "\"host_ref\":20") &&
+          strstr(json, "\"host_ref\":21") && strstr(json, "\"host_ref\":23"));
+    pushpark_string_free(json);
+    /* A page: the second call by park id, of three. */
+    CHECK_OK(pushpark_parked_json_page(e, 1, 1, &json));
+    CHECK(strstr(json, "{\"total\":3,\"offset\":1,\"items\":[{") == json &&
+          strstr(json, "\"host_ref\":21") && !strstr(json, "\"host_ref\":20") &&
+          !strstr(json, "\"host_ref\":23"));
     pushpark_string_free(json);
 
     /* Room again once calls end. */

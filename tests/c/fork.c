@@ -236,7 +236,7 @@ static void fork_and_late_wake(pushpark_engine *e)
 
     /* Listings never show a whole token either. */
     char *json = NULL;
-    CHECK_OK(pushpark_devices_json(e, AOR, &json));
+    CHECK_OK(pushpark_devices_json_page(e, AOR, 0, 100, &json));
     CHECK(strstr(json, "urn:uuid:s") != NULL && strstr(json, TOKEN_STORED) == NULL);
     pushpark_string_free(json);
     free(ring);

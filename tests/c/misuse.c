@@ -135,12 +135,20 @@ static void engine_functions(pushpark_engine *e)
     CHECK_OK(pushpark_add_device(e, aor, "", "apns", TOKEN_KEYED, TOPIC, NULL));
 
     char *json = NULL;
-    CHECK_RESULT(pushpark_devices_json(NULL, aor, &json), PUSHPARK_ERR_NULL_ARG);
-    CHECK_RESULT(pushpark_devices_json(e, NULL, &json), PUSHPARK_ERR_NULL_ARG);
-    CHECK_RESULT(pushpark_devices_json(e, aor, NULL), PUSHPARK_ERR_NULL_ARG);
-    CHECK_RESULT(pushpark_devices_json(e, BAD_UTF8, &json), PUSHPARK_ERR_UTF8);
+    CHECK_RESULT(pushpark_devices_json_page(NULL, aor, 0, 10, &json), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_devices_json_page(e, NULL, 0, 10, &json), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_devices_json_page(e, aor, 0, 10, NULL), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_devices_json_page(e, BAD_UTF8, 0, 10, &json), PUSHPARK_ERR_UTF8);
+    CHECK_RESULT(pushpark_devices_json_page(e, aor, 0, 0, &json), PUSHPARK_ERR_INVALID);
+    CHECK_RESULT(pushpark_devices_json_page(e, aor, 0, PUSHPARK_PAGE_MAX + 1, &json),
+                 PUSHPARK_ERR_INVALID);
+    CHECK(strstr(pushpark_last_error(), "limit") != NULL);
+    CHECK_RESULT(pushpark_devices_json_page(e, aor, 0, SIZE_MAX, &json), PUSHPARK_ERR_INVALID);
     CHECK(json == NULL);
-    CHECK_OK(pushpark_devices_json(e, aor, &json));
+    CHECK_OK(pushpark_devices_json_page(e, aor, SIZE_MAX, 10, &json));
+    CHECK(strstr(json, "\"total\":2,") != NULL && strstr(json, "\"items\":[]") != NULL);
+    pushpark_string_free(json);
+    CHECK_OK(pushpark_devices_json_page(e, aor, 0, PUSHPARK_PAGE_MAX, &json));
     /* The device is listed, its token only in part. */
     CHECK(strstr(json, "\"key\":\"k1\"") != NULL);
     CHECK(strstr(json, "01234567") != NULL && strstr(json, token) == NULL);
@@ -244,11 +252,14 @@ static void events_and_stats(pushpark_engine *e)
     char *json = (char *)16;
     CHECK_RESULT(pushpark_stats_json(NULL, &json), PUSHPARK_ERR_NULL_ARG);
     CHECK_RESULT(pushpark_stats_json(e, NULL), PUSHPARK_ERR_NULL_ARG);
-    CHECK_RESULT(pushpark_parked_json(NULL, &json), PUSHPARK_ERR_NULL_ARG);
-    CHECK_RESULT(pushpark_parked_json(e, NULL), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_parked_json_page(NULL, 0, 10, &json), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_parked_json_page(e, 0, 10, NULL), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_parked_json_page(e, 0, 0, &json), PUSHPARK_ERR_INVALID);
+    CHECK_RESULT(pushpark_parked_json_page(e, 0, PUSHPARK_PAGE_MAX + 1, &json),
+                 PUSHPARK_ERR_INVALID);
     CHECK(json == (char *)16);
-    CHECK_OK(pushpark_parked_json(e, &json));
-    CHECK(strcmp(json, "[]") == 0);
+    CHECK_OK(pushpark_parked_json_page(e, 0, PUSHPARK_PAGE_MAX, &json));
+    CHECK(strcmp(json, "{\"total\":0,\"offset\":0,\"items\":[]}") == 0);
     pushpark_string_free(json);
 }
 

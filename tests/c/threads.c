@@ -43,7 +43,7 @@ static void *host_thread(void *arg)
     st.size = sizeof st;
     CHECK_OK(pushpark_stats_get(engine, &st));
     char *json = NULL;
-    CHECK_OK(pushpark_parked_json(engine, &json));
+    CHECK_OK(pushpark_parked_json_page(engine, 0, PUSHPARK_PAGE_MAX, &json));
     pushpark_string_free(json);
 
     CHECK(register_device(engine, aor, user, token, NULL, 3600).resumed == CALLS / 2);

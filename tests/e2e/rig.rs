@@ -527,7 +527,16 @@ impl Kamailio {
         defines: &[(&str, String)],
     ) -> Kamailio {
         let engine = Self::engine_config(dir, mock, park_timeout_ms);
-        let all = Self::pushpark_defines(dir, &engine, defines);
+        Self::start_pushpark_with(dir, &engine, defines)
+    }
+
+    /// As `start_pushpark`, with `engine` as the engine's config (see `engine_config`).
+    pub fn start_pushpark_with(
+        dir: &Path,
+        engine: &serde_json::Value,
+        defines: &[(&str, String)],
+    ) -> Kamailio {
+        let all = Self::pushpark_defines(dir, engine, defines);
         let k = Kamailio::start(dir, "kamailio-pushpark.cfg", &all);
         k.wait_engine();
         k

@@ -60,7 +60,7 @@ fn check_error_names_a_key(doc: &Value) -> Result<(), TestCaseError> {
 }
 
 /// The keys the config knows, so that random documents reach its sections.
-const KEYS: [&str; 39] = [
+const KEYS: [&str; 40] = [
     "apns",
     "auth",
     "endpoint",
@@ -94,6 +94,7 @@ const KEYS: [&str; 39] = [
     "dir",
     "max_age_days",
     "unregister_keeps_binding",
+    "max_devices_per_aor",
     "log_level",
     "a.b",
     "",
@@ -148,7 +149,8 @@ fn valid() -> Value {
                  "push_failed_reason": "Temporarily Unavailable", "recent_register_ms": 0,
                  "late_wake_ms": 1000},
         "push": {"min_interval_ms": 0, "payload_template": {"id": "{call_id}"}},
-        "store": {"dir": "/tmp/x", "max_age_days": 7, "unregister_keeps_binding": true},
+        "store": {"dir": "/tmp/x", "max_age_days": 7, "unregister_keeps_binding": true,
+                  "max_devices_per_aor": 3},
         "log_level": "debug"
     })
 }

@@ -15,12 +15,12 @@ use pushpark::ffi::sys::*;
 // Named, so they are the library's functions and not the header's declarations in sys.
 use pushpark::ffi::{
     pushpark_add_device, pushpark_call_completed, pushpark_call_ended, pushpark_cancel,
-    pushpark_devices_json, pushpark_engine_free, pushpark_engine_new, pushpark_event_free,
+    pushpark_devices_json_page, pushpark_engine_free, pushpark_engine_new, pushpark_event_free,
     pushpark_event_get_aor, pushpark_event_get_call_id, pushpark_event_get_caller_name,
     pushpark_event_get_caller_uri, pushpark_event_get_contact, pushpark_event_get_device,
     pushpark_event_get_host_ref, pushpark_event_get_kind, pushpark_event_get_park_id,
     pushpark_event_get_reason, pushpark_event_get_sip_code, pushpark_fork, pushpark_last_error,
-    pushpark_park, pushpark_parked_json, pushpark_poll, pushpark_register_ordered,
+    pushpark_park, pushpark_parked_json_page, pushpark_poll, pushpark_register_ordered,
     pushpark_remove_device, pushpark_result_name, pushpark_set_log_callback, pushpark_stats_get,
     pushpark_stats_json, pushpark_string_free,
 };
@@ -155,6 +155,8 @@ enum Op {
     },
     Listings {
         aor: Text,
+        offset: u8,
+        limit: u16,
     },
 }
 
@@ -381,16 +383,21 @@ impl Run {
             }
             Op::Poll => self.poll(),
             Op::Sleep { ms } => std::thread::sleep(Duration::from_millis(u64::from(*ms % 16))),
-            Op::Listings { aor } => {
+            Op::Listings { aor, offset, limit } => {
                 let aor = aor.arg(&v.aors);
+                let (offset, limit) = (usize::from(*offset % 8), usize::from(*limit % 1100));
                 let (mut stats, mut parked, mut devices) = (null_mut(), null_mut(), null_mut());
                 let listings = unsafe {
                     [
                         ("stats_json", pushpark_stats_json(e, &mut stats), stats),
-                        ("parked_json", pushpark_parked_json(e, &mut parked), parked),
                         (
-                            "devices_json",
-                            pushpark_devices_json(e, ptr(&aor), &mut devices),
+                            "parked_json_page",
+                            pushpark_parked_json_page(e, offset, limit, &mut parked),
+                            parked,
+                        ),
+                        (
+                            "devices_json_page",
+                            pushpark_devices_json_page(e, ptr(&aor), offset, limit, &mut devices),
                             devices,
                         ),
                     ]
@@ -400,9 +407,23 @@ impl Run {
                         let text = unsafe { CStr::from_ptr(json) }
                             .to_str()
                             .expect("UTF-8 JSON");
-                        serde_json::from_str::<serde_json::Value>(text)
+                        let v = serde_json::from_str::<serde_json::Value>(text)
                             .unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
                         no_secret(what, text);
+                        if let Some(items) = v.get("items") {
+                            let n = items.as_array().expect("items").len();
+                            assert!((1..=1000).contains(&limit) && n <= limit, "{what}: {text}");
+                            assert_eq!(v["offset"], offset, "{what}: {text}");
+                        }
+                    } else if what != "stats_json"
+                        && rc != PUSHPARK_ERR_NULL_ARG
+                        && rc != PUSHPARK_ERR_UTF8
+                    {
+                        assert!(
+                            limit == 0 || limit > 1000,
+                            "{what} refused: {}",
+                            last_error()
+                        );
                     }
                     unsafe { pushpark_string_free(json) };
                 }

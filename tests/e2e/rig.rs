@@ -785,7 +785,17 @@ pub fn sipp_messages(dir: &Path, scenario: &str, p: &Proc) -> String {
 /// A device's SIP side: SIPp answering `calls` calls on `port` with `scenario`, ringing 100 ms.
 pub fn device_ua(dir: &Path, scenario: &str, port: u16, calls: u32, name: &str) -> Proc {
     let mut cmd = sipp(scenario, port);
-    cmd.args(["-m", &calls.to_string(), "-d", "100", "-trace_msg"]);
+    // It serves calls for as long as the test runs (a soak runs for minutes): the last
+    // -timeout wins over sipp()'s 60 s; the rig kills it when the test ends.
+    cmd.args([
+        "-m",
+        &calls.to_string(),
+        "-d",
+        "100",
+        "-trace_msg",
+        "-timeout",
+        "10800s",
+    ]);
     let mut p = Proc::spawn(cmd, name, dir, false);
     // SIPp binds its port right away; make sure it did not die on a port clash.
     std::thread::sleep(Duration::from_millis(100));

@@ -513,8 +513,8 @@ typedef struct pushpark_stats {
     uint64_t resumed_now;            /* calls resumed, or forked and ringing, still known */
     uint64_t late_wakes;             /* LATE_WAKE events */
     uint64_t registers_out_of_order; /* REGISTERs ignored: an older CSeq (register_ordered) */
-    uint64_t pushes_replayed;        /* pushes sent again because a connection dropped before
-                                        APNs could have processed them (GOAWAY, REFUSED_STREAM) */
+    uint64_t pushes_replayed;        /* requests sent again that APNs had certainly not processed
+                                        (past a GOAWAY, REFUSED_STREAM, never written) */
     uint64_t events_dropped;         /* informational events (PUSH_RESULT, DEVICE_GONE,
                                         LATE_WAKE) dropped: the event queue was full */
     uint64_t devices_evicted;        /* bindings dropped: the AOR had store.max_devices_per_aor */

@@ -4,7 +4,7 @@ mod engine_common;
 
 use engine_common::*;
 use pushpark::apns::Reason;
-use pushpark::mock::Scripted;
+use pushpark::mock::{Faults, Scripted};
 use pushpark::{EngineConfig, EngineError, EventKind, ParkError, ParkRequest};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -96,6 +96,23 @@ fn park_pushes_then_register_resumes() {
     );
     assert_eq!(s.parked_now, 0);
     assert!(s.resume_latency_p50_us > 0);
+}
+
+#[test]
+fn pushes_apns_refused_unprocessed_are_replayed_and_counted() {
+    let mut h = Harness::start(|_| {});
+    let aor = "sip:alice@example.com";
+    h.add_phone(aor, &token(1));
+    h.mock.set_faults(Faults {
+        refuse_streams: 2,
+        ..Faults::default()
+    });
+    let id = h.engine().park(&park_req(aor, 7, None)).unwrap();
+    let result = h.wait_event(|e| e.kind == EventKind::PushResult);
+    assert_eq!((result.reason.as_str(), result.park_id), ("delivered", id));
+    let stats = h.engine().stats();
+    assert_eq!((stats.pushes_replayed, stats.pushes_delivered), (2, 1));
+    assert_eq!(h.mock.push_count(), 1);
 }
 
 #[test]

@@ -49,7 +49,8 @@ pub struct Stats {
     pub late_wakes: u64,
     /// REGISTERs ignored: an older CSeq of a Call-ID already applied.
     pub registers_out_of_order: u64,
-    /// Pushes sent again after a connection dropped before APNs could have processed them.
+    /// Requests sent again that APNs had certainly not processed (past a
+    /// GOAWAY's last-stream-id, REFUSED_STREAM, never written).
     pub pushes_replayed: u64,
     /// Informational events dropped because the event queue was full.
     pub events_dropped: u64,

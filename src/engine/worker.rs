@@ -15,7 +15,7 @@ use super::events::{Event, EventKind};
 use super::parked::{CallState, End};
 use super::push::{display_name, Coalescer, DeviceId, Offer, PayloadFields};
 use super::redact;
-use super::stats::inc;
+use super::stats::{add, inc};
 use super::store::DeviceInfo;
 use super::{unix_now, ConfigError, EngineError, Shared};
 use crate::apns::{
@@ -379,6 +379,7 @@ impl Worker {
 
     fn on_done(&mut self, d: Done) {
         let c = &self.sh.counters;
+        add(&c.pushes_replayed, d.result.replays.into());
         let key = d.device.key.as_str();
         // Apple's timestamp when the token is dead.
         let mut dead_since = None;

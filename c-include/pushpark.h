@@ -60,7 +60,7 @@ typedef enum pushpark_result {
     PUSHPARK_ERR_NO_DEVICE = 4,    /* park: the AOR has no push-capable device; reject as usual */
     PUSHPARK_ERR_LIMIT_TOTAL = 5,  /* park: the total parked-call limit is reached */
     PUSHPARK_ERR_LIMIT_AOR = 6,    /* park: the per-AOR parked-call limit is reached */
-    PUSHPARK_ERR_QUEUE_FULL = 7,   /* park: the push queue is full */
+    PUSHPARK_ERR_QUEUE_FULL = 7,   /* park: the engine or the host's event polling is behind */
     PUSHPARK_ERR_DUPLICATE = 8,    /* park: this host_ref is already parked */
     PUSHPARK_ERR_NOT_FOUND = 9,    /* no such call / device (e.g. it already ended) */
     PUSHPARK_ERR_EMPTY = 10,       /* pushpark_poll: no event queued (not a failure) */

@@ -217,7 +217,7 @@ impl ApnsClient {
     /// connection's first attempt failed, or after `timeout`. For start-up checks
     /// (the CLI); never call it from a `done` callback.
     pub fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let pool = self.shared.pool.clone();
         self.handle.spawn(async move {
             let _ = tx.send(pool.wait_connected(timeout).await);

@@ -516,7 +516,8 @@ typedef struct pushpark_stats {
     uint64_t pushes_replayed;        /* requests sent again that APNs had certainly not processed
                                         (past a GOAWAY, REFUSED_STREAM, never written) */
     uint64_t events_dropped;         /* informational events (PUSH_RESULT, DEVICE_GONE,
-                                        LATE_WAKE) dropped: the event queue was full */
+                                        LATE_WAKE) dropped: the event queue was full
+                                        (2 x park.max_total), or the engine was behind */
     uint64_t devices_evicted;        /* bindings dropped: the AOR had store.max_devices_per_aor */
     uint64_t engine_restarts;        /* pushpark_engine_spawn: engine processes restarted */
 } pushpark_stats;

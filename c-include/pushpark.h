@@ -60,7 +60,7 @@ typedef enum pushpark_result {
     PUSHPARK_ERR_NO_DEVICE = 4,    /* park: the AOR has no push-capable device; reject as usual */
     PUSHPARK_ERR_LIMIT_TOTAL = 5,  /* park: the total parked-call limit is reached */
     PUSHPARK_ERR_LIMIT_AOR = 6,    /* park: the per-AOR parked-call limit is reached */
-    PUSHPARK_ERR_QUEUE_FULL = 7,   /* park: the push queue is full */
+    PUSHPARK_ERR_QUEUE_FULL = 7,   /* park: the engine or the host's event polling is behind */
     PUSHPARK_ERR_DUPLICATE = 8,    /* park: this host_ref is already parked */
     PUSHPARK_ERR_NOT_FOUND = 9,    /* no such call / device (e.g. it already ended) */
     PUSHPARK_ERR_EMPTY = 10,       /* pushpark_poll: no event queued (not a failure) */
@@ -513,10 +513,11 @@ typedef struct pushpark_stats {
     uint64_t resumed_now;            /* calls resumed, or forked and ringing, still known */
     uint64_t late_wakes;             /* LATE_WAKE events */
     uint64_t registers_out_of_order; /* REGISTERs ignored: an older CSeq (register_ordered) */
-    uint64_t pushes_replayed;        /* pushes sent again because a connection dropped before
-                                        APNs could have processed them (GOAWAY, REFUSED_STREAM) */
+    uint64_t pushes_replayed;        /* requests sent again that APNs had certainly not processed
+                                        (past a GOAWAY, REFUSED_STREAM, never written) */
     uint64_t events_dropped;         /* informational events (PUSH_RESULT, DEVICE_GONE,
-                                        LATE_WAKE) dropped: the event queue was full */
+                                        LATE_WAKE) dropped: the event queue was full
+                                        (2 x park.max_total), or the engine was behind */
     uint64_t devices_evicted;        /* bindings dropped: the AOR had store.max_devices_per_aor */
     uint64_t engine_restarts;        /* pushpark_engine_spawn: engine processes restarted */
 } pushpark_stats;

@@ -355,7 +355,75 @@ fn goaway_mid_load_delivers_every_push_exactly_once() {
     let m = client.metrics();
     assert!(m.connections_opened >= 7, "{m:?}");
     assert!(m.retried > 0, "some streams were past a GOAWAY: {m:?}");
+    let replays: u32 = results.iter().map(|r| r.replays).sum();
+    assert_eq!(m.replayed, u64::from(replays));
+    assert!(m.replayed > 0 && m.replayed <= m.retried, "{m:?}");
     assert!(mock.stats().goaways >= 6);
+}
+
+#[test]
+fn a_goaway_mid_burst_replays_exactly_the_streams_above_its_last_stream_id() {
+    let (mock, _dir) = start_mock(|_| {});
+    // 30 streams arrive; the GOAWAY names the 20th, the 10 above it go unprocessed.
+    mock.set_faults(Faults {
+        goaway_after_streams: Some(20),
+        goaway_unprocessed: 10,
+        ..Faults::default()
+    });
+    let client = client(&mock);
+    let results = send_all(&client, (0..30).map(voip).collect());
+    assert_each_delivered_once(&mock, &results);
+    let stats = mock.stats();
+    assert_eq!((stats.goaways, stats.refused_streams), (1, 10));
+    let on_first: Vec<_> = mock.pushes().iter().map(|p| p.connection).collect();
+    assert_eq!(
+        on_first.iter().filter(|&&c| c == 1).count(),
+        20,
+        "{on_first:?}"
+    );
+    let replayed: Vec<_> = results.iter().filter(|r| r.replays > 0).collect();
+    assert_eq!(replayed.len(), 10);
+    assert!(replayed.iter().all(|r| (r.attempts, r.replays) == (2, 1)));
+    let m = client.metrics();
+    assert_eq!((m.replayed, m.retried, m.sent), (10, 10, 40), "{m:?}");
+}
+
+#[test]
+fn refused_streams_are_replayed_after_a_growing_backoff() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    mock.set_faults(Faults {
+        refuse_streams: 3,
+        ..Faults::default()
+    });
+    let result = send(&client, voip(1));
+    assert_eq!(result.outcome, Outcome::Delivered);
+    assert_eq!((result.attempts, result.replays), (4, 3));
+    assert_eq!(client.metrics().replayed, 3);
+    assert_eq!(mock.stats().refused_streams, 3);
+    assert_each_delivered_once(&mock, &[result]);
+
+    // A server that keeps refusing: resent at once, it would see thousands of
+    // streams within the second; with the backoff (10 ms doubling) about eight.
+    mock.set_faults(Faults {
+        refuse_streams: u32::MAX,
+        ..Faults::default()
+    });
+    let result = submit(&client, voip(2), Duration::from_secs(1))
+        .recv_timeout(PATIENCE)
+        .unwrap();
+    assert_eq!(result.outcome, Outcome::TimedOut);
+    assert_eq!(
+        result.last_error.as_deref(),
+        Some("stream refused by the server")
+    );
+    assert!((3..=15).contains(&result.attempts), "{}", result.attempts);
+    assert_eq!(mock.stats().refused_streams, 3 + u64::from(result.attempts));
+    assert_eq!(
+        client.metrics().connections_opened,
+        1,
+        "a refusal keeps the connection"
+    );
 }
 
 /// Pushes the mock has recorded (they are recorded on arrival, before the answer).
@@ -435,6 +503,8 @@ fn a_connection_dropped_mid_stream_is_replaced_and_the_push_retried() {
     let result = send(&client, voip(1));
     assert_eq!(result.outcome, Outcome::Delivered);
     assert_eq!(result.attempts, 2);
+    // Written before the drop, so maybe processed: retried, not replayed.
+    assert_eq!((result.replays, client.metrics().replayed), (0, 0));
     assert_eq!(client.metrics().connections_opened, 2);
     assert_eq!(mock.stats().dropped_connections, 1);
     assert_each_delivered_once(&mock, &[result]);

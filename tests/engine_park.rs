@@ -4,7 +4,7 @@ mod engine_common;
 
 use engine_common::*;
 use pushpark::apns::Reason;
-use pushpark::mock::Scripted;
+use pushpark::mock::{Faults, Scripted};
 use pushpark::{EngineConfig, EngineError, EventKind, ParkError, ParkRequest};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -96,6 +96,60 @@ fn park_pushes_then_register_resumes() {
     );
     assert_eq!(s.parked_now, 0);
     assert!(s.resume_latency_p50_us > 0);
+}
+
+#[test]
+fn pushes_apns_refused_unprocessed_are_replayed_and_counted() {
+    let mut h = Harness::start(|_| {});
+    let aor = "sip:alice@example.com";
+    h.add_phone(aor, &token(1));
+    h.mock.set_faults(Faults {
+        refuse_streams: 2,
+        ..Faults::default()
+    });
+    let id = h.engine().park(&park_req(aor, 7, None)).unwrap();
+    let result = h.wait_event(|e| e.kind == EventKind::PushResult);
+    assert_eq!((result.reason.as_str(), result.park_id), ("delivered", id));
+    let stats = h.engine().stats();
+    assert_eq!((stats.pushes_replayed, stats.pushes_delivered), (2, 1));
+    assert_eq!(h.mock.push_count(), 1);
+}
+
+#[test]
+fn a_host_that_stops_polling_loses_push_results_never_a_calls_end() {
+    // Room for 2 events per call the table holds: 8.
+    let mut h = Harness::start(|c| c["park"]["max_total"] = json!(4));
+    let aors: Vec<String> = (0..4).map(|i| format!("sip:user{i}@example.com")).collect();
+    for (i, aor) in aors.iter().enumerate() {
+        for d in 0..3 {
+            h.add_phone(aor, &token(10 * i as u32 + d));
+        }
+    }
+    // Nobody polls: 12 push results for 8 places, then 4 timeouts.
+    let timeout = Some(Duration::from_millis(1500));
+    for (i, aor) in aors.iter().enumerate() {
+        h.engine()
+            .park(&park_req(aor, 100 + i as u64, timeout))
+            .unwrap();
+    }
+    h.wait_stats("every push answered", |s| s.pushes_delivered == 12);
+    h.wait_stats("every call timed out", |s| s.rejected_timeout == 4);
+    let stats = h.engine().stats();
+    assert_eq!((stats.events_dropped, stats.events_waiting), (4, 12));
+    // Full: a new call is refused rather than queue events without bound.
+    let refused = h.engine().park(&park_req(&aors[0], 200, timeout));
+    assert_eq!(refused, Err(ParkError::QueueFull));
+
+    h.drain();
+    for host_ref in 100..104 {
+        assert_eq!(h.seen_for(host_ref), [EventKind::Reject], "call {host_ref}");
+    }
+    let results = h.seen.iter().filter(|e| e.kind == EventKind::PushResult);
+    assert_eq!(results.count(), 8);
+    assert!(h.engine().parked().is_empty());
+    h.engine().park(&park_req(&aors[0], 200, timeout)).unwrap();
+    h.engine().cancel(200).unwrap();
+    assert_eq!(h.engine().stats().park_queue_full, 1);
 }
 
 #[test]

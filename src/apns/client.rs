@@ -191,6 +191,8 @@ impl ApnsClient {
             apns_id,
             started: Instant::now(),
             attempts: 0,
+            replays: 0,
+            unprocessed: false,
             last_error: None,
             done: Some(done),
         };
@@ -219,7 +221,7 @@ impl ApnsClient {
     /// connection's first attempt failed, or after `timeout`. For start-up checks
     /// (the CLI); never call it from a `done` callback.
     pub fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let pool = self.shared.pool.clone();
         self.handle.spawn(async move {
             let _ = tx.send(pool.wait_connected(timeout).await);
@@ -328,6 +330,9 @@ struct Report {
     apns_id: Uuid,
     started: Instant,
     attempts: u32,
+    replays: u32,
+    /// The last attempt certainly went unprocessed: the next one is a replay.
+    unprocessed: bool,
     last_error: Option<String>,
     done: Option<Box<dyn FnOnce(PushResult) + Send>>,
 }
@@ -355,6 +360,7 @@ impl Report {
             apns_id: self.apns_id,
             outcome,
             attempts: self.attempts,
+            replays: self.replays,
             latency,
             last_error,
         });
@@ -397,16 +403,16 @@ async fn deliver<F: Future<Output = hyper::Result<Response<Incoming>>>>(
     job.report.finish(outcome);
 }
 
-/// Sends until the answer is final. Requests the server never processed
-/// (GOAWAY, REFUSED_STREAM, not yet written) go out again at once; 429, 5xx
-/// and transport failures after a backoff.
+/// Sends until the answer is final. Requests the server never processed go
+/// out again: at once after a GOAWAY or when never written, after a short
+/// backoff when refused; 429, 5xx and transport failures after the retry backoff.
 async fn attempts<F: Future<Output = hyper::Result<Response<Incoming>>>>(
     s: &Shared,
     request: &Prepared,
     report: &mut Report,
     first: Option<Dispatched<F>>,
 ) -> Outcome {
-    let mut failures = 0;
+    let mut failures = Failures::default();
     if let Some(sent) = first {
         if let Some(outcome) = attempt(s, report, sent, &mut failures).await {
             return outcome;
@@ -426,40 +432,70 @@ async fn attempts<F: Future<Output = hyper::Result<Response<Incoming>>>>(
     }
 }
 
+/// Failed attempts so far, by kind: each kind has its own backoff.
+#[derive(Default)]
+struct Failures {
+    retried: u32,
+    refused: u32,
+}
+
+/// Waits before a refused stream goes out again. Not `retry`, whose first wait
+/// is half a second: a refusal is most often a stream that crossed a lowered
+/// MAX_CONCURRENT_STREAMS, over within a round trip, so the first resend comes
+/// within milliseconds; the wait only grows while the server keeps refusing
+/// (shedding load), so it is not sent a stream per round trip.
+const REFUSED_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(10),
+    max: Duration::from_secs(1),
+};
+
 /// Awaits one sent request: the final outcome, or `None` to send it again
-/// (after a backoff when the failure was the server's or the network's).
+/// (after a backoff unless the server certainly did not see it).
 async fn attempt<F: Future<Output = hyper::Result<Response<Incoming>>>>(
     s: &Shared,
     report: &mut Report,
     (response, conn, generation): Dispatched<F>,
-    failures: &mut u32,
+    failures: &mut Failures,
 ) -> Option<Outcome> {
     report.attempts += 1;
     Counters::inc(&s.counters.sent);
     if report.attempts > 1 {
         Counters::inc(&s.counters.retried);
     }
+    if std::mem::take(&mut report.unprocessed) {
+        report.replays += 1;
+        Counters::inc(&s.counters.replayed);
+    }
     let answer = match response.await {
         Ok(resp) if resp.status() == StatusCode::OK => return Some(Outcome::Delivered),
         // Boxed, like the retry wait: rare paths must not grow every push's task.
         Ok(resp) => Box::pin(read_answer(resp)).await,
+        // Written, maybe processed: sent again all the same (a VoIP push missed
+        // costs a call, and its payload names the call, so the app can tell a
+        // second copy), but after a backoff and counted as a retry, not a replay.
         Err(e) => match unprocessed(&e) {
-            Some(Unprocessed::GoAway) => {
-                let why = format!("GOAWAY from the server: {}", error_chain(&e));
-                s.pool.retire(conn, &why);
-                report.last_error = Some(why);
-                return None;
-            }
-            Some(Unprocessed::NotSent) => {
-                s.pool.retire(conn, "the connection closed");
-                report.last_error = Some(error_chain(&e));
-                return None;
-            }
-            Some(Unprocessed::Refused) => {
-                report.last_error = Some("stream refused by the server".into());
-                return None;
-            }
             None => Answer::Retry(format!("transport error: {}", error_chain(&e))),
+            Some(why) => {
+                report.unprocessed = true;
+                match why {
+                    Unprocessed::GoAway => {
+                        let why = format!("GOAWAY from the server: {}", error_chain(&e));
+                        s.pool.retire(conn, &why);
+                        report.last_error = Some(why);
+                    }
+                    Unprocessed::NotSent => {
+                        s.pool.retire(conn, "the connection closed");
+                        report.last_error = Some(error_chain(&e));
+                    }
+                    Unprocessed::Refused => {
+                        failures.refused += 1;
+                        report.last_error = Some("stream refused by the server".into());
+                        let wait = REFUSED_BACKOFF.delay(failures.refused);
+                        Box::pin(tokio::time::sleep(wait)).await;
+                    }
+                }
+                return None;
+            }
         },
     };
     match answer {
@@ -480,10 +516,10 @@ async fn attempt<F: Future<Output = hyper::Result<Response<Incoming>>>>(
             })
         }
         Answer::Retry(why) => {
-            *failures += 1;
+            failures.retried += 1;
             log::debug!("APNs push {} will be retried: {why}", report.apns_id);
             report.last_error = Some(why);
-            Box::pin(tokio::time::sleep(s.retry.delay(*failures))).await;
+            Box::pin(tokio::time::sleep(s.retry.delay(failures.retried))).await;
             None
         }
     }
@@ -501,9 +537,10 @@ async fn read_answer(resp: Response<Incoming>) -> Answer {
 }
 
 enum Unprocessed {
-    /// Above a GOAWAY's last-stream-id, or started after the GOAWAY.
+    /// Above a GOAWAY's last-stream-id, or started after the GOAWAY
+    /// (RFC 9113 §6.8: the server did not and will not process it).
     GoAway,
-    /// REFUSED_STREAM: the server did not look at it.
+    /// REFUSED_STREAM: the server did not look at it (RFC 9113 §8.7).
     Refused,
     /// Never written: the connection closed first.
     NotSent,
@@ -511,6 +548,13 @@ enum Unprocessed {
 
 /// Whether the server certainly did not process a failed request, so sending it
 /// again cannot deliver it twice.
+///
+/// In hyper 1 over HTTP/2, `is_canceled` only means the request never left
+/// hyper's queue for h2 (the connection was closed, or its task ended with the
+/// request still queued). Once h2 took it, any failure is an h2 error: streams
+/// at or below a GOAWAY's last-stream-id are never failed by the GOAWAY itself,
+/// and a connection that then drops fails them as I/O errors, which are retried,
+/// not replayed.
 fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
     if e.is_canceled() {
         return Some(Unprocessed::NotSent);
@@ -521,7 +565,7 @@ fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
             if h2.is_go_away() && h2.is_remote() {
                 return Some(Unprocessed::GoAway);
             }
-            if h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+            if h2.is_reset() && h2.is_remote() && h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
                 return Some(Unprocessed::Refused);
             }
             return None;

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use super::config::Backoff;
+use super::happy_eyeballs;
 use super::jwt::{Clock, ProviderToken, REFRESH_AFTER_SECS};
 use super::metrics::Counters;
 use super::paced_read::PacedRead;
@@ -382,21 +383,12 @@ impl Pool {
         let addrs = tokio::net::lookup_host((t.host.as_str(), t.port))
             .await
             .map_err(|e| format!("cannot resolve {}: {e}", t.display))?;
-        let mut last_error = None;
-        let mut tcp = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    tcp = Some(stream);
-                    break;
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        let tcp = tcp.ok_or_else(|| match last_error {
-            Some(e) => format!("cannot connect to {}: {e}", t.display),
-            None => format!("cannot resolve {}: no address", t.display),
-        })?;
+        let tcp = happy_eyeballs::connect(addrs, happy_eyeballs::ATTEMPT_DELAY, TcpStream::connect)
+            .await
+            .map_err(|failure| match failure {
+                Some((addr, e)) => format!("cannot connect to {} ({addr}): {e}", t.display),
+                None => format!("cannot resolve {}: no address", t.display),
+            })?;
         tcp.set_nodelay(true)
             .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
         let tls = t

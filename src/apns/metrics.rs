@@ -21,6 +21,9 @@ pub struct Metrics {
     pub unexpected: u64,
     /// Requests sent again (after 429/5xx, transport errors, GOAWAY, refused streams, expired tokens).
     pub retried: u64,
+    /// Of those, replays: requests the server certainly did not process
+    /// (above a GOAWAY's last-stream-id, REFUSED_STREAM, never written).
+    pub replayed: u64,
     pub timed_out: u64,
     pub shut_down: u64,
     pub in_flight: u64,
@@ -44,6 +47,7 @@ pub(crate) struct Counters {
     pub delivered: AtomicU64,
     pub unexpected: AtomicU64,
     pub retried: AtomicU64,
+    pub replayed: AtomicU64,
     pub timed_out: AtomicU64,
     pub shut_down: AtomicU64,
     pub connections_opened: AtomicU64,
@@ -87,6 +91,7 @@ impl Counters {
             rejected_by_reason,
             unexpected: self.unexpected.load(Relaxed),
             retried: self.retried.load(Relaxed),
+            replayed: self.replayed.load(Relaxed),
             timed_out: self.timed_out.load(Relaxed),
             shut_down: self.shut_down.load(Relaxed),
             in_flight,

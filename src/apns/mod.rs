@@ -10,6 +10,7 @@
 mod client;
 mod config;
 mod connection;
+mod happy_eyeballs;
 pub mod jwt;
 mod metrics;
 mod outcome;

@@ -64,6 +64,9 @@ pub struct PushResult {
     pub outcome: Outcome,
     /// Requests sent for this push (0 when it never reached a connection).
     pub attempts: u32,
+    /// Of those, resends of a request the server certainly did not process
+    /// (above a GOAWAY's last-stream-id, REFUSED_STREAM, never written).
+    pub replays: u32,
     /// From `submit` to the outcome.
     pub latency: Duration,
     /// For pushes that did not succeed: the last problem met (connect error,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
@@ -37,6 +38,16 @@ impl EventKind {
             EventKind::LateWake => "late_wake",
         }
     }
+
+    /// Only for logs: the host loses nothing when it is dropped. The others
+    /// (Resume, AppendBranch, Reject) are never dropped: a host transaction
+    /// waits on each.
+    fn informational(self) -> bool {
+        matches!(
+            self,
+            EventKind::PushResult | EventKind::DeviceGone | EventKind::LateWake
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,13 +71,20 @@ pub struct Event {
     pub reason: String,
 }
 
+/// Bounded for informational events only. Call events always go in: dropping
+/// one would leave a call hanging in the host, and their number is bounded
+/// anyway, since `park` is refused while the queue is full (a host that stopped
+/// polling gets no new calls) and each parked call gives one final event and
+/// at most one branch per device.
 pub(crate) struct EventQueue {
     queue: Mutex<VecDeque<Event>>,
+    capacity: usize,
+    dropped: AtomicU64,
     fd: OwnedFd,
 }
 
 impl EventQueue {
-    pub(crate) fn new() -> io::Result<EventQueue> {
+    pub(crate) fn new(capacity: usize) -> io::Result<EventQueue> {
         // SAFETY: eventfd takes no pointers; a non-negative result is a new fd we own.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -74,6 +92,8 @@ impl EventQueue {
         }
         Ok(EventQueue {
             queue: Mutex::new(VecDeque::new()),
+            capacity,
+            dropped: AtomicU64::new(0),
             // SAFETY: fd was just created and nothing else owns it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
@@ -83,8 +103,14 @@ impl EventQueue {
         self.fd.as_raw_fd()
     }
 
+    /// Queues `event`, or drops and counts it when it is informational and
+    /// the queue is full.
     pub(crate) fn push(&self, event: Event) {
         let mut q = self.queue.lock();
+        if q.len() >= self.capacity && event.kind.informational() {
+            self.count_dropped();
+            return;
+        }
         q.push_back(event);
         if q.len() == 1 {
             self.signal();
@@ -116,6 +142,20 @@ impl EventQueue {
 
     pub(crate) fn len(&self) -> usize {
         self.queue.lock().len()
+    }
+
+    /// The host is not keeping up: `park` takes no new call.
+    pub(crate) fn full(&self) -> bool {
+        self.len() >= self.capacity
+    }
+
+    /// Counts an informational event dropped before it reached the queue.
+    pub(crate) fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     fn signal(&self) {
@@ -169,7 +209,7 @@ mod tests {
 
     #[test]
     fn fd_is_readable_exactly_while_events_wait() {
-        let q = EventQueue::new().unwrap();
+        let q = EventQueue::new(16).unwrap();
         let flags = unsafe { libc::fcntl(q.fd(), libc::F_GETFD) };
         assert!(flags & libc::FD_CLOEXEC != 0);
         assert!(!readable(q.fd()));
@@ -188,7 +228,7 @@ mod tests {
 
     #[test]
     fn purge_drops_one_calls_events_and_resets_the_fd_when_empty() {
-        let q = EventQueue::new().unwrap();
+        let q = EventQueue::new(16).unwrap();
         for host_ref in [1, 2, 1, 0] {
             q.push(event(host_ref));
         }
@@ -201,5 +241,32 @@ mod tests {
         q.purge(5);
         assert!(!readable(q.fd()));
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn when_full_informational_events_are_dropped_and_counted_call_events_never() {
+        let q = EventQueue::new(2).unwrap();
+        let with_kind = |kind, host_ref| Event {
+            kind,
+            ..event(host_ref)
+        };
+        q.push(with_kind(EventKind::PushResult, 0));
+        q.push(with_kind(EventKind::Resume, 1));
+        assert!(q.full());
+        for kind in [
+            EventKind::PushResult,
+            EventKind::DeviceGone,
+            EventKind::LateWake,
+        ] {
+            q.push(with_kind(kind, 0));
+        }
+        for kind in [EventKind::AppendBranch, EventKind::Reject] {
+            q.push(with_kind(kind, 1));
+        }
+        assert_eq!((q.len(), q.dropped()), (4, 3));
+        let kinds: Vec<_> = std::iter::from_fn(|| q.pop()).map(|e| e.kind).collect();
+        use EventKind::*;
+        assert_eq!(kinds, [PushResult, Resume, AppendBranch, Reject]);
+        assert!(!q.full());
     }
 }

@@ -127,7 +127,7 @@ pub enum ParkError {
     NoDevice,
     LimitTotal,
     LimitPerAor,
-    /// The engine thread is behind; nothing was parked.
+    /// The engine thread, or the host's polling of events, is behind; nothing was parked.
     QueueFull,
     /// `host_ref` is already parked.
     Duplicate,
@@ -221,6 +221,11 @@ pub struct Engine {
 /// Commands waiting for the engine thread; beyond this `park` says QueueFull.
 const CMD_QUEUE: usize = 65_536;
 
+/// The event queue holds this many events per call the table can hold (a
+/// push result and the final event) before it drops informational ones and
+/// `park` says QueueFull: a host that polls at all never gets near it.
+const EVENTS_PER_CALL: usize = 2;
+
 /// Contacts a fork may name.
 const MAX_FORK_CONTACTS: usize = 1024;
 
@@ -307,7 +312,8 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
         let st = &cfg.store;
         let store = Store::open(&st.dir, st.max_age_days, st.max_devices_per_aor, unix_now())?;
-        let events = EventQueue::new().map_err(|e| EngineError::Io(format!("eventfd: {e}")))?;
+        let events = EventQueue::new(cfg.park.max_total.saturating_mul(EVENTS_PER_CALL))
+            .map_err(|e| EngineError::Io(format!("eventfd: {e}")))?;
         let clients = worker::Clients::new(&cfg)?;
         let shared = Arc::new(Shared {
             rules: ContactRules::new(&cfg),
@@ -583,6 +589,11 @@ impl Engine {
             inc(&sh.counters.park_over_limit);
             return Err(ParkError::LimitPerAor);
         }
+        // Events are not dropped for calls, so it is new calls that must wait.
+        if sh.events.full() {
+            inc(&sh.counters.park_queue_full);
+            return Err(ParkError::QueueFull);
+        }
         // A device the host's lookup missed by a hair needs no push: a parked
         // call resumes at once, a fork gets it as a branch.
         let just_registered = now
@@ -688,6 +699,7 @@ impl Engine {
         s.devices_evicted = sh.store.evicted();
         (s.store_writes_pending, s.store_write_errors) = sh.store.write_counts();
         s.events_waiting = sh.events.len() as u64;
+        s.events_dropped = sh.events.dropped();
         s
     }
 

@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn a_call_ends_once_whatever_comes_second() {
-        let (q, c) = (EventQueue::new().unwrap(), Counters::default());
+        let (q, c) = (EventQueue::new(64).unwrap(), Counters::default());
         let mut t = Table::default();
         let a = t.insert(call(10, "alice"));
         let b = t.insert(call(11, "alice"));
@@ -481,7 +481,7 @@ mod tests {
 
     #[test]
     fn reject_carries_code_and_reason_and_forgets_the_call() {
-        let (q, c) = (EventQueue::new().unwrap(), Counters::default());
+        let (q, c) = (EventQueue::new(64).unwrap(), Counters::default());
         let mut t = Table::default();
         let a = t.insert(call(7, "bob"));
         let how = End::Reject {
@@ -503,7 +503,7 @@ mod tests {
 
     #[test]
     fn one_branch_per_extra_device_while_ringing() {
-        let (q, c) = (EventQueue::new().unwrap(), Counters::default());
+        let (q, c) = (EventQueue::new(64).unwrap(), Counters::default());
         let mut t = Table::default();
         let a = t.insert(call(1, "alice"));
         assert!(!t.append_branch(a, "d2", "", &q, &c), "not resumed yet");
@@ -560,7 +560,7 @@ mod tests {
 
     #[test]
     fn a_host_end_drops_the_calls_queued_events() {
-        let (q, c) = (EventQueue::new().unwrap(), Counters::default());
+        let (q, c) = (EventQueue::new(64).unwrap(), Counters::default());
         let mut t = Table::default();
         let a = t.insert(call(1, "alice"));
         let b = t.insert(call(2, "alice"));
@@ -594,7 +594,7 @@ mod tests {
 
     #[test]
     fn forked_calls_get_branches_only_and_reject_at_the_deadline() {
-        let (q, c) = (EventQueue::new().unwrap(), Counters::default());
+        let (q, c) = (EventQueue::new(64).unwrap(), Counters::default());
         let mut t = Table::default();
         let mut forked = call(1, "alice");
         (forked.forked, forked.host_ringing) = (true, true);
@@ -644,7 +644,7 @@ mod tests {
 
     #[test]
     fn pushed_devices_that_did_not_register_get_one_late_wake() {
-        let (q, c) = (EventQueue::new().unwrap(), Counters::default());
+        let (q, c) = (EventQueue::new(64).unwrap(), Counters::default());
         let mut t = Table::new(Duration::from_secs(30));
         let mut two = call(1, "alice");
         two.pushed = vec!["d1".into(), "d2".into(), "d3".into()];

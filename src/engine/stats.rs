@@ -49,9 +49,11 @@ pub struct Stats {
     pub late_wakes: u64,
     /// REGISTERs ignored: an older CSeq of a Call-ID already applied.
     pub registers_out_of_order: u64,
-    /// Pushes sent again after a connection dropped before APNs could have processed them.
+    /// Requests sent again that APNs had certainly not processed (past a
+    /// GOAWAY's last-stream-id, REFUSED_STREAM, never written).
     pub pushes_replayed: u64,
-    /// Informational events dropped because the event queue was full.
+    /// Informational events (PushResult, DeviceGone, LateWake) dropped: the
+    /// event queue was full, or a push result found the engine thread too far behind.
     pub events_dropped: u64,
     /// Bindings dropped to keep an AOR within `store.max_devices_per_aor`.
     pub devices_evicted: u64,
@@ -81,7 +83,6 @@ pub(crate) struct Counters {
     pub late_wakes: AtomicU64,
     pub registers_out_of_order: AtomicU64,
     pub pushes_replayed: AtomicU64,
-    pub events_dropped: AtomicU64,
     pub resume_latency: Histogram,
 }
 
@@ -125,7 +126,7 @@ impl Counters {
             late_wakes: get(&self.late_wakes),
             registers_out_of_order: get(&self.registers_out_of_order),
             pushes_replayed: get(&self.pushes_replayed),
-            events_dropped: get(&self.events_dropped),
+            events_dropped: 0,
             devices_evicted: 0,
             engine_restarts: 0,
         }

@@ -2,7 +2,7 @@
 //! the APNs client and the handling of push results. It is the only thread
 //! that submits pushes, so coalescing needs no lock.
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -15,7 +15,7 @@ use super::events::{Event, EventKind};
 use super::parked::{CallState, End};
 use super::push::{display_name, Coalescer, DeviceId, Offer, PayloadFields};
 use super::redact;
-use super::stats::inc;
+use super::stats::{add, inc};
 use super::store::DeviceInfo;
 use super::{unix_now, ConfigError, EngineError, Shared};
 use crate::apns::{
@@ -178,9 +178,11 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub(crate) fn new(sh: Arc<Shared>, clients: Clients) -> Worker {
-        // Unbounded: results are bounded by the client's max_pending, and the
-        // client's thread must never block on us.
-        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        // As many results as a client has pushes in flight: only an engine thread
+        // stuck that long fills it. The client's threads never block on it (we
+        // may be waiting on them): a result that does not fit is dropped and
+        // counted; its call then ends at its deadline like any unanswered push.
+        let (done_tx, done_rx) = crossbeam_channel::bounded(clients.template.max_pending);
         let coalescer = Coalescer::new(sh.cfg.push.min_interval);
         Worker {
             sh,
@@ -310,15 +312,19 @@ impl Worker {
             payload,
             expiration,
         );
-        let tx = self.done_tx.clone();
+        let (tx, sh) = (self.done_tx.clone(), self.sh.clone());
         let (done_aor, done_device) = (aor.to_string(), device.clone());
         let done = Box::new(move |result: PushResult| {
-            let _ = tx.send(Done {
+            let done = Done {
                 aor: done_aor,
                 device: done_device,
                 park_id,
                 result,
-            });
+            };
+            if let Err(TrySendError::Full(_)) = tx.try_send(done) {
+                // Its PushResult event is lost with it.
+                sh.events.count_dropped();
+            }
         });
         let submitted = self
             .clients
@@ -379,6 +385,7 @@ impl Worker {
 
     fn on_done(&mut self, d: Done) {
         let c = &self.sh.counters;
+        add(&c.pushes_replayed, d.result.replays.into());
         let key = d.device.key.as_str();
         // Apple's timestamp when the token is dead.
         let mut dead_since = None;

@@ -7,7 +7,8 @@
 //! - `{"script":{"token":"<hex>","reason":"Unregistered"[,"times":N]}}`;
 //!   `"reason":null` accepts again.
 //! - `{"faults":{"delay_ms":50,"server_error":"ServiceUnavailable",
-//!   "server_error_times":N,"goaway_after_streams":N,
+//!   "server_error_times":N,"goaway_after_streams":N,"goaway_unprocessed":N,
+//!   "refuse_streams":N,
 //!   "drop_connection_mid_stream":N,"silence_mid_stream":N,
 //!   "max_concurrent_streams":1,
 //!   "refuse_tls":true,"throttle_after_rejection":true,
@@ -72,6 +73,10 @@ struct FaultsCmd {
     server_error_times: Option<u32>,
     goaway_after_streams: Option<u32>,
     #[serde(default)]
+    goaway_unprocessed: u32,
+    #[serde(default)]
+    refuse_streams: u32,
+    #[serde(default)]
     drop_connection_mid_stream: u32,
     #[serde(default)]
     silence_mid_stream: u32,
@@ -135,6 +140,8 @@ fn execute(cmd: Command, shared: &Shared) -> Result<Value, String> {
             server_error: f.server_error.as_deref().map(parse_reason).transpose()?,
             server_error_times: f.server_error_times,
             goaway_after_streams: f.goaway_after_streams,
+            goaway_unprocessed: f.goaway_unprocessed,
+            refuse_streams: f.refuse_streams,
             drop_connection_mid_stream: f.drop_connection_mid_stream,
             silence_mid_stream: f.silence_mid_stream,
             max_concurrent_streams: f.max_concurrent_streams,

@@ -144,7 +144,8 @@ pub struct MockStats {
     pub accepted: u64,
     /// Pushes answered with an error status.
     pub rejected: u64,
-    /// Streams reset with REFUSED_STREAM: past a GOAWAY, or over an acknowledged limit.
+    /// Streams reset with REFUSED_STREAM: past a GOAWAY, over an acknowledged
+    /// limit, or by the `refuse_streams` fault.
     pub refused_streams: u64,
     /// GOAWAYs sent by the `goaway_after_streams` fault or the idle timeout.
     pub goaways: u64,

@@ -37,6 +37,14 @@ pub struct Faults {
     /// (NO_ERROR, debug data `{"reason":"Shutdown"}`) whose last-stream-id is
     /// the last one processed; later streams are refused, unrecorded.
     pub goaway_after_streams: Option<u32>,
+    /// With `goaway_after_streams`: the GOAWAY waits until this many more
+    /// streams arrived, which it leaves unprocessed (above its last-stream-id,
+    /// then reset REFUSED_STREAM), like a server shutting down with requests
+    /// queued. Unrecorded.
+    pub goaway_unprocessed: u32,
+    /// Reset each of the next N streams with REFUSED_STREAM, unprocessed and
+    /// unrecorded, like a server shedding load (RFC 9113 §8.7).
+    pub refuse_streams: u32,
     /// Close the TCP connection, unanswered and unrecorded, when each of the
     /// next N pushes arrives.
     pub drop_connection_mid_stream: u32,
@@ -61,11 +69,13 @@ pub struct Faults {
 
 /// The faults that apply to one stream, decided when it arrives.
 pub struct StreamFaults {
+    pub refuse: bool,
     pub drop_connection: bool,
     pub go_silent: bool,
     pub server_error: Option<Reason>,
     pub delay: Duration,
     pub goaway_after_streams: Option<u32>,
+    pub goaway_unprocessed: u32,
     pub throttle_after_rejection: bool,
     pub limit_token_updates: bool,
 }
@@ -161,7 +171,11 @@ impl Behaviour {
     /// Decides the faults for an arriving stream, counting down "next N" ones.
     pub fn next_stream(&self) -> StreamFaults {
         let mut f = self.faults.lock();
-        let drop_connection = f.drop_connection_mid_stream > 0;
+        let refuse = f.refuse_streams > 0;
+        if refuse {
+            f.refuse_streams -= 1;
+        }
+        let drop_connection = !refuse && f.drop_connection_mid_stream > 0;
         let go_silent = !drop_connection && f.silence_mid_stream > 0;
         let server_error = if drop_connection {
             f.drop_connection_mid_stream -= 1;
@@ -180,11 +194,13 @@ impl Behaviour {
             }
         };
         StreamFaults {
+            refuse,
             drop_connection,
             go_silent,
             server_error,
             delay: f.delay,
             goaway_after_streams: f.goaway_after_streams,
+            goaway_unprocessed: f.goaway_unprocessed,
             throttle_after_rejection: f.throttle_after_rejection,
             limit_token_updates: f.limit_token_updates,
         }

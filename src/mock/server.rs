@@ -260,6 +260,10 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
     let mut processed = 0u32;
     let mut last_processed = 0u32;
     let mut goaway_at: Option<u32> = None;
+    // A GOAWAY waiting for streams it leaves unprocessed (`goaway_unprocessed`):
+    // its last-stream-id, how many to hold, and those held so far.
+    let mut goaway_pending: Option<(u32, u32)> = None;
+    let mut held = Vec::new();
     let mut last_stream_at = tokio::time::Instant::now();
     loop {
         // No timer at all without an idle timeout: this loop runs per stream.
@@ -271,16 +275,29 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
         };
         tokio::select! {
             next = h2.accept() => {
-                let Some(Ok((req, mut respond))) = next else { return };
+                let Some(Ok((req, respond))) = next else { return };
                 let id = u32::from(respond.stream_id());
                 last_stream_at = tokio::time::Instant::now();
                 Counters::bump(&shared.counters.streams);
                 if goaway_at.is_some_and(|last| id > last) || over_limit(&tap, &conn) {
-                    Counters::bump(&shared.counters.refused_streams);
-                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    refuse(&shared, respond);
+                    continue;
+                }
+                if let Some((last, hold)) = goaway_pending {
+                    held.push(respond);
+                    if held.len() >= hold as usize {
+                        goaway_pending = None;
+                        goaway_at = Some(go_away(&shared, &tap, &mut h2, last, GOAWAY_DEBUG));
+                        // After the GOAWAY: the client has failed them already.
+                        held.drain(..).for_each(|r| refuse(&shared, r));
+                    }
                     continue;
                 }
                 let faults = shared.behaviour.next_stream();
+                if faults.refuse {
+                    refuse(&shared, respond);
+                    continue;
+                }
                 if faults.drop_connection {
                     Counters::bump(&shared.counters.dropped_connections);
                     return;
@@ -294,13 +311,12 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
                 }
                 processed += 1;
                 last_processed = id;
-                if goaway_at.is_none() && faults.goaway_after_streams.is_some_and(|n| processed >= n) {
-                    Counters::bump(&shared.counters.goaways);
-                    tap.goaway(id, GOAWAY_DEBUG);
-                    // h2 then closes the connection once the streams up to
-                    // `id` are answered; the Wire drops h2's own GOAWAY frames.
-                    h2.graceful_shutdown();
-                    goaway_at = Some(id);
+                let due = goaway_at.is_none() && goaway_pending.is_none();
+                if due && faults.goaway_after_streams.is_some_and(|n| processed >= n) {
+                    match faults.goaway_unprocessed {
+                        0 => goaway_at = Some(go_away(&shared, &tap, &mut h2, id, GOAWAY_DEBUG)),
+                        hold => goaway_pending = Some((id, hold)),
+                    }
                 }
                 conn.active.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(stream(shared.clone(), conn.clone(), req, respond, faults));
@@ -309,19 +325,43 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
                 let n = *limit.borrow_and_update();
                 tap.announce_limit(n.unwrap_or(NORMAL_STREAM_LIMIT));
             }
-            () = idle, if goaway_at.is_none() => {
+            () = idle, if goaway_at.is_none() && goaway_pending.is_none() => {
                 // A push still being answered keeps the connection busy.
                 if conn.active.load(Ordering::Relaxed) > 0 {
                     last_stream_at = tokio::time::Instant::now();
                     continue;
                 }
-                Counters::bump(&shared.counters.goaways);
-                tap.goaway(last_processed, IDLE_GOAWAY_DEBUG);
-                h2.graceful_shutdown();
-                goaway_at = Some(last_processed);
+                let last = last_processed;
+                goaway_at = Some(go_away(&shared, &tap, &mut h2, last, IDLE_GOAWAY_DEBUG));
             }
         }
     }
+}
+
+/// Sends GOAWAY(NO_ERROR) naming `last` as the last stream processed and
+/// returns it. h2 then closes the connection once the streams up to `last`
+/// are answered; the Wire drops h2's own GOAWAY frames.
+fn go_away<T, B>(
+    shared: &Shared,
+    tap: &Tap,
+    h2: &mut h2::server::Connection<T, B>,
+    last: u32,
+    debug: &'static [u8],
+) -> u32
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: bytes::Buf,
+{
+    Counters::bump(&shared.counters.goaways);
+    tap.goaway(last, debug);
+    h2.graceful_shutdown();
+    last
+}
+
+/// REFUSED_STREAM: the stream was not processed and may be sent again.
+fn refuse(shared: &Shared, mut respond: SendResponse<Bytes>) {
+    Counters::bump(&shared.counters.refused_streams);
+    respond.send_reset(h2::Reason::REFUSED_STREAM);
 }
 
 fn over_limit(tap: &Tap, conn: &Connection) -> bool {

@@ -121,23 +121,9 @@ enum Op {
         aor: Text,
         key: Text,
     },
-    Park {
-        call_id: Text,
-        aor: Text,
-        caller: Text,
-        name: Text,
-        host_ref: u8,
-        timeout_ms: u16,
-    },
-    Fork {
-        call_id: Text,
-        aor: Text,
-        caller: Text,
-        name: Text,
-        host_ref: u8,
-        timeout_ms: u16,
-        contacts: Vec<(Text, Text, bool)>,
-    },
+    Park(NewCall),
+    /// With the Contacts the host's lookup found: (URI, +sip.instance, ringing).
+    Fork(NewCall, Vec<(Text, Text, bool)>),
     Cancel {
         host_ref: u8,
     },
@@ -158,6 +144,17 @@ enum Op {
         offset: u8,
         limit: u16,
     },
+}
+
+/// The arguments of pushpark_park and pushpark_fork.
+#[derive(Arbitrary, Debug)]
+struct NewCall {
+    call_id: Text,
+    aor: Text,
+    caller: Text,
+    name: Text,
+    host_ref: u8,
+    timeout_ms: u16,
 }
 
 /// Short enough for a run to see calls time out; 0 is the configuration's.
@@ -286,84 +283,8 @@ impl Run {
                     pushpark_remove_device(e, ptr(&aor), ptr(&key))
                 });
             }
-            Op::Park {
-                call_id,
-                aor,
-                caller,
-                name,
-                host_ref,
-                timeout_ms,
-            } => {
-                let args = [
-                    call_id.arg(&v.words),
-                    aor.arg(&v.aors),
-                    caller.arg(&v.words),
-                    name.arg(&v.words),
-                ];
-                let mut park_id = 0;
-                let host_ref = u64::from(*host_ref);
-                let rc = unsafe {
-                    pushpark_park(
-                        e,
-                        ptr(&args[0]),
-                        ptr(&args[1]),
-                        ptr(&args[2]),
-                        ptr(&args[3]),
-                        host_ref,
-                        timeout(*timeout_ms),
-                        &mut park_id,
-                    )
-                };
-                self.parked("park", rc, host_ref, park_id);
-            }
-            Op::Fork {
-                call_id,
-                aor,
-                caller,
-                name,
-                host_ref,
-                timeout_ms,
-                contacts,
-            } => {
-                let args = [
-                    call_id.arg(&v.words),
-                    aor.arg(&v.aors),
-                    caller.arg(&v.words),
-                    name.arg(&v.words),
-                ];
-                let held: Vec<(Option<CString>, Option<CString>, bool)> = contacts
-                    .iter()
-                    .take(8)
-                    .map(|(uri, instance, ringing)| {
-                        (uri.arg(&v.contacts), instance.arg(&v.instances), *ringing)
-                    })
-                    .collect();
-                let list: Vec<pushpark_contact> = held
-                    .iter()
-                    .map(|(uri, instance, ringing)| pushpark_contact {
-                        uri: ptr(uri),
-                        instance: ptr(instance),
-                        ringing: i32::from(*ringing),
-                    })
-                    .collect();
-                let mut park_id = 0;
-                let host_ref = u64::from(*host_ref);
-                let rc = unsafe {
-                    pushpark_fork(
-                        e,
-                        ptr(&args[0]),
-                        ptr(&args[1]),
-                        ptr(&args[2]),
-                        ptr(&args[3]),
-                        host_ref,
-                        timeout(*timeout_ms),
-                        list.as_ptr(),
-                        list.len(),
-                        &mut park_id,
-                    )
-                };
-                self.parked("fork", rc, host_ref, park_id);
-            }
+            Op::Park(call) => self.new_call("park", call, None),
+            Op::Fork(call, contacts) => self.new_call("fork", call, Some(contacts)),
             Op::Cancel { host_ref } => {
                 let host_ref = u64::from(*host_ref);
                 let rc = checked("cancel", unsafe { pushpark_cancel(e, host_ref) });
@@ -429,6 +350,62 @@ impl Run {
                 }
             }
         }
+    }
+
+    fn new_call(&mut self, what: &str, c: &NewCall, contacts: Option<&[(Text, Text, bool)]>) {
+        let v = &self.vocab;
+        let args = [
+            c.call_id.arg(&v.words),
+            c.aor.arg(&v.aors),
+            c.caller.arg(&v.words),
+            c.name.arg(&v.words),
+        ];
+        let held: Vec<(Option<CString>, Option<CString>, bool)> = contacts
+            .unwrap_or_default()
+            .iter()
+            .take(8)
+            .map(|(uri, instance, ringing)| {
+                (uri.arg(&v.contacts), instance.arg(&v.instances), *ringing)
+            })
+            .collect();
+        let list: Vec<pushpark_contact> = held
+            .iter()
+            .map(|(uri, instance, ringing)| pushpark_contact {
+                uri: ptr(uri),
+                instance: ptr(instance),
+                ringing: i32::from(*ringing),
+            })
+            .collect();
+        let (e, host_ref, timeout) = (self.engine, u64::from(c.host_ref), timeout(c.timeout_ms));
+        let [call_id, aor, caller, name] = args.each_ref().map(ptr);
+        let mut park_id = 0;
+        let rc = unsafe {
+            match contacts {
+                None => pushpark_park(
+                    e,
+                    call_id,
+                    aor,
+                    caller,
+                    name,
+                    host_ref,
+                    timeout,
+                    &mut park_id,
+                ),
+                Some(_) => pushpark_fork(
+                    e,
+                    call_id,
+                    aor,
+                    caller,
+                    name,
+                    host_ref,
+                    timeout,
+                    list.as_ptr(),
+                    list.len(),
+                    &mut park_id,
+                ),
+            }
+        };
+        self.parked(what, rc, host_ref, park_id);
     }
 
     fn parked(&mut self, what: &str, rc: pushpark_result, host_ref: u64, park_id: u64) {

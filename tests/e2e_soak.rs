@@ -2,9 +2,10 @@
 //! (default 30; e.g. `SOAK_SECONDS=600 cargo test --release --test e2e_soak -- --nocapture`
 //! for ten minutes). Each round places calls that end every way a call can, all at once:
 //! woken and answered, nobody wakes (park timeout), the caller CANCELs while parked, a
-//! dead token (APNs 410), while a REGISTER flood brings new phones. It prints the calls
-//! by outcome and the memory and file descriptors of Kamailio's processes (the engine's
-//! included) at the start and the end; it fails if a call ended another way than its
+//! dead token (APNs 410), while a REGISTER flood refreshes the same phones' bindings (a
+//! steady state: memory that keeps growing is a leak). It prints the calls by outcome and
+//! the memory (RSS, and PSS: shared memory counted once) and file descriptors of Kamailio's
+//! processes (the engine's included) at the start, after the first round and at the end; it fails if a call ended another way than its
 //! scenario expects, if the engine's counts disagree with the calls placed, or if a call
 //! is still parked at the end. Figures go to docs/performance.md.
 
@@ -22,11 +23,42 @@ const PARK_TIMEOUT_MS: u64 = 3000;
 const WOKEN: usize = 4; // phones per round that wake and answer
 const ASLEEP: usize = 2; // phones per round that never wake (480 at the timeout)
 const CANCELLED: usize = 2; // calls per round the caller CANCELs while parked
-const FLOOD: usize = 100; // new phones registering per round
+const FLOOD: usize = 100; // phones refreshing their binding each round
 
-/// Resident memory (kB) and open fds of every process in Kamailio's process group.
-fn footprint(group: u32) -> (u64, usize, usize) {
-    let (mut rss, mut fds, mut procs) = (0, 0, 0);
+/// What Kamailio's processes hold.
+struct Footprint {
+    rss_kb: u64,
+    pss_kb: u64,
+    fds: usize,
+    procs: usize,
+}
+
+impl std::fmt::Display for Footprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let Footprint {
+            rss_kb,
+            pss_kb,
+            fds,
+            procs,
+        } = self;
+        write!(
+            f,
+            "RSS {rss_kb} kB, PSS {pss_kb} kB, {fds} fds, {procs} processes"
+        )
+    }
+}
+
+/// The `key:` figure (kB) of a /proc file.
+fn proc_kb(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory and open fds of every process in Kamailio's process group.
+fn footprint(group: u32) -> Footprint {
+    let (mut rss, mut pss, mut fds, mut procs) = (0, 0, 0, 0);
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -42,15 +74,18 @@ fn footprint(group: u32) -> (u64, usize, usize) {
             continue;
         }
         procs += 1;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        rss += status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
-            .unwrap_or(0);
+        let read =
+            |file| std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+        rss += proc_kb(&read("status"), "VmRSS:");
+        pss += proc_kb(&read("smaps_rollup"), "Pss:");
         fds += std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     }
-    (rss, fds, procs)
+    Footprint {
+        rss_kb: rss,
+        pss_kb: pss,
+        fds,
+        procs,
+    }
 }
 
 /// Each caller of a round in its own thread; true when its SIPp scenario succeeded.
@@ -113,7 +148,8 @@ fn mixed_traffic_ends_every_call_once_and_leaks_nothing() {
             e.1 += usize::from(r.join().unwrap());
         }
     };
-    let (mut rounds, mut flooded) = (0, 0);
+    let flood: Vec<Phone> = (0..FLOOD).map(|i| Phone::new(&format!("f{i}x"))).collect();
+    let (mut rounds, mut flooded, mut warm) = (0, 0, None);
     let began = Instant::now();
     while began.elapsed() < Duration::from_secs(seconds) {
         // A phone whose token died since it registered: APNs answers 410.
@@ -146,9 +182,6 @@ fn mixed_traffic_ends_every_call_once_and_leaks_nothing() {
             "caller_rejected.xml",
             vec![dead.user.clone()],
         );
-        let flood: Vec<Phone> = (0..FLOOD)
-            .map(|i| Phone::new(&format!("f{rounds}n{i}x")))
-            .collect();
         Phone::register_all(&flood, &dir.0, &server, 3600);
         flooded += FLOOD;
 
@@ -157,6 +190,9 @@ fn mixed_traffic_ends_every_call_once_and_leaks_nothing() {
         tally("cancelled while parked (487)", cancelled);
         tally("dead token (480 at once)", push_failed);
         rounds += 1;
+        if rounds == 1 {
+            warm = Some(footprint(group));
+        }
     }
     let stats = k.rpc_numbers(&["pushpark.stats"]);
     let end = footprint(group);
@@ -164,7 +200,7 @@ fn mixed_traffic_ends_every_call_once_and_leaks_nothing() {
     let placed: usize = outcomes.values().map(|o| o.0).sum();
     let as_expected: usize = outcomes.values().map(|o| o.1).sum();
     println!(
-        "soak: {rounds} rounds in {:.0} s, {flooded} phones registered meanwhile",
+        "soak: {rounds} rounds in {:.0} s, {flooded} REGISTERs of {FLOOD} phones meanwhile",
         began.elapsed().as_secs_f64()
     );
     println!("{:<32} {:>7} {:>12}", "outcome", "placed", "as expected");
@@ -172,10 +208,12 @@ fn mixed_traffic_ends_every_call_once_and_leaks_nothing() {
         println!("{name:<32} {n:>7} {ok:>12}");
     }
     println!("{:<32} {placed:>7} {as_expected:>12}", "all");
-    println!(
-        "Kamailio ({} processes at the start, {} at the end): RSS {} kB -> {} kB, fds {} -> {}",
-        start.2, end.2, start.0, end.0, start.1, end.1
-    );
+    let mut footprints = vec![("at the start", start)];
+    footprints.extend(warm.map(|w| ("after the first round", w)));
+    footprints.push(("at the end", end));
+    for (when, f) in &footprints {
+        println!("Kamailio {when:<22} {f}");
+    }
     println!(
         "engine: parked_total {} resumed {} append_branches {} rejected_timeout {} rejected_push_failed {} cancelled {} parked_now {} resumed_now {} devices_stored {}",
         stats["parked_total"], stats["resumed"], stats["append_branches"], stats["rejected_timeout"],

@@ -736,27 +736,33 @@ pub fn sipp(scenario: &str, port: u16) -> Command {
 
 /// Runs SIPp as a caller of `user` through `server` until it ends; response times are traced.
 pub fn call(dir: &Path, server: &str, scenario: &str, user: &str, extra: &[&str]) -> SippRun {
-    let mut cmd = sipp(scenario, free_port());
-    cmd.arg(server)
-        .args([
-            "-s",
-            user,
-            "-d",
-            "200",
-            "-trace_rtt",
-            "-rtt_freq",
-            "1",
-            "-trace_msg",
-        ])
-        .args(extra);
-    let name = format!("caller-{user}-{}", scenario.trim_end_matches(".xml"));
-    let mut proc = Proc::spawn(cmd, &name, dir, false);
-    let status = proc.wait(Duration::from_secs(90));
-    let rtt = dir.join(format!(
-        "{}_{}_rtt.csv",
-        scenario.trim_end_matches(".xml"),
-        proc.pid()
-    ));
+    let stem = scenario.trim_end_matches(".xml");
+    let name = format!("caller-{user}-{stem}");
+    // free_port() lets its port go before SIPp binds it, and on a busy machine another
+    // process may take it meanwhile: SIPp then sends nothing. Try another port.
+    let (proc, status) = loop {
+        let mut cmd = sipp(scenario, free_port());
+        cmd.arg(server)
+            .args([
+                "-s",
+                user,
+                "-d",
+                "200",
+                "-trace_rtt",
+                "-rtt_freq",
+                "1",
+                "-trace_msg",
+            ])
+            .args(extra);
+        let mut proc = Proc::spawn(cmd, &name, dir, false);
+        let status = proc.wait(Duration::from_secs(90));
+        let errors = dir.join(format!("{stem}_{}_errors.log", proc.pid()));
+        let unbound = fs::read_to_string(errors).is_ok_and(|e| e.contains("Unable to bind"));
+        if status.success() || !unbound {
+            break (proc, status);
+        }
+    };
+    let rtt = dir.join(format!("{stem}_{}_rtt.csv", proc.pid()));
     let rtt_ms = fs::read_to_string(rtt)
         .unwrap_or_default()
         .lines()

@@ -171,7 +171,7 @@ int pp_register(sip_msg_t *msg)
 		/* RFC 3261 10.2.2 "Contact: *" (only valid with expires 0): every binding goes,
 		 * the push devices too. */
 		pp_req_init(&r, PP_OP_REMOVE_ALL);
-		if(pp_req_add(&r, &aor) < 0 || pp_send(&r) < 0)
+		if(pp_req_add_str(&r, &aor) < 0 || pp_send(&r) < 0)
 			return -1;
 		update_stat(pp_st_registers, 1);
 		return 1;
@@ -190,8 +190,8 @@ int pp_register(sip_msg_t *msg)
 				inst.len -= 2;
 			}
 		}
-		if(pp_req_add(&r, &aor) < 0 || pp_req_add(&r, &c->uri) < 0
-				|| pp_req_add(&r, &inst) < 0 || pp_req_add(&r, &msg->callid->body) < 0
+		if(pp_req_add_str(&r, &aor) < 0 || pp_req_add_str(&r, &c->uri) < 0
+				|| pp_req_add_str(&r, &inst) < 0 || pp_req_add_str(&r, &msg->callid->body) < 0
 				|| pp_send(&r) < 0)
 			failed++;
 		else

@@ -114,9 +114,9 @@ static int pp_park_args(sip_msg_t *msg, str *uri, pp_req_t *r)
 	from = get_from(msg);
 	if(pp_aor(uri, aor_buf, &aor) < 0)
 		return -1;
-	if(pp_req_add(r, &msg->callid->body) < 0 || pp_req_add(r, &aor) < 0
-			|| pp_req_add(r, &from->uri) < 0
-			|| pp_req_add(r, from->display.len > 0 ? &from->display : &empty) < 0) {
+	if(pp_req_add_str(r, &msg->callid->body) < 0 || pp_req_add_str(r, &aor) < 0
+			|| pp_req_add_str(r, &from->uri) < 0
+			|| pp_req_add_str(r, from->display.len > 0 ? &from->display : &empty) < 0) {
 		LM_ERR("INVITE too large to park\n");
 		return -1;
 	}
@@ -222,7 +222,7 @@ int pp_tm_park(sip_msg_t *msg)
 	ref = ((uint64_t)h << 32) | l;
 	r.h.host_ref = ref;
 	r.h.timeout_ms = (uint32_t)pp_park_timeout;
-	r.h.fr_ticks = orig_fr;
+	r.h.host_data = orig_fr; /* tm's fr timeout, restored on resume */
 
 	/* No answer in time: the engine does not keep the call either (see pp_ipc.h). */
 	if(pp_call(&r, pp_ipc_timeout, &rpl) < 0)
@@ -307,8 +307,8 @@ static int pp_fork_contact(pp_req_t *r, str *uri, str *instance, int ringing)
 
 	if(n >= PP_FORK_MAX_CONTACTS || r->h.size + uri->len + instance->len + 2 > PP_REQ_MAX)
 		return -1;
-	pp_req_add(r, uri);
-	pp_req_add(r, instance);
+	pp_req_add_str(r, uri);
+	pp_req_add_str(r, instance);
 	if(ringing)
 		r->h.ringing |= 1u << n;
 	return 0;
@@ -751,8 +751,9 @@ int pp_tm_append(uint64_t ref, const char *aor, const char *device)
 	return 0;
 }
 
-int pp_tm_provisional(uint64_t ref, int code, str *reason)
+int pp_tm_provisional(uint64_t ref)
 {
+	int code = pp_provisional_code;
 	struct cell *t, *orig;
 	str totag = STR_NULL;
 
@@ -769,7 +770,7 @@ int pp_tm_provisional(uint64_t ref, int code, str *reason)
 	/* The To tag tm itself gives its local replies (RFC 3261: 1xx but 100 carry one).
 	 * t_reply_with_body() drops the reference t_lookup_ident() took. */
 	tmb.t_get_reply_totag(t->uas.request, &totag);
-	if(tmb.t_reply_with_body(t, code, reason, NULL, NULL, &totag) < 0)
+	if(tmb.t_reply_with_body(t, code, &pp_provisional_reason, NULL, NULL, &totag) < 0)
 		LM_WARN("call %llx: cannot send %d\n", (unsigned long long)ref, code);
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 	return 0;

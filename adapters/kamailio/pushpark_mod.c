@@ -4,11 +4,11 @@
  *   pp_tm.c       suspending/forking INVITEs, resuming/rejecting/extending them (tm)
  *   pp_late.c     INVITE + CANCEL to a device woken for a call that already ended
  *   pp_register.c REGISTER bindings, Contact checks (400/555), Feature-Caps
- *   pp_engine.c   the engine process and its loop
- *   pp_ipc.c      worker <-> engine requests
+ *   pp_engine_proc.c  the engine process as a Kamailio process
  *   pp_rpc.c      RPC commands
+ * and, shared with other hosts' modules, in ../common (see pp_host.h there): the worker
+ * <-> engine-process IPC, the engine process's loop, its call table and log bridge.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +21,8 @@
 #include "core/sr_module.h"
 #include "core/utils/srjson.h"
 #include "pushpark.h"
-#include "pp_engine.h"
+#include "pp_config.h"
+#include "pp_engine_proc.h"
 #include "pp_ipc.h"
 #include "pp_late.h"
 #include "pp_register.h"
@@ -154,31 +155,6 @@ struct module_exports exports = {
 		child_init,      /* per-child init function */
 		mod_destroy      /* module destroy function */
 };
-
-char *pp_read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	long len;
-
-	if(f == NULL) {
-		LM_ERR("cannot open %s: %s\n", path, strerror(errno));
-		return NULL;
-	}
-	if(fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0
-			&& (buf = malloc(len + 1)) != NULL) {
-		if(fread(buf, 1, len, f) == (size_t)len) {
-			buf[len] = '\0';
-		} else {
-			free(buf);
-			buf = NULL;
-		}
-	}
-	if(buf == NULL)
-		LM_ERR("cannot read %s\n", path);
-	fclose(f);
-	return buf;
-}
 
 /* Reads and checks the engine's config and the files it names (key, certificate, CA,
  * store directory) before Kamailio forks, so what would fail every push stops the

@@ -33,8 +33,8 @@ extern int pp_push_registered;
 /* The park timeout in effect (modparam, else the config file's, else the default). */
 extern int pp_effective_park_timeout;
 
-/* The whole file, NUL-terminated, in malloc memory (caller frees); NULL logged. */
-char *pp_read_file(const char *path);
+/* pp_req_add (../common/pp_ipc.h) of a Kamailio str. */
+#define pp_req_add_str(r, sp) pp_req_add((r), (sp)->s, (sp)->len)
 
 extern stat_var *pp_st_parked;
 extern stat_var *pp_st_no_device;

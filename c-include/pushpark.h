@@ -128,6 +128,17 @@ pushpark_result pushpark_config_check(const char *config_json);
  */
 pushpark_result pushpark_config_check_files(const char *config_json);
 
+/*
+ * The park timeout a configuration document gives (park.timeout_ms, or the engine's
+ * default when it names none): what pushpark_park and pushpark_fork take for a
+ * timeout_ms of 0. For a host that arms its own guard timer past the engine's deadline
+ * without parsing the document itself. Checked as pushpark_config_check does.
+ * On success *timeout_ms receives it (milliseconds, 1 to 3600000).
+ * Errors: PUSHPARK_ERR_CONFIG, PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8.
+ * config_json, timeout_ms: required. Any thread.
+ */
+pushpark_result pushpark_config_park_timeout(const char *config_json, uint32_t *timeout_ms);
+
 /* ---- Checking a REGISTER's Contact (no engine needed) -------------------- */
 
 /*

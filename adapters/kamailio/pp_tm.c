@@ -21,6 +21,7 @@
 #include "modules/tm/tm_load.h"
 #include "modules/usrloc/usrloc.h"
 #include "pushpark.h"
+#include "pp_config.h"
 #include "pp_ipc.h"
 #include "pp_sip.h"
 #include "pp_tm.h"
@@ -314,16 +315,6 @@ static int pp_fork_contact(pp_req_t *r, str *uri, str *instance, int ringing)
 	return 0;
 }
 
-/* Unquoted +sip.instance, as the engine takes it. */
-static str pp_unquote(str s)
-{
-	if(s.len >= 2 && s.s[0] == '"' && s.s[s.len - 1] == '"') {
-		s.s++;
-		s.len -= 2;
-	}
-	return s;
-}
-
 /* Sorts the destination set: push-capable contacts go to the request (held-back ones
  * first, so they fit), held-back ones leave the set (kept in held). One that does not
  * fit in the request rings. Returns how many were held back. */
@@ -335,10 +326,10 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 	unsigned char drop[MAX_BRANCHES_LIMIT] = {0};
 
 	for(pass = 1; pass >= 0; pass--) { /* 1: held back, 0: ringing */
-		if(ruri_dest && pp_uri_push_capable(GET_RURI(msg))) {
+		if(ruri_dest && pp_contact_pushable(GET_RURI(msg)->s, GET_RURI(msg)->len)) {
 			hold = pp_hold_back(GET_RURI(msg), &msg->dst_uri, msg->otcpid);
 			if(hold == pass) {
-				inst = pp_unquote(msg->instance);
+				inst = msg->instance; /* raw: the engine takes quotes and <> */
 				if(pp_fork_contact(r, GET_RURI(msg), &inst, !hold) < 0) {
 					LM_WARN("too many push contacts: one (instance \"%.*s\") rings,"
 							" unknown to the engine\n",
@@ -353,7 +344,7 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 			b = get_sip_branch(i);
 			uri.s = b->uri;
 			uri.len = b->len;
-			if(!pp_uri_push_capable(&uri))
+			if(!pp_contact_pushable(uri.s, uri.len))
 				continue;
 			dst.s = b->dst_uri;
 			dst.len = b->dst_uri_len;
@@ -362,7 +353,6 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 				continue;
 			inst.s = b->instance;
 			inst.len = b->instance_len;
-			inst = pp_unquote(inst);
 			if(pp_fork_contact(r, &uri, &inst, !hold) < 0) {
 				LM_WARN("too many push contacts: one (instance \"%.*s\") rings,"
 						" unknown to the engine\n",

@@ -30,7 +30,7 @@ extern str pp_location_table;      /* "location_table": for second-device branch
 #define PP_PUSH_REG_NEVER 2   /* none: push only when lookup() found nobody */
 extern int pp_push_registered;
 
-/* The park timeout in effect (modparam, else the config file's, else the default). */
+/* The park timeout in effect (modparam, else the engine's: pp_config_park_timeout_ms). */
 extern int pp_effective_park_timeout;
 
 /* pp_req_add (../common/pp_ipc.h) of a Kamailio str. */

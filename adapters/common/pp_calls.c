@@ -3,7 +3,6 @@
  * per-process pool: up to park.max_total entries would not fit it.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "pp_calls.h"
 #include "pp_host.h"
@@ -16,11 +15,10 @@ static unsigned int pp_call_slot(uint64_t ref)
 	return (unsigned int)((ref ^ (ref >> 32)) * 2654435761u) % PP_CALLS_SIZE;
 }
 
-void pp_call_add(uint64_t ref, uint32_t host_data, const char *aor, int fork)
+void pp_call_add(uint64_t ref, uint32_t host_data, int fork)
 {
 	unsigned int i = pp_call_slot(ref);
-	size_t len = strlen(aor);
-	pp_call_t *c = malloc(sizeof(*c) + len + 1);
+	pp_call_t *c = malloc(sizeof(*c));
 
 	if(c == NULL) {
 		LM_ERR("out of memory: call %llx untracked\n", (unsigned long long)ref);
@@ -30,8 +28,6 @@ void pp_call_add(uint64_t ref, uint32_t host_data, const char *aor, int fork)
 	c->host_data = host_data;
 	c->rang = 0;
 	c->fork = fork;
-	c->aor = (char *)(c + 1);
-	memcpy(c->aor, aor, len + 1);
 	c->next = calls[i];
 	calls[i] = c;
 }
@@ -73,12 +69,3 @@ uint32_t pp_call_forget(uint64_t ref)
 	return data;
 }
 
-void pp_calls_each(void (*fn)(pp_call_t *c, void *ctx), void *ctx)
-{
-	pp_call_t *c;
-	int i;
-
-	for(i = 0; i < PP_CALLS_SIZE; i++)
-		for(c = calls[i]; c; c = c->next)
-			fn(c, ctx);
-}

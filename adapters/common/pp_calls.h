@@ -14,13 +14,10 @@ typedef struct pp_call {
 	uint32_t host_data;
 	int rang;        /* provisional reply sent */
 	int fork;        /* pushpark_fork(): may ring elsewhere meanwhile */
-	char *aor;       /* in the same allocation */
 	struct pp_call *next;
 } pp_call_t;
 
-void pp_call_add(uint64_t ref, uint32_t host_data, const char *aor, int fork);
-/* Calls fn for every call in the table. */
-void pp_calls_each(void (*fn)(pp_call_t *c, void *ctx), void *ctx);
+void pp_call_add(uint64_t ref, uint32_t host_data, int fork);
 /* The call, still in the table, or NULL. */
 pp_call_t *pp_call_find(uint64_t ref);
 /* Unlinks and returns the call (the caller frees it), or NULL. */

@@ -10,21 +10,6 @@
 /* Events handled per drain before the loop looks at the request pipe again. */
 #define PP_EVENT_BATCH 8
 
-typedef struct pp_ring_ctx {
-	const pp_host_t *host;
-	const char *aor;
-} pp_ring_ctx_t;
-
-static void pp_ring_call(pp_call_t *c, void *arg)
-{
-	pp_ring_ctx_t *ctx = arg;
-
-	if(!c->rang && strcmp(c->aor, ctx->aor) == 0) {
-		c->rang = 1;
-		ctx->host->provisional_reply(c->ref);
-	}
-}
-
 static void pp_reject(const pp_host_t *host, pushpark_event *ev)
 {
 	uint64_t ref = pushpark_event_get_host_ref(ev);
@@ -53,7 +38,7 @@ static void pp_reject(const pp_host_t *host, pushpark_event *ev)
 static void pp_push_result(const pp_host_t *host, pushpark_event *ev)
 {
 	const char *reason = pushpark_event_get_reason(ev);
-	pp_ring_ctx_t ctx = {host, pushpark_event_get_aor(ev)};
+	pp_call_t *c;
 
 	if(strcmp(reason, "delivered") != 0) {
 		LM_INFO("push to %s device %s failed: %s\n", pushpark_event_get_aor(ev),
@@ -62,8 +47,12 @@ static void pp_push_result(const pp_host_t *host, pushpark_event *ev)
 	}
 	LM_DBG("push to %s device %s delivered\n", pushpark_event_get_aor(ev),
 			pushpark_event_get_device(ev));
-	if(host->provisional)
-		pp_calls_each(pp_ring_call, &ctx);
+	/* The push's own call, while it waits (its host_ref, else 0). */
+	c = host->provisional ? pp_call_find(pushpark_event_get_host_ref(ev)) : NULL;
+	if(c && !c->rang) {
+		c->rang = 1;
+		host->provisional_reply(c->ref);
+	}
 }
 
 static void pp_event(pushpark_engine *engine, const pp_host_t *host, pushpark_event *ev)

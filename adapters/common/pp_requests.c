@@ -110,14 +110,14 @@ void pp_request_serve(pushpark_engine *engine, const pp_host_t *host, const pp_r
 					pp_req_str(r, 2), pp_req_str(r, 3), r->h.host_ref, r->h.timeout_ms,
 					&rpl.park_id);
 			if(rpl.result == PUSHPARK_OK)
-				pp_call_add(r->h.host_ref, r->h.host_data, pp_req_str(r, 1), 0);
+				pp_call_add(r->h.host_ref, r->h.host_data, 0);
 			else if(rpl.result != PUSHPARK_ERR_NO_DEVICE)
 				LM_WARN("park %s: %s\n", pp_req_str(r, 0), pushpark_last_error());
 			break;
 		case PP_OP_FORK:
 			rpl.result = pp_fork(engine, r, &rpl.park_id);
 			if(rpl.result == PUSHPARK_OK)
-				pp_call_add(r->h.host_ref, 0, pp_req_str(r, 1), 1);
+				pp_call_add(r->h.host_ref, 0, 1);
 			else if(rpl.result != PUSHPARK_ERR_NO_DEVICE)
 				LM_WARN("fork %s: %s\n", pp_req_str(r, 0), pushpark_last_error());
 			break;

@@ -128,6 +128,17 @@ pushpark_result pushpark_config_check(const char *config_json);
  */
 pushpark_result pushpark_config_check_files(const char *config_json);
 
+/*
+ * The park timeout a configuration document gives (park.timeout_ms, or the engine's
+ * default when it names none): what pushpark_park and pushpark_fork take for a
+ * timeout_ms of 0. For a host that arms its own guard timer past the engine's deadline
+ * without parsing the document itself. Checked as pushpark_config_check does.
+ * On success *timeout_ms receives it (milliseconds, 1 to 3600000).
+ * Errors: PUSHPARK_ERR_CONFIG, PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8.
+ * config_json, timeout_ms: required. Any thread.
+ */
+pushpark_result pushpark_config_park_timeout(const char *config_json, uint32_t *timeout_ms);
+
 /* ---- Checking a REGISTER's Contact (no engine needed) -------------------- */
 
 /*
@@ -414,9 +425,12 @@ typedef enum pushpark_event_kind {
                                          add a branch to the call */
     PUSHPARK_EVENT_REJECT = 3,        /* reply with sip_code and reason (timeout, or every
                                          push failed); the call has ended */
-    PUSHPARK_EVENT_PUSH_RESULT = 4,   /* for logs: one push's outcome (reason: "delivered",
-                                         Apple's reason e.g. "BadDeviceToken", or "timed out");
-                                         host_ref is 0, park_id the call that caused it */
+    PUSHPARK_EVENT_PUSH_RESULT = 4,   /* one push's outcome (reason: "delivered", Apple's
+                                         reason e.g. "BadDeviceToken", or "timed out");
+                                         park_id the call that caused it, host_ref its
+                                         host_ref while the engine still has the call (e.g.
+                                         to send a 180 when delivered), else 0; purged with
+                                         the call's other events when the host ends it */
     PUSHPARK_EVENT_DEVICE_GONE = 5,   /* APNs said the device's token is dead; the binding was
                                          removed (reason "token dead"); host_ref is 0 */
     PUSHPARK_EVENT_LATE_WAKE = 6      /* a device woken for a call that already ended registered:

@@ -37,8 +37,9 @@ fn check_module() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = std::fs::read_dir(root.join("adapters/kamailio"))
-        .unwrap()
+    let sources = ["adapters/kamailio", "adapters/common"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
         .map(|e| e.unwrap().path())
         .chain([built_lib::lib_dir().join("libpushpark.a")]);
     for source in sources {

@@ -68,8 +68,12 @@ fn park_pushes_then_register_resumes() {
 
     let delivered = h.wait_event(|e| e.kind == EventKind::PushResult);
     assert_eq!(
-        (delivered.reason.as_str(), delivered.park_id),
-        ("delivered", id)
+        (
+            delivered.reason.as_str(),
+            delivered.park_id,
+            delivered.host_ref
+        ),
+        ("delivered", id, 0x1_0000_0007)
     );
 
     // The app woke and registers.

@@ -15,6 +15,7 @@
 #include "core/ut.h"
 #include "modules/sl/sl.h"
 #include "pushpark.h"
+#include "pp_config.h"
 #include "pp_ipc.h"
 #include "pp_register.h"
 #include "pp_sip.h"
@@ -22,23 +23,15 @@
 
 /* Registrar default when neither the Contact nor the request says. */
 #define PP_DEFAULT_EXPIRES 3600
-/* pushpark.h: a Contact over 4096 bytes is invalid; a reason phrase is at most 200. */
-#define PP_CONTACT_MAX 4097
+/* pushpark.h: a reason phrase is at most 200 bytes. */
 #define PP_REASON_MAX 200
 
 static sl_api_t slb;
-/* The engine's Contact rules (providers, team, topics) from the same config document:
- * plain memory, made before Kamailio forks, read by every SIP worker. */
-static pushpark_contact_rules *rules = NULL;
 
-int pp_register_init(const char *config_json)
+int pp_register_init(void)
 {
 	if(sl_load_api(&slb) < 0) {
 		LM_ERR("the sl module is required\n");
-		return -1;
-	}
-	if(pushpark_contact_rules_new(config_json, &rules) != PUSHPARK_OK) {
-		LM_ERR("%s: %s\n", pp_config_path, pushpark_last_error());
 		return -1;
 	}
 	return 0;
@@ -101,7 +94,7 @@ int pp_check_provider(sip_msg_t *msg)
 		memcpy(uri, c->uri.s, c->uri.len);
 		uri[c->uri.len] = '\0';
 		prov = NULL;
-		rc = pushpark_contact_check(rules, uri, &prov);
+		rc = pushpark_contact_check(pp_contact_rules, uri, &prov);
 		if(rc == PUSHPARK_ERR_UNSUPPORTED) {
 			LM_INFO("REGISTER refused: 555 (%s)\n", pushpark_last_error());
 			return pp_refuse(msg, 555, "Push Notification Service Not Supported");
@@ -171,7 +164,7 @@ int pp_register(sip_msg_t *msg)
 		/* RFC 3261 10.2.2 "Contact: *" (only valid with expires 0): every binding goes,
 		 * the push devices too. */
 		pp_req_init(&r, PP_OP_REMOVE_ALL);
-		if(pp_req_add(&r, &aor) < 0 || pp_send(&r) < 0)
+		if(pp_req_add_str(&r, &aor) < 0 || pp_send(&r) < 0)
 			return -1;
 		update_stat(pp_st_registers, 1);
 		return 1;
@@ -181,17 +174,10 @@ int pp_register(sip_msg_t *msg)
 		pp_req_init(&r, PP_OP_REGISTER);
 		r.h.expires = pp_expires(msg, c);
 		r.h.cseq = cseq;
-		inst = none;
-		if(c->instance && c->instance->body.len > 0) {
-			/* +sip.instance="<urn:uuid:...>": the engine wants the value unquoted. */
-			inst = c->instance->body;
-			if(inst.len >= 2 && inst.s[0] == '"' && inst.s[inst.len - 1] == '"') {
-				inst.s++;
-				inst.len -= 2;
-			}
-		}
-		if(pp_req_add(&r, &aor) < 0 || pp_req_add(&r, &c->uri) < 0
-				|| pp_req_add(&r, &inst) < 0 || pp_req_add(&r, &msg->callid->body) < 0
+		/* +sip.instance as it came: the engine takes quotes and <>. */
+		inst = c->instance ? c->instance->body : none;
+		if(pp_req_add_str(&r, &aor) < 0 || pp_req_add_str(&r, &c->uri) < 0
+				|| pp_req_add_str(&r, &inst) < 0 || pp_req_add_str(&r, &msg->callid->body) < 0
 				|| pp_send(&r) < 0)
 			failed++;
 		else

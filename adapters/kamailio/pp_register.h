@@ -7,8 +7,8 @@
 
 #include "core/parser/msg_parser.h"
 
-/* mod_init: binds sl and makes the Contact rules from the engine's config document. */
-int pp_register_init(const char *config_json);
+/* mod_init: binds sl. */
+int pp_register_init(void);
 /* pushpark_check_provider(): checks every Contact as the engine will take it. 1 accepted
  * (Feature-Caps added when a Contact has push parameters), -1 refused (555 unsupported
  * pn-provider, 400 malformed push parameters: sent), -2 error. */

@@ -162,7 +162,7 @@ static void pp_rpc_devices(rpc_t *rpc, void *ctx)
 	if(pp_rpc_page(rpc, ctx, &r, offset, limit) < 0)
 		return;
 	/* The same normal form as REGISTER and INVITE use (see pp_aor). */
-	if(pp_req_add(&r, pp_aor(&aor, buf, &norm) == 0 ? &norm : &aor) < 0) {
+	if(pp_req_add_str(&r, pp_aor(&aor, buf, &norm) == 0 ? &norm : &aor) < 0) {
 		rpc->fault(ctx, 400, "AOR too long");
 		return;
 	}

@@ -6,7 +6,6 @@
 #include <strings.h>
 
 #include "core/dprint.h"
-#include "core/parser/parse_param.h"
 #include "core/parser/parse_uri.h"
 #include "pp_sip.h"
 
@@ -34,28 +33,6 @@ int pp_aor(str *uri, char *buf, str *aor)
 	aor->s = buf;
 	aor->len = n;
 	return 0;
-}
-
-int pp_uri_push_capable(str *uri)
-{
-	struct sip_uri u;
-	param_hooks_t hooks;
-	param_t *params = NULL, *p;
-	str s;
-	int found = 0;
-
-	if(parse_uri(uri->s, uri->len, &u) < 0 || u.params.len <= 0)
-		return 0;
-	s = u.params;
-	if(parse_params(&s, CLASS_ANY, &hooks, &params) < 0)
-		return 0;
-	for(p = params; p; p = p->next)
-		if(p->name.len == 11 && strncasecmp(p->name.s, "pn-provider", 11) == 0) {
-			found = 1;
-			break;
-		}
-	free_params(params);
-	return found;
 }
 
 void pp_instance_norm(str *in, char *out)

@@ -15,10 +15,6 @@
  * REGISTER's To name the same AOR. buf must hold PP_AOR_MAX bytes. 0 or -1. */
 int pp_aor(str *uri, char *buf, str *aor);
 
-/* 1 when the URI carries RFC 8599 push parameters (pn-provider), else 0 (also for a
- * URI that does not parse: it is rung like any other). */
-int pp_uri_push_capable(str *uri);
-
 /* A +sip.instance as the engine compares them: without quotes, <> and blanks, and
  * "urn:uuid:" URNs lower-cased. out holds PP_INSTANCE_MAX bytes; "" when too long. */
 void pp_instance_norm(str *in, char *out);

@@ -21,6 +21,7 @@
 #include "modules/tm/tm_load.h"
 #include "modules/usrloc/usrloc.h"
 #include "pushpark.h"
+#include "pp_config.h"
 #include "pp_ipc.h"
 #include "pp_sip.h"
 #include "pp_tm.h"
@@ -114,9 +115,9 @@ static int pp_park_args(sip_msg_t *msg, str *uri, pp_req_t *r)
 	from = get_from(msg);
 	if(pp_aor(uri, aor_buf, &aor) < 0)
 		return -1;
-	if(pp_req_add(r, &msg->callid->body) < 0 || pp_req_add(r, &aor) < 0
-			|| pp_req_add(r, &from->uri) < 0
-			|| pp_req_add(r, from->display.len > 0 ? &from->display : &empty) < 0) {
+	if(pp_req_add_str(r, &msg->callid->body) < 0 || pp_req_add_str(r, &aor) < 0
+			|| pp_req_add_str(r, &from->uri) < 0
+			|| pp_req_add_str(r, from->display.len > 0 ? &from->display : &empty) < 0) {
 		LM_ERR("INVITE too large to park\n");
 		return -1;
 	}
@@ -222,7 +223,7 @@ int pp_tm_park(sip_msg_t *msg)
 	ref = ((uint64_t)h << 32) | l;
 	r.h.host_ref = ref;
 	r.h.timeout_ms = (uint32_t)pp_park_timeout;
-	r.h.fr_ticks = orig_fr;
+	r.h.host_data = orig_fr; /* tm's fr timeout, restored on resume */
 
 	/* No answer in time: the engine does not keep the call either (see pp_ipc.h). */
 	if(pp_call(&r, pp_ipc_timeout, &rpl) < 0)
@@ -307,21 +308,11 @@ static int pp_fork_contact(pp_req_t *r, str *uri, str *instance, int ringing)
 
 	if(n >= PP_FORK_MAX_CONTACTS || r->h.size + uri->len + instance->len + 2 > PP_REQ_MAX)
 		return -1;
-	pp_req_add(r, uri);
-	pp_req_add(r, instance);
+	pp_req_add_str(r, uri);
+	pp_req_add_str(r, instance);
 	if(ringing)
 		r->h.ringing |= 1u << n;
 	return 0;
-}
-
-/* Unquoted +sip.instance, as the engine takes it. */
-static str pp_unquote(str s)
-{
-	if(s.len >= 2 && s.s[0] == '"' && s.s[s.len - 1] == '"') {
-		s.s++;
-		s.len -= 2;
-	}
-	return s;
 }
 
 /* Sorts the destination set: push-capable contacts go to the request (held-back ones
@@ -335,10 +326,10 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 	unsigned char drop[MAX_BRANCHES_LIMIT] = {0};
 
 	for(pass = 1; pass >= 0; pass--) { /* 1: held back, 0: ringing */
-		if(ruri_dest && pp_uri_push_capable(GET_RURI(msg))) {
+		if(ruri_dest && pp_contact_pushable(GET_RURI(msg)->s, GET_RURI(msg)->len)) {
 			hold = pp_hold_back(GET_RURI(msg), &msg->dst_uri, msg->otcpid);
 			if(hold == pass) {
-				inst = pp_unquote(msg->instance);
+				inst = msg->instance; /* raw: the engine takes quotes and <> */
 				if(pp_fork_contact(r, GET_RURI(msg), &inst, !hold) < 0) {
 					LM_WARN("too many push contacts: one (instance \"%.*s\") rings,"
 							" unknown to the engine\n",
@@ -353,7 +344,7 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 			b = get_sip_branch(i);
 			uri.s = b->uri;
 			uri.len = b->len;
-			if(!pp_uri_push_capable(&uri))
+			if(!pp_contact_pushable(uri.s, uri.len))
 				continue;
 			dst.s = b->dst_uri;
 			dst.len = b->dst_uri_len;
@@ -362,7 +353,6 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 				continue;
 			inst.s = b->instance;
 			inst.len = b->instance_len;
-			inst = pp_unquote(inst);
 			if(pp_fork_contact(r, &uri, &inst, !hold) < 0) {
 				LM_WARN("too many push contacts: one (instance \"%.*s\") rings,"
 						" unknown to the engine\n",
@@ -751,8 +741,9 @@ int pp_tm_append(uint64_t ref, const char *aor, const char *device)
 	return 0;
 }
 
-int pp_tm_provisional(uint64_t ref, int code, str *reason)
+int pp_tm_provisional(uint64_t ref)
 {
+	int code = pp_provisional_code;
 	struct cell *t, *orig;
 	str totag = STR_NULL;
 
@@ -769,7 +760,7 @@ int pp_tm_provisional(uint64_t ref, int code, str *reason)
 	/* The To tag tm itself gives its local replies (RFC 3261: 1xx but 100 carry one).
 	 * t_reply_with_body() drops the reference t_lookup_ident() took. */
 	tmb.t_get_reply_totag(t->uas.request, &totag);
-	if(tmb.t_reply_with_body(t, code, reason, NULL, NULL, &totag) < 0)
+	if(tmb.t_reply_with_body(t, code, &pp_provisional_reason, NULL, NULL, &totag) < 0)
 		LM_WARN("call %llx: cannot send %d\n", (unsigned long long)ref, code);
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 	return 0;

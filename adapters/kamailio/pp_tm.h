@@ -29,6 +29,7 @@ int pp_tm_resume(uint64_t host_ref, uint32_t fr_ticks);
 int pp_tm_reject(uint64_t host_ref, uint32_t fr_ticks, int code, const char *reason);
 int pp_tm_fork_reject(uint64_t host_ref, int code, const char *reason);
 int pp_tm_append(uint64_t host_ref, const char *aor, const char *device);
-int pp_tm_provisional(uint64_t host_ref, int code, str *reason);
+/* The provisional_reply modparam's reply, while the call rings nowhere. */
+int pp_tm_provisional(uint64_t host_ref);
 
 #endif

@@ -4,11 +4,11 @@
  *   pp_tm.c       suspending/forking INVITEs, resuming/rejecting/extending them (tm)
  *   pp_late.c     INVITE + CANCEL to a device woken for a call that already ended
  *   pp_register.c REGISTER bindings, Contact checks (400/555), Feature-Caps
- *   pp_engine.c   the engine process and its loop
- *   pp_ipc.c      worker <-> engine requests
+ *   pp_engine_proc.c  the engine process as a Kamailio process
  *   pp_rpc.c      RPC commands
+ * and, shared with other hosts' modules, in ../common (see pp_host.h there): the worker
+ * <-> engine-process IPC, the engine process's loop, its call table and log bridge.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +19,9 @@
 #include "core/pt.h"
 #include "core/cfg/cfg_struct.h"
 #include "core/sr_module.h"
-#include "core/utils/srjson.h"
 #include "pushpark.h"
-#include "pp_engine.h"
+#include "pp_config.h"
+#include "pp_engine_proc.h"
 #include "pp_ipc.h"
 #include "pp_late.h"
 #include "pp_register.h"
@@ -31,8 +31,6 @@
 
 MODULE_VERSION
 
-/* The engine's own default when its config file names no park timeout. */
-#define PP_DEFAULT_PARK_TIMEOUT_MS 30000
 /* The engine's limit for a park timeout; also keeps MS_TO_TICKS(timeout + guard) in an int. */
 #define PP_MAX_PARK_TIMEOUT_MS 3600000
 /* A SIP worker blocks this long at most on the engine: longer would stall the proxy. */
@@ -49,7 +47,7 @@ int pp_ipc_timeout = 1000;
 str pp_location_table = str_init("location");
 static char *pp_push_registered_s = "no_live_connection";
 int pp_push_registered = PP_PUSH_REG_NO_LIVE;
-int pp_effective_park_timeout = PP_DEFAULT_PARK_TIMEOUT_MS;
+int pp_effective_park_timeout = 0;
 
 stat_var *pp_st_parked;
 stat_var *pp_st_no_device;
@@ -155,66 +153,18 @@ struct module_exports exports = {
 		mod_destroy      /* module destroy function */
 };
 
-char *pp_read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	long len;
-
-	if(f == NULL) {
-		LM_ERR("cannot open %s: %s\n", path, strerror(errno));
-		return NULL;
-	}
-	if(fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0
-			&& (buf = malloc(len + 1)) != NULL) {
-		if(fread(buf, 1, len, f) == (size_t)len) {
-			buf[len] = '\0';
-		} else {
-			free(buf);
-			buf = NULL;
-		}
-	}
-	if(buf == NULL)
-		LM_ERR("cannot read %s\n", path);
-	fclose(f);
-	return buf;
-}
-
-/* Reads and checks the engine's config and the files it names (key, certificate, CA,
- * store directory) before Kamailio forks, so what would fail every push stops the
- * start-up with one line naming the cause; notes its park timeout for tm's guard timer. */
+/* The engine's config, checked before Kamailio forks (see pp_config_load); its park
+ * timeout for tm's guard timer unless park_timeout says. */
 static int pp_check_config(void)
 {
-	char *buf;
-	srjson_doc_t doc;
-	srjson_t *root, *park, *t;
-	pushpark_result rc;
-
 	if(pp_config_path == NULL || *pp_config_path == '\0') {
 		LM_ERR("modparam(\"pushpark\", \"config\", \"/path/to/pushpark.json\") is required\n");
 		return -1;
 	}
-	buf = pp_read_file(pp_config_path);
-	if(buf == NULL)
+	if(pp_config_load(pp_config_path) < 0 || pp_register_init() < 0)
 		return -1;
-	rc = pushpark_config_check_files(buf);
-	if(rc != PUSHPARK_OK || pp_register_init(buf) < 0) {
-		if(rc != PUSHPARK_OK)
-			LM_ERR("%s: %s\n", pp_config_path, pushpark_last_error());
-		free(buf);
-		return -1;
-	}
-	srjson_InitDoc(&doc, NULL);
-	root = srjson_Parse(&doc, buf);
-	doc.root = root;
-	park = root ? srjson_GetObjectItem(&doc, root, "park") : NULL;
-	t = park ? srjson_GetObjectItem(&doc, park, "timeout_ms") : NULL;
-	if(t && t->type == srjson_Number && t->valuedouble > 0)
-		pp_effective_park_timeout = (int)t->valuedouble;
-	srjson_DestroyDoc(&doc);
-	free(buf);
-	if(pp_park_timeout > 0)
-		pp_effective_park_timeout = pp_park_timeout;
+	pp_effective_park_timeout =
+			pp_park_timeout > 0 ? pp_park_timeout : (int)pp_config_park_timeout_ms;
 	return 0;
 }
 

@@ -30,11 +30,11 @@ extern str pp_location_table;      /* "location_table": for second-device branch
 #define PP_PUSH_REG_NEVER 2   /* none: push only when lookup() found nobody */
 extern int pp_push_registered;
 
-/* The park timeout in effect (modparam, else the config file's, else the default). */
+/* The park timeout in effect (modparam, else the engine's: pp_config_park_timeout_ms). */
 extern int pp_effective_park_timeout;
 
-/* The whole file, NUL-terminated, in malloc memory (caller frees); NULL logged. */
-char *pp_read_file(const char *path);
+/* pp_req_add (../common/pp_ipc.h) of a Kamailio str. */
+#define pp_req_add_str(r, sp) pp_req_add((r), (sp)->s, (sp)->len)
 
 extern stat_var *pp_st_parked;
 extern stat_var *pp_st_no_device;

@@ -53,7 +53,8 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: EventKind,
-    /// The parked call's host reference; 0 for PushResult, DeviceGone and LateWake.
+    /// The call's host reference: 0 for DeviceGone and LateWake, and for a PushResult
+    /// whose call the engine no longer has.
     pub host_ref: u64,
     pub park_id: u64,
     /// The call's (call events and LateWake), else "".

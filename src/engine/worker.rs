@@ -351,18 +351,22 @@ impl Worker {
     /// A push that never went out: counted and reported like any push outcome.
     fn not_sent(&self, aor: &str, key: &str, park_id: u64, why: &dyn std::fmt::Display) {
         inc(&self.sh.counters.pushes_failed_not_sent);
-        self.push_event(
-            EventKind::PushResult,
-            aor,
-            key,
-            park_id,
-            format!("not sent: {why}"),
-        );
+        self.push_result(aor, key, park_id, format!("not sent: {why}"));
     }
 
-    fn push_event(
+    /// A push's outcome, with the host_ref of its call while the engine still has the
+    /// call: queued under the table's lock, as a call's end purges its events under it,
+    /// so none carries the host_ref of a call the host was told had ended.
+    fn push_result(&self, aor: &str, key: &str, park_id: u64, reason: String) {
+        let t = self.sh.table.lock();
+        let host_ref = t.get(park_id).map_or(0, |c| c.host_ref);
+        self.queue_event(EventKind::PushResult, host_ref, aor, key, park_id, reason);
+    }
+
+    fn queue_event(
         &self,
         kind: EventKind,
+        host_ref: u64,
         aor: &str,
         device_key: &str,
         park_id: u64,
@@ -370,7 +374,7 @@ impl Worker {
     ) {
         self.sh.events.push(Event {
             kind,
-            host_ref: 0,
+            host_ref,
             park_id,
             call_id: String::new(),
             caller_uri: String::new(),
@@ -434,13 +438,7 @@ impl Worker {
         if !matches!(d.result.outcome, Outcome::Delivered) {
             self.sh.table.lock().push_failed(&d.aor, d.park_id, key);
         }
-        self.push_event(
-            EventKind::PushResult,
-            &d.aor,
-            key,
-            d.park_id,
-            reason.clone(),
-        );
+        self.push_result(&d.aor, key, d.park_id, reason.clone());
         if let Some(timestamp) = dead_since {
             self.token_dead(&d.aor, &d.device, timestamp);
         }
@@ -471,8 +469,9 @@ impl Worker {
                 "APNs says the token of {aor} / {} is dead: binding removed",
                 redact::key(&device.key)
             );
-            self.push_event(
+            self.queue_event(
                 EventKind::DeviceGone,
+                0,
                 aor,
                 &device.key,
                 0,

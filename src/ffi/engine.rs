@@ -33,6 +33,21 @@ pub unsafe extern "C" fn pushpark_config_check(config_json: *const c_char) -> pu
 
 /// See pushpark.h.
 #[no_mangle]
+pub unsafe extern "C" fn pushpark_config_park_timeout(
+    config_json: *const c_char,
+    timeout_ms: *mut u32,
+) -> pushpark_result {
+    guard(|| {
+        non_null(timeout_ms, "timeout_ms")?;
+        let config = parse_config(config_json)?;
+        let ms = u32::try_from(config.park.timeout.as_millis()).unwrap_or(u32::MAX);
+        *timeout_ms = ms;
+        Ok(())
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
 pub unsafe extern "C" fn pushpark_config_check_files(
     config_json: *const c_char,
 ) -> pushpark_result {

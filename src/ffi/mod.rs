@@ -21,9 +21,9 @@ pub use contact::{
 };
 pub use engine::{
     pushpark_add_device, pushpark_call_completed, pushpark_call_ended, pushpark_cancel,
-    pushpark_config_check, pushpark_config_check_files, pushpark_engine_free, pushpark_engine_new,
-    pushpark_engine_spawn, pushpark_fork, pushpark_park, pushpark_register,
-    pushpark_register_ordered, pushpark_remove_device,
+    pushpark_config_check, pushpark_config_check_files, pushpark_config_park_timeout,
+    pushpark_engine_free, pushpark_engine_new, pushpark_engine_spawn, pushpark_fork, pushpark_park,
+    pushpark_register, pushpark_register_ordered, pushpark_remove_device,
 };
 pub use events::{
     pushpark_event_fd, pushpark_event_free, pushpark_event_get_aor, pushpark_event_get_call_id,

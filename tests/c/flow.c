@@ -18,15 +18,16 @@
 #define TOKEN_DAVE HEX64("dddddddd")
 #define DEAD_TOKEN HEX64("deaddead")
 
-/* Waits for the push to `aor` to be answered, and checks it was delivered. */
-static void expect_push_result(pushpark_engine *e, const char *aor)
+/* Waits for the push to `aor` to be answered, and checks it was delivered and carries
+ * the host_ref of the call it was sent for (still parked). */
+static void expect_push_result(pushpark_engine *e, const char *aor, uint64_t host_ref)
 {
     for (;;) {
         pushpark_event *ev = expect_event(e, PUSHPARK_EVENT_PUSH_RESULT, 0, 1);
         int match = strcmp(pushpark_event_get_aor(ev), aor) == 0;
         if (match) {
             CHECK(strcmp(pushpark_event_get_reason(ev), "delivered") == 0);
-            CHECK(pushpark_event_get_host_ref(ev) == 0);
+            CHECK(pushpark_event_get_host_ref(ev) == host_ref);
         }
         pushpark_event_free(ev);
         if (match)
@@ -58,7 +59,7 @@ static void park_push_register_resume(pushpark_engine *e)
     CHECK(out.push_capable == 1 && out.stored == 1 && out.removed == 0 && out.resumed == 0);
 
     park(e, "call-alice@test", aor, 1);
-    expect_push_result(e, aor);
+    expect_push_result(e, aor, 1);
 
     /* The woken app registers: exactly one RESUME for the parked call. */
     out = register_device(e, aor, "alice", TOKEN_ALICE, NULL, 3600);
@@ -91,8 +92,8 @@ static void two_devices(pushpark_engine *e)
     register_device(e, aor, "bob", TOKEN_BOB2, b2, 3600);
 
     park(e, "call-bob@test", aor, 10);
-    expect_push_result(e, aor);
-    expect_push_result(e, aor);
+    expect_push_result(e, aor, 10);
+    expect_push_result(e, aor, 10);
 
     CHECK(register_device(e, aor, "bob", TOKEN_BOB1, b1, 3600).resumed == 1);
     pushpark_event *ev = expect_event(e, PUSHPARK_EVENT_RESUME, 10, 1);
@@ -116,7 +117,7 @@ static void two_calls_one_user(pushpark_engine *e)
     register_device(e, aor, "carol", TOKEN_CAROL, NULL, 3600);
     park(e, "call-carol-1@test", aor, 20);
     park(e, "call-carol-2@test", aor, 21);
-    expect_push_result(e, aor);
+    expect_push_result(e, aor, 20);
     CHECK(register_device(e, aor, "carol", TOKEN_CAROL, NULL, 3600).resumed == 2);
     int seen20 = 0, seen21 = 0;
     for (int i = 0; i < 2; i++) {

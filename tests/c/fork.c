@@ -190,8 +190,11 @@ static void fork_and_late_wake(pushpark_engine *e)
                            0, contacts, 2, &id));
     CHECK(id != 0);
     /* The stored and the held-back device are pushed, the ringing one is not. */
-    for (int i = 0; i < 2; i++)
-        pushpark_event_free(expect_event(e, PUSHPARK_EVENT_PUSH_RESULT, 0, 1));
+    for (int i = 0; i < 2; i++) {
+        pushpark_event *ev = expect_event(e, PUSHPARK_EVENT_PUSH_RESULT, 0, 1);
+        CHECK(pushpark_event_get_host_ref(ev) == 50); /* the call waits: its host_ref */
+        pushpark_event_free(ev);
+    }
     pushpark_stats st;
     st.size = sizeof st;
     CHECK_OK(pushpark_stats_get(e, &st));

@@ -50,6 +50,18 @@ static void configs(const struct harness *h)
     char *good = config_json(h, "misuse", "\"timeout_ms\": 1000");
     CHECK_OK(pushpark_config_check(good));
     CHECK(strcmp(pushpark_last_error(), "") == 0);
+    /* The park timeout, the document's or the engine's default. */
+    uint32_t timeout = 0;
+    CHECK_OK(pushpark_config_park_timeout(good, &timeout));
+    CHECK(timeout == 1000);
+    char *dflt = config_json(h, "misuse", "");
+    CHECK_OK(pushpark_config_park_timeout(dflt, &timeout));
+    CHECK(timeout == 30000);
+    free(dflt);
+    CHECK_RESULT(pushpark_config_park_timeout(NULL, &timeout), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_config_park_timeout(good, NULL), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_config_park_timeout(BAD_UTF8, &timeout), PUSHPARK_ERR_UTF8);
+    CHECK_RESULT(pushpark_config_park_timeout("{", &timeout), PUSHPARK_ERR_CONFIG);
     /* The files it names are read too: the harness's key and CA are real. */
     CHECK_OK(pushpark_config_check_files(good));
     CHECK_RESULT(pushpark_config_check_files(NULL), PUSHPARK_ERR_NULL_ARG);

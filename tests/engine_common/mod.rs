@@ -129,10 +129,11 @@ impl Harness {
         }
     }
 
+    /// The call's own events (its pushes' outcomes, which carry its host_ref too, left out).
     pub fn seen_for(&self, host_ref: u64) -> Vec<EventKind> {
         self.seen
             .iter()
-            .filter(|e| e.host_ref == host_ref)
+            .filter(|e| e.host_ref == host_ref && e.kind != EventKind::PushResult)
             .map(|e| e.kind)
             .collect()
     }

@@ -310,6 +310,11 @@ impl Supervisor {
         // Whatever the answer: ended by the host, or (engine lost) REJECTed already.
         if let Some(host_ref) = ended {
             self.held.remove(&host_ref);
+            // As the engine purged its queue: none of the call's events fetched already
+            // is polled after the host was told it ended.
+            if matches!(reply, Ok(Reply::Done)) {
+                self.events.retain(|e| e.host_ref != host_ref);
+            }
         }
         self.update_wake();
         reply

@@ -11,8 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/dprint.h"
-#include "core/mem/shm_mem.h"
+#include "pp_host.h"
 #include "pp_ipc.h"
 
 /* A bigger pipe absorbs bursts (e.g. 8 workers x a burst of INVITEs and REGISTERs) while
@@ -49,7 +48,7 @@ int pp_ipc_init(void)
 
 	pp_shared = shm_malloc(sizeof(*pp_shared));
 	if(pp_shared == NULL) {
-		SHM_MEM_ERROR;
+		LM_ERR("out of shared memory\n");
 		return -1;
 	}
 	memset(pp_shared, 0, sizeof(*pp_shared));
@@ -85,16 +84,17 @@ void pp_req_init(pp_req_t *r, int op)
 	r->h.size = sizeof(r->h);
 }
 
-int pp_req_add(pp_req_t *r, const str *s)
+int pp_req_add(pp_req_t *r, const char *s, int len)
 {
-	int len = (s && s->s) ? s->len : 0;
 	char *p;
 
+	if(s == NULL || len < 0)
+		len = 0;
 	if(r->h.nstrs >= PP_MAX_STRS || r->h.size + len + 1 > PP_REQ_MAX)
 		return -1;
 	p = (char *)r + r->h.size;
 	if(len > 0)
-		memcpy(p, s->s, len);
+		memcpy(p, s, len);
 	p[len] = '\0';
 	r->h.slen[r->h.nstrs++] = (uint16_t)len;
 	r->h.size += len + 1;
@@ -281,7 +281,7 @@ int pp_ipc_reader_fd(void)
 	return pipe_rd;
 }
 
-int pp_ipc_drain(void (*fn)(const pp_req_t *r))
+int pp_ipc_drain(void (*fn)(void *ctx, const pp_req_t *r), void *ctx)
 {
 	/* Static: a request may straddle two reads; its head waits here for its tail. */
 	static char buf[64 * 1024];
@@ -314,7 +314,7 @@ int pp_ipc_drain(void (*fn)(const pp_req_t *r))
 				break;
 			memcpy(&req, buf + off, sz);
 			off += sz;
-			fn(&req);
+			fn(ctx, &req);
 		}
 		memmove(buf, buf + off, have - off);
 		have -= off;

@@ -1,9 +1,9 @@
 /*
- * The engine process: the one Kamailio process that owns the pushpark engine and its
- * threads. It serves the workers' requests and turns the engine's events into tm actions.
+ * The engine process as a Kamailio process: forked from child_init(PROC_MAIN), running
+ * ../common's engine loop with Kamailio's services and tm glue.
  */
-#ifndef PP_ENGINE_H
-#define PP_ENGINE_H
+#ifndef PP_ENGINE_PROC_H
+#define PP_ENGINE_PROC_H
 
 /* child_init(PROC_MAIN): forks the engine process (never returns in the child). */
 int pp_engine_fork(void);

@@ -1,7 +1,7 @@
 /*
- * Worker <-> engine IPC of the pushpark module.
+ * Worker <-> engine-process IPC of a pushpark module (host-independent, see pp_host.h).
  *
- * Requests go to the engine process over ONE pipe created before Kamailio forks: every
+ * Requests go to the engine process over ONE pipe created before the host forks: every
  * process holds the write end, only the engine process reads. A request is at most
  * PIPE_BUF bytes, so each write is atomic (requests of different processes never
  * interleave) and, on the non-blocking pipe, either fits whole or fails at once with
@@ -19,7 +19,6 @@
 
 #include <limits.h>
 #include <stdint.h>
-#include "core/str.h"
 
 enum pp_op {
 	PP_OP_PARK = 1,     /* -> pushpark_park; replied */
@@ -51,7 +50,7 @@ typedef struct pp_req_hdr {
 	uint64_t host_ref;
 	uint32_t timeout_ms;
 	uint32_t expires;
-	uint32_t fr_ticks;  /* PARK: tm's fr timeout to restore when the call is resumed */
+	uint32_t host_data; /* PARK: the adapter's, back on resume/reject (pp_host_t) */
 	uint32_t cseq;      /* REGISTER: its CSeq number */
 	uint32_t ringing;   /* FORK: bit i set when contact i rings now (not pushed) */
 	uint16_t status;    /* COMPLETED: the call's final reply */
@@ -79,9 +78,10 @@ int pp_ipc_init(void);
 /* Every process but the engine's: drops the read end so only the engine holds it. */
 void pp_ipc_close_reader(void);
 
-/* Building a request. pp_req_add returns -1 when the request would exceed PP_REQ_MAX. */
+/* Building a request. pp_req_add appends len bytes of s (NULL: "") as the next string;
+ * -1 when the request would exceed PP_REQ_MAX. */
 void pp_req_init(pp_req_t *r, int op);
-int pp_req_add(pp_req_t *r, const str *s);
+int pp_req_add(pp_req_t *r, const char *s, int len);
 /* The i-th string of a received request (NUL-terminated), or "" when absent. */
 const char *pp_req_str(const pp_req_t *r, int i);
 
@@ -101,8 +101,9 @@ void pp_ipc_set_ready(int ready);
 /* Each turn of the engine process's loop: it is not stuck (see pp_call). */
 void pp_ipc_engine_alive(void);
 int pp_ipc_reader_fd(void);
-/* Reads what is queued and calls fn for each complete request. -1 on a read error. */
-int pp_ipc_drain(void (*fn)(const pp_req_t *r));
+/* Reads what is queued and calls fn(ctx, r) for each complete request. -1 on a read
+ * error. */
+int pp_ipc_drain(void (*fn)(void *ctx, const pp_req_t *r), void *ctx);
 /* 1 when the request's sender has stopped waiting for the reply: skip it. */
 int pp_ipc_expired(const pp_req_t *r);
 /* Sends the reply, if one is wanted. -1 when the requester had given up: the caller

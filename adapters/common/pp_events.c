@@ -1,0 +1,101 @@
+/*
+ * Engine events -> host actions (see pp_events.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pp_calls.h"
+#include "pp_events.h"
+
+/* Events handled per drain before the loop looks at the request pipe again. */
+#define PP_EVENT_BATCH 8
+
+static void pp_reject(const pp_host_t *host, pushpark_event *ev)
+{
+	uint64_t ref = pushpark_event_get_host_ref(ev);
+	const char *reason = pushpark_event_get_reason(ev);
+	pp_call_t *c = pp_call_take(ref);
+	int code = pushpark_event_get_sip_code(ev), ret;
+
+	if(host->reply_code) {
+		code = host->reply_code;
+		if(host->reply_reason && *host->reply_reason)
+			reason = host->reply_reason;
+	}
+	if(c && c->fork)
+		ret = host->fork_reject(ref, code, reason);
+	else
+		ret = host->reject(ref, c ? c->host_data : 0, code, reason);
+	free(c);
+	if(ret == 0)
+		LM_INFO("call %llx to %s rejected: %d %s\n", (unsigned long long)ref,
+				pushpark_event_get_aor(ev), code, reason);
+	else if(ret == 1)
+		LM_INFO("call %llx to %s: nobody woke in time, the ringing branches go on\n",
+				(unsigned long long)ref, pushpark_event_get_aor(ev));
+}
+
+static void pp_push_result(const pp_host_t *host, pushpark_event *ev)
+{
+	const char *reason = pushpark_event_get_reason(ev);
+	pp_call_t *c;
+
+	if(strcmp(reason, "delivered") != 0) {
+		LM_INFO("push to %s device %s failed: %s\n", pushpark_event_get_aor(ev),
+				pushpark_event_get_device(ev), reason);
+		return;
+	}
+	LM_DBG("push to %s device %s delivered\n", pushpark_event_get_aor(ev),
+			pushpark_event_get_device(ev));
+	/* The push's own call, while it waits (its host_ref, else 0). */
+	c = host->provisional ? pp_call_find(pushpark_event_get_host_ref(ev)) : NULL;
+	if(c && !c->rang) {
+		c->rang = 1;
+		host->provisional_reply(c->ref);
+	}
+}
+
+static void pp_event(pushpark_engine *engine, const pp_host_t *host, pushpark_event *ev)
+{
+	uint64_t ref = pushpark_event_get_host_ref(ev);
+
+	switch(pushpark_event_get_kind(ev)) {
+		case PUSHPARK_EVENT_RESUME:
+			if(host->resume(ref, pp_call_forget(ref)) < 0)
+				pushpark_call_ended(engine, ref);
+			break;
+		case PUSHPARK_EVENT_REJECT:
+			pp_reject(host, ev);
+			break;
+		case PUSHPARK_EVENT_APPEND_BRANCH:
+			if(host->append(ref, pushpark_event_get_aor(ev), pushpark_event_get_device(ev)) < 0)
+				pushpark_call_ended(engine, ref);
+			break;
+		case PUSHPARK_EVENT_LATE_WAKE:
+			host->late_wake(ev);
+			break;
+		case PUSHPARK_EVENT_PUSH_RESULT:
+			pp_push_result(host, ev);
+			break;
+		case PUSHPARK_EVENT_DEVICE_GONE:
+			LM_INFO("device %s of %s removed: APNs says its token is dead (%s)\n",
+					pushpark_event_get_device(ev), pushpark_event_get_aor(ev),
+					pushpark_event_get_reason(ev));
+			break;
+		default:
+			LM_DBG("event %d ignored\n", pushpark_event_get_kind(ev));
+	}
+}
+
+void pp_events_drain(pushpark_engine *engine, const pp_host_t *host)
+{
+	pushpark_event *ev;
+	int n;
+
+	for(n = 0; n < PP_EVENT_BATCH; n++) {
+		if(pushpark_poll(engine, &ev) != PUSHPARK_OK)
+			return;
+		pp_event(engine, host, ev);
+		pushpark_event_free(ev);
+	}
+}

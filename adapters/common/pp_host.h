@@ -1,0 +1,59 @@
+/*
+ * What the host-independent half of a pushpark module (this directory) needs from the SIP
+ * server it runs in, and the engine process's entry point.
+ *
+ * Kamailio and OpenSIPS both fork their SIP workers and run the engine in one process of
+ * the module's own; the code here is that part: the worker <-> engine-process IPC
+ * (pp_ipc), the engine process's loop (pp_engine_loop), the calls it tracks (pp_calls),
+ * the requests it serves (pp_requests), the events it turns into host actions
+ * (pp_events) and the log bridge (pp_log). An adapter keeps its host's glue only:
+ * exports, transaction calls, replies, RPC/MI.
+ *
+ * Each adapter provides a header "pp_host_defs.h" (found on its include path) that makes
+ * these available, under the names both hosts already use:
+ *   LM_ERR, LM_WARN, LM_INFO, LM_DBG, LM_CRIT   printf-like logging macros
+ *   shm_malloc, shm_free                         memory every host process can read (the
+ *                                                IPC's shared flags, listings' JSON)
+ * and fills a pp_host_t for pp_engine_main().
+ */
+#ifndef PP_HOST_H
+#define PP_HOST_H
+
+#include <stdint.h>
+
+#include "pushpark.h"
+#include "pp_host_defs.h"
+
+typedef struct pp_host {
+	/* Settings, read in the engine process. */
+	const char *config_path;  /* the engine's JSON configuration file */
+	int reply_code;           /* REJECT: this code instead of the engine's; 0: the engine's */
+	const char *reply_reason; /* with reply_code; NULL or "": the engine's reason */
+	int provisional;          /* non-zero: a delivered push rings the call (provisional) */
+
+	/* Services. */
+	pushpark_log_level (*log_level)(void); /* the host's log level, as the engine's */
+	void (*loop_turn)(void);               /* each turn of the engine process's loop */
+	void (*cancelled)(void);               /* a parked call the caller cancelled (stats) */
+
+	/* Call actions, in the engine process. host_ref is the one the worker parked the call
+	 * with; host_data what it sent along (pp_req_hdr_t), 0 when unknown. Each returns 0
+	 * when the call was handled, -1 when it is gone (cancelled, answered, unknown): the
+	 * engine then forgets it. fork_reject returns 1 when other branches still ring (the
+	 * host ends the call with their answers). append adds the branches of the woken
+	 * device (its key, see pushpark_event_get_device). */
+	int (*resume)(uint64_t host_ref, uint32_t host_data);
+	int (*reject)(uint64_t host_ref, uint32_t host_data, int code, const char *reason);
+	int (*fork_reject)(uint64_t host_ref, int code, const char *reason);
+	int (*append)(uint64_t host_ref, const char *aor, const char *device);
+	int (*provisional_reply)(uint64_t host_ref);
+	void (*late_wake)(const pushpark_event *ev);
+} pp_host_t;
+
+/* The engine process's body, after the host made the process (it has forked it and run
+ * its per-process initialisation): starts the engine (retrying), serves requests,
+ * turns events into host actions. Returns only by exiting the process (SIGTERM,
+ * SIGINT). host must live as long as the process. */
+void pp_engine_main(const pp_host_t *host);
+
+#endif

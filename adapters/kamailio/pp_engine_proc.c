@@ -1,0 +1,77 @@
+/*
+ * The engine process as a Kamailio process (see pp_engine_proc.h): registered in mod_init
+ * (register_procs), forked with fork_process, following Kamailio's cfg framework and
+ * debug level; its work is ../common's pp_engine_main with the tm glue as host actions.
+ */
+#include "core/cfg/cfg_struct.h"
+#include "core/counters.h"
+#include "core/dprint.h"
+#include "core/pt.h"
+#include "core/sr_module.h"
+#include "pp_engine_proc.h"
+#include "pp_host.h"
+#include "pp_ipc.h"
+#include "pp_late.h"
+#include "pp_tm.h"
+#include "pushpark_mod.h"
+
+/* Follows Kamailio's debug level (e.g. kamcmd cfg.set_now_int core debug 3). */
+static pushpark_log_level pp_kam_log_level(void)
+{
+	int kl = get_debug_level(LOG_MNAME, LOG_MNAME_LEN);
+
+	if(kl >= L_DBG)
+		return PUSHPARK_LOG_DEBUG;
+	if(kl >= L_INFO)
+		return PUSHPARK_LOG_INFO;
+	if(kl >= L_WARN)
+		return PUSHPARK_LOG_WARN;
+	return PUSHPARK_LOG_ERROR;
+}
+
+static void pp_kam_loop_turn(void)
+{
+	cfg_update();
+}
+
+static void pp_kam_cancelled(void)
+{
+	update_stat(pp_st_cancelled, 1);
+}
+
+static pp_host_t pp_kamailio = {
+		.log_level = pp_kam_log_level,
+		.loop_turn = pp_kam_loop_turn,
+		.cancelled = pp_kam_cancelled,
+		.resume = pp_tm_resume,
+		.reject = pp_tm_reject,
+		.fork_reject = pp_tm_fork_reject,
+		.append = pp_tm_append,
+		.provisional_reply = pp_tm_provisional,
+		.late_wake = pp_late_wake,
+};
+
+int pp_engine_forking = 0;
+
+int pp_engine_fork(void)
+{
+	int pid;
+
+	pp_engine_forking = 1; /* seen by this module's child_init() in the new process */
+	pid = fork_process(PROC_RPC, "pushpark engine", 1);
+	if(pid < 0)
+		return -1;
+	if(pid > 0) {
+		pp_engine_forking = 0;
+		pp_ipc_close_reader();
+		return 0;
+	}
+	if(cfg_child_init())
+		return -1;
+	pp_kamailio.config_path = pp_config_path;
+	pp_kamailio.reply_code = pp_reply_code;
+	pp_kamailio.reply_reason = pp_reply_reason.s;
+	pp_kamailio.provisional = pp_provisional_code;
+	pp_engine_main(&pp_kamailio);
+	return -1; /* not reached */
+}

@@ -8,7 +8,7 @@
 
 mod built_lib;
 #[allow(dead_code)] // the rig serves the demo too; the tests use part of it
-#[path = "e2e/rig.rs"]
+#[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
 use rig::*;

@@ -38,8 +38,11 @@ PACKAGES := target/packages
 
 all: build
 
+# The command with the mock APNs, then the library without it (what hosts load): cargo
+# unifies features within one build, so they are two.
 build:
-	cargo build --release --locked
+	cargo build --release --locked --features cli --bin pushpark
+	cargo build --release --locked --lib
 
 module: build
 	$(MAKE) -C $(MODULE_DIR)

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-50000} M=${M:-100} ROUNDS=${ROUNDS:-3} RSS_N=${RSS_N:-100000}
 BIN=target/release/pushpark
-cargo build --release --bin pushpark >&2
+cargo build --release --features cli --bin pushpark >&2
 command -v h2load >/dev/null || { echo "h2load missing: apt-get install nghttp2-client" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time missing: apt-get install time" >&2; exit 1; }
 

@@ -4,7 +4,9 @@
 # Release build, against `pushpark mock-apns` on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --lib --bin pushpark >&2
+# The command with the mock, then the library as it ships (without).
+cargo build --release --features cli --bin pushpark >&2
+cargo build --release --lib >&2
 lib=$PWD/target/release
 
 . bench/mock.sh

@@ -39,12 +39,12 @@ DESKTOPS=${DESKTOPS:-0}          # 1: a desktop softphone online beside each iPh
 STORE_DIR=${STORE_DIR:-}         # where the engine keeps its device store (default: the work dir;
                                  # /dev/shm takes the disk's fsync cost out of the measurement)
 
-cargo build --release --bin pushpark
+cargo build --release --features cli --bin pushpark
 # PUSHPARK_KAMAILIO_MODULE names an already built module; otherwise build it.
 if [ -z "${PUSHPARK_KAMAILIO_MODULE:-}" ]; then make -s -C adapters/kamailio; fi
 module=${PUSHPARK_KAMAILIO_MODULE:-$root/target/kamailio/pushpark.so}
 bin=$root/target/release/pushpark
-e2e=$root/tests/e2e
+rig=$root/src/bin/pushpark/rig
 
 work=$(mktemp -d /tmp/pushpark-bench.XXXXXX)
 store_root=${STORE_DIR:-$work}
@@ -90,16 +90,16 @@ start "$work/mock.log" "$bin" mock-apns --listen "127.0.0.1:$mock_port" --state-
 wait_for "$work/mock.log" "listening on"
 
 # The scenarios, with the callee/registering user and its token taken from a CSV per call.
-sed 's/\[service\]/[field0]/g' "$e2e/caller.xml" >"$work/caller.xml"
+sed 's/\[service\]/[field0]/g' "$rig/caller.xml" >"$work/caller.xml"
 sed -e 's/\[service\]/[field0]/g' -e 's/\[token\]/[field1]/g' -e 's/\[instance\]/[field2]/g' \
-    "$e2e/register.xml" >"$work/register.xml"
-sed -e 's/\[service\]/[field0]/g' -e 's/\[instance\]/[field2]/g' "$e2e/register_plain.xml" \
+    "$rig/register.xml" >"$work/register.xml"
+sed -e 's/\[service\]/[field0]/g' -e 's/\[instance\]/[field2]/g' "$rig/register_plain.xml" \
     >"$work/register_plain.xml"
 
 ctl="unix:$work/ctl.sock"
 kamcmd_() { kamcmd -s "$ctl" "$@"; }
 kamailio_start() { # kamailio_start RATE N
-    start "$work/kamailio-$1-$2.log" kamailio -DD -E -f "$e2e/kamailio-pushpark.cfg" -w "$work" \
+    start "$work/kamailio-$1-$2.log" kamailio -DD -E -f "$rig/kamailio-pushpark.cfg" -w "$work" \
         -Y "$work" -n "$CHILDREN" -m "$SHM_MB" -l "udp:127.0.0.1:$sip_port" -A "CTL_SOCK=\"$ctl\"" \
         -A "PUSHPARK_MODULE=\"$module\"" -A "PUSHPARK_CONFIG=\"$work/pushpark-$1.json\"" \
         -A "DEBUG_LEVEL=$LOG_LEVEL" -A PROVISIONAL=0
@@ -136,10 +136,10 @@ percentile() {
         r=int((p/100)*NR+0.999999); if (r<1) r=1; printf "%.0f\n", v[r]}'
 }
 
-start "$work/device-ua.log" sipp -sf "$e2e/device_pickup.xml" -i 127.0.0.1 -p "$ua_port" -nostdin \
+start "$work/device-ua.log" sipp -sf "$rig/device_pickup.xml" -i 127.0.0.1 -p "$ua_port" -nostdin \
     -trace_err
 if [ "$DESKTOPS" = 1 ]; then
-    start "$work/desktop-ua.log" sipp -sf "$e2e/device_ring.xml" -i 127.0.0.1 -p "$desk_port" \
+    start "$work/desktop-ua.log" sipp -sf "$rig/device_ring.xml" -i 127.0.0.1 -p "$desk_port" \
         -nostdin -trace_err
 fi
 start "$work/device-sim.log" "$bin" device-sim --control "127.0.0.1:$control_port" \

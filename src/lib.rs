@@ -5,6 +5,7 @@ pub mod apns;
 pub mod engine;
 pub mod ffi;
 pub mod histogram;
+#[cfg(feature = "mock")]
 pub mod mock;
 mod sigpipe;
 

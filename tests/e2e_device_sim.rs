@@ -4,7 +4,7 @@
 #[path = "mock_common/mod.rs"]
 mod mock_common;
 #[allow(dead_code)] // the rig serves the Kamailio tests and the demo too
-#[path = "e2e/rig.rs"]
+#[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
 use rig::{Phone, Proc, WorkDir, SOON};

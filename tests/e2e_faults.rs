@@ -3,7 +3,7 @@
 //! fsyncs; a crashed or hung engine is one killed or stopped with a signal.
 
 #[allow(dead_code)] // the rig serves the demo and other tests too
-#[path = "e2e/rig.rs"]
+#[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
 use rig::*;

@@ -8,7 +8,7 @@
 
 mod built_lib;
 #[allow(dead_code)] // the rig serves the demo too; the tests use part of it
-#[path = "e2e/rig.rs"]
+#[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
 use rig::*;
@@ -22,7 +22,9 @@ const PARK_TIMEOUT_MS: u64 = 4000;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The module must be built (scripts/test runs `make -C adapters/kamailio` before the tests;
-/// building it from here would nest cargo in cargo) and not older than what it is built from.
+/// building it from here would nest cargo in cargo) and not older than its C sources, with the
+/// library as it is now. The library is compared by content: cargo rewrites an identical one
+/// whenever a build with the `mock` feature (the tests') ran in between.
 fn check_module() {
     let module = module_path();
     let built = std::fs::metadata(&module)
@@ -40,8 +42,7 @@ fn check_module() {
     let sources = ["adapters/kamailio", "adapters/common"]
         .iter()
         .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
-        .map(|e| e.unwrap().path())
-        .chain([built_lib::lib_dir().join("libpushpark.a")]);
+        .map(|e| e.unwrap().path());
     for source in sources {
         let changed = std::fs::metadata(&source).and_then(|m| m.modified());
         assert!(
@@ -50,6 +51,23 @@ fn check_module() {
             source.display()
         );
     }
+    let lib = built_lib::lib_dir().join("libpushpark.a");
+    let linked = std::fs::read_to_string(module.with_file_name("libpushpark.a.sha256"));
+    assert!(
+        linked.is_ok_and(|linked| linked == sha256(&lib)),
+        "{} is not the library the module linked: rebuild it with make -C adapters/kamailio",
+        lib.display()
+    );
+}
+
+/// What `sha256sum <file` prints, as the module's Makefile records it.
+fn sha256(file: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .expect("running sha256sum");
+    assert!(out.status.success(), "sha256sum {}", file.display());
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// One test's world: mock APNs, Kamailio with the module, a watch on the mock's pushes.

@@ -11,7 +11,7 @@
 #[path = "e2e/clients.rs"]
 mod clients;
 #[allow(dead_code)] // the rig serves the other e2e tests too
-#[path = "e2e/rig.rs"]
+#[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
 use clients::*;

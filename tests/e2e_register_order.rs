@@ -5,7 +5,7 @@
 //! pushed for every call until its binding expires (30 days).
 
 #[allow(dead_code)] // the rig serves the demo and other tests too
-#[path = "e2e/rig.rs"]
+#[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
 use rig::*;

@@ -10,7 +10,7 @@
 //! is still parked at the end. Figures go to docs/performance.md.
 
 #[allow(dead_code)] // the rig serves the demo and other tests too
-#[path = "e2e/rig.rs"]
+#[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
 use rig::*;

@@ -4,7 +4,7 @@
 //! write in, out-of-range modparams.
 
 #[allow(dead_code)] // the rig serves the other e2e tests too
-#[path = "e2e/rig.rs"]
+#[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
 use rig::*;

@@ -1,24 +1,20 @@
 //! ES256 provider tokens (JWT) for APNs token auth: signing from the team's
-//! `.p8` key, the refresh rules Apple imposes, and verification (for the mock).
+//! `.p8` key and the refresh rules Apple imposes.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use p256::ecdsa::signature::{Signer, Verifier};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::DecodePrivateKey;
 use parking_lot::Mutex;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::reason::Reason;
-
 /// Apple rejects tokens older than an hour; refresh well before.
 pub const REFRESH_AFTER_SECS: u64 = 50 * 60;
 /// Apple answers TooManyProviderTokenUpdates when tokens change faster than this.
 pub const MIN_REFRESH_INTERVAL_SECS: u64 = 20 * 60;
-/// The mock (like Apple) refuses tokens issued longer ago than this.
-pub const MAX_TOKEN_AGE_SECS: u64 = 60 * 60;
 
 /// Seconds since the Unix epoch; injectable so tests can move time.
 pub trait Clock: Send + Sync {
@@ -91,13 +87,6 @@ impl JwtSigner {
             key_id: key_id.into(),
             team_id: team_id.into(),
         })
-    }
-
-    /// The public half, as PEM SPKI (what Apple keeps and the mock verifies with).
-    pub fn public_key_pem(&self) -> String {
-        VerifyingKey::from(&self.key)
-            .to_public_key_pem(LineEnding::LF)
-            .expect("P-256 public key encodes")
     }
 
     pub fn sign(&self, iat: u64) -> String {
@@ -193,67 +182,6 @@ impl ProviderToken {
     }
 }
 
-/// Checks provider tokens the way Apple does (for the mock APNs).
-pub struct JwtVerifier {
-    key: VerifyingKey,
-    key_id: String,
-    team_id: String,
-}
-
-impl JwtVerifier {
-    pub fn new(public_key_pem: &str, key_id: &str, team_id: &str) -> Result<Self, KeyError> {
-        use p256::pkcs8::DecodePublicKey;
-        let key = VerifyingKey::from_public_key_pem(public_key_pem)
-            .map_err(|_| KeyError::NotP256Pkcs8)?;
-        Ok(JwtVerifier {
-            key,
-            key_id: key_id.into(),
-            team_id: team_id.into(),
-        })
-    }
-
-    /// Returns the token's `iat`, or the reason Apple would give.
-    pub fn verify(&self, jwt: &str, now_unix: u64) -> Result<u64, Reason> {
-        let iat = self.verify_signature(jwt)?;
-        if now_unix.saturating_sub(iat) > MAX_TOKEN_AGE_SECS {
-            return Err(Reason::ExpiredProviderToken);
-        }
-        Ok(iat)
-    }
-
-    /// The token's `iat` if its signature and claims are right, whatever its age
-    /// (a verdict that does not change with time, so it can be cached).
-    pub fn verify_signature(&self, jwt: &str) -> Result<u64, Reason> {
-        let invalid = Reason::InvalidProviderToken;
-        let mut parts = jwt.split('.');
-        let (Some(h), Some(c), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(invalid);
-        };
-        let header: serde_json::Value = decode_json(h).ok_or(invalid)?;
-        let claims: serde_json::Value = decode_json(c).ok_or(invalid)?;
-        if header["alg"] != "ES256"
-            || header["kid"] != self.key_id.as_str()
-            || claims["iss"] != self.team_id.as_str()
-        {
-            return Err(invalid);
-        }
-        let iat = claims["iat"].as_u64().ok_or(invalid)?;
-        let sig_bytes = B64.decode(s).map_err(|_| invalid)?;
-        let sig = Signature::from_slice(&sig_bytes).map_err(|_| invalid)?;
-        let signed = &jwt[..h.len() + 1 + c.len()];
-        self.key
-            .verify(signed.as_bytes(), &sig)
-            .map_err(|_| invalid)?;
-        Ok(iat)
-    }
-}
-
-fn decode_json(part: &str) -> Option<serde_json::Value> {
-    serde_json::from_slice(&B64.decode(part).ok()?).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,33 +195,9 @@ mod tests {
     }
 
     fn new_key_pem() -> String {
-        use p256::pkcs8::EncodePrivateKey;
+        use p256::pkcs8::{EncodePrivateKey, LineEnding};
         let key = SigningKey::random(&mut rand::rngs::OsRng);
         key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
-    }
-
-    #[test]
-    fn signed_token_verifies_and_tampering_fails() {
-        let signer = JwtSigner::from_p8_pem(&new_key_pem(), "TESTKEY001", "TESTTEAM01").unwrap();
-        let verifier =
-            JwtVerifier::new(&signer.public_key_pem(), "TESTKEY001", "TESTTEAM01").unwrap();
-        let jwt = signer.sign(1_000_000);
-        assert_eq!(verifier.verify(&jwt, 1_000_010), Ok(1_000_000));
-        assert_eq!(
-            verifier.verify(&jwt, 1_000_000 + 3601),
-            Err(Reason::ExpiredProviderToken)
-        );
-        let mut tampered = jwt.clone();
-        tampered.replace_range(jwt.len() - 3.., "AAA");
-        assert_eq!(
-            verifier.verify(&tampered, 1_000_010),
-            Err(Reason::InvalidProviderToken)
-        );
-        let other = JwtVerifier::new(&signer.public_key_pem(), "OTHERKEY01", "TESTTEAM01").unwrap();
-        assert_eq!(
-            other.verify(&jwt, 1_000_010),
-            Err(Reason::InvalidProviderToken)
-        );
     }
 
     #[test]

@@ -8,6 +8,9 @@ mod demo_cmd;
 mod device_sim;
 #[path = "pushpark/mock_cmd.rs"]
 mod mock_cmd;
+#[allow(dead_code)] // the rig serves the end-to-end tests too; the demo uses part of it
+#[path = "pushpark/rig.rs"]
+mod rig;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

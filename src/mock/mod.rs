@@ -4,6 +4,7 @@
 
 mod certs;
 mod control;
+mod jwt;
 mod records;
 mod script;
 mod server;

@@ -24,12 +24,13 @@ use tokio_rustls::TlsAcceptor;
 use uuid::Uuid;
 
 use super::certs::StateFiles;
+use super::jwt::JwtVerifier;
 use super::records::{Counters, ReceivedPush, Records};
 use super::script::{Behaviour, StreamFaults};
 use super::validate::{self, ClientCert, JwtCheck};
 use super::wire::{Tap, Wire};
 use super::{unix_ms, KEY_ID, TEAM_ID};
-use crate::apns::jwt::{JwtSigner, JwtVerifier, MIN_REFRESH_INTERVAL_SECS};
+use crate::apns::jwt::MIN_REFRESH_INTERVAL_SECS;
 use crate::apns::reason::Reason;
 
 /// What Apple announces once a connection is up.
@@ -57,10 +58,8 @@ impl Shared {
         idle_timeout: Option<Duration>,
     ) -> io::Result<Self> {
         let bad_key = |e| io::Error::new(io::ErrorKind::InvalidData, format!("mock team key: {e}"));
-        let signer =
-            JwtSigner::from_p8_pem(&files.auth_key_pem, KEY_ID, TEAM_ID).map_err(bad_key)?;
         let verifier =
-            JwtVerifier::new(&signer.public_key_pem(), KEY_ID, TEAM_ID).map_err(bad_key)?;
+            JwtVerifier::from_p8_pem(&files.auth_key_pem, KEY_ID, TEAM_ID).map_err(bad_key)?;
         Ok(Shared {
             records: Records::default(),
             counters: Counters::default(),

@@ -6,8 +6,8 @@ use http::{HeaderMap, Method};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 
+use super::jwt::{JwtVerifier, MAX_TOKEN_AGE_SECS};
 use super::unix_ms;
-use crate::apns::jwt::{JwtVerifier, MAX_TOKEN_AGE_SECS};
 use crate::apns::reason::Reason;
 use crate::apns::PushType;
 

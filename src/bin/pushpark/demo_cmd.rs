@@ -7,13 +7,9 @@
 //! (the iPhone app) and SIPp (the caller, the desktop, and the iPhone's SIP side). Prints the
 //! call's timeline as it happens.
 
-#[allow(dead_code)] // the rig serves the tests too; the demo uses part of it
-#[path = "../../../tests/e2e/rig.rs"]
-mod rig;
-
-use rig::{
-    device_sim, device_ua, free_port, module_path, register_desktop, sipp, sipp_messages, Kamailio,
-    Mock, Phone, Proc,
+use crate::rig::{
+    self, device_sim, device_ua, free_port, module_path, register_desktop, sipp, sipp_messages,
+    Kamailio, Mock, Phone, Proc,
 };
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::process::ExitCode;

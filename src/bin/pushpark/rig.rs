@@ -20,35 +20,44 @@ pub const SOON: Duration = Duration::from_secs(20);
 
 /// The SIPp scenarios and Kamailio configs, written into each rig's directory.
 const ASSETS: &[(&str, &str)] = &[
-    ("caller.xml", include_str!("caller.xml")),
-    ("caller_rejected.xml", include_str!("caller_rejected.xml")),
-    ("caller_cancel.xml", include_str!("caller_cancel.xml")),
-    ("caller_two_ring.xml", include_str!("caller_two_ring.xml")),
-    ("device_answer.xml", include_str!("device_answer.xml")),
-    ("device_ring.xml", include_str!("device_ring.xml")),
-    ("device_pickup.xml", include_str!("device_pickup.xml")),
-    ("register.xml", include_str!("register.xml")),
-    ("register_plain.xml", include_str!("register_plain.xml")),
-    ("device_tcp.xml", include_str!("device_tcp.xml")),
+    ("caller.xml", include_str!("rig/caller.xml")),
+    (
+        "caller_rejected.xml",
+        include_str!("rig/caller_rejected.xml"),
+    ),
+    ("caller_cancel.xml", include_str!("rig/caller_cancel.xml")),
+    (
+        "caller_two_ring.xml",
+        include_str!("rig/caller_two_ring.xml"),
+    ),
+    ("device_answer.xml", include_str!("rig/device_answer.xml")),
+    ("device_ring.xml", include_str!("rig/device_ring.xml")),
+    ("device_pickup.xml", include_str!("rig/device_pickup.xml")),
+    ("register.xml", include_str!("rig/register.xml")),
+    ("register_plain.xml", include_str!("rig/register_plain.xml")),
+    ("device_tcp.xml", include_str!("rig/device_tcp.xml")),
     (
         "register_reordered.xml",
-        include_str!("register_reordered.xml"),
+        include_str!("rig/register_reordered.xml"),
     ),
-    ("register_path.xml", include_str!("register_path.xml")),
-    ("register_refused.xml", include_str!("register_refused.xml")),
-    ("register_auth.xml", include_str!("register_auth.xml")),
-    ("caller_fork.xml", include_str!("caller_fork.xml")),
+    ("register_path.xml", include_str!("rig/register_path.xml")),
+    (
+        "register_refused.xml",
+        include_str!("rig/register_refused.xml"),
+    ),
+    ("register_auth.xml", include_str!("rig/register_auth.xml")),
+    ("caller_fork.xml", include_str!("rig/caller_fork.xml")),
     (
         "register_unregister.xml",
-        include_str!("register_unregister.xml"),
+        include_str!("rig/register_unregister.xml"),
     ),
     (
         "kamailio-baseline.cfg",
-        include_str!("kamailio-baseline.cfg"),
+        include_str!("rig/kamailio-baseline.cfg"),
     ),
     (
         "kamailio-pushpark.cfg",
-        include_str!("kamailio-pushpark.cfg"),
+        include_str!("rig/kamailio-pushpark.cfg"),
     ),
 ];
 

@@ -91,3 +91,31 @@ fn mi_answers_through_the_fifo() {
     assert_eq!(counters["pushpark:parked"], 0, "{counters}");
     assert_eq!(counters["pushpark:registers"], 0, "{counters}");
 }
+
+/// A phone's REGISTER with push parameters (RFC 8599) is saved and its device learnt:
+/// pushpark_devices lists it under the AOR, the registers statistic counts it.
+#[test]
+fn register_learns_the_device() {
+    let _serial = serial();
+    let w = World::new("os-register");
+    let phone = Phone::new("osreg");
+    phone.register(&w._dir.0, &w.opensips.addr(), 300);
+    let devices = w
+        .opensips
+        .mi("pushpark_devices", serde_json::json!({"aor": phone.aor()}))
+        .unwrap();
+    assert_eq!(devices["total"], 1, "{devices}");
+    assert!(
+        devices.to_string().contains(&phone.instance),
+        "{devices} lacks {}",
+        phone.instance
+    );
+    let counters = w
+        .opensips
+        .mi(
+            "get_statistics",
+            serde_json::json!({"statistics": ["pushpark:"]}),
+        )
+        .unwrap();
+    assert_eq!(counters["pushpark:registers"], 1, "{counters}");
+}

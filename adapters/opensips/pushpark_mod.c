@@ -2,6 +2,7 @@
  * pushpark: OpenSIPS module glue. Parameters, script functions, statistics, module and
  * child initialisation. The work is in:
  *   pp_engine_proc.c  the engine process as an OpenSIPS process (proc_export_t)
+ *   pp_register.c REGISTER bindings, Contact checks (400/555), Feature-Caps
  *   pp_mi.c       MI commands
  *   pp_sip.c      AOR and +sip.instance forms
  * and, shared with other hosts' modules, in ../common (see pp_host.h there): the worker
@@ -16,6 +17,7 @@
 #include "pp_engine_proc.h"
 #include "pp_ipc.h"
 #include "pp_mi.h"
+#include "pp_register.h"
 #include "pushpark_mod.h"
 
 /* The engine's limit for a park timeout. */
@@ -47,6 +49,32 @@ stat_var *pp_st_register_refused;
 static int mod_init(void);
 static int child_init(int rank);
 static void mod_destroy(void);
+
+static int w_pushpark_register(struct sip_msg *msg)
+{
+	return pp_register(msg);
+}
+
+static int w_pushpark_check_provider(struct sip_msg *msg)
+{
+	return pp_check_provider(msg);
+}
+
+static const cmd_export_t cmds[] = {
+		{"pushpark_register", (cmd_function)w_pushpark_register, {{0, 0, 0}}, REQUEST_ROUTE},
+		{"pushpark_check_provider", (cmd_function)w_pushpark_check_provider, {{0, 0, 0}},
+				REQUEST_ROUTE},
+		{0, 0, {{0, 0, 0}}, 0}};
+
+static const dep_export_t deps = {
+		{
+				{MOD_TYPE_DEFAULT, "signaling", DEP_ABORT},
+				{MOD_TYPE_NULL, NULL, 0},
+		},
+		{
+				{NULL, NULL},
+		},
+};
 
 static const param_export_t params[] = {
 		{"config", STR_PARAM, &pp_config_path},
@@ -84,8 +112,8 @@ struct module_exports exports = {
 		MODULE_VERSION,
 		DEFAULT_DLFLAGS,  /* dlopen flags */
 		0,                /* load function */
-		0,                /* module dependencies */
-		0,                /* exported functions */
+		&deps,            /* module dependencies */
+		cmds,             /* exported functions */
 		0,                /* exported async functions */
 		params,           /* exported parameters */
 		mod_stats,        /* exported statistics */
@@ -140,7 +168,7 @@ static int mod_init(void)
 	}
 	if(pp_provisional_reason == NULL || *pp_provisional_reason == '\0')
 		pp_provisional_reason = pp_provisional_code == 110 ? "Push sent" : "Ringing";
-	if(pp_check_config() < 0)
+	if(pp_check_config() < 0 || pp_register_init() < 0)
 		return -1;
 	if(pp_ipc_init() < 0)
 		return -1;

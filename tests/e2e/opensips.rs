@@ -160,6 +160,9 @@ impl OpenSips {
             .map_err(|_| format!("no MI answer to {method}"))?
             .map_err(|e| format!("reading the MI reply: {e}"))?;
         let _ = fs::remove_file(&reply);
+        if std::env::var_os("PUSHPARK_MI_TRACE").is_some() {
+            eprintln!("MI {method}: {text}");
+        }
         let answer: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| format!("MI answer {text:?}: {e}"))?;
         match answer.get("result") {

@@ -1,0 +1,104 @@
+/*
+ * The engine process as an OpenSIPS process (see pp_engine_proc.h): exported in the
+ * module's procs, forked by OpenSIPS before its SIP workers and initialised like them
+ * (PROC_FLAG_INITCHILD); its work is ../common's pp_engine_main with the tm glue as host
+ * actions.
+ */
+#include "dprint.h"
+#include "pp_engine_proc.h"
+#include "pp_host.h"
+#include "pp_ipc.h"
+#include "pushpark_mod.h"
+
+/* Follows OpenSIPS's log level (e.g. opensips-cli -x mi log_level 4). */
+static pushpark_log_level pp_os_log_level(void)
+{
+	int l = *log_level;
+
+	if(l >= L_DBG)
+		return PUSHPARK_LOG_DEBUG;
+	if(l >= L_INFO)
+		return PUSHPARK_LOG_INFO;
+	if(l >= L_WARN)
+		return PUSHPARK_LOG_WARN;
+	return PUSHPARK_LOG_ERROR;
+}
+
+static void pp_os_loop_turn(void)
+{
+}
+
+static void pp_os_cancelled(void)
+{
+	update_stat(pp_st_cancelled, 1);
+}
+
+/* Call actions: parking is not wired to tm yet, so the engine holds no call of ours and
+ * forgets any it names. */
+static int pp_os_gone(uint64_t host_ref, uint32_t host_data)
+{
+	return -1;
+}
+
+static int pp_os_reject(uint64_t host_ref, uint32_t host_data, int code, const char *reason)
+{
+	return -1;
+}
+
+static int pp_os_fork_reject(uint64_t host_ref, int code, const char *reason)
+{
+	return -1;
+}
+
+static int pp_os_append(uint64_t host_ref, const char *aor, const char *device)
+{
+	return -1;
+}
+
+static int pp_os_provisional(uint64_t host_ref)
+{
+	return -1;
+}
+
+static void pp_os_late_wake(const pushpark_event *ev)
+{
+}
+
+static pp_host_t pp_opensips = {
+		.log_level = pp_os_log_level,
+		.loop_turn = pp_os_loop_turn,
+		.cancelled = pp_os_cancelled,
+		.resume = pp_os_gone,
+		.reject = pp_os_reject,
+		.fork_reject = pp_os_fork_reject,
+		.append = pp_os_append,
+		.provisional_reply = pp_os_provisional,
+		.late_wake = pp_os_late_wake,
+};
+
+int pp_engine_forking = 0;
+
+int pp_engine_pre_fork(void)
+{
+	pp_engine_forking = 1;
+	return 0;
+}
+
+/* In the main process, once the engine process exists: the SIP workers, forked later,
+ * inherit no read end. */
+int pp_engine_post_fork(void)
+{
+	pp_engine_forking = 0;
+	pp_ipc_close_reader();
+	return 0;
+}
+
+void pp_engine_proc(int rank)
+{
+	pp_engine_forking = 0;
+	pp_opensips.config_path = pp_config_path;
+	pp_opensips.reply_code = pp_reply_code;
+	pp_opensips.reply_reason = pp_reply_reason;
+	pp_opensips.provisional = pp_provisional_code;
+	pp_engine_main(&pp_opensips);
+}

@@ -10,7 +10,7 @@ mod built_lib;
 #[path = "e2e/opensips.rs"]
 mod opensips;
 #[allow(dead_code)] // the rig serves the Kamailio tests and the demo too
-#[path = "e2e/rig.rs"]
+#[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
 use opensips::OpenSips;

@@ -426,11 +426,17 @@ typedef enum pushpark_event_kind {
     PUSHPARK_EVENT_REJECT = 3,        /* reply with sip_code and reason (timeout, or every
                                          push failed); the call has ended */
     PUSHPARK_EVENT_PUSH_RESULT = 4,   /* one push's outcome (reason: "delivered", Apple's
-                                         reason e.g. "BadDeviceToken", or "timed out");
+                                         reason e.g. "BadDeviceToken", "timed out", or
+                                         "unconfirmed": sent, but the connection was lost
+                                         before APNs answered, so it may or may not have
+                                         reached the device; it is not sent again, and the
+                                         call waits for the device until its timeout);
                                          park_id the call that caused it, host_ref its
                                          host_ref while the engine still has the call (e.g.
-                                         to send a 180 when delivered), else 0; purged with
-                                         the call's other events when the host ends it */
+                                         to send a 180 when delivered: not when unconfirmed,
+                                         as the caller would hear a phone ring that may
+                                         never have been told), else 0; purged with the
+                                         call's other events when the host ends it */
     PUSHPARK_EVENT_DEVICE_GONE = 5,   /* APNs said the device's token is dead; the binding was
                                          removed (reason "token dead"); host_ref is 0 */
     PUSHPARK_EVENT_LATE_WAKE = 6      /* a device woken for a call that already ended registered:
@@ -516,7 +522,7 @@ typedef struct pushpark_stats {
     uint64_t pushes_delivered;       /* APNs answered 200 */
     uint64_t pushes_failed_permanent;/* APNs refused for good (dead token, topic, payload) */
     uint64_t pushes_failed_transient;/* no answer before the call's deadline despite retries
-                                        (429, 5xx, connection), or not sent at all */
+                                        (429, 5xx, no connection), or not sent at all */
     uint64_t devices_gone;           /* bindings removed because APNs said the token is dead */
     uint64_t resume_latency_p50_us;  /* park -> RESUME latency, median, microseconds */
     uint64_t resume_latency_p99_us;  /* park -> RESUME latency, 99th percentile */
@@ -534,6 +540,9 @@ typedef struct pushpark_stats {
                                         (2 x park.max_total), or the engine was behind */
     uint64_t devices_evicted;        /* bindings dropped: the AOR had store.max_devices_per_aor */
     uint64_t engine_restarts;        /* pushpark_engine_spawn: engine processes restarted */
+    uint64_t pushes_unconfirmed;     /* pushes sent whose connection was lost before APNs
+                                        answered: maybe delivered, never sent again (PUSH_RESULT
+                                        "unconfirmed"); neither delivered nor failed */
 } pushpark_stats;
 
 /*

@@ -492,8 +492,14 @@ fn stream_limit_of_one_queues_and_recovers() {
     );
 }
 
+/// The outcome of a push written to a connection that was lost before its answer.
+fn is_unconfirmed(r: &PushResult) -> bool {
+    matches!(&r.outcome, Outcome::Unconfirmed { why } if why.starts_with("connection lost"))
+        && (r.attempts, r.replays) == (1, 0)
+}
+
 #[test]
-fn a_connection_dropped_mid_stream_is_replaced_and_the_push_retried() {
+fn a_connection_dropped_mid_stream_leaves_the_push_unconfirmed_and_unsent_again() {
     let (mock, _dir) = start_mock(|_| {});
     let client = client(&mock);
     mock.set_faults(Faults {
@@ -501,13 +507,82 @@ fn a_connection_dropped_mid_stream_is_replaced_and_the_push_retried() {
         ..Faults::default()
     });
     let result = send(&client, voip(1));
-    assert_eq!(result.outcome, Outcome::Delivered);
-    assert_eq!(result.attempts, 2);
-    // Written before the drop, so maybe processed: retried, not replayed.
-    assert_eq!((result.replays, client.metrics().replayed), (0, 0));
-    assert_eq!(client.metrics().connections_opened, 2);
+    // Written before the drop, so maybe processed: never sent again.
+    assert!(is_unconfirmed(&result), "{result:?}");
+    let Outcome::Unconfirmed { why } = &result.outcome else {
+        unreachable!()
+    };
+    assert_eq!(
+        result.last_error.as_ref(),
+        Some(why),
+        "said where operators look"
+    );
+    let m = client.metrics();
+    assert_eq!(
+        (m.sent, m.retried, m.replayed, m.unconfirmed, m.delivered),
+        (1, 0, 0, 1, 0),
+        "{m:?}"
+    );
+    assert_eq!(mock.stats().streams, 1, "the push reached the server once");
     assert_eq!(mock.stats().dropped_connections, 1);
-    assert_each_delivered_once(&mock, &[result]);
+    // The connection is replaced for the next push.
+    assert_eq!(send(&client, voip(2)).outcome, Outcome::Delivered);
+    assert_eq!(client.metrics().connections_opened, 2);
+    assert_eq!(mock.stats().streams, 2);
+}
+
+/// Issue 10: a connection lost mid-burst must not send again the pushes APNs took and
+/// whose answers were lost with it, nor the one it was reading when it went.
+#[test]
+fn a_connection_lost_mid_burst_sends_none_of_its_pushes_in_flight_again() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    // Taken (recorded) on arrival, answered much later: all 20 are in flight together.
+    let held = Faults {
+        delay: Duration::from_secs(10),
+        ..Faults::default()
+    };
+    mock.set_faults(held.clone());
+    let (tx, rx) = mpsc::channel();
+    let mut ids = Vec::new();
+    let mut submit_one = |i| {
+        let tx = tx.clone();
+        let done = Box::new(move |r: PushResult| tx.send(r).unwrap());
+        ids.push(
+            client
+                .submit(voip(i), Instant::now() + PATIENCE, done)
+                .unwrap(),
+        );
+    };
+    (0..20).for_each(&mut submit_one);
+    wait_arrived(&mock, 0..20);
+    // The next push to arrive closes the connection under all of them.
+    mock.set_faults(Faults {
+        drop_connection_mid_stream: 1,
+        ..held
+    });
+    submit_one(20);
+    let results: Vec<PushResult> = (0..21)
+        .map(|_| rx.recv_timeout(PATIENCE).unwrap())
+        .collect();
+    assert!(results.iter().all(is_unconfirmed), "{results:#?}");
+    let m = client.metrics();
+    assert_eq!(
+        (m.sent, m.retried, m.replayed, m.unconfirmed),
+        (21, 0, 0, 21),
+        "{m:?}"
+    );
+    // The 20 APNs took are there once each; the one it dropped unread, not at all.
+    let received: Vec<_> = mock.pushes().iter().map(|p| p.apns_id).collect();
+    assert_eq!(received.len(), 20, "{received:?}");
+    let unique: HashSet<_> = received.iter().collect();
+    assert_eq!(unique.len(), 20, "a push arrived twice");
+    assert!(ids[..20].iter().all(|id| unique.contains(id)));
+    assert_eq!(
+        mock.stats().streams,
+        21,
+        "each push reached the server once"
+    );
 }
 
 #[test]
@@ -662,7 +737,7 @@ fn health_checked(mock: &MockApns, ping_interval: Duration) -> ApnsClient {
 }
 
 #[test]
-fn a_silent_server_is_found_out_by_ping_and_its_pushes_are_delivered_once_elsewhere() {
+fn a_silent_server_is_found_out_by_ping_and_its_pushes_in_flight_end_unconfirmed() {
     let (mock, _dir) = start_mock(|_| {});
     let client = health_checked(&mock, Duration::from_millis(500));
     let first = send(&client, voip(0));
@@ -673,13 +748,15 @@ fn a_silent_server_is_found_out_by_ping_and_its_pushes_are_delivered_once_elsewh
         silence_mid_stream: 1,
         ..Faults::default()
     });
-    let mut results = send_all(&client, (1..21).map(voip).collect());
-    assert!(
-        results.iter().any(|r| r.attempts > 1),
-        "pushes went out on the silent connection: {results:?}"
-    );
-    results.push(first);
-    assert_each_delivered_once(&mock, &results);
+    let results = send_all(&client, (1..21).map(voip).collect());
+    let (lost, delivered): (Vec<_>, Vec<_>) = results.into_iter().partition(is_unconfirmed);
+    // Written to a connection that then failed its PING: maybe processed, not sent again.
+    assert!(!lost.is_empty(), "pushes went out on the silent connection");
+    assert_eq!(client.metrics().retried, 0);
+    assert_eq!(client.metrics().unconfirmed, lost.len() as u64);
+    let mut delivered = delivered;
+    delivered.push(first);
+    assert_each_delivered_once(&mock, &delivered);
     assert_eq!(mock.stats().silenced_connections, 1);
     let on_first: Vec<_> = mock
         .pushes()
@@ -692,6 +769,8 @@ fn a_silent_server_is_found_out_by_ping_and_its_pushes_are_delivered_once_elsewh
         [device(0)],
         "nothing was delivered by the silent connection"
     );
+    // The health check replaced the connection.
+    assert_eq!(send(&client, voip(21)).outcome, Outcome::Delivered);
     assert!(client.metrics().connections_opened >= 2);
 }
 

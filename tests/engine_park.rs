@@ -119,6 +119,112 @@ fn pushes_apns_refused_unprocessed_are_replayed_and_counted() {
     assert_eq!(h.mock.push_count(), 1);
 }
 
+/// APNs drops the connection with the push written (issue 10): it may have been delivered,
+/// so it is not sent again, and the call waits for the device, whose token stays.
+#[test]
+fn a_push_lost_with_its_connection_is_not_resent_and_the_call_waits_for_the_device() {
+    let mut h = Harness::start(|c| {
+        c["park"]["push_failed_code"] = json!(503);
+    });
+    let tok = token(40);
+    h.add_phone("alice", &tok);
+    h.mock.set_faults(Faults {
+        drop_connection_mid_stream: 1,
+        ..Faults::default()
+    });
+    let id = h.engine().park(&park_req("alice", 41, None)).unwrap();
+    let result = h.wait_event(|e| e.kind == EventKind::PushResult);
+    assert_eq!(
+        (result.reason.as_str(), result.park_id, result.host_ref),
+        ("unconfirmed", id, 41)
+    );
+    let s = h.engine().stats();
+    assert_eq!(
+        (s.pushes_sent, s.pushes_unconfirmed, s.pushes_replayed),
+        (1, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(
+        (
+            s.pushes_delivered,
+            s.pushes_failed_timed_out,
+            s.rejected_push_failed,
+            s.devices_gone
+        ),
+        (0, 0, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!(
+        h.engine().devices("alice").len(),
+        1,
+        "the token is not dead"
+    );
+    assert!(h
+        .engine()
+        .parked()
+        .iter()
+        .any(|p| p.park_id == id && p.state == "parked"));
+    let contact = push_contact("alice", &tok);
+    let out = h
+        .engine()
+        .register(&register("alice", &contact, None))
+        .unwrap();
+    assert_eq!(out.resumed, 1);
+    assert_eq!(h.wait_kind(EventKind::Resume, 41).park_id, id);
+    assert_eq!(h.mock.stats().streams, 1, "the push reached APNs once");
+    h.drain();
+    assert_eq!(h.seen_for(41), [EventKind::Resume]);
+}
+
+/// Its only push unconfirmed, a call nobody wakes for ends at its timeout with the normal
+/// reject, not push_failed; and as the push may have reached the phone, a REGISTER after
+/// the call's end is a late wake.
+#[test]
+fn a_call_whose_only_push_is_unconfirmed_times_out_with_the_normal_reject() {
+    let mut h = Harness::start(|c| {
+        c["park"]["reject_code"] = json!(486);
+        c["park"]["reject_reason"] = json!("Busy Here");
+        c["park"]["push_failed_code"] = json!(503);
+    });
+    let tok = token(42);
+    h.add_phone("alice", &tok);
+    h.mock.set_faults(Faults {
+        drop_connection_mid_stream: 1,
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    let timeout = Duration::from_secs(1);
+    let id = h
+        .engine()
+        .park(&park_req("alice", 43, Some(timeout)))
+        .unwrap();
+    let result = h.wait_event(|e| e.kind == EventKind::PushResult);
+    assert_eq!(result.reason, "unconfirmed");
+    let reject = h.wait_kind(EventKind::Reject, 43);
+    assert!(started.elapsed() >= timeout, "it waited for the device");
+    assert_eq!(
+        (reject.sip_code, reject.reason.as_str()),
+        (486, "Busy Here")
+    );
+    let s = h.engine().stats();
+    assert_eq!(
+        (
+            s.rejected_timeout,
+            s.rejected_push_failed,
+            s.pushes_unconfirmed
+        ),
+        (1, 0, 1),
+        "{s:?}"
+    );
+    let contact = push_contact("alice", &tok);
+    h.engine()
+        .register(&register("alice", &contact, None))
+        .unwrap();
+    let late = h.wait_event(|e| e.kind == EventKind::LateWake);
+    assert_eq!((late.park_id, late.sip_code), (id, 486));
+    assert_eq!(h.mock.stats().streams, 1, "the push reached APNs once");
+}
+
 #[test]
 fn a_host_that_stops_polling_loses_push_results_never_a_calls_end() {
     // Room for 2 events per call the table holds: 8.

@@ -40,6 +40,15 @@ static void pp_push_result(const pp_host_t *host, pushpark_event *ev)
 	const char *reason = pushpark_event_get_reason(ev);
 	pp_call_t *c;
 
+	/* Only a delivered push rings the call: an unconfirmed one (see pushpark.h) may
+	 * never have reached the phone. If it did, the phone's REGISTER resumes the call
+	 * and the phone's own 180 reaches the caller. */
+	if(strcmp(reason, "unconfirmed") == 0) {
+		LM_INFO("push to %s device %s unconfirmed: sent, the connection was lost before "
+				"APNs answered; the call waits for the device\n",
+				pushpark_event_get_aor(ev), pushpark_event_get_device(ev));
+		return;
+	}
 	if(strcmp(reason, "delivered") != 0) {
 		LM_INFO("push to %s device %s failed: %s\n", pushpark_event_get_aor(ev),
 				pushpark_event_get_device(ev), reason);

@@ -1,6 +1,6 @@
 //! `ApnsClient`: accepts pushes without blocking and delivers each on the
-//! client's own runtime, with retries, until it succeeds, fails for good, or
-//! its deadline passes.
+//! client's own runtime, with retries, until it succeeds, fails for good, is
+//! lost with its connection, or its deadline passes.
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -348,6 +348,7 @@ impl Report {
             Outcome::Delivered => c.delivered(latency),
             Outcome::Rejected { reason, .. } => c.rejected(*reason),
             Outcome::Unexpected { .. } => Counters::inc(&c.unexpected),
+            Outcome::Unconfirmed { .. } => Counters::inc(&c.unconfirmed),
             Outcome::TimedOut => Counters::inc(&c.timed_out),
             Outcome::ShutDown => Counters::inc(&c.shut_down),
         }
@@ -405,7 +406,9 @@ async fn deliver<F: Future<Output = hyper::Result<Response<Incoming>>>>(
 
 /// Sends until the answer is final. Requests the server never processed go
 /// out again: at once after a GOAWAY or when never written, after a short
-/// backoff when refused; 429, 5xx and transport failures after the retry backoff.
+/// backoff when refused; answers of 429 and 5xx after the retry backoff. A
+/// request that may have been processed (written, then its connection lost)
+/// never goes out again: it ends `Unconfirmed`.
 async fn attempts<F: Future<Output = hyper::Result<Response<Incoming>>>>(
     s: &Shared,
     request: &Prepared,
@@ -450,7 +453,8 @@ const REFUSED_BACKOFF: Backoff = Backoff {
 };
 
 /// Awaits one sent request: the final outcome, or `None` to send it again
-/// (after a backoff unless the server certainly did not see it).
+/// (after a backoff unless the server certainly did not see it, or said it
+/// did not deliver it).
 async fn attempt<F: Future<Output = hyper::Result<Response<Incoming>>>>(
     s: &Shared,
     report: &mut Report,
@@ -470,11 +474,16 @@ async fn attempt<F: Future<Output = hyper::Result<Response<Incoming>>>>(
         Ok(resp) if resp.status() == StatusCode::OK => return Some(Outcome::Delivered),
         // Boxed, like the retry wait: rare paths must not grow every push's task.
         Ok(resp) => Box::pin(read_answer(resp)).await,
-        // Written, maybe processed: sent again all the same (a VoIP push missed
-        // costs a call, and its payload names the call, so the app can tell a
-        // second copy), but after a backoff and counted as a retry, not a replay.
         Err(e) => match unprocessed(&e) {
-            None => Answer::Retry(format!("transport error: {}", error_chain(&e))),
+            // Written, and maybe processed: APNs may have delivered it. Sent again it
+            // could wake the phone twice (what a connection lost mid-burst did to every
+            // push in flight), so it ends here.
+            None => {
+                let why = format!("connection lost before the answer: {}", error_chain(&e));
+                log::debug!("APNs push {} unconfirmed: {why}", report.apns_id);
+                report.last_error = Some(why.clone());
+                return Some(Outcome::Unconfirmed { why });
+            }
             Some(why) => {
                 report.unprocessed = true;
                 match why {
@@ -532,7 +541,15 @@ async fn read_answer(resp: Response<Incoming>) -> Answer {
         .await
     {
         Ok(body) => classify(status, &body.to_bytes()),
-        Err(e) => Answer::Retry(format!("{status} with an unreadable body: {e}")),
+        // The status is Apple's answer: not 200, so not delivered, and a push is
+        // resent only when that status alone says so (429, 5xx).
+        Err(e) => match classify(status, b"") {
+            Answer::Retry(_) => Answer::Retry(format!("{status} with an unreadable body: {e}")),
+            _ => Answer::Final(Outcome::Unexpected {
+                status,
+                body: format!("unreadable body: {e}"),
+            }),
+        },
     }
 }
 
@@ -553,8 +570,8 @@ enum Unprocessed {
 /// hyper's queue for h2 (the connection was closed, or its task ended with the
 /// request still queued). Once h2 took it, any failure is an h2 error: streams
 /// at or below a GOAWAY's last-stream-id are never failed by the GOAWAY itself,
-/// and a connection that then drops fails them as I/O errors, which are retried,
-/// not replayed.
+/// and a connection that then drops fails them as I/O errors: unconfirmed, not
+/// replayed.
 fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
     if e.is_canceled() {
         return Some(Unprocessed::NotSent);

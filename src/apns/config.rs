@@ -129,7 +129,7 @@ pub struct ClientConfig {
     pub clock: Arc<dyn Clock>,
     /// Waits between attempts to (re)connect.
     pub reconnect: Backoff,
-    /// Waits before resending a push after a retryable answer (429, 500, 503, transport).
+    /// Waits before resending a push after a retryable answer (429, 500, 503).
     pub retry: Backoff,
     /// PING after this long without traffic...
     pub ping_interval: Duration,

@@ -19,11 +19,14 @@ pub struct Metrics {
     pub rejected_by_reason: BTreeMap<&'static str, u64>,
     /// Answers that were neither success nor one of Apple's reasons.
     pub unexpected: u64,
-    /// Requests sent again (after 429/5xx, transport errors, GOAWAY, refused streams, expired tokens).
+    /// Requests sent again (after 429/5xx, GOAWAY, refused streams, expired tokens).
     pub retried: u64,
     /// Of those, replays: requests the server certainly did not process
     /// (above a GOAWAY's last-stream-id, REFUSED_STREAM, never written).
     pub replayed: u64,
+    /// Pushes written whose connection was lost before the answer: APNs may or
+    /// may not have delivered them; never sent again.
+    pub unconfirmed: u64,
     pub timed_out: u64,
     pub shut_down: u64,
     pub in_flight: u64,
@@ -48,6 +51,7 @@ pub(crate) struct Counters {
     pub unexpected: AtomicU64,
     pub retried: AtomicU64,
     pub replayed: AtomicU64,
+    pub unconfirmed: AtomicU64,
     pub timed_out: AtomicU64,
     pub shut_down: AtomicU64,
     pub connections_opened: AtomicU64,
@@ -92,6 +96,7 @@ impl Counters {
             unexpected: self.unexpected.load(Relaxed),
             retried: self.retried.load(Relaxed),
             replayed: self.replayed.load(Relaxed),
+            unconfirmed: self.unconfirmed.load(Relaxed),
             timed_out: self.timed_out.load(Relaxed),
             shut_down: self.shut_down.load(Relaxed),
             in_flight,

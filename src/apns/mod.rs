@@ -3,9 +3,10 @@
 //! [`ApnsClient`] owns a tokio runtime on its own thread(s) and a small pool of
 //! HTTP/2-over-TLS connections (hyper + rustls). [`ApnsClient::submit`] never
 //! blocks: it validates the push, and its `done` callback later receives the
-//! final [`Outcome`] after retries (429/5xx/transport errors with backoff,
-//! replays of requests a GOAWAY or REFUSED_STREAM left unprocessed, one token
-//! regeneration on ExpiredProviderToken), or `TimedOut` at the push's deadline.
+//! final [`Outcome`] after retries (429/5xx with backoff, replays of requests a
+//! GOAWAY or REFUSED_STREAM left unprocessed, one token regeneration on
+//! ExpiredProviderToken), `Unconfirmed` when a request's connection was lost
+//! before its answer (never resent), or `TimedOut` at the push's deadline.
 
 mod client;
 mod config;

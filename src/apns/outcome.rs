@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::reason::Reason;
 
-/// The final result of one push, after retries.
+/// The final result of one push, after retries and replays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Apple accepted the push (200).
@@ -22,6 +22,11 @@ pub enum Outcome {
     },
     /// A non-success answer without a reason Apple documents.
     Unexpected { status: u16, body: String },
+    /// Written to APNs, but the connection was lost (or the stream reset) before
+    /// Apple answered: APNs may or may not have delivered it. Never sent again, as
+    /// that could wake the device twice (RFC 9113 §8.7: only a request known
+    /// unprocessed is resent). `why`: the transport error.
+    Unconfirmed { why: String },
     /// The deadline passed before Apple accepted or refused it.
     TimedOut,
     /// The client shut down before the push finished.
@@ -50,6 +55,7 @@ impl fmt::Display for Outcome {
             Outcome::Unexpected { status, body } => {
                 write!(f, "unexpected status={status} body={body:?}")
             }
+            Outcome::Unconfirmed { why } => write!(f, "unconfirmed why={why:?}"),
             Outcome::TimedOut => f.write_str("timed out"),
             Outcome::ShutDown => f.write_str("client shut down"),
         }

@@ -17,8 +17,8 @@ pub enum EventKind {
     AppendBranch,
     /// Timeout, or every push failed permanently: the host replies `sip_code`.
     Reject,
-    /// For logs: one push's outcome (`reason` is `delivered`, Apple's reason, or
-    /// what else happened to it).
+    /// One push's outcome (`reason` is `delivered`, `unconfirmed`, Apple's
+    /// reason, or what else happened to it; pushpark.h says what each means).
     PushResult,
     /// APNs said the token is dead; the binding was removed from the store.
     DeviceGone,

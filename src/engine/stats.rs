@@ -59,6 +59,9 @@ pub struct Stats {
     pub devices_evicted: u64,
     /// Engine processes restarted (`pushpark_engine_spawn` only).
     pub engine_restarts: u64,
+    /// Pushes written to APNs whose connection was lost before the answer: APNs
+    /// may or may not have delivered them. Not sent again; their calls wait.
+    pub pushes_unconfirmed: u64,
 }
 
 #[derive(Default)]
@@ -83,6 +86,7 @@ pub(crate) struct Counters {
     pub late_wakes: AtomicU64,
     pub registers_out_of_order: AtomicU64,
     pub pushes_replayed: AtomicU64,
+    pub pushes_unconfirmed: AtomicU64,
     pub resume_latency: Histogram,
 }
 
@@ -129,6 +133,7 @@ impl Counters {
             events_dropped: 0,
             devices_evicted: 0,
             engine_restarts: 0,
+            pushes_unconfirmed: get(&self.pushes_unconfirmed),
         }
     }
 }

@@ -420,6 +420,17 @@ impl Worker {
                     (400..500).contains(status) && *status != 429,
                 )
             }
+            // May have woken the device: not a failure of the device nor of the call,
+            // which waits for the device until its deadline.
+            Outcome::Unconfirmed { why } => {
+                inc(&c.pushes_unconfirmed);
+                log::info!(
+                    "push for {} / {} unconfirmed, not sent again: {why}",
+                    d.aor,
+                    redact::key(key)
+                );
+                ("unconfirmed".to_string(), false)
+            }
             Outcome::TimedOut => {
                 inc(&c.pushes_failed_timed_out);
                 ("timed out".to_string(), false)
@@ -435,7 +446,12 @@ impl Worker {
             redact::key(key),
             d.result.attempts
         );
-        if !matches!(d.result.outcome, Outcome::Delivered) {
+        // An unconfirmed push may show the call: its device stays among the pushed
+        // ones, so that a wake after the call ended is told (LATE_WAKE).
+        if !matches!(
+            d.result.outcome,
+            Outcome::Delivered | Outcome::Unconfirmed { .. }
+        ) {
             self.sh.table.lock().push_failed(&d.aor, d.park_id, key);
         }
         self.push_result(&d.aor, key, d.park_id, reason.clone());

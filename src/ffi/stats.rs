@@ -63,6 +63,7 @@ pub unsafe extern "C" fn pushpark_stats_get(
             events_dropped: s.events_dropped,
             devices_evicted: s.devices_evicted,
             engine_restarts: s.engine_restarts,
+            pushes_unconfirmed: s.pushes_unconfirmed,
         };
         std::ptr::copy_nonoverlapping(
             (&full as *const pushpark_stats).cast::<u8>(),

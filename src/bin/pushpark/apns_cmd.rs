@@ -315,8 +315,9 @@ fn bench(args: BenchArgs) -> Result<ExitCode, String> {
         eprintln!("first error: {first}");
     }
     println!(
-        "sent={} delivered={} retried={} connections_opened={} seconds={elapsed:.3}",
-        m.sent, m.delivered, m.retried, m.connections_opened
+        "sent={} delivered={} retried={} unconfirmed={} connections_opened={} \
+         seconds={elapsed:.3}",
+        m.sent, m.delivered, m.retried, m.unconfirmed, m.connections_opened
     );
     println!(
         "pushes_per_sec={:.1} p50_ms={:.3} p99_ms={:.3} errors={errors}",

@@ -12,21 +12,14 @@
 #include "pp_host.h"
 #include "pp_ipc.h"
 #include "pp_late.h"
+#include "pp_log.h"
 #include "pp_tm.h"
 #include "pushpark_mod.h"
 
 /* Follows Kamailio's debug level (e.g. kamcmd cfg.set_now_int core debug 3). */
 static pushpark_log_level pp_kam_log_level(void)
 {
-	int kl = get_debug_level(LOG_MNAME, LOG_MNAME_LEN);
-
-	if(kl >= L_DBG)
-		return PUSHPARK_LOG_DEBUG;
-	if(kl >= L_INFO)
-		return PUSHPARK_LOG_INFO;
-	if(kl >= L_WARN)
-		return PUSHPARK_LOG_WARN;
-	return PUSHPARK_LOG_ERROR;
+	return pp_log_level_of(get_debug_level(LOG_MNAME, LOG_MNAME_LEN));
 }
 
 static void pp_kam_loop_turn(void)

@@ -8,20 +8,13 @@
 #include "pp_engine_proc.h"
 #include "pp_host.h"
 #include "pp_ipc.h"
+#include "pp_log.h"
 #include "pushpark_mod.h"
 
 /* Follows OpenSIPS's log level (e.g. opensips-cli -x mi log_level 4). */
 static pushpark_log_level pp_os_log_level(void)
 {
-	int l = *log_level;
-
-	if(l >= L_DBG)
-		return PUSHPARK_LOG_DEBUG;
-	if(l >= L_INFO)
-		return PUSHPARK_LOG_INFO;
-	if(l >= L_WARN)
-		return PUSHPARK_LOG_WARN;
-	return PUSHPARK_LOG_ERROR;
+	return pp_log_level_of(*log_level);
 }
 
 static void pp_os_loop_turn(void)

@@ -34,16 +34,13 @@
 #include "pp_host_defs.h"
 
 typedef struct pp_host {
-	/* Settings, read in the engine process. */
-	const char *config_path;  /* the engine's JSON configuration file */
-	int reply_code;           /* REJECT: this code instead of the engine's; 0: the engine's */
-	const char *reply_reason; /* with reply_code; NULL or "": the engine's reason */
-	int provisional;          /* non-zero: a delivered push rings the call (provisional) */
+	/* The reply_reason modparam (with pp_reply_code, see pp_modparams.h; the others are
+	 * read from there), read in the engine process. NULL or "": the engine's reason. */
+	const char *reply_reason;
 
 	/* Services. */
 	pushpark_log_level (*log_level)(void); /* the host's log level, as the engine's */
 	void (*loop_turn)(void);               /* each turn of the engine process's loop */
-	void (*cancelled)(void);               /* a parked call the caller cancelled (stats) */
 
 	/* Call actions, in the engine process. host_ref is the one the worker parked the call
 	 * with; host_data what it sent along (pp_req_hdr_t), 0 when unknown. Each returns 0

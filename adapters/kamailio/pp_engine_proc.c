@@ -27,15 +27,9 @@ static void pp_kam_loop_turn(void)
 	cfg_update();
 }
 
-static void pp_kam_cancelled(void)
-{
-	update_stat(pp_st_cancelled, 1);
-}
-
 static pp_host_t pp_kamailio = {
 		.log_level = pp_kam_log_level,
 		.loop_turn = pp_kam_loop_turn,
-		.cancelled = pp_kam_cancelled,
 		.resume = pp_tm_resume,
 		.reject = pp_tm_reject,
 		.fork_reject = pp_tm_fork_reject,
@@ -61,10 +55,7 @@ int pp_engine_fork(void)
 	}
 	if(cfg_child_init())
 		return -1;
-	pp_kamailio.config_path = pp_config_path;
-	pp_kamailio.reply_code = pp_reply_code;
 	pp_kamailio.reply_reason = pp_reply_reason.s;
-	pp_kamailio.provisional = pp_provisional_code;
 	pp_engine_main(&pp_kamailio);
 	return -1; /* not reached */
 }

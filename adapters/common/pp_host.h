@@ -22,7 +22,7 @@
  *                                                IPC's shared flags, listings' JSON)
  *   stat_var, stat_export_t, update_stat         statistics (pp_stats)
  * a header "pp_host_sip.h" for the SIP code (struct sip_msg, str, contact_t, the parsers,
- * add_lump_rpl, PP_FOREACH_CONTACT and the glue functions it declares), and fills a
+ * add_lump_rpl, PP_FOREACH_CONTACT; the glue pp_registrar.h names), and fills a
  * pp_host_t for pp_engine_main().
  */
 #ifndef PP_HOST_H

@@ -18,4 +18,9 @@ int pp_check_provider(struct sip_msg *msg);
  * full). */
 int pp_register(struct sip_msg *msg);
 
+/* The host's half, in its adapter: parses every Contact header of the request (0, or -1
+ * logged); sends a stateless reply (0 or -1). */
+int pp_host_parse_contacts(struct sip_msg *msg);
+int pp_host_reply(struct sip_msg *msg, int code, str *reason);
+
 #endif

@@ -16,11 +16,6 @@
 #include "ut.h"
 #include "pp_stats.h"
 
-/* Parses every Contact header of the request. 0, or -1 logged. */
-int pp_host_parse_contacts(struct sip_msg *msg);
-/* Sends a stateless reply (the signaling module). 0 or -1. */
-int pp_host_reply(struct sip_msg *msg, int code, str *reason);
-
 /* Each parsed Contact of the request (after pp_host_parse_contacts): OpenSIPS links the
  * Contact headers as siblings. */
 #define PP_FOREACH_CONTACT(msg, h, c)                                   \

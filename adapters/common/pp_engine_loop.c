@@ -18,6 +18,7 @@
 #include "pp_host.h"
 #include "pp_ipc.h"
 #include "pp_log.h"
+#include "pp_modparams.h"
 #include "pp_requests.h"
 
 /* How often a failed engine start is retried (e.g. a key file that appears later). */
@@ -28,7 +29,7 @@ static const pp_host_t *host = NULL;
 
 static int pp_engine_start(void)
 {
-	char *json = pp_read_file(host->config_path);
+	char *json = pp_read_file(pp_config_path);
 	pushpark_result rc;
 
 	if(json == NULL)
@@ -41,7 +42,7 @@ static int pp_engine_start(void)
 		engine = NULL;
 		return -1;
 	}
-	LM_INFO("engine %s started (config %s)\n", pushpark_version(), host->config_path);
+	LM_INFO("engine %s started (config %s)\n", pushpark_version(), pp_config_path);
 	return 0;
 }
 

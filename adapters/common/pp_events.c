@@ -6,6 +6,7 @@
 
 #include "pp_calls.h"
 #include "pp_events.h"
+#include "pp_modparams.h"
 
 /* Events handled per drain before the loop looks at the request pipe again. */
 #define PP_EVENT_BATCH 8
@@ -17,8 +18,8 @@ static void pp_reject(const pp_host_t *host, pushpark_event *ev)
 	pp_call_t *c = pp_call_take(ref);
 	int code = pushpark_event_get_sip_code(ev), ret;
 
-	if(host->reply_code) {
-		code = host->reply_code;
+	if(pp_reply_code) {
+		code = pp_reply_code;
 		if(host->reply_reason && *host->reply_reason)
 			reason = host->reply_reason;
 	}
@@ -57,7 +58,7 @@ static void pp_push_result(const pp_host_t *host, pushpark_event *ev)
 	LM_DBG("push to %s device %s delivered\n", pushpark_event_get_aor(ev),
 			pushpark_event_get_device(ev));
 	/* The push's own call, while it waits (its host_ref, else 0). */
-	c = host->provisional ? pp_call_find(pushpark_event_get_host_ref(ev)) : NULL;
+	c = pp_provisional_code ? pp_call_find(pushpark_event_get_host_ref(ev)) : NULL;
 	if(c && !c->rang) {
 		c->rang = 1;
 		host->provisional_reply(c->ref);

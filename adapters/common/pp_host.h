@@ -9,12 +9,21 @@
  * (pp_events) and the log bridge (pp_log). An adapter keeps its host's glue only:
  * exports, transaction calls, replies, RPC/MI.
  *
+ * Both hosts also parse SIP the same way (both inherited SER's parser), so the registrar
+ * side (pp_registrar: Contact checks, Feature-Caps, bindings to the engine), the AOR form
+ * (pp_sip), the modparams both take (pp_modparams) and the statistics (pp_stats) are here
+ * too.
+ *
  * Each adapter provides a header "pp_host_defs.h" (found on its include path) that makes
  * these available, under the names both hosts already use:
  *   LM_ERR, LM_WARN, LM_INFO, LM_DBG, LM_CRIT   printf-like logging macros
+ *   L_DBG, L_INFO, L_WARN                        the log levels (pp_log_level_of)
  *   shm_malloc, shm_free                         memory every host process can read (the
  *                                                IPC's shared flags, listings' JSON)
- * and fills a pp_host_t for pp_engine_main().
+ *   stat_var, stat_export_t, update_stat         statistics (pp_stats)
+ * a header "pp_host_sip.h" for the SIP code (struct sip_msg, str, contact_t, the parsers,
+ * add_lump_rpl, PP_FOREACH_CONTACT; the glue pp_registrar.h names), and fills a
+ * pp_host_t for pp_engine_main().
  */
 #ifndef PP_HOST_H
 #define PP_HOST_H
@@ -25,16 +34,13 @@
 #include "pp_host_defs.h"
 
 typedef struct pp_host {
-	/* Settings, read in the engine process. */
-	const char *config_path;  /* the engine's JSON configuration file */
-	int reply_code;           /* REJECT: this code instead of the engine's; 0: the engine's */
-	const char *reply_reason; /* with reply_code; NULL or "": the engine's reason */
-	int provisional;          /* non-zero: a delivered push rings the call (provisional) */
+	/* The reply_reason modparam (with pp_reply_code, see pp_modparams.h; the others are
+	 * read from there), read in the engine process. NULL or "": the engine's reason. */
+	const char *reply_reason;
 
 	/* Services. */
 	pushpark_log_level (*log_level)(void); /* the host's log level, as the engine's */
 	void (*loop_turn)(void);               /* each turn of the engine process's loop */
-	void (*cancelled)(void);               /* a parked call the caller cancelled (stats) */
 
 	/* Call actions, in the engine process. host_ref is the one the worker parked the call
 	 * with; host_data what it sent along (pp_req_hdr_t), 0 when unknown. Each returns 0

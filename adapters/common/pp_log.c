@@ -95,6 +95,17 @@ void pp_log_follow_level(pushpark_log_level level)
 		LM_ERR("cannot install the engine's log sink: %s\n", pushpark_last_error());
 }
 
+pushpark_log_level pp_log_level_of(int host_level)
+{
+	if(host_level >= L_DBG)
+		return PUSHPARK_LOG_DEBUG;
+	if(host_level >= L_INFO)
+		return PUSHPARK_LOG_INFO;
+	if(host_level >= L_WARN)
+		return PUSHPARK_LOG_WARN;
+	return PUSHPARK_LOG_ERROR;
+}
+
 int pp_log_fd(void)
 {
 	return log_rd;

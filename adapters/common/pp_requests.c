@@ -6,6 +6,7 @@
 
 #include "pp_calls.h"
 #include "pp_requests.h"
+#include "pp_stats.h"
 
 static char *pp_shm_copy(const char *s)
 {
@@ -138,7 +139,7 @@ void pp_request_serve(pushpark_engine *engine, const pp_host_t *host, const pp_r
 			break;
 		case PP_OP_CANCEL:
 			if(pushpark_cancel(engine, r->h.host_ref) == PUSHPARK_OK) {
-				host->cancelled();
+				update_stat(pp_st_cancelled, 1);
 				pp_call_forget(r->h.host_ref);
 			}
 			break;

@@ -12,21 +12,14 @@
 #include "pp_host.h"
 #include "pp_ipc.h"
 #include "pp_late.h"
+#include "pp_log.h"
 #include "pp_tm.h"
 #include "pushpark_mod.h"
 
 /* Follows Kamailio's debug level (e.g. kamcmd cfg.set_now_int core debug 3). */
 static pushpark_log_level pp_kam_log_level(void)
 {
-	int kl = get_debug_level(LOG_MNAME, LOG_MNAME_LEN);
-
-	if(kl >= L_DBG)
-		return PUSHPARK_LOG_DEBUG;
-	if(kl >= L_INFO)
-		return PUSHPARK_LOG_INFO;
-	if(kl >= L_WARN)
-		return PUSHPARK_LOG_WARN;
-	return PUSHPARK_LOG_ERROR;
+	return pp_log_level_of(get_debug_level(LOG_MNAME, LOG_MNAME_LEN));
 }
 
 static void pp_kam_loop_turn(void)
@@ -34,15 +27,9 @@ static void pp_kam_loop_turn(void)
 	cfg_update();
 }
 
-static void pp_kam_cancelled(void)
-{
-	update_stat(pp_st_cancelled, 1);
-}
-
 static pp_host_t pp_kamailio = {
 		.log_level = pp_kam_log_level,
 		.loop_turn = pp_kam_loop_turn,
-		.cancelled = pp_kam_cancelled,
 		.resume = pp_tm_resume,
 		.reject = pp_tm_reject,
 		.fork_reject = pp_tm_fork_reject,
@@ -68,10 +55,7 @@ int pp_engine_fork(void)
 	}
 	if(cfg_child_init())
 		return -1;
-	pp_kamailio.config_path = pp_config_path;
-	pp_kamailio.reply_code = pp_reply_code;
 	pp_kamailio.reply_reason = pp_reply_reason.s;
-	pp_kamailio.provisional = pp_provisional_code;
 	pp_engine_main(&pp_kamailio);
 	return -1; /* not reached */
 }

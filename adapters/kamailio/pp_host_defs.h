@@ -7,5 +7,6 @@
 
 #include "core/dprint.h"
 #include "core/mem/shm_mem.h"
+#include "core/counters.h"
 
 #endif

@@ -7,7 +7,8 @@
  *   pp_engine_proc.c  the engine process as a Kamailio process
  *   pp_rpc.c      RPC commands
  * and, shared with other hosts' modules, in ../common (see pp_host.h there): the worker
- * <-> engine-process IPC, the engine process's loop, its call table and log bridge.
+ * <-> engine-process IPC, the engine process's loop, its call table and log bridge, the
+ * registrar side, the shared modparams' checks and the statistics.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,35 +32,12 @@
 
 MODULE_VERSION
 
-/* The engine's limit for a park timeout; also keeps MS_TO_TICKS(timeout + guard) in an int. */
-#define PP_MAX_PARK_TIMEOUT_MS 3600000
-/* A SIP worker blocks this long at most on the engine: longer would stall the proxy. */
-#define PP_MAX_IPC_TIMEOUT_MS 10000
-
-char *pp_config_path = NULL;
 str pp_resume_route = str_init("PUSHPARK_RESUME");
-int pp_park_timeout = 0;
-int pp_reply_code = 0;
 str pp_reply_reason = STR_NULL;
-int pp_provisional_code = 0;
 str pp_provisional_reason = STR_NULL;
-int pp_ipc_timeout = 1000;
 str pp_location_table = str_init("location");
 static char *pp_push_registered_s = "no_live_connection";
 int pp_push_registered = PP_PUSH_REG_NO_LIVE;
-int pp_effective_park_timeout = 0;
-
-stat_var *pp_st_parked;
-stat_var *pp_st_no_device;
-stat_var *pp_st_park_errors;
-stat_var *pp_st_resumed;
-stat_var *pp_st_rejected;
-stat_var *pp_st_cancelled;
-stat_var *pp_st_branches;
-stat_var *pp_st_registers;
-stat_var *pp_st_forked;
-stat_var *pp_st_late_wakes;
-stat_var *pp_st_register_refused;
 
 static int mod_init(void);
 static int child_init(int rank);
@@ -126,20 +104,6 @@ static param_export_t params[] = {
 		{"push_registered", PARAM_STRING, &pp_push_registered_s},
 		{0, 0, 0}};
 
-static stat_export_t mod_stats[] = {
-		{"parked", 0, &pp_st_parked},
-		{"park_no_device", 0, &pp_st_no_device},
-		{"park_errors", 0, &pp_st_park_errors},
-		{"resumed", 0, &pp_st_resumed},
-		{"rejected", 0, &pp_st_rejected},
-		{"cancelled", 0, &pp_st_cancelled},
-		{"branches_added", 0, &pp_st_branches},
-		{"registers", 0, &pp_st_registers},
-		{"forked", 0, &pp_st_forked},
-		{"late_wakes", 0, &pp_st_late_wakes},
-		{"registers_refused", 0, &pp_st_register_refused},
-		{0, 0, 0}};
-
 struct module_exports exports = {
 		"pushpark",      /* module name */
 		DEFAULT_DLFLAGS, /* dlopen flags */
@@ -153,49 +117,8 @@ struct module_exports exports = {
 		mod_destroy      /* module destroy function */
 };
 
-/* The engine's config, checked before Kamailio forks (see pp_config_load); its park
- * timeout for tm's guard timer unless park_timeout says. */
-static int pp_check_config(void)
-{
-	if(pp_config_path == NULL || *pp_config_path == '\0') {
-		LM_ERR("modparam(\"pushpark\", \"config\", \"/path/to/pushpark.json\") is required\n");
-		return -1;
-	}
-	if(pp_config_load(pp_config_path) < 0 || pp_register_init() < 0)
-		return -1;
-	pp_effective_park_timeout =
-			pp_park_timeout > 0 ? pp_park_timeout : (int)pp_config_park_timeout_ms;
-	return 0;
-}
-
 static int mod_init(void)
 {
-	if(strcmp(pushpark_version(), PUSHPARK_VERSION_STRING) != 0)
-		LM_WARN("libpushpark %s, header %s\n", pushpark_version(), PUSHPARK_VERSION_STRING);
-	if(pp_park_timeout < 0 || pp_park_timeout > PP_MAX_PARK_TIMEOUT_MS) {
-		LM_ERR("park_timeout %d: 0 (the engine's park.timeout_ms) to %d ms\n", pp_park_timeout,
-				PP_MAX_PARK_TIMEOUT_MS);
-		return -1;
-	}
-	if(pp_ipc_timeout <= 0 || pp_ipc_timeout > PP_MAX_IPC_TIMEOUT_MS) {
-		LM_ERR("ipc_timeout %d: 1 to %d ms\n", pp_ipc_timeout, PP_MAX_IPC_TIMEOUT_MS);
-		return -1;
-	}
-	if(pp_reply_code && (pp_reply_code < 300 || pp_reply_code > 699)) {
-		LM_ERR("reply_code %d: 0 (the engine's) or 300 to 699\n", pp_reply_code);
-		return -1;
-	}
-	if(pp_provisional_code != 0 && pp_provisional_code != 180
-			&& pp_provisional_code != 110) {
-		LM_ERR("provisional_reply: 0 (off), 180 or 110\n");
-		return -1;
-	}
-	if(pp_provisional_reason.len == 0) {
-		if(pp_provisional_code == 110)
-			pp_provisional_reason = (str)str_init("Push sent");
-		else
-			pp_provisional_reason = (str)str_init("Ringing");
-	}
 	if(strcmp(pp_push_registered_s, "always") == 0)
 		pp_push_registered = PP_PUSH_REG_ALWAYS;
 	else if(strcmp(pp_push_registered_s, "no_live_connection") == 0)
@@ -206,11 +129,15 @@ static int mod_init(void)
 		LM_ERR("push_registered: always, no_live_connection or never\n");
 		return -1;
 	}
-	if(pp_check_config() < 0)
+	if(pp_modparams_check() < 0 || pp_register_init() < 0)
 		return -1;
+	if(pp_provisional_reason.len == 0) {
+		pp_provisional_reason.s = (char *)pp_provisional_default_reason(pp_provisional_code);
+		pp_provisional_reason.len = strlen(pp_provisional_reason.s);
+	}
 	if(pp_tm_init() < 0 || pp_late_init() < 0 || pp_ipc_init() < 0)
 		return -1;
-	if(register_module_stats(exports.name, mod_stats) != 0) {
+	if(register_module_stats(exports.name, pp_stat_exports) != 0) {
 		LM_ERR("cannot register statistics\n");
 		return -1;
 	}

@@ -8,29 +8,17 @@
 #include "pp_engine_proc.h"
 #include "pp_host.h"
 #include "pp_ipc.h"
+#include "pp_log.h"
 #include "pushpark_mod.h"
 
 /* Follows OpenSIPS's log level (e.g. opensips-cli -x mi log_level 4). */
 static pushpark_log_level pp_os_log_level(void)
 {
-	int l = *log_level;
-
-	if(l >= L_DBG)
-		return PUSHPARK_LOG_DEBUG;
-	if(l >= L_INFO)
-		return PUSHPARK_LOG_INFO;
-	if(l >= L_WARN)
-		return PUSHPARK_LOG_WARN;
-	return PUSHPARK_LOG_ERROR;
+	return pp_log_level_of(*log_level);
 }
 
 static void pp_os_loop_turn(void)
 {
-}
-
-static void pp_os_cancelled(void)
-{
-	update_stat(pp_st_cancelled, 1);
 }
 
 /* Call actions: parking is not wired to tm yet, so the engine holds no call of ours and
@@ -67,7 +55,6 @@ static void pp_os_late_wake(const pushpark_event *ev)
 static pp_host_t pp_opensips = {
 		.log_level = pp_os_log_level,
 		.loop_turn = pp_os_loop_turn,
-		.cancelled = pp_os_cancelled,
 		.resume = pp_os_gone,
 		.reject = pp_os_reject,
 		.fork_reject = pp_os_fork_reject,
@@ -96,9 +83,6 @@ int pp_engine_post_fork(void)
 void pp_engine_proc(int rank)
 {
 	pp_engine_forking = 0;
-	pp_opensips.config_path = pp_config_path;
-	pp_opensips.reply_code = pp_reply_code;
 	pp_opensips.reply_reason = pp_reply_reason;
-	pp_opensips.provisional = pp_provisional_code;
 	pp_engine_main(&pp_opensips);
 }

@@ -7,5 +7,6 @@
 
 #include "dprint.h"
 #include "mem/shm_mem.h"
+#include "statistics.h"
 
 #endif

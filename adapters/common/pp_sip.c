@@ -1,12 +1,10 @@
 /*
- * Small SIP helpers shared by parking and registration.
+ * Small SIP helpers (see pp_sip.h).
  */
 #include <ctype.h>
 #include <stdio.h>
 #include <strings.h>
 
-#include "core/dprint.h"
-#include "core/parser/parse_uri.h"
 #include "pp_sip.h"
 
 int pp_aor(str *uri, char *buf, str *aor)

@@ -1,10 +1,13 @@
 /*
- * Small SIP helpers shared by parking and registration.
+ * Small SIP helpers (host-independent, see pp_host.h): the AOR and +sip.instance forms
+ * the engine keys devices by, on the SIP parser both hosts inherited from SER (the
+ * host's pp_host_sip.h).
  */
 #ifndef PP_SIP_H
 #define PP_SIP_H
 
-#include "core/str.h"
+#include "pp_host.h"
+#include "pp_host_sip.h"
 
 #define PP_AOR_MAX 512
 /* A +sip.instance as the engine keys devices (pushpark.h limits it to 1024 bytes). */
@@ -18,5 +21,8 @@ int pp_aor(str *uri, char *buf, str *aor);
 /* A +sip.instance as the engine compares them: without quotes, <> and blanks, and
  * "urn:uuid:" URNs lower-cased. out holds PP_INSTANCE_MAX bytes; "" when too long. */
 void pp_instance_norm(str *in, char *out);
+
+/* pp_req_add (pp_ipc.h) of a host str. */
+#define pp_req_add_str(r, sp) pp_req_add((r), (sp)->s, (sp)->len)
 
 #endif

@@ -1,0 +1,27 @@
+/*
+ * The modparams every host's module takes, with the same names and meaning
+ * (host-independent, see pp_host.h), and their check in mod_init. The host exports them
+ * (its param_export_t) and keeps those of its own, and the reason phrases, whose type
+ * (char * or str) its reply API wants.
+ */
+#ifndef PP_MODPARAMS_H
+#define PP_MODPARAMS_H
+
+extern char *pp_config_path;    /* "config": the engine's JSON configuration file */
+extern int pp_park_timeout;     /* "park_timeout" (ms), 0: the config file's */
+extern int pp_reply_code;       /* "reply_code", 0: the engine's (config file) */
+extern int pp_provisional_code; /* "provisional_reply": 0 (off), 180 or 110 */
+extern int pp_ipc_timeout;      /* "ipc_timeout" (ms) */
+
+/* The park timeout in effect (modparam, else the engine's: pp_config_park_timeout_ms). */
+extern int pp_effective_park_timeout;
+
+/* mod_init, before the host forks: warns when the library is not the header's version,
+ * checks the modparams above, loads the engine's config (pp_config_load) and sets
+ * pp_effective_park_timeout. 0, or -1 logged. */
+int pp_modparams_check(void);
+
+/* The default phrase of a provisional_reply code when provisional_reason is not set. */
+const char *pp_provisional_default_reason(int code);
+
+#endif

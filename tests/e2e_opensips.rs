@@ -44,6 +44,12 @@ impl World {
             _dir: dir,
         }
     }
+
+    /// The module's OpenSIPS statistics (MI get_statistics pushpark:).
+    fn statistics(&self) -> serde_json::Value {
+        let group = serde_json::json!({"statistics": ["pushpark:"]});
+        self.opensips.mi("get_statistics", group).unwrap()
+    }
 }
 
 /// The module loads, its engine process starts, and MI reaches it: pushpark_stats answers
@@ -81,13 +87,7 @@ fn mi_answers_through_the_fifo() {
         )
         .unwrap();
     assert_eq!(devices["total"], 0, "{devices}");
-    let counters = w
-        .opensips
-        .mi(
-            "get_statistics",
-            serde_json::json!({"statistics": ["pushpark:"]}),
-        )
-        .unwrap();
+    let counters = w.statistics();
     assert_eq!(counters["pushpark:parked"], 0, "{counters}");
     assert_eq!(counters["pushpark:registers"], 0, "{counters}");
 }
@@ -110,12 +110,6 @@ fn register_learns_the_device() {
         "{devices} lacks {}",
         phone.instance
     );
-    let counters = w
-        .opensips
-        .mi(
-            "get_statistics",
-            serde_json::json!({"statistics": ["pushpark:"]}),
-        )
-        .unwrap();
+    let counters = w.statistics();
     assert_eq!(counters["pushpark:registers"], 1, "{counters}");
 }

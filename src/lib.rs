@@ -7,6 +7,7 @@ pub mod ffi;
 pub mod histogram;
 #[cfg(feature = "mock")]
 pub mod mock;
+mod panic_message;
 mod sigpipe;
 
 pub use apns::{

@@ -10,6 +10,7 @@
 //! the changes queued in the last few milliseconds (those not yet
 //! committed); whatever was committed survives.
 
+use crate::panic_message::panic_message;
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -501,11 +502,7 @@ fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     QUIET.with(|q| q.set(true));
     let outcome = catch_unwind(AssertUnwindSafe(f));
     QUIET.with(|q| q.set(false));
-    outcome.map_err(|panic| {
-        let text = panic.downcast_ref::<&str>().copied();
-        let text = text.or_else(|| panic.downcast_ref::<String>().map(String::as_str));
-        text.unwrap_or("panic").to_string()
-    })
+    outcome.map_err(|panic| panic_message(&*panic).unwrap_or("panic").to_string())
 }
 
 /// `unix` as `20261205T071500Z` (UTC), for a file name.

@@ -2,6 +2,7 @@
 //! its body in: it catches panics and turns outcomes into a code plus last-error detail.
 
 use super::sys::*;
+use crate::panic_message::panic_message;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -70,11 +71,7 @@ pub(crate) fn to_cstring(s: &str) -> CString {
 /// outcome's detail for `pushpark_last_error` (empty on success).
 pub(crate) fn guard(body: impl FnOnce() -> Result<()>) -> pushpark_result {
     let outcome = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("unknown panic");
+        let what = panic_message(&*panic).unwrap_or("unknown panic");
         Err(Error::new(
             PUSHPARK_ERR_PANIC,
             format!("internal error (panic): {what}"),

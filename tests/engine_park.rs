@@ -119,6 +119,15 @@ fn pushes_apns_refused_unprocessed_are_replayed_and_counted() {
     assert_eq!(h.mock.push_count(), 1);
 }
 
+/// `user`'s phone, whose next push APNs takes and then drops the connection without answering.
+fn phone_whose_next_push_is_lost(h: &Harness, user: &str, tok: &str) {
+    h.add_phone(user, tok);
+    h.mock.set_faults(Faults {
+        drop_connection_mid_stream: 1,
+        ..Faults::default()
+    });
+}
+
 /// APNs drops the connection with the push written (issue 10): it may have been delivered,
 /// so it is not sent again, and the call waits for the device, whose token stays.
 #[test]
@@ -127,11 +136,7 @@ fn a_push_lost_with_its_connection_is_not_resent_and_the_call_waits_for_the_devi
         c["park"]["push_failed_code"] = json!(503);
     });
     let tok = token(40);
-    h.add_phone("alice", &tok);
-    h.mock.set_faults(Faults {
-        drop_connection_mid_stream: 1,
-        ..Faults::default()
-    });
+    phone_whose_next_push_is_lost(&h, "alice", &tok);
     let id = h.engine().park(&park_req("alice", 41, None)).unwrap();
     let result = h.wait_event(|e| e.kind == EventKind::PushResult);
     assert_eq!(
@@ -187,11 +192,7 @@ fn a_call_whose_only_push_is_unconfirmed_times_out_with_the_normal_reject() {
         c["park"]["push_failed_code"] = json!(503);
     });
     let tok = token(42);
-    h.add_phone("alice", &tok);
-    h.mock.set_faults(Faults {
-        drop_connection_mid_stream: 1,
-        ..Faults::default()
-    });
+    phone_whose_next_push_is_lost(&h, "alice", &tok);
     let started = Instant::now();
     let timeout = Duration::from_secs(1);
     let id = h

@@ -136,28 +136,6 @@ impl World {
         register_desktop(self.path(), &self.server(), user, port);
     }
 
-    /// A REGISTER whose Contact URI carries `pn` (its parameters): the status line of the
-    /// registrar's refusal.
-    fn register_refused(&self, user: &str, pn: &str) -> String {
-        let mut cmd = sipp("register_refused.xml", free_port());
-        cmd.arg(self.server())
-            .args(["-s", user, "-m", "1", "-trace_msg", "-key", "pn", pn]);
-        let mut p = Proc::spawn(cmd, &format!("register-refused-{user}"), self.path(), false);
-        let status = p.wait(Duration::from_secs(60));
-        assert!(
-            status.success(),
-            "REGISTER of {user} not refused:\n{}",
-            p.log_text()
-        );
-        let messages = sipp_messages(self.path(), "register_refused.xml", &p);
-        messages
-            .lines()
-            .find(|l| l.starts_with("SIP/2.0 4") || l.starts_with("SIP/2.0 5"))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    }
-
     fn kamailio_log(&self) -> String {
         self.kamailio.proc.log_text()
     }
@@ -177,18 +155,6 @@ fn assert_ok(run: &SippRun, what: &str) {
         run.status,
         run.log
     );
-}
-
-fn count(haystack: &str, needle: &str) -> usize {
-    haystack.matches(needle).count()
-}
-
-/// The first value of a SIP header in a SIPp message trace.
-fn header(messages: &str, name: &str) -> Option<String> {
-    messages
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
-        .map(|v| v.trim().to_string())
 }
 
 /// Scenario 1: an offline user is woken by the push and the call connects.
@@ -273,7 +239,7 @@ fn cancel_while_parked_gets_487_and_the_late_device_gets_invite_and_cancel() {
         "CANCEL without the caller's cause:\n{cancel}"
     );
     let answered = format!("late wake: call {call_id}: INVITE to the woken device answered 487");
-    wait_for("the late INVITE's 487 logged", || {
+    wait_for("the late INVITE's 487 logged", SOON, || {
         w.kamailio_log().contains(&answered).then_some(())
     });
     assert_eq!(
@@ -492,7 +458,7 @@ fn app_on_a_live_tcp_connection_rings_at_once_without_a_push() {
         .args(["-key", "instance", &phone.instance])
         .args(["-cid_str", cid_str]);
     let mut app = Proc::spawn(cmd, "kim-app", w.path(), false);
-    wait_for("the app registered over TCP", || {
+    wait_for("the app registered over TCP", SOON, || {
         w.kamailio
             .kamcmd(&["ul.lookup", "location", &phone.user])
             .ok()
@@ -525,7 +491,7 @@ fn register_overtaken_by_its_unregister_leaves_no_device() {
         p.log_text()
     );
 
-    let stats = wait_for("both REGISTERs handed over", || {
+    let stats = wait_for("both REGISTERs handed over", SOON, || {
         let s = w.kamailio.rpc_numbers(&["pushpark.stats"]);
         (s["registers_out_of_order"] > 0).then_some(s)
     });
@@ -572,7 +538,9 @@ fn register_with_bad_push_parameters_gets_400_and_unknown_provider_555() {
     let w = World::new("regcheck");
     let user = format!("regcheck{}", std::process::id());
 
-    let status = w.register_refused(
+    let status = register_refused(
+        w.path(),
+        &w.server(),
         &user,
         "pn-provider=apns;pn-prid=not-a-token;pn-param=TESTTEAM01.com.example.app.voip",
     );
@@ -581,7 +549,12 @@ fn register_with_bad_push_parameters_gets_400_and_unknown_provider_555() {
         status.starts_with("SIP/2.0 400 ") && status.contains("pn-prid"),
         "malformed pn-prid: {status}"
     );
-    let status = w.register_refused(&user, "pn-provider=fcm;pn-prid=abc;pn-param=example");
+    let status = register_refused(
+        w.path(),
+        &w.server(),
+        &user,
+        "pn-provider=fcm;pn-prid=abc;pn-param=example",
+    );
     assert_eq!(
         status, "SIP/2.0 555 Push Notification Service Not Supported",
         "unknown pn-provider"
@@ -802,21 +775,6 @@ fn park_answered_too_late_is_not_parked() {
 /// healthy call must be answered), short enough that a lost push fails the test soon.
 const STORM_PARK_TIMEOUT_MS: u64 = 10_000;
 
-/// Waits until `f` has an answer.
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + SOON;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within {SOON:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// What operators care most about: under load and while APNs misbehaves, every parked call
 /// ends exactly once and nothing hangs. 100 sleeping iPhones are called at about 44 calls/s.
 /// APNs answers 503 to the first 10 pushes and sends GOAWAY every 12 streams; once 30 pushes got through it lowers its stream limit to 1 and answers 503
@@ -838,7 +796,7 @@ fn call_burst_while_apns_misbehaves_ends_every_call_once() {
         })
         .collect();
     Phone::register_all(&phones, w.path(), &w.server(), 3600);
-    wait_for("every token stored", || {
+    wait_for("every token stored", SOON, || {
         let stats = w.kamailio.rpc_numbers(&["pushpark.stats"]);
         (stats["devices_stored"] >= phones.len() as u64).then_some(())
     });
@@ -933,7 +891,7 @@ fn call_burst_while_apns_misbehaves_ends_every_call_once() {
     );
 
     // Every push has its outcome (one could still be retried after its call was answered).
-    wait_for("every push's outcome", || {
+    wait_for("every push's outcome", SOON, || {
         let s = w.kamailio.rpc_numbers(&["pushpark.stats"]);
         let ended = s["pushes_delivered"]
             + s["pushes_failed_dead_token"]
@@ -971,7 +929,7 @@ fn call_burst_while_apns_misbehaves_ends_every_call_once() {
 
     // Kamailio is left with nothing: no transaction, no parked call, and the engine's
     // counters say every parked call ended once, the way it should have.
-    wait_for("tm transactions gone", || {
+    wait_for("tm transactions gone", SOON, || {
         let tm = w.kamailio.rpc_numbers(&["tm.stats"]);
         (tm["current"] == 0).then_some(())
     });

@@ -15,6 +15,7 @@ mod rig;
 
 use opensips::OpenSips;
 use rig::*;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 const PARK_TIMEOUT_MS: u64 = 4000;
@@ -25,12 +26,13 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One test's world: mock APNs, OpenSIPS with the module. Fields drop in order: OpenSIPS
-/// first, the work dir last.
+/// One test's world: mock APNs, OpenSIPS with the module, a watch on the mock's pushes.
+/// Fields drop in order: OpenSIPS first, the work dir last.
 struct World {
     opensips: OpenSips,
-    _mock: Mock,
-    _dir: WorkDir,
+    watch: PushWatch,
+    mock: Mock,
+    dir: WorkDir,
 }
 
 impl World {
@@ -38,17 +40,69 @@ impl World {
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
         let opensips = OpenSips::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS);
+        let watch = mock.watch();
         World {
             opensips,
-            _mock: mock,
-            _dir: dir,
+            watch,
+            mock,
+            dir,
         }
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir.0
+    }
+
+    fn server(&self) -> String {
+        self.opensips.addr()
     }
 
     /// The module's OpenSIPS statistics (MI get_statistics pushpark:).
     fn statistics(&self) -> serde_json::Value {
         let group = serde_json::json!({"statistics": ["pushpark:"]});
         self.opensips.mi("get_statistics", group).unwrap()
+    }
+
+    fn statistic(&self, name: &str) -> u64 {
+        let all = self.statistics();
+        all[format!("pushpark:{name}")]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no statistic {name}: {all}"))
+    }
+
+    /// A phone that registered while awake and then fell asleep: pushpark knows its token,
+    /// the location table has no binding.
+    fn sleeping_phone(&self, user: &str) -> Phone {
+        let phone = Phone::new(user);
+        phone.register(self.path(), &self.server(), 3600);
+        self.opensips.forget_binding(&phone.user);
+        phone
+    }
+
+    fn call(&self, scenario: &str, user: &str) -> SippRun {
+        let run = call(self.path(), &self.server(), scenario, user, &["-m", "1"]);
+        assert!(
+            run.status.success(),
+            "{scenario}: SIPp caller failed ({})\n{}\nOpenSIPS:\n{}",
+            run.status,
+            run.log,
+            self.log()
+        );
+        run
+    }
+
+    fn sim(&self, phones: &[&Phone], wake_ms: u64) -> Proc {
+        device_sim(self.path(), &self.mock, &self.server(), phones, wake_ms)
+    }
+
+    fn log(&self) -> String {
+        self.opensips.proc.log_text()
+    }
+
+    /// The devices pushpark keeps for the phone's AOR (MI pushpark_devices).
+    fn devices(&self, phone: &Phone) -> serde_json::Value {
+        let aor = serde_json::json!({"aor": phone.aor()});
+        self.opensips.mi("pushpark_devices", aor).unwrap()
     }
 }
 
@@ -99,7 +153,7 @@ fn register_learns_the_device() {
     let _serial = serial();
     let w = World::new("os-register");
     let phone = Phone::new("osreg");
-    phone.register(&w._dir.0, &w.opensips.addr(), 300);
+    phone.register(w.path(), &w.server(), 300);
     let devices = w
         .opensips
         .mi("pushpark_devices", serde_json::json!({"aor": phone.aor()}))
@@ -112,4 +166,200 @@ fn register_learns_the_device() {
     );
     let counters = w.statistics();
     assert_eq!(counters["pushpark:registers"], 1, "{counters}");
+}
+
+/// An iPhone whose app sleeps is pushed, wakes, registers, and the call parked meanwhile is
+/// rung on the new binding (its branch injected from the engine process) and answered.
+#[test]
+fn sleeping_iphone_is_woken_and_answers() {
+    let _serial = serial();
+    let w = World::new("os-woken");
+    let phone = w.sleeping_phone("osalice");
+    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 1, "alice-ua");
+    let sim = w.sim(&[&phone], 0);
+
+    let run = w.call("caller.xml", &phone.user);
+    assert!(run.received(180), "the caller got no 180 Ringing");
+    let push = w.watch.expect_push(&phone.token, SOON);
+    assert_eq!(push["topic"], "com.example.app.voip");
+    sim.expect_line(&format!("registered user={}", phone.user), SOON);
+    assert!(
+        ua.wait(SOON).success(),
+        "the device did not take the whole call"
+    );
+    assert_eq!(count(&w.log(), "E2E-PARKED"), 1, "INVITEs parked");
+    assert_eq!(count(&w.log(), "E2E-RESUMED"), 1, "branches injected");
+    assert_eq!(w.statistic("parked"), 1);
+    assert_eq!(w.statistic("resumed"), 1);
+    // The injected branch is the call's INVITE, with the Record-Route the request route
+    // added before parking (once).
+    let device = sipp_messages(w.path(), "device_answer.xml", &ua);
+    let invite = &device[device
+        .find("INVITE sip:")
+        .expect("the device got no INVITE")..];
+    let invite = &invite[..invite.find("\n\n").unwrap_or(invite.len())];
+    assert_eq!(count(invite, "Record-Route:"), 1, "{invite}");
+    assert_eq!(
+        header(invite, "Call-ID"),
+        header(&run.messages, "Call-ID"),
+        "not the caller's call"
+    );
+}
+
+/// Nobody wakes: the caller gets 480 at the park timeout, from the engine process.
+#[test]
+fn nobody_wakes_caller_gets_480_at_timeout() {
+    let _serial = serial();
+    let w = World::new("os-timeout");
+    let phone = w.sleeping_phone("osbob");
+
+    let run = w.call("caller_rejected.xml", &phone.user);
+    w.watch.expect_push(&phone.token, SOON);
+    let took = run
+        .rtt_ms
+        .first()
+        .copied()
+        .expect("INVITE->480 time traced");
+    let timeout = PARK_TIMEOUT_MS as f64;
+    assert!(
+        (timeout - 1000.0..=timeout + 1000.0).contains(&took),
+        "480 after {took} ms, park timeout {timeout} ms"
+    );
+    assert_eq!(w.statistic("rejected"), 1);
+    assert_eq!(w.statistic("resumed"), 0);
+}
+
+/// The caller CANCELs once the module's 110 says the push went out: 487 at once, the engine
+/// forgets the call, and the app that registers afterwards is not rung.
+#[test]
+fn cancel_while_parked_gets_487() {
+    let _serial = serial();
+    let w = World::new("os-cancel");
+    let phone = w.sleeping_phone("oscarol");
+
+    w.call("caller_cancel.xml", &phone.user);
+    w.watch.expect_push(&phone.token, SOON);
+    wait_for("the engine to forget the cancelled call", SOON, || {
+        let parked = w
+            .opensips
+            .mi("pushpark_parked", serde_json::json!({}))
+            .ok()?;
+        (parked["total"] == 0).then_some(())
+    });
+    phone.register(w.path(), &w.server(), 3600);
+    assert_eq!(w.statistic("resumed"), 0, "a cancelled call was resumed");
+    let stats = w
+        .opensips
+        .mi("pushpark_stats", serde_json::json!({}))
+        .unwrap();
+    assert_eq!(stats["cancelled"], 1, "{stats}");
+    assert_eq!(w.statistic("cancelled"), 1);
+    assert!(
+        !w.log().contains(&phone.token),
+        "a whole push token in OpenSIPS's log"
+    );
+    assert!(!w.log().contains("CRITICAL"), "tm complained:\n{}", w.log());
+}
+
+/// Two devices of one user are both pushed, both woken, and both ring in the one call.
+#[test]
+fn two_devices_both_woken_both_ring() {
+    let _serial = serial();
+    let w = World::new("os-twodev");
+    let iphone = w.sleeping_phone("oserin");
+    let ipad = Phone::new("oserin");
+    assert_eq!(ipad.user, iphone.user);
+    ipad.register(w.path(), &w.server(), 3600);
+    w.opensips.forget_binding(&iphone.user);
+    let mut ua1 = device_ua(
+        w.path(),
+        "device_ring.xml",
+        iphone.ua_port,
+        1,
+        "erin-iphone",
+    );
+    let mut ua2 = device_ua(w.path(), "device_ring.xml", ipad.ua_port, 1, "erin-ipad");
+    let sim = w.sim(&[&iphone, &ipad], 0);
+
+    // Both 180s, then CANCEL: both devices must have rung to get that far.
+    w.call("caller_two_ring.xml", &iphone.user);
+    w.watch.expect_push(&iphone.token, SOON);
+    w.watch.expect_push(&ipad.token, SOON);
+    sim.expect_line("registered", SOON);
+    assert!(
+        ua1.wait(SOON).success(),
+        "iPhone did not ring and get the CANCEL"
+    );
+    assert!(
+        ua2.wait(SOON).success(),
+        "iPad did not ring and get the CANCEL"
+    );
+}
+
+/// A user with no push device is rejected at once by the script, as without the module.
+#[test]
+fn user_without_device_is_rejected_as_before() {
+    let _serial = serial();
+    let w = World::new("os-nodevice");
+    let user = format!("osnodevice{}", std::process::id());
+
+    w.call("caller_rejected.xml", &user);
+    assert!(
+        w.log().contains(&format!("E2E-NOT-PARKED(-2) user={user}")),
+        "park said no device"
+    );
+    assert!(w.watch.drain().is_empty(), "no push may be sent");
+}
+
+/// APNs says the token is gone (410): the device is removed, the caller rejected, and the
+/// next call is rejected at once without a push.
+#[test]
+fn apns_410_removes_device_and_rejects() {
+    let _serial = serial();
+    let w = World::new("os-gone");
+    let phone = w.sleeping_phone("osdave");
+    assert_eq!(w.devices(&phone)["total"], 1, "device known before");
+    w.mock.script_reject(&phone.token, "Unregistered");
+
+    w.call("caller_rejected.xml", &phone.user);
+    assert_eq!(w.devices(&phone)["total"], 0, "device still there");
+    w.call("caller_rejected.xml", &phone.user);
+    assert!(w
+        .log()
+        .contains(&format!("E2E-NOT-PARKED(-2) user={}", phone.user)));
+    assert!(
+        w.watch.drain().is_empty(),
+        "the mock accepted no push for a dead token"
+    );
+}
+
+/// The registrar refuses what pushpark could never push: 555 for a push service it does not
+/// push to (RFC 8599), 400 naming the fault for malformed parameters; neither is saved.
+#[test]
+fn register_with_bad_push_parameters_gets_400_and_unknown_provider_555() {
+    let _serial = serial();
+    let w = World::new("os-regcheck");
+    let user = format!("osregcheck{}", std::process::id());
+
+    let status = register_refused(
+        w.path(),
+        &w.server(),
+        &user,
+        "pn-provider=apns;pn-prid=not-a-token;pn-param=TESTTEAM01.com.example.app.voip",
+    );
+    assert!(
+        status.starts_with("SIP/2.0 400 ") && status.contains("pn-prid"),
+        "malformed pn-prid: {status}"
+    );
+    let status = register_refused(
+        w.path(),
+        &w.server(),
+        &user,
+        "pn-provider=fcm;pn-prid=abc;pn-param=example",
+    );
+    assert_eq!(
+        status, "SIP/2.0 555 Push Notification Service Not Supported",
+        "unknown pn-provider"
+    );
+    assert!(!w.opensips.bound(&user), "a refused binding was saved");
 }

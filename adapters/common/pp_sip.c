@@ -53,3 +53,26 @@ void pp_instance_norm(str *in, char *out)
 		for(i = 0; i < n; i++)
 			out[i] = tolower((unsigned char)out[i]);
 }
+
+int pp_req_add_call(pp_req_t *r, struct sip_msg *msg, str *uri)
+{
+	char aor_buf[PP_AOR_MAX];
+	str aor, empty = STR_NULL;
+	struct to_body *from;
+
+	if(parse_headers(msg, HDR_CALLID_F | HDR_FROM_F, 0) < 0 || msg->callid == NULL
+			|| msg->from == NULL || parse_from_header(msg) < 0) {
+		LM_ERR("INVITE without Call-ID or From\n");
+		return -1;
+	}
+	from = get_from(msg);
+	if(pp_aor(uri, aor_buf, &aor) < 0)
+		return -1;
+	if(pp_req_add_str(r, &msg->callid->body) < 0 || pp_req_add_str(r, &aor) < 0
+			|| pp_req_add_str(r, &from->uri) < 0
+			|| pp_req_add_str(r, from->display.len > 0 ? &from->display : &empty) < 0) {
+		LM_ERR("INVITE too large to park\n");
+		return -1;
+	}
+	return 0;
+}

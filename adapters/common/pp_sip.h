@@ -8,6 +8,7 @@
 
 #include "pp_host.h"
 #include "pp_host_sip.h"
+#include "pp_ipc.h"
 
 #define PP_AOR_MAX 512
 /* A +sip.instance as the engine keys devices (pushpark.h limits it to 1024 bytes). */
@@ -24,5 +25,9 @@ void pp_instance_norm(str *in, char *out);
 
 /* pp_req_add (pp_ipc.h) of a host str. */
 #define pp_req_add_str(r, sp) pp_req_add((r), (sp)->s, (sp)->len)
+
+/* Adds an INVITE's strings to a PARK or FORK request: its Call-ID, the AOR of uri, the
+ * caller's URI and display name. 0, or -1 logged. */
+int pp_req_add_call(pp_req_t *r, struct sip_msg *msg, str *uri);
 
 #endif

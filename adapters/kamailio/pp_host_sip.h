@@ -10,6 +10,7 @@
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_cseq.h"
 #include "core/parser/parse_expires.h"
+#include "core/parser/parse_from.h"
 #include "core/parser/parse_to.h"
 #include "core/parser/parse_uri.h"
 #include "core/str.h"

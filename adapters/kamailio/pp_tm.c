@@ -11,7 +11,6 @@
 #include "core/resolve.h"
 #include "core/tcp_conn.h"
 #include "core/kemi.h"
-#include "core/parser/parse_from.h"
 #include "core/parser/parse_uri.h"
 #include "core/route.h"
 #include "core/route_struct.h"
@@ -100,30 +99,6 @@ int pp_tm_init(void)
 	return 0;
 }
 
-/* Call-ID, AOR (of uri), caller URI and display name. */
-static int pp_park_args(sip_msg_t *msg, str *uri, pp_req_t *r)
-{
-	char aor_buf[PP_AOR_MAX];
-	str aor, empty = STR_NULL;
-	struct to_body *from;
-
-	if(parse_headers(msg, HDR_CALLID_F | HDR_FROM_F, 0) < 0 || msg->callid == NULL
-			|| msg->from == NULL || parse_from_header(msg) < 0) {
-		LM_ERR("INVITE without Call-ID or From\n");
-		return -1;
-	}
-	from = get_from(msg);
-	if(pp_aor(uri, aor_buf, &aor) < 0)
-		return -1;
-	if(pp_req_add_str(r, &msg->callid->body) < 0 || pp_req_add_str(r, &aor) < 0
-			|| pp_req_add_str(r, &from->uri) < 0
-			|| pp_req_add_str(r, from->display.len > 0 ? &from->display : &empty) < 0) {
-		LM_ERR("INVITE too large to park\n");
-		return -1;
-	}
-	return 0;
-}
-
 /* Tells the engine what became of a call: PP_OP_CANCEL, PP_OP_COMPLETED (with its final
  * status) or PP_OP_ENDED. */
 static void pp_tell(int op, uint64_t ref, unsigned int status)
@@ -202,7 +177,7 @@ int pp_tm_park(sip_msg_t *msg)
 		goto error;
 	}
 	pp_req_init(&r, PP_OP_PARK);
-	if(pp_park_args(msg, GET_RURI(msg), &r) < 0)
+	if(pp_req_add_call(&r, msg, GET_RURI(msg)) < 0)
 		goto error;
 
 	ret = pp_transaction(msg, &t);
@@ -447,7 +422,7 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	if(aor == NULL)
 		aor = ruri_dest ? &msg->first_line.u.request.uri : GET_RURI(msg);
 	pp_req_init(&r, PP_OP_FORK);
-	if(pp_park_args(msg, aor, &r) < 0)
+	if(pp_req_add_call(&r, msg, aor) < 0)
 		goto error;
 	ret = pp_transaction(msg, &t);
 	if(ret <= 0) {
@@ -549,7 +524,7 @@ static void pp_restore_fr(uint64_t ref, uint32_t fr_ticks)
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 }
 
-int pp_tm_resume(uint64_t ref, uint32_t fr_ticks)
+int pp_tm_resume(uint64_t ref, uint32_t fr_ticks, const char *aor)
 {
 	static str evname = str_init("pushpark:resume");
 	int ret;

@@ -23,9 +23,10 @@ int pp_tm_fork(sip_msg_t *msg, str *aor);
  * (cancelled, already answered, unknown); after a failed resume or append the engine
  * should forget the call (a reject has ended it already). pp_tm_fork_reject replies
  * only when nothing rings any more, else returns 1 (tm ends the call with the ringing
- * branches' answers). pp_tm_append adds the device's contacts (device: its key, a
+ * branches' answers). pp_tm_resume continues the call in the resume route (which looks
+ * the AOR up itself). pp_tm_append adds the device's contacts (device: its key, a
  * normalised +sip.instance), else all new ones. */
-int pp_tm_resume(uint64_t host_ref, uint32_t fr_ticks);
+int pp_tm_resume(uint64_t host_ref, uint32_t fr_ticks, const char *aor);
 int pp_tm_reject(uint64_t host_ref, uint32_t fr_ticks, int code, const char *reason);
 int pp_tm_fork_reject(uint64_t host_ref, int code, const char *reason);
 int pp_tm_append(uint64_t host_ref, const char *aor, const char *device);

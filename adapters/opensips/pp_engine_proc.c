@@ -1,14 +1,15 @@
 /*
  * The engine process as an OpenSIPS process (see pp_engine_proc.h): exported in the
  * module's procs, forked by OpenSIPS before its SIP workers and initialised like them
- * (PROC_FLAG_INITCHILD); its work is ../common's pp_engine_main with the tm glue as host
- * actions.
+ * (PROC_FLAG_INITCHILD); its work is ../common's pp_engine_main with the tm glue
+ * (pp_tm.c) as host actions.
  */
 #include "dprint.h"
 #include "pp_engine_proc.h"
 #include "pp_host.h"
 #include "pp_ipc.h"
 #include "pp_log.h"
+#include "pp_tm.h"
 #include "pushpark_mod.h"
 
 /* Follows OpenSIPS's log level (e.g. opensips-cli -x mi log_level 4). */
@@ -21,45 +22,32 @@ static void pp_os_loop_turn(void)
 {
 }
 
-/* Call actions: parking is not wired to tm yet, so the engine holds no call of ours and
- * forgets any it names. */
-static int pp_os_gone(uint64_t host_ref, uint32_t host_data)
+static int pp_os_resume(uint64_t host_ref, uint32_t host_data, const char *aor)
 {
-	return -1;
+	return pp_tm_resume(host_ref, aor);
 }
 
 static int pp_os_reject(uint64_t host_ref, uint32_t host_data, int code, const char *reason)
 {
-	return -1;
+	return pp_tm_reject(host_ref, code, reason);
 }
 
-static int pp_os_fork_reject(uint64_t host_ref, int code, const char *reason)
-{
-	return -1;
-}
-
-static int pp_os_append(uint64_t host_ref, const char *aor, const char *device)
-{
-	return -1;
-}
-
-static int pp_os_provisional(uint64_t host_ref)
-{
-	return -1;
-}
-
+/* A device that wakes after its call ended is not told yet (the Kamailio module sends
+ * it the call's INVITE and a CANCEL, pp_late.c there). */
 static void pp_os_late_wake(const pushpark_event *ev)
 {
+	LM_INFO("device %s of %s woke after call %s ended\n", pushpark_event_get_device(ev),
+			pushpark_event_get_aor(ev), pushpark_event_get_call_id(ev));
 }
 
 static pp_host_t pp_opensips = {
 		.log_level = pp_os_log_level,
 		.loop_turn = pp_os_loop_turn,
-		.resume = pp_os_gone,
+		.resume = pp_os_resume,
 		.reject = pp_os_reject,
-		.fork_reject = pp_os_fork_reject,
-		.append = pp_os_append,
-		.provisional_reply = pp_os_provisional,
+		.fork_reject = pp_tm_reject,
+		.append = pp_tm_append,
+		.provisional_reply = pp_tm_provisional,
 		.late_wake = pp_os_late_wake,
 };
 

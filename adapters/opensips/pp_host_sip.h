@@ -10,6 +10,7 @@
 #include "parser/msg_parser.h"
 #include "parser/parse_cseq.h"
 #include "parser/parse_expires.h"
+#include "parser/parse_from.h"
 #include "parser/parse_to.h"
 #include "parser/parse_uri.h"
 #include "str.h"

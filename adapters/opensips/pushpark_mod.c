@@ -2,6 +2,7 @@
  * pushpark: OpenSIPS module glue. Parameters, script functions, statistics, module and
  * child initialisation. The work is in:
  *   pp_engine_proc.c  the engine process as an OpenSIPS process (proc_export_t)
+ *   pp_tm.c       parking in tm, and the woken devices' branches (usrloc)
  *   pp_register.c the registrar side's OpenSIPS glue (signaling, Contact parsing)
  *   pp_mi.c       MI commands
  * and, shared with other hosts' modules, in ../common (see pp_host.h there): the worker
@@ -19,14 +20,21 @@
 #include "pp_ipc.h"
 #include "pp_mi.h"
 #include "pp_register.h"
+#include "pp_tm.h"
 #include "pushpark_mod.h"
 
 char *pp_reply_reason = NULL;
 char *pp_provisional_reason = NULL;
+char *pp_location_table = "location";
 
 static int mod_init(void);
 static int child_init(int rank);
 static void mod_destroy(void);
+
+static int w_pushpark_park(struct sip_msg *msg)
+{
+	return pp_tm_park(msg);
+}
 
 static int w_pushpark_register(struct sip_msg *msg)
 {
@@ -39,6 +47,7 @@ static int w_pushpark_check_provider(struct sip_msg *msg)
 }
 
 static const cmd_export_t cmds[] = {
+		{"pushpark_park", (cmd_function)w_pushpark_park, {{0, 0, 0}}, REQUEST_ROUTE},
 		{"pushpark_register", (cmd_function)w_pushpark_register, {{0, 0, 0}}, REQUEST_ROUTE},
 		{"pushpark_check_provider", (cmd_function)w_pushpark_check_provider, {{0, 0, 0}},
 				REQUEST_ROUTE},
@@ -47,6 +56,8 @@ static const cmd_export_t cmds[] = {
 static const dep_export_t deps = {
 		{
 				{MOD_TYPE_DEFAULT, "signaling", DEP_ABORT},
+				{MOD_TYPE_DEFAULT, "tm", DEP_ABORT},
+				{MOD_TYPE_DEFAULT, "usrloc", DEP_ABORT},
 				{MOD_TYPE_NULL, NULL, 0},
 		},
 		{
@@ -62,12 +73,14 @@ static const param_export_t params[] = {
 		{"provisional_reply", INT_PARAM, &pp_provisional_code},
 		{"provisional_reason", STR_PARAM, &pp_provisional_reason},
 		{"ipc_timeout", INT_PARAM, &pp_ipc_timeout},
+		{"location_table", STR_PARAM, &pp_location_table},
 		{0, 0, 0}};
 
-/* The engine process: forked before the SIP workers, initialised like them. */
+/* The engine process: forked before the SIP workers, initialised like them, and with
+ * the script (the branch route of a call it adds branches to runs there). */
 static const proc_export_t procs[] = {
 		{"pushpark engine", pp_engine_pre_fork, pp_engine_post_fork, pp_engine_proc, 1,
-				PROC_FLAG_INITCHILD},
+				PROC_FLAG_INITCHILD | PROC_FLAG_NEEDS_SCRIPT},
 		{0, 0, 0, 0, 0, 0}};
 
 struct module_exports exports = {
@@ -95,7 +108,7 @@ struct module_exports exports = {
 
 static int mod_init(void)
 {
-	if(pp_modparams_check() < 0 || pp_register_init() < 0)
+	if(pp_modparams_check() < 0 || pp_register_init() < 0 || pp_tm_init() < 0)
 		return -1;
 	if(pp_provisional_reason == NULL || *pp_provisional_reason == '\0')
 		pp_provisional_reason = (char *)pp_provisional_default_reason(pp_provisional_code);

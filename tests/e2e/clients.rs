@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::rig::{free_port, Mock, Proc, SOON};
+use crate::rig::{free_port, wait_for, Mock, Proc, SOON};
 
 /// The app's APNs identity: the Team ID the mock's key belongs to, and its bundle.
 pub const TEAM_ID: &str = "TESTTEAM01";
@@ -77,18 +77,6 @@ impl Subscribers {
             .write_all(sql.as_bytes())
             .unwrap();
         assert!(sqlite.wait().unwrap().success(), "sqlite3 failed on {sql}");
-    }
-}
-
-/// Waits until `check` gives a value, polling; panics with `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -127,6 +127,21 @@ impl OpenSips {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Whether the location table has a binding of `user` (MI ul_show_contact).
+    pub fn bound(&self, user: &str) -> bool {
+        let aor = serde_json::json!({"table_name": "location", "aor": user});
+        self.mi("ul_show_contact", aor).is_ok()
+    }
+
+    /// Takes every binding of `user` out of the location table: the phone is asleep, its app
+    /// holds no connection, but the push token stays known to pushpark.
+    pub fn forget_binding(&self, user: &str) {
+        let aor = serde_json::json!({"table_name": "location", "aor": user});
+        self.mi("ul_rm", aor)
+            .unwrap_or_else(|e| panic!("ul_rm location {user}: {e}"));
+        assert!(!self.bound(user), "{user} still bound");
+    }
+
     /// One MI command through mi_fifo: its result, or its error as text.
     pub fn mi(&self, method: &str, params: serde_json::Value) -> Result<serde_json::Value, String> {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

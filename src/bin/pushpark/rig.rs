@@ -906,6 +906,53 @@ impl Phone {
     }
 }
 
+/// A REGISTER whose Contact URI carries `pn` (its push parameters): the status line of the
+/// registrar's refusal.
+pub fn register_refused(dir: &Path, server: &str, user: &str, pn: &str) -> String {
+    let mut cmd = sipp("register_refused.xml", free_port());
+    cmd.arg(server)
+        .args(["-s", user, "-m", "1", "-trace_msg", "-key", "pn", pn]);
+    let mut p = Proc::spawn(cmd, &format!("register-refused-{user}"), dir, false);
+    let status = p.wait(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "REGISTER of {user} not refused:\n{}",
+        p.log_text()
+    );
+    let messages = sipp_messages(dir, "register_refused.xml", &p);
+    messages
+        .lines()
+        .find(|l| l.starts_with("SIP/2.0 4") || l.starts_with("SIP/2.0 5"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Waits until `check` has an answer, at most `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first value of a SIP header in a SIPp message trace.
+pub fn header(messages: &str, name: &str) -> Option<String> {
+    messages
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// How often `needle` occurs in `haystack` (a log).
+pub fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
 /// A desk phone or softphone of `user` registering without push parameters (SIPp): always
 /// reachable at `port`.
 pub fn register_desktop(dir: &Path, server: &str, user: &str, port: u16) {

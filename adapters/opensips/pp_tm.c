@@ -1,0 +1,470 @@
+/*
+ * tm glue: parking an INVITE in a SIP worker (pushpark_park), and from the engine
+ * process adding the woken devices' branches, replying and ringing.
+ *
+ * OpenSIPS's own RFC 8599 support (lib/reg/pn.c) keeps a call open for a waking device
+ * with a phony branch (t_wait_for_new_branches) and adds the device's branch with
+ * t_inject_branches once it registers. The same here: the worker adds the phony branch
+ * and hands the call to the engine; the engine process reads the woken contacts from
+ * usrloc and injects them into the transaction. No script route runs: the injected
+ * branches get the transaction's t_on_branch/t_on_failure/t_on_reply as set before
+ * pushpark_park().
+ */
+#include <string.h>
+#include <time.h>
+
+#include "context.h"
+#include "dprint.h"
+#include "dset.h"
+#include "action.h"
+#include "cmds.h"
+#include "mem/mem.h"
+#include "parser/parse_rr.h"
+#include "modules/tm/tm_load.h"
+#include "modules/usrloc/usrloc.h"
+#include "pushpark.h"
+#include "pp_ipc.h"
+#include "pp_sip.h"
+#include "pp_tm.h"
+#include "pushpark_mod.h"
+
+/* The phony branch's fr timer runs this far past the park timeout, so the engine's own
+ * reply always comes first; it only fires when the engine process is stuck. */
+#define PP_FR_GUARD_S 5
+
+static struct tm_binds tmb;
+static usrloc_api_t ul;
+static udomain_t *location;
+static cmd_function inject_fn;
+
+#define REF_HASH(r) ((unsigned int)((r) >> 32))
+#define REF_LABEL(r) ((unsigned int)((r)&0xffffffffu))
+
+int pp_tm_init(void)
+{
+	const cmd_export_t *inject;
+
+	if(load_tm_api(&tmb) < 0) {
+		LM_ERR("the tm module is required\n");
+		return -1;
+	}
+	/* tm's API has no injection from a destination set; its script function does it. */
+	inject = find_cmd_export_t("t_inject_branches", 0);
+	if(inject == NULL) {
+		LM_ERR("tm has no t_inject_branches()\n");
+		return -1;
+	}
+	inject_fn = inject->function;
+	if(load_ul_api(&ul) < 0 || ul.register_udomain(pp_location_table, &location) < 0) {
+		LM_ERR("the usrloc module and its table \"%s\" are required\n", pp_location_table);
+		return -1;
+	}
+	return 0;
+}
+
+/* Tells the engine what became of a call: PP_OP_CANCEL, PP_OP_COMPLETED (with its final
+ * status) or PP_OP_ENDED. */
+static void pp_tell(int op, uint64_t ref, unsigned int status)
+{
+	pp_req_t r;
+
+	pp_req_init(&r, op);
+	r.h.host_ref = ref;
+	r.h.status = (uint16_t)status;
+	/* A full queue is logged by pp_send(); at shutdown the engine is gone already. */
+	if(pp_send(&r) < 0)
+		LM_DBG("engine not told that call %llx %s\n", (unsigned long long)ref,
+				op == PP_OP_CANCEL ? "was cancelled" : "ended");
+}
+
+static int pp_rings(struct cell *t);
+
+/* A CANCEL of a call that rings nowhere: tm 3.6 cancels a lone phony branch with a
+ * faked 487 that its own branch picking then skips ("pick_branch failed"), and the
+ * caller would wait for ever. The 487 is sent here, before tm's attempt. */
+static void pp_cancelled(struct cell *t)
+{
+	str text = str_init("Request Terminated");
+
+	if(t->uas.status < 200 && !pp_rings(t)
+			&& tmb.t_reply_with_body(t, 487, &text, NULL, NULL, NULL) < 0)
+		LM_ERR("cannot reply 487 to a cancelled parked call\n");
+}
+
+/* How a parked call ended, for the engine: a CANCEL, its final reply (so a device woken
+ * later gets the right CANCEL Reason), tm deleting it. */
+static void pp_tm_cb(struct cell *t, int type, struct tmcb_params *ps)
+{
+	uint64_t ref = (uint64_t)(uintptr_t)*ps->param;
+
+	if(type == TMCB_TRANS_CANCELLED) {
+		pp_cancelled(t);
+		pp_tell(PP_OP_CANCEL, ref, 0);
+	} else if(type == TMCB_TRANS_DELETED)
+		pp_tell(PP_OP_ENDED, ref, t->uas.status);
+	else if(ps->code >= 200)
+		pp_tell(PP_OP_COMPLETED, ref, ps->code);
+}
+
+/* After the engine took the call. */
+static void pp_tm_watch(struct sip_msg *msg, struct cell *t, uint64_t ref)
+{
+	if(tmb.register_tmcb(msg, t, TMCB_TRANS_CANCELLED | TMCB_RESPONSE_OUT | TMCB_TRANS_DELETED,
+			   pp_tm_cb, (void *)(uintptr_t)ref, NULL) <= 0)
+		LM_WARN("no callbacks for call %llx: the engine learns its end at its timeout\n",
+				(unsigned long long)ref);
+	/* What happened before the callbacks were in place. */
+	if(was_cancelled(t))
+		pp_tell(PP_OP_CANCEL, ref, 0);
+	else if(t->uas.status >= 200)
+		pp_tell(PP_OP_COMPLETED, ref, t->uas.status);
+}
+
+/* The call's phony branch (t_wait_for_new_branches), or -1. */
+static int pp_phony(struct cell *t)
+{
+	int b;
+
+	for(b = t->nr_of_outgoings - 1; b >= 0; b--)
+		if(t->uac[b].flags & T_UAC_IS_PHONY)
+			return b;
+	return -1;
+}
+
+/* In the worker, while only it knows t: the phony branch stops holding the call open
+ * (what tm's t_wait_no_more_branches() does), so the script's reply or relay decides. */
+static void pp_stop_waiting(struct cell *t)
+{
+	int b = pp_phony(t);
+
+	if(b >= 0)
+		t->uac[b].br_flags = t->nr_of_outgoings;
+}
+
+int pp_tm_park(struct sip_msg *msg)
+{
+	struct cell *t;
+	int fr_inv, ret;
+	uint64_t ref;
+	pp_req_t r;
+	pp_rpl_t rpl;
+
+	if(msg->first_line.type != SIP_REQUEST || msg->REQ_METHOD != METHOD_INVITE) {
+		LM_ERR("pushpark_park() parks INVITEs only\n");
+		goto error;
+	}
+	pp_req_init(&r, PP_OP_PARK);
+	if(pp_req_add_call(&r, msg, GET_RURI(msg)) < 0)
+		goto error;
+
+	t = tmb.t_gett();
+	if(t == T_NULL_CELL || t == T_UNDEFINED) {
+		ret = tmb.t_newtran(msg);
+		if(ret == 0)
+			return 0; /* retransmission, absorbed by tm */
+		if(ret < 0) {
+			LM_ERR("cannot create the transaction (%d)\n", ret);
+			goto error;
+		}
+		t = tmb.t_gett();
+	}
+	if(pp_phony(t) >= 0) {
+		LM_ERR("call already waits for new branches\n");
+		goto error;
+	}
+	/* The phony branch keeps the call open without any other branch; its fr timer is
+	 * the transaction's fr_inv timeout at the time it is added. Added before the engine
+	 * hears of the call: the engine process may inject a branch at once. */
+	fr_inv = t->fr_inv_timeout;
+	t->fr_inv_timeout = (pp_effective_park_timeout + 999) / 1000 + PP_FR_GUARD_S;
+	ret = tmb.t_wait_for_new_branches(msg, 0);
+	t->fr_inv_timeout = fr_inv;
+	if(ret < 0) {
+		LM_ERR("cannot keep the transaction open\n");
+		goto error;
+	}
+	ref = ((uint64_t)t->hash_index << 32) | t->label;
+	r.h.host_ref = ref;
+	r.h.timeout_ms = (uint32_t)pp_park_timeout;
+
+	/* No answer in time: the engine does not keep the call either (see pp_ipc.h). */
+	if(pp_call(&r, pp_ipc_timeout, &rpl) < 0)
+		goto not_parked;
+	if(rpl.result != PUSHPARK_OK) {
+		pp_stop_waiting(t);
+		if(rpl.result == PUSHPARK_ERR_NO_DEVICE) {
+			update_stat(pp_st_no_device, 1);
+			return PP_RET_NO_DEVICE;
+		}
+		LM_WARN("call %.*s not parked: %s\n", msg->callid->body.len, msg->callid->body.s,
+				pushpark_result_name(rpl.result));
+		goto not_parked;
+	}
+	pp_tm_watch(msg, t, ref);
+	update_stat(pp_st_parked, 1);
+	LM_DBG("call %.*s parked (%llx, park id %llu)\n", msg->callid->body.len,
+			msg->callid->body.s, (unsigned long long)ref, (unsigned long long)rpl.park_id);
+	return PP_RET_PARKED;
+
+not_parked:
+	pp_stop_waiting(t);
+error:
+	update_stat(pp_st_park_errors, 1);
+	return PP_RET_ERROR;
+}
+
+/* ---- engine process ------------------------------------------------------------- */
+
+/* Looks the transaction up if it can still take replies and branches (referenced:
+ * release with tmb.unref_cell). */
+static struct cell *pp_tm_acquire(uint64_t ref)
+{
+	struct cell *t = NULL;
+
+	if(tmb.t_lookup_ident(&t, REF_HASH(ref), REF_LABEL(ref)) < 0 || t == NULL)
+		return NULL;
+	if(was_cancelled(t) || t->uas.status >= 200) {
+		tmb.unref_cell(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* 1 when a branch other than the phony one still rings. */
+static int pp_rings(struct cell *t)
+{
+	int b;
+
+	for(b = t->first_branch; b < t->nr_of_outgoings; b++)
+		if(!(t->uac[b].flags & T_UAC_IS_PHONY) && t->uac[b].last_received < 200)
+			return 1;
+	return 0;
+}
+
+/* 1 when the call has a branch to this contact already. */
+static int pp_has_branch(struct cell *t, str *uri)
+{
+	int b;
+
+	for(b = 0; b < t->nr_of_outgoings; b++)
+		if(t->uac[b].uri.len == uri->len && memcmp(t->uac[b].uri.s, uri->s, uri->len) == 0)
+			return 1;
+	return 0;
+}
+
+/* The usrloc key of an engine AOR ("sip:user@host"): user, or user@host with the
+ * usrloc use_domain parameter. */
+static int pp_ul_aor(const char *aor, str *key)
+{
+	struct sip_uri u;
+	str s = {(char *)aor, strlen(aor)};
+
+	if(parse_uri(s.s, s.len, &u) < 0 || u.user.len == 0)
+		return -1;
+	key->s = u.user.s;
+	key->len = ul.use_domain ? (int)(u.host.s + u.host.len - u.user.s) : u.user.len;
+	return 0;
+}
+
+/* Puts a contact in the destination set as lookup() does (Path first, else the source
+ * address it registered from, its socket, q and branch flags): the Request-URI for the
+ * first, a branch for the others. */
+static int pp_dset_add(struct sip_msg *msg, ucontact_t *c, int first)
+{
+	struct msg_branch b;
+	str dst = c->received;
+
+	if(c->path.len > 0 && get_path_dst_uri(&c->path, &dst) < 0) {
+		LM_ERR("bad Path of %.*s\n", c->c.len, c->c.s);
+		return -1;
+	}
+	if(!first) {
+		memset(&b, 0, sizeof(b));
+		b.uri = c->c;
+		b.dst_uri = dst;
+		b.path = c->path;
+		b.q = c->q;
+		b.force_send_socket = c->sock;
+		b.bflags = c->cflags;
+		return append_msg_branch(&b);
+	}
+	if(set_ruri(msg, &c->c) < 0 || set_dst_uri(msg, &dst) < 0
+			|| set_path_vector(msg, &c->path) < 0)
+		return -1;
+	set_ruri_q(msg, c->q);
+	setb0flags(msg, c->cflags);
+	msg->force_send_socket = c->sock;
+	return 0;
+}
+
+/* Fills msg's destination set with the AOR's live contacts that the call does not ring
+ * yet, only the device's (its +sip.instance as the engine keys it) when device is set
+ * and one of them is that device. Returns how many. */
+static int pp_woken_contacts(struct cell *t, struct sip_msg *msg, str *key, const char *device)
+{
+	char norm[PP_INSTANCE_MAX];
+	struct urecord *rec;
+	ucontact_t *c;
+	time_t now = time(NULL);
+	int n = 0, only_device = 0;
+
+	ul.lock_udomain(location, key);
+	if(ul.get_urecord(location, key, &rec) != 0) {
+		ul.unlock_udomain(location, key);
+		return 0;
+	}
+	for(c = device ? rec->contacts : NULL; c; c = c->next) {
+		pp_instance_norm(&c->instance, norm);
+		if(VALID_CONTACT(c, now) && strcmp(norm, device) == 0)
+			only_device = 1;
+	}
+	for(c = rec->contacts; c; c = c->next) {
+		if(!VALID_CONTACT(c, now) || pp_has_branch(t, &c->c))
+			continue;
+		if(only_device) {
+			pp_instance_norm(&c->instance, norm);
+			if(strcmp(norm, device) != 0)
+				continue;
+		}
+		if(pp_dset_add(msg, c, n == 0) == 0)
+			n++;
+	}
+	ul.release_urecord(rec, 0);
+	ul.unlock_udomain(location, key);
+	return n;
+}
+
+/* Injects the AOR's woken contacts (see pp_woken_contacts) into the call. last: the
+ * phony branch stops holding the call open once they are in (a resumed call ends with
+ * their answers). -1 when the call is gone, 0 when injected, 1 when nobody was there. */
+static int pp_inject(uint64_t ref, const char *aor, const char *device, int last)
+{
+	struct tm_id id = {REF_HASH(ref), REF_LABEL(ref)};
+	struct sip_msg *msg;
+	struct cell *t;
+	context_p ctx;
+	str key;
+	int n, ret = -1;
+
+	if(pp_ul_aor(aor, &key) < 0) {
+		LM_ERR("call %llx: bad AOR %s\n", (unsigned long long)ref, aor);
+		return 1;
+	}
+	t = pp_tm_acquire(ref);
+	if(t == NULL)
+		return -1;
+	/* Destination sets live in a processing context, as for a received message. */
+	ctx = context_alloc(CONTEXT_GLOBAL);
+	msg = ctx ? get_dummy_sip_msg() : NULL;
+	if(msg == NULL) {
+		LM_ERR("out of memory\n");
+		if(ctx)
+			context_free(ctx);
+		tmb.unref_cell(t);
+		return 1;
+	}
+	memset(ctx, 0, context_size(CONTEXT_GLOBAL));
+	set_global_context(ctx);
+	n = pp_woken_contacts(t, msg, &key, device);
+	tmb.unref_cell(t);
+	if(n == 0) {
+		ret = 1;
+	} else {
+		tmb.t_set_remote_t(&id);
+		ret = inject_fn(msg, (void *)(long)TM_INJECT_SRC_MSG,
+				(void *)(long)(last ? TM_INJECT_FLAG_LAST : 0), 0, 0, 0, 0, 0, 0);
+		tmb.t_set_remote_t(NULL);
+		if(ret > 0) {
+			ret = 0;
+		} else {
+			LM_WARN("call %llx: no branch added for %s (%d)\n", (unsigned long long)ref,
+					aor, ret);
+			ret = -1;
+		}
+	}
+	clear_dset();
+	release_dummy_sip_msg(msg);
+	context_destroy(CONTEXT_GLOBAL, ctx);
+	context_free(ctx);
+	set_global_context(NULL);
+	return ret;
+}
+
+int pp_tm_resume(uint64_t ref, const char *aor)
+{
+	int ret = pp_inject(ref, aor, NULL, 1);
+
+	if(ret == 1) {
+		/* Woken, but no live binding to ring (an unREGISTER right after): as if
+		 * nobody had woken. */
+		LM_INFO("call %llx: %s woke without a binding to ring\n", (unsigned long long)ref,
+				aor);
+		return pp_tm_reject(ref, pp_reply_code ? pp_reply_code : 480,
+				pp_reply_reason && *pp_reply_reason ? pp_reply_reason
+													: "Temporarily Unavailable");
+	}
+	if(ret == 0)
+		update_stat(pp_st_resumed, 1);
+	return ret;
+}
+
+int pp_tm_append(uint64_t ref, const char *aor, const char *device)
+{
+	int ret = pp_inject(ref, aor, device, 0);
+
+	if(ret == 1) {
+		LM_INFO("call %llx: no contact to add for %s\n", (unsigned long long)ref, aor);
+		return 0;
+	}
+	if(ret == 0)
+		update_stat(pp_st_branches, 1);
+	return ret;
+}
+
+int pp_tm_reject(uint64_t ref, int code, const char *reason)
+{
+	struct tm_id id = {REF_HASH(ref), REF_LABEL(ref)};
+	struct cell *t = pp_tm_acquire(ref);
+	str text;
+	int ret = 0;
+
+	if(t == NULL)
+		return -1;
+	if(pp_rings(t)) {
+		/* Branches the script relayed too: tm ends the phony branch (a faked 408,
+		 * under the replies lock) and the call with their answers. */
+		tmb.t_set_remote_t(&id);
+		if(tmb.t_wait_no_more_branches() < 0)
+			LM_WARN("call %llx: cannot end its waiting\n", (unsigned long long)ref);
+		tmb.t_set_remote_t(NULL);
+		ret = 1;
+	} else {
+		text.s = (char *)reason;
+		text.len = strlen(reason);
+		if(tmb.t_reply_with_body(t, code, &text, NULL, NULL, NULL) < 0)
+			LM_ERR("cannot reply %d to call %llx\n", code, (unsigned long long)ref);
+		else
+			update_stat(pp_st_rejected, 1);
+	}
+	tmb.unref_cell(t);
+	return ret;
+}
+
+int pp_tm_provisional(uint64_t ref)
+{
+	struct cell *t = pp_tm_acquire(ref);
+	str text;
+
+	if(t == NULL)
+		return -1;
+	/* Only for a call that rings nowhere: a resumed call's branches have their own. */
+	if(t->uas.status < (unsigned int)pp_provisional_code && !pp_rings(t)) {
+		text.s = pp_provisional_reason;
+		text.len = strlen(pp_provisional_reason);
+		if(tmb.t_reply_with_body(t, pp_provisional_code, &text, NULL, NULL, NULL) < 0)
+			LM_WARN("call %llx: cannot send %d\n", (unsigned long long)ref,
+					pp_provisional_code);
+	}
+	tmb.unref_cell(t);
+	return 0;
+}

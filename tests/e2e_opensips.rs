@@ -37,9 +37,14 @@ struct World {
 
 impl World {
     fn new(name: &str) -> World {
+        World::with_defines(name, &[])
+    }
+
+    /// With placeholders of the test config set (PARK_FORM, PUSH_REGISTERED).
+    fn with_defines(name: &str, defines: &[(&str, &str)]) -> World {
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
-        let opensips = OpenSips::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS);
+        let opensips = OpenSips::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS, defines);
         let watch = mock.watch();
         World {
             opensips,
@@ -168,8 +173,9 @@ fn register_learns_the_device() {
     assert_eq!(counters["pushpark:registers"], 1, "{counters}");
 }
 
-/// An iPhone whose app sleeps is pushed, wakes, registers, and the call parked meanwhile is
-/// rung on the new binding (its branch injected from the engine process) and answered.
+/// An iPhone whose app sleeps is pushed, wakes, registers, and the call waiting meanwhile
+/// (pushpark_fork() with nobody to ring) is rung on the new binding (its branch injected
+/// from the engine process) and answered.
 #[test]
 fn sleeping_iphone_is_woken_and_answers() {
     let _serial = serial();
@@ -188,9 +194,9 @@ fn sleeping_iphone_is_woken_and_answers() {
         "the device did not take the whole call"
     );
     assert_eq!(count(&w.log(), "E2E-PARKED"), 1, "INVITEs parked");
-    assert_eq!(count(&w.log(), "E2E-RESUMED"), 1, "branches injected");
-    assert_eq!(w.statistic("parked"), 1);
-    assert_eq!(w.statistic("resumed"), 1);
+    assert_eq!(count(&w.log(), "E2E-BRANCH"), 1, "branches injected");
+    assert_eq!(w.statistic("forked"), 1);
+    assert_eq!(w.statistic("branches_added"), 1);
     // The injected branch is the call's INVITE, with the Record-Route the request route
     // added before parking (once).
     let device = sipp_messages(w.path(), "device_answer.xml", &ua);
@@ -362,4 +368,132 @@ fn register_with_bad_push_parameters_gets_400_and_unknown_provider_555() {
         "unknown pn-provider"
     );
     assert!(!w.opensips.bound(&user), "a refused binding was saved");
+}
+
+/// The older form, pushpark_park() after a failed lookup(), wakes a sleeping phone too.
+#[test]
+fn older_park_form_still_wakes_and_answers() {
+    let _serial = serial();
+    let w = World::with_defines("os-parkform", &[("PARK_FORM", "park")]);
+    let phone = w.sleeping_phone("osalan");
+    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 1, "alan-ua");
+    let _sim = w.sim(&[&phone], 0);
+
+    w.call("caller.xml", &phone.user);
+    w.watch.expect_push(&phone.token, SOON);
+    assert!(ua.wait(SOON).success(), "the device did not take the call");
+    assert_eq!(w.statistic("parked"), 1);
+    assert_eq!(w.statistic("forked"), 0);
+    assert_eq!(w.statistic("resumed"), 1);
+}
+
+/// pushpark_fork(): a user with a desk phone (no push parameters) and an iPhone whose app
+/// keeps its binding while asleep (RFC 8599). The desk phone rings at once, the iPhone is
+/// pushed and joins the call as a branch when its app registers, answers, and the desk
+/// phone gets a CANCEL saying the call was completed elsewhere.
+#[test]
+fn desktop_rings_at_once_and_the_woken_iphone_joins_and_answers() {
+    let _serial = serial();
+    let w = World::new("os-fork");
+    let phone = Phone::new("osivan");
+    phone.register(w.path(), &w.server(), 3600);
+    let desktop_port = free_port();
+    register_desktop(w.path(), &w.server(), &phone.user, desktop_port);
+    let mut desktop = device_ua(w.path(), "device_ring.xml", desktop_port, 1, "ivan-desktop");
+    let mut iphone = device_ua(
+        w.path(),
+        "device_answer.xml",
+        phone.ua_port,
+        1,
+        "ivan-iphone",
+    );
+    // The app takes a moment to wake: the desk phone rings first.
+    let sim = w.sim(&[&phone], 500);
+
+    w.call("caller_fork.xml", &phone.user);
+    w.watch.expect_push(&phone.token, SOON);
+    sim.expect_line(&format!("registered user={}", phone.user), SOON);
+    assert!(
+        iphone.wait(SOON).success(),
+        "the iPhone did not take the call"
+    );
+    assert!(
+        desktop.wait(SOON).success(),
+        "the desk phone did not ring and get the CANCEL"
+    );
+    let desk = sipp_messages(w.path(), "device_ring.xml", &desktop);
+    let cancel = &desk[desk.find("CANCEL sip:").expect("no CANCEL")..];
+    // OpenSIPS writes the Reason (RFC 3326) with blanks before its parameters.
+    let reason = header(cancel, "Reason")
+        .unwrap_or_default()
+        .replace(' ', "");
+    assert_eq!(
+        reason, "SIP;cause=200;text=\"Callcompletedelsewhere\"",
+        "CANCEL without Call completed elsewhere:\n{cancel}"
+    );
+    // Rang at once: the desk phone's 180 came back before the woken app registered (the
+    // app registered at setup, the desk phone, then the app again once woken).
+    let log = w.log();
+    let ringing = log.find("E2E-REPLY 180").expect("no 180 relayed");
+    let woken = log
+        .match_indices("E2E-REGISTERED")
+        .nth(2)
+        .expect("the woken app did not register")
+        .0;
+    assert!(
+        ringing < woken,
+        "the desk phone rang only after the app woke"
+    );
+    // The iPhone's binding was held back (pushed), then rung once it woke: one branch
+    // each.
+    assert_eq!(count(&log, "E2E-BRANCH"), 2, "branches");
+    assert_eq!(w.statistic("forked"), 1);
+    assert_eq!(w.statistic("branches_added"), 1);
+}
+
+/// The park timeout passes while a desk phone still rings and the pushed iPhone never woke:
+/// the caller gets no 480, the desk phone's answer connects the call.
+#[test]
+fn deadline_while_a_desk_phone_rings_leaves_the_call_to_it() {
+    let _serial = serial();
+    let w = World::new("os-forkdeadline");
+    let phone = w.sleeping_phone("osomar");
+    let desktop_port = free_port();
+    register_desktop(w.path(), &w.server(), &phone.user, desktop_port);
+    // Rings well past the park timeout, then answers.
+    let ringing = (PARK_TIMEOUT_MS + 2000).to_string();
+    let mut cmd = sipp("device_answer.xml", desktop_port);
+    cmd.args(["-m", "1", "-d", &ringing, "-trace_msg"]);
+    let mut desktop = Proc::spawn(cmd, "omar-desktop", w.path(), false);
+
+    let run = w.call("caller_fork.xml", &phone.user);
+    w.watch.expect_push(&phone.token, SOON);
+    assert!(
+        desktop.wait(SOON).success(),
+        "the desk phone did not take the call"
+    );
+    assert!(
+        !run.received(480),
+        "the caller got 480 while the desk phone rang"
+    );
+    assert!(
+        w.log()
+            .contains("nobody woke in time, the ringing branches go on"),
+        "the deadline did not pass while the desk phone rang"
+    );
+}
+
+/// push_registered never: a binding lookup() finds is rung as it is, nobody is pushed.
+#[test]
+fn push_registered_never_rings_the_binding_without_a_push() {
+    let _serial = serial();
+    let w = World::with_defines("os-pushnever", &[("PUSH_REGISTERED", "never")]);
+    let phone = Phone::new("osnever");
+    phone.register(w.path(), &w.server(), 3600);
+    let mut ua = device_ua(w.path(), "device_answer.xml", phone.ua_port, 1, "never-ua");
+
+    w.call("caller.xml", &phone.user);
+    assert!(ua.wait(SOON).success(), "the binding did not take the call");
+    assert!(w.watch.drain().is_empty(), "a push was sent");
+    assert_eq!(w.statistic("forked"), 0);
 }

@@ -18,6 +18,8 @@ int pp_park_timeout = 0;
 int pp_reply_code = 0;
 int pp_provisional_code = 0;
 int pp_ipc_timeout = 1000;
+char *pp_push_registered_s = "no_live_connection";
+int pp_push_registered = PP_PUSH_REG_NO_LIVE;
 int pp_effective_park_timeout = 0;
 
 /* The engine's config, checked before the host forks (see pp_config_load); its park
@@ -50,6 +52,16 @@ int pp_modparams_check(void)
 	}
 	if(pp_reply_code && (pp_reply_code < 300 || pp_reply_code > 699)) {
 		LM_ERR("reply_code %d: 0 (the engine's) or 300 to 699\n", pp_reply_code);
+		return -1;
+	}
+	if(strcmp(pp_push_registered_s, "always") == 0)
+		pp_push_registered = PP_PUSH_REG_ALWAYS;
+	else if(strcmp(pp_push_registered_s, "no_live_connection") == 0)
+		pp_push_registered = PP_PUSH_REG_NO_LIVE;
+	else if(strcmp(pp_push_registered_s, "never") == 0)
+		pp_push_registered = PP_PUSH_REG_NEVER;
+	else {
+		LM_ERR("push_registered: always, no_live_connection or never\n");
 		return -1;
 	}
 	if(pp_provisional_code != 0 && pp_provisional_code != 180

@@ -12,6 +12,14 @@ extern int pp_park_timeout;     /* "park_timeout" (ms), 0: the config file's */
 extern int pp_reply_code;       /* "reply_code", 0: the engine's (config file) */
 extern int pp_provisional_code; /* "provisional_reply": 0 (off), 180 or 110 */
 extern int pp_ipc_timeout;      /* "ipc_timeout" (ms) */
+extern char *pp_push_registered_s; /* "push_registered", parsed into pp_push_registered */
+
+/* "push_registered": which push-capable contacts lookup() found pushpark_fork() pushes
+ * instead of ringing them directly. */
+#define PP_PUSH_REG_ALWAYS 0
+#define PP_PUSH_REG_NO_LIVE 1 /* "no_live_connection": all but those on a live TCP/TLS */
+#define PP_PUSH_REG_NEVER 2   /* none: push only when lookup() found nobody */
+extern int pp_push_registered;
 
 /* The park timeout in effect (modparam, else the engine's: pp_config_park_timeout_ms). */
 extern int pp_effective_park_timeout;

@@ -76,3 +76,16 @@ int pp_req_add_call(pp_req_t *r, struct sip_msg *msg, str *uri)
 	}
 	return 0;
 }
+
+int pp_req_add_fork_contact(pp_req_t *r, str *uri, str *instance, int ringing)
+{
+	int n = (r->h.nstrs - 4) / 2;
+
+	if(n >= PP_FORK_MAX_CONTACTS || r->h.size + uri->len + instance->len + 2 > PP_REQ_MAX)
+		return -1;
+	pp_req_add_str(r, uri);
+	pp_req_add_str(r, instance);
+	if(ringing)
+		r->h.ringing |= 1u << n;
+	return 0;
+}

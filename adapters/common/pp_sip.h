@@ -30,4 +30,8 @@ void pp_instance_norm(str *in, char *out);
  * caller's URI and display name. 0, or -1 logged. */
 int pp_req_add_call(pp_req_t *r, struct sip_msg *msg, str *uri);
 
+/* Adds a push-capable contact (its URI and raw +sip.instance) to a FORK request, with
+ * whether it rings now (not pushed). -1 when it does not fit. */
+int pp_req_add_fork_contact(pp_req_t *r, str *uri, str *instance, int ringing);
+
 #endif

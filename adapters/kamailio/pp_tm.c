@@ -276,20 +276,6 @@ static int pp_hold_back(str *uri, str *dst_uri, int otcpid)
 	return !pp_live_connection(uri, dst_uri, otcpid);
 }
 
-/* Adds a push-capable contact to the FORK request; -1 when it does not fit. */
-static int pp_fork_contact(pp_req_t *r, str *uri, str *instance, int ringing)
-{
-	int n = (r->h.nstrs - 4) / 2;
-
-	if(n >= PP_FORK_MAX_CONTACTS || r->h.size + uri->len + instance->len + 2 > PP_REQ_MAX)
-		return -1;
-	pp_req_add_str(r, uri);
-	pp_req_add_str(r, instance);
-	if(ringing)
-		r->h.ringing |= 1u << n;
-	return 0;
-}
-
 /* Sorts the destination set: push-capable contacts go to the request (held-back ones
  * first, so they fit), held-back ones leave the set (kept in held). One that does not
  * fit in the request rings. Returns how many were held back. */
@@ -305,7 +291,7 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 			hold = pp_hold_back(GET_RURI(msg), &msg->dst_uri, msg->otcpid);
 			if(hold == pass) {
 				inst = msg->instance; /* raw: the engine takes quotes and <> */
-				if(pp_fork_contact(r, GET_RURI(msg), &inst, !hold) < 0) {
+				if(pp_req_add_fork_contact(r, GET_RURI(msg), &inst, !hold) < 0) {
 					LM_WARN("too many push contacts: one (instance \"%.*s\") rings,"
 							" unknown to the engine\n",
 							inst.len, inst.s);
@@ -328,7 +314,7 @@ static int pp_fork_plan(sip_msg_t *msg, int ruri_dest, pp_req_t *r, pp_held_t *h
 				continue;
 			inst.s = b->instance;
 			inst.len = b->instance_len;
-			if(pp_fork_contact(r, &uri, &inst, !hold) < 0) {
+			if(pp_req_add_fork_contact(r, &uri, &inst, !hold) < 0) {
 				LM_WARN("too many push contacts: one (instance \"%.*s\") rings,"
 						" unknown to the engine\n",
 						inst.len, inst.s);

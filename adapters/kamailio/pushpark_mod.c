@@ -36,8 +36,6 @@ str pp_resume_route = str_init("PUSHPARK_RESUME");
 str pp_reply_reason = STR_NULL;
 str pp_provisional_reason = STR_NULL;
 str pp_location_table = str_init("location");
-static char *pp_push_registered_s = "no_live_connection";
-int pp_push_registered = PP_PUSH_REG_NO_LIVE;
 
 static int mod_init(void);
 static int child_init(int rank);
@@ -119,16 +117,6 @@ struct module_exports exports = {
 
 static int mod_init(void)
 {
-	if(strcmp(pp_push_registered_s, "always") == 0)
-		pp_push_registered = PP_PUSH_REG_ALWAYS;
-	else if(strcmp(pp_push_registered_s, "no_live_connection") == 0)
-		pp_push_registered = PP_PUSH_REG_NO_LIVE;
-	else if(strcmp(pp_push_registered_s, "never") == 0)
-		pp_push_registered = PP_PUSH_REG_NEVER;
-	else {
-		LM_ERR("push_registered: always, no_live_connection or never\n");
-		return -1;
-	}
 	if(pp_modparams_check() < 0 || pp_register_init() < 0)
 		return -1;
 	if(pp_provisional_reason.len == 0) {

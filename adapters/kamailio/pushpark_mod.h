@@ -20,11 +20,4 @@ extern str pp_reply_reason;        /* "reply_reason" */
 extern str pp_provisional_reason;  /* "provisional_reason" */
 extern str pp_location_table;      /* "location_table": for second-device branches */
 
-/* "push_registered": which push-capable contacts lookup() found pushpark_fork() pushes
- * instead of ringing them directly. */
-#define PP_PUSH_REG_ALWAYS 0
-#define PP_PUSH_REG_NO_LIVE 1 /* "no_live_connection": all but those on a live TCP/TLS */
-#define PP_PUSH_REG_NEVER 2   /* none: push only when lookup() found nobody */
-extern int pp_push_registered;
-
 #endif

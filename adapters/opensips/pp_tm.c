@@ -19,10 +19,10 @@
 #include "action.h"
 #include "cmds.h"
 #include "mem/mem.h"
-#include "parser/parse_rr.h"
 #include "modules/tm/tm_load.h"
-#include "modules/usrloc/usrloc.h"
 #include "pushpark.h"
+#include "pp_config.h"
+#include "pp_dset.h"
 #include "pp_ipc.h"
 #include "pp_sip.h"
 #include "pp_tm.h"
@@ -33,8 +33,6 @@
 #define PP_FR_GUARD_S 5
 
 static struct tm_binds tmb;
-static usrloc_api_t ul;
-static udomain_t *location;
 static cmd_function inject_fn;
 
 #define REF_HASH(r) ((unsigned int)((r) >> 32))
@@ -55,11 +53,7 @@ int pp_tm_init(void)
 		return -1;
 	}
 	inject_fn = inject->function;
-	if(load_ul_api(&ul) < 0 || ul.register_udomain(pp_location_table, &location) < 0) {
-		LM_ERR("the usrloc module and its table \"%s\" are required\n", pp_location_table);
-		return -1;
-	}
-	return 0;
+	return pp_dset_init();
 }
 
 /* Tells the engine what became of a call: PP_OP_CANCEL, PP_OP_COMPLETED (with its final
@@ -98,8 +92,9 @@ static void pp_tm_cb(struct cell *t, int type, struct tmcb_params *ps)
 	uint64_t ref = (uint64_t)(uintptr_t)*ps->param;
 
 	if(type == TMCB_TRANS_CANCELLED) {
-		pp_cancelled(t);
+		/* The engine hears of the CANCEL before the 487 (TMCB_RESPONSE_OUT). */
 		pp_tell(PP_OP_CANCEL, ref, 0);
+		pp_cancelled(t);
 	} else if(type == TMCB_TRANS_DELETED)
 		pp_tell(PP_OP_ENDED, ref, t->uas.status);
 	else if(ps->code >= 200)
@@ -141,13 +136,58 @@ static void pp_stop_waiting(struct cell *t)
 		t->uac[b].br_flags = t->nr_of_outgoings;
 }
 
+/* The INVITE's transaction, created if the script did not: 1 with *t set, 0 for a
+ * retransmission tm absorbed, -1 on error. */
+static int pp_transaction(struct sip_msg *msg, struct cell **t)
+{
+	int ret;
+
+	*t = tmb.t_gett();
+	if(*t != T_NULL_CELL && *t != T_UNDEFINED)
+		return 1;
+	ret = tmb.t_newtran(msg);
+	if(ret <= 0) {
+		if(ret < 0)
+			LM_ERR("cannot create the transaction (%d)\n", ret);
+		return ret;
+	}
+	*t = tmb.t_gett();
+	return 1;
+}
+
+/* Adds the phony branch that keeps the call open while devices wake, even without (or
+ * after) any other branch. Its fr timer is the transaction's fr_inv timeout at the time
+ * it is added: the park timeout and a guard. 0, or -1 logged. */
+static int pp_wait(struct sip_msg *msg, struct cell *t)
+{
+	int fr_inv = t->fr_inv_timeout, ret;
+
+	if(pp_phony(t) >= 0) {
+		LM_ERR("the call already waits for new branches\n");
+		return -1;
+	}
+	t->fr_inv_timeout = (pp_effective_park_timeout + 999) / 1000 + PP_FR_GUARD_S;
+	ret = tmb.t_wait_for_new_branches(msg, 0);
+	t->fr_inv_timeout = fr_inv;
+	if(ret < 0) {
+		LM_ERR("cannot keep the transaction open\n");
+		return -1;
+	}
+	return 0;
+}
+
+static uint64_t pp_ref(struct cell *t)
+{
+	return ((uint64_t)t->hash_index << 32) | t->label;
+}
+
 int pp_tm_park(struct sip_msg *msg)
 {
 	struct cell *t;
-	int fr_inv, ret;
 	uint64_t ref;
 	pp_req_t r;
 	pp_rpl_t rpl;
+	int ret;
 
 	if(msg->first_line.type != SIP_REQUEST || msg->REQ_METHOD != METHOD_INVITE) {
 		LM_ERR("pushpark_park() parks INVITEs only\n");
@@ -156,34 +196,17 @@ int pp_tm_park(struct sip_msg *msg)
 	pp_req_init(&r, PP_OP_PARK);
 	if(pp_req_add_call(&r, msg, GET_RURI(msg)) < 0)
 		goto error;
-
-	t = tmb.t_gett();
-	if(t == T_NULL_CELL || t == T_UNDEFINED) {
-		ret = tmb.t_newtran(msg);
+	ret = pp_transaction(msg, &t);
+	if(ret <= 0) {
 		if(ret == 0)
 			return 0; /* retransmission, absorbed by tm */
-		if(ret < 0) {
-			LM_ERR("cannot create the transaction (%d)\n", ret);
-			goto error;
-		}
-		t = tmb.t_gett();
-	}
-	if(pp_phony(t) >= 0) {
-		LM_ERR("call already waits for new branches\n");
 		goto error;
 	}
-	/* The phony branch keeps the call open without any other branch; its fr timer is
-	 * the transaction's fr_inv timeout at the time it is added. Added before the engine
-	 * hears of the call: the engine process may inject a branch at once. */
-	fr_inv = t->fr_inv_timeout;
-	t->fr_inv_timeout = (pp_effective_park_timeout + 999) / 1000 + PP_FR_GUARD_S;
-	ret = tmb.t_wait_for_new_branches(msg, 0);
-	t->fr_inv_timeout = fr_inv;
-	if(ret < 0) {
-		LM_ERR("cannot keep the transaction open\n");
+	/* Before the engine hears of the call: the engine process may inject a branch at
+	 * once. */
+	if(pp_wait(msg, t) < 0)
 		goto error;
-	}
-	ref = ((uint64_t)t->hash_index << 32) | t->label;
+	ref = pp_ref(t);
 	r.h.host_ref = ref;
 	r.h.timeout_ms = (uint32_t)pp_park_timeout;
 
@@ -208,6 +231,224 @@ int pp_tm_park(struct sip_msg *msg)
 
 not_parked:
 	pp_stop_waiting(t);
+error:
+	update_stat(pp_st_park_errors, 1);
+	return PP_RET_ERROR;
+}
+
+/* ---- pushpark_fork(): ring what can ring, push what sleeps ------------------------ */
+
+/* A destination held back from the destination set (pushed, not rung), copied: the set
+ * reuses its storage. */
+typedef struct pp_held {
+	struct msg_branch b;
+	char *buf;
+} pp_held_t;
+
+static int pp_hold(pp_held_t *h, struct msg_branch *b)
+{
+	char *p;
+
+	h->b = *b;
+	h->b.attrs = NULL;
+	h->buf = p = pkg_malloc(b->uri.len + b->dst_uri.len + b->path.len + 1);
+	if(p == NULL) {
+		LM_ERR("out of pkg memory\n");
+		return -1;
+	}
+	memcpy(p, b->uri.s, b->uri.len);
+	h->b.uri.s = p;
+	p += b->uri.len;
+	if(b->dst_uri.len)
+		memcpy(p, b->dst_uri.s, b->dst_uri.len);
+	h->b.dst_uri.s = p;
+	p += b->dst_uri.len;
+	if(b->path.len)
+		memcpy(p, b->path.s, b->path.len);
+	h->b.path.s = p;
+	return 0;
+}
+
+static void pp_held_free(pp_held_t *held, int n)
+{
+	while(n-- > 0)
+		pkg_free(held[n].buf);
+	pkg_free(held);
+}
+
+/* The destination set's i-th destination: -1 the Request-URI, else branch i. */
+static void pp_dest(struct sip_msg *msg, int i, struct msg_branch *b)
+{
+	if(i >= 0) {
+		*b = *get_msg_branch(i);
+		return;
+	}
+	memset(b, 0, sizeof(*b));
+	b->uri = *GET_RURI(msg);
+	b->dst_uri = msg->dst_uri;
+	b->path = msg->path_vec;
+	b->q = get_ruri_q(msg);
+	b->bflags = getb0flags(msg);
+	b->force_send_socket = msg->force_send_socket;
+}
+
+/* Sorts the destination set lookup() made (*ruri_dest: the Request-URI is one of them;
+ * cleared when it is held back): push-capable contacts go to the FORK request (held-back
+ * ones first, so they fit), held-back ones leave the set (copied to held). A contact that
+ * does not fit in the request rings. Returns how many were held back, -1 on error. */
+static int pp_fork_plan(struct sip_msg *msg, struct urecord *rec, int *ruri_dest,
+		pp_req_t *r, pp_held_t *held)
+{
+	struct msg_branch b;
+	unsigned char drop[MAX_BRANCHES] = {0};
+	int i, n, pass, hold, nheld = 0, ruri_held = 0;
+	str inst;
+
+	for(n = 0; get_msg_branch(n) != NULL && n < MAX_BRANCHES; n++)
+		;
+	for(pass = 1; pass >= 0; pass--) { /* 1: held back, 0: ringing */
+		for(i = *ruri_dest ? -1 : 0; i < n; i++) {
+			pp_dest(msg, i, &b);
+			if(!pp_contact_pushable(b.uri.s, b.uri.len))
+				continue;
+			hold = pp_push_registered == PP_PUSH_REG_ALWAYS || !pp_live_connection(&b);
+			if(hold != pass)
+				continue;
+			pp_contact_instance(rec, &b.uri, &inst);
+			if(pp_req_add_fork_contact(r, &b.uri, &inst, !hold) < 0) {
+				LM_WARN("too many push contacts: %.*s rings, unknown to the engine\n",
+						b.uri.len, b.uri.s);
+				continue;
+			}
+			if(!hold)
+				continue;
+			if(pp_hold(&held[nheld], &b) < 0)
+				return -1;
+			nheld++;
+			if(i < 0)
+				ruri_held = 1;
+			else
+				drop[i] = 1;
+		}
+	}
+	for(i = n - 1; i >= 0; i--)
+		if(drop[i])
+			remove_msg_branch(i);
+	/* A held-back Request-URI gives way to the first branch left, if any. */
+	if(ruri_held) {
+		*ruri_dest = get_msg_branch(0) != NULL;
+		if(*ruri_dest && move_msg_branch_to_ruri(0, msg) == 0)
+			remove_msg_branch(0);
+	}
+	return nheld;
+}
+
+/* Puts the held-back destinations back into the destination set and rings them: relayed
+ * if nothing was yet, else injected into the call. 1 when something rings. */
+static int pp_fork_unhold(struct sip_msg *msg, pp_held_t *held, int nheld, int relayed)
+{
+	int i;
+
+	for(i = 0; i < nheld; i++)
+		if(pp_dset_put(msg, &held[i].b, i == 0) < 0)
+			LM_ERR("cannot ring %.*s\n", held[i].b.uri.len, held[i].b.uri.s);
+	if(!relayed)
+		return tmb.t_relay(msg, (void *)TM_T_RELAY_noerr_FLAG, NULL) > 0;
+	return inject_fn(msg, (void *)(long)TM_INJECT_SRC_MSG, (void *)0, 0, 0, 0, 0, 0, 0) > 0;
+}
+
+int pp_tm_fork(struct sip_msg *msg, str *aor)
+{
+	char aor_buf[PP_AOR_MAX];
+	struct urecord *rec;
+	struct cell *t;
+	pp_held_t *held;
+	pp_req_t r;
+	pp_rpl_t rpl;
+	str key, a, inst;
+	int ret, ruri_dest, nheld, answered, relayed = 0, result = PP_RET_ERROR;
+	uint64_t ref;
+
+	if(msg->first_line.type != SIP_REQUEST || msg->REQ_METHOD != METHOD_INVITE) {
+		LM_ERR("pushpark_fork() forks INVITEs only\n");
+		goto error;
+	}
+	/* lookup() rewrote the Request-URI: the AOR is the one received. */
+	if(aor == NULL)
+		aor = &msg->first_line.u.request.uri;
+	pp_req_init(&r, PP_OP_FORK);
+	if(pp_req_add_call(&r, msg, aor) < 0 || pp_aor(aor, aor_buf, &a) < 0
+			|| pp_ul_aor(aor_buf, &key) < 0)
+		goto error;
+	ret = pp_transaction(msg, &t);
+	if(ret <= 0) {
+		if(ret == 0)
+			return 0; /* retransmission, absorbed by tm */
+		goto error;
+	}
+	held = pkg_malloc(sizeof(*held) * (MAX_BRANCHES + 1));
+	if(held == NULL) {
+		LM_ERR("out of pkg memory\n");
+		goto error;
+	}
+	rec = pp_ul_get(&key);
+	/* The Request-URI is a destination when lookup() put a contact there. */
+	ruri_dest = pp_contact_instance(rec, GET_RURI(msg), &inst);
+	if(pp_push_registered == PP_PUSH_REG_NEVER && (ruri_dest || get_msg_branch(0))) {
+		/* Someone is registered: no push, as before pushpark_fork(). */
+		if(rec)
+			pp_ul_release(rec, &key);
+		pkg_free(held);
+		return tmb.t_relay(msg, NULL, NULL) > 0 ? PP_RET_PARKED : PP_RET_ERROR;
+	}
+	nheld = pp_fork_plan(msg, rec, &ruri_dest, &r, held);
+	if(rec)
+		pp_ul_release(rec, &key);
+	if(nheld < 0 || pp_wait(msg, t) < 0) {
+		pp_held_free(held, nheld < 0 ? 0 : nheld);
+		goto error;
+	}
+	/* Relayed before the engine hears of the call: the engine process must not inject
+	 * branches while this worker still adds them. A failed send must not end the call
+	 * while pushed devices may still come (noerr). */
+	if(ruri_dest)
+		relayed = tmb.t_relay(msg, (void *)TM_T_RELAY_noerr_FLAG, NULL) > 0;
+	ref = pp_ref(t);
+	r.h.host_ref = ref;
+	r.h.timeout_ms = (uint32_t)pp_park_timeout;
+	/* No answer in time (logged): the engine does not keep the call either (pp_ipc.h). */
+	answered = pp_call(&r, pp_ipc_timeout, &rpl) == 0;
+	if(answered && rpl.result == PUSHPARK_OK) {
+		pp_held_free(held, nheld);
+		pp_tm_watch(msg, t, ref);
+		update_stat(pp_st_forked, 1);
+		LM_DBG("call %.*s forked (%llx, park id %llu, %d pushed contact(s), %s)\n",
+				msg->callid->body.len, msg->callid->body.s, (unsigned long long)ref,
+				(unsigned long long)rpl.park_id, nheld, relayed ? "ringing" : "parked");
+		return PP_RET_PARKED;
+	}
+	/* Nothing pushed: ring the held-back contacts too, as without pushpark. */
+	if(answered && rpl.result == PUSHPARK_ERR_NO_DEVICE) {
+		update_stat(pp_st_no_device, 1);
+		result = PP_RET_NO_DEVICE;
+	} else {
+		if(answered)
+			LM_WARN("call %.*s not forked: %s\n", msg->callid->body.len,
+					msg->callid->body.s, pushpark_result_name(rpl.result));
+		update_stat(pp_st_park_errors, 1);
+	}
+	if(nheld > 0)
+		relayed |= pp_fork_unhold(msg, held, nheld, relayed);
+	pp_held_free(held, nheld);
+	if(relayed) {
+		/* tm ends the phony branch (a faked 408) and the call with the branches'
+		 * answers. */
+		tmb.t_wait_no_more_branches();
+		return PP_RET_PARKED;
+	}
+	pp_stop_waiting(t);
+	return result;
+
 error:
 	update_stat(pp_st_park_errors, 1);
 	return PP_RET_ERROR;
@@ -252,67 +493,20 @@ static int pp_has_branch(struct cell *t, str *uri)
 	return 0;
 }
 
-/* The usrloc key of an engine AOR ("sip:user@host"): user, or user@host with the
- * usrloc use_domain parameter. */
-static int pp_ul_aor(const char *aor, str *key)
-{
-	struct sip_uri u;
-	str s = {(char *)aor, strlen(aor)};
-
-	if(parse_uri(s.s, s.len, &u) < 0 || u.user.len == 0)
-		return -1;
-	key->s = u.user.s;
-	key->len = ul.use_domain ? (int)(u.host.s + u.host.len - u.user.s) : u.user.len;
-	return 0;
-}
-
-/* Puts a contact in the destination set as lookup() does (Path first, else the source
- * address it registered from, its socket, q and branch flags): the Request-URI for the
- * first, a branch for the others. */
-static int pp_dset_add(struct sip_msg *msg, ucontact_t *c, int first)
-{
-	struct msg_branch b;
-	str dst = c->received;
-
-	if(c->path.len > 0 && get_path_dst_uri(&c->path, &dst) < 0) {
-		LM_ERR("bad Path of %.*s\n", c->c.len, c->c.s);
-		return -1;
-	}
-	if(!first) {
-		memset(&b, 0, sizeof(b));
-		b.uri = c->c;
-		b.dst_uri = dst;
-		b.path = c->path;
-		b.q = c->q;
-		b.force_send_socket = c->sock;
-		b.bflags = c->cflags;
-		return append_msg_branch(&b);
-	}
-	if(set_ruri(msg, &c->c) < 0 || set_dst_uri(msg, &dst) < 0
-			|| set_path_vector(msg, &c->path) < 0)
-		return -1;
-	set_ruri_q(msg, c->q);
-	setb0flags(msg, c->cflags);
-	msg->force_send_socket = c->sock;
-	return 0;
-}
-
 /* Fills msg's destination set with the AOR's live contacts that the call does not ring
  * yet, only the device's (its +sip.instance as the engine keys it) when device is set
  * and one of them is that device. Returns how many. */
 static int pp_woken_contacts(struct cell *t, struct sip_msg *msg, str *key, const char *device)
 {
 	char norm[PP_INSTANCE_MAX];
-	struct urecord *rec;
+	struct urecord *rec = pp_ul_get(key);
+	struct msg_branch b;
 	ucontact_t *c;
 	time_t now = time(NULL);
 	int n = 0, only_device = 0;
 
-	ul.lock_udomain(location, key);
-	if(ul.get_urecord(location, key, &rec) != 0) {
-		ul.unlock_udomain(location, key);
+	if(rec == NULL)
 		return 0;
-	}
 	for(c = device ? rec->contacts : NULL; c; c = c->next) {
 		pp_instance_norm(&c->instance, norm);
 		if(VALID_CONTACT(c, now) && strcmp(norm, device) == 0)
@@ -326,11 +520,10 @@ static int pp_woken_contacts(struct cell *t, struct sip_msg *msg, str *key, cons
 			if(strcmp(norm, device) != 0)
 				continue;
 		}
-		if(pp_dset_add(msg, c, n == 0) == 0)
+		if(pp_contact_branch(c, &b) == 0 && pp_dset_put(msg, &b, n == 0) == 0)
 			n++;
 	}
-	ul.release_urecord(rec, 0);
-	ul.unlock_udomain(location, key);
+	pp_ul_release(rec, key);
 	return n;
 }
 

@@ -13,6 +13,10 @@ int pp_tm_init(void);
 
 /* SIP worker: pushpark_park(). Returns PP_RET_* (0 for a retransmission: stop). */
 int pp_tm_park(struct sip_msg *msg);
+/* SIP worker: pushpark_fork([aor]), after lookup(). aor NULL: the Request-URI as
+ * received. PP_RET_PARKED: relayed and/or waiting for pushed devices; PP_RET_NO_DEVICE:
+ * nothing to ring, nothing pushed; PP_RET_ERROR. */
+int pp_tm_fork(struct sip_msg *msg, str *aor);
 
 /* Engine process. Each returns 0 when the transaction was handled, -1 when it is gone
  * (cancelled, already answered, unknown): the engine then forgets the call.

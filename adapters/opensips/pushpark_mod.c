@@ -2,7 +2,8 @@
  * pushpark: OpenSIPS module glue. Parameters, script functions, statistics, module and
  * child initialisation. The work is in:
  *   pp_engine_proc.c  the engine process as an OpenSIPS process (proc_export_t)
- *   pp_tm.c       parking in tm, and the woken devices' branches (usrloc)
+ *   pp_tm.c       parking and forking in tm, and the woken devices' branches
+ *   pp_dset.c     destination sets from usrloc
  *   pp_register.c the registrar side's OpenSIPS glue (signaling, Contact parsing)
  *   pp_mi.c       MI commands
  * and, shared with other hosts' modules, in ../common (see pp_host.h there): the worker
@@ -36,6 +37,11 @@ static int w_pushpark_park(struct sip_msg *msg)
 	return pp_tm_park(msg);
 }
 
+static int w_pushpark_fork(struct sip_msg *msg, str *aor)
+{
+	return pp_tm_fork(msg, aor);
+}
+
 static int w_pushpark_register(struct sip_msg *msg)
 {
 	return pp_register(msg);
@@ -48,6 +54,8 @@ static int w_pushpark_check_provider(struct sip_msg *msg)
 
 static const cmd_export_t cmds[] = {
 		{"pushpark_park", (cmd_function)w_pushpark_park, {{0, 0, 0}}, REQUEST_ROUTE},
+		{"pushpark_fork", (cmd_function)w_pushpark_fork,
+				{{CMD_PARAM_STR | CMD_PARAM_OPT, 0, 0}, {0, 0, 0}}, REQUEST_ROUTE},
 		{"pushpark_register", (cmd_function)w_pushpark_register, {{0, 0, 0}}, REQUEST_ROUTE},
 		{"pushpark_check_provider", (cmd_function)w_pushpark_check_provider, {{0, 0, 0}},
 				REQUEST_ROUTE},
@@ -74,6 +82,7 @@ static const param_export_t params[] = {
 		{"provisional_reason", STR_PARAM, &pp_provisional_reason},
 		{"ipc_timeout", INT_PARAM, &pp_ipc_timeout},
 		{"location_table", STR_PARAM, &pp_location_table},
+		{"push_registered", STR_PARAM, &pp_push_registered_s},
 		{0, 0, 0}};
 
 /* The engine process: forked before the SIP workers, initialised like them, and with

@@ -76,14 +76,29 @@ pub struct OpenSips {
 
 impl OpenSips {
     /// OpenSIPS with the module, the mock as APNs (rig.rs's engine config) and the engine's
-    /// store in `dir`; returns once the engine process answers MI pushpark_stats.
-    pub fn start_pushpark(dir: &Path, mock: &Mock, park_timeout_ms: u64) -> OpenSips {
+    /// store in `dir`; returns once the engine process answers MI pushpark_stats. `defines`
+    /// set the config's placeholders PARK_FORM (default "fork") and PUSH_REGISTERED
+    /// (default "no_live_connection").
+    pub fn start_pushpark(
+        dir: &Path,
+        mock: &Mock,
+        park_timeout_ms: u64,
+        defines: &[(&str, &str)],
+    ) -> OpenSips {
         let engine = Kamailio::engine_config(dir, mock, park_timeout_ms);
         let config = dir.join("pushpark.json");
         fs::write(&config, engine.to_string()).expect("write engine config");
         let port = free_port();
         let mpath = opensips_tree().join("modules");
-        let cfg_text = PUSHPARK_CFG
+        let mut cfg_text = PUSHPARK_CFG.to_string();
+        let defaults = [
+            ("PARK_FORM", "fork"),
+            ("PUSH_REGISTERED", "no_live_connection"),
+        ];
+        for (name, value) in defines.iter().chain(defaults.iter()) {
+            cfg_text = cfg_text.replace(&format!("@{name}@"), value);
+        }
+        let cfg_text = cfg_text
             .replace("@PORT@", &port.to_string())
             .replace("@MPATH@", &format!("{}/", mpath.display()))
             .replace("@DIR@", &dir.display().to_string())

@@ -236,14 +236,17 @@ fn nobody_wakes_caller_gets_480_at_timeout() {
 }
 
 /// The caller CANCELs once the module's 110 says the push went out: 487 at once, the engine
-/// forgets the call, and the app that registers afterwards is not rung.
+/// forgets the call, and the app that wakes after that (it has to show the call it was
+/// pushed for) gets the call's INVITE and at once a CANCEL saying the caller gave up, so it
+/// can end what it shows: no ghost call.
 #[test]
-fn cancel_while_parked_gets_487() {
+fn cancel_while_parked_gets_487_and_the_late_device_gets_invite_and_cancel() {
     let _serial = serial();
     let w = World::new("os-cancel");
     let phone = w.sleeping_phone("oscarol");
+    let mut ua = device_ua(w.path(), "device_ring.xml", phone.ua_port, 1, "carol-ua");
 
-    w.call("caller_cancel.xml", &phone.user);
+    let run = w.call("caller_cancel.xml", &phone.user);
     w.watch.expect_push(&phone.token, SOON);
     wait_for("the engine to forget the cancelled call", SOON, || {
         let parked = w
@@ -252,14 +255,42 @@ fn cancel_while_parked_gets_487() {
             .ok()?;
         (parked["total"] == 0).then_some(())
     });
-    phone.register(w.path(), &w.server(), 3600);
-    assert_eq!(w.statistic("resumed"), 0, "a cancelled call was resumed");
     let stats = w
         .opensips
         .mi("pushpark_stats", serde_json::json!({}))
         .unwrap();
     assert_eq!(stats["cancelled"], 1, "{stats}");
     assert_eq!(w.statistic("cancelled"), 1);
+
+    // The app wakes late and registers after the caller gave up.
+    phone.register(w.path(), &w.server(), 3600);
+    assert!(
+        ua.wait(SOON).success(),
+        "the late device did not get the INVITE and its CANCEL"
+    );
+    let device = sipp_messages(w.path(), "device_ring.xml", &ua);
+    let call_id = header(&run.messages, "Call-ID").expect("the caller's Call-ID");
+    assert_eq!(
+        header(&device, "Call-ID"),
+        Some(call_id.clone()),
+        "the late INVITE is not the call's"
+    );
+    let cancel = &device[device.find("CANCEL sip:").expect("no CANCEL")..];
+    let reason = header(cancel, "Reason").unwrap_or_default();
+    assert!(
+        reason == "SIP;cause=487" || reason.starts_with("SIP;cause=487;"),
+        "CANCEL without the caller's cause:\n{cancel}"
+    );
+    let answered = format!("late wake: call {call_id}: INVITE to the woken device answered 487");
+    wait_for("the late INVITE's 487 logged", SOON, || {
+        w.log().contains(&answered).then_some(())
+    });
+    assert_eq!(w.statistic("late_wakes"), 1);
+    assert_eq!(
+        count(&w.log(), "E2E-BRANCH"),
+        0,
+        "a cancelled call was rung"
+    );
     assert!(
         !w.log().contains(&phone.token),
         "a whole push token in OpenSIPS's log"
@@ -449,6 +480,50 @@ fn desktop_rings_at_once_and_the_woken_iphone_joins_and_answers() {
     assert_eq!(count(&log, "E2E-BRANCH"), 2, "branches");
     assert_eq!(w.statistic("forked"), 1);
     assert_eq!(w.statistic("branches_added"), 1);
+}
+
+/// The desk phone answers while the pushed iPhone is still waking: when its app registers,
+/// it gets the call's INVITE and at once a CANCEL saying the call was completed elsewhere.
+#[test]
+fn desktop_answers_first_and_the_late_iphone_gets_cancel_completed_elsewhere() {
+    let _serial = serial();
+    let w = World::new("os-forkdesk");
+    let phone = w.sleeping_phone("oslena");
+    let desktop_port = free_port();
+    register_desktop(w.path(), &w.server(), &phone.user, desktop_port);
+    let mut desktop = device_ua(
+        w.path(),
+        "device_answer.xml",
+        desktop_port,
+        1,
+        "lena-desktop",
+    );
+    let mut iphone = device_ua(w.path(), "device_ring.xml", phone.ua_port, 1, "lena-iphone");
+
+    let run = w.call("caller_fork.xml", &phone.user);
+    assert!(
+        desktop.wait(SOON).success(),
+        "the desk phone did not take the call"
+    );
+    w.watch.expect_push(&phone.token, SOON);
+    // The app wakes after the call was answered.
+    phone.register(w.path(), &w.server(), 3600);
+    assert!(
+        iphone.wait(SOON).success(),
+        "the late iPhone did not get the INVITE and its CANCEL"
+    );
+    let late = sipp_messages(w.path(), "device_ring.xml", &iphone);
+    assert_eq!(
+        header(&late, "Call-ID"),
+        header(&run.messages, "Call-ID"),
+        "the late INVITE is not the call's"
+    );
+    let cancel = &late[late.find("CANCEL sip:").expect("no CANCEL")..];
+    assert_eq!(
+        header(cancel, "Reason").as_deref(),
+        Some("SIP;cause=200;text=\"Call completed elsewhere\""),
+        "CANCEL without Call completed elsewhere:\n{cancel}"
+    );
 }
 
 /// The park timeout passes while a desk phone still rings and the pushed iPhone never woke:

@@ -139,6 +139,19 @@ int pp_send(pp_req_t *r)
 	return pp_write(r);
 }
 
+void pp_tell(int op, uint64_t host_ref, unsigned int status)
+{
+	pp_req_t r;
+
+	pp_req_init(&r, op);
+	r.h.host_ref = host_ref;
+	r.h.status = (uint16_t)status;
+	/* A full queue is logged by pp_send(); at shutdown the engine is gone already. */
+	if(pp_send(&r) < 0)
+		LM_DBG("engine not told that call %llx %s\n", (unsigned long long)host_ref,
+				op == PP_OP_CANCEL ? "was cancelled" : "ended");
+}
+
 static int pp_reply_socket(void)
 {
 	struct sockaddr_un a;

@@ -87,6 +87,9 @@ const char *pp_req_str(const pp_req_t *r, int i);
 
 /* Fire and forget. 0 queued; -1 the engine is not running or the queue is full. */
 int pp_send(pp_req_t *r);
+/* Tells the engine what became of a call: PP_OP_CANCEL, PP_OP_COMPLETED (with its final
+ * status) or PP_OP_ENDED. Fire and forget. */
+void pp_tell(int op, uint64_t host_ref, unsigned int status);
 /* Milliseconds on the monotonic clock. */
 long pp_now_ms(void);
 /* Request/response, waiting at most timeout_ms. 0 with *rpl filled; -1 engine not

@@ -23,12 +23,33 @@ int pp_aor(str *uri, char *buf, str *aor);
  * "urn:uuid:" URNs lower-cased. out holds PP_INSTANCE_MAX bytes; "" when too long. */
 void pp_instance_norm(str *in, char *out);
 
+/* The CANCEL header line "Reason: SIP;cause=<code>[;text="<text>"]\r\n" (RFC 3326; quotes,
+ * backslashes and control characters left out of text) in buf, which holds
+ * PP_CANCEL_REASON_MAX bytes. Returns its length. */
+#define PP_CANCEL_REASON_MAX 320
+int pp_reason_header(char *buf, int code, const char *text);
+
 /* pp_req_add (pp_ipc.h) of a host str. */
 #define pp_req_add_str(r, sp) pp_req_add((r), (sp)->s, (sp)->len)
 
-/* Adds an INVITE's strings to a PARK or FORK request: its Call-ID, the AOR of uri, the
- * caller's URI and display name. 0, or -1 logged. */
-int pp_req_add_call(pp_req_t *r, struct sip_msg *msg, str *uri);
+/* Starts a PARK or FORK request (op) for an INVITE: its Call-ID, the AOR of uri, the
+ * caller's URI and display name. fn names the script function for the log. 0, or -1
+ * logged (not an INVITE, headers missing, too large). */
+int pp_req_invite(pp_req_t *r, int op, struct sip_msg *msg, str *uri, const char *fn);
+
+/* Script return values of pushpark_park() and pushpark_fork(). */
+#define PP_RET_PARKED 1
+#define PP_RET_ERROR (-1)
+#define PP_RET_NO_DEVICE (-2)
+
+/* Sends the PARK or FORK request r for msg's call host_ref (with the park_timeout
+ * modparam) and waits for the engine's answer, at most ipc_timeout: counted in the
+ * statistics and logged, PP_RET_PARKED when the engine took the call, PP_RET_NO_DEVICE,
+ * else PP_RET_ERROR (no answer in time included: the engine keeps nothing then, see
+ * pp_call). */
+int pp_req_send(struct sip_msg *msg, pp_req_t *r, uint64_t host_ref);
+/* A PARK or FORK that failed before it was sent: counted; PP_RET_ERROR. */
+int pp_req_failed(void);
 
 /* Adds a push-capable contact (its URI and raw +sip.instance) to a FORK request, with
  * whether it rings now (not pushed). -1 when it does not fit. */

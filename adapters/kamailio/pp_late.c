@@ -125,19 +125,9 @@ static void pp_late_cb(struct cell *t, int type, struct tmcb_params *ps)
 static struct cancel_reason *pp_reason(int code, const char *text)
 {
 	struct cancel_reason *cr;
-	char hdr[320];
-	int n, i;
+	char hdr[PP_CANCEL_REASON_MAX];
+	int n = pp_reason_header(hdr, code, text);
 
-	n = snprintf(hdr, sizeof(hdr), "Reason: SIP;cause=%d", code);
-	if(*text) {
-		n += snprintf(hdr + n, sizeof(hdr) - n, ";text=\"");
-		for(i = 0; text[i] && n < (int)sizeof(hdr) - 4; i++)
-			if(text[i] != '"' && text[i] != '\\' && (unsigned char)text[i] >= 0x20)
-				hdr[n++] = text[i];
-		hdr[n++] = '"';
-	}
-	hdr[n++] = '\r';
-	hdr[n++] = '\n';
 	cr = shm_malloc(sizeof(*cr) + n);
 	if(cr == NULL) {
 		SHM_MEM_ERROR;

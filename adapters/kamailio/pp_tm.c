@@ -99,21 +99,6 @@ int pp_tm_init(void)
 	return 0;
 }
 
-/* Tells the engine what became of a call: PP_OP_CANCEL, PP_OP_COMPLETED (with its final
- * status) or PP_OP_ENDED. */
-static void pp_tell(int op, uint64_t ref, unsigned int status)
-{
-	pp_req_t r;
-
-	pp_req_init(&r, op);
-	r.h.host_ref = ref;
-	r.h.status = (uint16_t)status;
-	/* A full queue is logged by pp_send(); at shutdown the engine is gone already. */
-	if(pp_send(&r) < 0)
-		LM_DBG("engine not told that call %llx %s\n", (unsigned long long)ref,
-				op == PP_OP_CANCEL ? "was cancelled" : "ended");
-}
-
 /* How a parked or forked call ended, for the engine: a CANCEL, its final reply (so a
  * device woken later gets the right CANCEL Reason), tm destroying it. */
 static void pp_tm_cb(struct cell *t, int type, struct tmcb_params *ps)
@@ -167,25 +152,15 @@ int pp_tm_park(sip_msg_t *msg)
 	struct cell *t;
 	unsigned int h, l;
 	ticks_t orig_fr, guard;
-	uint64_t ref;
 	pp_req_t r;
-	pp_rpl_t rpl;
 	int ret;
 
-	if(msg->first_line.type != SIP_REQUEST || msg->REQ_METHOD != METHOD_INVITE) {
-		LM_ERR("pushpark_park() parks INVITEs only\n");
-		goto error;
-	}
-	pp_req_init(&r, PP_OP_PARK);
-	if(pp_req_add_call(&r, msg, GET_RURI(msg)) < 0)
-		goto error;
-
-	ret = pp_transaction(msg, &t);
-	if(ret <= 0) {
-		if(ret == 0)
-			return 0; /* retransmission, absorbed by tm */
-		goto error;
-	}
+	if(pp_req_invite(&r, PP_OP_PARK, msg, GET_RURI(msg), "pushpark_park") < 0
+			|| (ret = pp_transaction(msg, &t)) < 0)
+		return pp_req_failed();
+	if(ret == 0)
+		return 0; /* retransmission, absorbed by tm */
+	/* The blind branch's fr timer gets the park guard; restored on resume. */
 	orig_fr = t->fr_timeout;
 	guard = MS_TO_TICKS(pp_effective_park_timeout + PP_FR_GUARD_MS);
 	if(t->fr_timeout < guard)
@@ -193,39 +168,17 @@ int pp_tm_park(sip_msg_t *msg)
 	if(tmb.t_suspend(msg, &h, &l) != 0) {
 		LM_ERR("cannot suspend the transaction\n");
 		t->fr_timeout = orig_fr;
-		goto error;
+		return pp_req_failed();
 	}
-	ref = ((uint64_t)h << 32) | l;
-	r.h.host_ref = ref;
-	r.h.timeout_ms = (uint32_t)pp_park_timeout;
-	r.h.host_data = orig_fr; /* tm's fr timeout, restored on resume */
-
-	/* No answer in time: the engine does not keep the call either (see pp_ipc.h). */
-	if(pp_call(&r, pp_ipc_timeout, &rpl) < 0)
-		goto unsuspend;
-	if(rpl.result != PUSHPARK_OK) {
-		if(rpl.result == PUSHPARK_ERR_NO_DEVICE) {
-			tmb.t_cancel_suspend(h, l);
-			t->fr_timeout = orig_fr;
-			update_stat(pp_st_no_device, 1);
-			return PP_RET_NO_DEVICE;
-		}
-		LM_WARN("call %.*s not parked: %s\n", msg->callid->body.len, msg->callid->body.s,
-				pushpark_result_name(rpl.result));
-		goto unsuspend;
+	r.h.host_data = orig_fr;
+	ret = pp_req_send(msg, &r, ((uint64_t)h << 32) | l);
+	if(ret == PP_RET_PARKED) {
+		pp_tm_watch(msg, t, r.h.host_ref);
+	} else {
+		tmb.t_cancel_suspend(h, l);
+		t->fr_timeout = orig_fr;
 	}
-	pp_tm_watch(msg, t, ref);
-	update_stat(pp_st_parked, 1);
-	LM_DBG("call %.*s parked (%llx, park id %llu)\n", msg->callid->body.len,
-			msg->callid->body.s, (unsigned long long)ref, (unsigned long long)rpl.park_id);
-	return PP_RET_PARKED;
-
-unsuspend:
-	tmb.t_cancel_suspend(h, l);
-	t->fr_timeout = orig_fr;
-error:
-	update_stat(pp_st_park_errors, 1);
-	return PP_RET_ERROR;
+	return ret;
 }
 
 /* ---- pushpark_fork(): ring what can ring, push what sleeps ------------------------ */
@@ -392,30 +345,20 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	struct cell *t;
 	unsigned int h, l;
 	ticks_t orig_fr;
-	uint64_t ref;
 	pp_held_t *held = NULL;
 	pp_req_t r;
-	pp_rpl_t rpl;
-	int ret, ruri_dest, nheld, answered, relayed = 0, result = PP_RET_ERROR;
+	int ret, ruri_dest, nheld, relayed = 0, result;
 
-	if(msg->first_line.type != SIP_REQUEST || msg->REQ_METHOD != METHOD_INVITE) {
-		LM_ERR("pushpark_fork() forks INVITEs only\n");
-		goto error;
-	}
 	/* lookup() put the first contact it found in the Request-URI (with its ruid); when
 	 * it found nothing, the Request-URI is still the AOR and must not be relayed. */
 	ruri_dest = ruri_get_forking_state() && msg->ruid.len > 0;
 	if(aor == NULL)
 		aor = ruri_dest ? &msg->first_line.u.request.uri : GET_RURI(msg);
-	pp_req_init(&r, PP_OP_FORK);
-	if(pp_req_add_call(&r, msg, aor) < 0)
-		goto error;
-	ret = pp_transaction(msg, &t);
-	if(ret <= 0) {
-		if(ret == 0)
-			return 0; /* retransmission, absorbed by tm */
-		goto error;
-	}
+	if(pp_req_invite(&r, PP_OP_FORK, msg, aor, "pushpark_fork") < 0
+			|| (ret = pp_transaction(msg, &t)) < 0)
+		return pp_req_failed();
+	if(ret == 0)
+		return 0; /* retransmission, absorbed by tm */
 	if(!ruri_dest)
 		ruri_mark_consumed();
 	if(pp_push_registered == PP_PUSH_REG_NEVER && (ruri_dest || nr_branches > 0)) {
@@ -425,7 +368,7 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	held = pkg_malloc(sizeof(*held) * (nr_branches + 1));
 	if(held == NULL) {
 		PKG_MEM_ERROR;
-		goto error;
+		return pp_req_failed();
 	}
 	nheld = pp_fork_plan(msg, ruri_dest, &r, held);
 
@@ -453,30 +396,13 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	 * t_append_branches() only once it relayed something. */
 	if(t->on_branch)
 		t->on_branch_delayed = t->on_branch;
-	ref = ((uint64_t)h << 32) | l;
-	r.h.host_ref = ref;
-	r.h.timeout_ms = (uint32_t)pp_park_timeout;
-	/* No answer in time (logged): the engine does not keep the call either (pp_ipc.h). */
-	answered = pp_call(&r, pp_ipc_timeout, &rpl) == 0;
-	if(answered && rpl.result == PUSHPARK_OK) {
+	result = pp_req_send(msg, &r, ((uint64_t)h << 32) | l);
+	if(result == PP_RET_PARKED) {
 		pkg_free(held);
-		pp_tm_watch(msg, t, ref);
-		update_stat(pp_st_forked, 1);
-		LM_DBG("call %.*s forked (%llx, park id %llu, %d pushed contact(s), %s)\n",
-				msg->callid->body.len, msg->callid->body.s, (unsigned long long)ref,
-				(unsigned long long)rpl.park_id, nheld, relayed ? "ringing" : "parked");
-		return PP_RET_PARKED;
+		pp_tm_watch(msg, t, r.h.host_ref);
+		return result;
 	}
 	/* Nothing pushed: ring the held-back contacts too, as without pushpark. */
-	if(answered && rpl.result == PUSHPARK_ERR_NO_DEVICE) {
-		update_stat(pp_st_no_device, 1);
-		result = PP_RET_NO_DEVICE;
-	} else {
-		if(answered)
-			LM_WARN("call %.*s not forked: %s\n", msg->callid->body.len,
-					msg->callid->body.s, pushpark_result_name(rpl.result));
-		update_stat(pp_st_park_errors, 1);
-	}
 	if(nheld > 0) {
 		pp_fork_unhold(msg, held, nheld);
 		relayed |= pp_fork_relay(msg, t);
@@ -490,10 +416,6 @@ int pp_tm_fork(sip_msg_t *msg, str *aor)
 	}
 	tmb.t_cancel_suspend(h, l);
 	return result;
-
-error:
-	update_stat(pp_st_park_errors, 1);
-	return PP_RET_ERROR;
 }
 
 /* The resumed call's new branches should get tm's usual fr timer, not the park guard. */

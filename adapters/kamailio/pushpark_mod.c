@@ -27,6 +27,7 @@
 #include "pp_late.h"
 #include "pp_register.h"
 #include "pp_rpc.h"
+#include "pp_sip.h"
 #include "pp_tm.h"
 #include "pushpark_mod.h"
 

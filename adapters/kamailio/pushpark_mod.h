@@ -9,10 +9,6 @@
 #include "pp_modparams.h"
 #include "pp_stats.h"
 
-/* Script return values of pushpark_park() and pushpark_fork(). */
-#define PP_RET_PARKED 1
-#define PP_RET_ERROR (-1)
-#define PP_RET_NO_DEVICE (-2)
 
 /* modparams */
 extern str pp_resume_route;        /* "resume_route" */

@@ -2,6 +2,7 @@
  * Destination sets from usrloc (see pp_dset.h).
  */
 #include <string.h>
+#include <time.h>
 
 #include "dprint.h"
 #include "dset.h"
@@ -10,6 +11,7 @@
 #include "parser/parse_rr.h"
 #include "parser/parse_uri.h"
 #include "pp_dset.h"
+#include "pp_sip.h"
 #include "pushpark_mod.h"
 
 static usrloc_api_t ul;
@@ -115,4 +117,18 @@ int pp_contact_instance(struct urecord *rec, str *uri, str *instance)
 			return 1;
 		}
 	return 0;
+}
+
+ucontact_t *pp_device_contact(struct urecord *rec, const char *device)
+{
+	char norm[PP_INSTANCE_MAX];
+	time_t now = time(NULL);
+	ucontact_t *c;
+
+	for(c = *device ? rec->contacts : NULL; c; c = c->next) {
+		pp_instance_norm(&c->instance, norm);
+		if(VALID_CONTACT(c, now) && strcmp(norm, device) == 0)
+			return c;
+	}
+	return NULL;
 }

@@ -27,6 +27,10 @@ int pp_contact_branch(ucontact_t *c, struct msg_branch *b);
  * record (may be NULL) has that contact at all. */
 int pp_contact_instance(struct urecord *rec, str *uri, str *instance);
 
+/* The record's live contact of this device (its key: a normalised +sip.instance), or
+ * NULL. */
+ucontact_t *pp_device_contact(struct urecord *rec, const char *device);
+
 /* Puts a destination in msg's destination set: the Request-URI for the first, a branch
  * for the others. 0 or -1. */
 int pp_dset_put(struct sip_msg *msg, struct msg_branch *b, int first);

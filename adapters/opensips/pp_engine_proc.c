@@ -8,6 +8,7 @@
 #include "pp_engine_proc.h"
 #include "pp_host.h"
 #include "pp_ipc.h"
+#include "pp_late.h"
 #include "pp_log.h"
 #include "pp_tm.h"
 #include "pushpark_mod.h"
@@ -32,14 +33,6 @@ static int pp_os_reject(uint64_t host_ref, uint32_t host_data, int code, const c
 	return pp_tm_reject(host_ref, code, reason);
 }
 
-/* A device that wakes after its call ended is not told yet (the Kamailio module sends
- * it the call's INVITE and a CANCEL, pp_late.c there). */
-static void pp_os_late_wake(const pushpark_event *ev)
-{
-	LM_INFO("device %s of %s woke after call %s ended\n", pushpark_event_get_device(ev),
-			pushpark_event_get_aor(ev), pushpark_event_get_call_id(ev));
-}
-
 static pp_host_t pp_opensips = {
 		.log_level = pp_os_log_level,
 		.loop_turn = pp_os_loop_turn,
@@ -48,7 +41,7 @@ static pp_host_t pp_opensips = {
 		.fork_reject = pp_tm_reject,
 		.append = pp_tm_append,
 		.provisional_reply = pp_tm_provisional,
-		.late_wake = pp_os_late_wake,
+		.late_wake = pp_late_wake,
 };
 
 int pp_engine_forking = 0;

@@ -16,6 +16,7 @@
 #include "context.h"
 #include "dprint.h"
 #include "dset.h"
+#include "error.h"
 #include "action.h"
 #include "cmds.h"
 #include "mem/mem.h"
@@ -54,21 +55,6 @@ int pp_tm_init(void)
 	}
 	inject_fn = inject->function;
 	return pp_dset_init();
-}
-
-/* Tells the engine what became of a call: PP_OP_CANCEL, PP_OP_COMPLETED (with its final
- * status) or PP_OP_ENDED. */
-static void pp_tell(int op, uint64_t ref, unsigned int status)
-{
-	pp_req_t r;
-
-	pp_req_init(&r, op);
-	r.h.host_ref = ref;
-	r.h.status = (uint16_t)status;
-	/* A full queue is logged by pp_send(); at shutdown the engine is gone already. */
-	if(pp_send(&r) < 0)
-		LM_DBG("engine not told that call %llx %s\n", (unsigned long long)ref,
-				op == PP_OP_CANCEL ? "was cancelled" : "ended");
 }
 
 static int pp_rings(struct cell *t);
@@ -136,20 +122,17 @@ static void pp_stop_waiting(struct cell *t)
 		t->uac[b].br_flags = t->nr_of_outgoings;
 }
 
-/* The INVITE's transaction, created if the script did not: 1 with *t set, 0 for a
- * retransmission tm absorbed, -1 on error. */
+/* The INVITE's transaction, created if the script did not (tm answers E_SCRIPT when it
+ * did): 1 with *t set, 0 for a retransmission tm absorbed, -1 on error. */
 static int pp_transaction(struct sip_msg *msg, struct cell **t)
 {
-	int ret;
+	int ret = tmb.t_newtran(msg);
 
-	*t = tmb.t_gett();
-	if(*t != T_NULL_CELL && *t != T_UNDEFINED)
-		return 1;
-	ret = tmb.t_newtran(msg);
-	if(ret <= 0) {
-		if(ret < 0)
-			LM_ERR("cannot create the transaction (%d)\n", ret);
-		return ret;
+	if(ret == 0)
+		return 0;
+	if(ret < 0 && ret != E_SCRIPT) {
+		LM_ERR("cannot create the transaction (%d)\n", ret);
+		return -1;
 	}
 	*t = tmb.t_gett();
 	return 1;
@@ -184,56 +167,22 @@ static uint64_t pp_ref(struct cell *t)
 int pp_tm_park(struct sip_msg *msg)
 {
 	struct cell *t;
-	uint64_t ref;
 	pp_req_t r;
-	pp_rpl_t rpl;
 	int ret;
 
-	if(msg->first_line.type != SIP_REQUEST || msg->REQ_METHOD != METHOD_INVITE) {
-		LM_ERR("pushpark_park() parks INVITEs only\n");
-		goto error;
-	}
-	pp_req_init(&r, PP_OP_PARK);
-	if(pp_req_add_call(&r, msg, GET_RURI(msg)) < 0)
-		goto error;
-	ret = pp_transaction(msg, &t);
-	if(ret <= 0) {
-		if(ret == 0)
-			return 0; /* retransmission, absorbed by tm */
-		goto error;
-	}
-	/* Before the engine hears of the call: the engine process may inject a branch at
-	 * once. */
-	if(pp_wait(msg, t) < 0)
-		goto error;
-	ref = pp_ref(t);
-	r.h.host_ref = ref;
-	r.h.timeout_ms = (uint32_t)pp_park_timeout;
-
-	/* No answer in time: the engine does not keep the call either (see pp_ipc.h). */
-	if(pp_call(&r, pp_ipc_timeout, &rpl) < 0)
-		goto not_parked;
-	if(rpl.result != PUSHPARK_OK) {
+	/* The phony branch is there before the engine hears of the call: the engine process
+	 * may inject a branch at once. */
+	if(pp_req_invite(&r, PP_OP_PARK, msg, GET_RURI(msg), "pushpark_park") < 0
+			|| (ret = pp_transaction(msg, &t)) < 0 || (ret > 0 && pp_wait(msg, t) < 0))
+		return pp_req_failed();
+	if(ret == 0)
+		return 0; /* retransmission, absorbed by tm */
+	ret = pp_req_send(msg, &r, pp_ref(t));
+	if(ret == PP_RET_PARKED)
+		pp_tm_watch(msg, t, pp_ref(t));
+	else
 		pp_stop_waiting(t);
-		if(rpl.result == PUSHPARK_ERR_NO_DEVICE) {
-			update_stat(pp_st_no_device, 1);
-			return PP_RET_NO_DEVICE;
-		}
-		LM_WARN("call %.*s not parked: %s\n", msg->callid->body.len, msg->callid->body.s,
-				pushpark_result_name(rpl.result));
-		goto not_parked;
-	}
-	pp_tm_watch(msg, t, ref);
-	update_stat(pp_st_parked, 1);
-	LM_DBG("call %.*s parked (%llx, park id %llu)\n", msg->callid->body.len,
-			msg->callid->body.s, (unsigned long long)ref, (unsigned long long)rpl.park_id);
-	return PP_RET_PARKED;
-
-not_parked:
-	pp_stop_waiting(t);
-error:
-	update_stat(pp_st_park_errors, 1);
-	return PP_RET_ERROR;
+	return ret;
 }
 
 /* ---- pushpark_fork(): ring what can ring, push what sleeps ------------------------ */
@@ -364,32 +313,22 @@ int pp_tm_fork(struct sip_msg *msg, str *aor)
 	struct cell *t;
 	pp_held_t *held;
 	pp_req_t r;
-	pp_rpl_t rpl;
 	str key, a, inst;
-	int ret, ruri_dest, nheld, answered, relayed = 0, result = PP_RET_ERROR;
-	uint64_t ref;
+	int ret, ruri_dest, nheld, relayed = 0, result;
 
-	if(msg->first_line.type != SIP_REQUEST || msg->REQ_METHOD != METHOD_INVITE) {
-		LM_ERR("pushpark_fork() forks INVITEs only\n");
-		goto error;
-	}
 	/* lookup() rewrote the Request-URI: the AOR is the one received. */
 	if(aor == NULL)
 		aor = &msg->first_line.u.request.uri;
-	pp_req_init(&r, PP_OP_FORK);
-	if(pp_req_add_call(&r, msg, aor) < 0 || pp_aor(aor, aor_buf, &a) < 0
-			|| pp_ul_aor(aor_buf, &key) < 0)
-		goto error;
-	ret = pp_transaction(msg, &t);
-	if(ret <= 0) {
-		if(ret == 0)
-			return 0; /* retransmission, absorbed by tm */
-		goto error;
-	}
+	if(pp_req_invite(&r, PP_OP_FORK, msg, aor, "pushpark_fork") < 0
+			|| pp_aor(aor, aor_buf, &a) < 0 || pp_ul_aor(aor_buf, &key) < 0
+			|| (ret = pp_transaction(msg, &t)) < 0)
+		return pp_req_failed();
+	if(ret == 0)
+		return 0; /* retransmission, absorbed by tm */
 	held = pkg_malloc(sizeof(*held) * (MAX_BRANCHES + 1));
 	if(held == NULL) {
 		LM_ERR("out of pkg memory\n");
-		goto error;
+		return pp_req_failed();
 	}
 	rec = pp_ul_get(&key);
 	/* The Request-URI is a destination when lookup() put a contact there. */
@@ -406,37 +345,20 @@ int pp_tm_fork(struct sip_msg *msg, str *aor)
 		pp_ul_release(rec, &key);
 	if(nheld < 0 || pp_wait(msg, t) < 0) {
 		pp_held_free(held, nheld < 0 ? 0 : nheld);
-		goto error;
+		return pp_req_failed();
 	}
 	/* Relayed before the engine hears of the call: the engine process must not inject
 	 * branches while this worker still adds them. A failed send must not end the call
 	 * while pushed devices may still come (noerr). */
 	if(ruri_dest)
 		relayed = tmb.t_relay(msg, (void *)TM_T_RELAY_noerr_FLAG, NULL) > 0;
-	ref = pp_ref(t);
-	r.h.host_ref = ref;
-	r.h.timeout_ms = (uint32_t)pp_park_timeout;
-	/* No answer in time (logged): the engine does not keep the call either (pp_ipc.h). */
-	answered = pp_call(&r, pp_ipc_timeout, &rpl) == 0;
-	if(answered && rpl.result == PUSHPARK_OK) {
+	result = pp_req_send(msg, &r, pp_ref(t));
+	if(result == PP_RET_PARKED) {
 		pp_held_free(held, nheld);
-		pp_tm_watch(msg, t, ref);
-		update_stat(pp_st_forked, 1);
-		LM_DBG("call %.*s forked (%llx, park id %llu, %d pushed contact(s), %s)\n",
-				msg->callid->body.len, msg->callid->body.s, (unsigned long long)ref,
-				(unsigned long long)rpl.park_id, nheld, relayed ? "ringing" : "parked");
-		return PP_RET_PARKED;
+		pp_tm_watch(msg, t, pp_ref(t));
+		return result;
 	}
 	/* Nothing pushed: ring the held-back contacts too, as without pushpark. */
-	if(answered && rpl.result == PUSHPARK_ERR_NO_DEVICE) {
-		update_stat(pp_st_no_device, 1);
-		result = PP_RET_NO_DEVICE;
-	} else {
-		if(answered)
-			LM_WARN("call %.*s not forked: %s\n", msg->callid->body.len,
-					msg->callid->body.s, pushpark_result_name(rpl.result));
-		update_stat(pp_st_park_errors, 1);
-	}
 	if(nheld > 0)
 		relayed |= pp_fork_unhold(msg, held, nheld, relayed);
 	pp_held_free(held, nheld);
@@ -448,10 +370,6 @@ int pp_tm_fork(struct sip_msg *msg, str *aor)
 	}
 	pp_stop_waiting(t);
 	return result;
-
-error:
-	update_stat(pp_st_park_errors, 1);
-	return PP_RET_ERROR;
 }
 
 /* ---- engine process ------------------------------------------------------------- */
@@ -503,15 +421,11 @@ static int pp_woken_contacts(struct cell *t, struct sip_msg *msg, str *key, cons
 	struct msg_branch b;
 	ucontact_t *c;
 	time_t now = time(NULL);
-	int n = 0, only_device = 0;
+	int n = 0, only_device;
 
 	if(rec == NULL)
 		return 0;
-	for(c = device ? rec->contacts : NULL; c; c = c->next) {
-		pp_instance_norm(&c->instance, norm);
-		if(VALID_CONTACT(c, now) && strcmp(norm, device) == 0)
-			only_device = 1;
-	}
+	only_device = device && pp_device_contact(rec, device) != NULL;
 	for(c = rec->contacts; c; c = c->next) {
 		if(!VALID_CONTACT(c, now) || pp_has_branch(t, &c->c))
 			continue;

@@ -4,6 +4,7 @@
  *   pp_engine_proc.c  the engine process as an OpenSIPS process (proc_export_t)
  *   pp_tm.c       parking and forking in tm, and the woken devices' branches
  *   pp_dset.c     destination sets from usrloc
+ *   pp_late.c     INVITE + CANCEL to a device that woke after its call ended
  *   pp_register.c the registrar side's OpenSIPS glue (signaling, Contact parsing)
  *   pp_mi.c       MI commands
  * and, shared with other hosts' modules, in ../common (see pp_host.h there): the worker
@@ -19,6 +20,7 @@
 #include "pp_config.h"
 #include "pp_engine_proc.h"
 #include "pp_ipc.h"
+#include "pp_late.h"
 #include "pp_mi.h"
 #include "pp_register.h"
 #include "pp_tm.h"
@@ -117,7 +119,8 @@ struct module_exports exports = {
 
 static int mod_init(void)
 {
-	if(pp_modparams_check() < 0 || pp_register_init() < 0 || pp_tm_init() < 0)
+	if(pp_modparams_check() < 0 || pp_register_init() < 0 || pp_tm_init() < 0
+			|| pp_late_init() < 0)
 		return -1;
 	if(pp_provisional_reason == NULL || *pp_provisional_reason == '\0')
 		pp_provisional_reason = (char *)pp_provisional_default_reason(pp_provisional_code);

@@ -8,10 +8,6 @@
 #include "pp_modparams.h"
 #include "pp_stats.h"
 
-/* Script return values of pushpark_park(). */
-#define PP_RET_PARKED 1
-#define PP_RET_ERROR (-1)
-#define PP_RET_NO_DEVICE (-2)
 
 extern char *pp_reply_reason;       /* "reply_reason" */
 extern char *pp_provisional_reason; /* "provisional_reason" */

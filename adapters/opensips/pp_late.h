@@ -1,0 +1,15 @@
+/*
+ * Late wake: a device that registers after the call it was pushed for ended gets that
+ * call's INVITE and at once a CANCEL saying how it ended (pp_late.c).
+ */
+#ifndef PP_LATE_H
+#define PP_LATE_H
+
+#include "pushpark.h"
+
+/* mod_init: binds tm. 0 or -1. */
+int pp_late_init(void);
+/* Engine process: a LATE_WAKE event. */
+void pp_late_wake(const pushpark_event *ev);
+
+#endif

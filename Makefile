@@ -40,6 +40,7 @@ MODULE_SO := target/kamailio/pushpark.so
 WITH_MODULE ?= $(if $(wildcard $(MODULE_DIR)/Makefile),1)
 OPENSIPS_DIR := adapters/opensips
 OPENSIPS_SO := target/opensips/pushpark.so
+# It needs the vendored OpenSIPS source (see adapters/opensips/README); WITH_OPENSIPS= leaves it out.
 WITH_OPENSIPS ?= $(if $(wildcard $(OPENSIPS_DIR)/Makefile),1)
 # The OpenSIPS release the module was built for, as the module itself states it to the core
 # at load ("opensips 3.6.8 (x86_64/linux)"; OpenSIPS refuses any other release).

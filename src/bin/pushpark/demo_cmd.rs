@@ -3,10 +3,12 @@
 //! the desktop is told the call was completed elsewhere.
 //!
 //! Runs the same rig as the end-to-end tests on embedded defaults: the mock APNs (standing in for
-//! Apple), Debian's Kamailio with the pushpark module (`pushpark_fork()`), the device simulator
-//! (the iPhone app) and SIPp (the caller, the desktop, and the iPhone's SIP side). Prints the
-//! call's timeline as it happens.
+//! Apple), Debian's Kamailio (or, with `--host opensips`, OpenSIPS 3.6 as built from the
+//! vendored source by `make -C adapters/opensips`) with the pushpark module (`pushpark_fork()`),
+//! the device simulator (the iPhone app) and SIPp (the caller, the desktop, and the iPhone's SIP
+//! side). Prints the call's timeline as it happens.
 
+use crate::rig::opensips::{self, OpenSips};
 use crate::rig::{
     self, device_sim, device_ua, free_port, module_path, register_desktop, sipp, sipp_messages,
     Kamailio, Mock, Phone, Proc,
@@ -22,7 +24,83 @@ const WAKE_MS: u64 = 300;
 const PARK_TIMEOUT_MS: u64 = 20_000;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The SIP server the module runs in.
+    #[arg(long, value_enum, default_value_t = Host::Kamailio)]
+    host: Host,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Host {
+    Kamailio,
+    Opensips,
+}
+
+/// The SIP server of the demo, with the module and the rig's config.
+enum Server {
+    Kamailio(Kamailio),
+    OpenSips(OpenSips),
+}
+
+impl Server {
+    /// Starts it, or says what is missing.
+    fn start(host: Host, dir: &std::path::Path, mock: &Mock) -> Result<Server, String> {
+        match host {
+            Host::Kamailio => {
+                for tool in ["kamailio", "sipp", "kamcmd"] {
+                    if which(tool).is_none() {
+                        return Err(format!(
+                            "{tool} is not installed: run scripts/demo (it installs it)"
+                        ));
+                    }
+                }
+                if !module_path().exists() {
+                    return Err(format!(
+                        "the Kamailio module is not built ({}): run scripts/demo or make -C adapters/kamailio",
+                        module_path().display()
+                    ));
+                }
+                // Debug level: the engine's per-push outcome is a debug line.
+                let debug = [("DEBUG_LEVEL", "3".to_string())];
+                let k = Kamailio::start_pushpark(dir, mock, PARK_TIMEOUT_MS, &debug);
+                Ok(Server::Kamailio(k))
+            }
+            Host::Opensips => {
+                let module = opensips::module_path();
+                if which("sipp").is_none() || !module.exists() {
+                    return Err(format!(
+                        "OpenSIPS and its module are not built ({}): run scripts/deps and make -C adapters/opensips",
+                        module.display()
+                    ));
+                }
+                let debug = [("LOG_LEVEL", "4")];
+                let o = OpenSips::start_pushpark(dir, mock, PARK_TIMEOUT_MS, &module, &debug);
+                Ok(Server::OpenSips(o))
+            }
+        }
+    }
+
+    fn addr(&self) -> String {
+        match self {
+            Server::Kamailio(k) => k.addr(),
+            Server::OpenSips(o) => o.addr(),
+        }
+    }
+
+    fn log(&self) -> &std::path::Path {
+        match self {
+            Server::Kamailio(k) => &k.proc.log,
+            Server::OpenSips(o) => &o.proc.log,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Server::Kamailio(_) => "Kamailio",
+            Server::OpenSips(_) => "OpenSIPS",
+        }
+    }
+}
 
 /// Set by Ctrl-C / SIGTERM: the demo then stops its processes (they run in their own process
 /// groups, so the terminal's SIGINT does not reach them).
@@ -32,20 +110,7 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-pub fn run(_args: Args) -> Result<ExitCode, String> {
-    for tool in ["kamailio", "sipp", "kamcmd"] {
-        if which(tool).is_none() {
-            return Err(format!(
-                "{tool} is not installed: run scripts/demo (it installs it)"
-            ));
-        }
-    }
-    if !module_path().exists() {
-        return Err(format!(
-            "the Kamailio module is not built ({}): run scripts/demo or make -C adapters/kamailio",
-            module_path().display()
-        ));
-    }
+pub fn run(args: Args) -> Result<ExitCode, String> {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -61,39 +126,38 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
         "mock APNs (Apple's push service over HTTP/2 + TLS) on {}",
         mock.addr
     ));
-    // Debug level: the engine's per-push outcome is a debug line.
-    let debug = [("DEBUG_LEVEL", "3".to_string())];
-    let kamailio = Kamailio::start_pushpark(d, &mock, PARK_TIMEOUT_MS, &debug);
+    let server = Server::start(args.host, d, &mock)?;
     step(&format!(
-        "Kamailio with pushpark.so on udp:{}",
-        kamailio.addr()
+        "{} with pushpark.so on udp:{}",
+        server.name(),
+        server.addr()
     ));
 
     let phone = Phone::new("alice");
     let desktop_port = free_port();
     let mut desktop = device_ua(d, "device_ring.xml", desktop_port, 1, "desktop-ua");
-    register_desktop(d, &kamailio.addr(), &phone.user, desktop_port);
+    register_desktop(d, &server.addr(), &phone.user, desktop_port);
     step(&format!(
         "desktop softphone of {} registered: an ordinary Contact, always reachable",
         phone.user
     ));
     let mut ua = device_ua(d, "device_answer.xml", phone.ua_port, 1, "iphone-ua");
-    phone.register(d, &kamailio.addr(), 3600);
+    phone.register(d, &server.addr(), 3600);
     step(&format!(
         "iPhone of {} registered while awake: Contact with pn-provider=apns, pn-prid={}…",
         phone.user,
         &phone.token[..8]
     ));
     step("iPhone asleep: its binding stays registered (RFC 8599), its app holds no connection");
-    let sim = device_sim(d, &mock, &kamailio.addr(), &[&phone], WAKE_MS);
+    let sim = device_sim(d, &mock, &server.addr(), &[&phone], WAKE_MS);
     let watch = mock.watch();
 
-    println!("\ncalling sip:{}@{} …\n", phone.user, kamailio.addr());
+    println!("\ncalling sip:{}@{} …\n", phone.user, server.addr());
     let mut cmd = sipp("caller.xml", free_port());
-    cmd.arg(kamailio.addr())
+    cmd.arg(server.addr())
         .args(["-s", &phone.user, "-m", "1", "-d", "1000"]);
     let mut caller = Proc::spawn(cmd, "caller", d, false);
-    let mut log = LogTail::open(&kamailio.proc.log);
+    let mut log = LogTail::open(server.log());
     let mut iphone_joined = false;
     // Times count from the INVITE's arrival, i.e. the first step seen.
     let mut zero: Option<Instant> = None;
@@ -150,7 +214,7 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
             break caller.wait(Duration::ZERO);
         }
         if Instant::now() > deadline {
-            drop((caller, ua, desktop, sim, kamailio, mock));
+            drop((caller, ua, desktop, sim, server, mock));
             println!(
                 "\nthe call did not end in time; logs are in {}",
                 dir.keep().display()
@@ -171,7 +235,7 @@ pub fn run(_args: Args) -> Result<ExitCode, String> {
         Ok(ExitCode::SUCCESS)
     } else {
         println!("{}", caller.log_text());
-        drop((caller, ua, desktop, sim, kamailio, mock));
+        drop((caller, ua, desktop, sim, server, mock));
         println!(
             "the call did not complete; logs are in {}",
             dir.keep().display()
@@ -184,9 +248,10 @@ fn step(s: &str) {
     println!("  setup     {s}");
 }
 
-/// A Kamailio log line of the demo config (its E2E-* markers) or of the module's engine as a
-/// step of the call: its place in the causal order, and the operator's words for it. A 180 is
-/// the desktop's until the iPhone has joined the call.
+/// A log line of the rig's config (its E2E-* markers) or of the module's engine as a step of
+/// the call: its place in the causal order, and the operator's words for it. A 180 is the
+/// desktop's until the iPhone has joined the call (Kamailio's resume marker, OpenSIPS's branch
+/// to a push device).
 fn step_of(line: &str, iphone_joined: &mut bool) -> Option<(u8, String)> {
     let call = line.split("call=").nth(1).map(str::trim).unwrap_or("");
     let step = if line.contains("E2E-PARKED") {
@@ -208,7 +273,7 @@ fn step_of(line: &str, iphone_joined: &mut bool) -> Option<(u8, String)> {
             5,
             "iPhone registered: REGISTER with its push parameters, 200 OK".into(),
         )
-    } else if line.contains("E2E-RESUMED") {
+    } else if line.contains("E2E-RESUMED") || line.contains("E2E-BRANCH push device") {
         *iphone_joined = true;
         (
             6,
@@ -238,7 +303,7 @@ struct LogTail {
 
 impl LogTail {
     fn open(path: &std::path::Path) -> LogTail {
-        let mut file = std::fs::File::open(path).expect("open kamailio log");
+        let mut file = std::fs::File::open(path).expect("open the SIP server's log");
         file.seek(SeekFrom::End(0)).expect("seek");
         LogTail {
             reader: BufReader::new(file),

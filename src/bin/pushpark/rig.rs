@@ -1,5 +1,5 @@
-//! The end-to-end rig: real processes on loopback (mock APNs, Kamailio, SIPp, the device
-//! simulator) with free high ports and a private directory each. Every process runs in its own
+//! The end-to-end rig: real processes on loopback (mock APNs, Kamailio or OpenSIPS, SIPp, the
+//! device simulator) with free high ports and a private directory each. Every process runs in its own
 //! process group and the whole group is killed on drop, so nothing outlives a test, even a failed
 //! one; a failed test prints the tail of every process's log.
 
@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+#[path = "rig/opensips.rs"]
+pub mod opensips;
 
 /// Generous bound for anything that should happen "soon" on a loaded 2-core machine.
 pub const SOON: Duration = Duration::from_secs(20);

@@ -1,17 +1,14 @@
-//! The OpenSIPS side of the end-to-end rig (beside rig.rs's Kamailio): OpenSIPS 3.6 built
-//! from the vendored source under target/ (once, cached), the pushpark OpenSIPS module
-//! built against it, OpenSIPS in the foreground with tests/e2e/opensips-pushpark.cfg, and
-//! MI through mi_fifo.
+//! The OpenSIPS side of the rig (beside rig.rs's Kamailio): OpenSIPS 3.6 as built from the
+//! vendored source under target/ (adapters/opensips/opensips-source), in the foreground with
+//! the pushpark module and rig/opensips-pushpark.cfg, and MI through mi_fifo.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::built_lib;
-use crate::rig::{free_port, Kamailio, Mock, Proc, SOON};
+use super::{free_port, Kamailio, Mock, Proc, SOON};
 
 /// The OpenSIPS release the module is built and tested against (the vendored tarball's).
 pub const OPENSIPS_VERSION: &str = "3.6.8";
@@ -22,6 +19,11 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// target/opensips/pushpark.so, the module `make -C adapters/opensips` builds.
+pub fn module_path() -> PathBuf {
+    root().join("target/opensips/pushpark.so")
+}
+
 /// target/opensips-3.6.8, the OpenSIPS tree the tests run.
 pub fn opensips_tree() -> PathBuf {
     root()
@@ -29,7 +31,8 @@ pub fn opensips_tree() -> PathBuf {
         .join(format!("opensips-{OPENSIPS_VERSION}"))
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+/// Runs `cmd`; its output as the error when it fails.
+pub fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
     if out.status.success() {
         Ok(())
@@ -42,31 +45,6 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     }
 }
 
-/// Builds, once per test process, OpenSIPS (adapters/opensips/opensips-source: a no-op when
-/// target/ has it) and the module against it with the library the tests built (make, which
-/// rebuilds only what changed); returns the module's path.
-pub fn module() -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let adapter = root().join("adapters/opensips");
-        run(
-            Command::new(adapter.join("opensips-source")).arg(opensips_tree()),
-            "building OpenSIPS (adapters/opensips/opensips-source)",
-        )?;
-        let lib = built_lib::lib_dir().join("libpushpark.a");
-        run(
-            Command::new("make")
-                .arg("-s")
-                .arg("-C")
-                .arg(&adapter)
-                .arg(format!("RUSTLIB={}", lib.display())),
-            "make -C adapters/opensips",
-        )?;
-        Ok(root().join("target/opensips/pushpark.so"))
-    });
-    built.clone().unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// OpenSIPS in the foreground on one UDP port, with the pushpark module and an MI FIFO.
 pub struct OpenSips {
     pub proc: Proc,
@@ -75,14 +53,15 @@ pub struct OpenSips {
 }
 
 impl OpenSips {
-    /// OpenSIPS with the module, the mock as APNs (rig.rs's engine config) and the engine's
+    /// OpenSIPS with the module (`module`), the mock as APNs (rig.rs's engine config) and the engine's
     /// store in `dir`; returns once the engine process answers MI pushpark_stats. `defines`
-    /// set the config's placeholders PARK_FORM (default "fork") and PUSH_REGISTERED
-    /// (default "no_live_connection").
+    /// set the config's placeholders PARK_FORM (default "fork"), PUSH_REGISTERED (default
+    /// "no_live_connection") and LOG_LEVEL (default 3; 4 shows the engine's per-push lines).
     pub fn start_pushpark(
         dir: &Path,
         mock: &Mock,
         park_timeout_ms: u64,
+        module: &Path,
         defines: &[(&str, &str)],
     ) -> OpenSips {
         let engine = Kamailio::engine_config(dir, mock, park_timeout_ms);
@@ -94,6 +73,7 @@ impl OpenSips {
         let defaults = [
             ("PARK_FORM", "fork"),
             ("PUSH_REGISTERED", "no_live_connection"),
+            ("LOG_LEVEL", "3"),
         ];
         for (name, value) in defines.iter().chain(defaults.iter()) {
             cfg_text = cfg_text.replace(&format!("@{name}@"), value);
@@ -102,7 +82,7 @@ impl OpenSips {
             .replace("@PORT@", &port.to_string())
             .replace("@MPATH@", &format!("{}/", mpath.display()))
             .replace("@DIR@", &dir.display().to_string())
-            .replace("@PUSHPARK_MODULE@", &module().display().to_string())
+            .replace("@PUSHPARK_MODULE@", &module.display().to_string())
             .replace("@PUSHPARK_CONFIG@", &config.display().to_string());
         let cfg = dir.join("opensips.cfg");
         fs::write(&cfg, cfg_text).expect("write opensips.cfg");

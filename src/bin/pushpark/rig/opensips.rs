@@ -56,7 +56,8 @@ impl OpenSips {
     /// OpenSIPS with the module (`module`), the mock as APNs (rig.rs's engine config) and the engine's
     /// store in `dir`; returns once the engine process answers MI pushpark_stats. `defines`
     /// set the config's placeholders PARK_FORM (default "fork"), PUSH_REGISTERED (default
-    /// "no_live_connection") and LOG_LEVEL (default 3; 4 shows the engine's per-push lines).
+    /// "no_live_connection"), LOG_LEVEL (default 3; 4 shows the engine's per-push lines),
+    /// UDP_WORKERS (2) and PROVISIONAL (the provisional_reply, 110).
     pub fn start_pushpark(
         dir: &Path,
         mock: &Mock,
@@ -74,6 +75,8 @@ impl OpenSips {
             ("PARK_FORM", "fork"),
             ("PUSH_REGISTERED", "no_live_connection"),
             ("LOG_LEVEL", "3"),
+            ("UDP_WORKERS", "2"),
+            ("PROVISIONAL", "110"),
         ];
         for (name, value) in defines.iter().chain(defaults.iter()) {
             cfg_text = cfg_text.replace(&format!("@{name}@"), value);

@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
-# Load benchmark: parked-and-woken calls through Kamailio + pushpark at fixed rates.
+# Load benchmark: parked-and-woken calls through Kamailio or OpenSIPS + pushpark at fixed rates.
 #
-# Per rate: a fresh Kamailio with the module (the end-to-end test config), RATE*DURATION users
-# whose iPhones registered with push parameters and then went to sleep (Kamailio restarted: the
-# location table is empty, pushpark's store still has the tokens). SIPp calls each user once at
-# RATE calls/s; every INVITE is parked and pushed; the mock APNs answers each push after
+# Per rate: a fresh SIP server with the module (the end-to-end test config), RATE*DURATION users
+# whose iPhones registered with push parameters and then went to sleep (the server restarted:
+# the location table is empty, pushpark's store still has the tokens). SIPp calls each user once
+# at RATE calls/s; every INVITE is parked and pushed; the mock APNs answers each push after
 # APNS_DELAY_MS but tells the device simulator at once (as Apple forwards a push independently of
 # its HTTP answer); the simulated phone REGISTERs after WAKE_MS and its SIP side (SIPp) answers.
+#
+# HOST=opensips: OpenSIPS 3.6 built from the vendored source (make -C adapters/opensips) with
+# rig/opensips-pushpark.cfg instead of Debian's Kamailio with rig/kamailio-pushpark.cfg; the
+# same calls, the same figures.
 #
 # DESKTOPS=1: each user also has a desktop softphone online (an ordinary Contact, no push
 # parameters; SIPp rings it until the call is answered elsewhere), and the iPhone keeps its
 # binding as RFC 8599 apps do (no restart: the location table holds both). pushpark_fork()
 # rings the desktop at once and pushes the iPhone, which joins as a second branch and answers;
-# the desktop gets CANCEL. Kamailio then handles two branches per call.
+# the desktop gets CANCEL. The server then handles two branches per call.
 #
 # Printed per rate: calls ok/failed, the added call-setup delay (INVITE -> 200 minus WAKE_MS)
-# median and p99, Kamailio's CPU over the run (all its processes, and the pushpark engine
-# processes alone: the module's and the engine it runs as a child, in % of one core) and the SIP workers' CPU per call (every process but the
-# engine's: INVITE, park, 100, wake-up REGISTER, resume, 200, ACK, BYE).
+# median and p99, the server's CPU over the run (all its processes, and the pushpark engine
+# processes alone: the module's and the engine it runs as a child, in % of one core) and the SIP
+# workers' CPU per call (every process but the engine's: INVITE, park, 100, wake-up REGISTER,
+# resume, 200, ACK, BYE).
 #
-#   bench/kamailio_load.sh                     # RATES="200 400 800" DURATION=10
-#   RATES="800 1000" DURATION=20 bench/kamailio_load.sh
+#   bench/load.sh                              # RATES="200 400 800" DURATION=10, Kamailio
+#   HOST=opensips bench/load.sh
+#   RATES="800 1000" DURATION=20 bench/load.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -29,20 +35,30 @@ RATES=${RATES:-"200 400 800"}
 DURATION=${DURATION:-10}         # seconds of calls per rate
 WAKE_MS=${WAKE_MS:-100}          # phone: push -> REGISTER
 APNS_DELAY_MS=${APNS_DELAY_MS:-50}
-CHILDREN=${CHILDREN:-8}          # Kamailio UDP workers (4 do as well since the store writes behind)
+HOST=${HOST:-kamailio}            # kamailio or opensips
+CHILDREN=${CHILDREN:-8}          # UDP workers (4 do as well since the store writes behind)
 REG_RATE=${REG_RATE:-1000}       # REGISTERs/s of the setup (each a new binding for the store)
-SHM_MB=${SHM_MB:-512}            # Kamailio shared memory: transactions linger 5 s after the call,
-                                 # 64 MB (the default) runs out near 400 calls/s
+SHM_MB=${SHM_MB:-512}            # shared memory: transactions linger 5 s after the call,
+                                 # Kamailio's 64 MB default runs out near 400 calls/s
 PARK_TIMEOUT_MS=${PARK_TIMEOUT_MS:-30000}
-LOG_LEVEL=${LOG_LEVEL:-0}        # Kamailio debug level (1: the config's per-call markers)
+# Log level: Kamailio's debug (1: the config's per-call markers), OpenSIPS's log_level (2).
+if [ "$HOST" = opensips ]; then LOG_LEVEL=${LOG_LEVEL:-1}; else LOG_LEVEL=${LOG_LEVEL:-0}; fi
 DESKTOPS=${DESKTOPS:-0}          # 1: a desktop softphone online beside each iPhone (see above)
 STORE_DIR=${STORE_DIR:-}         # where the engine keeps its device store (default: the work dir;
                                  # /dev/shm takes the disk's fsync cost out of the measurement)
 
 cargo build --release --features cli --bin pushpark
-# PUSHPARK_KAMAILIO_MODULE names an already built module; otherwise build it.
-if [ -z "${PUSHPARK_KAMAILIO_MODULE:-}" ]; then make -s -C adapters/kamailio; fi
-module=${PUSHPARK_KAMAILIO_MODULE:-$root/target/kamailio/pushpark.so}
+case $HOST in
+kamailio)
+    # PUSHPARK_KAMAILIO_MODULE names an already built module; otherwise build it.
+    if [ -z "${PUSHPARK_KAMAILIO_MODULE:-}" ]; then make -s -C adapters/kamailio; fi
+    module=${PUSHPARK_KAMAILIO_MODULE:-$root/target/kamailio/pushpark.so} ;;
+opensips)
+    make -s -C adapters/opensips
+    module=$root/target/opensips/pushpark.so
+    opensips_tree=$root/target/opensips-3.6.8 ;;
+*) echo "HOST: kamailio or opensips" >&2; exit 1 ;;
+esac
 bin=$root/target/release/pushpark
 rig=$root/src/bin/pushpark/rig
 
@@ -96,20 +112,55 @@ sed -e 's/\[service\]/[field0]/g' -e 's/\[token\]/[field1]/g' -e 's/\[instance\]
 sed -e 's/\[service\]/[field0]/g' -e 's/\[instance\]/[field2]/g' "$rig/register_plain.xml" \
     >"$work/register_plain.xml"
 
-ctl="unix:$work/ctl.sock"
-kamcmd_() { kamcmd -s "$ctl" "$@"; }
-kamailio_start() { # kamailio_start RATE N
-    start "$work/kamailio-$1-$2.log" kamailio -DD -E -f "$rig/kamailio-pushpark.cfg" -w "$work" \
-        -Y "$work" -n "$CHILDREN" -m "$SHM_MB" -l "udp:127.0.0.1:$sip_port" -A "CTL_SOCK=\"$ctl\"" \
-        -A "PUSHPARK_MODULE=\"$module\"" -A "PUSHPARK_CONFIG=\"$work/pushpark-$1.json\"" \
-        -A "DEBUG_LEVEL=$LOG_LEVEL" -A PROVISIONAL=0
-    kamailio_group=$last
-    # kamcmd exits 0 on an RPC fault too: the engine is up once it answers with stats.
+# The server's side: start (server_start RATE N, sets server_group), pushpark's counters
+# (server_stats), the engine process's pid (engine_pid).
+if [ "$HOST" = kamailio ]; then
+    ctl="unix:$work/ctl.sock"
+    server_start() {
+        start "$work/server-$1-$2.log" kamailio -DD -E -f "$rig/kamailio-pushpark.cfg" -w "$work" \
+            -Y "$work" -n "$CHILDREN" -m "$SHM_MB" -l "udp:127.0.0.1:$sip_port" \
+            -A "CTL_SOCK=\"$ctl\"" -A "PUSHPARK_MODULE=\"$module\"" \
+            -A "PUSHPARK_CONFIG=\"$work/pushpark-$1.json\"" -A "DEBUG_LEVEL=$LOG_LEVEL" \
+            -A PROVISIONAL=0
+        server_group=$last
+    }
+    server_stats() { kamcmd -s "$ctl" pushpark.stats 2>/dev/null; }
+    engine_pid() { kamcmd -s "$ctl" core.psx | awk '/PID:/ {pid=$2} /DSC:.*pushpark/ {print pid; exit}'; }
+else
+    mi_n=0
+    mi() { # mi METHOD: the answer of OpenSIPS's MI FIFO, "" after 10 s
+        mi_n=$((mi_n + 1))
+        local reply=$work/mi-reply-$mi_n
+        mkfifo "$reply"
+        timeout 10 cat "$reply" >"$reply.json" &
+        local reader=$!
+        printf ':mi-reply-%d:{"jsonrpc":"2.0","method":"%s","id":%d}\n' "$mi_n" "$1" "$mi_n" \
+            >"$work/opensips.fifo" 2>/dev/null || true
+        wait "$reader" || true
+        cat "$reply.json"
+        rm -f "$reply" "$reply.json"
+    }
+    server_start() {
+        sed -e "s|@PORT@|$sip_port|; s|@MPATH@|$opensips_tree/modules/|; s|@DIR@|$work|g" \
+            -e "s|@PUSHPARK_MODULE@|$module|; s|@PUSHPARK_CONFIG@|$work/pushpark-$1.json|" \
+            -e "s|@PARK_FORM@|fork|; s|@PUSH_REGISTERED@|no_live_connection|" \
+            -e "s|@LOG_LEVEL@|$LOG_LEVEL|; s|@UDP_WORKERS@|$CHILDREN|; s|@PROVISIONAL@|0|" \
+            "$rig/opensips-pushpark.cfg" >"$work/opensips-$1.cfg"
+        start "$work/server-$1-$2.log" "$opensips_tree/opensips" -F -f "$work/opensips-$1.cfg" \
+            -m "$SHM_MB"
+        server_group=$last
+    }
+    # The counters as "name value" lines, as kamcmd prints them.
+    server_stats() { mi pushpark_stats | tr '{,' '\n\n' | sed -n 's/^ *"\([a-z0-9_]*\)": *\([0-9]*\)$/\1 \2/p'; }
+    engine_pid() { mi ps | tr '{' '\n' | grep '"pushpark engine"' | grep -o '"PID": *[0-9]*' | grep -o '[0-9]*$'; }
+fi
+server_up() { # server_up RATE N
+    server_start "$1" "$2"
     for _ in $(seq 200); do
-        kamcmd_ pushpark.stats 2>/dev/null | grep -q devices_stored && return 0
+        server_stats | grep -q devices_stored && return 0
         sleep 0.1
     done
-    echo "kamailio did not come up" >&2; tail -30 "$work/kamailio-$1-$2.log" >&2; exit 1
+    echo "$HOST did not come up" >&2; tail -30 "$work/server-$1-$2.log" >&2; exit 1
 }
 # CPU ticks (user+system, all threads) of a process group, and of one process in it with its
 # children (the module's process and the engine it supervises): "all one".
@@ -150,11 +201,11 @@ hz=$(getconf CLK_TCK)
 printf '\nAPNs answers after %s ms, phone wakes %s ms after the push, %s s per rate\n' \
     "$APNS_DELAY_MS" "$WAKE_MS" "$DURATION"
 [ "$DESKTOPS" = 1 ] && echo "each user: a desktop online (rings at once) and an iPhone pushed beside it"
-printf 'Kamailio: %s workers, %s MB shared memory; engine store in %s\n' "$CHILDREN" "$SHM_MB" \
+printf '%s: %s workers, %s MB shared memory; engine store in %s\n' "$HOST" "$CHILDREN" "$SHM_MB" \
     "$store_root"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work skews the figures)"
 printf '%8s %8s %8s %14s %11s %12s %12s %18s %10s\n' rate/s ok failed "added median" \
-    "added p99" "kamailio CPU" "engine CPU" "workers CPU/call" "UDP drops"
+    "added p99" "server CPU" "engine CPU" "workers CPU/call" "UDP drops"
 
 for rate in $RATES; do
     n=$((rate * DURATION))
@@ -173,8 +224,8 @@ EOF
             printf "r%du%d;%s%s;%s-%s-%s-%s-%s\n", r, i, t, t, substr(t,1,8), substr(t,9,4),
                 substr(t,13,4), substr(t,17,4), substr(t,21,12) } }' >"$work/users-$rate.csv"
 
-    kamailio_start "$rate" 1
-    # The phones register while awake, then Kamailio restarts: asleep.
+    server_up "$rate" 1
+    # The phones register while awake, then the server restarts: asleep.
     sipp "127.0.0.1:$sip_port" -sf "$work/register.xml" -inf "$work/users-$rate.csv" \
         -r "$REG_RATE" -m "$n" -i 127.0.0.1 -p "$(free_port)" -nostdin -key expires 3600 \
         -key contact_port "$ua_port" -timeout 120s >"$work/register-$rate.log" 2>&1 || {
@@ -182,7 +233,7 @@ EOF
     # The engine stores bindings in the background: all of them before the restart.
     stored=0
     for _ in $(seq 600); do
-        stored=$(kamcmd_ pushpark.stats | awk '/devices_stored/ {print $2}')
+        stored=$(server_stats | awk '/devices_stored/ {print $2}')
         [ "${stored:-0}" -ge "$n" ] && break
         sleep 0.1
     done
@@ -198,12 +249,12 @@ EOF
             echo "registering $n desktops failed" >&2; tail -20 "$work/register-desktops-$rate.log" >&2
             exit 1; }
     else
-        stop_group "$kamailio_group"
-        kamailio_start "$rate" 2
+        stop_group "$server_group"
+        server_up "$rate" 2
     fi
-    engine_pid=$(kamcmd_ core.psx | awk '/PID:/ {pid=$2} /DSC:.*pushpark/ {print pid; exit}')
+    engine=$(engine_pid)
 
-    read -r cpu0 eng0 < <(cpu_ticks "$kamailio_group" "$engine_pid")
+    read -r cpu0 eng0 < <(cpu_ticks "$server_group" "$engine")
     drops0=$(udp_drops)
     t0=$(date +%s.%N)
     cd "$work"
@@ -213,7 +264,7 @@ EOF
     caller_pid=$(ls -t "$work"/caller_*_rtt.csv | head -1 | sed 's/.*caller_\([0-9]*\)_rtt.csv/\1/')
     cd "$root"
     t1=$(date +%s.%N)
-    read -r cpu1 eng1 < <(cpu_ticks "$kamailio_group" "$engine_pid")
+    read -r cpu1 eng1 < <(cpu_ticks "$server_group" "$engine")
     drops=$(($(udp_drops) - drops0))
 
     ok=$(awk -F'|' '/Successful call/ {gsub(/ /,"",$3); v=$3} END {print v+0}' "$work/caller-$rate.log")
@@ -229,7 +280,7 @@ EOF
         printf "%8s %8s %8s %11s ms %8s ms %10.0f %% %10.0f %% %15.0f us %10d\n", r, ok,
             failed, med, p99, c / hz / wall * 100, e / hz / wall * 100,
             (c - e) / hz / (ok + failed + 1e-9) * 1e6, drops }'
-    kamcmd_ pushpark.stats >"$work/stats-$rate.txt" 2>&1 || true
-    stop_group "$kamailio_group"
+    server_stats >"$work/stats-$rate.txt" 2>&1 || true
+    stop_group "$server_group"
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

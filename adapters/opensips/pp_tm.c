@@ -1,6 +1,6 @@
 /*
- * tm glue: parking an INVITE in a SIP worker (pushpark_park), and from the engine
- * process adding the woken devices' branches, replying and ringing.
+ * tm glue: parking or forking an INVITE in a SIP worker (pushpark_park, pushpark_fork),
+ * and from the engine process adding the woken devices' branches, replying and ringing.
  *
  * OpenSIPS's own RFC 8599 support (lib/reg/pn.c) keeps a call open for a waking device
  * with a phony branch (t_wait_for_new_branches) and adds the device's branch with
@@ -8,7 +8,7 @@
  * and hands the call to the engine; the engine process reads the woken contacts from
  * usrloc and injects them into the transaction. No script route runs: the injected
  * branches get the transaction's t_on_branch/t_on_failure/t_on_reply as set before
- * pushpark_park().
+ * pushpark_park() or pushpark_fork().
  */
 #include <string.h>
 #include <time.h>
@@ -218,10 +218,16 @@ static int pp_hold(pp_held_t *h, struct msg_branch *b)
 	return 0;
 }
 
-static void pp_held_free(pp_held_t *held, int n)
+/* Frees the copies of n held-back destinations. */
+static void pp_held_release(pp_held_t *held, int n)
 {
 	while(n-- > 0)
 		pkg_free(held[n].buf);
+}
+
+static void pp_held_free(pp_held_t *held, int n)
+{
+	pp_held_release(held, n);
 	pkg_free(held);
 }
 
@@ -250,29 +256,38 @@ static int pp_fork_plan(struct sip_msg *msg, struct urecord *rec, int *ruri_dest
 {
 	struct msg_branch b;
 	unsigned char drop[MAX_BRANCHES] = {0};
-	int i, n, pass, hold, nheld = 0, ruri_held = 0;
+	/* Per destination (index i + 1): -1 rings as it is, 1 held back, 0 pushable and
+	 * ringing; the live-connection lookup done once. */
+	signed char hold[MAX_BRANCHES + 1];
+	int i, n, pass, nheld = 0, ruri_held = 0;
 	str inst;
 
 	for(n = 0; get_msg_branch(n) != NULL && n < MAX_BRANCHES; n++)
 		;
+	for(i = *ruri_dest ? -1 : 0; i < n; i++) {
+		pp_dest(msg, i, &b);
+		hold[i + 1] = !pp_contact_pushable(b.uri.s, b.uri.len)
+							  ? -1
+							  : pp_push_registered == PP_PUSH_REG_ALWAYS
+										|| !pp_live_connection(&b);
+	}
 	for(pass = 1; pass >= 0; pass--) { /* 1: held back, 0: ringing */
 		for(i = *ruri_dest ? -1 : 0; i < n; i++) {
+			if(hold[i + 1] != pass)
+				continue;
 			pp_dest(msg, i, &b);
-			if(!pp_contact_pushable(b.uri.s, b.uri.len))
-				continue;
-			hold = pp_push_registered == PP_PUSH_REG_ALWAYS || !pp_live_connection(&b);
-			if(hold != pass)
-				continue;
 			pp_contact_instance(rec, &b.uri, &inst);
-			if(pp_req_add_fork_contact(r, &b.uri, &inst, !hold) < 0) {
+			if(pp_req_add_fork_contact(r, &b.uri, &inst, !pass) < 0) {
 				LM_WARN("too many push contacts: %.*s rings, unknown to the engine\n",
 						b.uri.len, b.uri.s);
 				continue;
 			}
-			if(!hold)
+			if(!pass)
 				continue;
-			if(pp_hold(&held[nheld], &b) < 0)
+			if(pp_hold(&held[nheld], &b) < 0) {
+				pp_held_release(held, nheld);
 				return -1;
+			}
 			nheld++;
 			if(i < 0)
 				ruri_held = 1;

@@ -543,6 +543,13 @@ typedef struct pushpark_stats {
     uint64_t pushes_unconfirmed;     /* pushes sent whose connection was lost before APNs
                                         answered: maybe delivered, never sent again (PUSH_RESULT
                                         "unconfirmed"); neither delivered nor failed */
+    /* With a "cluster" config section (0 without): */
+    uint64_t cluster_connected;      /* 1 while connected to Redis, else 0 */
+    uint64_t cluster_wakes_sent;     /* REGISTERs of this node published to the other nodes */
+    uint64_t cluster_wakes_received; /* wakes from other nodes handled here */
+    uint64_t cluster_bindings_synced;/* binding changes written to Redis or applied from it */
+    uint64_t cluster_failures;       /* Redis commands failed or timed out, jobs done while
+                                        Redis was away or dropped (queue full) */
 } pushpark_stats;
 
 /*

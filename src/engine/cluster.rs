@@ -274,16 +274,14 @@ impl Node {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Receiver<()>) {
         let mut backoff = BACKOFF_MIN;
-        let mut first = true;
         let mut down_logged = false;
         loop {
             let session = tokio::select! {
                 _ = &mut stop => return,
-                s = self.connect(first) => s,
+                s = self.connect() => s,
             };
             let why = match session {
                 Ok((conn, messages)) => {
-                    first = false;
                     backoff = BACKOFF_MIN;
                     down_logged = false;
                     self.counters.connected.store(1, Relaxed);
@@ -326,7 +324,7 @@ impl Node {
     }
 
     /// Connects, subscribes, then loads the shared bindings and writes those Redis lacks.
-    async fn connect(&mut self, first: bool) -> RedisResult<(MultiplexedConnection, Messages)> {
+    async fn connect(&mut self) -> RedisResult<(MultiplexedConnection, Messages)> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(COMMAND_TIMEOUT)
             .set_response_timeout(COMMAND_TIMEOUT);
@@ -339,16 +337,17 @@ impl Node {
         bounded(pubsub.subscribe(self.channel("wake"))).await?;
         // Subscribed before the load: a change published meanwhile is not missed.
         let messages: Messages = Box::pin(pubsub.into_on_message());
-        self.load(&mut conn, first).await?;
+        self.load(&mut conn).await?;
         self.flush_dirty(&mut conn).await?;
         Ok((conn, messages))
     }
 
-    /// Loads the bindings in Redis into the local store. On the first connection,
-    /// local bindings Redis lacks (or has older) are queued for it; on a
-    /// reconnection, a local binding Redis lacks that was not changed here
-    /// meanwhile was removed (or expired) elsewhere, and goes here too.
-    async fn load(&mut self, conn: &mut MultiplexedConnection, first: bool) -> RedisResult<()> {
+    /// Loads the bindings in Redis into the local store, and queues for Redis the
+    /// local bindings it lacks or has older: those learned while it was away, and
+    /// all of them when Redis lost its data (it may run without persistence).
+    /// So a binding removed on another node while this one was cut off comes
+    /// back (no tombstones yet); it still expires with `store.max_age_days`.
+    async fn load(&mut self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
         let prefix_len = self.key("").len();
         let oldest = unix_now().saturating_sub(self.max_age_secs);
         let mut in_redis: HashMap<(String, String), u64> = HashMap::new();
@@ -401,18 +400,8 @@ impl Node {
             if self.dirty.contains(&id) {
                 continue;
             }
-            match in_redis.get(&id) {
-                Some(&at) if at >= d.last_register_unix => {}
-                Some(_) => {
-                    self.dirty.insert(id);
-                }
-                None if first => {
-                    self.dirty.insert(id);
-                }
-                None => {
-                    let n = self.sh.store.remove_from_cluster(&id.0, &[id.1]);
-                    add(&self.counters.bindings_synced, n as u64);
-                }
+            if in_redis.get(&id).map_or(true, |&at| at < d.last_register_unix) {
+                self.dirty.insert(id);
             }
         }
         Ok(())
@@ -582,8 +571,8 @@ impl Node {
         if channel == self.channel("wake") {
             match serde_json::from_str::<WakeMsg>(&payload) {
                 Ok(w) if w.node != self.cfg.node_id => {
-                    inc(&self.counters.wakes_received);
                     self.sh.wake(&w.aor, &w.device_key, &w.contact);
+                    inc(&self.counters.wakes_received);
                 }
                 Ok(_) => {}
                 Err(e) => log::warn!("cluster: a wake message that does not parse: {e}"),

@@ -50,7 +50,9 @@ impl Redis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server not found: install the Debian package redis-server (scripts/deps)");
+            .expect(
+                "redis-server not found: install the Debian package redis-server (scripts/deps)",
+            );
         self.child = Some(child);
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -60,7 +62,10 @@ impl Redis {
             if pong.is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "redis-server did not start: {pong:?}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start: {pong:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -125,13 +130,20 @@ impl Node {
     }
 
     fn wait_stats(&self, what: &str, cond: impl Fn(&Stats) -> bool) {
-        wait_until(what, || cond(&self.engine.stats()), || {
-            format!("{:#?}", self.engine.stats())
-        });
+        wait_until(
+            what,
+            || cond(&self.engine.stats()),
+            || format!("{:#?}", self.engine.stats()),
+        );
     }
 
     fn tokens(&self, aor: &str) -> Vec<String> {
-        let mut t: Vec<_> = self.engine.devices(aor).into_iter().map(|d| d.token).collect();
+        let mut t: Vec<_> = self
+            .engine
+            .devices(aor)
+            .into_iter()
+            .map(|d| d.token)
+            .collect();
         t.sort();
         t
     }
@@ -205,12 +217,20 @@ fn a_device_registered_on_b_is_pushed_for_a_call_parked_on_a() {
     let a = Node::start(&mock, &redis, "a", |_| {});
     let b = Node::start(&mock, &redis, "b", |_| {});
     b.register("alice", &token(1), 600);
-    wait_until("a knows alice's phone", || a.tokens("alice") == [token(1)], || {
-        format!("{:?}", a.tokens("alice"))
-    });
-    assert_eq!(redis.bindings("alice").into_values().collect::<Vec<_>>(), [token(1)]);
+    wait_until(
+        "a knows alice's phone",
+        || a.tokens("alice") == [token(1)],
+        || format!("{:?}", a.tokens("alice")),
+    );
+    assert_eq!(
+        redis.bindings("alice").into_values().collect::<Vec<_>>(),
+        [token(1)]
+    );
     a.park("alice", 1);
-    assert!(mock.wait_for_push(&token(1), PATIENCE).is_some(), "a pushed her phone");
+    assert!(
+        mock.wait_for_push(&token(1), PATIENCE).is_some(),
+        "a pushed her phone"
+    );
     a.wait_stats("a's push", |s| s.pushes_sent == 1);
     assert!(b.engine.stats().cluster_bindings_synced >= 1);
     assert!(a.engine.stats().cluster_bindings_synced >= 1);
@@ -238,7 +258,6 @@ fn a_call_parked_on_a_resumes_once_for_registers_on_b_and_a() {
     assert_eq!(a.count(EventKind::Resume, 7), 1, "{:#?}", a.seen);
     assert_eq!(a.count(EventKind::AppendBranch, 7), 0, "{:#?}", a.seen);
     assert_eq!(a.engine.stats().resumed, 1);
-
 }
 
 #[test]
@@ -249,29 +268,46 @@ fn an_unregister_on_a_removes_the_binding_on_b() {
     let b = Node::start(&mock, &redis, "b", |_| {});
     a.register("alice", &token(1), 600);
     a.register("alice", &token(2), 600);
-    wait_until("b knows both", || b.tokens("alice").len() == 2, || {
-        format!("{:?}", b.tokens("alice"))
-    });
+    wait_until(
+        "b knows both",
+        || b.tokens("alice").len() == 2,
+        || format!("{:?}", b.tokens("alice")),
+    );
     a.register("alice", &token(1), 0);
-    wait_until("b forgot the first", || b.tokens("alice") == [token(2)], || {
-        format!("{:?}", b.tokens("alice"))
-    });
-    assert_eq!(redis.bindings("alice").into_values().collect::<Vec<_>>(), [token(2)]);
+    wait_until(
+        "b forgot the first",
+        || b.tokens("alice") == [token(2)],
+        || format!("{:?}", b.tokens("alice")),
+    );
+    assert_eq!(
+        redis.bindings("alice").into_values().collect::<Vec<_>>(),
+        [token(2)]
+    );
     // Contact: * on b
     let r = Registration {
         expires: 0,
         ..register("alice", "*", None)
     };
     b.engine.register(&r).unwrap();
-    wait_until("a forgot all", || a.tokens("alice").is_empty(), || {
-        format!("{:?}", a.tokens("alice"))
-    });
+    wait_until(
+        "a forgot all",
+        || a.tokens("alice").is_empty(),
+        || format!("{:?}", a.tokens("alice")),
+    );
     assert!(redis.bindings("alice").is_empty());
     // remove_device on b
     b.register("carol", &token(3), 600);
-    wait_until("a knows carol", || a.tokens("carol").len() == 1, String::new);
+    wait_until(
+        "a knows carol",
+        || a.tokens("carol").len() == 1,
+        String::new,
+    );
     assert!(b.engine.remove_device("carol", &token(3)));
-    wait_until("a forgot carol", || a.tokens("carol").is_empty(), String::new);
+    wait_until(
+        "a forgot carol",
+        || a.tokens("carol").is_empty(),
+        String::new,
+    );
 }
 
 #[test]
@@ -329,14 +365,22 @@ fn nodes_work_without_redis_and_catch_up_when_it_returns() {
         t.sort();
         t
     };
-    wait_until("bob's binding in Redis", || tokens("bob") == [token(2)], || {
-        format!("{:?}", tokens("bob"))
-    });
-    wait_until("alice's in Redis", || tokens("alice") == [token(1), token(3)], || {
-        format!("{:?}", tokens("alice"))
-    });
+    wait_until(
+        "bob's binding in Redis",
+        || tokens("bob") == [token(2)],
+        || format!("{:?}", tokens("bob")),
+    );
+    wait_until(
+        "alice's in Redis",
+        || tokens("alice") == [token(1), token(3)],
+        || format!("{:?}", tokens("alice")),
+    );
     wait_until("a knows bob", || a.tokens("bob") == [token(2)], String::new);
-    wait_until("b knows alice's new phone", || b.tokens("alice").len() == 2, String::new);
+    wait_until(
+        "b knows alice's new phone",
+        || b.tokens("alice").len() == 2,
+        String::new,
+    );
 }
 
 #[test]
@@ -351,8 +395,10 @@ fn an_engine_without_redis_at_start_still_starts_and_stops() {
     let contact = push_contact("alice", &token(1));
     engine.register(&register("alice", &contact, None)).unwrap();
     assert_eq!(engine.stats().cluster_connected, 0);
-    wait_until("failure counted", || engine.stats().cluster_failures >= 1, || {
-        format!("{:#?}", engine.stats())
-    });
+    wait_until(
+        "failure counted",
+        || engine.stats().cluster_failures >= 1,
+        || format!("{:#?}", engine.stats()),
+    );
     drop(engine);
 }

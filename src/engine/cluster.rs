@@ -106,15 +106,13 @@ pub(crate) struct Link {
     pub(crate) counters: Arc<ClusterCounters>,
 }
 
-fn hand_over(tx: &mpsc::Sender<Job>, counters: &ClusterCounters, job: Job) -> Result<(), Job> {
-    match tx.try_send(job) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            inc(&counters.failures);
-            Err(match e {
-                mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
-            })
-        }
+/// Hands `job` over without waiting; gives it back (counted as a failure) when the
+/// queue is full or the thread gone.
+fn hand_over(tx: &mpsc::Sender<Job>, counters: &ClusterCounters, job: Job) -> Option<Job> {
+    let e = tx.try_send(job).err()?;
+    inc(&counters.failures);
+    match e {
+        mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => Some(j),
     }
 }
 
@@ -138,7 +136,7 @@ impl Link {
             token: token.to_string(),
             reply,
         };
-        if let Err(Job::Claim { reply, .. }) = hand_over(&self.tx, &self.counters, job) {
+        if let Some(Job::Claim { reply, .. }) = hand_over(&self.tx, &self.counters, job) {
             reply(true);
         }
     }
@@ -400,7 +398,10 @@ impl Node {
             if self.dirty.contains(&id) {
                 continue;
             }
-            if in_redis.get(&id).map_or(true, |&at| at < d.last_register_unix) {
+            if in_redis
+                .get(&id)
+                .map_or(true, |&at| at < d.last_register_unix)
+            {
                 self.dirty.insert(id);
             }
         }
@@ -411,7 +412,12 @@ impl Node {
     async fn flush_dirty(&mut self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
         let dirty: Vec<_> = self.dirty.iter().cloned().collect();
         for (aor, key) in dirty {
-            let device = self.sh.store.devices(&aor).into_iter().find(|d| d.key == key);
+            let device = self
+                .sh
+                .store
+                .devices(&aor)
+                .into_iter()
+                .find(|d| d.key == key);
             let msg = BindingMsg {
                 node: self.cfg.node_id.clone(),
                 remove: if device.is_none() {
@@ -555,7 +561,8 @@ impl Node {
                 self.dirty.insert((aor, device.key));
             }
             Job::Remove { aor, keys } => {
-                self.dirty.extend(keys.into_iter().map(|k| (aor.clone(), k)));
+                self.dirty
+                    .extend(keys.into_iter().map(|k| (aor.clone(), k)));
             }
             // Of no use later (see the top of this file).
             Job::Wake(_) => {}
@@ -627,8 +634,8 @@ mod tests {
             serde_json::from_str(r#"{"node":"a","aor":"x","device_key":"k","contact":"c"}"#)
                 .unwrap();
         assert_eq!(w.path, None);
-        let b: BindingMsg = serde_json::from_str(r#"{"node":"a","aor":"x","remove":["k"]}"#)
-            .unwrap();
+        let b: BindingMsg =
+            serde_json::from_str(r#"{"node":"a","aor":"x","remove":["k"]}"#).unwrap();
         assert!(b.upsert.is_none() && b.remove == ["k"]);
     }
 }

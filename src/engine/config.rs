@@ -376,8 +376,14 @@ fn parse_cluster(mut s: Section) -> Result<ClusterConfig, ConfigError> {
         ));
     }
     let prefix_path = s.key_path("key_prefix");
-    let key_prefix = s.string("key_prefix")?.unwrap_or_else(|| "pushpark:".into());
-    if key_prefix.len() > 64 || key_prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    let key_prefix = s
+        .string("key_prefix")?
+        .unwrap_or_else(|| "pushpark:".into());
+    if key_prefix.len() > 64
+        || key_prefix
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err(err(
             &prefix_path,
             "must be at most 64 characters, without blanks or control characters",
@@ -686,7 +692,9 @@ mod tests {
     }
 
     fn with_cluster(cluster: &str) -> String {
-        format!(r#"{{"apns":{{"auth":{{"key_file":"/k.p8","key_id":"ABCDE12345","team_id":"TEAM123456"}}}},"cluster":{cluster}}}"#)
+        format!(
+            r#"{{"apns":{{"auth":{{"key_file":"/k.p8","key_id":"ABCDE12345","team_id":"TEAM123456"}}}},"cluster":{cluster}}}"#
+        )
     }
 
     #[test]
@@ -734,10 +742,10 @@ mod tests {
         for (cluster, want) in cases {
             assert_eq!(error_of(&with_cluster(cluster)), want, "{cluster}");
         }
-        assert!(
-            error_of(&with_cluster(r#"{"redis_url":"redis://h:notaport","node_id":"a"}"#))
-                .starts_with("cluster.redis_url: not a valid Redis URL"),
-        );
+        assert!(error_of(&with_cluster(
+            r#"{"redis_url":"redis://h:notaport","node_id":"a"}"#
+        ))
+        .starts_with("cluster.redis_url: not a valid Redis URL"),);
     }
 }
 

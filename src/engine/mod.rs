@@ -7,7 +7,9 @@
 //! results reach the host as events (queue + eventfd). Device-store changes
 //! are committed to disk by the store's own writer thread, in batches, after
 //! the call returns (see store.rs): a kill -9 may lose the last few
-//! milliseconds of them, a clean drop none.
+//! milliseconds of them, a clean drop none. With a `cluster` config, one more
+//! thread shares bindings, wakes and push claims with other nodes through
+//! Redis (cluster.rs); nobody waits for it.
 
 mod cluster;
 mod config;
@@ -24,7 +26,8 @@ mod store_writer;
 mod worker;
 
 pub use config::{
-    ApnsConfig, AuthConfig, ClusterConfig, ConfigError, EngineConfig, ParkConfig, PushConfig, StoreConfig,
+    ApnsConfig, AuthConfig, ClusterConfig, ConfigError, EngineConfig, ParkConfig, PushConfig,
+    StoreConfig,
 };
 pub use contact::{ContactError, ContactRules};
 pub use events::{Event, EventKind};
@@ -244,7 +247,6 @@ impl Shared {
         add(&sh.counters.late_wakes, late);
         resumed
     }
-
 }
 
 pub struct Engine {
@@ -724,7 +726,8 @@ impl Engine {
         s.events_waiting = sh.events.len() as u64;
         s.events_dropped = sh.events.dropped();
         if let Some(c) = sh.cluster.as_ref().map(|l| &*l.counters) {
-            let get = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+            let get =
+                |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
             s.cluster_connected = get(&c.connected);
             s.cluster_wakes_sent = get(&c.wakes_sent);
             s.cluster_wakes_received = get(&c.wakes_received);
@@ -745,7 +748,7 @@ impl Engine {
 }
 
 impl Drop for Engine {
-    /// Stops and joins the engine thread (which stops the APNs client), then
+    /// Stops and joins the cluster thread, then the engine thread (which stops the APNs client), then
     /// forgets the calls still parked: no event follows the drop. Last, it
     /// commits every queued store change, so a clean shutdown loses nothing.
     fn drop(&mut self) {

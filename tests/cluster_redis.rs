@@ -71,10 +71,21 @@ impl Redis {
     }
 
     fn kill(&mut self) {
+        if self.child.is_some() {
+            self.freeze(false);
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGSTOP (true) or SIGCONT: a server that accepts nothing and answers nothing.
+    fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        let sig = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     }
 
     fn conn(&self) -> redis::Connection {
@@ -401,4 +412,23 @@ fn an_engine_without_redis_at_start_still_starts_and_stops() {
         || format!("{:#?}", engine.stats()),
     );
     drop(engine);
+}
+
+#[test]
+fn a_hung_redis_holds_back_no_push_nor_shutdown() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let mut a = Node::start(&mock, &redis, "a", |_| {});
+    a.register("alice", &token(1), 600);
+    a.wait_stats("written", |s| s.cluster_bindings_synced >= 1);
+    redis.freeze(true);
+    // The claim gets no answer: the push goes out anyway.
+    a.park("alice", 1);
+    assert!(mock.wait_for_push(&token(1), PATIENCE).is_some());
+    a.wait_stats("the claim failed", |s| s.cluster_failures >= 1);
+    a.register("alice", &token(1), 600);
+    a.wait_event(|e| e.kind == EventKind::Resume && e.host_ref == 1);
+    // Dropping the engine does not wait for Redis either (bounded: it returns).
+    drop(a);
+    redis.freeze(false);
 }

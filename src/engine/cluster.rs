@@ -276,7 +276,10 @@ impl Node {
         loop {
             let session = tokio::select! {
                 _ = &mut stop => return,
-                s = self.connect() => s,
+                s = self.connect(&mut rx) => match s {
+                    Some(s) => s,
+                    None => return,
+                },
             };
             let why = match session {
                 Ok((conn, messages)) => {
@@ -322,22 +325,32 @@ impl Node {
     }
 
     /// Connects, subscribes, then loads the shared bindings and writes those Redis lacks.
-    async fn connect(&mut self) -> RedisResult<(MultiplexedConnection, Messages)> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(COMMAND_TIMEOUT)
-            .set_response_timeout(COMMAND_TIMEOUT);
-        let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        let mut pubsub = bounded(self.client.get_async_pubsub()).await?;
-        bounded(pubsub.subscribe(self.channel("bindings"))).await?;
-        bounded(pubsub.subscribe(self.channel("wake"))).await?;
-        // Subscribed before the load: a change published meanwhile is not missed.
-        let messages: Messages = Box::pin(pubsub.into_on_message());
-        self.load(&mut conn).await?;
-        self.flush_dirty(&mut conn).await?;
-        Ok((conn, messages))
+    /// While it connects (up to COMMAND_TIMEOUT per step when Redis does not
+    /// answer), jobs are done without Redis: a push does not wait for it.
+    async fn connect(
+        &mut self,
+        rx: &mut mpsc::Receiver<Job>,
+    ) -> Option<RedisResult<(MultiplexedConnection, Messages)>> {
+        let channels = [self.channel("bindings"), self.channel("wake")];
+        let opening = open(self.client.clone(), channels);
+        tokio::pin!(opening);
+        let (mut conn, messages) = loop {
+            tokio::select! {
+                opened = &mut opening => match opened {
+                    Ok(opened) => break opened,
+                    Err(e) => return Some(Err(e)),
+                },
+                job = rx.recv() => match job {
+                    Some(job) => self.offline(job),
+                    None => return None,
+                },
+            }
+        };
+        let synced = async {
+            self.load(&mut conn).await?;
+            self.flush_dirty(&mut conn).await
+        };
+        Some(synced.await.map(|()| (conn, messages)))
     }
 
     /// Loads the bindings in Redis into the local store, and queues for Redis the
@@ -601,6 +614,25 @@ impl Node {
             }
         }
     }
+}
+
+/// A connection for commands, and one subscribed to `channels`.
+async fn open(
+    client: Client,
+    channels: [String; 2],
+) -> RedisResult<(MultiplexedConnection, Messages)> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(COMMAND_TIMEOUT)
+        .set_response_timeout(COMMAND_TIMEOUT);
+    let conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    let mut pubsub = bounded(client.get_async_pubsub()).await?;
+    for c in channels {
+        bounded(pubsub.subscribe(c)).await?;
+    }
+    // Subscribed before the load: a change published meanwhile is not missed.
+    Ok((conn, Box::pin(pubsub.into_on_message())))
 }
 
 fn timed_out() -> redis::RedisError {

@@ -527,7 +527,8 @@ typedef struct pushpark_stats {
     uint64_t resume_latency_p50_us;  /* park -> RESUME latency, median, microseconds */
     uint64_t resume_latency_p99_us;  /* park -> RESUME latency, 99th percentile */
     uint64_t append_branches;        /* APPEND_BRANCH events (further devices of a call) */
-    uint64_t pushes_coalesced;       /* calls whose push was folded into a later one */
+    uint64_t pushes_coalesced;       /* calls whose push was folded into a later one (or
+                                        left to the cluster node that just pushed it) */
     uint64_t devices_stored;         /* device bindings in the store now */
     uint64_t events_waiting;         /* events queued, not yet polled */
     uint64_t resumed_now;            /* calls resumed, or forked and ringing, still known */

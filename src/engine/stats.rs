@@ -24,7 +24,8 @@ pub struct Stats {
     pub park_over_limit: u64,
     pub park_queue_full: u64,
     pub pushes_sent: u64,
-    /// Calls whose push was folded into a later push to the same device.
+    /// Calls whose push was folded into a later push to the same device, or
+    /// left to another node of the cluster that had just pushed it.
     pub pushes_coalesced: u64,
     pub pushes_delivered: u64,
     /// 410 / BadDeviceToken: the token is dead.

@@ -432,3 +432,45 @@ fn a_hung_redis_holds_back_no_push_nor_shutdown() {
     drop(a);
     redis.freeze(false);
 }
+
+#[test]
+fn a_wake_delivered_twice_resumes_once_and_a_node_ignores_its_own() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let mut a = Node::start(&mock, &redis, "a", |_| {});
+    a.register("alice", &token(1), 600);
+    a.park("alice", 3);
+    assert!(mock.wait_for_push(&token(1), PATIENCE).is_some());
+    let wake = |node: &str| {
+        let msg = json!({
+            "node": node, "aor": "alice", "device_key": token(1),
+            "contact": "<sip:alice@192.0.2.99:5061;transport=tls>", "path": null
+        });
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("pushpark:wake")
+            .arg(msg.to_string())
+            .query(&mut redis.conn())
+            .unwrap();
+    };
+    wake("a");
+    wake("c");
+    wake("c");
+    // A binding published after them: once a has it, it has handled the wakes.
+    let marker = json!({
+        "node": "c", "aor": "marker",
+        "upsert": { "key": "m", "provider": "apns", "token": token(9),
+            "topic": engine_common::TOPIC, "contact": "sip:m@h", "last_register_unix": 1 }
+    });
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("pushpark:bindings")
+        .arg(marker.to_string())
+        .query(&mut redis.conn())
+        .unwrap();
+    wait_until("the marker", || a.tokens("marker") == [token(9)], String::new);
+    assert_eq!(a.engine.stats().cluster_wakes_received, 2, "its own ignored");
+    a.drain();
+    assert_eq!(a.count(EventKind::Resume, 3), 1, "{:#?}", a.seen);
+    assert_eq!(a.count(EventKind::AppendBranch, 3), 0, "{:#?}", a.seen);
+    let resume = a.seen.iter().find(|e| e.kind == EventKind::Resume).unwrap();
+    assert!(resume.contact.contains("192.0.2.99"), "{resume:?}");
+}

@@ -466,8 +466,16 @@ fn a_wake_delivered_twice_resumes_once_and_a_node_ignores_its_own() {
         .arg(marker.to_string())
         .query(&mut redis.conn())
         .unwrap();
-    wait_until("the marker", || a.tokens("marker") == [token(9)], String::new);
-    assert_eq!(a.engine.stats().cluster_wakes_received, 2, "its own ignored");
+    wait_until(
+        "the marker",
+        || a.tokens("marker") == [token(9)],
+        String::new,
+    );
+    assert_eq!(
+        a.engine.stats().cluster_wakes_received,
+        2,
+        "its own ignored"
+    );
     a.drain();
     assert_eq!(a.count(EventKind::Resume, 3), 1, "{:#?}", a.seen);
     assert_eq!(a.count(EventKind::AppendBranch, 3), 0, "{:#?}", a.seen);

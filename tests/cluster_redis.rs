@@ -101,10 +101,11 @@ impl Redis {
             .arg(format!("pushpark:aor:{aor}"))
             .query(&mut self.conn())
             .unwrap();
+        // Removed ones are tombstones, without a token.
         all.into_iter()
-            .map(|(k, v)| {
+            .filter_map(|(k, v)| {
                 let d: Value = serde_json::from_str(&v).unwrap();
-                (k, d["token"].as_str().unwrap().to_string())
+                Some((k, d["token"].as_str()?.to_string()))
             })
             .collect()
     }
@@ -120,12 +121,28 @@ impl Drop for Redis {
 struct Node {
     engine: Engine,
     seen: Vec<Event>,
-    _store: tempfile::TempDir,
+    store: tempfile::TempDir,
 }
 
 impl Node {
     fn start(mock: &MockApns, redis: &Redis, node_id: &str, tweak: impl Fn(&mut Value)) -> Node {
-        let store = tempfile::tempdir().unwrap();
+        Node::start_on(tempfile::tempdir().unwrap(), mock, redis, node_id, tweak)
+    }
+
+    /// Stops the engine and starts a new one on the same store.
+    fn restart(self, mock: &MockApns, redis: &Redis, node_id: &str) -> Node {
+        let Node { engine, store, .. } = self;
+        drop(engine);
+        Node::start_on(store, mock, redis, node_id, |_| {})
+    }
+
+    fn start_on(
+        store: tempfile::TempDir,
+        mock: &MockApns,
+        redis: &Redis,
+        node_id: &str,
+        tweak: impl Fn(&mut Value),
+    ) -> Node {
         let mut config = base_config(mock, store.path());
         config["cluster"] = json!({ "redis_url": redis.url(), "node_id": node_id });
         tweak(&mut config);
@@ -134,7 +151,7 @@ impl Node {
         let node = Node {
             engine,
             seen: Vec::new(),
-            _store: store,
+            store,
         };
         node.wait_stats("connected", |s| s.cluster_connected == 1);
         node
@@ -481,4 +498,50 @@ fn a_wake_delivered_twice_resumes_once_and_a_node_ignores_its_own() {
     assert_eq!(a.count(EventKind::AppendBranch, 3), 0, "{:#?}", a.seen);
     let resume = a.seen.iter().find(|e| e.kind == EventKind::Resume).unwrap();
     assert!(resume.contact.contains("192.0.2.99"), "{resume:?}");
+}
+
+#[test]
+fn a_node_that_starts_loads_bindings_and_removals_made_while_it_was_down() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    let b = Node::start(&mock, &redis, "b", |_| {});
+    a.register("alice", &token(1), 600);
+    a.register("alice", &token(2), 600);
+    wait_until("b knows both", || b.tokens("alice").len() == 2, String::new);
+    let b_store = b.store.path().to_path_buf();
+    let b = {
+        let Node { engine, store, .. } = b;
+        drop(engine);
+        store
+    };
+    // While b is down: one phone unregisters, another registers, and carol's too.
+    a.register("alice", &token(1), 0);
+    a.register("alice", &token(3), 600);
+    a.register("carol", &token(4), 600);
+    wait_until(
+        "in Redis",
+        || redis.bindings("carol").len() == 1,
+        String::new,
+    );
+    let b = Node::start_on(b, &mock, &redis, "b", |_| {});
+    assert_eq!(b.store.path(), b_store);
+    assert_eq!(
+        b.tokens("alice"),
+        [token(2), token(3)],
+        "the removed one dropped"
+    );
+    assert_eq!(b.tokens("carol"), [token(4)]);
+    let mut in_redis: Vec<_> = redis.bindings("alice").into_values().collect();
+    in_redis.sort();
+    assert_eq!(in_redis, [token(2), token(3)], "not written back by b");
+    // A restarted node with Redis emptied meanwhile writes what it has.
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+    let b = b.restart(&mock, &redis, "b");
+    wait_until(
+        "b's bindings back in Redis",
+        || redis.bindings("alice").len() == 2,
+        String::new,
+    );
+    assert_eq!(b.tokens("carol"), [token(4)]);
 }

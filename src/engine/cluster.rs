@@ -8,9 +8,11 @@
 //! lookup reads, so a node keeps working while Redis is away.
 //!
 //! In Redis, with `p` the key prefix:
-//! - `{p}aor:{aor}`: a hash, field = device key, value = the DeviceInfo JSON; the key
-//!   expires `store.max_age_days` after its last write (fields older than that are
-//!   ignored when loaded).
+//! - `{p}aor:{aor}`: a hash, field = device key, value = the DeviceInfo JSON, or
+//!   `{"removed_unix":...}` for a removed binding (a tombstone, so that a node cut off
+//!   at the time does not write it back); the key expires `store.max_age_days` after
+//!   its last write, and fields older than that are ignored (tombstones deleted) when
+//!   loaded.
 //! - `{p}bindings`: pub/sub; each binding change made on a node (BindingMsg).
 //! - `{p}wake`: pub/sub; each REGISTER with expires > 0 (WakeMsg).
 //! - `{p}push:{token}`: who pushed that token last (`SET NX PX push.min_interval_ms`).
@@ -24,7 +26,7 @@
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, Msg, RedisResult};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -65,6 +67,8 @@ pub(crate) enum Job {
     Remove {
         aor: String,
         keys: Vec<String>,
+        /// When (unix seconds): the removal's tombstone in Redis.
+        at: u64,
     },
     Wake(WakeMsg),
     /// May this node push `token`? `reply(true)`: push (also when Redis cannot say).
@@ -83,6 +87,14 @@ struct BindingMsg {
     upsert: Option<DeviceInfo>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     remove: Vec<String>,
+}
+
+/// A field of `{prefix}aor:{aor}`: a binding, or when it was removed.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Binding(DeviceInfo),
+    Removed { removed_unix: u64 },
 }
 
 /// A REGISTER with expires > 0 on some node, as published on `{prefix}wake`.
@@ -153,6 +165,7 @@ impl Link {
                 Change::Remove(keys) => Job::Remove {
                     aor: aor.to_string(),
                     keys: keys.to_vec(),
+                    at: unix_now(),
                 },
             };
             let _ = hand_over(&tx, &counters, job);
@@ -199,7 +212,7 @@ impl ClusterThread {
             client,
             counters,
             sh,
-            dirty: HashSet::new(),
+            dirty: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("pushpark-cluster".into())
@@ -254,9 +267,9 @@ struct Node {
     sub_pattern: String,
     px_ms: u64,
     max_age_secs: u64,
-    /// Bindings (AOR, key) changed here that Redis has not got yet: written from
-    /// the local store once it is back.
-    dirty: HashSet<(String, String)>,
+    /// Bindings (AOR, key) changed here that Redis has not got yet, with when
+    /// (unix seconds): written from the local store once it is back.
+    dirty: HashMap<(String, String), u64>,
 }
 
 type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = Msg> + Send>>;
@@ -356,11 +369,13 @@ impl Node {
     /// Loads the bindings in Redis into the local store, and queues for Redis the
     /// local bindings it lacks or has older: those learned while it was away, and
     /// all of them when Redis lost its data (it may run without persistence).
-    /// So a binding removed on another node while this one was cut off comes
-    /// back (no tombstones yet); it still expires with `store.max_age_days`.
+    /// A removal is kept in Redis as a tombstone for `store.max_age_days`, so a
+    /// node cut off meanwhile drops the binding too instead of writing it back.
+    /// Where Redis and a change made here while Redis was away disagree, the later wins.
     async fn load(&mut self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
         let prefix_len = self.key("").len();
         let oldest = unix_now().saturating_sub(self.max_age_secs);
+        // What Redis holds, as of when.
         let mut in_redis: HashMap<(String, String), u64> = HashMap::new();
         let mut cursor: u64 = 0;
         loop {
@@ -378,27 +393,44 @@ impl Node {
                 let aor = key[prefix_len..].to_string();
                 let fields: HashMap<String, String> = bounded(conn.hgetall(&key)).await?;
                 let local = self.sh.store.devices(&aor);
+                let mut stale = Vec::new();
                 for (field, json) in fields {
-                    let Ok(d) = serde_json::from_str::<DeviceInfo>(&json) else {
-                        log::warn!("cluster: {key} / field {field}: not a binding, ignored");
-                        continue;
+                    let (at, binding) = match serde_json::from_str::<Stored>(&json) {
+                        Ok(Stored::Binding(d)) if d.key == field => (d.last_register_unix, Some(d)),
+                        Ok(Stored::Removed { removed_unix }) => (removed_unix, None),
+                        _ => {
+                            log::warn!("cluster: {key} / field {field}: not a binding, ignored");
+                            continue;
+                        }
                     };
-                    if d.key != field || d.last_register_unix < oldest {
+                    if at < oldest {
+                        stale.extend(binding.is_none().then(|| field.clone()));
                         continue;
                     }
                     let id = (aor.clone(), field);
-                    in_redis.insert(id.clone(), d.last_register_unix);
-                    if self.dirty.contains(&id) {
-                        continue;
+                    in_redis.insert(id.clone(), at);
+                    match self.dirty.get(&id) {
+                        Some(&changed) if changed >= at => continue,
+                        Some(_) => {
+                            self.dirty.remove(&id);
+                        }
+                        None => {}
                     }
-                    let newer = match local.iter().find(|l| l.key == d.key) {
-                        None => true,
-                        Some(l) => *l != d && l.last_register_unix <= d.last_register_unix,
-                    };
-                    if newer {
-                        self.sh.store.upsert_from_cluster(&aor, d);
-                        inc(&self.counters.bindings_synced);
+                    let here = local.iter().find(|l| l.key == id.1);
+                    match binding {
+                        Some(d) if here.map_or(true, |l| *l != d && l.last_register_unix <= at) => {
+                            self.sh.store.upsert_from_cluster(&aor, d);
+                            inc(&self.counters.bindings_synced);
+                        }
+                        None if here.is_some_and(|l| l.last_register_unix <= at) => {
+                            let n = self.sh.store.remove_from_cluster(&aor, &[id.1]);
+                            add(&self.counters.bindings_synced, n as u64);
+                        }
+                        _ => {}
                     }
+                }
+                if !stale.is_empty() {
+                    bounded(conn.hdel::<_, _, ()>(&key, stale)).await?;
                 }
             }
             if next == 0 {
@@ -408,14 +440,14 @@ impl Node {
         }
         for (aor, d) in self.sh.store.all() {
             let id = (aor, d.key.clone());
-            if self.dirty.contains(&id) {
+            if self.dirty.contains_key(&id) {
                 continue;
             }
             if in_redis
                 .get(&id)
                 .map_or(true, |&at| at < d.last_register_unix)
             {
-                self.dirty.insert(id);
+                self.dirty.insert(id, d.last_register_unix);
             }
         }
         Ok(())
@@ -423,8 +455,12 @@ impl Node {
 
     /// Writes the dirty bindings as the local store has them now.
     async fn flush_dirty(&mut self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
-        let dirty: Vec<_> = self.dirty.iter().cloned().collect();
-        for (aor, key) in dirty {
+        let dirty: Vec<_> = self
+            .dirty
+            .iter()
+            .map(|(id, at)| (id.clone(), *at))
+            .collect();
+        for ((aor, key), at) in dirty {
             let device = self
                 .sh
                 .store
@@ -441,25 +477,33 @@ impl Node {
                 aor: aor.clone(),
                 upsert: device,
             };
-            self.write(conn, msg).await?;
+            self.write(conn, msg, at).await?;
             self.dirty.remove(&(aor, key));
         }
         Ok(())
     }
 
-    /// One binding change into Redis and out to the other nodes, in one transaction.
-    async fn write(&self, conn: &mut MultiplexedConnection, msg: BindingMsg) -> RedisResult<()> {
+    /// One binding change into Redis and out to the other nodes, in one
+    /// transaction; removals (made at `removed_unix`) leave tombstones.
+    async fn write(
+        &self,
+        conn: &mut MultiplexedConnection,
+        msg: BindingMsg,
+        removed_unix: u64,
+    ) -> RedisResult<()> {
         let key = self.key(&msg.aor);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        let mut fields = Vec::new();
         if let Some(d) = &msg.upsert {
             let json = serde_json::to_string(d).expect("strings and an integer");
-            pipe.hset(&key, &d.key, json).ignore();
-            pipe.expire(&key, self.max_age_secs as i64).ignore();
+            fields.push((d.key.clone(), json));
         }
-        if !msg.remove.is_empty() {
-            pipe.hdel(&key, &msg.remove).ignore();
-        }
+        let tombstone =
+            serde_json::to_string(&Stored::Removed { removed_unix }).expect("an integer");
+        fields.extend(msg.remove.iter().map(|k| (k.clone(), tombstone.clone())));
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.hset_multiple(&key, &fields).ignore();
+        pipe.expire(&key, self.max_age_secs as i64).ignore();
         let json = serde_json::to_string(&msg).expect("strings and an integer");
         pipe.publish(self.channel("bindings"), json).ignore();
         bounded(pipe.query_async::<()>(conn)).await?;
@@ -499,24 +543,27 @@ impl Node {
     async fn online(&mut self, conn: &mut MultiplexedConnection, job: Job) -> RedisResult<()> {
         let (binding, result) = match job {
             Job::Upsert { aor, device } => {
-                let id = (aor.clone(), device.key.clone());
+                let id = ((aor.clone(), device.key.clone()), device.last_register_unix);
                 let msg = BindingMsg {
                     node: self.cfg.node_id.clone(),
                     aor,
                     upsert: Some(device),
                     remove: Vec::new(),
                 };
-                (vec![id], self.write(conn, msg).await)
+                (vec![id], self.write(conn, msg, 0).await)
             }
-            Job::Remove { aor, keys } => {
-                let ids = keys.iter().map(|k| (aor.clone(), k.clone())).collect();
+            Job::Remove { aor, keys, at } => {
+                let ids = keys
+                    .iter()
+                    .map(|k| ((aor.clone(), k.clone()), at))
+                    .collect();
                 let msg = BindingMsg {
                     node: self.cfg.node_id.clone(),
                     aor,
                     upsert: None,
                     remove: keys,
                 };
-                (ids, self.write(conn, msg).await)
+                (ids, self.write(conn, msg, at).await)
             }
             Job::Wake(msg) => {
                 let json = serde_json::to_string(&msg).expect("strings");
@@ -571,11 +618,12 @@ impl Node {
         inc(&self.counters.failures);
         match job {
             Job::Upsert { aor, device } => {
-                self.dirty.insert((aor, device.key));
-            }
-            Job::Remove { aor, keys } => {
                 self.dirty
-                    .extend(keys.into_iter().map(|k| (aor.clone(), k)));
+                    .insert((aor, device.key), device.last_register_unix);
+            }
+            Job::Remove { aor, keys, at } => {
+                self.dirty
+                    .extend(keys.into_iter().map(|k| ((aor.clone(), k), at)));
             }
             // Of no use later (see the top of this file).
             Job::Wake(_) => {}

@@ -510,6 +510,12 @@ fn a_node_that_starts_loads_bindings_and_removals_made_while_it_was_down() {
     a.register("alice", &token(2), 600);
     wait_until("b knows both", || b.tokens("alice").len() == 2, String::new);
     let b_store = b.store.path().to_path_buf();
+    // Someone else's key under the prefix, of another type, does not stop the load.
+    let _: () = redis::cmd("SET")
+        .arg("pushpark:aor:not-a-hash")
+        .arg("x")
+        .query(&mut redis.conn())
+        .unwrap();
     let b = {
         let Node { engine, store, .. } = b;
         drop(engine);

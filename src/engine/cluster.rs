@@ -391,7 +391,15 @@ impl Node {
             .await?;
             for key in keys {
                 let aor = key[prefix_len..].to_string();
-                let fields: HashMap<String, String> = bounded(conn.hgetall(&key)).await?;
+                let fields: HashMap<String, String> = match bounded(conn.hgetall(&key)).await {
+                    Ok(fields) => fields,
+                    Err(e) if lost(&e) => return Err(e),
+                    // Not ours (another type of key under the prefix): not a reason to stop.
+                    Err(e) => {
+                        log::warn!("cluster: {key} not read, ignored: {e}");
+                        continue;
+                    }
+                };
                 let local = self.sh.store.devices(&aor);
                 let mut stale = Vec::new();
                 for (field, json) in fields {
@@ -529,8 +537,7 @@ impl Node {
                 job = rx.recv() => match job {
                     None => return Ended::Stop,
                     Some(job) => if let Err(e) = self.online(&mut conn, job).await {
-                        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped()
-                            || e.is_connection_refusal() {
+                        if lost(&e) {
                             return Ended::Lost(e.to_string());
                         }
                     },
@@ -681,6 +688,11 @@ async fn open(
     }
     // Subscribed before the load: a change published meanwhile is not missed.
     Ok((conn, Box::pin(pubsub.into_on_message())))
+}
+
+/// The connection is gone or hangs (not an error answer from Redis).
+fn lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 fn timed_out() -> redis::RedisError {

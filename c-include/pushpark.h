@@ -527,7 +527,8 @@ typedef struct pushpark_stats {
     uint64_t resume_latency_p50_us;  /* park -> RESUME latency, median, microseconds */
     uint64_t resume_latency_p99_us;  /* park -> RESUME latency, 99th percentile */
     uint64_t append_branches;        /* APPEND_BRANCH events (further devices of a call) */
-    uint64_t pushes_coalesced;       /* calls whose push was folded into a later one */
+    uint64_t pushes_coalesced;       /* calls whose push was folded into a later one (or
+                                        left to the cluster node that just pushed it) */
     uint64_t devices_stored;         /* device bindings in the store now */
     uint64_t events_waiting;         /* events queued, not yet polled */
     uint64_t resumed_now;            /* calls resumed, or forked and ringing, still known */
@@ -543,6 +544,13 @@ typedef struct pushpark_stats {
     uint64_t pushes_unconfirmed;     /* pushes sent whose connection was lost before APNs
                                         answered: maybe delivered, never sent again (PUSH_RESULT
                                         "unconfirmed"); neither delivered nor failed */
+    /* With a "cluster" config section (0 without): */
+    uint64_t cluster_connected;      /* 1 while connected to Redis, else 0 */
+    uint64_t cluster_wakes_sent;     /* REGISTERs of this node published to the other nodes */
+    uint64_t cluster_wakes_received; /* wakes from other nodes handled here */
+    uint64_t cluster_bindings_synced;/* binding changes written to Redis or applied from it */
+    uint64_t cluster_failures;       /* Redis commands failed or timed out, jobs done while
+                                        Redis was away or dropped (queue full) */
 } pushpark_stats;
 
 /*

@@ -16,6 +16,9 @@ pub struct EngineConfig {
     pub park: ParkConfig,
     pub push: PushConfig,
     pub store: StoreConfig,
+    /// `cluster`: bindings and wakes shared with other nodes through Redis;
+    /// `None` (absent): a single node, no Redis code runs.
+    pub cluster: Option<ClusterConfig>,
     /// Parsed for the host bridge (the ffi layer applies it to its logger); the
     /// engine itself never installs a logger.
     pub log_level: log::LevelFilter,
@@ -96,6 +99,37 @@ pub struct StoreConfig {
     /// A REGISTER that adds a binding beyond this evicts the AOR's least recently
     /// registered one (an app reinstalled again and again leaves bindings behind).
     pub max_devices_per_aor: usize,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port/db` or `redis+unix:///path`; Debug output and
+    /// logs never show its password (`redis_url_shown`).
+    pub redis_url: String,
+    /// This node's name: its own messages are ignored and its push claims carry it.
+    pub node_id: String,
+    /// Put before every Redis key and channel name.
+    pub key_prefix: String,
+}
+
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis_url", &self.redis_url_shown())
+            .field("node_id", &self.node_id)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// The URL without its password, for logs.
+    pub fn redis_url_shown(&self) -> String {
+        match (self.redis_url.split_once("://"), self.redis_url.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &self.redis_url[at..]),
+            _ => self.redis_url.clone(),
+        }
+    }
 }
 
 /// A configuration error naming the key it is about.
@@ -319,6 +353,50 @@ fn parse_auth(mut s: Section) -> Result<AuthConfig, ConfigError> {
     Ok(auth)
 }
 
+fn parse_cluster(mut s: Section) -> Result<ClusterConfig, ConfigError> {
+    let url_path = s.key_path("redis_url");
+    let redis_url = s.required_string("redis_url")?;
+    let schemes = ["redis://", "redis+unix://", "unix://"];
+    if !schemes.iter().any(|p| redis_url.starts_with(p)) {
+        return Err(err(
+            &url_path,
+            "must start with redis://, redis+unix:// or unix:// (no TLS)",
+        ));
+    }
+    if let Err(e) = redis::Client::open(&*redis_url) {
+        return Err(err(&url_path, format!("not a valid Redis URL: {e}")));
+    }
+    let id_path = s.key_path("node_id");
+    let node_id = s.required_string("node_id")?;
+    let id_ok = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+    if node_id.len() > 64 || !node_id.bytes().all(id_ok) {
+        return Err(err(
+            &id_path,
+            "must be at most 64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let prefix_path = s.key_path("key_prefix");
+    let key_prefix = s
+        .string("key_prefix")?
+        .unwrap_or_else(|| "pushpark:".into());
+    if key_prefix.len() > 64
+        || key_prefix
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(err(
+            &prefix_path,
+            "must be at most 64 characters, without blanks or control characters",
+        ));
+    }
+    s.finish()?;
+    Ok(ClusterConfig {
+        redis_url,
+        node_id,
+        key_prefix,
+    })
+}
+
 impl EngineConfig {
     /// One JSON document; unknown keys and missing required keys are errors
     /// naming the key path.
@@ -385,6 +463,11 @@ impl EngineConfig {
         };
         st.finish()?;
 
+        let cluster = match root.take("cluster") {
+            None => None,
+            Some((path, v)) => Some(parse_cluster(Section::new(&path, v)?)?),
+        };
+
         let level_path = root.key_path("log_level");
         let log_level = match root.string("log_level")? {
             None => log::LevelFilter::Info,
@@ -414,6 +497,7 @@ impl EngineConfig {
                 payload_template,
             },
             store,
+            cluster,
             log_level,
         })
     }
@@ -451,6 +535,7 @@ mod tests {
         assert_eq!(c.store.max_age_days, 30);
         assert_eq!(c.store.max_devices_per_aor, 10);
         assert_eq!(c.log_level, log::LevelFilter::Info);
+        assert!(c.cluster.is_none(), "a single node unless told");
         assert_eq!(
             (c.apns.ping_interval, c.apns.ping_timeout),
             (Duration::from_secs(60), Duration::from_secs(10))
@@ -604,6 +689,63 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn with_cluster(cluster: &str) -> String {
+        format!(
+            r#"{{"apns":{{"auth":{{"key_file":"/k.p8","key_id":"ABCDE12345","team_id":"TEAM123456"}}}},"cluster":{cluster}}}"#
+        )
+    }
+
+    #[test]
+    fn cluster_section() {
+        let c = EngineConfig::from_json(&with_cluster(
+            r#"{"redis_url":"redis://:s3cret@10.0.0.5:6379/2","node_id":"sbc-a"}"#,
+        ))
+        .unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(cl.node_id, "sbc-a");
+        assert_eq!(cl.key_prefix, "pushpark:");
+        assert_eq!(cl.redis_url, "redis://:s3cret@10.0.0.5:6379/2");
+        assert!(!format!("{cl:?}").contains("s3cret"), "{cl:?}");
+        assert_eq!(cl.redis_url_shown(), "redis://***@10.0.0.5:6379/2");
+        let c = EngineConfig::from_json(&with_cluster(
+            r#"{"redis_url":"redis://127.0.0.1","node_id":"b","key_prefix":"pp:{eu}:"}"#,
+        ))
+        .unwrap();
+        assert_eq!(c.cluster.unwrap().key_prefix, "pp:{eu}:");
+        let cases = [
+            (r#"{"node_id":"a"}"#, "cluster.redis_url: missing"),
+            (r#"{"redis_url":"redis://h"}"#, "cluster.node_id: missing"),
+            (
+                r#"{"redis_url":"redis://h","node_id":""}"#,
+                "cluster.node_id: must not be empty",
+            ),
+            (
+                r#"{"redis_url":"redis://h","node_id":"a b"}"#,
+                "cluster.node_id: must be at most 64 letters, digits, '-', '_' or '.'",
+            ),
+            (
+                r#"{"redis_url":"http://h","node_id":"a"}"#,
+                "cluster.redis_url: must start with redis://, redis+unix:// or unix:// (no TLS)",
+            ),
+            (
+                r#"{"redis_url":"redis://h","node_id":"a","key_prefix":"a b"}"#,
+                "cluster.key_prefix: must be at most 64 characters, without blanks or control characters",
+            ),
+            (
+                r#"{"redis_url":"redis://h","node_id":"a","port":1}"#,
+                "cluster.port: unknown key",
+            ),
+            (r#""redis://h""#, "cluster: expected an object, found a string"),
+        ];
+        for (cluster, want) in cases {
+            assert_eq!(error_of(&with_cluster(cluster)), want, "{cluster}");
+        }
+        assert!(error_of(&with_cluster(
+            r#"{"redis_url":"redis://h:notaport","node_id":"a"}"#
+        ))
+        .starts_with("cluster.redis_url: not a valid Redis URL"),);
     }
 }
 

@@ -7,8 +7,11 @@
 //! results reach the host as events (queue + eventfd). Device-store changes
 //! are committed to disk by the store's own writer thread, in batches, after
 //! the call returns (see store.rs): a kill -9 may lose the last few
-//! milliseconds of them, a clean drop none.
+//! milliseconds of them, a clean drop none. With a `cluster` config, one more
+//! thread shares bindings, wakes and push claims with other nodes through
+//! Redis (cluster.rs); nobody waits for it.
 
+mod cluster;
 mod config;
 mod contact;
 mod events;
@@ -23,7 +26,8 @@ mod store_writer;
 mod worker;
 
 pub use config::{
-    ApnsConfig, AuthConfig, ConfigError, EngineConfig, ParkConfig, PushConfig, StoreConfig,
+    ApnsConfig, AuthConfig, ClusterConfig, ConfigError, EngineConfig, ParkConfig, PushConfig,
+    StoreConfig,
 };
 pub use contact::{ContactError, ContactRules};
 pub use events::{Event, EventKind};
@@ -209,6 +213,40 @@ pub(crate) struct Shared {
     events: EventQueue,
     counters: Counters,
     store: Store,
+    /// With a `cluster` config: the hand-over to the cluster thread.
+    cluster: Option<cluster::Link>,
+}
+
+impl Shared {
+    /// Resumes the AOR's parked calls; an extra branch for calls already
+    /// ringing or forked; a LateWake for each ended call that pushed the device.
+    /// A REGISTER here and a wake from another node (cluster.rs) both come here;
+    /// the table ends a call once, and gives a device one branch per call, however
+    /// often its wake comes.
+    pub(crate) fn wake(&self, aor: &str, device_key: &str, contact: &str) -> u32 {
+        let sh = self;
+        let mut t = sh.table.lock();
+        t.note_register(aor, device_key, contact, Instant::now());
+        let mut resumed = 0;
+        for id in t.ids_of_aor(aor) {
+            match t.get(id).map(|c| (c.state, c.forked)) {
+                Some((CallState::Parked, false)) => {
+                    let how = End::Resume {
+                        device_key,
+                        contact,
+                    };
+                    resumed += u32::from(t.finish(id, how, &sh.events, &sh.counters));
+                }
+                Some(_) => {
+                    t.append_branch(id, device_key, contact, &sh.events, &sh.counters);
+                }
+                None => {}
+            }
+        }
+        let late = t.late_wakes(aor, device_key, contact, &sh.events);
+        add(&sh.counters.late_wakes, late);
+        resumed
+    }
 }
 
 pub struct Engine {
@@ -216,6 +254,7 @@ pub struct Engine {
     cmd_tx: Sender<Cmd>,
     stop_tx: Option<Sender<()>>,
     worker: Option<JoinHandle<()>>,
+    cluster: Option<cluster::ClusterThread>,
 }
 
 /// Commands waiting for the engine thread; beyond this `park` says QueueFull.
@@ -315,6 +354,10 @@ impl Engine {
         let events = EventQueue::new(cfg.park.max_total.saturating_mul(EVENTS_PER_CALL))
             .map_err(|e| EngineError::Io(format!("eventfd: {e}")))?;
         let clients = worker::Clients::new(&cfg)?;
+        let (link, jobs) = cfg.cluster.as_ref().map(cluster::link).unzip();
+        if let Some(link) = &link {
+            store.set_sink(link.sink());
+        }
         let shared = Arc::new(Shared {
             rules: ContactRules::new(&cfg),
             order: Mutex::new(RegisterOrder::default()),
@@ -323,7 +366,12 @@ impl Engine {
             events,
             counters: Counters::default(),
             store,
+            cluster: link,
         });
+        let cluster = match jobs {
+            Some(jobs) => Some(cluster::ClusterThread::start(shared.clone(), jobs)?),
+            None => None,
+        };
         let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(CMD_QUEUE);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let w = worker::Worker::new(shared.clone(), clients);
@@ -336,6 +384,7 @@ impl Engine {
             cmd_tx,
             stop_tx: Some(stop_tx),
             worker: Some(worker),
+            cluster,
         })
     }
 
@@ -408,7 +457,10 @@ impl Engine {
                 }
                 continue;
             }
-            out.resumed += self.wake(r.aor, &key, text);
+            out.resumed += sh.wake(r.aor, &key, text);
+            if let Some(link) = &sh.cluster {
+                link.wake(r.aor, &key, text, None);
+            }
             if let Some(p) = c.push {
                 sh.store.upsert(
                     r.aor,
@@ -425,33 +477,6 @@ impl Engine {
             }
         }
         Ok(out)
-    }
-
-    /// Resumes the AOR's parked calls; an extra branch for calls already
-    /// ringing or forked; a LateWake for each ended call that pushed the device.
-    fn wake(&self, aor: &str, device_key: &str, contact: &str) -> u32 {
-        let sh = &*self.shared;
-        let mut t = sh.table.lock();
-        t.note_register(aor, device_key, contact, Instant::now());
-        let mut resumed = 0;
-        for id in t.ids_of_aor(aor) {
-            match t.get(id).map(|c| (c.state, c.forked)) {
-                Some((CallState::Parked, false)) => {
-                    let how = End::Resume {
-                        device_key,
-                        contact,
-                    };
-                    resumed += u32::from(t.finish(id, how, &sh.events, &sh.counters));
-                }
-                Some(_) => {
-                    t.append_branch(id, device_key, contact, &sh.events, &sh.counters);
-                }
-                None => {}
-            }
-        }
-        let late = t.late_wakes(aor, device_key, contact, &sh.events);
-        add(&sh.counters.late_wakes, late);
-        resumed
     }
 
     /// Stores a binding learned another way than REGISTER (does not wake calls).
@@ -700,6 +725,15 @@ impl Engine {
         (s.store_writes_pending, s.store_write_errors) = sh.store.write_counts();
         s.events_waiting = sh.events.len() as u64;
         s.events_dropped = sh.events.dropped();
+        if let Some(c) = sh.cluster.as_ref().map(|l| &*l.counters) {
+            let get =
+                |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+            s.cluster_connected = get(&c.connected);
+            s.cluster_wakes_sent = get(&c.wakes_sent);
+            s.cluster_wakes_received = get(&c.wakes_received);
+            s.cluster_bindings_synced = get(&c.bindings_synced);
+            s.cluster_failures = get(&c.failures);
+        }
         s
     }
 
@@ -714,10 +748,14 @@ impl Engine {
 }
 
 impl Drop for Engine {
-    /// Stops and joins the engine thread (which stops the APNs client), then
+    /// Stops and joins the cluster thread, then the engine thread (which stops the APNs client), then
     /// forgets the calls still parked: no event follows the drop. Last, it
     /// commits every queued store change, so a clean shutdown loses nothing.
     fn drop(&mut self) {
+        // First the cluster thread, which wakes calls and holds push claims.
+        if let Some(mut c) = self.cluster.take() {
+            c.stop();
+        }
         drop(self.stop_tx.take());
         if let Some(w) = self.worker.take() {
             if w.join().is_err() {

@@ -24,7 +24,8 @@ pub struct Stats {
     pub park_over_limit: u64,
     pub park_queue_full: u64,
     pub pushes_sent: u64,
-    /// Calls whose push was folded into a later push to the same device.
+    /// Calls whose push was folded into a later push to the same device, or
+    /// left to another node of the cluster that had just pushed it.
     pub pushes_coalesced: u64,
     pub pushes_delivered: u64,
     /// 410 / BadDeviceToken: the token is dead.
@@ -62,6 +63,19 @@ pub struct Stats {
     /// Pushes written to APNs whose connection was lost before the answer: APNs
     /// may or may not have delivered them. Not sent again; their calls wait.
     pub pushes_unconfirmed: u64,
+    /// With a `cluster` config: 1 while connected to Redis (subscribed, bindings loaded).
+    pub cluster_connected: u64,
+    /// Wakes (REGISTERs of this node) published to the other nodes.
+    pub cluster_wakes_sent: u64,
+    /// Wakes from other nodes handled here.
+    pub cluster_wakes_received: u64,
+    /// Binding changes written to Redis, plus those applied here from Redis
+    /// (other nodes' changes, loads at connection).
+    pub cluster_bindings_synced: u64,
+    /// Cluster jobs that failed (a Redis command failed or timed out, Redis was
+    /// away) or were dropped (the cluster thread's queue was full). A binding
+    /// change that failed is written once Redis is back; a wake is not.
+    pub cluster_failures: u64,
 }
 
 #[derive(Default)]
@@ -134,6 +148,11 @@ impl Counters {
             devices_evicted: 0,
             engine_restarts: 0,
             pushes_unconfirmed: get(&self.pushes_unconfirmed),
+            cluster_connected: 0,
+            cluster_wakes_sent: 0,
+            cluster_wakes_received: 0,
+            cluster_bindings_synced: 0,
+            cluster_failures: 0,
         }
     }
 }

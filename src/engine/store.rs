@@ -22,7 +22,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use super::store_writer::{Op, StoreWriter};
 
@@ -76,6 +76,17 @@ pub(crate) enum Upsert {
     Refreshed,
 }
 
+/// A change of the bindings made on this node, as the cluster shares it.
+pub(crate) enum Change<'a> {
+    Upsert(&'a DeviceInfo),
+    /// The keys removed.
+    Remove(&'a [String]),
+}
+
+/// Told of every change made on this node (not of those applied from other nodes),
+/// under the store's writer lock: it must not block.
+pub(crate) type Sink = Box<dyn Fn(&str, Change) + Send + Sync>;
+
 struct Entry {
     info: DeviceInfo,
     /// `last_register_unix` as last written to disk.
@@ -93,6 +104,8 @@ pub(crate) struct Store {
     max_per_aor: usize,
     /// Bindings dropped to keep an AOR within `max_per_aor`.
     evicted: AtomicU64,
+    /// The cluster's write-through (cluster.rs), when there is one.
+    sink: OnceLock<Sink>,
 }
 
 impl Store {
@@ -143,6 +156,7 @@ impl Store {
             max_age_secs: u64::from(max_age_days) * 86_400,
             max_per_aor,
             evicted: AtomicU64::new(0),
+            sink: OnceLock::new(),
         };
         let purged = store.purge_expired(now_unix);
         let trimmed = store.trim_over_cap();
@@ -168,6 +182,14 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Every binding, by AOR.
+    pub(crate) fn all(&self) -> Vec<(String, DeviceInfo)> {
+        let index = self.index.read();
+        (index.iter())
+            .flat_map(|(aor, v)| v.iter().map(move |e| (aor.clone(), e.info.clone())))
+            .collect()
+    }
+
     #[cfg(test)]
     fn device(&self, aor: &str, key: &str) -> Option<DeviceInfo> {
         let index = self.index.read();
@@ -191,9 +213,34 @@ impl Store {
         self.disk.close();
     }
 
+    /// From now on every change made on this node is told to `sink`.
+    pub(crate) fn set_sink(&self, sink: Sink) {
+        let _ = self.sink.set(sink);
+    }
+
+    fn tell(&self, notify: bool, aor: &str, change: Change) {
+        if let Some(sink) = self.sink.get().filter(|_| notify) {
+            sink(aor, change);
+        }
+    }
+
     /// Stores a binding or refreshes it; a refresh of a recently written
     /// binding stays in memory (see PERSIST_REFRESH_AFTER_SECS).
     pub(crate) fn upsert(&self, aor: &str, info: DeviceInfo) -> Upsert {
+        self.upsert_as(aor, info, true)
+    }
+
+    /// A binding another node stored (or Redis holds): as `upsert`, not told to the sink.
+    pub(crate) fn upsert_from_cluster(&self, aor: &str, info: DeviceInfo) -> Upsert {
+        self.upsert_as(aor, info, false)
+    }
+
+    /// Bindings another node removed: as `remove`, not told to the sink.
+    pub(crate) fn remove_from_cluster(&self, aor: &str, keys: &[String]) -> usize {
+        self.remove_where_as(aor, |d| keys.contains(&d.key), false)
+    }
+
+    fn upsert_as(&self, aor: &str, info: DeviceInfo, notify: bool) -> Upsert {
         let _w = self.writer.lock();
         let (kind, persisted, dupes, evicted) = {
             let index = self.index.read();
@@ -255,6 +302,11 @@ impl Store {
         if !ops.is_empty() {
             self.disk.send(ops);
         }
+        self.tell(notify, aor, Change::Upsert(&info));
+        let gone: Vec<String> = dupes.iter().chain(&evicted).cloned().collect();
+        if !gone.is_empty() {
+            self.tell(notify, aor, Change::Remove(&gone));
+        }
         if !evicted.is_empty() {
             self.evicted
                 .fetch_add(evicted.len() as u64, Ordering::Relaxed);
@@ -286,6 +338,15 @@ impl Store {
 
     /// Removes the bindings of `aor` that `doomed` selects; returns how many.
     fn remove_where(&self, aor: &str, doomed: impl Fn(&DeviceInfo) -> bool) -> usize {
+        self.remove_where_as(aor, doomed, true)
+    }
+
+    fn remove_where_as(
+        &self,
+        aor: &str,
+        doomed: impl Fn(&DeviceInfo) -> bool,
+        notify: bool,
+    ) -> usize {
         let _w = self.writer.lock();
         let keys: Vec<String> = match self.index.read().get(aor) {
             Some(entries) => entries
@@ -306,6 +367,7 @@ impl Store {
                 })
                 .collect(),
         );
+        self.tell(notify, aor, Change::Remove(&keys));
         let mut index = self.index.write();
         if let Some(entries) = index.get_mut(aor) {
             entries.retain(|e| !keys.contains(&e.info.key));

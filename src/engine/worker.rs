@@ -40,6 +40,14 @@ struct Done {
     result: PushResult,
 }
 
+/// The cluster's answer to a push claim (cluster.rs): push, or another node just did.
+struct Claimed {
+    aor: String,
+    device: DeviceInfo,
+    park_id: u64,
+    granted: bool,
+}
+
 /// Boxed device ids keep heap entries small: every parked call has a deadline here.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
@@ -173,6 +181,9 @@ pub(crate) struct Worker {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     done_tx: Sender<Done>,
     done_rx: Receiver<Done>,
+    /// Unbounded: the cluster's job queue bounds the claims in flight.
+    claimed_tx: Sender<Claimed>,
+    claimed_rx: Receiver<Claimed>,
     next_purge: Instant,
 }
 
@@ -184,7 +195,10 @@ impl Worker {
         // counted; its call then ends at its deadline like any unanswered push.
         let (done_tx, done_rx) = crossbeam_channel::bounded(clients.template.max_pending);
         let coalescer = Coalescer::new(sh.cfg.push.min_interval);
+        let (claimed_tx, claimed_rx) = crossbeam_channel::unbounded();
         Worker {
+            claimed_tx,
+            claimed_rx,
             sh,
             clients,
             coalescer,
@@ -201,6 +215,7 @@ impl Worker {
             Timer::Housekeeping,
         )));
         let done_rx = self.done_rx.clone();
+        let claimed_rx = self.claimed_rx.clone();
         loop {
             let next = self.timers.peek().map(|Reverse((at, _))| *at);
             let wait = next.map_or(HOUSEKEEPING_EVERY, |at| {
@@ -214,6 +229,9 @@ impl Worker {
                 },
                 recv(done_rx) -> done => if let Ok(d) = done {
                     self.guarded("push result", |w| w.on_done(d));
+                },
+                recv(claimed_rx) -> c => if let Ok(c) = c {
+                    self.guarded("push claim", |w| w.on_claimed(c));
                 },
                 default(wait) => {}
             }
@@ -257,7 +275,7 @@ impl Worker {
                             Timer::WindowEnd(Box::new((aor.clone(), d.key.clone()))),
                         );
                     }
-                    self.send(&aor, d, id);
+                    self.claim_then_send(&aor, d, id);
                 }
                 Offer::Wait { superseded } => {
                     if superseded {
@@ -265,6 +283,45 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// With a cluster and `push.min_interval_ms`, the device is pushed only
+    /// if no other node pushed it within that interval (asked on the cluster
+    /// thread; the answer comes back as `Claimed`); else at once.
+    fn claim_then_send(&mut self, aor: &str, device: DeviceInfo, park_id: u64) {
+        let Some(link) = self.sh.cluster.as_ref().filter(|_| self.coalescer_on()) else {
+            return self.send(aor, device, park_id);
+        };
+        let token = device.token.clone();
+        let (tx, aor) = (self.claimed_tx.clone(), aor.to_string());
+        let reply = Box::new(move |granted: bool| {
+            let _ = tx.send(Claimed {
+                aor,
+                device,
+                park_id,
+                granted,
+            });
+        });
+        link.claim(&token, reply);
+    }
+
+    fn coalescer_on(&self) -> bool {
+        !self.sh.cfg.push.min_interval.is_zero()
+    }
+
+    fn on_claimed(&mut self, c: Claimed) {
+        if c.granted {
+            self.send(&c.aor, c.device, c.park_id);
+        } else {
+            // Another node pushed the device: the call waits for its wake.
+            inc(&self.sh.counters.pushes_coalesced);
+            log::debug!(
+                "push for park {} to {} / {} left to another node",
+                c.park_id,
+                c.aor,
+                redact::key(&c.device.key)
+            );
         }
     }
 
@@ -572,7 +629,7 @@ impl Worker {
             Some(park_id) => {
                 let window_end = self.coalescer.restart(id.clone(), now);
                 self.at(window_end, Timer::WindowEnd(Box::new(id.clone())));
-                self.send(&id.0, device, park_id);
+                self.claim_then_send(&id.0, device, park_id);
             }
             None => self.coalescer.forget(&id),
         }

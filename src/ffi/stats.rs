@@ -64,6 +64,11 @@ pub unsafe extern "C" fn pushpark_stats_get(
             devices_evicted: s.devices_evicted,
             engine_restarts: s.engine_restarts,
             pushes_unconfirmed: s.pushes_unconfirmed,
+            cluster_connected: s.cluster_connected,
+            cluster_wakes_sent: s.cluster_wakes_sent,
+            cluster_wakes_received: s.cluster_wakes_received,
+            cluster_bindings_synced: s.cluster_bindings_synced,
+            cluster_failures: s.cluster_failures,
         };
         std::ptr::copy_nonoverlapping(
             (&full as *const pushpark_stats).cast::<u8>(),

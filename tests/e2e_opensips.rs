@@ -597,3 +597,45 @@ fn push_registered_never_rings_the_binding_without_a_push() {
     assert!(w.watch.drain().is_empty(), "a push was sent");
     assert_eq!(w.statistic("forked"), 0);
 }
+
+/// push_registered no_live_connection (the default): an app with a live TCP connection to
+/// OpenSIPS is awake, so pushpark_fork() rings it at once over that connection and pushes
+/// nothing (the UDP phones of the other tests are pushed).
+#[test]
+fn app_on_a_live_tcp_connection_rings_at_once_without_a_push() {
+    let _serial = serial();
+    let w = World::new("os-livetcp");
+    let phone = Phone::new("oslive");
+    // SIPp matches messages to calls by Call-ID: the app's REGISTER has the call's.
+    let cid_str = "os-livetcp-%u@pushpark";
+    let mut cmd = sipp("device_tcp.xml", phone.ua_port);
+    cmd.arg(w.server())
+        .args(["-t", "t1", "-s", &phone.user, "-m", "1", "-trace_msg"])
+        .args(["-key", "token", &phone.token])
+        .args(["-key", "instance", &phone.instance])
+        .args(["-cid_str", cid_str]);
+    let mut app = Proc::spawn(cmd, "oslive-app", w.path(), false);
+    wait_for("the app registered over TCP", SOON, || {
+        w.opensips.bound(&phone.user).then_some(())
+    });
+
+    let run = call(
+        w.path(),
+        &w.server(),
+        "caller.xml",
+        &phone.user,
+        &["-m", "1", "-cid_str", cid_str],
+    );
+    assert!(run.status.success(), "caller: {}\n{}", run.log, w.log());
+    assert!(
+        app.wait(SOON).success(),
+        "the app did not take the call\n{}",
+        w.log()
+    );
+    assert!(w.watch.drain().is_empty(), "an awake app was pushed");
+    assert_eq!(
+        w.statistic("forked"),
+        0,
+        "the call was forked: a push was due"
+    );
+}

@@ -474,6 +474,9 @@ async fn attempt<F: Future<Output = hyper::Result<Response<Incoming>>>>(
         Ok(resp) if resp.status() == StatusCode::OK => return Some(Outcome::Delivered),
         // Boxed, like the retry wait: rare paths must not grow every push's task.
         Ok(resp) => Box::pin(read_answer(resp)).await,
+        // The client is being dropped: the runtime's shutdown drops the connections,
+        // and a push task still polled meanwhile sees its connection go.
+        Err(_) if s.closing.load(Ordering::Acquire) => return Some(Outcome::ShutDown),
         Err(e) => match unprocessed(&e) {
             // Written, and maybe processed: APNs may have delivered it. Sent again it
             // could wake the phone twice (what a connection lost mid-burst did to every

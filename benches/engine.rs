@@ -74,6 +74,7 @@ fn reg<'a>(aor: &'a str, contact: &'a str) -> Registration<'a> {
         expires: 600,
         call_id: None,
         cseq: 0,
+        path: None,
     }
 }
 

@@ -292,6 +292,22 @@ pushpark_result pushpark_register_ordered(pushpark_engine *engine, const char *a
                                           pushpark_register_outcome *out);
 
 /*
+ * pushpark_register_ordered plus the Path (RFC 3327) through which this node reaches the
+ * device, for a cluster (the config's `cluster` section): the other nodes' RESUME,
+ * APPEND_BRANCH and LATE_WAKE events for this device carry it (pushpark_event_get_relay_*),
+ * so that they relay the call through this node, which holds the device's connection.
+ * path: a Path header value naming this node first, with the device's source address
+ *       (e.g. "<sip:10.0.0.2:5060;lr;received=sip:198.51.100.7:50312%3Btransport%3Dtcp>"),
+ *       at most 4096 bytes; or NULL: the other nodes use their own location table
+ *       (shared, e.g. with Kamailio's dmq_usrloc). Without a cluster it is not used.
+ * The other arguments, errors and threading are pushpark_register_ordered's.
+ */
+pushpark_result pushpark_register_path(pushpark_engine *engine, const char *aor,
+                                       const char *contact, const char *instance,
+                                       uint32_t expires, const char *call_id, uint32_t cseq,
+                                       const char *path, pushpark_register_outcome *out);
+
+/*
  * Stores a device binding learnt other than by REGISTER (replaces one with the same
  * aor + device_key). Unlike a REGISTER it does not wake parked calls.
  * device_key: the device's identity within the AOR (e.g. its +sip.instance, taken
@@ -494,6 +510,13 @@ const char *pushpark_event_get_caller_name(const pushpark_event *event);
 /* RESUME, APPEND_BRANCH, LATE_WAKE: the REGISTER's Contact, pn-prid cut short (never a
  * whole token), for logs: route by the binding the host saved, not by this string. */
 const char *pushpark_event_get_contact(const pushpark_event *event);
+/* RESUME, APPEND_BRANCH, LATE_WAKE of a device that registered on another node of the
+ * cluster, whose node gave a Path (pushpark_register_path): the device's whole Contact
+ * URI (the branch's Request-URI; do not log it, it holds the push token) and that Path
+ * (the branch's route set: its first URI is the registering node, the next hop). Else ""
+ * both: the host finds the device in its own location table. */
+const char *pushpark_event_get_relay_uri(const pushpark_event *event);
+const char *pushpark_event_get_relay_path(const pushpark_event *event);
 
 /* The kind's name, e.g. "RESUME"; "UNKNOWN" otherwise. Static string, never NULL. */
 const char *pushpark_event_kind_name(pushpark_event_kind kind);

@@ -177,9 +177,15 @@ impl Node {
     }
 
     fn register(&self, aor: &str, token: &str, expires: u32) {
+        self.register_via(aor, token, expires, None);
+    }
+
+    /// A REGISTER for which this node recorded `path`.
+    fn register_via(&self, aor: &str, token: &str, expires: u32, path: Option<&str>) {
         let contact = push_contact(aor, token);
         let r = Registration {
             expires,
+            path,
             ..register(aor, &contact, None)
         };
         self.engine.register(&r).unwrap();
@@ -278,6 +284,10 @@ fn a_call_parked_on_a_resumes_once_for_registers_on_b_and_a() {
     let e = a.wait_event(|e| e.kind == EventKind::Resume && e.host_ref == 7);
     assert_eq!(e.park_id, id);
     assert!(e.contact.contains("192.0.2.10"), "{e:?}");
+    assert_eq!(
+        e.relay, None,
+        "no Path: a's own location table has the device"
+    );
     b.register("alice", &token(1), 600);
     a.register("alice", &token(1), 600);
     b.wait_stats("b's wakes published", |s| s.cluster_wakes_sent == 2);
@@ -286,6 +296,35 @@ fn a_call_parked_on_a_resumes_once_for_registers_on_b_and_a() {
     assert_eq!(a.count(EventKind::Resume, 7), 1, "{:#?}", a.seen);
     assert_eq!(a.count(EventKind::AppendBranch, 7), 0, "{:#?}", a.seen);
     assert_eq!(a.engine.stats().resumed, 1);
+}
+
+/// b recorded a Path for the woken phone's REGISTER: a's events for the phone say to
+/// relay the call through b, to the phone's Contact URI; also for a call that a parks
+/// right after (taken for just registered).
+#[test]
+fn a_device_woken_on_b_is_relayed_through_bs_path() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let mut a = Node::start(&mock, &redis, "a", |c| {
+        c["park"]["recent_register_ms"] = json!(1000);
+    });
+    let b = Node::start(&mock, &redis, "b", |_| {});
+    a.register("alice", &token(1), 600);
+    // Past recent_register_ms: the park pushes.
+    std::thread::sleep(Duration::from_millis(1100));
+    a.park("alice", 7);
+    assert!(mock.wait_for_push(&token(1), PATIENCE).is_some());
+    let path = "<sip:127.0.0.2:5060;lr;received=sip:192.0.2.10:50312%3Btransport%3Dtls>";
+    b.register_via("alice", &token(1), 600, Some(path));
+    let e = a.wait_event(|e| e.kind == EventKind::Resume && e.host_ref == 7);
+    let relay = e.relay.expect("relayed through b");
+    assert_eq!(relay.path, path);
+    let contact = push_contact("alice", &token(1));
+    let uri = contact.trim_start_matches('<').split('>').next().unwrap();
+    assert_eq!(relay.uri, uri, "the whole Contact URI, token included");
+    a.park("alice", 8);
+    let e = a.wait_event(|e| e.kind == EventKind::Resume && e.host_ref == 8);
+    assert_eq!(e.relay.map(|r| r.path).as_deref(), Some(path));
 }
 
 #[test]

@@ -733,6 +733,7 @@ fn unregister_removes_the_binding_and_garbage_stores_nothing() {
         expires: 0,
         call_id: None,
         cseq: 0,
+        path: None,
     };
     assert!(e.register(&star).unwrap().removed);
     assert!(e.devices("bob").is_empty());

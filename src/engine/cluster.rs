@@ -34,6 +34,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::ClusterConfig;
+use super::events::Relay;
 use super::stats::{add, inc};
 use super::store::{Change, DeviceInfo, Sink};
 use super::{unix_now, EngineError, Shared};
@@ -105,8 +106,8 @@ pub(crate) struct WakeMsg {
     pub device_key: String,
     /// The Contact as the registering node's engine has it.
     pub contact: String,
-    /// The REGISTER's Path, for the host to route the call to the node the device
-    /// is connected to (not supplied by the host API yet).
+    /// The REGISTER's Path, through which the other nodes relay the device's calls
+    /// (None: through their own location table).
     #[serde(default)]
     pub path: Option<String>,
 }
@@ -646,7 +647,12 @@ impl Node {
         if channel == self.channel("wake") {
             match serde_json::from_str::<WakeMsg>(&payload) {
                 Ok(w) if w.node != self.cfg.node_id => {
-                    self.sh.wake(&w.aor, &w.device_key, &w.contact);
+                    let relay = w.path.map(|path| Relay {
+                        uri: w.contact.clone(),
+                        path,
+                    });
+                    self.sh
+                        .wake(&w.aor, &w.device_key, &w.contact, relay.as_ref());
                     inc(&self.counters.wakes_received);
                 }
                 Ok(_) => {}

@@ -226,6 +226,11 @@ fn split_header(contact: &str) -> Result<(&str, &str), ContactError> {
     }
 }
 
+/// The URI of one Contact: inside its `<>` when it has them.
+pub(crate) fn uri_of(contact: &str) -> &str {
+    split_header(contact).map_or(contact.trim(), |(uri, _)| uri)
+}
+
 pub(crate) fn hex_token(raw: &str) -> Result<String, ContactError> {
     let t = raw.trim();
     if t.len() < 32 || t.len() > 200 || t.len() % 2 != 0 {

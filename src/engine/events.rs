@@ -70,6 +70,20 @@ pub struct Event {
     pub sip_code: u16,
     /// The SIP reason phrase (Reject, LateWake) or the push outcome (PushResult, DeviceGone).
     pub reason: String,
+    /// Resume, AppendBranch, LateWake of a device that registered on another node of
+    /// the cluster and gave a Path: the host relays through that node.
+    #[serde(default)]
+    pub relay: Option<Relay>,
+}
+
+/// How to reach a device that registered on another node (cluster.rs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relay {
+    /// The device's Contact URI, whole: the branch's Request-URI.
+    pub uri: String,
+    /// The Path (RFC 3327) its node recorded: the branch's route set, the first hop
+    /// being that node.
+    pub path: String,
 }
 
 /// Bounded for informational events only. Call events always go in: dropping
@@ -205,6 +219,7 @@ mod tests {
             contact: String::new(),
             sip_code: 0,
             reason: String::new(),
+            relay: None,
         }
     }
 

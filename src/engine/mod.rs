@@ -30,7 +30,7 @@ pub use config::{
     StoreConfig,
 };
 pub use contact::{ContactError, ContactRules};
-pub use events::{Event, EventKind};
+pub use events::{Event, EventKind, Relay};
 pub use parked::ParkedInfo;
 pub use push::PayloadTemplate;
 pub use stats::Stats;
@@ -48,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use contact::{Provider, MAX_CONTACT};
 use events::EventQueue;
 use order::RegisterOrder;
-use parked::{Call, CallState, End, Table};
+use parked::{Call, CallState, End, Registered, Table};
 use stats::{add, inc, Counters};
 use store::Store;
 use worker::Cmd;
@@ -68,6 +68,10 @@ pub struct Registration<'a> {
     /// applied to the device is ignored. `None`: applied whatever the order.
     pub call_id: Option<&'a str>,
     pub cseq: u32,
+    /// The Path (RFC 3327) this node recorded for the REGISTER: in a cluster, the
+    /// other nodes relay the device's calls through it. `None`: they use their own
+    /// location table.
+    pub path: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -223,10 +227,22 @@ impl Shared {
     /// A REGISTER here and a wake from another node (cluster.rs) both come here;
     /// the table ends a call once, and gives a device one branch per call, however
     /// often its wake comes.
-    pub(crate) fn wake(&self, aor: &str, device_key: &str, contact: &str) -> u32 {
+    /// `relay`: how to reach a device that registered on another node.
+    pub(crate) fn wake(
+        &self,
+        aor: &str,
+        device_key: &str,
+        contact: &str,
+        relay: Option<&Relay>,
+    ) -> u32 {
         let sh = self;
         let mut t = sh.table.lock();
-        t.note_register(aor, device_key, contact, Instant::now());
+        let registered = Registered {
+            device_key: device_key.to_string(),
+            contact: contact.to_string(),
+            relay: relay.cloned(),
+        };
+        t.note_register(aor, registered, Instant::now());
         let mut resumed = 0;
         for id in t.ids_of_aor(aor) {
             match t.get(id).map(|c| (c.state, c.forked)) {
@@ -234,16 +250,17 @@ impl Shared {
                     let how = End::Resume {
                         device_key,
                         contact,
+                        relay,
                     };
                     resumed += u32::from(t.finish(id, how, &sh.events, &sh.counters));
                 }
                 Some(_) => {
-                    t.append_branch(id, device_key, contact, &sh.events, &sh.counters);
+                    t.append_branch(id, device_key, contact, relay, &sh.events, &sh.counters);
                 }
                 None => {}
             }
         }
-        let late = t.late_wakes(aor, device_key, contact, &sh.events);
+        let late = t.late_wakes(aor, device_key, contact, relay, &sh.events);
         add(&sh.counters.late_wakes, late);
         resumed
     }
@@ -409,6 +426,9 @@ impl Engine {
         if let Some(call_id) = r.call_id {
             check_text("call_id", call_id, 1024).map_err(EngineError::Invalid)?;
         }
+        if let Some(path) = r.path {
+            check_text("path", path, MAX_CONTACT).map_err(EngineError::Invalid)?;
+        }
         let sh = &*self.shared;
         let contacts = sh.rules.parse_all(r.contact)?;
         if r.expires > 0 && contacts.iter().any(|(_, c)| c.wildcard) {
@@ -457,9 +477,9 @@ impl Engine {
                 }
                 continue;
             }
-            out.resumed += sh.wake(r.aor, &key, text);
+            out.resumed += sh.wake(r.aor, &key, text, None);
             if let Some(link) = &sh.cluster {
-                link.wake(r.aor, &key, text, None);
+                link.wake(r.aor, &key, contact::uri_of(text), r.path);
             }
             if let Some(p) = c.push {
                 sh.store.upsert(
@@ -625,10 +645,14 @@ impl Engine {
             .checked_sub(limits.recent_register)
             .filter(|_| !limits.recent_register.is_zero())
             .and_then(|since| t.registered_since(p.aor, since))
-            .filter(|(key, _)| ringing.as_ref().map_or(true, |r| !r.contains(key)));
+            .filter(|d| {
+                ringing
+                    .as_ref()
+                    .map_or(true, |r| !r.contains(&d.device_key))
+            });
         match (&just_registered, &ringing) {
             (Some(_), None) => devices.clear(),
-            (Some((key, _)), Some(_)) => devices.retain(|d| d.key != *key),
+            (Some(r), Some(_)) => devices.retain(|d| d.key != r.device_key),
             (None, _) => {}
         }
         if just_registered.is_none() && devices.is_empty() {
@@ -667,13 +691,22 @@ impl Engine {
             });
         }
         inc(&sh.counters.parked_total);
-        if let Some((key, contact)) = just_registered {
+        if let Some(r) = just_registered {
             let how = End::Resume {
-                device_key: &key,
-                contact: &contact,
+                device_key: &r.device_key,
+                contact: &r.contact,
+                relay: r.relay.as_ref(),
             };
             if !t.finish(id, how, &sh.events, &sh.counters) {
-                t.append_branch(id, &key, &contact, &sh.events, &sh.counters);
+                let relay = r.relay.as_ref();
+                t.append_branch(
+                    id,
+                    &r.device_key,
+                    &r.contact,
+                    relay,
+                    &sh.events,
+                    &sh.counters,
+                );
             }
         }
         Ok(id)

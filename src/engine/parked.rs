@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::events::{Event, EventKind, EventQueue};
+use super::events::{Event, EventKind, EventQueue, Relay};
 use super::late::{Ghost, LateWakes};
 use super::redact;
 use super::stats::{inc, Counters};
@@ -67,12 +67,21 @@ pub(crate) enum End<'a> {
     Resume {
         device_key: &'a str,
         contact: &'a str,
+        relay: Option<&'a Relay>,
     },
     Reject {
         code: u16,
         reason: &'a str,
         push_failed: bool,
     },
+}
+
+/// A device that registered, as a park shortly after takes it (park.recent_register_ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Registered {
+    pub device_key: String,
+    pub contact: String,
+    pub relay: Option<Relay>,
 }
 
 /// A parked call as `Engine::parked` reports it.
@@ -94,7 +103,7 @@ pub(crate) struct Table {
     by_aor: HashMap<Box<str>, Vec<u64>>,
     /// When each AOR last registered, by which device and Contact (for the
     /// register-just-before-park race).
-    recent_registers: HashMap<Box<str>, (Instant, Box<str>, Box<str>)>,
+    recent_registers: HashMap<Box<str>, (Instant, Registered)>,
     late: LateWakes,
     /// How long after a call's end (or deadline, if later) a late wake counts;
     /// zero: none is remembered.
@@ -202,6 +211,7 @@ impl Table {
             End::Resume {
                 device_key,
                 contact,
+                relay,
             } => {
                 if call.state != CallState::Parked || call.forked {
                     return false;
@@ -210,7 +220,9 @@ impl Table {
                 call.branches.push(device_key.into());
                 inc(&c.resumed);
                 c.resume_latency.record(call.parked_at.elapsed());
-                events.push(event(EventKind::Resume, id, call, device_key, contact));
+                let mut e = event(EventKind::Resume, id, call, device_key, contact);
+                e.relay = relay.cloned();
+                events.push(e);
             }
             End::Reject {
                 code,
@@ -271,6 +283,7 @@ impl Table {
         id: u64,
         device_key: &str,
         contact: &str,
+        relay: Option<&Relay>,
         events: &EventQueue,
         c: &Counters,
     ) -> bool {
@@ -288,7 +301,8 @@ impl Table {
         }
         call.branches.push(device_key.into());
         inc(&c.append_branches);
-        let e = event(EventKind::AppendBranch, id, call, device_key, contact);
+        let mut e = event(EventKind::AppendBranch, id, call, device_key, contact);
+        e.relay = relay.cloned();
         events.push(e);
         true
     }
@@ -300,6 +314,7 @@ impl Table {
         aor: &str,
         device_key: &str,
         contact: &str,
+        relay: Option<&Relay>,
         events: &EventQueue,
     ) -> u64 {
         let ghosts = self.late.take(aor, device_key, Instant::now());
@@ -321,6 +336,7 @@ impl Table {
                 contact: redact::contact(contact),
                 sip_code: g.cause,
                 reason: reason.to_string(),
+                relay: relay.cloned(),
             });
         }
         ghosts.len() as u64
@@ -334,38 +350,31 @@ impl Table {
         self.late.push_failed(aor, park_id, device_key);
     }
 
-    pub(crate) fn note_register(
-        &mut self,
-        aor: &str,
-        device_key: &str,
-        contact: &str,
-        now: Instant,
-    ) {
-        self.recent_registers
-            .insert(aor.into(), (now, device_key.into(), contact.into()));
+    pub(crate) fn note_register(&mut self, aor: &str, device: Registered, now: Instant) {
+        self.recent_registers.insert(aor.into(), (now, device));
     }
 
     /// The device unregistered: a park must not take it for just registered.
     /// `None`: every device of the AOR (`Contact: *`).
     pub(crate) fn forget_register(&mut self, aor: &str, device_key: Option<&str>) {
-        if let Some((_, key, _)) = self.recent_registers.get(aor) {
-            if device_key.map_or(true, |k| **key == *k) {
+        if let Some((_, r)) = self.recent_registers.get(aor) {
+            if device_key.map_or(true, |k| r.device_key == k) {
                 self.recent_registers.remove(aor);
             }
         }
     }
 
-    /// The device (key, Contact) that registered the AOR at or after `since`, if one did.
-    pub(crate) fn registered_since(&self, aor: &str, since: Instant) -> Option<(String, String)> {
-        let (at, key, contact) = self.recent_registers.get(aor)?;
-        (*at >= since).then(|| (key.to_string(), contact.to_string()))
+    /// The device that registered the AOR at or after `since`, if one did.
+    pub(crate) fn registered_since(&self, aor: &str, since: Instant) -> Option<Registered> {
+        let (at, r) = self.recent_registers.get(aor)?;
+        (*at >= since).then(|| r.clone())
     }
 
     /// Housekeeping: forgets registers before `registers_before` and late
     /// wakes whose window ended before `now`.
     pub(crate) fn forget_before(&mut self, registers_before: Option<Instant>, now: Instant) {
         if let Some(before) = registers_before {
-            self.recent_registers.retain(|_, (at, _, _)| *at >= before);
+            self.recent_registers.retain(|_, (at, _)| *at >= before);
         }
         self.late.forget_before(now);
     }
@@ -403,6 +412,7 @@ fn event(kind: EventKind, id: u64, call: &Call, device_key: &str, contact: &str)
         contact: redact::contact(contact),
         sip_code: 0,
         reason: String::new(),
+        relay: None,
     }
 }
 
@@ -449,7 +459,8 @@ mod tests {
             a,
             End::Resume {
                 device_key: "d1",
-                contact: "sip:d1@h"
+                contact: "sip:d1@h",
+                relay: None
             },
             &q,
             &c
@@ -462,7 +473,8 @@ mod tests {
             b,
             End::Resume {
                 device_key: "d1",
-                contact: "sip:d1@h"
+                contact: "sip:d1@h",
+                relay: None
             },
             &q,
             &c
@@ -506,19 +518,29 @@ mod tests {
         let (q, c) = (EventQueue::new(64).unwrap(), Counters::default());
         let mut t = Table::default();
         let a = t.insert(call(1, "alice"));
-        assert!(!t.append_branch(a, "d2", "", &q, &c), "not resumed yet");
+        assert!(
+            !t.append_branch(a, "d2", "", None, &q, &c),
+            "not resumed yet"
+        );
         t.finish(
             a,
             End::Resume {
                 device_key: "d1",
                 contact: "sip:d1@h",
+                relay: None,
             },
             &q,
             &c,
         );
-        assert!(!t.append_branch(a, "d1", "", &q, &c), "the resuming device");
-        assert!(t.append_branch(a, "d2", "", &q, &c));
-        assert!(!t.append_branch(a, "d2", "", &q, &c), "duplicate REGISTER");
+        assert!(
+            !t.append_branch(a, "d1", "", None, &q, &c),
+            "the resuming device"
+        );
+        assert!(t.append_branch(a, "d2", "", None, &q, &c));
+        assert!(
+            !t.append_branch(a, "d2", "", None, &q, &c),
+            "duplicate REGISTER"
+        );
         let kinds: Vec<_> = drain(&q)
             .into_iter()
             .map(|e| (e.kind, e.device_key))
@@ -531,15 +553,19 @@ mod tests {
             ]
         );
         assert!(t.remove(a).is_some());
-        assert!(!t.append_branch(a, "d3", "", &q, &c));
+        assert!(!t.append_branch(a, "d3", "", None, &q, &c));
     }
 
     #[test]
     fn recent_registers_are_remembered_for_a_while() {
         let mut t = Table::default();
         let t0 = Instant::now();
-        t.note_register("alice", "d1", "sip:d1@h", t0);
-        let d1 = Some(("d1".to_string(), "sip:d1@h".to_string()));
+        let d1 = Some(Registered {
+            device_key: "d1".into(),
+            contact: "sip:d1@h".into(),
+            relay: None,
+        });
+        t.note_register("alice", d1.clone().unwrap(), t0);
         assert_eq!(t.registered_since("alice", t0), d1);
         assert_eq!(
             t.registered_since("alice", t0 + Duration::from_millis(1)),
@@ -548,12 +574,12 @@ mod tests {
         assert_eq!(t.registered_since("bob", t0), None);
         t.forget_before(Some(t0 + Duration::from_millis(1)), t0);
         assert_eq!(t.registered_since("alice", t0), None);
-        t.note_register("alice", "d1", "sip:d1@h", t0);
+        t.note_register("alice", d1.clone().unwrap(), t0);
         t.forget_register("alice", Some("d2"));
         assert_eq!(t.registered_since("alice", t0), d1, "another device");
         t.forget_register("alice", Some("d1"));
         assert_eq!(t.registered_since("alice", t0), None, "d1 unregistered");
-        t.note_register("alice", "d1", "sip:d1@h", t0);
+        t.note_register("alice", d1.clone().unwrap(), t0);
         t.forget_register("alice", None);
         assert_eq!(t.registered_since("alice", t0), None, "Contact: *");
     }
@@ -569,6 +595,7 @@ mod tests {
             End::Resume {
                 device_key: "d1",
                 contact: "",
+                relay: None,
             },
             &q,
             &c,
@@ -578,6 +605,7 @@ mod tests {
             End::Resume {
                 device_key: "d1",
                 contact: "",
+                relay: None,
             },
             &q,
             &c,
@@ -605,17 +633,18 @@ mod tests {
             a,
             End::Resume {
                 device_key: "d1",
-                contact: ""
+                contact: "",
+                relay: None
             },
             &q,
             &c
         ));
         assert!(
-            !t.append_branch(a, "ringing", "", &q, &c),
+            !t.append_branch(a, "ringing", "", None, &q, &c),
             "the host rings it"
         );
-        assert!(t.append_branch(a, "d1", "sip:d1@h", &q, &c));
-        assert!(t.append_branch(a, "d2", "", &q, &c));
+        assert!(t.append_branch(a, "d1", "sip:d1@h", None, &q, &c));
+        assert!(t.append_branch(a, "d2", "", None, &q, &c));
         let reject = End::Reject {
             code: 480,
             reason: "Temporarily Unavailable",
@@ -654,16 +683,25 @@ mod tests {
             End::Resume {
                 device_key: "d1",
                 contact: "",
+                relay: None,
             },
             &q,
             &c,
         );
         t.push_failed("alice", a, "d3");
         assert!(t.end_by_host(1, 200, &q, &c));
-        assert_eq!(t.late_wakes("alice", "d1", "", &q), 0, "it got the call");
-        assert_eq!(t.late_wakes("alice", "d3", "", &q), 0, "its push failed");
-        assert_eq!(t.late_wakes("alice", "d2", "sip:d2@h", &q), 1);
-        assert_eq!(t.late_wakes("alice", "d2", "sip:d2@h", &q), 0, "once");
+        assert_eq!(
+            t.late_wakes("alice", "d1", "", None, &q),
+            0,
+            "it got the call"
+        );
+        assert_eq!(
+            t.late_wakes("alice", "d3", "", None, &q),
+            0,
+            "its push failed"
+        );
+        assert_eq!(t.late_wakes("alice", "d2", "sip:d2@h", None, &q), 1);
+        assert_eq!(t.late_wakes("alice", "d2", "sip:d2@h", None, &q), 0, "once");
         let e = drain(&q).pop().unwrap();
         assert_eq!((e.kind, e.host_ref, e.park_id), (EventKind::LateWake, 0, a));
         assert_eq!(
@@ -685,6 +723,6 @@ mod tests {
             push_failed: false,
         };
         assert!(t.finish(b, reject, &q, &c));
-        assert_eq!(t.late_wakes("alice", "d1", "", &q), 0);
+        assert_eq!(t.late_wakes("alice", "d1", "", None, &q), 0);
     }
 }

@@ -441,6 +441,7 @@ impl Worker {
             contact: String::new(),
             sip_code: 0,
             reason,
+            relay: None,
         });
     }
 

@@ -108,7 +108,7 @@ pub unsafe extern "C" fn pushpark_engine_free(engine: *mut pushpark_engine) {
 /// See pushpark.h.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)] // mirrors the C prototype
-pub unsafe extern "C" fn pushpark_register_ordered(
+pub unsafe extern "C" fn pushpark_register_path(
     engine: *mut pushpark_engine,
     aor: *const c_char,
     contact: *const c_char,
@@ -116,6 +116,7 @@ pub unsafe extern "C" fn pushpark_register_ordered(
     expires: u32,
     call_id: *const c_char,
     cseq: u32,
+    path: *const c_char,
     out: *mut pushpark_register_outcome,
 ) -> pushpark_result {
     guard(|| {
@@ -127,6 +128,7 @@ pub unsafe extern "C" fn pushpark_register_ordered(
             expires,
             call_id: opt_str_arg(call_id, "call_id")?.map(str::to_owned),
             cseq,
+            path: opt_str_arg(path, "path")?.map(str::to_owned),
         };
         let outcome = engine.register(registration)?;
         if !out.is_null() {
@@ -139,6 +141,32 @@ pub unsafe extern "C" fn pushpark_register_ordered(
         }
         Ok(())
     })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // mirrors the C prototype
+pub unsafe extern "C" fn pushpark_register_ordered(
+    engine: *mut pushpark_engine,
+    aor: *const c_char,
+    contact: *const c_char,
+    instance: *const c_char,
+    expires: u32,
+    call_id: *const c_char,
+    cseq: u32,
+    out: *mut pushpark_register_outcome,
+) -> pushpark_result {
+    pushpark_register_path(
+        engine,
+        aor,
+        contact,
+        instance,
+        expires,
+        call_id,
+        cseq,
+        std::ptr::null(),
+        out,
+    )
 }
 
 /// See pushpark.h.

@@ -19,6 +19,8 @@ struct CEvent {
     contact: CString,
     sip_code: u16,
     reason: CString,
+    relay_uri: CString,
+    relay_path: CString,
 }
 
 impl From<Event> for CEvent {
@@ -42,6 +44,8 @@ impl From<Event> for CEvent {
             contact: to_cstring(&e.contact),
             sip_code: e.sip_code,
             reason: to_cstring(&e.reason),
+            relay_uri: to_cstring(e.relay.as_ref().map_or("", |r| &r.uri)),
+            relay_path: to_cstring(e.relay.as_ref().map_or("", |r| &r.path)),
         }
     }
 }
@@ -170,6 +174,22 @@ pub unsafe extern "C" fn pushpark_event_get_caller_name(
 #[no_mangle]
 pub unsafe extern "C" fn pushpark_event_get_contact(event: *const pushpark_event) -> *const c_char {
     field(event, c"".as_ptr(), |e| e.contact.as_ptr())
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_relay_uri(
+    event: *const pushpark_event,
+) -> *const c_char {
+    field(event, c"".as_ptr(), |e| e.relay_uri.as_ptr())
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_relay_path(
+    event: *const pushpark_event,
+) -> *const c_char {
+    field(event, c"".as_ptr(), |e| e.relay_path.as_ptr())
 }
 
 /// See pushpark.h.

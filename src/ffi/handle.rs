@@ -48,6 +48,7 @@ pub(crate) enum Request {
         expires: u32,
         call_id: Option<String>,
         cseq: u32,
+        path: Option<String>,
     },
     AddDevice {
         aor: String,
@@ -167,6 +168,7 @@ pub(crate) fn serve(engine: &Engine, call: Request) -> Result<Reply> {
             expires,
             call_id,
             cseq,
+            path,
         } => Reply::Registered(
             engine
                 .register(&Registration {
@@ -176,6 +178,7 @@ pub(crate) fn serve(engine: &Engine, call: Request) -> Result<Reply> {
                     expires,
                     call_id: call_id.as_deref(),
                     cseq,
+                    path: path.as_deref(),
                 })
                 .map_err(engine_error)?,
         ),

@@ -70,6 +70,9 @@ static void park_push_register_resume(pushpark_engine *e)
     CHECK(strcmp(pushpark_event_get_device(ev), "aaaaaaaa...") == 0);
     CHECK(strstr(pushpark_event_get_contact(ev), "pn-prid=aaaaaaaa...;") != NULL);
     CHECK(strstr(pushpark_event_get_contact(ev), TOKEN_ALICE) == NULL);
+    /* Registered here: the host's own location table has the device. */
+    CHECK(strcmp(pushpark_event_get_relay_uri(ev), "") == 0);
+    CHECK(strcmp(pushpark_event_get_relay_path(ev), "") == 0);
     CHECK(strcmp(pushpark_event_get_call_id(ev), "call-alice@test") == 0);
     CHECK(strcmp(pushpark_event_get_caller_uri(ev), "sip:zed@example.com") == 0);
     CHECK(strcmp(pushpark_event_get_caller_name(ev), "Zed Caller") == 0);

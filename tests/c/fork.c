@@ -146,6 +146,15 @@ static void register_order(pushpark_engine *e)
     CHECK_RESULT(pushpark_register_ordered(e, aor, contact, NULL, 0, "\xC3\x28", 9, &out),
                  PUSHPARK_ERR_UTF8);
     CHECK(strstr(pushpark_last_error(), "call_id") != NULL);
+    /* A Path (for a cluster's other nodes) is checked as the other strings. */
+    CHECK_OK(pushpark_register_path(e, aor, contact, NULL, 600, "reg@h", 10,
+                                    "<sip:192.0.2.1;lr>", &out));
+    CHECK(out.stored == 1);
+    CHECK_RESULT(pushpark_register_path(e, aor, contact, NULL, 0, "reg@h", 11, "\xC3\x28", &out),
+                 PUSHPARK_ERR_UTF8);
+    CHECK(strstr(pushpark_last_error(), "path") != NULL);
+    CHECK_OK(pushpark_register_path(e, aor, contact, NULL, 0, "reg@h", 12, NULL, &out));
+    CHECK(out.removed == 1);
     free(contact);
     pushpark_stats st;
     st.size = sizeof st;

@@ -38,6 +38,7 @@ pub fn register<'a>(aor: &'a str, contact: &'a str, instance: Option<&'a str>) -
         expires: 600,
         call_id: None,
         cseq: 0,
+        path: None,
     }
 }
 

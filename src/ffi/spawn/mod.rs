@@ -375,6 +375,7 @@ impl Supervisor {
                 contact: String::new(),
                 sip_code: self.reject_code,
                 reason: self.reject_reason.clone(),
+                relay: None,
             });
         }
         self.waiting = false;

@@ -7,6 +7,7 @@
 //! machine, and scenario 2 checks when the timeout fires.
 
 mod built_lib;
+mod kamailio_module;
 #[allow(dead_code)] // the rig serves the demo too; the tests use part of it
 #[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
@@ -20,55 +21,6 @@ use std::time::Duration;
 const PARK_TIMEOUT_MS: u64 = 4000;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The module must be built (scripts/test runs `make -C adapters/kamailio` before the tests;
-/// building it from here would nest cargo in cargo) and not older than its C sources, with the
-/// library as it is now. The library is compared by content: cargo rewrites an identical one
-/// whenever a build with the `mock` feature (the tests') ran in between.
-fn check_module() {
-    let module = module_path();
-    let built = std::fs::metadata(&module)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|e| {
-            panic!(
-                "no Kamailio module at {}: {e}; build it with make -C adapters/kamailio",
-                module.display()
-            )
-        });
-    if std::env::var_os("PUSHPARK_KAMAILIO_MODULE").is_some() {
-        return;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = ["adapters/kamailio", "adapters/common"]
-        .iter()
-        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
-        .map(|e| e.unwrap().path());
-    for source in sources {
-        let changed = std::fs::metadata(&source).and_then(|m| m.modified());
-        assert!(
-            changed.map_or(true, |t| t <= built),
-            "{} is newer than the module: rebuild it with make -C adapters/kamailio",
-            source.display()
-        );
-    }
-    let lib = built_lib::lib_dir().join("libpushpark.a");
-    let linked = std::fs::read_to_string(module.with_file_name("libpushpark.a.sha256"));
-    assert!(
-        linked.is_ok_and(|linked| linked == sha256(&lib)),
-        "{} is not the library the module linked: rebuild it with make -C adapters/kamailio",
-        lib.display()
-    );
-}
-
-/// What `sha256sum <file` prints, as the module's Makefile records it.
-fn sha256(file: &Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .stdin(std::fs::File::open(file).unwrap())
-        .output()
-        .expect("running sha256sum");
-    assert!(out.status.success(), "sha256sum {}", file.display());
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// One test's world: mock APNs, Kamailio with the module, a watch on the mock's pushes.
 /// Fields drop in order: Kamailio first, the work dir last (after the logs were shown).
@@ -92,7 +44,7 @@ impl World {
     /// With `-A` defines for the test config (e.g. `PARK_FORM`, `PUSH_REGISTERED`).
     fn with_defines(name: &str, park_timeout_ms: u64, defines: &[(&str, String)]) -> World {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        check_module();
+        kamailio_module::check();
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
         let kamailio = Kamailio::start_pushpark(&dir.0, &mock, park_timeout_ms, defines);
@@ -956,7 +908,7 @@ fn call_burst_while_apns_misbehaves_ends_every_call_once() {
 fn rpc_listings_come_in_pages() {
     const DEVICES: usize = 150;
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    check_module();
+    kamailio_module::check();
     let dir = WorkDir::new("pages");
     let mock = Mock::start(&dir.0, 0);
     let mut engine = Kamailio::engine_config(&dir.0, &mock, PARK_TIMEOUT_MS);

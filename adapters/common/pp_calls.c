@@ -57,6 +57,19 @@ pp_call_t *pp_call_take(uint64_t ref)
 	return c;
 }
 
+pp_call_t *pp_call_take_any(void)
+{
+	pp_call_t *c;
+	int i;
+
+	for(i = 0; i < PP_CALLS_SIZE; i++)
+		if((c = calls[i]) != NULL) {
+			calls[i] = c->next;
+			return c;
+		}
+	return NULL;
+}
+
 uint32_t pp_call_forget(uint64_t ref)
 {
 	pp_call_t *c = pp_call_take(ref);

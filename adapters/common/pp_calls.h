@@ -22,6 +22,8 @@ void pp_call_add(uint64_t ref, uint32_t host_data, int fork);
 pp_call_t *pp_call_find(uint64_t ref);
 /* Unlinks and returns the call (the caller frees it), or NULL. */
 pp_call_t *pp_call_take(uint64_t ref);
+/* Unlinks and returns some call (the caller frees it), NULL when there is none. */
+pp_call_t *pp_call_take_any(void);
 /* Drops the call; returns its host_data (0: unknown). */
 uint32_t pp_call_forget(uint64_t ref);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pp_calls.h"
 #include "pp_config.h"
 #include "pp_events.h"
 #include "pp_host.h"
@@ -72,9 +73,31 @@ static void pp_stop_on_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 }
 
+/* The server stops: each call still waiting for a device gets its final reply from here
+ * rather than none (the caller would retransmit to a dead node until its timer fires).
+ * 503: an upstream proxy or load balancer tries another node, where the call parks again
+ * and the device's REGISTER reaches it (RFC 3261 16.7). */
+static void pp_end_waiting_calls(void)
+{
+	pp_call_t *c;
+	int n = 0;
+
+	while((c = pp_call_take_any()) != NULL) {
+		if(c->fork)
+			host->fork_reject(c->ref, 503, "Service Unavailable");
+		else
+			host->reject(c->ref, c->host_data, 503, "Service Unavailable");
+		free(c);
+		n++;
+	}
+	if(n)
+		LM_INFO("stopping: %d call(s) waiting for a device answered 503\n", n);
+}
+
 static void pp_engine_stop(void)
 {
 	pp_ipc_set_ready(0);
+	pp_end_waiting_calls();
 	if(engine != NULL) {
 		LM_INFO("stopping the engine: committing the store's pending changes\n");
 		pushpark_engine_free(engine);

@@ -71,14 +71,14 @@ static void pp_event(pushpark_engine *engine, const pp_host_t *host, pushpark_ev
 
 	switch(pushpark_event_get_kind(ev)) {
 		case PUSHPARK_EVENT_RESUME:
-			if(host->resume(ref, pp_call_forget(ref), pushpark_event_get_aor(ev)) < 0)
+			if(host->resume(ref, pp_call_forget(ref), ev) < 0)
 				pushpark_call_ended(engine, ref);
 			break;
 		case PUSHPARK_EVENT_REJECT:
 			pp_reject(host, ev);
 			break;
 		case PUSHPARK_EVENT_APPEND_BRANCH:
-			if(host->append(ref, pushpark_event_get_aor(ev), pushpark_event_get_device(ev)) < 0)
+			if(host->append(ref, ev) < 0)
 				pushpark_call_ended(engine, ref);
 			break;
 		case PUSHPARK_EVENT_LATE_WAKE:

@@ -46,13 +46,14 @@ typedef struct pp_host {
 	 * with; host_data what it sent along (pp_req_hdr_t), 0 when unknown. Each returns 0
 	 * when the call was handled, -1 when it is gone (cancelled, answered, unknown): the
 	 * engine then forgets it. fork_reject returns 1 when other branches still ring (the
-	 * host ends the call with their answers). resume relays the call to the AOR's
+	 * host ends the call with their answers). resume relays the call to the event's AOR's
 	 * bindings, append adds the branches of the woken device (its key, see
-	 * pushpark_event_get_device). */
-	int (*resume)(uint64_t host_ref, uint32_t host_data, const char *aor);
+	 * pushpark_event_get_device); a device woken on another node of a cluster is reached
+	 * through its node instead (pushpark_event_get_relay_uri/_path). */
+	int (*resume)(uint64_t host_ref, uint32_t host_data, const pushpark_event *ev);
 	int (*reject)(uint64_t host_ref, uint32_t host_data, int code, const char *reason);
 	int (*fork_reject)(uint64_t host_ref, int code, const char *reason);
-	int (*append)(uint64_t host_ref, const char *aor, const char *device);
+	int (*append)(uint64_t host_ref, const pushpark_event *ev);
 	int (*provisional_reply)(uint64_t host_ref);
 	void (*late_wake)(const pushpark_event *ev);
 } pp_host_t;

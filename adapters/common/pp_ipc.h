@@ -22,8 +22,8 @@
 
 enum pp_op {
 	PP_OP_PARK = 1,     /* -> pushpark_park; replied */
-	PP_OP_REGISTER,     /* -> pushpark_register_ordered (aor, contact, instance, Call-ID;
-	                       cseq); not replied */
+	PP_OP_REGISTER,     /* -> pushpark_register_path (aor, contact, instance, Call-ID,
+	                       Path; cseq); not replied */
 	PP_OP_REMOVE_ALL,   /* REGISTER "Contact: *", expires 0: drop the AOR's devices */
 	PP_OP_CANCEL,       /* caller CANCELled a parked call; not replied */
 	PP_OP_ENDED,        /* the transaction of a (possibly resumed) call is gone */

@@ -11,6 +11,9 @@
 
 /* Registrar default when neither the Contact nor the request says. */
 #define PP_DEFAULT_EXPIRES 3600
+/* An address in the Path: a host name or IPv6 address, and its brackets. */
+#define PP_HOST_MAX 256
+#define PP_PATH_MAX 640
 /* pushpark.h: a reason phrase is at most 200 bytes. */
 #define PP_REASON_MAX 200
 
@@ -95,13 +98,93 @@ static uint32_t pp_expires(struct sip_msg *msg, contact_t *c)
 	return PP_DEFAULT_EXPIRES;
 }
 
+/* Transports in a SIP URI; "" for UDP, the default. */
+static const char *pp_transport(int proto)
+{
+	switch(proto) {
+		case PROTO_TCP:
+			return "tcp";
+		case PROTO_TLS:
+			return "tls";
+		case PROTO_SCTP:
+			return "sctp";
+		case PROTO_WS:
+			return "ws";
+		case PROTO_WSS:
+			return "wss";
+		default:
+			return "";
+	}
+}
+
+/* "[" and "]" around an IPv6 address not already in brackets. */
+#define PP_V6_OPEN(h) ((h)[0] != '[' && strchr((h), ':') ? "[" : "")
+#define PP_V6_CLOSE(h) ((h)[0] != '[' && strchr((h), ':') ? "]" : "")
+
+/* The REGISTER's own Path headers (an edge proxy's), joined: 0, 1 when it has none, -1
+ * when they do not fit. */
+static int pp_register_path(struct sip_msg *msg, char *buf, int size)
+{
+	struct hdr_field *h;
+	int n = 0;
+
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0)
+		return -1;
+	for(h = msg->path; h; h = h->next) {
+		if(h->type != HDR_PATH_T)
+			continue;
+		if(n + (n ? 1 : 0) + h->body.len >= size)
+			return -1;
+		if(n)
+			buf[n++] = ',';
+		memcpy(buf + n, h->body.s, h->body.len);
+		n += h->body.len;
+	}
+	buf[n] = '\0';
+	return n ? 0 : 1;
+}
+
+/* The Path (RFC 3327) through which a cluster's other nodes reach the device. The
+ * REGISTER's own when an edge proxy added one (the edge holds the connection); else this
+ * node's socket that the REGISTER came in on, with the device's address in the
+ * `received` parameter that the path module of Kamailio and OpenSIPS (use_received)
+ * turns into the next hop. That address is the REGISTER's source over a connection (the
+ * call goes over it); over UDP the Contact is the target, as for this node's own lookup
+ * without NAT handling. 0, or -1 (no Path). */
+static int pp_path(struct sip_msg *msg, char *buf, int size)
+{
+	char host[PP_HOST_MAX], src[PP_HOST_MAX];
+	const char *tp = pp_transport(msg->rcv.proto);
+	str h, port;
+	int n;
+
+	n = pp_register_path(msg, buf, size);
+	if(n <= 0)
+		return n;
+	if(pp_host_socket_name(msg, &h, &port) < 0 || h.len >= PP_HOST_MAX)
+		return -1;
+	memcpy(host, h.s, h.len);
+	host[h.len] = '\0';
+	n = snprintf(buf, size, "<sip:%s%s%s:%.*s%s%s;lr", PP_V6_OPEN(host), host,
+			PP_V6_CLOSE(host), port.len, port.s, *tp ? ";transport=" : "", tp);
+	if(n > 0 && n < size && *tp) {
+		snprintf(src, sizeof(src), "%s", ip_addr2a(&msg->rcv.src_ip));
+		n += snprintf(buf + n, size - n, ";received=sip:%s%s%s:%u%%3Btransport%%3D%s",
+				PP_V6_OPEN(src), src, PP_V6_CLOSE(src), (unsigned)msg->rcv.src_port, tp);
+	}
+	if(n > 0 && n < size)
+		n += snprintf(buf + n, size - n, ">");
+	return n > 0 && n < size ? 0 : -1;
+}
+
 int pp_register(struct sip_msg *msg)
 {
 	char aor_buf[PP_AOR_MAX];
 	struct hdr_field *h;
 	contact_t *c;
 	pp_req_t r;
-	str aor, inst, none = {NULL, 0};
+	char path_buf[PP_PATH_MAX];
+	str aor, inst, path, none = {NULL, 0};
 	unsigned int cseq;
 	int sent = 0, failed = 0;
 
@@ -132,6 +215,8 @@ int pp_register(struct sip_msg *msg)
 		update_stat(pp_st_registers, 1);
 		return 1;
 	}
+	path.s = path_buf;
+	path.len = pp_path(msg, path_buf, sizeof(path_buf)) == 0 ? strlen(path_buf) : 0;
 	PP_FOREACH_CONTACT(msg, h, c)
 	{
 		pp_req_init(&r, PP_OP_REGISTER);
@@ -141,7 +226,7 @@ int pp_register(struct sip_msg *msg)
 		inst = c->instance ? c->instance->body : none;
 		if(pp_req_add_str(&r, &aor) < 0 || pp_req_add_str(&r, &c->uri) < 0
 				|| pp_req_add_str(&r, &inst) < 0 || pp_req_add_str(&r, &msg->callid->body) < 0
-				|| pp_send(&r) < 0)
+				|| pp_req_add_str(&r, &path) < 0 || pp_send(&r) < 0)
 			failed++;
 		else
 			sent++;

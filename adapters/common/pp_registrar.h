@@ -22,5 +22,8 @@ int pp_register(struct sip_msg *msg);
  * logged); sends a stateless reply (0 or -1). */
 int pp_host_parse_contacts(struct sip_msg *msg);
 int pp_host_reply(struct sip_msg *msg, int code, str *reason);
+/* The host and port this node gives for the socket the request came in on (its
+ * advertised ones when set), for the Path other nodes reach it by: 0, or -1. */
+int pp_host_socket_name(struct sip_msg *msg, str *host, str *port);
 
 #endif

@@ -123,9 +123,10 @@ void pp_request_serve(pushpark_engine *engine, const pp_host_t *host, const pp_r
 				LM_WARN("fork %s: %s\n", pp_req_str(r, 0), pushpark_last_error());
 			break;
 		case PP_OP_REGISTER:
-			rc = pushpark_register_ordered(engine, pp_req_str(r, 0), pp_req_str(r, 1),
+			rc = pushpark_register_path(engine, pp_req_str(r, 0), pp_req_str(r, 1),
 					*pp_req_str(r, 2) ? pp_req_str(r, 2) : NULL, r->h.expires,
-					*pp_req_str(r, 3) ? pp_req_str(r, 3) : NULL, r->h.cseq, &out);
+					*pp_req_str(r, 3) ? pp_req_str(r, 3) : NULL, r->h.cseq,
+					*pp_req_str(r, 4) ? pp_req_str(r, 4) : NULL, &out);
 			if(rc != PUSHPARK_OK)
 				LM_WARN("register %s: %s: %s\n", pp_req_str(r, 0), pushpark_result_name(rc),
 						pushpark_last_error());

@@ -31,3 +31,14 @@ int pp_host_reply(struct sip_msg *msg, int code, str *reason)
 {
 	return slb.freply(msg, code, reason);
 }
+
+int pp_host_socket_name(struct sip_msg *msg, str *host, str *port)
+{
+	struct socket_info *si = msg->rcv.bind_address;
+
+	if(si == NULL)
+		return -1;
+	*host = si->useinfo.name.len ? si->useinfo.name : si->address_str;
+	*port = si->useinfo.port_no_str.len ? si->useinfo.port_no_str : si->port_no_str;
+	return 0;
+}

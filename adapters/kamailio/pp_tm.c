@@ -11,6 +11,7 @@
 #include "core/resolve.h"
 #include "core/tcp_conn.h"
 #include "core/kemi.h"
+#include "core/parser/parse_rr.h"
 #include "core/parser/parse_uri.h"
 #include "core/route.h"
 #include "core/route_struct.h"
@@ -432,11 +433,16 @@ static void pp_restore_fr(uint64_t ref, uint32_t fr_ticks)
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 }
 
-int pp_tm_resume(uint64_t ref, uint32_t fr_ticks, const char *aor)
+int pp_tm_resume(uint64_t ref, uint32_t fr_ticks, const pushpark_event *ev)
 {
 	static str evname = str_init("pushpark:resume");
 	int ret;
 
+	if(*pushpark_event_get_relay_path(ev))
+		LM_WARN("call %llx: %s woke on another node: the resume route's lookup finds it only "
+				"in a location table shared with that node (pushpark_fork() relays by "
+				"itself)\n",
+				(unsigned long long)ref, pushpark_event_get_aor(ev));
 	pp_restore_fr(ref, fr_ticks);
 	if(resume_action)
 		ret = tmb.t_continue(REF_HASH(ref), REF_LABEL(ref), resume_action);
@@ -584,12 +590,48 @@ static int pp_device_branches(struct cell *t, const char *device)
 	return n;
 }
 
-int pp_tm_append(uint64_t ref, const char *aor, const char *device)
+/* The branch to a device woken on another node: its Contact through that node's Path. */
+static int pp_relay_branch(sip_msg_t *msg, const pushpark_event *ev)
 {
+	str uri, path, dst;
+
+	uri.s = (char *)pushpark_event_get_relay_uri(ev);
+	uri.len = strlen(uri.s);
+	path.s = (char *)pushpark_event_get_relay_path(ev);
+	path.len = strlen(path.s);
+	if(get_path_dst_uri(&path, &dst) < 0) {
+		LM_ERR("bad Path from another node for %s\n", pushpark_event_get_aor(ev));
+		return -1;
+	}
+	return append_branch(msg, &uri, &dst, &path, Q_UNSPECIFIED, 0, NULL, NULL, 0, NULL, NULL)
+						   == 1
+				   ? 0
+				   : -1;
+}
+
+int pp_tm_append(uint64_t ref, const pushpark_event *ev)
+{
+	const char *aor = pushpark_event_get_aor(ev), *device = pushpark_event_get_device(ev);
 	struct cell *t, *orig;
 	str uri, contact = STR_NULL;
 	int n;
 
+	if(*pushpark_event_get_relay_path(ev)) {
+		t = pp_tm_acquire(ref, &orig);
+		if(t == NULL)
+			return -1;
+		clear_branches();
+		n = pp_relay_branch(t->uas.request, ev) == 0 ? tmb.t_append_branches(&contact) : -1;
+		clear_branches();
+		pp_tm_release(t, orig);
+		if(n < 0) {
+			LM_WARN("call %llx: cannot relay to %s through its node\n",
+					(unsigned long long)ref, aor);
+			return 0;
+		}
+		update_stat(pp_st_branches, 1);
+		return 0;
+	}
 	if(!have_registrar) {
 		LM_WARN("second device for call %llx ignored: registrar not loaded\n",
 				(unsigned long long)ref);

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 #include "core/parser/msg_parser.h"
+#include "pushpark.h"
 
 /* mod_init: binds tm (required) and registrar (optional, for second devices); checks
  * the resume route exists. */
@@ -24,12 +25,13 @@ int pp_tm_fork(sip_msg_t *msg, str *aor);
  * should forget the call (a reject has ended it already). pp_tm_fork_reject replies
  * only when nothing rings any more, else returns 1 (tm ends the call with the ringing
  * branches' answers). pp_tm_resume continues the call in the resume route (which looks
- * the AOR up itself). pp_tm_append adds the device's contacts (device: its key, a
- * normalised +sip.instance), else all new ones. */
-int pp_tm_resume(uint64_t host_ref, uint32_t fr_ticks, const char *aor);
+ * the AOR up itself). pp_tm_append adds the event's device's contacts (its key, a
+ * normalised +sip.instance), else all new ones; a device woken on another node of a
+ * cluster rings through that node (the event's relay Path). */
+int pp_tm_resume(uint64_t host_ref, uint32_t fr_ticks, const pushpark_event *ev);
 int pp_tm_reject(uint64_t host_ref, uint32_t fr_ticks, int code, const char *reason);
 int pp_tm_fork_reject(uint64_t host_ref, int code, const char *reason);
-int pp_tm_append(uint64_t host_ref, const char *aor, const char *device);
+int pp_tm_append(uint64_t host_ref, const pushpark_event *ev);
 /* The provisional_reply modparam's reply, while the call rings nowhere. */
 int pp_tm_provisional(uint64_t host_ref);
 

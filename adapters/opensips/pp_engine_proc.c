@@ -23,9 +23,9 @@ static void pp_os_loop_turn(void)
 {
 }
 
-static int pp_os_resume(uint64_t host_ref, uint32_t host_data, const char *aor)
+static int pp_os_resume(uint64_t host_ref, uint32_t host_data, const pushpark_event *ev)
 {
-	return pp_tm_resume(host_ref, aor);
+	return pp_tm_resume(host_ref, ev);
 }
 
 static int pp_os_reject(uint64_t host_ref, uint32_t host_data, int code, const char *reason)

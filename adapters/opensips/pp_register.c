@@ -7,6 +7,7 @@
 #include "modules/signaling/signaling.h"
 #include "pp_host_sip.h"
 #include "pp_register.h"
+#include "socket_info.h"
 
 static struct sig_binds sigb;
 
@@ -38,4 +39,15 @@ int pp_host_parse_contacts(struct sip_msg *msg)
 int pp_host_reply(struct sip_msg *msg, int code, str *reason)
 {
 	return sigb.reply(msg, code, reason, NULL);
+}
+
+int pp_host_socket_name(struct sip_msg *msg, str *host, str *port)
+{
+	const struct socket_info *si = msg->rcv.bind_address;
+
+	if(si == NULL)
+		return -1;
+	*host = si->adv_name_str.len ? si->adv_name_str : si->address_str;
+	*port = si->adv_port_str.len ? si->adv_port_str : si->port_no_str;
+	return 0;
 }

@@ -21,6 +21,7 @@
 #include "cmds.h"
 #include "mem/mem.h"
 #include "modules/tm/tm_load.h"
+#include "parser/parse_rr.h"
 #include "pushpark.h"
 #include "pp_config.h"
 #include "pp_dset.h"
@@ -456,11 +457,32 @@ static int pp_woken_contacts(struct cell *t, struct sip_msg *msg, str *key, cons
 	return n;
 }
 
-/* Injects the AOR's woken contacts (see pp_woken_contacts) into the call. last: the
- * phony branch stops holding the call open once they are in (a resumed call ends with
- * their answers). -1 when the call is gone, 0 when injected, 1 when nobody was there. */
-static int pp_inject(uint64_t ref, const char *aor, const char *device, int last)
+/* Fills msg's destination set with the device woken on another node of a cluster: its
+ * Contact through that node's Path. Returns how many (0 or 1). */
+static int pp_relay_contact(struct sip_msg *msg, const pushpark_event *ev)
 {
+	struct msg_branch b;
+
+	memset(&b, 0, sizeof(b));
+	b.uri.s = (char *)pushpark_event_get_relay_uri(ev);
+	b.uri.len = strlen(b.uri.s);
+	b.path.s = (char *)pushpark_event_get_relay_path(ev);
+	b.path.len = strlen(b.path.s);
+	b.q = Q_UNSPECIFIED;
+	if(get_path_dst_uri(&b.path, &b.dst_uri) < 0) {
+		LM_ERR("bad Path from another node for %s\n", pushpark_event_get_aor(ev));
+		return 0;
+	}
+	return pp_dset_put(msg, &b, 1) == 0;
+}
+
+/* Injects the woken contacts (see pp_woken_contacts; only the event's device's when
+ * device_only) or the relayed device (pp_relay_contact) into the call. last: the phony
+ * branch stops holding the call open once they are in (a resumed call ends with their
+ * answers). -1 when the call is gone, 0 when injected, 1 when nobody was there. */
+static int pp_inject(uint64_t ref, const pushpark_event *ev, int device_only, int last)
+{
+	const char *aor = pushpark_event_get_aor(ev);
 	struct tm_id id = {REF_HASH(ref), REF_LABEL(ref)};
 	struct sip_msg *msg;
 	struct cell *t;
@@ -487,7 +509,11 @@ static int pp_inject(uint64_t ref, const char *aor, const char *device, int last
 	}
 	memset(ctx, 0, context_size(CONTEXT_GLOBAL));
 	set_global_context(ctx);
-	n = pp_woken_contacts(t, msg, &key, device);
+	if(*pushpark_event_get_relay_path(ev))
+		n = pp_relay_contact(msg, ev);
+	else
+		n = pp_woken_contacts(
+				t, msg, &key, device_only ? pushpark_event_get_device(ev) : NULL);
 	tmb.unref_cell(t);
 	if(n == 0) {
 		ret = 1;
@@ -512,9 +538,10 @@ static int pp_inject(uint64_t ref, const char *aor, const char *device, int last
 	return ret;
 }
 
-int pp_tm_resume(uint64_t ref, const char *aor)
+int pp_tm_resume(uint64_t ref, const pushpark_event *ev)
 {
-	int ret = pp_inject(ref, aor, NULL, 1);
+	const char *aor = pushpark_event_get_aor(ev);
+	int ret = pp_inject(ref, ev, 0, 1);
 
 	if(ret == 1) {
 		/* Woken, but no live binding to ring (an unREGISTER right after): as if
@@ -530,9 +557,10 @@ int pp_tm_resume(uint64_t ref, const char *aor)
 	return ret;
 }
 
-int pp_tm_append(uint64_t ref, const char *aor, const char *device)
+int pp_tm_append(uint64_t ref, const pushpark_event *ev)
 {
-	int ret = pp_inject(ref, aor, device, 0);
+	const char *aor = pushpark_event_get_aor(ev);
+	int ret = pp_inject(ref, ev, 1, 0);
 
 	if(ret == 1) {
 		LM_INFO("call %llx: no contact to add for %s\n", (unsigned long long)ref, aor);

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 #include "parser/msg_parser.h"
+#include "pushpark.h"
 
 /* mod_init: binds tm and usrloc (both required) and the location table. */
 int pp_tm_init(void);
@@ -21,11 +22,12 @@ int pp_tm_fork(struct sip_msg *msg, str *aor);
 /* Engine process. Each returns 0 when the transaction was handled, -1 when it is gone
  * (cancelled, already answered, unknown): the engine then forgets the call.
  * pp_tm_resume rings the AOR's contacts, pp_tm_append the device's (its key, a
- * normalised +sip.instance; all new ones of the AOR when none is that device).
+ * normalised +sip.instance; all new ones of the AOR when none is that device); a device
+ * woken on another node of a cluster rings through that node (the event's relay Path).
  * pp_tm_reject replies only when nothing else rings, else returns 1 (tm ends the call
  * with the ringing branches' answers). */
-int pp_tm_resume(uint64_t host_ref, const char *aor);
-int pp_tm_append(uint64_t host_ref, const char *aor, const char *device);
+int pp_tm_resume(uint64_t host_ref, const pushpark_event *ev);
+int pp_tm_append(uint64_t host_ref, const pushpark_event *ev);
 int pp_tm_reject(uint64_t host_ref, int code, const char *reason);
 /* The provisional_reply modparam's reply, while the call rings nowhere. */
 int pp_tm_provisional(uint64_t host_ref);

@@ -2,6 +2,8 @@
 
 #[path = "pushpark/apns_cmd.rs"]
 mod apns_cmd;
+#[path = "pushpark/demo_cluster.rs"]
+mod demo_cluster;
 #[path = "pushpark/demo_cmd.rs"]
 mod demo_cmd;
 #[path = "pushpark/device_sim.rs"]

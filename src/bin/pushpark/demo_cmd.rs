@@ -28,6 +28,10 @@ pub struct Args {
     /// The SIP server the module runs in.
     #[arg(long, value_enum, default_value_t = Host::Kamailio)]
     host: Host,
+    /// 2: two Kamailio nodes sharing a Redis; the call arrives on one, the iPhone wakes on the
+    /// other.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    nodes: u8,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -104,7 +108,7 @@ impl Server {
 
 /// Set by Ctrl-C / SIGTERM: the demo then stops its processes (they run in their own process
 /// groups, so the terminal's SIGINT does not reach them).
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
@@ -116,6 +120,12 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
         libc::signal(libc::SIGINT, handler);
         libc::signal(libc::SIGTERM, handler);
+    }
+    if args.nodes == 2 {
+        if args.host != Host::Kamailio {
+            return Err("--nodes 2 runs Kamailio nodes only".into());
+        }
+        return crate::demo_cluster::run();
     }
     let dir = rig::WorkDir::new("demo");
     let d = &dir.0;
@@ -244,7 +254,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     }
 }
 
-fn step(s: &str) {
+pub(crate) fn step(s: &str) {
     println!("  setup     {s}");
 }
 
@@ -297,12 +307,12 @@ fn step_of(line: &str, iphone_joined: &mut bool) -> Option<(u8, String)> {
 }
 
 /// New lines of a growing log file.
-struct LogTail {
+pub(crate) struct LogTail {
     reader: BufReader<std::fs::File>,
 }
 
 impl LogTail {
-    fn open(path: &std::path::Path) -> LogTail {
+    pub(crate) fn open(path: &std::path::Path) -> LogTail {
         let mut file = std::fs::File::open(path).expect("open the SIP server's log");
         file.seek(SeekFrom::End(0)).expect("seek");
         LogTail {
@@ -310,7 +320,7 @@ impl LogTail {
         }
     }
 
-    fn new_lines(&mut self) -> Vec<String> {
+    pub(crate) fn new_lines(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
         let mut line = String::new();
         while self.reader.read_line(&mut line).unwrap_or(0) > 0 {
@@ -326,7 +336,7 @@ impl LogTail {
     }
 }
 
-fn which(tool: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')

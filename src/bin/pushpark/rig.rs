@@ -406,6 +406,68 @@ impl PushWatch {
 
 /// The Kamailio module: `PUSHPARK_KAMAILIO_MODULE`, else where `make -C adapters/kamailio`
 /// puts it.
+/// Debian's redis-server on a free loopback port, without persistence: the store several
+/// pushpark nodes share (the engine's `cluster` config).
+pub struct Redis {
+    pub port: u16,
+    dir: PathBuf,
+    proc: Proc,
+    starts: u32,
+}
+
+impl Redis {
+    pub fn start(dir: &Path) -> Redis {
+        let port = free_port();
+        let proc = Self::spawn(dir, port, 0);
+        Redis {
+            port,
+            dir: dir.into(),
+            proc,
+            starts: 1,
+        }
+    }
+
+    fn spawn(dir: &Path, port: u16, n: u32) -> Proc {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
+        let proc = Proc::spawn(cmd, &format!("redis-{n}"), dir, false);
+        let deadline = Instant::now() + SOON;
+        while !Self::pong(port) {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        proc
+    }
+
+    fn pong(port: u16) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok()
+            && std::io::Read::read_exact(&mut s, &mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// SIGKILL: Redis gone at once, with whatever it held.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Starts it again, empty, on the same port.
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = Self::spawn(&self.dir, self.port, self.starts);
+        self.starts += 1;
+    }
+}
+
 pub fn module_path() -> PathBuf {
     if let Some(p) = std::env::var_os("PUSHPARK_KAMAILIO_MODULE") {
         return PathBuf::from(p);
@@ -587,6 +649,22 @@ impl Kamailio {
             "store": { "dir": dir.join("store") },
             "log_level": "info"
         })
+    }
+
+    /// `engine` (see `engine_config`) as node `node_id` of a cluster sharing `redis`, and the
+    /// defines of the config's cluster part (Path handling), with a TCP listener on `tcp`.
+    pub fn cluster_node(
+        mut engine: serde_json::Value,
+        redis: &Redis,
+        node_id: &str,
+        tcp: u16,
+    ) -> (serde_json::Value, Vec<(&'static str, String)>) {
+        engine["cluster"] = serde_json::json!({ "redis_url": redis.url(), "node_id": node_id });
+        let defines = vec![
+            ("CLUSTER", "1".to_string()),
+            ("TCP_LISTEN", format!("tcp:127.0.0.1:{tcp}")),
+        ];
+        (engine, defines)
     }
 
     /// Writes `engine` as the module's config; the defines that load the module with it.

@@ -1,0 +1,275 @@
+//! End to end, two SBC nodes: two Debian Kamailios with the pushpark module sharing one real
+//! redis-server (the engine's `cluster` config), SIPp as callers and apps, one mock APNs.
+//! Node b's apps hold TCP connections to b; a call that arrives on a reaches them through b
+//! (the Path b's pushpark_register() published).
+
+mod built_lib;
+mod kamailio_module;
+#[allow(dead_code)] // the rig serves the demo too; the tests use part of it
+#[path = "../src/bin/pushpark/rig.rs"]
+mod rig;
+
+use rig::*;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const PARK_TIMEOUT_MS: u64 = 8000;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A node: Kamailio with the module, its directory (logs, store, control socket) and the
+/// TCP port its apps connect to.
+struct Node {
+    kamailio: Kamailio,
+    tcp: u16,
+    dir: WorkDir,
+}
+
+impl Node {
+    fn start(name: &str, id: &str, mock: &Mock, redis: &Redis) -> Node {
+        let dir = WorkDir::new(&format!("{name}-{id}"));
+        let tcp = free_port();
+        let engine = Kamailio::engine_config(&dir.0, mock, PARK_TIMEOUT_MS);
+        let (engine, defines) = Kamailio::cluster_node(engine, redis, id, tcp);
+        let kamailio = Kamailio::start_pushpark_with(&dir.0, &engine, &defines);
+        let node = Node { kamailio, tcp, dir };
+        node.wait_stats("connected to Redis", |s| s["cluster_connected"] == 1);
+        node
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir.0
+    }
+
+    fn server(&self) -> String {
+        self.kamailio.addr()
+    }
+
+    fn stats(&self) -> HashMap<String, u64> {
+        self.kamailio.rpc_numbers(&["pushpark.stats"])
+    }
+
+    fn wait_stats(&self, what: &str, cond: impl Fn(&HashMap<String, u64>) -> bool) {
+        wait_for(what, SOON, || {
+            let s = self.stats();
+            cond(&s).then_some(())
+        });
+    }
+
+    fn knows(&self, phone: &Phone) -> bool {
+        self.kamailio
+            .kamcmd(&["pushpark.devices", &phone.aor()])
+            .is_ok_and(|d| d.contains(&phone.instance))
+    }
+
+    fn log(&self) -> String {
+        self.kamailio.proc.log_text()
+    }
+
+    /// The app of `phone` waking on b: it connects over TCP, REGISTERs and takes the call
+    /// (SIPp matches the call to its REGISTER by Call-ID: both use `cid_str`).
+    fn tcp_app(&self, phone: &Phone, cid_str: &str) -> Proc {
+        let mut cmd = sipp("device_tcp.xml", phone.ua_port);
+        cmd.arg(format!("127.0.0.1:{}", self.tcp))
+            .args(["-t", "t1", "-s", &phone.user, "-m", "1", "-trace_msg"])
+            .args(["-key", "token", &phone.token])
+            .args(["-key", "instance", &phone.instance])
+            .args(["-cid_str", cid_str]);
+        Proc::spawn(cmd, &format!("{}-app", phone.user), self.path(), false)
+    }
+}
+
+/// Nodes a and b, their Redis and the mock APNs. Fields drop in order: the nodes first.
+struct Cluster {
+    a: Node,
+    b: Node,
+    watch: PushWatch,
+    redis: Redis,
+    mock: Mock,
+    _dir: WorkDir,
+}
+
+impl Cluster {
+    fn new(name: &str) -> Cluster {
+        kamailio_module::check();
+        let dir = WorkDir::new(name);
+        let mock = Mock::start(&dir.0, 0);
+        let redis = Redis::start(&dir.0);
+        let a = Node::start(name, "a", &mock, &redis);
+        let b = Node::start(name, "b", &mock, &redis);
+        let watch = mock.watch();
+        Cluster {
+            a,
+            b,
+            watch,
+            redis,
+            mock,
+            _dir: dir,
+        }
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- a:\n{}\n--- b:\n{}",
+            tail(&self.a.log()),
+            tail(&self.b.log())
+        )
+    }
+}
+
+/// The last 80 lines.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(80)..].join("\n")
+}
+
+/// A phone that registered on `node` while awake and went to sleep: the node's pushpark
+/// knows its token (and shares it), no location table has a binding.
+fn sleeping_phone(node: &Node, user: &str) -> Phone {
+    let phone = Phone::new(user);
+    phone.register(node.path(), &node.server(), 3600);
+    node.kamailio.forget_binding(&phone.user);
+    phone
+}
+
+/// A call that arrives on a for a phone b learnt: a pushes it (the binding came through
+/// Redis), the app wakes on b's TCP port and registers there, a relays the call through b
+/// (the Path b published), b sends it over the app's connection, and the call connects.
+/// Nobody pushes twice: b parked nothing and pushed nothing.
+#[test]
+fn call_on_a_connects_through_b_where_the_woken_app_registers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = Cluster::new("cl-relay");
+    let phone = sleeping_phone(&c.b, "rita");
+    wait_for("a knows b's phone", SOON, || {
+        c.a.knows(&phone).then_some(())
+    });
+
+    let cid_str = "cl-relay-%u@pushpark";
+    let (run, mut app) = std::thread::scope(|s| {
+        let caller = s.spawn(|| {
+            let extra = ["-m", "1", "-cid_str", cid_str];
+            call(c.a.path(), &c.a.server(), "caller.xml", &phone.user, &extra)
+        });
+        c.watch.expect_push(&phone.token, SOON);
+        let app = c.b.tcp_app(&phone, cid_str);
+        (caller.join().unwrap(), app)
+    });
+    assert!(run.status.success(), "caller: {}\n{}", run.log, c.logs());
+    assert!(
+        app.wait(SOON).success(),
+        "the app on b did not take the call:\n{}\n{}",
+        app.log_text(),
+        c.logs()
+    );
+    assert_eq!(count(&c.a.log(), "E2E-PARKED"), 1, "{}", c.logs());
+    let relayed = format!("E2E-RELAYED user={}", phone.user);
+    assert_eq!(count(&c.b.log(), &relayed), 1, "{}", c.logs());
+    let (a, b) = (c.a.stats(), c.b.stats());
+    assert_eq!((a["pushes_sent"], b["pushes_sent"]), (1, 0), "{a:?}\n{b:?}");
+    assert_eq!(a["resumed"], 1, "{a:?}");
+    assert!(b["cluster_wakes_sent"] >= 1 && a["cluster_wakes_received"] >= 1);
+    assert!(c.watch.drain().is_empty(), "pushed twice");
+}
+
+/// A phone that unREGISTERs on a is gone on b too: a call arriving on b pushes nobody.
+#[test]
+fn an_unregister_on_a_stops_pushes_from_b() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = Cluster::new("cl-unreg");
+    let phone = sleeping_phone(&c.a, "ulla");
+    wait_for("b knows a's phone", SOON, || {
+        c.b.knows(&phone).then_some(())
+    });
+    phone.register(c.a.path(), &c.a.server(), 0);
+    wait_for("b forgot the phone", SOON, || {
+        (!c.b.knows(&phone)).then_some(())
+    });
+
+    let run = call(
+        c.b.path(),
+        &c.b.server(),
+        "caller_rejected.xml",
+        &phone.user,
+        &["-m", "1"],
+    );
+    assert!(run.status.success(), "caller: {}\n{}", run.log, c.logs());
+    assert!(
+        c.watch.next(Duration::from_secs(1)).is_none(),
+        "pushed after the logout"
+    );
+    assert_eq!(count(&c.b.log(), "E2E-NOT-PARKED(-2)"), 1, "{}", c.logs());
+}
+
+/// Redis dies: each node keeps parking and waking calls with what it knows, no SIP worker
+/// waits for it (calls and REGISTERs are answered at once), the failures are counted. When
+/// Redis returns, empty, the bindings learnt meanwhile are written through again and reach
+/// the other node.
+#[test]
+fn without_redis_nodes_work_alone_and_converge_when_it_returns() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::new("cl-redis");
+    c.redis.kill();
+    c.b.wait_stats("b saw Redis go", |s| s["cluster_connected"] == 0);
+
+    let phone = sleeping_phone(&c.b, "rosa");
+    let mut ua = device_ua(c.b.path(), "device_answer.xml", phone.ua_port, 1, "rosa-ua");
+    let _sim = device_sim(c.b.path(), &c.mock, &c.b.server(), &[&phone], 0);
+    let run = call(
+        c.b.path(),
+        &c.b.server(),
+        "caller.xml",
+        &phone.user,
+        &["-m", "1"],
+    );
+    assert!(run.status.success(), "caller: {}\n{}", run.log, c.logs());
+    assert!(ua.wait(SOON).success(), "the phone did not take the call");
+    assert!(!c.a.knows(&phone), "a learnt it without Redis");
+    assert!(c.b.stats()["cluster_failures"] > 0);
+
+    c.redis.restart();
+    c.b.wait_stats("b reconnected", |s| s["cluster_connected"] == 1);
+    wait_for("a learnt b's phone", SOON, || {
+        c.a.knows(&phone).then_some(())
+    });
+}
+
+/// A node that stops answers its calls still waiting for a device (503, so that an
+/// upstream proxy tries another node) before it exits, rather than leaving the caller to
+/// retransmit to it. Started again, it reads the shared bindings, also one the other node
+/// learnt meanwhile.
+#[test]
+fn a_stopping_node_answers_its_waiting_calls_and_reads_the_bindings_when_back() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::new("cl-stop");
+    let phone = sleeping_phone(&c.a, "sven");
+    let (dir, server) = (c.a.path().to_path_buf(), c.a.server());
+    let run = std::thread::scope(|s| {
+        let user = &phone.user;
+        let caller = s.spawn(move || call(&dir, &server, "caller.xml", user, &["-m", "1"]));
+        c.watch.expect_push(&phone.token, SOON);
+        c.a.kamailio.proc.stop();
+        caller.join().unwrap()
+    });
+    assert!(
+        run.received(503),
+        "no 503 from the stopping node:\n{}",
+        run.messages
+    );
+    assert!(
+        c.a.log()
+            .contains("1 call(s) waiting for a device answered 503"),
+        "{}",
+        c.logs()
+    );
+
+    let other = sleeping_phone(&c.b, "stig");
+    c.a.kamailio.restart();
+    c.a.kamailio.wait_engine();
+    wait_for("a read b's binding", SOON, || {
+        c.a.knows(&other).then_some(())
+    });
+    assert!(c.a.knows(&phone), "a lost its own binding");
+}

@@ -18,6 +18,11 @@
 # rings the desktop at once and pushes the iPhone, which joins as a second branch and answers;
 # the desktop gets CANCEL. The server then handles two branches per call.
 #
+# NODES=2 (Kamailio): two nodes sharing one redis-server (the engine's `cluster` config). The
+# phones registered on node B; the calls arrive on node A, which pushes; the woken phones
+# REGISTER on B, whose wake reaches A through Redis, and A relays each call through B (the Path
+# B published). Both servers' CPU is counted, per call.
+#
 # Printed per rate: calls ok/failed, the added call-setup delay (INVITE -> 200 minus WAKE_MS)
 # median and p99, the server's CPU over the run (all its processes, and the pushpark engine
 # processes alone: the module's and the engine it runs as a child, in % of one core) and the SIP
@@ -26,6 +31,7 @@
 #
 #   bench/load.sh                              # RATES="200 400 800" DURATION=10, Kamailio
 #   HOST=opensips bench/load.sh
+#   NODES=2 bench/load.sh
 #   RATES="800 1000" DURATION=20 bench/load.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +52,9 @@ if [ "$HOST" = opensips ]; then LOG_LEVEL=${LOG_LEVEL:-1}; else LOG_LEVEL=${LOG_
 DESKTOPS=${DESKTOPS:-0}          # 1: a desktop softphone online beside each iPhone (see above)
 STORE_DIR=${STORE_DIR:-}         # where the engine keeps its device store (default: the work dir;
                                  # /dev/shm takes the disk's fsync cost out of the measurement)
+NODES=${NODES:-1}                # 2: two Kamailio nodes sharing a Redis (see above)
+[ "$NODES" = 1 ] || [ "$NODES$HOST$DESKTOPS" = 2kamailio0 ] || {
+    echo "NODES: 1, or 2 with Kamailio and without DESKTOPS" >&2; exit 1; }
 
 cargo build --release --features cli --bin pushpark
 case $HOST in
@@ -100,7 +109,7 @@ wait_for() { # wait_for LOG TEXT
 }
 
 mock_port=$(free_port); control_port=$(free_port); sip_port=$(free_port); ua_port=$(free_port)
-desk_port=$(free_port)
+desk_port=$(free_port); sip_port_b=$(free_port); redis_port=$(free_port)
 start "$work/mock.log" "$bin" mock-apns --listen "127.0.0.1:$mock_port" --state-dir "$work/mock" \
     --control "127.0.0.1:$control_port" --delay-ms "$APNS_DELAY_MS"
 wait_for "$work/mock.log" "listening on"
@@ -116,16 +125,24 @@ sed -e 's/\[service\]/[field0]/g' -e 's/\[instance\]/[field2]/g' "$rig/register_
 # (server_stats), the engine process's pid (engine_pid).
 if [ "$HOST" = kamailio ]; then
     ctl="unix:$work/ctl.sock"
+    cluster=()
+    [ "$NODES" = 2 ] && cluster=(-A CLUSTER)
+    # server_start RATE N [-b]: -b starts node B (its own port, control socket, engine config).
     server_start() {
-        start "$work/server-$1-$2.log" kamailio -DD -E -f "$rig/kamailio-pushpark.cfg" -w "$work" \
-            -Y "$work" -n "$CHILDREN" -m "$SHM_MB" -l "udp:127.0.0.1:$sip_port" \
+        start "$work/server-$1-$2${3:-}.log" kamailio -DD -E -f "$rig/kamailio-pushpark.cfg" \
+            -w "$work" -Y "$work" -n "$CHILDREN" -m "$SHM_MB" -l "udp:127.0.0.1:$sip_port" \
             -A "CTL_SOCK=\"$ctl\"" -A "PUSHPARK_MODULE=\"$module\"" \
-            -A "PUSHPARK_CONFIG=\"$work/pushpark-$1.json\"" -A "DEBUG_LEVEL=$LOG_LEVEL" \
-            -A PROVISIONAL=0
+            -A "PUSHPARK_CONFIG=\"$work/pushpark-$1${3:-}.json\"" -A "DEBUG_LEVEL=$LOG_LEVEL" \
+            -A PROVISIONAL=0 "${cluster[@]}"
         server_group=$last
     }
     server_stats() { kamcmd -s "$ctl" pushpark.stats 2>/dev/null; }
     engine_pid() { kamcmd -s "$ctl" core.psx | awk '/PID:/ {pid=$2} /DSC:.*pushpark/ {print pid; exit}'; }
+    # node_b CMD ARGS...: a server_* function against node B.
+    node_b() {
+        local ctl="unix:$work/ctl-b.sock" sip_port=$sip_port_b
+        "$@"
+    }
 else
     mi_n=0
     mi() { # mi METHOD: the answer of OpenSIPS's MI FIFO, "" after 10 s
@@ -154,8 +171,8 @@ else
     server_stats() { mi pushpark_stats | tr '{,' '\n\n' | sed -n 's/^ *"\([a-z0-9_]*\)": *\([0-9]*\)$/\1 \2/p'; }
     engine_pid() { mi ps | tr '{' '\n' | grep '"pushpark engine"' | grep -o '"PID": *[0-9]*' | grep -o '[0-9]*$'; }
 fi
-server_up() { # server_up RATE N
-    server_start "$1" "$2"
+server_up() { # server_up RATE N [-b]
+    server_start "$@"
     for _ in $(seq 200); do
         server_stats | grep -q devices_stored && return 0
         sleep 0.1
@@ -193,8 +210,16 @@ if [ "$DESKTOPS" = 1 ]; then
     start "$work/desktop-ua.log" sipp -sf "$rig/device_ring.xml" -i 127.0.0.1 -p "$desk_port" \
         -nostdin -trace_err
 fi
+# The phones register where they live: node B with NODES=2.
+registrar_port=$sip_port
+if [ "$NODES" = 2 ]; then
+    registrar_port=$sip_port_b
+    start "$work/redis.log" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" \
+        --appendonly no
+    wait_for "$work/redis.log" "Ready to accept connections"
+fi
 start "$work/device-sim.log" "$bin" device-sim --control "127.0.0.1:$control_port" \
-    --registrar "127.0.0.1:$sip_port" --any-contact-port "$ua_port" --wake-delay-ms "$WAKE_MS"
+    --registrar "127.0.0.1:$registrar_port" --any-contact-port "$ua_port" --wake-delay-ms "$WAKE_MS"
 wait_for "$work/device-sim.log" "ready"
 hz=$(getconf CLK_TCK)
 
@@ -203,41 +228,56 @@ printf '\nAPNs answers after %s ms, phone wakes %s ms after the push, %s s per r
 [ "$DESKTOPS" = 1 ] && echo "each user: a desktop online (rings at once) and an iPhone pushed beside it"
 printf '%s: %s workers, %s MB shared memory; engine store in %s\n' "$HOST" "$CHILDREN" "$SHM_MB" \
     "$store_root"
+[ "$NODES" = 2 ] && echo "two nodes, one redis-server: calls on A, phones register on B, A relays through B"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work skews the figures)"
 printf '%8s %8s %8s %14s %11s %12s %12s %18s %10s\n' rate/s ok failed "added median" \
     "added p99" "server CPU" "engine CPU" "workers CPU/call" "UDP drops"
 
 for rate in $RATES; do
     n=$((rate * DURATION))
-    cat >"$work/pushpark-$rate.json" <<EOF
+    for node in "" -b; do
+        [ "$NODES" = 1 ] && [ -n "$node" ] && break
+        cluster_cfg=""
+        [ "$NODES" = 2 ] && cluster_cfg=", \"cluster\": { \"redis_url\": \"redis://127.0.0.1:$redis_port/0\",
+  \"key_prefix\": \"r$rate:\", \"node_id\": \"node${node:-a}\" }"
+        cat >"$work/pushpark-$rate$node.json" <<EOF
 { "apns": { "endpoint": "127.0.0.1:$mock_port", "ca_file": "$work/mock/ca.pem",
             "auth": { "key_file": "$work/mock/AuthKey_TESTKEY001.p8", "key_id": "TESTKEY001",
                       "team_id": "TESTTEAM01" } },
   "park": { "timeout_ms": $PARK_TIMEOUT_MS, "recent_register_ms": 0, "max_per_aor": 8 },
   "push": { "min_interval_ms": 0 },
-  "store": { "dir": "$store_root/pushpark-bench-store-$rate-$$" },
-  "log_level": "warn" }
+  "store": { "dir": "$store_root/pushpark-bench-store-$rate$node-$$" },
+  "log_level": "warn"$cluster_cfg }
 EOF
+    done
     # Users r<rate>u<i>; the token's first 32 hex digits make the +sip.instance (device-sim's rule).
     awk -v n="$n" -v r="$rate" 'BEGIN { print "SEQUENTIAL";
         for (i = 0; i < n; i++) { t = sprintf("%08x%024x", r, i);
             printf "r%du%d;%s%s;%s-%s-%s-%s-%s\n", r, i, t, t, substr(t,1,8), substr(t,9,4),
                 substr(t,13,4), substr(t,17,4), substr(t,21,12) } }' >"$work/users-$rate.csv"
 
+    if [ "$NODES" = 2 ]; then
+        node_b server_up "$rate" 1 -b
+        group_b=$server_group
+    fi
     server_up "$rate" 1
     # The phones register while awake, then the server restarts: asleep.
-    sipp "127.0.0.1:$sip_port" -sf "$work/register.xml" -inf "$work/users-$rate.csv" \
+    sipp "127.0.0.1:$registrar_port" -sf "$work/register.xml" -inf "$work/users-$rate.csv" \
         -r "$REG_RATE" -m "$n" -i 127.0.0.1 -p "$(free_port)" -nostdin -key expires 3600 \
         -key contact_port "$ua_port" -timeout 120s >"$work/register-$rate.log" 2>&1 || {
         echo "registering $n phones failed" >&2; tail -20 "$work/register-$rate.log" >&2; exit 1; }
     # The engine stores bindings in the background: all of them before the restart.
-    stored=0
-    for _ in $(seq 600); do
-        stored=$(server_stats | awk '/devices_stored/ {print $2}')
-        [ "${stored:-0}" -ge "$n" ] && break
-        sleep 0.1
+    # With NODES=2 on B, and on A through Redis.
+    for node in "" node_b; do
+        [ "$NODES" = 1 ] && [ -n "$node" ] && break
+        stored=0
+        for _ in $(seq 600); do
+            stored=$($node server_stats | awk '/devices_stored/ {print $2}')
+            [ "${stored:-0}" -ge "$n" ] && break
+            sleep 0.1
+        done
+        [ "${stored:-0}" -ge "$n" ] || { echo "only ${stored:-0} of $n phones stored" >&2; exit 1; }
     done
-    [ "${stored:-0}" -ge "$n" ] || { echo "only ${stored:-0} of $n phones stored" >&2; exit 1; }
     if [ "$DESKTOPS" = 1 ]; then
         # The desktops (instance: the iPhone's with its first hex digit made a "d") register too; the
         # iPhones keep their bindings.
@@ -248,6 +288,12 @@ EOF
             -key contact_port "$desk_port" -timeout 120s >"$work/register-desktops-$rate.log" 2>&1 || {
             echo "registering $n desktops failed" >&2; tail -20 "$work/register-desktops-$rate.log" >&2
             exit 1; }
+    elif [ "$NODES" = 2 ]; then
+        stop_group "$group_b"
+        group_a=$server_group
+        node_b server_up "$rate" 2 -b
+        group_b=$server_group server_group=$group_a
+        engine_b=$(node_b engine_pid)
     else
         stop_group "$server_group"
         server_up "$rate" 2
@@ -255,6 +301,7 @@ EOF
     engine=$(engine_pid)
 
     read -r cpu0 eng0 < <(cpu_ticks "$server_group" "$engine")
+    [ "$NODES" = 2 ] && read -r cpu0_b eng0_b < <(cpu_ticks "$group_b" "$engine_b")
     drops0=$(udp_drops)
     t0=$(date +%s.%N)
     cd "$work"
@@ -265,6 +312,11 @@ EOF
     cd "$root"
     t1=$(date +%s.%N)
     read -r cpu1 eng1 < <(cpu_ticks "$server_group" "$engine")
+    if [ "$NODES" = 2 ]; then
+        # Both nodes' CPU.
+        read -r cpu1_b eng1_b < <(cpu_ticks "$group_b" "$engine_b")
+        cpu1=$((cpu1 + cpu1_b - cpu0_b)) eng1=$((eng1 + eng1_b - eng0_b))
+    fi
     drops=$(($(udp_drops) - drops0))
 
     ok=$(awk -F'|' '/Successful call/ {gsub(/ /,"",$3); v=$3} END {print v+0}' "$work/caller-$rate.log")
@@ -282,5 +334,9 @@ EOF
             (c - e) / hz / (ok + failed + 1e-9) * 1e6, drops }'
     server_stats >"$work/stats-$rate.txt" 2>&1 || true
     stop_group "$server_group"
+    if [ "$NODES" = 2 ]; then
+        node_b server_stats >"$work/stats-$rate-b.txt" 2>&1 || true
+        stop_group "$group_b"
+    fi
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -29,6 +29,9 @@
 # workers' CPU per call (every process but the engine's: INVITE, park, 100, wake-up REGISTER,
 # resume, 200, ACK, BYE).
 #
+# Nothing waits without a deadline: a SIPp run with calls that never end is stopped, those
+# calls count as failed and the script exits 1.
+#
 #   bench/load.sh                              # RATES="200 400 800" DURATION=10, Kamailio
 #   HOST=opensips bench/load.sh
 #   NODES=2 bench/load.sh
@@ -145,16 +148,25 @@ if [ "$HOST" = kamailio ]; then
     }
 else
     mi_n=0
-    mi() { # mi METHOD: the answer of OpenSIPS's MI FIFO, "" after 10 s
-        mi_n=$((mi_n + 1))
-        local reply=$work/mi-reply-$mi_n
+    mi() { # mi METHOD: the answer of OpenSIPS's MI FIFO, "" when there is none within 10 s
+        # Callers run in subshells ($(...), pipes): $BASHPID keeps reply names apart.
+        local reply=$work/mi-reply-$BASHPID-$((mi_n += 1)) reader
         mkfifo "$reply"
         timeout 10 cat "$reply" >"$reply.json" &
-        local reader=$!
-        printf ':mi-reply-%d:{"jsonrpc":"2.0","method":"%s","id":%d}\n' "$mi_n" "$1" "$mi_n" \
-            >"$work/opensips.fifo" 2>/dev/null || true
-        wait "$reader" || true
-        cat "$reply.json"
+        reader=$!
+        # dd, not a shell redirection, which would create the file: while OpenSIPS starts,
+        # mi_fifo has removed the old FIFO before its MI process makes the new one, and a
+        # plain file written there in between makes that mkfifo() fail and OpenSIPS exit.
+        # Non-blocking: a FIFO nobody reads (OpenSIPS killed) fails at once, no open() hang.
+        if printf ':%s:{"jsonrpc":"2.0","method":"%s","id":1}\n' "${reply##*/}" "$1" |
+            dd of="$work/opensips.fifo" conv=nocreat,notrunc oflag=nonblock status=none \
+                2>/dev/null; then
+            wait "$reader" || true
+            cat "$reply.json"
+        else
+            kill "$reader" 2>/dev/null || true
+            wait "$reader" 2>/dev/null || true
+        fi
         rm -f "$reply" "$reply.json"
     }
     server_start() {
@@ -172,9 +184,11 @@ else
     engine_pid() { mi ps | tr '{' '\n' | grep '"pushpark engine"' | grep -o '"PID": *[0-9]*' | grep -o '[0-9]*$'; }
 fi
 server_up() { # server_up RATE N [-b]
+    local deadline=$((SECONDS + 30))  # a clock, not a count: each poll may wait for an answer
     server_start "$@"
-    for _ in $(seq 200); do
+    while [ "$SECONDS" -lt "$deadline" ]; do
         server_stats | grep -q devices_stored && return 0
+        kill -0 "$server_group" 2>/dev/null || break  # it exited: no use waiting
         sleep 0.1
     done
     echo "$HOST did not come up" >&2; tail -30 "$work/server-$1-$2.log" >&2; exit 1
@@ -262,8 +276,10 @@ EOF
     fi
     server_up "$rate" 1
     # The phones register while awake, then the server restarts: asleep.
-    sipp "127.0.0.1:$registrar_port" -sf "$work/register.xml" -inf "$work/users-$rate.csv" \
-        -r "$REG_RATE" -m "$n" -i 127.0.0.1 -p "$(free_port)" -nostdin -key expires 3600 \
+    # A hard deadline beside SIPp's -timeout, which waits for the REGISTERs under way.
+    timeout -s INT -k 10 150 sipp "127.0.0.1:$registrar_port" -sf "$work/register.xml" \
+        -inf "$work/users-$rate.csv" -r "$REG_RATE" -m "$n" -i 127.0.0.1 -p "$(free_port)" \
+        -nostdin -key expires 3600 \
         -key contact_port "$ua_port" -timeout 120s >"$work/register-$rate.log" 2>&1 || {
         echo "registering $n phones failed" >&2; tail -20 "$work/register-$rate.log" >&2; exit 1; }
     # The engine stores bindings in the background: all of them before the restart.
@@ -271,7 +287,8 @@ EOF
     for node in "" node_b; do
         [ "$NODES" = 1 ] && [ -n "$node" ] && break
         stored=0
-        for _ in $(seq 600); do
+        deadline=$((SECONDS + 60))
+        while [ "$SECONDS" -lt "$deadline" ]; do
             stored=$($node server_stats | awk '/devices_stored/ {print $2}')
             [ "${stored:-0}" -ge "$n" ] && break
             sleep 0.1
@@ -283,8 +300,9 @@ EOF
         # iPhones keep their bindings.
         awk -F';' 'NR == 1 {print; next} {OFS = ";"; $3 = "d" substr($3, 2); print}' \
             "$work/users-$rate.csv" >"$work/desktops-$rate.csv"
-        sipp "127.0.0.1:$sip_port" -sf "$work/register_plain.xml" -inf "$work/desktops-$rate.csv" \
-            -r "$REG_RATE" -m "$n" -i 127.0.0.1 -p "$(free_port)" -nostdin -key expires 3600 \
+        timeout -s INT -k 10 150 sipp "127.0.0.1:$sip_port" -sf "$work/register_plain.xml" \
+            -inf "$work/desktops-$rate.csv" -r "$REG_RATE" -m "$n" -i 127.0.0.1 -p "$(free_port)" \
+            -nostdin -key expires 3600 \
             -key contact_port "$desk_port" -timeout 120s >"$work/register-desktops-$rate.log" 2>&1 || {
             echo "registering $n desktops failed" >&2; tail -20 "$work/register-desktops-$rate.log" >&2
             exit 1; }
@@ -305,9 +323,17 @@ EOF
     drops0=$(udp_drops)
     t0=$(date +%s.%N)
     cd "$work"
-    sipp "127.0.0.1:$sip_port" -sf "$work/caller.xml" -inf "$work/users-$rate.csv" -r "$rate" \
-        -m "$n" -l $((rate * 10)) -d 0 -i 127.0.0.1 -p "$(free_port)" -nostdin -trace_rtt -trace_err \
-        -rtt_freq 1 -timeout $((DURATION + 90))s >"$work/caller-$rate.log" 2>&1 || true
+    # SIPp's -timeout only stops new calls, then waits for those under way: one whose final
+    # reply never comes (after a 100 the INVITE is not retransmitted) would hold SIPp and
+    # this script for ever. -recv_timeout fails such a call (counted) once it waited longer
+    # than any parked call may (the park timeout, then tm's guard); the deadline stops SIPp
+    # (SIGINT: it still prints its counts) should it hang anyway.
+    deadline=$((DURATION + PARK_TIMEOUT_MS / 1000 + 60))
+    caller_rc=0
+    timeout -s INT -k 10 "$deadline" sipp "127.0.0.1:$sip_port" -sf "$work/caller.xml" \
+        -inf "$work/users-$rate.csv" -r "$rate" -m "$n" -l $((rate * 10)) -d 0 -i 127.0.0.1 \
+        -p "$(free_port)" -nostdin -trace_rtt -trace_err -rtt_freq 1 \
+        -recv_timeout $((PARK_TIMEOUT_MS + 10000)) >"$work/caller-$rate.log" 2>&1 || caller_rc=$?
     caller_pid=$(ls -t "$work"/caller_*_rtt.csv | head -1 | sed 's/.*caller_\([0-9]*\)_rtt.csv/\1/')
     cd "$root"
     t1=$(date +%s.%N)
@@ -321,6 +347,12 @@ EOF
 
     ok=$(awk -F'|' '/Successful call/ {gsub(/ /,"",$3); v=$3} END {print v+0}' "$work/caller-$rate.log")
     failed=$(awk -F'|' '/Failed call/ {gsub(/ /,"",$3); v=$3} END {print v+0}' "$work/caller-$rate.log")
+    if [ "$caller_rc" = 124 ] || [ "$caller_rc" = 137 ]; then  # timeout stopped it (137: KILL)
+        echo "rate $rate: SIPp had not finished after $deadline s: stopped, $((n - ok - failed))" \
+            "calls that never ended count as failed (see $work/caller-$rate.log)" >&2
+        failed=$((n - ok))
+        bench_failed=1
+    fi
     awk -F';' -v w="$WAKE_MS" 'NR>1 && $3=="1" {print $2 - w}' \
         "$work/caller_${caller_pid}_rtt.csv" >"$work/added-$rate.txt"
     mv "$work/caller_${caller_pid}_rtt.csv" "$work/rtt-$rate.csv"
@@ -340,3 +372,4 @@ EOF
     fi
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ -z "${bench_failed:-}" ] || { echo "FAILED: SIPp hung at some rate (see above)" >&2; exit 1; }

@@ -273,3 +273,85 @@ fn a_stopping_node_answers_its_waiting_calls_and_reads_the_bindings_when_back() 
     });
     assert!(c.a.knows(&phone), "a lost its own binding");
 }
+
+/// Redis is killed while calls are being parked and woken on a, and restarted, empty, a few
+/// seconds later. Every call still ends once, answered (no SIP worker waits for Redis, and a
+/// wake on the node that parked the call needs no Redis); a's engine counts the failed Redis
+/// work; a phone a learnt while Redis was gone reaches b once it is back.
+#[test]
+fn redis_killed_under_load_and_restarted_every_call_ends_once_and_bindings_converge() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::new("cl-midload");
+    let phones: Vec<Phone> = (0..4)
+        .map(|i| sleeping_phone(&c.a, &format!("m{i}x")))
+        .collect();
+    let _uas: Vec<Proc> = phones
+        .iter()
+        .map(|p| {
+            let name = format!("ua-{}", p.user);
+            device_ua(c.a.path(), "device_answer.xml", p.ua_port, 1_000_000, &name)
+        })
+        .collect();
+    let _sim = device_sim(
+        c.a.path(),
+        &c.mock,
+        &c.a.server(),
+        &phones.iter().collect::<Vec<_>>(),
+        0,
+    );
+    let before = c.a.stats();
+
+    // Callers place a call to every phone, round after round, until told to stop.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (placed, answered, late) = std::thread::scope(|s| {
+        let callers = s.spawn(|| {
+            let (mut placed, mut answered) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let round: Vec<_> = phones
+                    .iter()
+                    .map(|p| {
+                        s.spawn(|| {
+                            call(
+                                c.a.path(),
+                                &c.a.server(),
+                                "caller.xml",
+                                &p.user,
+                                &["-m", "1"],
+                            )
+                            .status
+                            .success()
+                        })
+                    })
+                    .collect();
+                for r in round {
+                    placed += 1;
+                    answered += usize::from(r.join().unwrap());
+                }
+            }
+            (placed, answered)
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        c.redis.kill();
+        c.a.wait_stats("a saw Redis go", |s| s["cluster_connected"] == 0);
+        let late = sleeping_phone(&c.a, "mlate");
+        std::thread::sleep(Duration::from_secs(2));
+        c.redis.restart();
+        c.a.wait_stats("a reconnected", |s| s["cluster_connected"] == 1);
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (placed, answered) = callers.join().unwrap();
+        (placed, answered, late)
+    });
+
+    assert!(placed >= 8, "only {placed} calls placed");
+    assert_eq!(answered, placed, "calls not answered\n{}", c.logs());
+    let a = c.a.stats();
+    let parked = a["parked_total"] - before["parked_total"];
+    let resumed = a["resumed"] - before["resumed"];
+    assert_eq!((parked, resumed), (placed as u64, placed as u64), "{a:?}");
+    assert_eq!(a["parked_now"], 0, "{a:?}");
+    assert!(a["cluster_failures"] > before["cluster_failures"], "{a:?}");
+    wait_for("b learnt the phone a learnt without Redis", SOON, || {
+        c.b.knows(&late).then_some(())
+    });
+}

@@ -609,30 +609,36 @@ static int pp_relay_branch(sip_msg_t *msg, const pushpark_event *ev)
 				   : -1;
 }
 
-int pp_tm_append(uint64_t ref, const pushpark_event *ev)
+/* Fills the destination set with the event's device: through the Path of the node that
+ * woke it, else its contacts in the location table. 1 filled, 0 nothing to add, -1 error. */
+static int pp_append_dset(struct cell *t, uint64_t ref, const pushpark_event *ev)
 {
 	const char *aor = pushpark_event_get_aor(ev), *device = pushpark_event_get_device(ev);
-	struct cell *t, *orig;
-	str uri, contact = STR_NULL;
-	int n;
+	str uri;
 
-	if(*pushpark_event_get_relay_path(ev)) {
-		t = pp_tm_acquire(ref, &orig);
-		if(t == NULL)
-			return -1;
-		clear_branches();
-		n = pp_relay_branch(t->uas.request, ev) == 0 ? tmb.t_append_branches(&contact) : -1;
-		clear_branches();
-		pp_tm_release(t, orig);
-		if(n < 0) {
-			LM_WARN("call %llx: cannot relay to %s through its node\n",
-					(unsigned long long)ref, aor);
-			return 0;
-		}
-		update_stat(pp_st_branches, 1);
+	if(*pushpark_event_get_relay_path(ev))
+		return pp_relay_branch(t->uas.request, ev) == 0 ? 1 : -1;
+	uri.s = (char *)aor;
+	uri.len = strlen(aor);
+	if(regb.lookup_to_dset(t->uas.request, &pp_location_table, &uri) != 1) {
+		LM_INFO("call %llx: no contact to add for %s\n", (unsigned long long)ref, aor);
 		return 0;
 	}
-	if(!have_registrar) {
+	if(pp_device_branches(t, device) == 0) {
+		LM_DBG("call %llx: %s rings already\n", (unsigned long long)ref, device);
+		return 0;
+	}
+	return 1;
+}
+
+int pp_tm_append(uint64_t ref, const pushpark_event *ev)
+{
+	const char *aor = pushpark_event_get_aor(ev);
+	struct cell *t, *orig;
+	str contact = STR_NULL;
+	int n;
+
+	if(!*pushpark_event_get_relay_path(ev) && !have_registrar) {
 		LM_WARN("second device for call %llx ignored: registrar not loaded\n",
 				(unsigned long long)ref);
 		return 0;
@@ -640,29 +646,17 @@ int pp_tm_append(uint64_t ref, const pushpark_event *ev)
 	t = pp_tm_acquire(ref, &orig);
 	if(t == NULL)
 		return -1;
-	uri.s = (char *)aor;
-	uri.len = strlen(aor);
 	clear_branches();
-	if(regb.lookup_to_dset(t->uas.request, &pp_location_table, &uri) != 1) {
-		LM_INFO("call %llx: no contact to add for %s\n", (unsigned long long)ref, aor);
-		pp_tm_release(t, orig);
-		return 0;
-	}
-	if(pp_device_branches(t, device) == 0) {
-		LM_DBG("call %llx: %s rings already\n", (unsigned long long)ref, device);
-		clear_branches();
-		pp_tm_release(t, orig);
-		return 0;
-	}
-	n = tmb.t_append_branches(&contact);
+	n = pp_append_dset(t, ref, ev);
+	if(n > 0)
+		n = tmb.t_append_branches(&contact);
 	clear_branches();
 	pp_tm_release(t, orig);
-	if(n < 0) {
+	if(n < 0)
 		LM_WARN("call %llx: cannot add a branch for %s (%d)\n", (unsigned long long)ref, aor,
 				n);
-		return 0;
-	}
-	update_stat(pp_st_branches, 1);
+	else if(n > 0)
+		update_stat(pp_st_branches, 1);
 	return 0;
 }
 

@@ -4,42 +4,20 @@
 //! the Resume. Prints p50/p99 of b's REGISTER → a's Resume (b's publish, Redis, a's
 //! subscriber, the wake), beside the same REGISTER on a itself.
 
+mod common;
+#[allow(dead_code)] // the tests use all of it
+#[path = "../tests/redis_server/mod.rs"]
+mod redis_server;
+
+use common::{percentiles, wait_readable};
 use pushpark::mock::{MockApns, MockConfig, KEY_ID, TEAM_ID};
 use pushpark::{Engine, EngineConfig, EventKind, ParkRequest, Registration};
+use redis_server::Redis;
 use serde_json::json;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TOPIC: &str = "com.example.phone.voip";
 const CALLS: u64 = 2_000;
-
-/// redis-server without persistence on a free port, killed on drop.
-struct Redis(Child, u16);
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server)");
-        Redis(child, port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn node(mock: &MockApns, redis: &Redis, id: &str, store: &std::path::Path) -> Engine {
     let cfg = json!({
@@ -52,7 +30,7 @@ fn node(mock: &MockApns, redis: &Redis, id: &str, store: &std::path::Path) -> En
         "push": { "min_interval_ms": 3_600_000 },
         "park": { "recent_register_ms": 0 },
         "store": { "dir": store },
-        "cluster": { "redis_url": format!("redis://127.0.0.1:{}/0", redis.1), "node_id": id }
+        "cluster": { "redis_url": redis.url(), "node_id": id }
     });
     let engine = Engine::new(EngineConfig::from_json(&cfg.to_string()).unwrap()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -61,22 +39,6 @@ fn node(mock: &MockApns, redis: &Redis, id: &str, store: &std::path::Path) -> En
         std::thread::sleep(Duration::from_millis(10));
     }
     engine
-}
-
-fn wait_readable(fd: i32) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, 10_000) };
-}
-
-fn percentiles(mut v: Vec<Duration>) -> String {
-    v.sort();
-    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    format!("p50 {:?}  p99 {:?}  (n={})", at(0.5), at(0.99), v.len())
 }
 
 /// REGISTERs on `registrar` for calls parked on `a`: the time from each REGISTER to the

@@ -7,6 +7,9 @@
 //! - park → push-on-the-wire latency (p50/p99) at 1,000 parks/s;
 //! - memory per parked call with 100,000 calls parked at once.
 
+mod common;
+
+use common::{percentiles, wait_readable};
 use pushpark::mock::{MockApns, MockConfig, KEY_ID, TEAM_ID};
 use pushpark::{Engine, EngineConfig, EventKind, ParkError, ParkRequest, Registration};
 use serde_json::{json, Value};
@@ -44,26 +47,10 @@ fn engine(mock: &MockApns, store: &std::path::Path, extra: Value) -> Engine {
     Engine::new(EngineConfig::from_json(&cfg.to_string()).unwrap()).unwrap()
 }
 
-fn percentiles(mut v: Vec<Duration>) -> String {
-    v.sort();
-    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    format!("p50 {:?}  p99 {:?}  (n={})", at(0.5), at(0.99), v.len())
-}
-
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     pages * 4096
-}
-
-fn wait_readable(fd: i32) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, 10_000) };
 }
 
 fn reg<'a>(aor: &'a str, contact: &'a str) -> Registration<'a> {

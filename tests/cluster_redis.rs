@@ -3,119 +3,14 @@
 //! each test with its own server on a free loopback port, pushing to one mock APNs.
 
 mod engine_common;
+mod redis_server;
 
 use engine_common::{base_config, push_contact, register, token, wait_readable, PATIENCE};
 use pushpark::mock::{MockApns, MockConfig};
 use pushpark::{Engine, EngineConfig, Event, EventKind, ParkRequest, Registration, Stats};
+use redis_server::Redis;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A redis-server of the test's own, without persistence, killed on drop.
-struct Redis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Redis {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        r.restart();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts the server (again, on the same port, empty) and waits until it answers.
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server not found: install the Debian package redis-server (scripts/deps)",
-            );
-        self.child = Some(child);
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let pong = redis::Client::open(self.url())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if pong.is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start: {pong:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if self.child.is_some() {
-            self.freeze(false);
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGSTOP (true) or SIGCONT: a server that accepts nothing and answers nothing.
-    fn freeze(&self, frozen: bool) {
-        let pid = self.child.as_ref().unwrap().id() as i32;
-        let sig = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
-        // SAFETY: a signal to our own child.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-    }
-
-    fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .unwrap()
-    }
-
-    /// The bindings Redis holds for `aor`: device key → token.
-    fn bindings(&self, aor: &str) -> HashMap<String, String> {
-        let all: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(format!("pushpark:aor:{aor}"))
-            .query(&mut self.conn())
-            .unwrap();
-        // Removed ones are tombstones, without a token.
-        all.into_iter()
-            .filter_map(|(k, v)| {
-                let d: Value = serde_json::from_str(&v).unwrap();
-                Some((k, d["token"].as_str()?.to_string()))
-            })
-            .collect()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// One node: an engine with the cluster config, and the events taken from it.
 struct Node {

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::apns::jwt::Clock;
 
+/// Overload and server failures without an FCM errorCode: worth another try.
+const RETRYABLE_STATUSES: [u16; 5] = [429, 500, 502, 503, 504];
+
 /// A `Retry-After` longer than this is taken as this: the call is long gone by then.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -85,11 +88,15 @@ impl Reason {
         }
     }
 
-    /// Worth resending later.
+    /// Worth resending later: FCM's retryable codes, Google's overload statuses, 429 and 5xx.
     pub fn is_retryable(&self) -> bool {
         match self {
             Reason::Code(code) => code.is_retryable(),
-            Reason::Status(_) | Reason::Http(_) => false,
+            Reason::Status(s) => matches!(
+                s.as_str(),
+                "RESOURCE_EXHAUSTED" | "UNAVAILABLE" | "INTERNAL" | "DEADLINE_EXCEEDED"
+            ),
+            Reason::Http(status) => RETRYABLE_STATUSES.contains(status),
         }
     }
 }
@@ -154,40 +161,38 @@ fn parse_body(body: &[u8]) -> (Option<ErrorCode>, Option<String>) {
 /// Classifies a non-200 answer from its status, headers and (possibly truncated) body.
 pub fn classify(status: u16, headers: &HeaderMap, body: &[u8], clock: &dyn Clock) -> Answer {
     let (code, google_status) = parse_body(body);
-    // UNSPECIFIED_ERROR says nothing: decide on the status as without a code.
-    let code = code.filter(|c| *c != ErrorCode::UnspecifiedError);
-    let retry = |reason: &str| Answer::Retry {
-        why: format!("{status} {reason}"),
-        after: retry_after(headers, clock),
+    // UNSPECIFIED_ERROR says nothing: decide as without a code.
+    let reason = match (
+        code.filter(|c| *c != ErrorCode::UnspecifiedError),
+        google_status,
+    ) {
+        (Some(code), _) => Reason::Code(code),
+        (None, Some(s)) => Reason::Status(s),
+        (None, None) => Reason::Http(status),
     };
-    if let Some(code) = code {
-        if code.is_retryable() {
-            return retry(code.as_str());
-        }
-        return Answer::Final {
-            status,
-            reason: Reason::Code(code),
-            token_dead: code.token_is_dead(),
+    let unauthenticated = match &reason {
+        Reason::Status(s) => s == "UNAUTHENTICATED",
+        // THIRD_PARTY_AUTH_ERROR is a 401 too, but about the app's APNs/web push credentials.
+        Reason::Code(_) => false,
+        Reason::Http(_) => true,
+    };
+    if status == 401 && unauthenticated {
+        return Answer::CredentialsExpired;
+    }
+    // An FCM errorCode is the most precise word; without one, the status decides.
+    let overloaded = !matches!(reason, Reason::Code(_)) && RETRYABLE_STATUSES.contains(&status);
+    if reason.is_retryable() || overloaded {
+        return Answer::Retry {
+            why: format!("{status} {reason}"),
+            after: retry_after(headers, clock),
         };
     }
-    let reason = match google_status {
-        Some(s) => Reason::Status(s),
-        None => Reason::Http(status),
-    };
-    match status {
-        // UNAUTHENTICATED: the access token; THIRD_PARTY_AUTH_ERROR was handled above.
-        401 if matches!(&reason, Reason::Status(s) if s == "UNAUTHENTICATED")
-            || reason == Reason::Http(401) =>
-        {
-            Answer::CredentialsExpired
-        }
-        429 | 500 | 502 | 503 | 504 => retry(reason.as_str()),
-        // A 404 without UNREGISTERED is a wrong project or path, not a dead token.
-        _ => Answer::Final {
-            status,
-            reason,
-            token_dead: false,
-        },
+    Answer::Final {
+        status,
+        // Only UNREGISTERED and SENDER_ID_MISMATCH: a 404 without a code is a wrong
+        // project id or path, not a dead token.
+        token_dead: matches!(reason, Reason::Code(c) if c.token_is_dead()),
+        reason,
     }
 }
 
@@ -452,6 +457,8 @@ mod tests {
                     prop_assert_eq!(s, status);
                     prop_assert_eq!(token_dead, matches!(reason, Reason::Code(c) if c.token_is_dead()));
                     prop_assert!(!reason.as_str().is_empty());
+                    prop_assert!(!reason.is_retryable());
+                    prop_assert!(matches!(reason, Reason::Code(_)) || !RETRYABLE_STATUSES.contains(&status));
                 }
                 Answer::Retry { why, after } => {
                     prop_assert!(why.starts_with(&status.to_string()));

@@ -1,7 +1,7 @@
 //! The FCM HTTP v1 send request: its path and its JSON body, a high-priority
 //! data message carrying the same fields as the APNs payload.
 //!
-//! RFC 8599 §9 (pn-provider `fcm`): the device's `pn-prid` is its registration
+//! RFC 8599 (pn-provider `fcm`): the device's `pn-prid` is its registration
 //! token and `pn-param` the Firebase project id.
 
 use serde::Serialize;

@@ -8,7 +8,7 @@
 //! 3. [`access_token`]: the assertion is POSTed form-encoded to `token_uri`; the
 //!    answer is an access token (about an hour), refreshed 5 minutes before it expires.
 //! 4. [`message`]: each push is a POST of a high-priority data message to
-//!    `https://fcm.googleapis.com` + [`send_path`] with `authorization: Bearer ...`.
+//!    [`message::ENDPOINT`] + [`send_path`] with `authorization: Bearer ...`.
 //! 5. [`answer`]: a 200 is delivered; any other answer is [`classify`]d.
 //!
 //! The transport (the push layer shared with APNs) owns the HTTP/2 connections

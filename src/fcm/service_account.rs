@@ -12,7 +12,7 @@ use super::message::valid_project_id;
 pub enum AccountError {
     /// Not a JSON object.
     NotJson,
-    /// A field Google puts in every key file is absent or not a string.
+    /// A field Google puts in every key file is absent, empty or not a string.
     Missing(&'static str),
     /// `type` is not `service_account` (the value, cut short, for the operator).
     NotServiceAccount(String),

@@ -3,6 +3,7 @@
 
 pub mod apns;
 pub mod engine;
+pub mod fcm;
 pub mod ffi;
 pub mod histogram;
 #[cfg(feature = "mock")]

@@ -18,7 +18,7 @@ mod events;
 mod late;
 mod order;
 mod parked;
-mod push;
+pub(crate) mod push;
 pub(crate) mod redact;
 mod stats;
 mod store;

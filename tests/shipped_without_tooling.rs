@@ -11,6 +11,7 @@ mod built_lib;
 const TOOLING: &[&str] = &[
     "pushpark::mock::",
     "rcgen::",
+    "rsa::",
     "JwtVerifier",
     "clap_builder::",
 ];

@@ -25,9 +25,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::apns::ApnsService as Shared;
 use super::records::ReceivedPush;
-use super::script::{Faults, Scripted};
-use super::server::Shared;
+use super::{Faults, Scripted};
 use crate::apns::reason::Reason;
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -131,11 +131,14 @@ fn execute(cmd: Command, shared: &Shared) -> Result<Value, String> {
                 }
             }
         };
-        shared.behaviour.script(&s.token, outcome);
+        shared
+            .core
+            .behaviour
+            .script(s.token.to_ascii_lowercase(), outcome);
         return Ok(json!({"ok": true}));
     }
     if let Some(f) = cmd.faults {
-        shared.behaviour.set_faults(Faults {
+        shared.core.behaviour.set_faults(Faults {
             delay: Duration::from_millis(f.delay_ms),
             server_error: f.server_error.as_deref().map(parse_reason).transpose()?,
             server_error_times: f.server_error_times,
@@ -152,7 +155,7 @@ fn execute(cmd: Command, shared: &Shared) -> Result<Value, String> {
         return Ok(json!({"ok": true}));
     }
     if cmd.stats {
-        return serde_json::to_value(shared.counters.snapshot()).map_err(|e| e.to_string());
+        return serde_json::to_value(shared.core.counters.snapshot()).map_err(|e| e.to_string());
     }
     Err("expected one of watch, script, faults, stats".into())
 }

@@ -64,6 +64,8 @@ pub trait Service: Send + Sync + Sized + 'static {
 pub enum Outcome {
     Accepted(Response<Bytes>),
     Rejected(Response<Bytes>),
+    /// Answered, but no push: e.g. the mock FCM's OAuth token endpoint.
+    Answered(Response<Bytes>),
     /// The client reset the stream: nobody to answer.
     Gone,
 }
@@ -435,6 +437,7 @@ async fn stream<S: Service>(
             Counters::bump(&core.counters.rejected);
             response
         }
+        Outcome::Answered(response) => response,
     };
     // A failed send means the client has gone: nothing left to do.
     let _ = answer(&mut respond, response);

@@ -72,14 +72,15 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-struct Signals {
+/// SIGTERM and SIGINT, caught from creation on (shared with `mock-fcm`).
+pub struct Signals {
     runtime: tokio::runtime::Runtime,
     term: Signal,
     int: Signal,
 }
 
 impl Signals {
-    fn new() -> Result<Signals, String> {
+    pub fn new() -> Result<Signals, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -93,7 +94,7 @@ impl Signals {
         Ok(Signals { runtime, term, int })
     }
 
-    fn wait(mut self) {
+    pub fn wait(mut self) {
         self.runtime.block_on(async {
             tokio::select! {
                 _ = self.term.recv() => {}

@@ -376,3 +376,52 @@ fn the_command_writes_the_service_account_and_says_where_it_listens() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test]
+async fn the_control_port_scripts_and_watches_like_the_mock_apns() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let dir = state_dir();
+    let mock = start(dir.path(), Duration::from_secs(3599));
+    let control = mock.start_control("127.0.0.1:0".parse().unwrap()).unwrap();
+    let command = |line: Value| async move {
+        let tcp = tokio::net::TcpStream::connect(control).await.unwrap();
+        let (read, mut write) = tcp.into_split();
+        write
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(read).lines();
+        let reply: Value =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        (reply, lines, write)
+    };
+    let (reply, ..) = command(json!({"script": {
+        "token": TOKEN, "reason": "QUOTA_EXCEEDED", "retry_after": 9, "times": 1,
+    }}))
+    .await;
+    assert_eq!(reply, json!({"ok": true}));
+    let (reply, ..) = command(json!({"script": {"token": TOKEN, "reason": "Unregistered"}})).await;
+    assert!(reply["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown FCM error code"));
+    let (reply, mut watched, _keep) = command(json!({"watch": true, "token": TOKEN})).await;
+    assert_eq!(reply, json!({"ok": true}));
+
+    let mut conn = connect(&mock).await;
+    let bearer = access_token(&mock, &mut conn).await;
+    let answer = send(&mut conn, "pushpark-test", &bearer, wake(TOKEN)).await;
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.headers["retry-after"], "9");
+    let answer = send(&mut conn, "pushpark-test", &bearer, wake(TOKEN)).await;
+    assert_eq!(answer.status, 200);
+    let line: Value = serde_json::from_str(&watched.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(line["token"], TOKEN);
+    assert_eq!(line["data"]["call_id"], "abc");
+    assert_eq!(line["priority"], "HIGH");
+
+    let (reply, ..) = command(json!({"reject_token_requests": 1})).await;
+    assert_eq!(reply, json!({"ok": true}));
+    let answer = get_token(&mut conn, &assertion(&mock, claims(&mock), None)).await;
+    assert_eq!(answer.status, 503);
+}

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use serde_json::{json, Value};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use uuid::Uuid;
 
 use super::certs::StateFiles;
+use super::control::Controlled;
 use super::jwt::JwtVerifier;
 use super::records::{ReceivedPush, Records};
 use super::script::StreamFaults;
@@ -282,4 +284,33 @@ fn answer(apns_id: HeaderValue, rejection: Option<(Reason, u64)>) -> Response<By
     );
     *response.body_mut() = Bytes::from(body);
     response
+}
+
+impl Controlled for ApnsService {
+    type Record = ReceivedPush;
+
+    fn records(&self) -> &Records<ReceivedPush> {
+        &self.records
+    }
+
+    fn token_key(token: &str) -> String {
+        token.to_ascii_lowercase()
+    }
+
+    fn rejection(name: &str, _retry_after: Option<u32>) -> Result<Reason, String> {
+        name.parse()
+            .map_err(|()| format!("unknown APNs reason {name:?}"))
+    }
+
+    fn watch_line(push: &ReceivedPush) -> Value {
+        let payload = serde_json::from_slice::<Value>(&push.payload)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&push.payload).into()));
+        json!({
+            "token": push.token,
+            "topic": push.topic(),
+            "push_type": push.header("apns-push-type"),
+            "apns_id": push.apns_id.to_string(),
+            "payload": payload,
+        })
+    }
 }

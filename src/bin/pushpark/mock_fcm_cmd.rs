@@ -18,6 +18,10 @@ pub struct Args {
     /// Directory holding the generated CA and service-account.json (created if absent).
     #[arg(long)]
     state_dir: PathBuf,
+    /// Serve the JSON-lines control protocol (watch messages, script answers,
+    /// set faults) on this address.
+    #[arg(long)]
+    control: Option<SocketAddr>,
     /// The Firebase project the service account belongs to.
     #[arg(long, default_value = pushpark::mock::fcm::PROJECT_ID)]
     project_id: String,
@@ -45,6 +49,12 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     .map_err(|e| format!("cannot start the mock FCM on {}: {e}", args.listen))?;
     mock.set_record_limit(Some(args.keep_messages));
     let mut out = std::io::stdout().lock();
+    if let Some(control) = args.control {
+        let addr = mock
+            .start_control(control)
+            .map_err(|e| format!("cannot listen for control on {control}: {e}"))?;
+        let _ = writeln!(out, "control on {addr}");
+    }
     let _ = writeln!(out, "listening on {}", mock.addr());
     let _ = out.flush();
     drop(out);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::records::{MockStats, Record};
-use super::{certs, script, server};
+use super::{certs, control, script, server};
 
 /// Server-wide faults of the mock FCM (`limit_token_updates` does not apply).
 pub type Faults = script::Faults<FcmError>;
@@ -182,6 +182,16 @@ impl MockFcm {
     /// `accepted`/`rejected` count messages; token requests count as streams only.
     pub fn stats(&self) -> MockStats {
         self.shared.core.counters.snapshot()
+    }
+
+    /// Serves the JSON-lines control protocol (see `control`) on `listen`.
+    pub fn start_control(&self, listen: SocketAddr) -> io::Result<SocketAddr> {
+        let listener = std::net::TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        let shared = self.shared.clone();
+        self.running
+            .spawn_listener(listener, |listener| control::serve(listener, shared))?;
+        Ok(addr)
     }
 
     /// Stops listening and closes every connection (dropping does the same).

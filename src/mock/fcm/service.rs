@@ -12,6 +12,7 @@ use super::account::Account;
 use super::message::{self, error_body, FcmError};
 use super::oauth::{Access, Tokens};
 use super::ReceivedMessage;
+use crate::mock::control::Controlled;
 use crate::mock::records::Records;
 use crate::mock::script::StreamFaults;
 use crate::mock::server::{self, BodyError, Connection, Core, Outcome, Service};
@@ -207,4 +208,43 @@ fn json_answer(status: u16, body: &Value, retry_after: Option<u32>) -> Response<
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
+}
+
+impl Controlled for FcmService {
+    type Record = ReceivedMessage;
+
+    fn records(&self) -> &Records<ReceivedMessage> {
+        &self.records
+    }
+
+    /// Registration tokens are case-sensitive.
+    fn token_key(token: &str) -> String {
+        token.to_owned()
+    }
+
+    fn rejection(name: &str, retry_after: Option<u32>) -> Result<FcmError, String> {
+        let error: FcmError = name
+            .parse()
+            .map_err(|()| format!("unknown FCM error code {name:?}"))?;
+        Ok(match error {
+            FcmError::QuotaExceeded { .. } => FcmError::QuotaExceeded { retry_after },
+            FcmError::Unavailable { .. } => FcmError::Unavailable { retry_after },
+            other => other,
+        })
+    }
+
+    fn watch_line(message: &ReceivedMessage) -> Value {
+        json!({
+            "token": message.token,
+            "name": message.name,
+            "data": message.data,
+            "priority": message.priority,
+            "ttl": message.ttl,
+        })
+    }
+
+    fn reject_token_requests(&self, n: u32) -> Result<(), String> {
+        self.tokens.reject_next(n);
+        Ok(())
+    }
 }

@@ -26,6 +26,7 @@
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -33,7 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::records::{Record, Records};
 use super::script::{Faults, Scripted};
-use super::server::Service;
+use super::server::{Running, Service};
 
 /// A service the control port drives.
 pub trait Controlled: Service {
@@ -49,7 +50,19 @@ pub trait Controlled: Service {
     }
 }
 
-pub async fn serve<S: Controlled>(listener: TcpListener, shared: Arc<S>) {
+/// Serves the protocol for `shared` on `listen`, on the mock's runtime.
+pub fn start<S: Controlled>(
+    running: &Running,
+    shared: Arc<S>,
+    listen: SocketAddr,
+) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    let addr = listener.local_addr()?;
+    running.spawn_listener(listener, |listener| serve(listener, shared))?;
+    Ok(addr)
+}
+
+async fn serve<S: Controlled>(listener: TcpListener, shared: Arc<S>) {
     loop {
         match listener.accept().await {
             Ok((tcp, _)) => {

@@ -165,9 +165,10 @@ pub struct MockStats {
     pub tls_refused: u64,
     /// Streams (requests) opened by clients.
     pub streams: u64,
-    /// Pushes answered 200.
+    /// Pushes (the mock FCM: messages) answered 200.
     pub accepted: u64,
-    /// Pushes answered with an error status.
+    /// Pushes (messages) answered with an error status; the mock FCM's
+    /// token requests count in neither.
     pub rejected: u64,
     /// Streams reset with REFUSED_STREAM: past a GOAWAY, over an acknowledged
     /// limit, or by the `refuse_streams` fault.

@@ -2,13 +2,12 @@
 //! until SIGTERM or SIGINT.
 
 use pushpark::mock::fcm::{FcmConfig, MockFcm};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::mock_cmd::Signals;
+use crate::mock_cmd::{announce, Signals};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -48,16 +47,14 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     })
     .map_err(|e| format!("cannot start the mock FCM on {}: {e}", args.listen))?;
     mock.set_record_limit(Some(args.keep_messages));
-    let mut out = std::io::stdout().lock();
-    if let Some(control) = args.control {
-        let addr = mock
-            .start_control(control)
-            .map_err(|e| format!("cannot listen for control on {control}: {e}"))?;
-        let _ = writeln!(out, "control on {addr}");
-    }
-    let _ = writeln!(out, "listening on {}", mock.addr());
-    let _ = out.flush();
-    drop(out);
+    let control = args
+        .control
+        .map(|control| {
+            mock.start_control(control)
+                .map_err(|e| format!("cannot listen for control on {control}: {e}"))
+        })
+        .transpose()?;
+    announce(control, mock.addr());
     signals.wait();
     mock.stop();
     Ok(ExitCode::SUCCESS)

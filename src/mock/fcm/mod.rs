@@ -186,12 +186,7 @@ impl MockFcm {
 
     /// Serves the JSON-lines control protocol (see `control`) on `listen`.
     pub fn start_control(&self, listen: SocketAddr) -> io::Result<SocketAddr> {
-        let listener = std::net::TcpListener::bind(listen)?;
-        let addr = listener.local_addr()?;
-        let shared = self.shared.clone();
-        self.running
-            .spawn_listener(listener, |listener| control::serve(listener, shared))?;
-        Ok(addr)
+        control::start(&self.running, self.shared.clone(), listen)
     }
 
     /// Stops listening and closes every connection (dropping does the same).

@@ -1,4 +1,4 @@
-//! What ships holds no test tooling: the mock APNs, its certificate generator (rcgen), its JWT
+//! What ships holds no test tooling: the mocks, their key generators (rcgen, rsa), the JWT
 //! verifier and the command's argument parser stay behind the `mock` and `cli` features, on for
 //! the `pushpark` command and the tests, off for the library hosts load.
 
@@ -11,6 +11,7 @@ mod built_lib;
 const TOOLING: &[&str] = &[
     "pushpark::mock::",
     "rcgen::",
+    "RsaPrivateKey",
     "JwtVerifier",
     "clap_builder::",
 ];

@@ -10,6 +10,8 @@ mod demo_cmd;
 mod device_sim;
 #[path = "pushpark/mock_cmd.rs"]
 mod mock_cmd;
+#[path = "pushpark/mock_fcm_cmd.rs"]
+mod mock_fcm_cmd;
 #[allow(dead_code)] // the rig serves the end-to-end tests too; the demo uses part of it
 #[path = "pushpark/rig.rs"]
 mod rig;
@@ -32,6 +34,8 @@ struct Cli {
 enum Command {
     /// Run a mock of Apple's push service (HTTP/2 over TLS) for tests and demos.
     MockApns(mock_cmd::Args),
+    /// Run a mock of Firebase Cloud Messaging (HTTP v1 and its OAuth token endpoint).
+    MockFcm(mock_fcm_cmd::Args),
     /// Talk to APNs: check credentials with one push, or measure throughput.
     #[command(subcommand)]
     Apns(apns_cmd::Command),
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::MockApns(args) => mock_cmd::run(args),
+        Command::MockFcm(args) => mock_fcm_cmd::run(args),
         Command::Apns(cmd) => apns_cmd::run(cmd),
         Command::Demo(args) => demo_cmd::run(args),
         Command::DeviceSim(args) => device_sim::run(args),

@@ -1,7 +1,8 @@
-//! The mock's state directory: a CA, a server certificate for `localhost` and
-//! 127.0.0.1 signed by it, a client certificate (for certificate auth), and the
-//! team's ES256 key. Everything is created once and reused, so a client that
-//! trusts `ca.pem` keeps trusting the mock across restarts.
+//! The mocks' state directory: a CA, a server certificate for `localhost` and
+//! 127.0.0.1 signed by it, and for the mock APNs a client certificate (for
+//! certificate auth) and the team's ES256 key. Everything is created once and
+//! reused, so a client that trusts `ca.pem` keeps trusting the mock across
+//! restarts.
 
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
@@ -27,52 +28,92 @@ pub fn auth_key_file() -> String {
     format!("AuthKey_{KEY_ID}.p8")
 }
 
-/// The PEM texts the server needs, after making sure every file exists.
+/// A server's TLS certificate and key, as PEM.
+pub struct TlsIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The PEM texts the mock APNs needs, after making sure every file exists.
 pub struct StateFiles {
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
+    pub server: TlsIdentity,
     pub auth_key_pem: String,
 }
 
+/// The mock APNs's state: the CA, server and client certificates, team key.
 pub fn ensure(dir: &Path) -> io::Result<StateFiles> {
-    create_files(dir)
+    in_state_dir(dir, |dir| {
+        let ca = Ca::load_or_create(dir)?;
+        let server = ca.server_identity(dir)?;
+        ca.ensure_leaf(dir, CLIENT_CERT, CLIENT_KEY, Leaf::Client)?;
+        let auth_key = dir.join(auth_key_file());
+        if !auth_key.exists() {
+            let key = SigningKey::random(&mut rand::rngs::OsRng);
+            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(cert_err)?;
+            write_file(&auth_key, pem.as_bytes(), true)?;
+        }
+        Ok(StateFiles {
+            server,
+            auth_key_pem: fs::read_to_string(auth_key)?,
+        })
+    })
+}
+
+/// Only the CA and the server certificate: what every mock serves with, so a
+/// client trusting one state dir's `ca.pem` trusts each mock using that dir.
+pub fn ensure_server(dir: &Path) -> io::Result<TlsIdentity> {
+    in_state_dir(dir, |dir| Ca::load_or_create(dir)?.server_identity(dir))
+}
+
+/// Runs `f` on the created `dir`, naming the directory in its errors.
+pub fn in_state_dir<T>(dir: &Path, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+    fs::create_dir_all(dir)
+        .and_then(|()| f(dir))
         .map_err(|e| io::Error::new(e.kind(), format!("state dir {}: {e}", dir.display())))
 }
 
-fn create_files(dir: &Path) -> io::Result<StateFiles> {
-    fs::create_dir_all(dir)?;
-    let ca_key = load_or_create_key(&dir.join(CA_KEY))?;
-    // The CA is rebuilt from its key and fixed name so it can sign; only the
-    // stored ca.pem is ever handed out, and it is written once.
-    let ca = ca_params().self_signed(&ca_key).map_err(cert_err)?;
-    if !dir.join(CA_CERT).exists() {
-        write_file(&dir.join(CA_CERT), ca.pem().as_bytes(), false)?;
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn load_or_create(dir: &Path) -> io::Result<Ca> {
+        let key = load_or_create_key(&dir.join(CA_KEY))?;
+        // The CA is rebuilt from its key and fixed name so it can sign; only the
+        // stored ca.pem is ever handed out, and it is written once.
+        let cert = ca_params().self_signed(&key).map_err(cert_err)?;
+        if !dir.join(CA_CERT).exists() {
+            write_file(&dir.join(CA_CERT), cert.pem().as_bytes(), false)?;
+        }
+        Ok(Ca { cert, key })
     }
-    for (cert_file, key_file, leaf) in [
-        (SERVER_CERT, SERVER_KEY, Leaf::Server),
-        (CLIENT_CERT, CLIENT_KEY, Leaf::Client),
-    ] {
+
+    fn server_identity(&self, dir: &Path) -> io::Result<TlsIdentity> {
+        self.ensure_leaf(dir, SERVER_CERT, SERVER_KEY, Leaf::Server)?;
+        Ok(TlsIdentity {
+            cert_pem: fs::read_to_string(dir.join(SERVER_CERT))?,
+            key_pem: fs::read_to_string(dir.join(SERVER_KEY))?,
+        })
+    }
+
+    fn ensure_leaf(
+        &self,
+        dir: &Path,
+        cert_file: &str,
+        key_file: &str,
+        leaf: Leaf,
+    ) -> io::Result<()> {
         if dir.join(cert_file).exists() && dir.join(key_file).exists() {
-            continue;
+            return Ok(());
         }
         let key = KeyPair::generate().map_err(cert_err)?;
         let cert = leaf_params(leaf)?
-            .signed_by(&key, &ca, &ca_key)
+            .signed_by(&key, &self.cert, &self.key)
             .map_err(cert_err)?;
         write_file(&dir.join(key_file), key.serialize_pem().as_bytes(), true)?;
-        write_file(&dir.join(cert_file), cert.pem().as_bytes(), false)?;
+        write_file(&dir.join(cert_file), cert.pem().as_bytes(), false)
     }
-    let auth_key = dir.join(auth_key_file());
-    if !auth_key.exists() {
-        let key = SigningKey::random(&mut rand::rngs::OsRng);
-        let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(cert_err)?;
-        write_file(&auth_key, pem.as_bytes(), true)?;
-    }
-    Ok(StateFiles {
-        server_cert_pem: fs::read_to_string(dir.join(SERVER_CERT))?,
-        server_key_pem: fs::read_to_string(dir.join(SERVER_KEY))?,
-        auth_key_pem: fs::read_to_string(auth_key)?,
-    })
 }
 
 #[derive(Clone, Copy)]
@@ -133,7 +174,7 @@ fn load_or_create_key(path: &Path) -> io::Result<KeyPair> {
 }
 
 /// Writes through a temporary file so a crash never leaves half a key behind.
-fn write_file(path: &Path, data: &[u8], secret: bool) -> io::Result<()> {
+pub fn write_file(path: &Path, data: &[u8], secret: bool) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let mut file = fs::OpenOptions::new()
@@ -147,7 +188,7 @@ fn write_file(path: &Path, data: &[u8], secret: bool) -> io::Result<()> {
     fs::rename(tmp, path)
 }
 
-fn cert_err(e: impl std::fmt::Display) -> io::Error {
+pub fn cert_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("cannot generate the mock's certificates: {e}"))
 }
 

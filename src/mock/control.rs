@@ -1,10 +1,14 @@
-//! The control port for out-of-process users (`pushpark mock-apns --control`):
-//! plain TCP, one JSON object a line each way.
+//! The control port for out-of-process users (`pushpark mock-apns --control`,
+//! `pushpark mock-fcm --control`): plain TCP, one JSON object a line each way.
+//! Reasons are the service's: APNs's (`Unregistered`) or FCM's error codes
+//! (`UNREGISTERED`; `QUOTA_EXCEEDED` and `UNAVAILABLE` take `"retry_after":N`
+//! seconds beside them).
 //!
-//! - `{"watch":true}` (optionally `"token":"<hex>"`): answers `{"ok":true}`,
-//!   then one line per push accepted from then on:
-//!   `{"token":..,"topic":..,"push_type":..,"apns_id":..,"payload":{..}}`.
-//! - `{"script":{"token":"<hex>","reason":"Unregistered"[,"times":N]}}`;
+//! - `{"watch":true}` (optionally `"token":".."`): answers `{"ok":true}`,
+//!   then one line per push accepted from then on, APNs:
+//!   `{"token":..,"topic":..,"push_type":..,"apns_id":..,"payload":{..}}`,
+//!   FCM: `{"token":..,"name":..,"data":{..},"priority":..,"ttl":..}`.
+//! - `{"script":{"token":"..","reason":"Unregistered"[,"times":N]}}`;
 //!   `"reason":null` accepts again.
 //! - `{"faults":{"delay_ms":50,"server_error":"ServiceUnavailable",
 //!   "server_error_times":N,"goaway_after_streams":N,"goaway_unprocessed":N,
@@ -15,29 +19,57 @@
 //!   "limit_token_updates":true}}`: replaces all
 //!   faults; absent fields are healthy.
 //! - `{"stats":true}`: answers the counters.
+//! - FCM only: `{"reject_token_requests":N}` answers the next N OAuth token
+//!   requests 503.
 //!
 //! Every command is answered `{"ok":true}` (or its data) or `{"error":".."}`.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::records::ReceivedPush;
+use super::records::{Record, Records};
 use super::script::{Faults, Scripted};
-use super::server::Shared;
-use crate::apns::reason::Reason;
+use super::server::{Running, Service};
 
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// A service the control port drives.
+pub trait Controlled: Service {
+    type Record: Record;
+    fn records(&self) -> &Records<Self::Record>;
+    /// `token` as the service compares tokens (APNs: lowercase hex).
+    fn token_key(token: &str) -> String;
+    /// The rejection named `name`; `retry_after` for those that carry it.
+    fn rejection(name: &str, retry_after: Option<u32>) -> Result<Self::Rejection, String>;
+    fn watch_line(record: &Self::Record) -> Value;
+    fn reject_token_requests(&self, _n: u32) -> Result<(), String> {
+        Err(format!("the {} has no token endpoint", Self::NAME))
+    }
+}
+
+/// Serves the protocol for `shared` on `listen`, on the mock's runtime.
+pub fn start<S: Controlled>(
+    running: &Running,
+    shared: Arc<S>,
+    listen: SocketAddr,
+) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    let addr = listener.local_addr()?;
+    running.spawn_listener(listener, |listener| serve(listener, shared))?;
+    Ok(addr)
+}
+
+async fn serve<S: Controlled>(listener: TcpListener, shared: Arc<S>) {
     loop {
         match listener.accept().await {
             Ok((tcp, _)) => {
                 tokio::spawn(client(tcp, shared.clone()));
             }
             Err(e) => {
-                log::warn!("mock APNs control: accept failed: {e}");
+                log::warn!("{} control: accept failed: {e}", S::NAME);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -54,6 +86,7 @@ struct Command {
     faults: Option<FaultsCmd>,
     #[serde(default)]
     stats: bool,
+    reject_token_requests: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +95,7 @@ struct ScriptCmd {
     token: String,
     reason: Option<String>,
     times: Option<u32>,
+    retry_after: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -70,6 +104,7 @@ struct FaultsCmd {
     #[serde(default)]
     delay_ms: u64,
     server_error: Option<String>,
+    retry_after: Option<u32>,
     server_error_times: Option<u32>,
     goaway_after_streams: Option<u32>,
     #[serde(default)]
@@ -89,7 +124,7 @@ struct FaultsCmd {
     limit_token_updates: bool,
 }
 
-async fn client(tcp: TcpStream, shared: Arc<Shared>) {
+async fn client<S: Controlled>(tcp: TcpStream, shared: Arc<S>) {
     let (read, mut write) = tcp.into_split();
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -108,36 +143,42 @@ async fn client(tcp: TcpStream, shared: Arc<Shared>) {
         };
         if cmd.watch {
             if send(&mut write, &json!({"ok": true})).await.is_ok() {
-                watch(write, &shared, cmd.token).await;
+                watch(write, &*shared, cmd.token).await;
             }
             return;
         }
-        let reply = execute(cmd, &shared).unwrap_or_else(|e| json!({ "error": e }));
+        let reply = execute(cmd, &*shared).unwrap_or_else(|e| json!({ "error": e }));
         if send(&mut write, &reply).await.is_err() {
             return;
         }
     }
 }
 
-fn execute(cmd: Command, shared: &Shared) -> Result<Value, String> {
+fn execute<S: Controlled>(cmd: Command, shared: &S) -> Result<Value, String> {
     if let Some(s) = cmd.script {
         let outcome = match (s.reason, s.times) {
             (None, _) => Scripted::Accept,
             (Some(r), times) => {
-                let reason = parse_reason(&r)?;
+                let reason = S::rejection(&r, s.retry_after)?;
                 match times {
                     Some(n) => Scripted::RejectNext(reason, n),
                     None => Scripted::Reject(reason),
                 }
             }
         };
-        shared.behaviour.script(&s.token, outcome);
+        shared
+            .core()
+            .behaviour
+            .script(S::token_key(&s.token), outcome);
         return Ok(json!({"ok": true}));
     }
     if let Some(f) = cmd.faults {
-        shared.behaviour.set_faults(Faults {
+        let server_error = f.server_error.as_deref();
+        shared.core().behaviour.set_faults(Faults {
             delay: Duration::from_millis(f.delay_ms),
-            server_error: f.server_error.as_deref().map(parse_reason).transpose()?,
+            server_error: server_error
+                .map(|r| S::rejection(r, f.retry_after))
+                .transpose()?,
             server_error_times: f.server_error_times,
             goaway_after_streams: f.goaway_after_streams,
             goaway_unprocessed: f.goaway_unprocessed,
@@ -152,42 +193,33 @@ fn execute(cmd: Command, shared: &Shared) -> Result<Value, String> {
         return Ok(json!({"ok": true}));
     }
     if cmd.stats {
-        return serde_json::to_value(shared.counters.snapshot()).map_err(|e| e.to_string());
+        return serde_json::to_value(shared.core().counters.snapshot()).map_err(|e| e.to_string());
+    }
+    if let Some(n) = cmd.reject_token_requests {
+        shared.reject_token_requests(n)?;
+        return Ok(json!({"ok": true}));
     }
     Err("expected one of watch, script, faults, stats".into())
 }
 
-fn parse_reason(name: &str) -> Result<Reason, String> {
-    name.parse()
-        .map_err(|()| format!("unknown APNs reason {name:?}"))
-}
-
-async fn watch(mut write: tokio::net::tcp::OwnedWriteHalf, shared: &Shared, token: Option<String>) {
-    let token = token.map(|t| t.to_ascii_lowercase());
+async fn watch<S: Controlled>(
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+    shared: &S,
+    token: Option<String>,
+) {
+    let token = token.map(|t| S::token_key(&t));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    shared.records.subscribe_with(move |push| {
-        if token.as_deref().is_some_and(|t| t != push.token) {
+    shared.records().subscribe_with(move |push| {
+        if token.as_deref().is_some_and(|t| t != push.token()) {
             return !tx.is_closed();
         }
-        tx.send(push_line(push)).is_ok()
+        tx.send(S::watch_line(push)).is_ok()
     });
     while let Some(line) = rx.recv().await {
         if send(&mut write, &line).await.is_err() {
             return;
         }
     }
-}
-
-fn push_line(push: &ReceivedPush) -> Value {
-    let payload = serde_json::from_slice::<Value>(&push.payload)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&push.payload).into()));
-    json!({
-        "token": push.token,
-        "topic": push.topic(),
-        "push_type": push.header("apns-push-type"),
-        "apns_id": push.apns_id.to_string(),
-        "payload": payload,
-    })
 }
 
 async fn send(write: &mut tokio::net::tcp::OwnedWriteHalf, value: &Value) -> std::io::Result<()> {

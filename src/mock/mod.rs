@@ -1,9 +1,12 @@
-//! A mock of Apple's push service (APNs) for tests and demos: a real HTTP/2
-//! over TLS server on loopback that validates, answers and misbehaves the way
-//! Apple's does, and records every push it accepts.
+//! Mocks of Apple's push service (APNs) and of Firebase Cloud Messaging
+//! (`fcm`) for tests and demos: real HTTP/2 over TLS servers on loopback that
+//! validate, answer and misbehave the way Apple's and Google's do, and record
+//! every push they accept.
 
+mod apns;
 mod certs;
 mod control;
+pub mod fcm;
 mod jwt;
 mod records;
 mod script;
@@ -12,13 +15,18 @@ mod validate;
 mod wire;
 
 pub use records::{MockStats, ReceivedPush};
-pub use script::{Faults, Scripted};
+
+use crate::apns::reason::Reason;
+
+/// Server-wide faults of the mock APNs.
+pub type Faults = script::Faults<Reason>;
+/// A scripted answer of the mock APNs.
+pub type Scripted = script::Scripted<Reason>;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The key id and team id the mock's generated team key belongs to.
@@ -58,62 +66,33 @@ impl MockConfig {
 }
 
 pub struct MockApns {
-    addr: SocketAddr,
     state_dir: PathBuf,
-    shared: Arc<server::Shared>,
-    runtime: tokio::runtime::Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    shared: Arc<apns::ApnsService>,
+    running: server::Running,
 }
 
 impl MockApns {
     /// Starts the mock on its own runtime thread(s); it is listening on return.
     pub fn start(cfg: MockConfig) -> io::Result<MockApns> {
         let files = certs::ensure(&cfg.state_dir)?;
-        let (acceptor, client_certs) = server::tls(&files, cfg.require_client_cert.as_deref())?;
-        let shared = Arc::new(server::Shared::new(&files, client_certs, cfg.idle_timeout)?);
+        let (acceptor, client_certs) = apns::tls(&files, cfg.require_client_cert.as_deref())?;
+        let shared = Arc::new(apns::ApnsService::new(
+            &files,
+            client_certs,
+            cfg.idle_timeout,
+        )?);
         let listener = std::net::TcpListener::bind(cfg.listen)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let runtime = if cfg.worker_threads <= 1 {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(cfg.worker_threads)
-                .thread_name("mock-apns-worker")
-                .on_thread_start(crate::sigpipe::block)
-                .enable_all()
-                .build()?
-        };
-        let listener = {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)?
-        };
-        let handle = runtime.handle().clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let accept = server::accept_loop(listener, acceptor, shared.clone(), stop_rx);
-        let thread = std::thread::Builder::new()
-            .name("mock-apns".into())
-            .spawn(move || {
-                crate::sigpipe::block();
-                runtime.block_on(accept);
-                // Dropping the runtime drops every connection task.
-                drop(runtime);
-            })?;
+        let running =
+            server::Running::start(listener, cfg.worker_threads, acceptor, shared.clone())?;
         Ok(MockApns {
-            addr,
             state_dir: cfg.state_dir,
             shared,
-            runtime: handle,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            running,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.running.addr()
     }
 
     /// The CA that signed the mock's server certificate: trust it to connect.
@@ -141,11 +120,12 @@ impl MockApns {
     }
 
     pub fn script(&self, token: &str, outcome: Scripted) {
-        self.shared.behaviour.script(token, outcome);
+        let token = token.to_ascii_lowercase();
+        self.shared.core.behaviour.script(token, outcome);
     }
 
     pub fn set_faults(&self, faults: Faults) {
-        self.shared.behaviour.set_faults(faults);
+        self.shared.core.behaviour.set_faults(faults);
     }
 
     /// Every accepted push (the latest `limit` if a record limit is set), in
@@ -167,7 +147,8 @@ impl MockApns {
     /// The oldest push for `token` not returned by an earlier call, waiting up
     /// to `timeout` for it to arrive. Successive calls return successive pushes.
     pub fn wait_for_push(&self, token: &str, timeout: Duration) -> Option<ReceivedPush> {
-        self.shared.records.wait_for(token, timeout)
+        let token = token.to_ascii_lowercase();
+        self.shared.records.wait_for(&token, timeout)
     }
 
     /// Every push accepted from now on.
@@ -176,34 +157,16 @@ impl MockApns {
     }
 
     pub fn stats(&self) -> MockStats {
-        self.shared.counters.snapshot()
+        self.shared.core.counters.snapshot()
     }
 
     /// Serves the JSON-lines control protocol (see `control`) on `listen`.
     pub fn start_control(&self, listen: SocketAddr) -> io::Result<SocketAddr> {
-        let listener = std::net::TcpListener::bind(listen)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let _guard = self.runtime.enter();
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        self.runtime
-            .spawn(control::serve(listener, self.shared.clone()));
-        Ok(addr)
+        control::start(&self.running, self.shared.clone(), listen)
     }
 
     /// Stops listening and closes every connection (dropping does the same).
     pub fn stop(self) {}
-}
-
-impl Drop for MockApns {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 fn unix_ms() -> u64 {

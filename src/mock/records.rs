@@ -1,4 +1,5 @@
-//! What reached "the phone": every accepted push, and ways to be told of new ones.
+//! What reached "the phone": every accepted push (APNs) or message (FCM), and
+//! ways to be told of new ones.
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
@@ -39,29 +40,54 @@ impl ReceivedPush {
     }
 }
 
-/// Told of every push; returns false once it has gone away.
-type Subscriber = Box<dyn FnMut(&ReceivedPush) -> bool + Send>;
+/// What a mock records: something sent to one device token.
+pub trait Record: Clone + Send + 'static {
+    /// As the service compares tokens (APNs: lowercase hex).
+    fn token(&self) -> &str;
+}
 
-#[derive(Default)]
-struct Inner {
-    pushes: VecDeque<ReceivedPush>,
+impl Record for ReceivedPush {
+    fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+/// Told of every push; returns false once it has gone away.
+type Subscriber<T> = Box<dyn FnMut(&T) -> bool + Send>;
+
+struct Inner<T> {
+    pushes: VecDeque<T>,
     /// The arrival number of `pushes[0]` (older ones were let go).
     first: u64,
     /// None: keep every push.
     limit: Option<usize>,
     /// Per token, the arrival number `wait_for` looks from.
     next_wanted: HashMap<String, u64>,
-    subscribers: Vec<Subscriber>,
+    subscribers: Vec<Subscriber<T>>,
 }
 
-#[derive(Default)]
-pub struct Records {
-    inner: Mutex<Inner>,
+pub struct Records<T> {
+    inner: Mutex<Inner<T>>,
     arrived: Condvar,
 }
 
-impl Records {
-    pub fn add(&self, push: ReceivedPush) {
+impl<T> Default for Records<T> {
+    fn default() -> Self {
+        Records {
+            inner: Mutex::new(Inner {
+                pushes: VecDeque::new(),
+                first: 0,
+                limit: None,
+                next_wanted: HashMap::new(),
+                subscribers: Vec::new(),
+            }),
+            arrived: Condvar::new(),
+        }
+    }
+}
+
+impl<T: Record> Records<T> {
+    pub fn add(&self, push: T) {
         let mut inner = self.inner.lock();
         inner.subscribers.retain_mut(|tell| tell(&push));
         inner.pushes.push_back(push);
@@ -76,7 +102,7 @@ impl Records {
         inner.trim();
     }
 
-    pub fn all(&self) -> Vec<ReceivedPush> {
+    pub fn all(&self) -> Vec<T> {
         self.inner.lock().pushes.iter().cloned().collect()
     }
 
@@ -84,34 +110,33 @@ impl Records {
         self.inner.lock().pushes.len()
     }
 
-    pub fn subscribe(&self) -> Receiver<ReceivedPush> {
+    pub fn subscribe(&self) -> Receiver<T> {
         let (tx, rx) = crossbeam_channel::unbounded();
         self.subscribe_with(move |push| tx.send(push.clone()).is_ok());
         rx
     }
 
-    pub fn subscribe_with(&self, tell: impl FnMut(&ReceivedPush) -> bool + Send + 'static) {
+    pub fn subscribe_with(&self, tell: impl FnMut(&T) -> bool + Send + 'static) {
         self.inner.lock().subscribers.push(Box::new(tell));
     }
 
     /// The oldest push for `token` not yet returned by an earlier call, waiting
     /// up to `timeout` for one to arrive.
-    pub fn wait_for(&self, token: &str, timeout: Duration) -> Option<ReceivedPush> {
-        let token = token.to_ascii_lowercase();
+    pub fn wait_for(&self, token: &str, timeout: Duration) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let mut inner = self.inner.lock();
         loop {
-            let from = inner.next_wanted.get(&token).copied().unwrap_or(0);
+            let from = inner.next_wanted.get(token).copied().unwrap_or(0);
             let skip = from.saturating_sub(inner.first) as usize;
             let found = inner
                 .pushes
                 .iter()
                 .enumerate()
                 .skip(skip)
-                .find(|(_, p)| p.token == token)
+                .find(|(_, p)| p.token() == token)
                 .map(|(i, p)| (inner.first + i as u64, p.clone()));
             if let Some((number, push)) = found {
-                inner.next_wanted.insert(token, number + 1);
+                inner.next_wanted.insert(token.to_owned(), number + 1);
                 return Some(push);
             }
             if self.arrived.wait_until(&mut inner, deadline).timed_out() {
@@ -121,7 +146,7 @@ impl Records {
     }
 }
 
-impl Inner {
+impl<T> Inner<T> {
     fn trim(&mut self) {
         let Some(limit) = self.limit else { return };
         while self.pushes.len() > limit {
@@ -140,9 +165,10 @@ pub struct MockStats {
     pub tls_refused: u64,
     /// Streams (requests) opened by clients.
     pub streams: u64,
-    /// Pushes answered 200.
+    /// Pushes (the mock FCM: messages) answered 200.
     pub accepted: u64,
-    /// Pushes answered with an error status.
+    /// Pushes (messages) answered with an error status; the mock FCM's
+    /// token requests count in neither.
     pub rejected: u64,
     /// Streams reset with REFUSED_STREAM: past a GOAWAY, over an acknowledged
     /// limit, or by the `refuse_streams` fault.

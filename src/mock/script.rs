@@ -1,5 +1,6 @@
-//! What tests make the mock do besides accepting: per-token scripted answers
-//! and server-wide fault modes.
+//! What tests make a mock do besides accepting: per-token scripted answers
+//! and server-wide fault modes. Generic over the service's rejection (`R`):
+//! APNs's `Reason`, FCM's `FcmError`.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -7,30 +8,30 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::unix_ms;
-use crate::apns::reason::Reason;
 
 /// A scripted answer for every push to one device token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scripted {
-    /// Answer every push with this reason. 410 answers carry the time of this
-    /// call as `timestamp` (when the token "became invalid").
-    Reject(Reason),
+pub enum Scripted<R> {
+    /// Answer every push with this reason. APNs's 410 answers carry the time
+    /// of this call as `timestamp` (when the token "became invalid").
+    Reject(R),
     /// Answer only the next `n` pushes with this reason, then accept again.
-    RejectNext(Reason, u32),
+    RejectNext(R, u32),
     /// Forget the script: accept again.
     Accept,
 }
 
 /// Server-wide fault modes. `set_faults` replaces all of them at once;
 /// `Faults::default()` is a healthy server.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Faults {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Faults<R> {
     /// Answer every push this much later. The push counts as arrived (recorded,
     /// notified) on arrival, like Apple forwarding it before answering.
     pub delay: Duration,
     /// Answer pushes with this reason instead of processing them; meant for
-    /// 500 `InternalServerError` and 503 `ServiceUnavailable`/`Shutdown`.
-    pub server_error: Option<Reason>,
+    /// APNs's 500 `InternalServerError` and 503 `ServiceUnavailable`/`Shutdown`,
+    /// FCM's 500 `INTERNAL` and 503 `UNAVAILABLE`.
+    pub server_error: Option<R>,
     /// Only for the next N pushes (None: until changed).
     pub server_error_times: Option<u32>,
     /// Each connection processes this many streams, then sends GOAWAY
@@ -62,17 +63,38 @@ pub struct Faults {
     /// connection's MAX_CONCURRENT_STREAMS to 1; after the next accepted one,
     /// raise it back.
     pub throttle_after_rejection: bool,
-    /// Answer 429 TooManyProviderTokenUpdates when a connection switches to a
-    /// new provider token issued (`iat`) less than 20 minutes after its last.
+    /// APNs only: answer 429 TooManyProviderTokenUpdates when a connection
+    /// switches to a new provider token issued (`iat`) less than 20 minutes
+    /// after its last.
     pub limit_token_updates: bool,
 }
 
+// Not derived: that would want `R: Default`, and a healthy server has no reason.
+impl<R> Default for Faults<R> {
+    fn default() -> Self {
+        Faults {
+            delay: Duration::ZERO,
+            server_error: None,
+            server_error_times: None,
+            goaway_after_streams: None,
+            goaway_unprocessed: 0,
+            refuse_streams: 0,
+            drop_connection_mid_stream: 0,
+            silence_mid_stream: 0,
+            max_concurrent_streams: None,
+            refuse_tls: false,
+            throttle_after_rejection: false,
+            limit_token_updates: false,
+        }
+    }
+}
+
 /// The faults that apply to one stream, decided when it arrives.
-pub struct StreamFaults {
+pub struct StreamFaults<R> {
     pub refuse: bool,
     pub drop_connection: bool,
     pub go_silent: bool,
-    pub server_error: Option<Reason>,
+    pub server_error: Option<R>,
     pub delay: Duration,
     pub goaway_after_streams: Option<u32>,
     pub goaway_unprocessed: u32,
@@ -80,19 +102,19 @@ pub struct StreamFaults {
     pub limit_token_updates: bool,
 }
 
-struct Script {
-    reason: Reason,
+struct Script<R> {
+    reason: R,
     remaining: Option<u32>,
     since_ms: u64,
 }
 
-pub struct Behaviour {
-    scripts: Mutex<HashMap<String, Script>>,
-    faults: Mutex<Faults>,
+pub struct Behaviour<R> {
+    scripts: Mutex<HashMap<String, Script<R>>>,
+    faults: Mutex<Faults<R>>,
     stream_limit: watch::Sender<Option<u32>>,
 }
 
-impl Behaviour {
+impl<R: Copy> Behaviour<R> {
     pub fn new() -> Self {
         Behaviour {
             scripts: Mutex::new(HashMap::new()),
@@ -101,8 +123,8 @@ impl Behaviour {
         }
     }
 
-    pub fn script(&self, token: &str, outcome: Scripted) {
-        let token = token.to_ascii_lowercase();
+    /// `token` as the service compares them (APNs: lowercase hex).
+    pub fn script(&self, token: String, outcome: Scripted<R>) {
         let mut scripts = self.scripts.lock();
         let (reason, remaining) = match outcome {
             Scripted::Accept => {
@@ -123,7 +145,7 @@ impl Behaviour {
     }
 
     /// The scripted rejection for this push, if any, with the 410 timestamp.
-    pub fn scripted(&self, token: &str) -> Option<(Reason, u64)> {
+    pub fn scripted(&self, token: &str) -> Option<(R, u64)> {
         let mut scripts = self.scripts.lock();
         if scripts.is_empty() {
             return None;
@@ -144,7 +166,7 @@ impl Behaviour {
         Some(answer)
     }
 
-    pub fn set_faults(&self, faults: Faults) {
+    pub fn set_faults(&self, faults: Faults<R>) {
         let limit = faults.max_concurrent_streams;
         self.stream_limit.send_if_modified(|current| {
             let changed = *current != limit;
@@ -169,7 +191,7 @@ impl Behaviour {
     }
 
     /// Decides the faults for an arriving stream, counting down "next N" ones.
-    pub fn next_stream(&self) -> StreamFaults {
+    pub fn next_stream(&self) -> StreamFaults<R> {
         let mut f = self.faults.lock();
         let refuse = f.refuse_streams > 0;
         if refuse {

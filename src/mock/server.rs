@@ -1,4 +1,6 @@
-//! The HTTP/2-over-TLS server: connections, streams, answers.
+//! The HTTP/2-over-TLS server both mocks run on: TLS, connections, streams
+//! and the transport faults (GOAWAY, stream limits, refused streams, dropped
+//! or silent connections, delays); a `Service` judges each request.
 //!
 //! Built on the `h2` crate rather than hyper's server because Apple's
 //! behaviours need what hyper hides: stream ids (GOAWAY's last-stream-id),
@@ -8,156 +10,215 @@
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use parking_lot::Mutex;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use http::{Request, Response};
+use rustls::server::danger::ClientCertVerifier;
+use std::future::Future;
 use std::io;
-use std::path::Path;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use uuid::Uuid;
 
-use super::certs::StateFiles;
-use super::jwt::JwtVerifier;
-use super::records::{Counters, ReceivedPush, Records};
+use super::certs::TlsIdentity;
+use super::records::Counters;
 use super::script::{Behaviour, StreamFaults};
-use super::validate::{self, ClientCert, JwtCheck};
 use super::wire::{Tap, Wire};
-use super::{unix_ms, KEY_ID, TEAM_ID};
-use crate::apns::jwt::MIN_REFRESH_INTERVAL_SECS;
-use crate::apns::reason::Reason;
 
-/// What Apple announces once a connection is up.
+/// What Apple announces once a connection is up (Google's is higher; no
+/// client of ours comes near either).
 pub const NORMAL_STREAM_LIMIT: u32 = 1000;
-const GOAWAY_DEBUG: &[u8] = br#"{"reason":"Shutdown"}"#;
-const IDLE_GOAWAY_DEBUG: &[u8] = br#"{"reason":"IdleTimeout"}"#;
-const APNS_ID: HeaderName = HeaderName::from_static("apns-id");
 
-pub struct Shared {
-    pub records: Records,
+/// A mock's answers to requests, served by the shared plumbing.
+pub trait Service: Send + Sync + Sized + 'static {
+    /// What scripts and faults reject requests with.
+    type Rejection: Copy + Send + 'static;
+    /// What the service keeps per connection.
+    type Conn: Send + Sync + 'static;
+    /// For logs ("mock APNs") and thread names ("mock-apns").
+    const NAME: &'static str;
+    const THREAD_NAME: &'static str;
+    /// The debug data of GOAWAYs sent by the `goaway_after_streams` fault and
+    /// by the idle timeout.
+    const GOAWAY_DEBUG: &'static [u8];
+    const IDLE_GOAWAY_DEBUG: &'static [u8];
+
+    fn core(&self) -> &Core<Self::Rejection>;
+
+    /// The per-connection state of a connection whose TLS handshake is done.
+    fn connection(&self, tls: &rustls::ServerConnection) -> Self::Conn;
+
+    /// Judges one request; `faults.server_error` is the service's to answer.
+    fn handle(
+        &self,
+        conn: &Connection<Self::Conn>,
+        req: Request<RecvStream>,
+        faults: &StreamFaults<Self::Rejection>,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+/// How a request ended, with the answer to send.
+pub enum Outcome {
+    Accepted(Response<Bytes>),
+    Rejected(Response<Bytes>),
+    /// Answered, but no push: e.g. the mock FCM's OAuth token endpoint.
+    Answered(Response<Bytes>),
+    /// The client reset the stream: nobody to answer.
+    Gone,
+}
+
+/// What every service shares with the plumbing.
+pub struct Core<R> {
     pub counters: Counters,
-    pub behaviour: Behaviour,
-    jwt: JwtCheck,
-    /// Set for certificate auth: checks client certificates after the handshake.
-    client_certs: Option<Arc<dyn ClientCertVerifier>>,
+    pub behaviour: Behaviour<R>,
     /// Close connections that carried no stream for this long, like Apple.
     idle_timeout: Option<Duration>,
     next_connection: AtomicU64,
 }
 
-impl Shared {
-    pub fn new(
-        files: &StateFiles,
-        client_certs: Option<Arc<dyn ClientCertVerifier>>,
-        idle_timeout: Option<Duration>,
-    ) -> io::Result<Self> {
-        let bad_key = |e| io::Error::new(io::ErrorKind::InvalidData, format!("mock team key: {e}"));
-        let verifier =
-            JwtVerifier::from_p8_pem(&files.auth_key_pem, KEY_ID, TEAM_ID).map_err(bad_key)?;
-        Ok(Shared {
-            records: Records::default(),
+impl<R: Copy> Core<R> {
+    pub fn new(idle_timeout: Option<Duration>) -> Self {
+        Core {
             counters: Counters::default(),
             behaviour: Behaviour::new(),
-            jwt: JwtCheck::new(verifier),
-            client_certs,
             idle_timeout,
             next_connection: AtomicU64::new(1),
-        })
+        }
     }
 }
 
-/// The TLS configuration, and the verifier for certificate auth if enabled.
+/// One connection's state shared with its stream tasks.
+pub struct Connection<C> {
+    /// Numbered from 1 in accept order.
+    pub id: u64,
+    /// Streams being processed, to refuse those over an acknowledged limit.
+    active: AtomicUsize,
+    pub tap: Arc<Tap>,
+    /// Whether the limit is lowered to 1 by `throttle_after_rejection`.
+    throttled: AtomicBool,
+    pub state: C,
+}
+
+/// The TLS configuration: the server identity, HTTP/2 only (ALPN `h2`, as
+/// Apple and Google require), and optionally a client certificate verifier.
 pub fn tls(
-    files: &StateFiles,
-    client_ca: Option<&Path>,
-) -> io::Result<(TlsAcceptor, Option<Arc<dyn ClientCertVerifier>>)> {
+    identity: &TlsIdentity,
+    client_certs: Option<Arc<dyn ClientCertVerifier>>,
+) -> io::Result<TlsAcceptor> {
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = rustls_pemfile::certs(&mut files.server_cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = rustls_pemfile::private_key(&mut files.server_key_pem.as_bytes())?
+    let certs =
+        rustls_pemfile::certs(&mut identity.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut identity.key_pem.as_bytes())?
         .ok_or_else(|| invalid("the mock's server key file holds no key"))?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(io::Error::other)?;
-    let (builder, client_certs) = match client_ca {
-        None => (builder.with_no_client_auth(), None),
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut std::fs::read(path)?.as_slice()) {
-                roots.add(cert?).map_err(io::Error::other)?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(io::Error::other)?;
-            let reporting = Arc::new(ReportingVerifier(verifier.clone()));
-            (builder.with_client_cert_verifier(reporting), Some(verifier))
-        }
+    let builder = match client_certs {
+        None => builder.with_no_client_auth(),
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
     };
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(io::Error::other)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok((TlsAcceptor::from(Arc::new(config)), client_certs))
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Asks for a client certificate and checks its signature over the handshake,
-/// but leaves the chain check to after the handshake so a bad certificate gets
-/// Apple's HTTP answer (403 BadCertificate) instead of a TLS alert.
-#[derive(Debug)]
-struct ReportingVerifier(Arc<dyn ClientCertVerifier>);
+/// A mock serving on its own runtime thread(s) until dropped.
+pub struct Running {
+    addr: SocketAddr,
+    runtime: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
 
-impl ClientCertVerifier for ReportingVerifier {
-    fn client_auth_mandatory(&self) -> bool {
-        false
+impl Running {
+    /// Serves `service` on `listener` (already bound, so the service could
+    /// learn its address); listening on return.
+    pub fn start<S: Service>(
+        listener: std::net::TcpListener,
+        worker_threads: usize,
+        acceptor: TlsAcceptor,
+        service: Arc<S>,
+    ) -> io::Result<Running> {
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = if worker_threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(worker_threads)
+                .thread_name(format!("{}-worker", S::THREAD_NAME))
+                .on_thread_start(crate::sigpipe::block)
+                .enable_all()
+                .build()?
+        };
+        let listener = {
+            let _guard = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
+        let handle = runtime.handle().clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let accept = accept_loop(listener, acceptor, service, stop_rx);
+        let thread = std::thread::Builder::new()
+            .name(S::THREAD_NAME.into())
+            .spawn(move || {
+                crate::sigpipe::block();
+                runtime.block_on(accept);
+                // Dropping the runtime drops every connection task.
+                drop(runtime);
+            })?;
+        Ok(Running {
+            addr,
+            runtime: handle,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.0.root_hint_subjects()
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
-    fn verify_client_cert(
+    /// Runs `task` on the mock's runtime, e.g. a control port, with `listener`
+    /// made a tokio one there.
+    pub fn spawn_listener<F>(
         &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        listener: std::net::TcpListener,
+        task: impl FnOnce(TcpListener) -> F,
+    ) -> io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        listener.set_nonblocking(true)?;
+        let _guard = self.runtime.enter();
+        let listener = TcpListener::from_std(listener)?;
+        self.runtime.spawn(task(listener));
+        Ok(())
     }
 }
 
-pub async fn accept_loop(
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept_loop<S: Service>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
+    service: Arc<S>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
@@ -165,11 +226,11 @@ pub async fn accept_loop(
             _ = &mut stop => return,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
-                    tokio::spawn(serve(tcp, acceptor.clone(), shared.clone()));
+                    tokio::spawn(serve(tcp, acceptor.clone(), service.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait, don't spin.
-                    log::warn!("mock APNs: accept failed: {e}");
+                    log::warn!("{}: accept failed: {e}", S::NAME);
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
@@ -177,60 +238,22 @@ pub async fn accept_loop(
     }
 }
 
-/// One connection's state shared with its stream tasks.
-struct Connection {
-    id: u64,
-    cert: ClientCert,
-    /// Streams being processed, to refuse those over an acknowledged limit.
-    active: AtomicUsize,
-    tap: Arc<Tap>,
-    /// Whether the limit is lowered to 1 by `throttle_after_rejection`.
-    throttled: AtomicBool,
-    /// The provider token last accepted here, and its `iat`.
-    token: Mutex<Option<(Box<str>, u64)>>,
-}
-
-impl Connection {
-    /// Apple's rule: a new provider token at most every 20 minutes.
-    fn token_update(&self, bearer: &str, iat: u64) -> Result<(), Reason> {
-        let mut last = self.token.lock();
-        match &*last {
-            Some((token, _)) if **token == *bearer => Ok(()),
-            Some((_, last_iat)) if iat < last_iat + MIN_REFRESH_INTERVAL_SECS => {
-                Err(Reason::TooManyProviderTokenUpdates)
-            }
-            _ => {
-                *last = Some((bearer.into(), iat));
-                Ok(())
-            }
-        }
-    }
-}
-
-async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+async fn serve<S: Service>(tcp: TcpStream, acceptor: TlsAcceptor, service: Arc<S>) {
+    let core = service.core();
     let _ = tcp.set_nodelay(true);
-    if shared.behaviour.refuse_tls() {
-        Counters::bump(&shared.counters.tls_refused);
+    if core.behaviour.refuse_tls() {
+        Counters::bump(&core.counters.tls_refused);
         refuse_tls(tcp).await;
         return;
     }
     let tls = match acceptor.accept(tcp).await {
         Ok(tls) => tls,
         Err(e) => {
-            log::debug!("mock APNs: TLS handshake failed: {e}");
+            log::debug!("{}: TLS handshake failed: {e}", S::NAME);
             return;
         }
     };
-    let cert = match (&shared.client_certs, tls.get_ref().1.peer_certificates()) {
-        (Some(verifier), Some([leaf, chain @ ..])) => {
-            let now = rustls::pki_types::UnixTime::now();
-            match verifier.verify_client_cert(leaf, chain, now) {
-                Ok(_) => ClientCert::Valid,
-                Err(_) => ClientCert::Invalid,
-            }
-        }
-        _ => ClientCert::None,
-    };
+    let state = service.connection(tls.get_ref().1);
     let (wire, tap) = Wire::new(tls);
     let mut h2 = match h2::server::Builder::new()
         .max_concurrent_streams(NORMAL_STREAM_LIMIT)
@@ -239,20 +262,19 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
     {
         Ok(h2) => h2,
         Err(e) => {
-            log::debug!("mock APNs: HTTP/2 handshake failed: {e}");
+            log::debug!("{}: HTTP/2 handshake failed: {e}", S::NAME);
             return;
         }
     };
     let conn = Arc::new(Connection {
-        id: shared.next_connection.fetch_add(1, Ordering::Relaxed),
-        cert,
+        id: core.next_connection.fetch_add(1, Ordering::Relaxed),
         active: AtomicUsize::new(0),
         tap: tap.clone(),
         throttled: AtomicBool::new(false),
-        token: Mutex::new(None),
+        state,
     });
-    Counters::bump(&shared.counters.connections);
-    let mut limit = shared.behaviour.stream_limit();
+    Counters::bump(&core.counters.connections);
+    let mut limit = core.behaviour.stream_limit();
     if let Some(n) = *limit.borrow_and_update() {
         tap.announce_limit(n);
     }
@@ -267,7 +289,7 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
     loop {
         // No timer at all without an idle timeout: this loop runs per stream.
         let idle = async {
-            match shared.idle_timeout {
+            match core.idle_timeout {
                 Some(timeout) => tokio::time::sleep_until(last_stream_at + timeout).await,
                 None => std::future::pending().await,
             }
@@ -277,32 +299,32 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
                 let Some(Ok((req, respond))) = next else { return };
                 let id = u32::from(respond.stream_id());
                 last_stream_at = tokio::time::Instant::now();
-                Counters::bump(&shared.counters.streams);
+                Counters::bump(&core.counters.streams);
                 if goaway_at.is_some_and(|last| id > last) || over_limit(&tap, &conn) {
-                    refuse(&shared, respond);
+                    refuse(core, respond);
                     continue;
                 }
                 if let Some((last, hold)) = goaway_pending {
                     held.push(respond);
                     if held.len() >= hold as usize {
                         goaway_pending = None;
-                        goaway_at = Some(go_away(&shared, &tap, &mut h2, last, GOAWAY_DEBUG));
+                        goaway_at = Some(go_away(core, &tap, &mut h2, last, S::GOAWAY_DEBUG));
                         // After the GOAWAY: the client has failed them already.
-                        held.drain(..).for_each(|r| refuse(&shared, r));
+                        held.drain(..).for_each(|r| refuse(core, r));
                     }
                     continue;
                 }
-                let faults = shared.behaviour.next_stream();
+                let faults = core.behaviour.next_stream();
                 if faults.refuse {
-                    refuse(&shared, respond);
+                    refuse(core, respond);
                     continue;
                 }
                 if faults.drop_connection {
-                    Counters::bump(&shared.counters.dropped_connections);
+                    Counters::bump(&core.counters.dropped_connections);
                     return;
                 }
                 if faults.go_silent {
-                    Counters::bump(&shared.counters.silenced_connections);
+                    Counters::bump(&core.counters.silenced_connections);
                     tap.go_silent();
                     // h2 is driven on only to learn when the client gives up.
                     while let Some(Ok(_)) = h2.accept().await {}
@@ -313,12 +335,12 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
                 let due = goaway_at.is_none() && goaway_pending.is_none();
                 if due && faults.goaway_after_streams.is_some_and(|n| processed >= n) {
                     match faults.goaway_unprocessed {
-                        0 => goaway_at = Some(go_away(&shared, &tap, &mut h2, id, GOAWAY_DEBUG)),
+                        0 => goaway_at = Some(go_away(core, &tap, &mut h2, id, S::GOAWAY_DEBUG)),
                         hold => goaway_pending = Some((id, hold)),
                     }
                 }
                 conn.active.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(stream(shared.clone(), conn.clone(), req, respond, faults));
+                tokio::spawn(stream(service.clone(), conn.clone(), req, respond, faults));
             }
             Ok(()) = limit.changed() => {
                 let n = *limit.borrow_and_update();
@@ -331,7 +353,7 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
                     continue;
                 }
                 let last = last_processed;
-                goaway_at = Some(go_away(&shared, &tap, &mut h2, last, IDLE_GOAWAY_DEBUG));
+                goaway_at = Some(go_away(core, &tap, &mut h2, last, S::IDLE_GOAWAY_DEBUG));
             }
         }
     }
@@ -340,8 +362,8 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
 /// Sends GOAWAY(NO_ERROR) naming `last` as the last stream processed and
 /// returns it. h2 then closes the connection once the streams up to `last`
 /// are answered; the Wire drops h2's own GOAWAY frames.
-fn go_away<T, B>(
-    shared: &Shared,
+fn go_away<R, T, B>(
+    core: &Core<R>,
     tap: &Tap,
     h2: &mut h2::server::Connection<T, B>,
     last: u32,
@@ -351,19 +373,19 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: bytes::Buf,
 {
-    Counters::bump(&shared.counters.goaways);
+    Counters::bump(&core.counters.goaways);
     tap.goaway(last, debug);
     h2.graceful_shutdown();
     last
 }
 
 /// REFUSED_STREAM: the stream was not processed and may be sent again.
-fn refuse(shared: &Shared, mut respond: SendResponse<Bytes>) {
-    Counters::bump(&shared.counters.refused_streams);
+fn refuse<R>(core: &Core<R>, mut respond: SendResponse<Bytes>) {
+    Counters::bump(&core.counters.refused_streams);
     respond.send_reset(h2::Reason::REFUSED_STREAM);
 }
 
-fn over_limit(tap: &Tap, conn: &Connection) -> bool {
+fn over_limit<C>(tap: &Tap, conn: &Connection<C>) -> bool {
     tap.enforced_limit()
         .is_some_and(|limit| conn.active.load(Ordering::Relaxed) >= limit as usize)
 }
@@ -380,39 +402,24 @@ async fn refuse_tls(mut tcp: TcpStream) {
     let _ = tcp.shutdown().await;
 }
 
-enum Verdict {
-    Accepted,
-    /// With the time (ms) a 410 answer names as when the token became invalid.
-    Rejected(Reason, u64),
-    /// The client reset the stream: nobody to answer.
-    Gone,
-}
-
-async fn stream(
-    shared: Arc<Shared>,
-    conn: Arc<Connection>,
+async fn stream<S: Service>(
+    service: Arc<S>,
+    conn: Arc<Connection<S::Conn>>,
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    faults: StreamFaults,
+    faults: StreamFaults<S::Rejection>,
 ) {
-    let (parts, body) = req.into_parts();
-    let (apns_id, apns_id_header) = match client_apns_id(&parts.headers) {
-        Some(given) => given,
-        None => new_apns_id(),
-    };
-    let verdict = match faults.server_error {
-        Some(reason) => Verdict::Rejected(reason, unix_ms()),
-        None => process(&shared, &conn, &faults, parts, body, apns_id).await,
-    };
+    let core = service.core();
+    let outcome = service.handle(&conn, req, &faults).await;
     if !faults.delay.is_zero() {
         tokio::time::sleep(faults.delay).await;
     }
     conn.active.fetch_sub(1, Ordering::Relaxed);
     if faults.throttle_after_rejection {
-        let rejected = matches!(verdict, Verdict::Rejected(..));
+        let rejected = matches!(outcome, Outcome::Rejected(_));
         if conn.throttled.swap(rejected, Ordering::Relaxed) != rejected {
             // Queued before the answer, so the client learns the new limit first.
-            let normal = shared.behaviour.normal_stream_limit();
+            let normal = core.behaviour.normal_stream_limit();
             conn.tap.announce_limit(if rejected {
                 1
             } else {
@@ -420,86 +427,50 @@ async fn stream(
             });
         }
     }
-    let reason = match verdict {
-        Verdict::Gone => return,
-        Verdict::Accepted => {
-            Counters::bump(&shared.counters.accepted);
-            None
+    let response = match outcome {
+        Outcome::Gone => return,
+        Outcome::Accepted(response) => {
+            Counters::bump(&core.counters.accepted);
+            response
         }
-        Verdict::Rejected(reason, since) => {
-            Counters::bump(&shared.counters.rejected);
-            Some((reason, since))
+        Outcome::Rejected(response) => {
+            Counters::bump(&core.counters.rejected);
+            response
         }
+        Outcome::Answered(response) => response,
     };
     // A failed send means the client has gone: nothing left to do.
-    let _ = answer(&mut respond, apns_id_header, reason);
+    let _ = answer(&mut respond, response);
 }
 
-async fn process(
-    shared: &Shared,
-    conn: &Connection,
-    faults: &StreamFaults,
-    parts: http::request::Parts,
-    body: RecvStream,
-    apns_id: Uuid,
-) -> Verdict {
-    let new_token = |bearer: &str, iat| match faults.limit_token_updates {
-        true => conn.token_update(bearer, iat),
-        false => Ok(()),
-    };
-    let ok = match validate::headers(&parts, conn.cert, &shared.jwt, new_token) {
-        Ok(ok) => ok,
-        Err(reason) => return Verdict::Rejected(reason, unix_ms()),
-    };
-    let payload = match read_body(body, ok.max_payload).await {
-        Ok(payload) => payload,
-        Err(verdict) => return verdict,
-    };
-    if let Err(reason) = validate::payload(&payload, ok.max_payload) {
-        return Verdict::Rejected(reason, unix_ms());
+fn answer(respond: &mut SendResponse<Bytes>, response: Response<Bytes>) -> Result<(), h2::Error> {
+    let (parts, body) = response.into_parts();
+    let response = Response::from_parts(parts, ());
+    if body.is_empty() {
+        respond.send_response(response, true)?;
+        return Ok(());
     }
-    if let Some((reason, since)) = shared.behaviour.scripted(&ok.token) {
-        return Verdict::Rejected(reason, since);
-    }
-    let mut headers: HeaderMap = parts.headers;
-    headers.remove(http::header::AUTHORIZATION);
-    shared.records.add(ReceivedPush {
-        token: ok.token,
-        apns_id,
-        headers,
-        payload,
-        arrived: Instant::now(),
-        arrived_at: SystemTime::now(),
-        connection: conn.id,
-    });
-    Verdict::Accepted
+    respond
+        .send_response(response, false)?
+        .send_data(body, true)
 }
 
-/// The client's valid `apns-id`, to echo as sent (a clone shares its bytes).
-fn client_apns_id(headers: &HeaderMap) -> Option<(Uuid, HeaderValue)> {
-    let value = headers.get(&APNS_ID)?;
-    let text = value.to_str().ok().filter(|id| validate::is_uuid(id))?;
-    Some((Uuid::try_parse(text).ok()?, value.clone()))
+/// Why a request body was not read whole.
+pub enum BodyError {
+    /// The client reset the stream.
+    Gone,
+    /// Longer than the limit: read no further.
+    TooLarge,
 }
 
-/// Like Apple's: a random UUID, uppercase. Not `Uuid::new_v4`, which makes a
-/// getrandom system call per id.
-fn new_apns_id() -> (Uuid, HeaderValue) {
-    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let header = HeaderValue::from_bytes(id.hyphenated().encode_upper(&mut text).as_bytes())
-        .expect("a UUID is a valid header value");
-    (id, header)
-}
-
-/// The request body, read no further than the chunk that passes the limit.
-async fn read_body(mut body: RecvStream, max: usize) -> Result<Bytes, Verdict> {
+/// The request body, read no further than the chunk that passes `max`.
+pub async fn read_body(mut body: RecvStream, max: usize) -> Result<Bytes, BodyError> {
     let mut payload = Bytes::new();
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|_| Verdict::Gone)?;
+        let chunk = chunk.map_err(|_| BodyError::Gone)?;
         let _ = body.flow_control().release_capacity(chunk.len());
         if payload.len() + chunk.len() > max {
-            return Err(Verdict::Rejected(Reason::PayloadTooLarge, unix_ms()));
+            return Err(BodyError::TooLarge);
         }
         // A push's body is nearly always one DATA frame: no copy then.
         payload = if payload.is_empty() {
@@ -511,31 +482,4 @@ async fn read_body(mut body: RecvStream, max: usize) -> Result<Bytes, Verdict> {
         };
     }
     Ok(payload)
-}
-
-fn answer(
-    respond: &mut SendResponse<Bytes>,
-    apns_id: HeaderValue,
-    rejection: Option<(Reason, u64)>,
-) -> Result<(), h2::Error> {
-    let mut response = Response::new(());
-    response.headers_mut().insert(APNS_ID, apns_id);
-    let Some((reason, since)) = rejection else {
-        respond.send_response(response, true)?;
-        return Ok(());
-    };
-    let body = if reason.status() == 410 {
-        format!(r#"{{"reason":"{reason}","timestamp":{since}}}"#)
-    } else {
-        format!(r#"{{"reason":"{reason}"}}"#)
-    };
-    *response.status_mut() =
-        StatusCode::from_u16(reason.status()).expect("Apple's statuses are valid");
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    respond
-        .send_response(response, false)?
-        .send_data(Bytes::from(body), true)
 }

@@ -57,29 +57,39 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         delay: Duration::from_millis(args.delay_ms),
         ..Faults::default()
     });
-    let mut out = std::io::stdout().lock();
-    if let Some(control) = args.control {
-        let addr = mock
-            .start_control(control)
-            .map_err(|e| format!("cannot listen for control on {control}: {e}"))?;
-        let _ = writeln!(out, "control on {addr}");
-    }
-    let _ = writeln!(out, "listening on {}", mock.addr());
-    let _ = out.flush();
-    drop(out);
+    let control = args
+        .control
+        .map(|control| {
+            mock.start_control(control)
+                .map_err(|e| format!("cannot listen for control on {control}: {e}"))
+        })
+        .transpose()?;
+    announce(control, mock.addr());
     signals.wait();
     mock.stop();
     Ok(ExitCode::SUCCESS)
 }
 
-struct Signals {
+/// Prints the lines scripts wait for: where the control port listens, if
+/// any, then `listening on ADDR`.
+pub fn announce(control: Option<SocketAddr>, listening: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    if let Some(control) = control {
+        let _ = writeln!(out, "control on {control}");
+    }
+    let _ = writeln!(out, "listening on {listening}");
+    let _ = out.flush();
+}
+
+/// SIGTERM and SIGINT, caught from creation on (shared with `mock-fcm`).
+pub struct Signals {
     runtime: tokio::runtime::Runtime,
     term: Signal,
     int: Signal,
 }
 
 impl Signals {
-    fn new() -> Result<Signals, String> {
+    pub fn new() -> Result<Signals, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -93,7 +103,7 @@ impl Signals {
         Ok(Signals { runtime, term, int })
     }
 
-    fn wait(mut self) {
+    pub fn wait(mut self) {
         self.runtime.block_on(async {
             tokio::select! {
                 _ = self.term.recv() => {}

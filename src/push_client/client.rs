@@ -538,3 +538,100 @@ fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apns::jwt::JwtSigner;
+    use crate::apns::{Apns, Push, Reason};
+    use crate::mock::{MockApns, MockConfig, KEY_ID, TEAM_ID};
+    use crate::push_client::FetchedToken;
+    use std::sync::mpsc;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    fn now_unix() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    /// A client whose credentials a test sets, as a renewing task would.
+    fn start(mock: &MockApns) -> (Client<Apns, Arc<FetchedToken>>, Arc<FetchedToken>) {
+        let backoff = Backoff {
+            base: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        };
+        let settings = Settings {
+            host: "127.0.0.1".into(),
+            port: mock.addr().port(),
+            ca_file: Some(mock.ca_pem_path()),
+            client_certificate: None,
+            worker_threads: 1,
+            connections: 1,
+            max_pending: 10,
+            reconnect: backoff,
+            retry: backoff,
+            ping_interval: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        };
+        let authority = format!("127.0.0.1:{}", mock.addr().port()).parse().unwrap();
+        let token = Arc::new(FetchedToken::default());
+        let client = Client::start(Apns::new(authority), token.clone(), &settings).unwrap();
+        client.wait_connected(PATIENCE).unwrap();
+        (client, token)
+    }
+
+    fn submit(
+        client: &Client<Apns, Arc<FetchedToken>>,
+        within: Duration,
+    ) -> mpsc::Receiver<PushResult<Reason>> {
+        let push = Push::voip(
+            format!("{:064x}", 0xabc0_0001_u64),
+            "com.example.phone.voip",
+            r#"{"aps":{}}"#,
+            now_unix() + 30,
+        );
+        let (tx, rx) = mpsc::channel();
+        let done = Box::new(move |r| tx.send(r).unwrap());
+        client.submit(push, Instant::now() + within, done).unwrap();
+        rx
+    }
+
+    #[test]
+    fn a_push_waits_for_credentials_and_goes_out_when_they_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = MockApns::start(MockConfig::new(dir.path())).unwrap();
+        let (client, token) = start(&mock);
+        let rx = submit(&client, PATIENCE);
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        assert_eq!(mock.push_count(), 0, "nothing sent without credentials");
+
+        let key = std::fs::read_to_string(mock.key_path()).unwrap();
+        let jwt = JwtSigner::from_p8_pem(&key, KEY_ID, TEAM_ID)
+            .unwrap()
+            .sign(now_unix());
+        token.set(format!("bearer {jwt}").parse().unwrap());
+        let result = rx.recv_timeout(PATIENCE).unwrap();
+        assert_eq!((result.outcome, result.attempts), (Outcome::Delivered, 1));
+        assert_eq!(mock.push_count(), 1);
+    }
+
+    #[test]
+    fn a_push_without_credentials_times_out_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = MockApns::start(MockConfig::new(dir.path())).unwrap();
+        let (client, token) = start(&mock);
+        token.failed("503 from the token endpoint");
+        let result = submit(&client, Duration::from_millis(300))
+            .recv_timeout(PATIENCE)
+            .unwrap();
+        assert_eq!((result.outcome, result.attempts), (Outcome::TimedOut, 0));
+        let why = result.last_error.unwrap();
+        assert!(why.contains("503 from the token endpoint"), "{why}");
+        assert_eq!(mock.push_count(), 0);
+    }
+}

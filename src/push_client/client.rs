@@ -169,7 +169,7 @@ impl<S: Service, C: Credentials> Client<S, C> {
         &self,
         push: S::Push,
         deadline: Instant,
-        done: Box<dyn FnOnce(PushResult<S::Reason>) + Send>,
+        done: Done<S::Reason>,
     ) -> Result<Uuid, SubmitError> {
         let s = &self.shared;
         if s.closing.load(Ordering::Acquire) {
@@ -247,6 +247,9 @@ impl<S: Service, C: Credentials> Drop for Client<S, C> {
     }
 }
 
+/// What `submit` calls with a push's result.
+pub type Done<R> = Box<dyn FnOnce(PushResult<R>) + Send>;
+
 /// Calls `done` exactly once: with the outcome, or with ShutDown if the task is
 /// dropped unfinished (the runtime stopping).
 struct Report<S: Service, C: Credentials> {
@@ -258,7 +261,7 @@ struct Report<S: Service, C: Credentials> {
     /// The last attempt certainly went unprocessed: the next one is a replay.
     unprocessed: bool,
     last_error: Option<String>,
-    done: Option<Box<dyn FnOnce(PushResult<S::Reason>) + Send>>,
+    done: Option<Done<S::Reason>>,
 }
 
 impl<S: Service, C: Credentials> Report<S, C> {

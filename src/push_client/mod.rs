@@ -23,7 +23,7 @@ mod paced_read;
 mod service;
 mod tls;
 
-pub use client::{check_tls, Client, MAX_ERROR_BODY};
+pub use client::{check_tls, Client, Done, MAX_ERROR_BODY};
 pub use config::{Backoff, ClientCertificate, ClientError, Settings};
 pub use connection::Body;
 pub use credentials::{Authorization, Credentials, FetchedToken};

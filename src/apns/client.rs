@@ -7,7 +7,7 @@ use super::config::{Auth, ClientConfig, ClientError};
 use super::jwt::{JwtSigner, ProviderToken};
 use super::service::Apns;
 use super::token_auth::TokenAuth;
-use crate::push_client::{check_tls, Client};
+use crate::push_client::{self, check_tls, Client};
 
 /// An APNs HTTP/2 client with its own runtime thread(s) and connection pool.
 /// Without a provider token (certificate auth) requests carry no `authorization`.
@@ -43,8 +43,9 @@ impl ApnsClient {
             Auth::Certificate { .. } => None,
         };
         let display = cfg.endpoint.to_string();
-        let authority = Authority::try_from(display.as_str())
-            .map_err(|_| ClientError::Config(format!("{display:?} is not a valid authority")))?;
+        let authority = Authority::try_from(display.as_str()).map_err(|_| {
+            push_client::ClientError::Config(format!("{display:?} is not a valid authority"))
+        })?;
         Ok(Client::start(Apns::new(authority), auth, &cfg.settings())?)
     }
 }

@@ -193,27 +193,15 @@ impl fmt::Debug for ClientConfig {
 pub enum ClientError {
     /// The provider token key or ids are unusable.
     Key(KeyError),
-    /// The CA file could not be read or holds no certificate.
-    Ca(String),
-    /// The client certificate or its key are unusable.
-    Certificate(String),
-    /// A setting is out of range.
-    Config(String),
-    /// The runtime thread could not start.
-    Runtime(String),
-    /// No connection could be established (from `wait_connected`).
-    Connect(String),
+    /// What every push client checks: CA, client certificate, settings, runtime, connection.
+    Client(push_client::ClientError),
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Key(e) => write!(f, "APNs key: {e}"),
-            ClientError::Ca(e) => write!(f, "CA file: {e}"),
-            ClientError::Certificate(e) => write!(f, "client certificate: {e}"),
-            ClientError::Config(e) => write!(f, "configuration: {e}"),
-            ClientError::Runtime(e) => write!(f, "cannot start the APNs client: {e}"),
-            ClientError::Connect(e) => f.write_str(e),
+            ClientError::Client(e) => e.fmt(f),
         }
     }
 }
@@ -222,13 +210,7 @@ impl std::error::Error for ClientError {}
 
 impl From<push_client::ClientError> for ClientError {
     fn from(e: push_client::ClientError) -> Self {
-        match e {
-            push_client::ClientError::Ca(e) => ClientError::Ca(e),
-            push_client::ClientError::Certificate(e) => ClientError::Certificate(e),
-            push_client::ClientError::Config(e) => ClientError::Config(e),
-            push_client::ClientError::Runtime(e) => ClientError::Runtime(e),
-            push_client::ClientError::Connect(e) => ClientError::Connect(e),
-        }
+        ClientError::Client(e)
     }
 }
 

@@ -101,7 +101,10 @@ impl<S: Service, C: Credentials> Client<S, C> {
                 ON_CLIENT_THREAD.with(|c| c.set(true));
             })
             .build()
-            .map_err(|e| ClientError::Runtime(e.to_string()))?;
+            .map_err(|e| ClientError::Runtime {
+                service: S::NAME,
+                why: e.to_string(),
+            })?;
         let handle = runtime.handle().clone();
 
         let counters = Arc::new(Counters::new::<S::Reason>());
@@ -138,7 +141,10 @@ impl<S: Service, C: Credentials> Client<S, C> {
                 // Dropping the runtime drops every unfinished push task; each reports ShutDown.
                 drop(runtime);
             })
-            .map_err(|e| ClientError::Runtime(e.to_string()))?;
+            .map_err(|e| ClientError::Runtime {
+                service: S::NAME,
+                why: e.to_string(),
+            })?;
 
         Ok(Client {
             shared: Arc::new(Shared {
@@ -463,11 +469,12 @@ where
     match answer {
         Answer::Final(outcome) => Some(outcome),
         Answer::CredentialsExpired { why, otherwise } => {
-            let renew = generation.is_some() && !failures.renewed;
-            if renew && s.pool.credentials.expired(generation.unwrap_or_default()) {
-                failures.renewed = true;
-                report.last_error = Some(why);
-                return None;
+            if let (false, Some(generation)) = (failures.renewed, generation) {
+                if s.pool.credentials.expired(generation) {
+                    failures.renewed = true;
+                    report.last_error = Some(why);
+                    return None;
+                }
             }
             Some(otherwise)
         }

@@ -69,8 +69,8 @@ pub enum ClientError {
     Certificate(String),
     /// A setting is out of range.
     Config(String),
-    /// The runtime thread could not start.
-    Runtime(String),
+    /// The runtime thread of the `service`'s client could not start.
+    Runtime { service: &'static str, why: String },
     /// No connection could be established (from `wait_connected`).
     Connect(String),
 }
@@ -81,7 +81,9 @@ impl fmt::Display for ClientError {
             ClientError::Ca(e) => write!(f, "CA file: {e}"),
             ClientError::Certificate(e) => write!(f, "client certificate: {e}"),
             ClientError::Config(e) => write!(f, "configuration: {e}"),
-            ClientError::Runtime(e) => write!(f, "cannot start the client's runtime: {e}"),
+            ClientError::Runtime { service, why } => {
+                write!(f, "cannot start the {service} client: {why}")
+            }
             ClientError::Connect(e) => f.write_str(e),
         }
     }

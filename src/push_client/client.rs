@@ -554,7 +554,7 @@ mod tests {
     use super::*;
     use crate::apns::jwt::JwtSigner;
     use crate::apns::{Apns, Push, Reason};
-    use crate::mock::{MockApns, MockConfig, KEY_ID, TEAM_ID};
+    use crate::mock::{MockApns, MockConfig, Scripted, KEY_ID, TEAM_ID};
     use crate::push_client::FetchedToken;
     use std::sync::mpsc;
     use std::time::{SystemTime, UNIX_EPOCH};
@@ -568,13 +568,12 @@ mod tests {
             .as_secs()
     }
 
-    /// A client whose credentials a test sets, as a renewing task would.
-    fn start(mock: &MockApns) -> (Client<Apns, Arc<FetchedToken>>, Arc<FetchedToken>) {
+    fn settings(mock: &MockApns) -> Settings {
         let backoff = Backoff {
             base: Duration::from_millis(20),
             max: Duration::from_millis(200),
         };
-        let settings = Settings {
+        Settings {
             host: "127.0.0.1".into(),
             port: mock.addr().port(),
             ca_file: Some(mock.ca_pem_path()),
@@ -587,18 +586,36 @@ mod tests {
             ping_interval: Duration::from_secs(60),
             ping_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
-        };
-        let authority = format!("127.0.0.1:{}", mock.addr().port()).parse().unwrap();
+        }
+    }
+
+    fn apns(mock: &MockApns) -> Apns {
+        Apns::new(format!("127.0.0.1:{}", mock.addr().port()).parse().unwrap())
+    }
+
+    fn bearer(mock: &MockApns) -> http::HeaderValue {
+        let key = std::fs::read_to_string(mock.key_path()).unwrap();
+        let jwt = JwtSigner::from_p8_pem(&key, KEY_ID, TEAM_ID)
+            .unwrap()
+            .sign(now_unix());
+        format!("bearer {jwt}").parse().unwrap()
+    }
+
+    /// A client whose credentials a test sets, as a renewing task would.
+    fn start<S: Service<Push = Push>>(
+        mock: &MockApns,
+        service: S,
+    ) -> (Client<S, Arc<FetchedToken>>, Arc<FetchedToken>) {
         let token = Arc::new(FetchedToken::default());
-        let client = Client::start(Apns::new(authority), token.clone(), &settings).unwrap();
+        let client = Client::start(service, token.clone(), &settings(mock)).unwrap();
         client.wait_connected(PATIENCE).unwrap();
         (client, token)
     }
 
-    fn submit(
-        client: &Client<Apns, Arc<FetchedToken>>,
+    fn submit<S: Service<Push = Push>>(
+        client: &Client<S, Arc<FetchedToken>>,
         within: Duration,
-    ) -> mpsc::Receiver<PushResult<Reason>> {
+    ) -> mpsc::Receiver<PushResult<S::Reason>> {
         let push = Push::voip(
             format!("{:064x}", 0xabc0_0001_u64),
             "com.example.phone.voip",
@@ -615,16 +632,12 @@ mod tests {
     fn a_push_waits_for_credentials_and_goes_out_when_they_arrive() {
         let dir = tempfile::tempdir().unwrap();
         let mock = MockApns::start(MockConfig::new(dir.path())).unwrap();
-        let (client, token) = start(&mock);
+        let (client, token) = start(&mock, apns(&mock));
         let rx = submit(&client, PATIENCE);
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
         assert_eq!(mock.push_count(), 0, "nothing sent without credentials");
 
-        let key = std::fs::read_to_string(mock.key_path()).unwrap();
-        let jwt = JwtSigner::from_p8_pem(&key, KEY_ID, TEAM_ID)
-            .unwrap()
-            .sign(now_unix());
-        token.set(format!("bearer {jwt}").parse().unwrap());
+        token.set(bearer(&mock));
         let result = rx.recv_timeout(PATIENCE).unwrap();
         assert_eq!((result.outcome, result.attempts), (Outcome::Delivered, 1));
         assert_eq!(mock.push_count(), 1);
@@ -634,7 +647,7 @@ mod tests {
     fn a_push_without_credentials_times_out_saying_why() {
         let dir = tempfile::tempdir().unwrap();
         let mock = MockApns::start(MockConfig::new(dir.path())).unwrap();
-        let (client, token) = start(&mock);
+        let (client, token) = start(&mock, apns(&mock));
         token.failed("503 from the token endpoint");
         let result = submit(&client, Duration::from_millis(300))
             .recv_timeout(PATIENCE)
@@ -643,5 +656,53 @@ mod tests {
         let why = result.last_error.unwrap();
         assert!(why.contains("503 from the token endpoint"), "{why}");
         assert_eq!(mock.push_count(), 0);
+    }
+
+    /// APNs as a server that says when to retry.
+    struct SaysRetryAfter(Apns);
+
+    const RETRY_AFTER: Duration = Duration::from_millis(400);
+
+    impl Service for SaysRetryAfter {
+        const NAME: &'static str = "Test";
+        type Push = Push;
+        type Prepared = <Apns as Service>::Prepared;
+        type Reason = Reason;
+
+        fn prepare(&self, push: Push, id: Uuid) -> Result<Self::Prepared, SubmitError> {
+            self.0.prepare(push, id)
+        }
+
+        fn request(
+            &self,
+            prepared: &Self::Prepared,
+            authorization: Option<http::HeaderValue>,
+        ) -> http::Request<crate::push_client::Body> {
+            self.0.request(prepared, authorization)
+        }
+
+        fn classify(&self, status: u16, headers: &http::HeaderMap, body: &[u8]) -> Answer<Reason> {
+            match self.0.classify(status, headers, body) {
+                Answer::Retry { why, .. } => Answer::Retry {
+                    why,
+                    after: Some(RETRY_AFTER),
+                },
+                other => other,
+            }
+        }
+    }
+
+    #[test]
+    fn the_servers_retry_after_overrides_the_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = MockApns::start(MockConfig::new(dir.path())).unwrap();
+        let (client, token) = start(&mock, SaysRetryAfter(apns(&mock)));
+        token.set(bearer(&mock));
+        let device = format!("{:064x}", 0xabc0_0001_u64);
+        mock.script(&device, Scripted::RejectNext(Reason::TooManyRequests, 1));
+        let result = submit(&client, PATIENCE).recv_timeout(PATIENCE).unwrap();
+        assert_eq!((result.outcome, result.attempts), (Outcome::Delivered, 2));
+        // The settings' backoff would have waited 20 ms at most.
+        assert!(result.latency >= RETRY_AFTER, "{:?}", result.latency);
     }
 }

@@ -9,6 +9,7 @@ pub mod histogram;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod panic_message;
+pub mod push_client;
 mod sigpipe;
 
 pub use apns::{

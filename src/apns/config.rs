@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::jwt::{Clock, KeyError, SystemClock};
+use crate::push_client::{self, Backoff, ClientCertificate, Settings};
 
 /// Which APNs server to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,22 +97,6 @@ impl fmt::Debug for Auth {
     }
 }
 
-/// Exponential backoff with jitter: the n-th wait is `base * 2^(n-1)` capped at `max`,
-/// then scaled by a random factor in [0.5, 1] so many clients do not retry in step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
-}
-
-impl Backoff {
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let full = self.base.saturating_mul(1 << exp).min(self.max);
-        full.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0))
-    }
-}
-
 /// Everything `ApnsClient::new` needs. Start from [`ClientConfig::new`] and adjust.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -164,6 +149,32 @@ impl ClientConfig {
     }
 }
 
+impl ClientConfig {
+    /// The shared client's part.
+    pub(crate) fn settings(&self) -> Settings {
+        Settings {
+            host: self.endpoint.host().to_string(),
+            port: self.endpoint.port(),
+            ca_file: self.ca_file.clone(),
+            client_certificate: match &self.auth {
+                Auth::Token { .. } => None,
+                Auth::Certificate { cert_pem, key_pem } => Some(ClientCertificate {
+                    cert_pem: cert_pem.clone(),
+                    key_pem: key_pem.clone(),
+                }),
+            },
+            worker_threads: self.worker_threads,
+            connections: self.connections,
+            max_pending: self.max_pending,
+            reconnect: self.reconnect,
+            retry: self.retry,
+            ping_interval: self.ping_interval,
+            ping_timeout: self.ping_timeout,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+}
+
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
@@ -182,32 +193,26 @@ impl fmt::Debug for ClientConfig {
 pub enum ClientError {
     /// The provider token key or ids are unusable.
     Key(KeyError),
-    /// The CA file could not be read or holds no certificate.
-    Ca(String),
-    /// The client certificate or its key are unusable.
-    Certificate(String),
-    /// A setting is out of range.
-    Config(String),
-    /// The runtime thread could not start.
-    Runtime(String),
-    /// No connection could be established (from `wait_connected`).
-    Connect(String),
+    /// What every push client checks: CA, client certificate, settings, runtime, connection.
+    Client(push_client::ClientError),
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Key(e) => write!(f, "APNs key: {e}"),
-            ClientError::Ca(e) => write!(f, "CA file: {e}"),
-            ClientError::Certificate(e) => write!(f, "client certificate: {e}"),
-            ClientError::Config(e) => write!(f, "configuration: {e}"),
-            ClientError::Runtime(e) => write!(f, "cannot start the APNs client: {e}"),
-            ClientError::Connect(e) => f.write_str(e),
+            ClientError::Client(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for ClientError {}
+
+impl From<push_client::ClientError> for ClientError {
+    fn from(e: push_client::ClientError) -> Self {
+        ClientError::Client(e)
+    }
+}
 
 impl From<KeyError> for ClientError {
     fn from(e: KeyError) -> Self {
@@ -232,19 +237,6 @@ mod tests {
         assert_eq!(Endpoint::parse("[::1]:9").unwrap().to_string(), "[::1]:9");
         for bad in ["", "host", "host:", ":80", "host:99999", "host:0"] {
             assert!(Endpoint::parse(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn backoff_grows_to_the_cap_with_jitter() {
-        let b = Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-        };
-        for (n, full) in [(1, 1), (2, 2), (3, 4), (7, 60), (100, 60)] {
-            let d = b.delay(n);
-            let full = Duration::from_secs(full);
-            assert!(d <= full && d >= full / 2, "attempt {n}: {d:?}");
         }
     }
 

@@ -1,32 +1,33 @@
-//! The APNs HTTP/2 client.
+//! The APNs client: Apple's part of the shared push client (`crate::push_client`).
 //!
-//! [`ApnsClient`] owns a tokio runtime on its own thread(s) and a small pool of
-//! HTTP/2-over-TLS connections (hyper + rustls). [`ApnsClient::submit`] never
-//! blocks: it validates the push, and its `done` callback later receives the
-//! final [`Outcome`] after retries (429/5xx with backoff, replays of requests a
-//! GOAWAY or REFUSED_STREAM left unprocessed, one token regeneration on
-//! ExpiredProviderToken), `Unconfirmed` when a request's connection was lost
-//! before its answer (never resent), or `TimedOut` at the push's deadline.
+//! [`ApnsClient`] is the shared client speaking APNs: requests to
+//! `/3/device/{token}` with the apns-* headers, Apple's reasons in its answers,
+//! ES256 provider tokens (regenerated once on ExpiredProviderToken) or a client
+//! certificate. [`ApnsClient::submit`] never blocks; see `crate::push_client` for
+//! the retries, replays and deadlines every service shares.
 
+mod answer;
 mod client;
 mod config;
-mod connection;
-mod happy_eyeballs;
 pub mod jwt;
-mod metrics;
-mod outcome;
-mod paced_read;
 mod pkcs12;
 mod push;
 pub mod reason;
-mod tls;
+mod service;
+mod token_auth;
 
+pub use crate::push_client::{Backoff, Metrics, SubmitError};
 pub use client::ApnsClient;
-pub use config::{Auth, Backoff, ClientConfig, ClientError, Endpoint};
-pub use metrics::Metrics;
-pub use outcome::{Outcome, PushResult};
-pub use push::{Push, PushType, SubmitError};
+pub use config::{Auth, ClientConfig, ClientError, Endpoint};
+pub use push::{Push, PushType};
 pub use reason::Reason;
+pub use service::Apns;
+pub use token_auth::TokenAuth;
+
+/// The final result of one APNs push.
+pub type Outcome = crate::push_client::Outcome<Reason>;
+/// Handed to `ApnsClient::submit`'s `done` callback.
+pub type PushResult = crate::push_client::PushResult<Reason>;
 
 #[cfg(fuzzing)]
-pub use outcome::fuzz_classify;
+pub use answer::fuzz_classify;

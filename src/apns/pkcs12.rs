@@ -7,12 +7,17 @@ use p12_keystore::KeyStore;
 use p256::pkcs8::der::pem::{self, LineEnding};
 
 use super::config::{Auth, ClientError};
+use crate::push_client;
 
 impl Auth {
     /// The certificate chain and private key of a .p12 file's first key
     /// entry. Errors name the problem, never the password or key material.
     pub fn from_pkcs12(p12: &[u8], password: &str) -> Result<Auth, ClientError> {
-        let bad = |why: &str| ClientError::Certificate(format!("PKCS#12: {why}"));
+        let bad = |why: &str| {
+            ClientError::from(push_client::ClientError::Certificate(format!(
+                "PKCS#12: {why}"
+            )))
+        };
         let store = KeyStore::from_pkcs12(p12, password).map_err(|e| match e {
             // A wrong password fails the MAC check, or the decryption when
             // the file has no MAC.

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::push_client::SubmitError;
+
 /// Apple's `apns-push-type` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PushType {
@@ -89,29 +91,6 @@ pub struct Push {
 /// Device tokens are 32 bytes today; leave room for Apple growing them.
 const MAX_TOKEN_HEX: usize = 200;
 const MAX_COLLAPSE_ID: usize = 64;
-
-/// Why a push was not accepted by [`crate::apns::ApnsClient::submit`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SubmitError {
-    /// The push breaks one of Apple's rules; sending it would only get a 400.
-    Invalid(String),
-    /// `max_pending` pushes are already in flight.
-    QueueFull,
-    /// The client is shutting down.
-    ShutDown,
-}
-
-impl fmt::Display for SubmitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SubmitError::Invalid(why) => write!(f, "invalid push: {why}"),
-            SubmitError::QueueFull => f.write_str("too many pushes in flight"),
-            SubmitError::ShutDown => f.write_str("the APNs client is shut down"),
-        }
-    }
-}
-
-impl std::error::Error for SubmitError {}
 
 fn visible_ascii(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_graphic())

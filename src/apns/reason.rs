@@ -88,6 +88,14 @@ impl Reason {
     }
 }
 
+impl crate::push_client::RejectReason for Reason {
+    const ALL: &'static [Reason] = Reason::ALL;
+
+    fn as_str(self) -> &'static str {
+        Reason::as_str(self)
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -1,8 +1,8 @@
-//! The connection pool: each slot keeps one HTTP/2 connection to APNs open,
+//! The connection pool: each slot keeps one HTTP/2 connection to the service open,
 //! reconnects it with backoff, and starts streams on it under one short lock.
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
@@ -19,16 +19,19 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use super::config::Backoff;
+use super::credentials::Credentials;
 use super::happy_eyeballs;
-use super::jwt::{Clock, ProviderToken, REFRESH_AFTER_SECS};
 use super::metrics::Counters;
 use super::paced_read::PacedRead;
 
-pub(crate) type Body = Full<Bytes>;
+/// A request's body: each attempt clones the prepared bytes.
+pub type Body = Full<Bytes>;
 type Sender = http2::SendRequest<Body>;
 
 /// Where and how to connect.
 pub(crate) struct Target {
+    /// The service's name, for logs.
+    pub service: &'static str,
     pub display: String,
     pub host: String,
     pub port: u16,
@@ -38,64 +41,6 @@ pub(crate) struct Target {
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
     pub reconnect: Backoff,
-}
-
-/// The provider token shared by all connections, and a counter that tells each
-/// slot's cached `authorization` header to refresh after Apple expired the token.
-pub(crate) struct TokenAuth {
-    pub token: ProviderToken,
-    clock: Arc<dyn Clock>,
-    epoch: AtomicU64,
-}
-
-struct Bearer {
-    value: HeaderValue,
-    generation: u64,
-    iat: u64,
-    epoch: u64,
-}
-
-impl TokenAuth {
-    pub fn new(token: ProviderToken, clock: Arc<dyn Clock>) -> Self {
-        TokenAuth {
-            token,
-            clock,
-            epoch: AtomicU64::new(0),
-        }
-    }
-
-    /// The header value to send, built once per token, and the token's generation.
-    fn bearer(&self, cache: &mut Option<Bearer>) -> (HeaderValue, u64) {
-        let epoch = self.epoch.load(Ordering::Acquire);
-        let now = self.clock.now_unix();
-        match cache {
-            Some(b) if b.epoch == epoch && now.saturating_sub(b.iat) < REFRESH_AFTER_SECS => {}
-            _ => {
-                let issued = self.token.get();
-                let mut value = HeaderValue::try_from(format!("bearer {}", issued.bearer))
-                    .expect("a JWT is base64url and dots");
-                value.set_sensitive(true);
-                *cache = Some(Bearer {
-                    value,
-                    generation: issued.generation,
-                    iat: issued.iat,
-                    epoch,
-                });
-            }
-        }
-        let b = cache.as_ref().expect("just filled");
-        (b.value.clone(), b.generation)
-    }
-
-    /// Apple answered ExpiredProviderToken to a request carrying `generation`.
-    /// Returns whether a retry with a fresh token makes sense.
-    pub fn expired(&self, generation: u64) -> bool {
-        let fresh = self.token.expired(generation);
-        if fresh {
-            self.epoch.fetch_add(1, Ordering::AcqRel);
-        }
-        fresh
-    }
 }
 
 enum Conn {
@@ -112,14 +57,22 @@ enum Conn {
     Down(Arc<str>),
 }
 
-struct Slot {
+struct Slot<C: Credentials> {
     conn: Conn,
-    bearer: Option<Bearer>,
+    credentials: C::Cached,
 }
 
 /// A started request: the answer to await, the connection it went out on, and
-/// the provider token generation it carried.
+/// the generation of the credentials it carried.
 pub(crate) type Dispatched<F> = (F, ConnRef, Option<u64>);
+
+/// Why nothing was sent.
+pub(crate) enum Unready {
+    /// No connection is open.
+    NoConnection,
+    /// The credentials have nothing to send yet; why.
+    NoCredentials(Arc<str>),
+}
 
 /// Identifies the connection a request went out on.
 #[derive(Clone, Copy)]
@@ -128,11 +81,11 @@ pub(crate) struct ConnRef {
     id: u64,
 }
 
-pub(crate) struct Pool {
+pub(crate) struct Pool<C: Credentials> {
     target: Target,
-    pub auth: Option<TokenAuth>,
+    pub credentials: C,
     counters: Arc<Counters>,
-    slots: Box<[Mutex<Slot>]>,
+    slots: Box<[Mutex<Slot<C>>]>,
     next_slot: AtomicUsize,
     next_id: AtomicU64,
     /// Woken when a slot connects or fails to: waiting pushes look again.
@@ -144,7 +97,7 @@ pub(crate) struct Pool {
 }
 
 /// The longest a slot waits to reconnect while pushes wait for it: a push must not
-/// sit out a backoff grown over a long outage (up to a minute) once APNs is back.
+/// sit out a backoff grown over a long outage (up to a minute) once the service is back.
 const RECONNECT_ON_DEMAND: Duration = Duration::from_secs(1);
 
 /// Counts a push among `Pool::waiting` while it lives (the wait may be cancelled).
@@ -156,10 +109,10 @@ impl Drop for Waiting<'_> {
     }
 }
 
-impl Pool {
+impl<C: Credentials> Pool<C> {
     pub fn new(
         target: Target,
-        auth: Option<TokenAuth>,
+        credentials: C,
         counters: Arc<Counters>,
         connections: usize,
     ) -> Self {
@@ -167,13 +120,13 @@ impl Pool {
             .map(|_| {
                 Mutex::new(Slot {
                     conn: Conn::Connecting,
-                    bearer: None,
+                    credentials: C::Cached::default(),
                 })
             })
             .collect();
         Pool {
             target,
-            auth,
+            credentials,
             counters,
             slots,
             next_slot: AtomicUsize::new(0),
@@ -184,28 +137,32 @@ impl Pool {
         }
     }
 
-    /// Starts a request on an open connection (round robin), or `None` when none is open.
+    /// Starts a request on an open connection (round robin), or says why it cannot.
     /// The returned future resolves to the answer; dropping it resets the stream.
     pub fn dispatch(
         &self,
-        build: &dyn Fn(Option<HeaderValue>) -> Request<Body>,
-    ) -> Option<Dispatched<impl Future<Output = hyper::Result<Response<Incoming>>>>> {
+        build: &dyn Fn(Option<http::HeaderValue>) -> Request<Body>,
+    ) -> Result<Dispatched<impl Future<Output = hyper::Result<Response<Incoming>>>>, Unready> {
         let n = self.slots.len();
         let start = if n == 1 {
             0
         } else {
             self.next_slot.fetch_add(1, Ordering::Relaxed) % n
         };
-        let (idx, mut slot) = (0..n).map(|i| (start + i) % n).find_map(|idx| {
-            let slot = self.slots[idx].lock();
-            is_up(&slot.conn).then_some((idx, slot))
-        })?;
+        let (idx, mut slot) = (0..n)
+            .map(|i| (start + i) % n)
+            .find_map(|idx| {
+                let slot = self.slots[idx].lock();
+                is_up(&slot.conn).then_some((idx, slot))
+            })
+            .ok_or(Unready::NoConnection)?;
         let slot = &mut *slot;
-        let (bearer, generation) = match &self.auth {
-            Some(auth) => {
-                let (value, generation) = auth.bearer(&mut slot.bearer);
-                (Some(value), Some(generation))
-            }
+        let (authorization, generation) = match self
+            .credentials
+            .authorization(&mut slot.credentials)
+            .map_err(Unready::NoCredentials)?
+        {
+            Some(a) => (Some(a.value), Some(a.generation)),
             None => (None, None),
         };
         let Conn::Up {
@@ -215,8 +172,8 @@ impl Pool {
             unreachable!("checked under the same lock")
         };
         *used = true;
-        let response = sender.send_request(build(bearer));
-        Some((response, ConnRef { slot: idx, id: *id }, generation))
+        let response = sender.send_request(build(authorization));
+        Ok((response, ConnRef { slot: idx, id: *id }, generation))
     }
 
     /// Stops starting streams on `conn` at once and has its slot open a new one;
@@ -225,7 +182,8 @@ impl Pool {
         let mut slot = self.slots[conn.slot].lock();
         if let Conn::Up { id, retire, .. } = &mut slot.conn {
             if *id == conn.id {
-                log::warn!("APNs connection {} retired: {why}", conn.slot);
+                let service = self.target.service;
+                log::warn!("{service} connection {} retired: {why}", conn.slot);
                 if let Some(tx) = retire.take() {
                     let _ = tx.send(());
                 }
@@ -324,7 +282,7 @@ impl Pool {
                 Err(why) => {
                     failures += 1;
                     Counters::inc(&self.counters.connections_failed);
-                    log::warn!("APNs connection {idx}: {why}");
+                    log::warn!("{} connection {idx}: {why}", self.target.service);
                     self.slots[idx].lock().conn = Conn::Down(why.into());
                     self.changed.notify_waiters();
                     continue;
@@ -339,7 +297,8 @@ impl Pool {
                 retire: Some(retire_tx),
                 used: false,
             };
-            log::info!("APNs connection {idx} to {} open", self.target.display);
+            let (service, display) = (self.target.service, &self.target.display);
+            log::info!("{service} connection {idx} to {display} open");
             self.changed.notify_waiters();
 
             let mut running = tokio::spawn(conn);
@@ -351,7 +310,7 @@ impl Pool {
                         Ok(Err(e)) => format!("failed: {}", error_chain(&e)),
                         Err(e) => format!("task ended: {e}"),
                     };
-                    log::info!("APNs connection {idx} to {} {why}", self.target.display);
+                    log::info!("{service} connection {idx} to {display} {why}");
                     let mut slot = self.slots[idx].lock();
                     let mut used = false;
                     if let Conn::Up { id: current, used: u, .. } = &slot.conn {

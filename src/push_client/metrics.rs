@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::reason::Reason;
+use super::service::RejectReason;
 use crate::histogram::Histogram;
 
 /// A snapshot of the client's counters. `Serialize` gives the JSON form.
@@ -14,18 +14,18 @@ pub struct Metrics {
     /// Requests written to a connection (first attempts, retries and replays).
     pub sent: u64,
     pub delivered: u64,
-    /// Pushes Apple refused for good, in total and per reason.
+    /// Pushes the service refused for good, in total and per reason.
     pub rejected: u64,
     pub rejected_by_reason: BTreeMap<&'static str, u64>,
-    /// Answers that were neither success nor one of Apple's reasons.
+    /// Answers that were neither success nor one of the service's reasons.
     pub unexpected: u64,
-    /// Requests sent again (after 429/5xx, GOAWAY, refused streams, expired tokens).
+    /// Requests sent again (after 429/5xx, GOAWAY, refused streams, expired credentials).
     pub retried: u64,
     /// Of those, replays: requests the server certainly did not process
     /// (above a GOAWAY's last-stream-id, REFUSED_STREAM, never written).
     pub replayed: u64,
-    /// Pushes written whose connection was lost before the answer: APNs may or
-    /// may not have delivered them; never sent again.
+    /// Pushes written whose connection was lost before the answer: the service may
+    /// or may not have delivered them; never sent again.
     pub unconfirmed: u64,
     pub timed_out: u64,
     pub shut_down: u64,
@@ -44,7 +44,6 @@ impl Metrics {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct Counters {
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
@@ -56,22 +55,35 @@ pub(crate) struct Counters {
     pub shut_down: AtomicU64,
     pub connections_opened: AtomicU64,
     pub connections_failed: AtomicU64,
-    rejected: [AtomicU64; REASONS],
+    /// One per `RejectReason::ALL`, in its order.
+    rejected: Box<[AtomicU64]>,
     latency: Histogram,
 }
 
-const REASONS: usize = Reason::ALL.len();
-
 impl Counters {
+    pub fn new<R: RejectReason>() -> Self {
+        Counters {
+            sent: AtomicU64::default(),
+            delivered: AtomicU64::default(),
+            unexpected: AtomicU64::default(),
+            retried: AtomicU64::default(),
+            replayed: AtomicU64::default(),
+            unconfirmed: AtomicU64::default(),
+            timed_out: AtomicU64::default(),
+            shut_down: AtomicU64::default(),
+            connections_opened: AtomicU64::default(),
+            connections_failed: AtomicU64::default(),
+            rejected: R::ALL.iter().map(|_| AtomicU64::default()).collect(),
+            latency: Histogram::default(),
+        }
+    }
+
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub fn rejected(&self, reason: Reason) {
-        let i = Reason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .expect("listed");
+    pub fn rejected<R: RejectReason>(&self, reason: R) {
+        let i = R::ALL.iter().position(|r| *r == reason).expect("listed");
         Self::inc(&self.rejected[i]);
     }
 
@@ -80,8 +92,8 @@ impl Counters {
         self.latency.record(latency);
     }
 
-    pub fn snapshot(&self, in_flight: u64, token_refreshes: u64) -> Metrics {
-        let rejected_by_reason: BTreeMap<_, _> = Reason::ALL
+    pub fn snapshot<R: RejectReason>(&self, in_flight: u64, token_refreshes: u64) -> Metrics {
+        let rejected_by_reason: BTreeMap<_, _> = R::ALL
             .iter()
             .zip(&self.rejected)
             .map(|(r, n)| (r.as_str(), n.load(Relaxed)))
@@ -112,15 +124,16 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apns::Reason;
 
     #[test]
     fn snapshot_counts_rejections_by_reason_and_serializes() {
-        let c = Counters::default();
+        let c = Counters::new::<Reason>();
         c.rejected(Reason::Unregistered);
         c.rejected(Reason::Unregistered);
         c.rejected(Reason::BadTopic);
         c.delivered(Duration::from_millis(3));
-        let m = c.snapshot(2, 1);
+        let m = c.snapshot::<Reason>(2, 1);
         assert_eq!(m.rejected, 3);
         assert_eq!(m.rejected_by_reason["Unregistered"], 2);
         assert_eq!((m.delivered, m.in_flight, m.token_refreshes), (1, 2, 1));

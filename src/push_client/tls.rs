@@ -1,15 +1,15 @@
 //! The rustls client configuration: system roots plus an optional extra CA,
-//! ALPN h2, TLS 1.2+, and the client certificate for certificate auth.
+//! ALPN h2, TLS 1.2+, and the client certificate when the service wants one.
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::config::{Auth, ClientError};
+use super::config::{ClientCertificate, ClientError};
 
 pub(crate) fn client_config(
     ca_file: Option<&Path>,
-    auth: &Auth,
+    client_certificate: Option<&ClientCertificate>,
 ) -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
@@ -35,9 +35,9 @@ pub(crate) fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ClientError::Config(e.to_string()))?
         .with_root_certificates(roots);
-    let mut config = match auth {
-        Auth::Token { .. } => builder.with_no_client_auth(),
-        Auth::Certificate { cert_pem, key_pem } => {
+    let mut config = match client_certificate {
+        None => builder.with_no_client_auth(),
+        Some(ClientCertificate { cert_pem, key_pem }) => {
             let chain = pem_certs(cert_pem.as_bytes())
                 .map_err(|_| ClientError::Certificate("the certificate is not valid PEM".into()))?;
             if chain.is_empty() {
@@ -86,18 +86,10 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn token_auth() -> Auth {
-        Auth::Token {
-            key_pem: String::new(),
-            key_id: "TESTKEY001".into(),
-            team_id: "TESTTEAM01".into(),
-        }
-    }
-
     #[test]
     fn bad_ca_files_are_explained() {
         let missing = Path::new("/nonexistent/ca.pem");
-        let err = client_config(Some(missing), &token_auth()).unwrap_err();
+        let err = client_config(Some(missing), None).unwrap_err();
         assert!(
             matches!(&err, ClientError::Ca(m) if m.contains("cannot read")),
             "{err}"
@@ -105,7 +97,7 @@ mod tests {
 
         let mut junk = tempfile::NamedTempFile::new().unwrap();
         junk.write_all(b"this is not PEM").unwrap();
-        let err = client_config(Some(junk.path()), &token_auth()).unwrap_err();
+        let err = client_config(Some(junk.path()), None).unwrap_err();
         assert!(
             matches!(&err, ClientError::Ca(m) if m.contains("no CERTIFICATE")),
             "{err}"
@@ -121,18 +113,18 @@ mod tests {
             .unwrap();
         let mut ca = tempfile::NamedTempFile::new().unwrap();
         ca.write_all(cert.pem().as_bytes()).unwrap();
-        let auth = Auth::Certificate {
+        let client_cert = ClientCertificate {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         };
-        let cfg = client_config(Some(ca.path()), &auth).unwrap();
+        let cfg = client_config(Some(ca.path()), Some(&client_cert)).unwrap();
         assert_eq!(cfg.alpn_protocols, vec![b"h2".to_vec()]);
 
-        let wrong = Auth::Certificate {
+        let wrong = ClientCertificate {
             cert_pem: cert.pem(),
             key_pem: "SECRET".into(),
         };
-        let err = client_config(Some(ca.path()), &wrong).unwrap_err();
+        let err = client_config(Some(ca.path()), Some(&wrong)).unwrap_err();
         assert!(!err.to_string().contains("SECRET"));
     }
 }

@@ -1,0 +1,118 @@
+//! APNs as a service of the shared push client: a push's request
+//! (`POST /3/device/{token}` with the apns-* headers) and the meaning of Apple's answers.
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::Full;
+use uuid::Uuid;
+
+use super::answer::classify;
+use super::push::Push;
+use super::reason::Reason;
+use crate::push_client::{Answer, Body, Service, SubmitError};
+
+static APNS_PUSH_TYPE: HeaderName = HeaderName::from_static("apns-push-type");
+static APNS_TOPIC: HeaderName = HeaderName::from_static("apns-topic");
+static APNS_PRIORITY: HeaderName = HeaderName::from_static("apns-priority");
+static APNS_EXPIRATION: HeaderName = HeaderName::from_static("apns-expiration");
+static APNS_ID: HeaderName = HeaderName::from_static("apns-id");
+static APNS_COLLAPSE_ID: HeaderName = HeaderName::from_static("apns-collapse-id");
+
+/// Apple's push service at one endpoint.
+pub struct Apns {
+    authority: Authority,
+}
+
+impl Apns {
+    pub(crate) fn new(authority: Authority) -> Self {
+        Apns { authority }
+    }
+}
+
+/// A push turned into header values and body once; each attempt only clones them.
+pub struct Prepared {
+    uri: Uri,
+    push_type: HeaderValue,
+    topic: HeaderValue,
+    priority: HeaderValue,
+    apns_id: HeaderValue,
+    expiration: Option<HeaderValue>,
+    collapse_id: Option<HeaderValue>,
+    body: Bytes,
+}
+
+impl Service for Apns {
+    const NAME: &'static str = "APNs";
+    type Push = Push;
+    type Prepared = Prepared;
+    type Reason = Reason;
+
+    fn prepare(&self, push: Push, apns_id: Uuid) -> Result<Prepared, SubmitError> {
+        push.validate()?;
+        let invalid = |what: &str| SubmitError::Invalid(format!("{what} is not a valid header"));
+        let path =
+            PathAndQuery::from_maybe_shared(Bytes::from(format!("/3/device/{}", push.token)))
+                .map_err(|_| invalid("the device token"))?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTPS);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path);
+        let uri = Uri::from_parts(parts).map_err(|_| invalid("the device token"))?;
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let mut apns_id =
+            HeaderValue::from_bytes(apns_id.hyphenated().encode_lower(&mut id).as_bytes())
+                .expect("a UUID is a valid header");
+        // Never HPACK-indexed: a value used once would only evict the headers
+        // every request repeats (topic, push type, ...) from the shared table.
+        apns_id.set_sensitive(true);
+        Ok(Prepared {
+            uri,
+            push_type: HeaderValue::from_static(push.push_type.as_str()),
+            topic: HeaderValue::from_maybe_shared(Bytes::from(push.topic))
+                .map_err(|_| invalid("the topic"))?,
+            priority: HeaderValue::from_static(match push.priority {
+                10 => "10",
+                5 => "5",
+                _ => "1",
+            }),
+            apns_id,
+            expiration: push.expiration.map(HeaderValue::from),
+            collapse_id: push
+                .collapse_id
+                .map(|c| HeaderValue::from_maybe_shared(Bytes::from(c)))
+                .transpose()
+                .map_err(|_| invalid("the collapse id"))?,
+            body: Bytes::from(push.payload),
+        })
+    }
+
+    fn request(&self, prepared: &Prepared, authorization: Option<HeaderValue>) -> Request<Body> {
+        let p = prepared;
+        let mut req = Request::new(Full::new(p.body.clone()));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = p.uri.clone();
+        let h = req.headers_mut();
+        h.reserve(8);
+        h.insert(APNS_PUSH_TYPE.clone(), p.push_type.clone());
+        h.insert(APNS_TOPIC.clone(), p.topic.clone());
+        h.insert(APNS_PRIORITY.clone(), p.priority.clone());
+        h.insert(APNS_ID.clone(), p.apns_id.clone());
+        if let Some(v) = &p.expiration {
+            h.insert(APNS_EXPIRATION.clone(), v.clone());
+        }
+        if let Some(v) = &p.collapse_id {
+            h.insert(APNS_COLLAPSE_ID.clone(), v.clone());
+        }
+        if let Some(v) = authorization {
+            h.insert(AUTHORIZATION, v);
+        }
+        req
+    }
+
+    /// Apple's answers say everything in the status and body.
+    fn classify(&self, status: u16, _headers: &HeaderMap, body: &[u8]) -> Answer<Reason> {
+        classify(status, body)
+    }
+}

@@ -2,6 +2,7 @@
 //! that every error names the exact key path (`apns.auth.key_id: missing`).
 
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,10 +10,13 @@ use std::time::Duration;
 use super::contact::check_topic;
 use super::push::PayloadTemplate;
 use crate::apns::Endpoint;
+use crate::fcm::valid_project_id;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub apns: ApnsConfig,
+    /// `fcm`: Android devices; `None` (absent): `pn-provider=fcm` is not served (555).
+    pub fcm: Option<FcmConfig>,
     pub park: ParkConfig,
     pub push: PushConfig,
     pub store: StoreConfig,
@@ -40,6 +44,30 @@ pub struct ApnsConfig {
     pub ping_timeout: Duration,
     /// `apns.topics`: when set, a device may only register one of these topics.
     pub topics: Option<Vec<String>>,
+}
+
+/// Firebase Cloud Messaging (HTTP v1) for `pn-provider=fcm` devices, whose `pn-param`
+/// names their Firebase project. Paths only, like `apns.auth`.
+#[derive(Debug, Clone)]
+pub struct FcmConfig {
+    /// The service-account key file for every project without one of its own.
+    pub service_account_file: Option<PathBuf>,
+    /// Project → its own service-account key file.
+    pub projects: BTreeMap<String, PathBuf>,
+    /// Google's `fcm.googleapis.com:443` unless `HOST:PORT` is given (the mock).
+    pub host: String,
+    pub port: u16,
+    pub ca_file: Option<PathBuf>,
+    pub connections: usize,
+    pub worker_threads: usize,
+}
+
+impl FcmConfig {
+    /// Whether a device of `project` can be pushed: it has a key file, or the default one
+    /// serves it (a service account may send for other projects it was granted).
+    pub fn serves(&self, project: &str) -> bool {
+        self.service_account_file.is_some() || self.projects.contains_key(project)
+    }
 }
 
 /// Paths only: key material is read in `Engine::new` and never kept here, so
@@ -353,6 +381,70 @@ fn parse_auth(mut s: Section) -> Result<AuthConfig, ConfigError> {
     Ok(auth)
 }
 
+/// A project as `pn-param` names it: its id, or its number (FCM takes
+/// `projects/{project_number}` too, "for legacy support").
+pub(crate) fn valid_fcm_project(project: &str) -> bool {
+    valid_project_id(project)
+        || (!project.is_empty()
+            && project.len() <= 20
+            && project.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn parse_fcm(mut s: Section) -> Result<FcmConfig, ConfigError> {
+    let service_account_file = s.string("service_account_file")?.map(PathBuf::from);
+    let mut projects = BTreeMap::new();
+    if let Some((path, v)) = s.take("projects") {
+        let Value::Object(map) = v else {
+            return Err(err(
+                &path,
+                format!("expected an object, found {}", kind(&v)),
+            ));
+        };
+        for (project, file) in map {
+            let key = format!("{path}.{project}");
+            if !valid_fcm_project(&project) {
+                return Err(err(&key, "not a Firebase project id or number"));
+            }
+            match file {
+                Value::String(f) if !f.is_empty() => projects.insert(project, f.into()),
+                v => {
+                    return Err(err(
+                        &key,
+                        format!("expected a file name, found {}", kind(&v)),
+                    ))
+                }
+            };
+        }
+    }
+    if service_account_file.is_none() && projects.is_empty() {
+        return Err(err(
+            &s.key_path("service_account_file"),
+            "missing (or name the key file of each project in fcm.projects)",
+        ));
+    }
+    let endpoint_path = s.key_path("endpoint");
+    let (host, port) = match s.string("endpoint")? {
+        None => ("fcm.googleapis.com".to_string(), 443),
+        Some(t) => match Endpoint::parse(&t) {
+            Ok(Endpoint::Custom { host, port }) => (host, port),
+            _ => return Err(err(&endpoint_path, format!("{t:?} is not HOST:PORT"))),
+        },
+    };
+    let ca_file = s.string("ca_file")?.map(PathBuf::from);
+    let connections = s.uint("connections", 1, 1, 64)? as usize;
+    let worker_threads = s.uint("worker_threads", 1, 1, 64)? as usize;
+    s.finish()?;
+    Ok(FcmConfig {
+        service_account_file,
+        projects,
+        host,
+        port,
+        ca_file,
+        connections,
+        worker_threads,
+    })
+}
+
 fn parse_cluster(mut s: Section) -> Result<ClusterConfig, ConfigError> {
     let url_path = s.key_path("redis_url");
     let redis_url = s.required_string("redis_url")?;
@@ -424,6 +516,11 @@ impl EngineConfig {
         let topics = topics(&mut a)?;
         a.finish()?;
 
+        let fcm = match root.take("fcm") {
+            None => None,
+            Some((path, v)) => Some(parse_fcm(Section::new(&path, v)?)?),
+        };
+
         let mut p = root.section("park")?;
         let park = ParkConfig {
             timeout: Duration::from_millis(p.uint("timeout_ms", 30_000, 1, 3_600_000)?),
@@ -491,6 +588,7 @@ impl EngineConfig {
                 ping_timeout,
                 topics,
             },
+            fcm,
             park,
             push: PushConfig {
                 min_interval,
@@ -688,6 +786,47 @@ mod tests {
                     .starts_with("apns.endpoint: endpoint"),
                 "{bad}"
             );
+        }
+    }
+
+    fn with_fcm(fcm: &str) -> String {
+        format!(
+            r#"{{"apns":{{"auth":{{"key_file":"/k.p8","key_id":"ABCDE12345","team_id":"TEAM123456"}}}},"fcm":{fcm}}}"#
+        )
+    }
+
+    #[test]
+    fn fcm_section() {
+        let c =
+            EngineConfig::from_json(&with_fcm(r#"{"service_account_file":"/sa.json"}"#)).unwrap();
+        let f = c.fcm.unwrap();
+        assert_eq!(f.service_account_file, Some(PathBuf::from("/sa.json")));
+        assert_eq!((f.host.as_str(), f.port), ("fcm.googleapis.com", 443));
+        assert!(f.serves("any-project") && f.serves("1234567890"));
+
+        let c = EngineConfig::from_json(&with_fcm(
+            r#"{"projects":{"voip-app-1":"/a.json","987654321":"/b.json"},"endpoint":"127.0.0.1:4431","ca_file":"/ca.pem","connections":2}"#,
+        ))
+        .unwrap();
+        let f = c.fcm.unwrap();
+        assert_eq!(f.projects["voip-app-1"], PathBuf::from("/a.json"));
+        assert!(f.serves("987654321") && !f.serves("other-app-1"));
+        assert_eq!(
+            (f.host.as_str(), f.port, f.connections),
+            ("127.0.0.1", 4431, 2)
+        );
+        assert!(EngineConfig::from_json(MINIMAL).unwrap().fcm.is_none());
+
+        let cases = [
+            ("{}", "fcm.service_account_file: missing (or name the key file of each project in fcm.projects)"),
+            (r#"{"projects":{"Bad_Project":"/a.json"}}"#, "fcm.projects.Bad_Project: not a Firebase project id or number"),
+            (r#"{"projects":{"voip-app-1":""}}"#, "fcm.projects.voip-app-1: expected a file name, found a string"),
+            (r#"{"projects":[]}"#, "fcm.projects: expected an object, found an array"),
+            (r#"{"service_account_file":"/s","endpoint":"production"}"#, "fcm.endpoint: \"production\" is not HOST:PORT"),
+            (r#"{"service_account_file":"/s","team":"x"}"#, "fcm.team: unknown key"),
+        ];
+        for (fcm, want) in cases {
+            assert_eq!(error_of(&with_fcm(fcm)), want, "{fcm}");
         }
     }
 

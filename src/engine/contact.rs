@@ -8,7 +8,8 @@
 
 use std::fmt;
 
-use super::config::{AuthConfig, EngineConfig};
+use super::config::{valid_fcm_project, AuthConfig, EngineConfig, FcmConfig};
+use crate::fcm::valid_registration_token;
 
 /// The longest Contact header value taken.
 pub(crate) const MAX_CONTACT: usize = 4096;
@@ -19,6 +20,8 @@ pub(crate) enum Provider {
     Apns,
     /// `pn-provider=apns.dev`: Apple's sandbox (development builds of the app).
     ApnsDev,
+    /// `pn-provider=fcm`: Firebase Cloud Messaging (Android).
+    Fcm,
 }
 
 impl Provider {
@@ -26,6 +29,7 @@ impl Provider {
         match self {
             Provider::Apns => "apns",
             Provider::ApnsDev => "apns.dev",
+            Provider::Fcm => "fcm",
         }
     }
 
@@ -34,6 +38,8 @@ impl Provider {
             Some(Provider::Apns)
         } else if s.eq_ignore_ascii_case("apns.dev") {
             Some(Provider::ApnsDev)
+        } else if s.eq_ignore_ascii_case("fcm") {
+            Some(Provider::Fcm)
         } else {
             None
         }
@@ -43,10 +49,12 @@ impl Provider {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PushBinding {
     pub provider: Provider,
-    /// Lower-case hex, whatever case the device used.
+    /// APNs: lower-case hex, whatever case the device used. FCM: the registration
+    /// token as sent (it is case-sensitive).
     pub token: String,
-    /// The Team ID of pn-param.
+    /// The Team ID of pn-param; empty for FCM.
     pub team: String,
+    /// Where the push goes within the service: the APNs topic, or the FCM project.
     pub topic: String,
 }
 
@@ -296,6 +304,26 @@ fn team_and_topic(param: &str) -> Result<(String, String), ContactError> {
     Ok((team.to_string(), topic))
 }
 
+/// An Android device: its registration token and its Firebase project.
+fn fcm_binding(prid: &str, param: &str) -> Result<PushBinding, ContactError> {
+    let (token, project) = (prid.trim(), param.trim());
+    if !valid_registration_token(token) {
+        return bad("pn-prid is not an FCM registration token");
+    }
+    if !valid_fcm_project(project) {
+        return bad(format!(
+            "pn-param: `{}` is not a Firebase project id or number",
+            shown(project)
+        ));
+    }
+    Ok(PushBinding {
+        provider: Provider::Fcm,
+        token: token.to_string(),
+        team: String::new(),
+        topic: project.to_string(),
+    })
+}
+
 /// A VoIP topic: `<bundle id>.voip` (the only topic Apple accepts VoIP pushes on).
 pub(crate) fn check_topic(topic: &str) -> Result<(), ContactError> {
     let valid_char = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_';
@@ -371,19 +399,23 @@ pub(crate) fn parse(contact: &str) -> Result<ParsedContact, ContactError> {
                     shown(&name)
                 )));
             };
-            let token = match prid {
-                Some(t) => voip_token(&t)?,
-                None => return bad("pn-provider=apns without pn-prid"),
+            let name = provider.as_str();
+            let (prid, param) = match (prid, param) {
+                (Some(prid), Some(param)) => (prid, param),
+                (None, _) => return bad(format!("pn-provider={name} without pn-prid")),
+                (_, None) => return bad(format!("pn-provider={name} without pn-param")),
             };
-            let (team, topic) = match param {
-                Some(p) => team_and_topic(&p)?,
-                None => return bad("pn-provider=apns without pn-param"),
-            };
-            Some(PushBinding {
-                provider,
-                token,
-                team,
-                topic,
+            Some(match provider {
+                Provider::Fcm => fcm_binding(&prid, &param)?,
+                _ => {
+                    let (team, topic) = team_and_topic(&param)?;
+                    PushBinding {
+                        provider,
+                        token: voip_token(&prid)?,
+                        team,
+                        topic,
+                    }
+                }
             })
         }
     };
@@ -401,6 +433,8 @@ pub(crate) fn parse(contact: &str) -> Result<ParsedContact, ContactError> {
 pub struct ContactRules {
     team_id: Option<String>,
     topics: Option<Vec<String>>,
+    /// `None`: no `fcm` section, FCM devices are not served.
+    fcm: Option<FcmConfig>,
 }
 
 impl ContactRules {
@@ -412,10 +446,23 @@ impl ContactRules {
         ContactRules {
             team_id,
             topics: cfg.apns.topics.clone(),
+            fcm: cfg.fcm.clone(),
         }
     }
 
     fn allows(&self, b: &PushBinding) -> Result<(), ContactError> {
+        if b.provider == Provider::Fcm {
+            return match &self.fcm {
+                None => Err(ContactError::Unsupported(
+                    "push provider `fcm` is not configured here".into(),
+                )),
+                Some(fcm) if !fcm.serves(&b.topic) => bad(format!(
+                    "pn-param: Firebase project `{}` has no key in fcm.projects",
+                    shown(&b.topic)
+                )),
+                Some(_) => Ok(()),
+            };
+        }
         if let Some(team) = &self.team_id {
             if !b.team.eq_ignore_ascii_case(team) {
                 let team = shown(&b.team);
@@ -456,7 +503,7 @@ impl ContactRules {
     }
 
     /// As `Engine::register` takes `contact`: the push service of its first
-    /// push Contact ("apns" / "apns.dev"), None when it has none.
+    /// push Contact ("apns" / "apns.dev" / "fcm"), None when it has none.
     pub fn check(&self, contact: &str) -> Result<Option<&'static str>, ContactError> {
         if contact.len() > MAX_CONTACT {
             return bad(format!("Contact is longer than {MAX_CONTACT} bytes"));
@@ -520,8 +567,8 @@ mod tests {
         let c = parse("<sip:carol@198.51.100.7:5060;transport=udp>;expires=3600").unwrap();
         assert_eq!(c.push, None);
         assert!(!c.wildcard);
-        let fcm = parse("sip:dave@h;pn-provider=fcm;pn-prid=abc;pn-param=proj").unwrap_err();
-        assert!(matches!(fcm, ContactError::Unsupported(_)), "{fcm}");
+        let web = parse("sip:dave@h;pn-provider=webpush;pn-prid=abc;pn-param=p").unwrap_err();
+        assert!(matches!(web, ContactError::Unsupported(_)), "{web}");
         assert!(parse("*").unwrap().wildcard);
     }
 
@@ -688,6 +735,7 @@ mod tests {
         ContactRules {
             team_id: team.map(String::from),
             topics: topics.map(|t| t.iter().map(|s| s.to_string()).collect()),
+            fcm: None,
         }
     }
 
@@ -709,7 +757,7 @@ mod tests {
         assert!(e.message().contains("only Contact"), "{e}");
         // One bad Contact refuses the header, whichever it is.
         let e = rules(None, None)
-            .check("<sip:b@h>, <sip:c@h;pn-provider=fcm;pn-prid=x>")
+            .check("<sip:b@h>, <sip:c@h;pn-provider=webpush;pn-prid=x>")
             .unwrap_err();
         assert!(matches!(e, ContactError::Unsupported(_)), "{e}");
     }
@@ -740,6 +788,64 @@ mod tests {
         assert!(rules(None, None)
             .check(&contact("OTHERTEAM1.com.other.voip"))
             .is_ok());
+    }
+
+    const FCM_TOKEN: &str = "eH0fLhuiRj2Np7UQ-opXAm:APA91bGtC-wH4sgW1jWkMKIZf7FYkm_RTQb7Jid7DfSJnC";
+
+    #[test]
+    fn fcm_devices_keep_their_token_as_sent_and_need_a_served_project() {
+        let contact = |project: &str| {
+            format!(
+                "<sip:d@h;transport=tcp;pn-provider=FCM;pn-prid={FCM_TOKEN};pn-param={project}>"
+            )
+        };
+        let b = push_of(&contact("voip-app-1"));
+        assert_eq!(
+            (
+                b.provider,
+                b.token.as_str(),
+                b.team.as_str(),
+                b.topic.as_str()
+            ),
+            (Provider::Fcm, FCM_TOKEN, "", "voip-app-1")
+        );
+        assert_eq!(push_of(&contact("929724111839")).topic, "929724111839");
+
+        // Without an fcm section: RFC 8599's 555, as for any provider not served.
+        let e = rules(None, None).check(&contact("voip-app-1")).unwrap_err();
+        assert!(matches!(e, ContactError::Unsupported(_)), "{e}");
+
+        let cfg = crate::engine::EngineConfig::from_json(
+            r#"{"apns":{"auth":{"key_file":"/k","key_id":"ABCDE12345","team_id":"TEAM123456"}},
+                "fcm":{"projects":{"voip-app-1":"/a.json"}}}"#,
+        )
+        .unwrap();
+        let r = ContactRules::new(&cfg);
+        assert_eq!(r.check(&contact("voip-app-1")), Ok(Some("fcm")));
+        let e = r.check(&contact("other-app-1")).unwrap_err();
+        assert!(
+            matches!(&e, ContactError::Invalid(m) if m.contains("`other-app-1` has no key")),
+            "{e}"
+        );
+
+        for (params, expected) in [
+            (
+                "pn-prid=a%20b;pn-param=voip-app-1",
+                "not an FCM registration token",
+            ),
+            (
+                &format!("pn-prid={FCM_TOKEN};pn-param=Voip_App") as &str,
+                "not a Firebase project",
+            ),
+            (&format!("pn-prid={FCM_TOKEN}"), "without pn-param"),
+            ("pn-param=voip-app-1", "without pn-prid"),
+        ] {
+            let e = parse(&format!("sip:d@h;pn-provider=fcm;{params}")).unwrap_err();
+            assert!(
+                matches!(&e, ContactError::Invalid(m) if m.contains(expected)),
+                "{params}: {e}"
+            );
+        }
     }
 
     /// Messages become reason phrases: short, one line, never a whole token,

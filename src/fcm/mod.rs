@@ -23,12 +23,16 @@
 
 pub mod access_token;
 pub mod answer;
+mod client;
 pub mod jwt;
 pub mod message;
+mod service;
 pub mod service_account;
 
 pub use access_token::{parse_token_response, token_request_body, AccessToken, TokenError};
 pub use answer::{classify, Answer, ErrorCode, Reason};
+pub use client::FcmClient;
 pub use jwt::{sign_assertion, Assertion, SignError};
 pub use message::{send_path, valid_project_id, valid_registration_token, MessageError};
+pub use service::{Fcm, Message};
 pub use service_account::{AccountError, ServiceAccount};

@@ -331,7 +331,11 @@ async fn deliver<S: Service, C: Credentials, F>(
     )
     .await
     .unwrap_or_else(|_| {
-        // Say why when no attempt failed: the server never answered.
+        // A push that waited for a connection or credentials says why they were
+        // missing at the end; one that no attempt failed says the server never answered.
+        if let Some(why) = job.shared.pool.unready_reason() {
+            job.report.last_error = Some(why.to_string());
+        }
         let why = &mut job.report.last_error;
         why.get_or_insert_with(|| format!("no answer from {} before the deadline", S::NAME));
         Outcome::TimedOut

@@ -60,6 +60,33 @@ pub struct Settings {
     pub connect_timeout: Duration,
 }
 
+impl Settings {
+    /// `host:port` with one thread and one connection, and the backoffs, pings and
+    /// timeouts that suit a push service.
+    pub fn new(host: &str, port: u16) -> Settings {
+        Settings {
+            host: host.to_string(),
+            port,
+            ca_file: None,
+            client_certificate: None,
+            worker_threads: 1,
+            connections: 1,
+            max_pending: 10_000,
+            reconnect: Backoff {
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(60),
+            },
+            retry: Backoff {
+                base: Duration::from_millis(500),
+                max: Duration::from_secs(10),
+            },
+            ping_interval: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Why a client could not be started or could not connect. Never contains key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {

@@ -200,6 +200,19 @@ impl<C: Credentials> Pool<C> {
         })
     }
 
+    /// Why nothing could be sent right now, if nothing can: no credentials, or no
+    /// open connection. Read when a push's deadline passes, as the reason its wait
+    /// began with may have changed meanwhile (the token endpoint answered, a connect failed).
+    pub fn unready_reason(&self) -> Option<Arc<str>> {
+        if let Err(why) = self.credentials.authorization(&mut Default::default()) {
+            return Some(why);
+        }
+        if self.slots.iter().any(|s| is_up(&s.lock().conn)) {
+            return None;
+        }
+        self.down_reason()
+    }
+
     /// Waits until some connection is open (the caller's deadline bounds the wait).
     pub async fn wait_ready(&self) {
         self.waiting.fetch_add(1, Ordering::AcqRel);
@@ -339,25 +352,7 @@ impl<C: Credentials> Pool<C> {
         &self,
     ) -> Result<(Sender, http2::Connection<Io, Body, BoxingExecutor>), String> {
         let t = &self.target;
-        let addrs = tokio::net::lookup_host((t.host.as_str(), t.port))
-            .await
-            .map_err(|e| format!("cannot resolve {}: {e}", t.display))?;
-        let tcp = happy_eyeballs::connect(addrs, happy_eyeballs::ATTEMPT_DELAY, TcpStream::connect)
-            .await
-            .map_err(|failure| match failure {
-                Some((addr, e)) => format!("cannot connect to {} ({addr}): {e}", t.display),
-                None => format!("cannot resolve {}: no address", t.display),
-            })?;
-        tcp.set_nodelay(true)
-            .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
-        let tls = t
-            .tls
-            .connect(t.server_name.clone(), tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with {} failed: {e}", t.display))?;
-        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-            return Err(format!("{} did not agree to HTTP/2 (ALPN h2)", t.display));
-        }
+        let tls = open_tls(&t.host, t.port, &t.display, &t.server_name, &t.tls).await?;
         http2::Builder::new(BoxingExecutor)
             .timer(TokioTimer::new())
             .keep_alive_interval(t.ping_interval)
@@ -367,6 +362,35 @@ impl<C: Credentials> Pool<C> {
             .await
             .map_err(|e| format!("HTTP/2 handshake with {} failed: {e}", t.display))
     }
+}
+
+/// TCP (Happy Eyeballs) and TLS to `host:port`, the server agreeing to HTTP/2 (ALPN h2).
+pub(crate) async fn open_tls(
+    host: &str,
+    port: u16,
+    display: &str,
+    server_name: &ServerName<'static>,
+    tls: &TlsConnector,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {display}: {e}"))?;
+    let tcp = happy_eyeballs::connect(addrs, happy_eyeballs::ATTEMPT_DELAY, TcpStream::connect)
+        .await
+        .map_err(|failure| match failure {
+            Some((addr, e)) => format!("cannot connect to {display} ({addr}): {e}"),
+            None => format!("cannot resolve {display}: no address"),
+        })?;
+    tcp.set_nodelay(true)
+        .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+    let tls = tls
+        .connect(server_name.clone(), tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {display} failed: {e}"))?;
+    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(format!("{display} did not agree to HTTP/2 (ALPN h2)"));
+    }
+    Ok(tls)
 }
 
 /// Runs hyper's tasks boxed. hyper spawns one task per request whose type is

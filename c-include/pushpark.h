@@ -574,6 +574,14 @@ typedef struct pushpark_stats {
     uint64_t cluster_bindings_synced;/* binding changes written to Redis or applied from it */
     uint64_t cluster_failures;       /* Redis commands failed or timed out, jobs done while
                                         Redis was away or dropped (queue full) */
+    /* Per push service (the pushes_* totals above cover both): sent, delivered, and sent
+     * but not delivered (refused, timed out; unconfirmed ones are neither). */
+    uint64_t apns_pushes_sent;
+    uint64_t apns_pushes_delivered;
+    uint64_t apns_pushes_failed;
+    uint64_t fcm_pushes_sent;        /* Android devices (pn-provider=fcm), with an "fcm" section */
+    uint64_t fcm_pushes_delivered;
+    uint64_t fcm_pushes_failed;
 } pushpark_stats;
 
 /*

@@ -339,8 +339,14 @@ pub(crate) fn check_topic(topic: &str) -> Result<(), ContactError> {
     }
 }
 
-/// One Contact (a URI, or one value of the header).
+/// One Contact (a URI, or one value of the header), whichever push service it names.
 pub(crate) fn parse(contact: &str) -> Result<ParsedContact, ContactError> {
+    parse_for(contact, true)
+}
+
+/// One Contact; `fcm_served`: false refuses FCM devices as unsupported (RFC 8599's
+/// 555) before their parameters are looked at, as for any service not served.
+fn parse_for(contact: &str, fcm_served: bool) -> Result<ParsedContact, ContactError> {
     if contact.trim() == "*" {
         return Ok(ParsedContact {
             push: None,
@@ -399,6 +405,12 @@ pub(crate) fn parse(contact: &str) -> Result<ParsedContact, ContactError> {
                     shown(&name)
                 )));
             };
+            if provider == Provider::Fcm && !fcm_served {
+                return Err(ContactError::Unsupported(
+                    "push provider `fcm` is not supported: no fcm section in the configuration"
+                        .into(),
+                ));
+            }
             let name = provider.as_str();
             let (prid, param) = match (prid, param) {
                 (Some(prid), Some(param)) => (prid, param),
@@ -453,14 +465,11 @@ impl ContactRules {
     fn allows(&self, b: &PushBinding) -> Result<(), ContactError> {
         if b.provider == Provider::Fcm {
             return match &self.fcm {
-                None => Err(ContactError::Unsupported(
-                    "push provider `fcm` is not configured here".into(),
-                )),
                 Some(fcm) if !fcm.serves(&b.topic) => bad(format!(
                     "pn-param: Firebase project `{}` has no key in fcm.projects",
                     shown(&b.topic)
                 )),
-                Some(_) => Ok(()),
+                _ => Ok(()),
             };
         }
         if let Some(team) = &self.team_id {
@@ -490,7 +499,7 @@ impl ContactRules {
         let many = parts.len() > 1;
         let mut contacts = Vec::with_capacity(parts.len());
         for part in parts {
-            let c = parse(part)?;
+            let c = parse_for(part, self.fcm.is_some())?;
             if c.wildcard && many {
                 return bad("`*` must be the only Contact");
             }

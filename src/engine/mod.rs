@@ -19,6 +19,7 @@ mod late;
 mod order;
 mod parked;
 pub(crate) mod push;
+mod push_clients;
 pub(crate) mod redact;
 mod stats;
 mod store;
@@ -52,8 +53,6 @@ use parked::{Call, CallState, End, Registered, Table};
 use stats::{add, inc, Counters};
 use store::Store;
 use worker::Cmd;
-
-use crate::apns::ApnsClient;
 
 /// A REGISTER the host accepted.
 #[derive(Debug, Clone, Copy)]
@@ -168,6 +167,8 @@ pub enum EngineError {
     Store(String),
     /// The APNs client could not be set up (key, certificate, CA).
     Apns(String),
+    /// An FCM client could not be set up (service account, CA).
+    Fcm(String),
     /// Bad input (e.g. a Contact with garbage push parameters); nothing changed.
     Invalid(String),
     /// A Contact names a push service pushpark does not push to; nothing changed.
@@ -183,6 +184,7 @@ impl fmt::Display for EngineError {
             EngineError::Config(e) => write!(f, "config: {e}"),
             EngineError::Store(e) => f.write_str(e),
             EngineError::Apns(e) => write!(f, "APNs client: {e}"),
+            EngineError::Fcm(e) => write!(f, "FCM client: {e}"),
             EngineError::Invalid(e) | EngineError::Unsupported(e) => f.write_str(e),
             EngineError::NotFound => f.write_str("not found"),
             EngineError::Io(e) => f.write_str(e),
@@ -347,8 +349,7 @@ impl Engine {
     /// file, and a store directory (or, while it does not exist, the directory
     /// `new` would create it in) this process can write in.
     pub fn check_files(cfg: &EngineConfig) -> Result<(), EngineError> {
-        let client = worker::client_config(cfg)?;
-        ApnsClient::check(&client).map_err(|e| EngineError::Apns(e.to_string()))?;
+        push_clients::check(cfg)?;
         let dir = (cfg.store.dir.ancestors())
             .find(|p| p.exists())
             .unwrap_or(Path::new("."));
@@ -370,7 +371,7 @@ impl Engine {
         let store = Store::open(&st.dir, st.max_age_days, st.max_devices_per_aor, unix_now())?;
         let events = EventQueue::new(cfg.park.max_total.saturating_mul(EVENTS_PER_CALL))
             .map_err(|e| EngineError::Io(format!("eventfd: {e}")))?;
-        let clients = worker::Clients::new(&cfg)?;
+        let clients = push_clients::Clients::new(&cfg)?;
         let (link, jobs) = cfg.cluster.as_ref().map(cluster::link).unzip();
         if let Some(link) = &link {
             store.set_sink(link.sink());

@@ -76,6 +76,14 @@ pub struct Stats {
     /// away) or were dropped (the cluster thread's queue was full). A binding
     /// change that failed is written once Redis is back; a wake is not.
     pub cluster_failures: u64,
+    /// Per push service: pushes sent, delivered, and sent but not delivered (refused,
+    /// timed out, shut down; unconfirmed ones are neither). The totals above cover both.
+    pub apns_pushes_sent: u64,
+    pub apns_pushes_delivered: u64,
+    pub apns_pushes_failed: u64,
+    pub fcm_pushes_sent: u64,
+    pub fcm_pushes_delivered: u64,
+    pub fcm_pushes_failed: u64,
 }
 
 #[derive(Default)]
@@ -101,7 +109,17 @@ pub(crate) struct Counters {
     pub registers_out_of_order: AtomicU64,
     pub pushes_replayed: AtomicU64,
     pub pushes_unconfirmed: AtomicU64,
+    pub apns: ServiceCounters,
+    pub fcm: ServiceCounters,
     pub resume_latency: Histogram,
+}
+
+/// One push service's share of the push counters.
+#[derive(Default)]
+pub(crate) struct ServiceCounters {
+    pub sent: AtomicU64,
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -113,6 +131,15 @@ pub(crate) fn add(c: &AtomicU64, n: u64) {
 }
 
 impl Counters {
+    /// The counters of a device's push service (`DeviceInfo::provider`).
+    pub(crate) fn of_service(&self, provider: &str) -> &ServiceCounters {
+        if provider == "fcm" {
+            &self.fcm
+        } else {
+            &self.apns
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Relaxed);
         Stats {
@@ -153,6 +180,12 @@ impl Counters {
             cluster_wakes_received: 0,
             cluster_bindings_synced: 0,
             cluster_failures: 0,
+            apns_pushes_sent: get(&self.apns.sent),
+            apns_pushes_delivered: get(&self.apns.delivered),
+            apns_pushes_failed: get(&self.apns.failed),
+            fcm_pushes_sent: get(&self.fcm.sent),
+            fcm_pushes_delivered: get(&self.fcm.delivered),
+            fcm_pushes_failed: get(&self.fcm.failed),
         }
     }
 }

@@ -6,21 +6,20 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::{AuthConfig, EngineConfig};
 use super::events::{Event, EventKind};
 use super::parked::{CallState, End};
 use super::push::{display_name, Coalescer, DeviceId, Offer, PayloadFields};
+use super::push_clients::Clients;
 use super::redact;
 use super::stats::{add, inc};
 use super::store::DeviceInfo;
-use super::{unix_now, ConfigError, EngineError, Shared};
-use crate::apns::{
-    ApnsClient, Auth, ClientConfig, Endpoint, Outcome, Push, PushResult, PushType, Reason,
-};
+use super::{unix_now, Shared};
+use crate::apns::{self, Push, PushType};
+use crate::fcm::{self, ErrorCode};
+use crate::push_client::{Outcome, PushResult, RejectReason};
 
 pub(crate) enum Cmd {
     /// A call was parked: arm its deadline and push its devices (none when it
@@ -32,12 +31,78 @@ pub(crate) enum Cmd {
     },
 }
 
-/// A push's final result, sent back by the APNs client's thread.
+/// A push made for its service.
+enum Request {
+    Apns(Push),
+    Fcm(fcm::Message),
+}
+
+/// A push's final result, sent back by its client's thread.
 struct Done {
     aor: String,
     device: DeviceInfo,
     park_id: u64,
-    result: PushResult,
+    result: PushResult<Refusal>,
+}
+
+/// Why a push service refused a push for good, in the terms the engine acts on.
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    reason: &'static str,
+    /// Still failing at the deadline, but not the device's fault.
+    retryable: bool,
+    /// The call's payload, not the device: other calls still reach it.
+    payload_too_large: bool,
+}
+
+impl From<apns::Reason> for Refusal {
+    fn from(r: apns::Reason) -> Self {
+        Refusal {
+            reason: r.as_str(),
+            retryable: r.is_retryable(),
+            payload_too_large: r == apns::Reason::PayloadTooLarge,
+        }
+    }
+}
+
+impl From<ErrorCode> for Refusal {
+    fn from(r: ErrorCode) -> Self {
+        Refusal {
+            reason: RejectReason::as_str(r),
+            retryable: r.is_retryable(),
+            payload_too_large: false,
+        }
+    }
+}
+
+/// The result with the service's reason made a `Refusal`.
+fn refusal<R: Into<Refusal>>(r: PushResult<R>) -> PushResult<Refusal> {
+    let outcome = match r.outcome {
+        Outcome::Rejected {
+            status,
+            reason,
+            token_dead,
+            timestamp,
+        } => Outcome::Rejected {
+            status,
+            reason: reason.into(),
+            token_dead,
+            timestamp,
+        },
+        Outcome::Delivered => Outcome::Delivered,
+        Outcome::Unexpected { status, body } => Outcome::Unexpected { status, body },
+        Outcome::Unconfirmed { why } => Outcome::Unconfirmed { why },
+        Outcome::TimedOut => Outcome::TimedOut,
+        Outcome::ShutDown => Outcome::ShutDown,
+    };
+    PushResult {
+        apns_id: r.apns_id,
+        outcome,
+        attempts: r.attempts,
+        replays: r.replays,
+        latency: r.latency,
+        last_error: r.last_error,
+    }
 }
 
 /// The cluster's answer to a push claim (cluster.rs): push, or another node just did.
@@ -59,121 +124,6 @@ enum Timer {
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
-/// One APNs client per environment in use. With `endpoint: production` the
-/// sandbox client (for `apns.dev` devices) is created on first use.
-pub(crate) struct Clients {
-    by_provider: bool,
-    template: ClientConfig,
-    main: ApnsClient,
-    sandbox: Option<ApnsClient>,
-}
-
-fn read_file(path: &Path, key: &str) -> Result<String, EngineError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        EngineError::Config(ConfigError {
-            path: format!("apns.auth.{key}"),
-            message: format!("cannot read {}: {e}", path.display()),
-        })
-    })
-}
-
-fn pkcs12_auth(
-    p12_file: &Path,
-    password_file: Option<&Path>,
-    password_env: Option<&str>,
-) -> Result<Auth, EngineError> {
-    let bad = |key: &str, message: String| {
-        EngineError::Config(ConfigError {
-            path: format!("apns.auth.{key}"),
-            message,
-        })
-    };
-    let p12 = std::fs::read(p12_file).map_err(|e| {
-        bad(
-            "p12_file",
-            format!("cannot read {}: {e}", p12_file.display()),
-        )
-    })?;
-    let password = match (password_file, password_env) {
-        (Some(file), _) => read_file(file, "password_file")?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string(),
-        (None, Some(var)) => std::env::var(var).map_err(|_| {
-            bad(
-                "password_env",
-                format!("the environment variable {var} is not set"),
-            )
-        })?,
-        (None, None) => String::new(),
-    };
-    Auth::from_pkcs12(&p12, &password)
-        .map_err(|e| bad("p12_file", format!("{}: {e}", p12_file.display())))
-}
-
-/// The APNs client's settings, with the credentials the config names read.
-pub(crate) fn client_config(cfg: &EngineConfig) -> Result<ClientConfig, EngineError> {
-    let auth = match &cfg.apns.auth {
-        AuthConfig::Token {
-            key_file,
-            key_id,
-            team_id,
-        } => Auth::Token {
-            key_pem: read_file(key_file, "key_file")?,
-            key_id: key_id.clone(),
-            team_id: team_id.clone(),
-        },
-        AuthConfig::Certificate {
-            cert_file,
-            key_file,
-        } => Auth::Certificate {
-            cert_pem: read_file(cert_file, "cert_file")?,
-            key_pem: read_file(key_file, "key_file")?,
-        },
-        AuthConfig::Pkcs12 {
-            p12_file,
-            password_file,
-            password_env,
-        } => pkcs12_auth(p12_file, password_file.as_deref(), password_env.as_deref())?,
-    };
-    let mut template = ClientConfig::new(cfg.apns.endpoint.clone(), auth);
-    template.ca_file = cfg.apns.ca_file.clone();
-    template.connections = cfg.apns.connections;
-    template.worker_threads = cfg.apns.worker_threads;
-    template.ping_interval = cfg.apns.ping_interval;
-    template.ping_timeout = cfg.apns.ping_timeout;
-    // Every parked call may have a push in flight per device.
-    template.max_pending = (cfg.park.max_total * 2).clamp(1024, 1_000_000);
-    Ok(template)
-}
-
-impl Clients {
-    pub(crate) fn new(cfg: &EngineConfig) -> Result<Clients, EngineError> {
-        let template = client_config(cfg)?;
-        let main =
-            ApnsClient::new(template.clone()).map_err(|e| EngineError::Apns(e.to_string()))?;
-        Ok(Clients {
-            by_provider: cfg.apns.endpoint == Endpoint::Production,
-            template,
-            main,
-            sandbox: None,
-        })
-    }
-
-    fn for_provider(&mut self, provider: &str) -> Result<&ApnsClient, String> {
-        if !self.by_provider || provider != "apns.dev" {
-            return Ok(&self.main);
-        }
-        if self.sandbox.is_none() {
-            let mut cfg = self.template.clone();
-            cfg.endpoint = Endpoint::Sandbox;
-            self.sandbox = Some(ApnsClient::new(cfg).map_err(|e| format!("sandbox client: {e}"))?);
-        }
-        Ok(self.sandbox.as_ref().expect("just set"))
-    }
-}
-
 pub(crate) struct Worker {
     sh: Arc<Shared>,
     clients: Clients,
@@ -193,7 +143,7 @@ impl Worker {
         // stuck that long fills it. The client's threads never block on it (we
         // may be waiting on them): a result that does not fit is dropped and
         // counted; its call then ends at its deadline like any unanswered push.
-        let (done_tx, done_rx) = crossbeam_channel::bounded(clients.template.max_pending);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(clients.max_pending());
         let coalescer = Coalescer::new(sh.cfg.push.min_interval);
         let (claimed_tx, claimed_rx) = crossbeam_channel::unbounded();
         Worker {
@@ -328,23 +278,42 @@ impl Worker {
     /// Pushes call `park_id` to `device`, unless the call no longer waits.
     fn send(&mut self, aor: &str, device: DeviceInfo, park_id: u64) {
         let push_id = uuid::Uuid::new_v4().to_string();
-        let (payload, deadline) = {
+        let (request, deadline) = {
             let mut t = self.sh.table.lock();
             let Some(call) = t.get_mut(park_id).filter(|c| c.waiting()) else {
                 return;
             };
-            let payload = self.sh.cfg.push.payload_template.render_within(
-                &PayloadFields {
-                    call_id: &call.call_id,
-                    caller_uri: &call.caller_uri,
-                    caller_name: &display_name(&call.caller_name),
-                    push_id: &push_id,
-                    aor: &call.aor,
-                },
-                PushType::Voip.max_payload(),
-            );
-            let payload = match payload {
-                Ok(p) => p,
+            let fields = PayloadFields {
+                call_id: &call.call_id,
+                caller_uri: &call.caller_uri,
+                caller_name: &display_name(&call.caller_name),
+                push_id: &push_id,
+                aor: &call.aor,
+            };
+            // The services store a push and deliver it later: a push for a call that
+            // is gone must not ring the phone, so it expires with the call.
+            let left = call.deadline.saturating_duration_since(Instant::now());
+            let request = if device.provider == "fcm" {
+                fcm::message::render(&device.token, &fields, left)
+                    .map(|body| {
+                        Request::Fcm(fcm::Message {
+                            project: device.topic.clone(),
+                            body,
+                        })
+                    })
+                    .map_err(|e| e.to_string())
+            } else {
+                let template = &self.sh.cfg.push.payload_template;
+                template
+                    .render_within(&fields, PushType::Voip.max_payload())
+                    .map(|payload| {
+                        let expiration = unix_now() + left.as_secs() + 1;
+                        let (token, topic) = (device.token.clone(), device.topic.clone());
+                        Request::Apns(Push::voip(token, topic, payload, expiration))
+                    })
+            };
+            let request = match request {
+                Ok(r) => r,
                 Err(why) => {
                     drop(t);
                     log::warn!("push for park {park_id} to {aor} not built: {why}");
@@ -357,39 +326,24 @@ impl Worker {
             if !call.pushed.iter().any(|k| **k == *device.key) {
                 call.pushed.push(device.key.as_str().into());
             }
-            (payload, call.deadline)
+            (request, call.deadline)
         };
-        // Apple stores and retries the push until it expires: a push for a call
-        // that is gone must not ring the phone, so it expires with the call.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let expiration = unix_now() + left.as_secs() + 1;
-        let push = Push::voip(
-            device.token.clone(),
-            device.topic.clone(),
-            payload,
-            expiration,
-        );
-        let (tx, sh) = (self.done_tx.clone(), self.sh.clone());
-        let (done_aor, done_device) = (aor.to_string(), device.clone());
-        let done = Box::new(move |result: PushResult| {
-            let done = Done {
-                aor: done_aor,
-                device: done_device,
-                park_id,
-                result,
-            };
-            if let Err(TrySendError::Full(_)) = tx.try_send(done) {
-                // Its PushResult event is lost with it.
-                sh.events.count_dropped();
+        let submitted = match request {
+            Request::Apns(push) => {
+                let done = self.on_result(aor, &device, park_id);
+                (self.clients.apns(&device.provider))
+                    .and_then(|c| c.submit(push, deadline, done).map_err(|e| e.to_string()))
             }
-        });
-        let submitted = self
-            .clients
-            .for_provider(&device.provider)
-            .and_then(|c| c.submit(push, deadline, done).map_err(|e| e.to_string()));
+            Request::Fcm(message) => {
+                let done = self.on_result(aor, &device, park_id);
+                (self.clients.fcm(&device.topic))
+                    .and_then(|c| c.submit(message, deadline, done).map_err(|e| e.to_string()))
+            }
+        };
         match submitted {
             Ok(_) => {
                 inc(&self.sh.counters.pushes_sent);
+                inc(&self.sh.counters.of_service(&device.provider).sent);
                 log::debug!(
                     "push {push_id} for park {park_id} to {aor} / {}",
                     redact::key(&device.key)
@@ -403,6 +357,29 @@ impl Worker {
                 self.device_failed(aor, &device.key);
             }
         }
+    }
+
+    /// What a client calls with a push's result: hands it to this thread.
+    fn on_result<R: Into<Refusal> + 'static>(
+        &self,
+        aor: &str,
+        device: &DeviceInfo,
+        park_id: u64,
+    ) -> Box<dyn FnOnce(PushResult<R>) + Send> {
+        let (tx, sh) = (self.done_tx.clone(), self.sh.clone());
+        let (aor, device) = (aor.to_string(), device.clone());
+        Box::new(move |result: PushResult<R>| {
+            let done = Done {
+                aor,
+                device,
+                park_id,
+                result: refusal(result),
+            };
+            if let Err(TrySendError::Full(_)) = tx.try_send(done) {
+                // Its PushResult event is lost with it.
+                sh.events.count_dropped();
+            }
+        })
     }
 
     /// A push that never went out: counted and reported like any push outcome.
@@ -469,7 +446,7 @@ impl Worker {
                     inc(&c.pushes_failed_rejected);
                 }
                 // Retryable reasons still failing at the deadline are not the device's fault.
-                (reason.as_str().to_string(), !reason.is_retryable())
+                (reason.reason.to_string(), !reason.retryable)
             }
             Outcome::Unexpected { status, .. } => {
                 inc(&c.pushes_failed_rejected);
@@ -498,6 +475,12 @@ impl Worker {
                 ("client shut down".to_string(), false)
             }
         };
+        let service = c.of_service(&d.device.provider);
+        match d.result.outcome {
+            Outcome::Delivered => inc(&service.delivered),
+            Outcome::Unconfirmed { .. } => {}
+            _ => inc(&service.failed),
+        }
         log::debug!(
             "push for {} / {}: {reason} ({} attempts)",
             d.aor,
@@ -518,10 +501,7 @@ impl Worker {
         }
         let too_large = matches!(
             d.result.outcome,
-            Outcome::Rejected {
-                reason: Reason::PayloadTooLarge,
-                ..
-            }
+            Outcome::Rejected { reason, .. } if reason.payload_too_large
         );
         if too_large {
             // The call's payload, not the device: other calls still reach it.
@@ -531,7 +511,7 @@ impl Worker {
         }
     }
 
-    /// The PushResult just before carries Apple's reason; DeviceGone says "token dead".
+    /// The PushResult just before carries the service's reason; DeviceGone says "token dead".
     fn token_dead(&mut self, aor: &str, device: &DeviceInfo, dead_since_ms: Option<u64>) {
         if self
             .sh
@@ -540,7 +520,12 @@ impl Worker {
         {
             inc(&self.sh.counters.devices_gone);
             log::info!(
-                "APNs says the token of {aor} / {} is dead: binding removed",
+                "{} says the token of {aor} / {} is dead: binding removed",
+                if device.provider == "fcm" {
+                    "FCM"
+                } else {
+                    "APNs"
+                },
                 redact::key(&device.key)
             );
             self.queue_event(

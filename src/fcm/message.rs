@@ -122,8 +122,6 @@ struct Android {
 
 /// The JSON body waking the device with `token` for the call in `fields`; the
 /// message expires with the call's park deadline, `time_left` from now.
-// Called by the shared push layer once FCM is wired into the engine.
-#[allow(dead_code)]
 pub(crate) fn render(
     token: &str,
     fields: &PayloadFields,

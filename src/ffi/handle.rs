@@ -123,7 +123,7 @@ impl<T> Page<T> {
 pub(crate) fn engine_error(e: EngineError) -> Error {
     let code = match &e {
         // Credentials and CA files are part of the configuration.
-        EngineError::Config(_) | EngineError::Apns(_) => PUSHPARK_ERR_CONFIG,
+        EngineError::Config(_) | EngineError::Apns(_) | EngineError::Fcm(_) => PUSHPARK_ERR_CONFIG,
         EngineError::Store(_) | EngineError::Io(_) => PUSHPARK_ERR_IO,
         EngineError::Invalid(_) => PUSHPARK_ERR_INVALID,
         EngineError::Unsupported(_) => PUSHPARK_ERR_UNSUPPORTED,

@@ -69,6 +69,12 @@ pub unsafe extern "C" fn pushpark_stats_get(
             cluster_wakes_received: s.cluster_wakes_received,
             cluster_bindings_synced: s.cluster_bindings_synced,
             cluster_failures: s.cluster_failures,
+            apns_pushes_sent: s.apns_pushes_sent,
+            apns_pushes_delivered: s.apns_pushes_delivered,
+            apns_pushes_failed: s.apns_pushes_failed,
+            fcm_pushes_sent: s.fcm_pushes_sent,
+            fcm_pushes_delivered: s.fcm_pushes_delivered,
+            fcm_pushes_failed: s.fcm_pushes_failed,
         };
         std::ptr::copy_nonoverlapping(
             (&full as *const pushpark_stats).cast::<u8>(),

@@ -169,3 +169,34 @@ fn a_refused_access_token_is_renewed_and_the_message_sent_again() {
     assert_eq!(again.message_count(), 1);
     assert_eq!(c.metrics().token_refreshes, 1);
 }
+
+/// FCM answers 200 with a body (the message's name). Left unread, each would be reset
+/// (RST_STREAM), and servers close a connection that resets that often (h2's Rapid
+/// Reset defence, like Google's, allows about a thousand): every answer is read whole,
+/// and thousands of messages go out on one connection.
+#[test]
+fn answers_are_read_whole_so_one_connection_carries_thousands_of_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock(dir.path(), Duration::from_secs(3599));
+    let c = client(&mock);
+    // 100 in flight at a time, as a busy engine keeps them.
+    for _ in 0..30 {
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..100 {
+            let tx = tx.clone();
+            let message = Message {
+                project: "pushpark-test".into(),
+                body: body(TOKEN),
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            c.submit(message, deadline, Box::new(move |r| drop(tx.send(r))))
+                .unwrap();
+        }
+        for _ in 0..100 {
+            let r = rx.recv_timeout(Duration::from_secs(40)).unwrap();
+            assert_eq!(r.outcome, Outcome::Delivered, "{:?}", r.last_error);
+        }
+    }
+    let m = c.metrics();
+    assert_eq!((m.delivered, m.connections_opened), (3000, 1), "{m:?}");
+}

@@ -1,4 +1,5 @@
-//! The `pushpark` command: APNs credential check and benchmark, and the mock APNs.
+//! The `pushpark` command: APNs and FCM credential checks and benchmarks, their mocks,
+//! the demo and the device simulator.
 
 #[path = "pushpark/apns_cmd.rs"]
 mod apns_cmd;
@@ -8,10 +9,14 @@ mod demo_cluster;
 mod demo_cmd;
 #[path = "pushpark/device_sim.rs"]
 mod device_sim;
+#[path = "pushpark/fcm_cmd.rs"]
+mod fcm_cmd;
 #[path = "pushpark/mock_cmd.rs"]
 mod mock_cmd;
 #[path = "pushpark/mock_fcm_cmd.rs"]
 mod mock_fcm_cmd;
+#[path = "pushpark/push_bench.rs"]
+mod push_bench;
 #[allow(dead_code)] // the rig serves the end-to-end tests too; the demo uses part of it
 #[path = "pushpark/rig.rs"]
 mod rig;
@@ -39,6 +44,10 @@ enum Command {
     /// Talk to APNs: check credentials with one push, or measure throughput.
     #[command(subcommand)]
     Apns(apns_cmd::Command),
+    /// Talk to Firebase Cloud Messaging: check a service account with one message, or
+    /// measure throughput.
+    #[command(subcommand)]
+    Fcm(fcm_cmd::Command),
     /// Show a call to a sleeping iPhone: parked, woken by a VoIP push, connected.
     Demo(demo_cmd::Args),
     /// Behave like the iPhone app: on a push from the mock APNs, REGISTER with push parameters.
@@ -51,6 +60,7 @@ fn main() -> ExitCode {
         Command::MockApns(args) => mock_cmd::run(args),
         Command::MockFcm(args) => mock_fcm_cmd::run(args),
         Command::Apns(cmd) => apns_cmd::run(cmd),
+        Command::Fcm(cmd) => fcm_cmd::run(cmd),
         Command::Demo(args) => demo_cmd::run(args),
         Command::DeviceSim(args) => device_sim::run(args),
     };

@@ -4,7 +4,7 @@
 
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -431,7 +431,16 @@ where
         Counters::inc(&s.counters.replayed);
     }
     let answer = match response.await {
-        Ok(resp) if resp.status() == StatusCode::OK => return Some(Outcome::Delivered),
+        Ok(resp) if resp.status() == StatusCode::OK => {
+            // An answer's body left unread is reset (RST_STREAM CANCEL), and servers
+            // count resets against the connection (Rapid Reset defences close it):
+            // FCM answers 200 with the message's name. APNs's 200 has none.
+            if !resp.body().is_end_stream() {
+                let body = Limited::new(resp.into_body(), MAX_ERROR_BODY);
+                let _ = Box::pin(body.collect()).await;
+            }
+            return Some(Outcome::Delivered);
+        }
         // Boxed, like the retry wait: rare paths must not grow every push's task.
         Ok(resp) => Box::pin(read_answer(&s.service, resp)).await,
         // The client is being dropped: the runtime's shutdown drops the connections,
@@ -471,7 +480,11 @@ where
         },
     };
     match answer {
-        Answer::Final(outcome) => Some(outcome),
+        // The answer says why: a wait's reason from before would only mislead.
+        Answer::Final(outcome) => {
+            report.last_error = None;
+            Some(outcome)
+        }
         Answer::CredentialsExpired { why, otherwise } => {
             if let (false, Some(generation)) = (failures.renewed, generation) {
                 if s.pool.credentials.expired(generation) {

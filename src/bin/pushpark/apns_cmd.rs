@@ -1,12 +1,11 @@
 //! `pushpark apns send`, `pushpark apns bench` and `pushpark apns jwt`.
 
-use parking_lot::Mutex;
+use crate::push_bench;
 use pushpark::apns::jwt::{Clock, JwtSigner, SystemClock};
 use pushpark::{ApnsClient, Auth, ClientConfig, ClientError, Endpoint, Outcome, Push, PushType};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Subcommand)]
@@ -229,105 +228,9 @@ fn send(t: Target) -> Result<ExitCode, String> {
     })
 }
 
-struct Run {
-    template: Push,
-    timeout: Duration,
-    unclaimed: AtomicUsize,
-    finished: AtomicUsize,
-    errors: AtomicUsize,
-    first_error: Mutex<Option<String>>,
-    total: usize,
-    all_done: Mutex<Option<mpsc::Sender<()>>>,
-}
-
-impl Run {
-    fn error(&self, what: String) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        self.first_error.lock().get_or_insert(what);
-    }
-
-    fn finish_one(&self) {
-        if self.finished.fetch_add(1, Ordering::AcqRel) + 1 == self.total {
-            if let Some(tx) = self.all_done.lock().take() {
-                let _ = tx.send(());
-            }
-        }
-    }
-}
-
-/// Submits the next push, if any is left; its completion submits the one after,
-/// from the client's thread, so `concurrency` pushes stay in flight.
-fn launch(client: &Arc<ApnsClient>, run: &Arc<Run>) {
-    let claimed = run
-        .unclaimed
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-    if claimed.is_err() {
-        return;
-    }
-    let weak = Arc::downgrade(client);
-    let r = run.clone();
-    let submitted = client.submit(
-        run.template.clone(),
-        Instant::now() + run.timeout,
-        Box::new(move |result| {
-            if result.outcome != Outcome::Delivered {
-                r.error(format!("{} ({:?})", result.outcome, result.last_error));
-            }
-            if let Some(client) = weak.upgrade() {
-                launch(&client, &r);
-            }
-            r.finish_one();
-        }),
-    );
-    if let Err(e) = submitted {
-        run.error(e.to_string());
-        run.finish_one();
-    }
-}
-
 fn bench(args: BenchArgs) -> Result<ExitCode, String> {
-    if args.count == 0 || args.concurrency == 0 {
-        return Err("--count and --concurrency must be at least 1".into());
-    }
     let t = &args.target;
     let (client, template) = connect(t, args.concurrency, args.threads, args.connections)?;
-    let client = Arc::new(client);
-    let (tx, rx) = mpsc::channel();
-    let run = Arc::new(Run {
-        template,
-        timeout: Duration::from_secs(t.timeout),
-        unclaimed: AtomicUsize::new(args.count),
-        finished: AtomicUsize::new(0),
-        errors: AtomicUsize::new(0),
-        first_error: Mutex::new(None),
-        total: args.count,
-        all_done: Mutex::new(Some(tx)),
-    });
-    let start = Instant::now();
-    for _ in 0..args.concurrency.min(args.count) {
-        launch(&client, &run);
-    }
-    rx.recv().map_err(|_| "the client stopped".to_string())?;
-    let elapsed = start.elapsed().as_secs_f64();
-    let m = client.metrics();
-    let errors = run.errors.load(Ordering::Relaxed);
-    if let Some(first) = run.first_error.lock().as_ref() {
-        eprintln!("first error: {first}");
-    }
-    println!(
-        "sent={} delivered={} retried={} unconfirmed={} connections_opened={} \
-         seconds={elapsed:.3}",
-        m.sent, m.delivered, m.retried, m.unconfirmed, m.connections_opened
-    );
-    println!(
-        "pushes_per_sec={:.1} p50_ms={:.3} p99_ms={:.3} errors={errors}",
-        args.count as f64 / elapsed,
-        m.latency_p50_ms,
-        m.latency_p99_ms
-    );
-    Ok(if errors == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let timeout = Duration::from_secs(t.timeout);
+    push_bench::bench(client, template, args.count, args.concurrency, timeout)
 }

@@ -1,0 +1,128 @@
+//! `pushpark fcm send` and `pushpark fcm bench`: check a service account with one
+//! message to a device, or measure throughput (against the mock).
+
+use crate::push_bench;
+use pushpark::fcm::{FcmClient, Message, ServiceAccount};
+use pushpark::push_client::{Outcome, Settings};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Send one data message and print the outcome; exits 0 only when delivered.
+    Send(Target),
+    /// Send many messages and print throughput and latency (as `apns bench`).
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct Target {
+    /// The service account's JSON key file, as the Firebase console downloads it.
+    #[arg(long)]
+    service_account: PathBuf,
+    /// The device's FCM registration token.
+    #[arg(long)]
+    token: String,
+    /// The Firebase project (default: the service account's).
+    #[arg(long)]
+    project: Option<String>,
+    /// HOST:PORT of FCM (default: fcm.googleapis.com:443), e.g. the mock's.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Extra trusted CA certificates (PEM), e.g. the mock's ca.pem.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Seconds to keep trying a message (and to wait for the connection and token).
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Messages to send.
+    #[arg(long)]
+    count: usize,
+    /// Messages in flight at once.
+    #[arg(long)]
+    concurrency: usize,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Client runtime threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+pub fn run(cmd: Command) -> Result<ExitCode, String> {
+    match cmd {
+        Command::Send(t) => send(t),
+        Command::Bench(args) => {
+            let t = &args.target;
+            let (client, message) = connect(t, args.concurrency, args.threads, args.connections)?;
+            let timeout = Duration::from_secs(t.timeout);
+            push_bench::bench(client, message, args.count, args.concurrency, timeout)
+        }
+    }
+}
+
+/// Reads the key, builds the client and waits for its connection; the message to send.
+fn connect(
+    t: &Target,
+    max_pending: usize,
+    threads: usize,
+    connections: usize,
+) -> Result<(FcmClient, Message), String> {
+    let path = &t.service_account;
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let account =
+        ServiceAccount::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (host, port) = match t.endpoint.as_deref() {
+        None => ("fcm.googleapis.com".to_string(), 443),
+        Some(e) => match pushpark::Endpoint::parse(e) {
+            Ok(pushpark::Endpoint::Custom { host, port }) => (host, port),
+            _ => return Err(format!("--endpoint {e:?} is not HOST:PORT")),
+        },
+    };
+    let mut settings = Settings::new(&host, port);
+    settings.ca_file = t.ca.clone();
+    settings.max_pending = max_pending;
+    settings.worker_threads = threads;
+    settings.connections = connections;
+    let project = t.project.clone().unwrap_or(account.project_id.clone());
+    let body = json!({"message": {
+        "token": t.token,
+        "data": {"pushpark": "test"},
+        "android": {"priority": "HIGH", "ttl": format!("{}s", t.timeout)},
+    }})
+    .to_string();
+    let client = FcmClient::new(account, &settings).map_err(|e| e.to_string())?;
+    client
+        .wait_connected(Duration::from_secs(t.timeout))
+        .map_err(|e| e.to_string())?;
+    Ok((client, Message { project, body }))
+}
+
+fn send(t: Target) -> Result<ExitCode, String> {
+    let (client, message) = connect(&t, 1, 1, 1)?;
+    let (tx, rx) = mpsc::channel();
+    let deadline = Instant::now() + Duration::from_secs(t.timeout);
+    client
+        .submit(message, deadline, Box::new(move |r| drop(tx.send(r))))
+        .map_err(|e| e.to_string())?;
+    let r = rx.recv().map_err(|_| "the client stopped".to_string())?;
+    let latency_ms = r.latency.as_secs_f64() * 1000.0;
+    println!("{} latency_ms={latency_ms:.1}", r.outcome);
+    if let Some(why) = &r.last_error {
+        println!("last error: {why}");
+    }
+    Ok(if matches!(r.outcome, Outcome::Delivered) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -126,25 +126,21 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     pub fn new(endpoint: Endpoint, auth: Auth) -> ClientConfig {
+        // The shared client's defaults for a push service.
+        let d = Settings::new(endpoint.host(), endpoint.port());
         ClientConfig {
             endpoint,
             ca_file: None,
             auth,
-            worker_threads: 1,
-            connections: 1,
-            max_pending: 10_000,
+            worker_threads: d.worker_threads,
+            connections: d.connections,
+            max_pending: d.max_pending,
             clock: Arc::new(SystemClock),
-            reconnect: Backoff {
-                base: Duration::from_secs(1),
-                max: Duration::from_secs(60),
-            },
-            retry: Backoff {
-                base: Duration::from_millis(500),
-                max: Duration::from_secs(10),
-            },
-            ping_interval: Duration::from_secs(60),
-            ping_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
+            reconnect: d.reconnect,
+            retry: d.retry,
+            ping_interval: d.ping_interval,
+            ping_timeout: d.ping_timeout,
+            connect_timeout: d.connect_timeout,
         }
     }
 }

@@ -77,18 +77,8 @@ pub struct Target {
 pub struct BenchArgs {
     #[command(flatten)]
     target: Target,
-    /// Pushes to send.
-    #[arg(long)]
-    count: usize,
-    /// Pushes in flight at once.
-    #[arg(long)]
-    concurrency: usize,
-    /// HTTP/2 connections.
-    #[arg(long, default_value_t = 1)]
-    connections: usize,
-    /// Client runtime threads.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    #[command(flatten)]
+    load: push_bench::Load,
 }
 
 pub fn run(cmd: Command) -> Result<ExitCode, String> {
@@ -230,7 +220,12 @@ fn send(t: Target) -> Result<ExitCode, String> {
 
 fn bench(args: BenchArgs) -> Result<ExitCode, String> {
     let t = &args.target;
-    let (client, template) = connect(t, args.concurrency, args.threads, args.connections)?;
+    let (client, template) = connect(
+        t,
+        args.load.concurrency,
+        args.load.threads,
+        args.load.connections,
+    )?;
     let timeout = Duration::from_secs(t.timeout);
-    push_bench::bench(client, template, args.count, args.concurrency, timeout)
+    push_bench::bench(client, template, &args.load, timeout)
 }

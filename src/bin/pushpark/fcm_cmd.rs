@@ -44,18 +44,8 @@ pub struct Target {
 pub struct BenchArgs {
     #[command(flatten)]
     target: Target,
-    /// Messages to send.
-    #[arg(long)]
-    count: usize,
-    /// Messages in flight at once.
-    #[arg(long)]
-    concurrency: usize,
-    /// HTTP/2 connections.
-    #[arg(long, default_value_t = 1)]
-    connections: usize,
-    /// Client runtime threads.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    #[command(flatten)]
+    load: push_bench::Load,
 }
 
 pub fn run(cmd: Command) -> Result<ExitCode, String> {
@@ -63,9 +53,14 @@ pub fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Send(t) => send(t),
         Command::Bench(args) => {
             let t = &args.target;
-            let (client, message) = connect(t, args.concurrency, args.threads, args.connections)?;
+            let (client, message) = connect(
+                t,
+                args.load.concurrency,
+                args.load.threads,
+                args.load.connections,
+            )?;
             let timeout = Duration::from_secs(t.timeout);
-            push_bench::bench(client, message, args.count, args.concurrency, timeout)
+            push_bench::bench(client, message, &args.load, timeout)
         }
     }
 }

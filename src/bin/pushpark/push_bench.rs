@@ -9,6 +9,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+/// How much load `apns bench` and `fcm bench` put on the service.
+#[derive(clap::Args)]
+pub struct Load {
+    /// Pushes to send.
+    #[arg(long)]
+    pub count: usize,
+    /// Pushes in flight at once.
+    #[arg(long)]
+    pub concurrency: usize,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// Client runtime threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
 struct Run<P> {
     template: P,
     timeout: Duration,
@@ -70,12 +87,12 @@ where
     }
 }
 
-/// Sends `count` copies of `template`, `concurrency` at a time, through a connected client.
+/// Sends `load.count` copies of `template`, `load.concurrency` at a time, through a
+/// connected client.
 pub fn bench<S, C>(
     client: Client<S, C>,
     template: S::Push,
-    count: usize,
-    concurrency: usize,
+    load: &Load,
     timeout: Duration,
 ) -> Result<ExitCode, String>
 where
@@ -83,6 +100,7 @@ where
     S::Push: Clone + Send + Sync,
     C: Credentials,
 {
+    let (count, concurrency) = (load.count, load.concurrency);
     if count == 0 || concurrency == 0 {
         return Err("--count and --concurrency must be at least 1".into());
     }

@@ -164,10 +164,11 @@ void pushpark_contact_rules_free(pushpark_contact_rules *rules);
 /*
  * Checks a REGISTER's Contact (a URI, or a header value with one or more Contacts) as
  * pushpark_register will take it, before the host saves the binding.
- * PUSHPARK_OK: *provider (when provider is not NULL) receives the static string "apns"
- *   or "apns.dev" of the first push Contact, or NULL when no Contact has push
+ * PUSHPARK_OK: *provider (when provider is not NULL) receives the static string "apns",
+ *   "apns.dev" or "fcm" of the first push Contact, or NULL when no Contact has push
  *   parameters (an ordinary UA). Never free it.
- * PUSHPARK_ERR_UNSUPPORTED: a pn-provider pushpark does not push to: answer 555.
+ * PUSHPARK_ERR_UNSUPPORTED: a pn-provider pushpark does not push to (also "fcm" when the
+ *   configuration has no "fcm" section): answer 555.
  * PUSHPARK_ERR_INVALID: malformed push parameters (pn-prid with no VoIP token, a bad
  *   pn-param, ...), a Team ID other than the configured one, a topic not in
  *   apns.topics, or a Contact over 4096 bytes: answer 400 with pushpark_last_error()
@@ -245,7 +246,7 @@ typedef struct pushpark_register_outcome {
 
 /*
  * Hands the engine a REGISTER the host accepted. The engine parses the RFC 8599
- * parameters (pn-provider apns|apns.dev, pn-prid, pn-param; also Linphone's
+ * parameters (pn-provider apns|apns.dev|fcm, pn-prid, pn-param; also Linphone's
  * "<token>:voip", "<remote>:remote&<voip>:voip" and "<Team>.<bundle>.remote&voip", of
  * which the VoIP token and topic are used) of each Contact, stores or refreshes the
  * device binding (keyed by the +sip.instance, compared as a URN: "urn:uuid:" and the
@@ -313,9 +314,10 @@ pushpark_result pushpark_register_path(pushpark_engine *engine, const char *aor,
  * device_key: the device's identity within the AOR (e.g. its +sip.instance, taken
  *             without surrounding quotes, <> and blanks, as pushpark_register
  *             takes it); "" means the token. Required.
- * provider:   "apns" (production) or "apns.dev" (sandbox). Required.
- * token:      the PushKit device token (hex). Required.
- * topic:      the APNs topic, e.g. "com.example.app.voip". Required.
+ * provider:   "apns" (production), "apns.dev" (sandbox) or "fcm" (Android). Required.
+ * token:      the PushKit device token (hex), or the FCM registration token. Required.
+ * topic:      the APNs topic, e.g. "com.example.app.voip", or the Firebase project.
+ *             Required.
  * contact:    the device's Contact URI, or NULL / "" when unknown.
  * Errors: PUSHPARK_ERR_INVALID, PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Like
  * pushpark_register it blocks on neither the network nor the disk. Any thread.

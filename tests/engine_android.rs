@@ -145,3 +145,29 @@ fn an_iphone_and_an_android_phone_of_one_user_are_both_pushed() {
         (s.apns_pushes_delivered, s.fcm_pushes_delivered) == (1, 1)
     });
 }
+
+/// An Android binding learnt another way than REGISTER (`add_device`) is pushed like one
+/// learnt from a REGISTER; its token is kept as given (FCM tokens are case-sensitive).
+#[test]
+fn an_android_binding_added_by_the_host_is_pushed() {
+    let a = start();
+    let device = pushpark::DeviceInfo {
+        key: "urn:uuid:tablet".into(),
+        provider: "fcm".into(),
+        token: FCM_TOKEN.into(),
+        topic: PROJECT_ID.into(),
+        contact: String::new(),
+        last_register_unix: 0,
+    };
+    a.h.engine().add_device("gina", &device).unwrap();
+    let bad = pushpark::DeviceInfo {
+        token: "not a token".into(),
+        ..device.clone()
+    };
+    assert!(a.h.engine().add_device("gina", &bad).is_err());
+    a.h.engine().park(&park("gina", 8)).unwrap();
+    assert!(a
+        .fcm
+        .wait_for_message(FCM_TOKEN, Duration::from_secs(20))
+        .is_some());
+}

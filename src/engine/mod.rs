@@ -508,10 +508,26 @@ impl Engine {
     pub fn add_device(&self, aor: &str, d: &DeviceInfo) -> Result<(), EngineError> {
         check_aor(aor).map_err(EngineError::Invalid)?;
         let bad = |m: String| EngineError::Invalid(m);
-        let provider = Provider::parse(&d.provider)
-            .ok_or_else(|| bad(format!("provider `{}` is not apns or apns.dev", d.provider)))?;
-        let token = contact::hex_token(&d.token).map_err(|e| bad(e.message().to_string()))?;
-        contact::check_topic(&d.topic).map_err(|e| bad(e.message().to_string()))?;
+        let provider = Provider::parse(&d.provider).ok_or_else(|| {
+            bad(format!(
+                "provider `{}` is not apns, apns.dev or fcm",
+                d.provider
+            ))
+        })?;
+        let token = if provider == Provider::Fcm {
+            if !crate::fcm::valid_registration_token(&d.token) {
+                return Err(bad("the token is not an FCM registration token".into()));
+            }
+            if !config::valid_fcm_project(&d.topic) {
+                return Err(bad(
+                    "the topic is not a Firebase project id or number".into()
+                ));
+            }
+            d.token.clone()
+        } else {
+            contact::check_topic(&d.topic).map_err(|e| bad(e.message().to_string()))?;
+            contact::hex_token(&d.token).map_err(|e| bad(e.message().to_string()))?
+        };
         check_text("key", &d.key, 1024).map_err(bad)?;
         check_text("contact", &d.contact, 4096).map_err(bad)?;
         let key = contact::normalize_instance(&d.key).unwrap_or_else(|| token.clone());

@@ -40,11 +40,11 @@ const PERSIST_REFRESH_AFTER_SECS: u64 = 3600;
 pub struct DeviceInfo {
     /// `+sip.instance` when the device sent one, else its pn-prid.
     pub key: String,
-    /// `apns` (production) or `apns.dev` (sandbox).
+    /// `apns` (production), `apns.dev` (sandbox) or `fcm` (Android).
     pub provider: String,
-    /// The PushKit device token, lower-case hex.
+    /// The PushKit device token, lower-case hex; or the FCM registration token as sent.
     pub token: String,
-    /// The APNs topic, `<bundle id>.voip`.
+    /// The APNs topic, `<bundle id>.voip`; or the Firebase project.
     pub topic: String,
     pub contact: String,
     pub last_register_unix: u64,

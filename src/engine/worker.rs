@@ -75,36 +75,6 @@ impl From<ErrorCode> for Refusal {
     }
 }
 
-/// The result with the service's reason made a `Refusal`.
-fn refusal<R: Into<Refusal>>(r: PushResult<R>) -> PushResult<Refusal> {
-    let outcome = match r.outcome {
-        Outcome::Rejected {
-            status,
-            reason,
-            token_dead,
-            timestamp,
-        } => Outcome::Rejected {
-            status,
-            reason: reason.into(),
-            token_dead,
-            timestamp,
-        },
-        Outcome::Delivered => Outcome::Delivered,
-        Outcome::Unexpected { status, body } => Outcome::Unexpected { status, body },
-        Outcome::Unconfirmed { why } => Outcome::Unconfirmed { why },
-        Outcome::TimedOut => Outcome::TimedOut,
-        Outcome::ShutDown => Outcome::ShutDown,
-    };
-    PushResult {
-        apns_id: r.apns_id,
-        outcome,
-        attempts: r.attempts,
-        replays: r.replays,
-        latency: r.latency,
-        last_error: r.last_error,
-    }
-}
-
 /// The cluster's answer to a push claim (cluster.rs): push, or another node just did.
 struct Claimed {
     aor: String,
@@ -373,7 +343,7 @@ impl Worker {
                 aor,
                 device,
                 park_id,
-                result: refusal(result),
+                result: result.map_reason(Into::into),
             };
             if let Err(TrySendError::Full(_)) = tx.try_send(done) {
                 // Its PushResult event is lost with it.

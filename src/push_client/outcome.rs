@@ -60,6 +60,30 @@ impl<R: fmt::Display> fmt::Display for Outcome<R> {
     }
 }
 
+impl<R> Outcome<R> {
+    /// The same outcome with its reason made another type (a caller's own terms).
+    pub fn map_reason<T>(self, f: impl FnOnce(R) -> T) -> Outcome<T> {
+        match self {
+            Outcome::Rejected {
+                status,
+                reason,
+                token_dead,
+                timestamp,
+            } => Outcome::Rejected {
+                status,
+                reason: f(reason),
+                token_dead,
+                timestamp,
+            },
+            Outcome::Delivered => Outcome::Delivered,
+            Outcome::Unexpected { status, body } => Outcome::Unexpected { status, body },
+            Outcome::Unconfirmed { why } => Outcome::Unconfirmed { why },
+            Outcome::TimedOut => Outcome::TimedOut,
+            Outcome::ShutDown => Outcome::ShutDown,
+        }
+    }
+}
+
 /// Handed to the `done` callback of `submit`, exactly once per accepted push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushResult<R> {
@@ -76,4 +100,18 @@ pub struct PushResult<R> {
     /// For pushes that did not succeed: the last problem met (connect error,
     /// TLS failure, 503, missing credentials, ...), so operators see why it timed out.
     pub last_error: Option<String>,
+}
+
+impl<R> PushResult<R> {
+    /// The same result with its reason made another type (see `Outcome::map_reason`).
+    pub fn map_reason<T>(self, f: impl FnOnce(R) -> T) -> PushResult<T> {
+        PushResult {
+            apns_id: self.apns_id,
+            outcome: self.outcome.map_reason(f),
+            attempts: self.attempts,
+            replays: self.replays,
+            latency: self.latency,
+            last_error: self.last_error,
+        }
+    }
 }

@@ -31,4 +31,4 @@ pub use credentials::{Authorization, Credentials, FetchedToken};
 pub use metrics::Metrics;
 pub use one_shot::OneShot;
 pub use outcome::{Outcome, PushResult};
-pub use service::{retry_after, Answer, RejectReason, Service, SubmitError};
+pub use service::{Answer, RejectReason, Service, SubmitError};

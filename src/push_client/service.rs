@@ -58,13 +58,6 @@ pub enum Answer<R> {
     },
 }
 
-/// A `Retry-After` header's delay (RFC 9110 §10.2.3), in its delta-seconds form:
-/// the one push services send.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse().ok().map(Duration::from_secs)
-}
-
 /// Why a push was not accepted by `submit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitError {
@@ -87,19 +80,3 @@ impl fmt::Display for SubmitError {
 }
 
 impl std::error::Error for SubmitError {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_takes_seconds_only() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static(" 30"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
-        let date = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
-        h.insert(http::header::RETRY_AFTER, date);
-        assert_eq!(retry_after(&h), None);
-    }
-}

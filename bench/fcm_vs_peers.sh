@@ -14,7 +14,7 @@ BIN=target/release/pushpark
 cargo build --release --features cli --bin pushpark >&2
 command -v h2load >/dev/null || { echo "h2load missing: apt-get install nghttp2-client" >&2; exit 1; }
 venv=target/fcm-sdk-venv
-if [ "$SDK" = 1 ] && [ ! -x "$venv/bin/python" ]; then
+if [ "$SDK" = 1 ] && ! "$venv/bin/python" -c 'import firebase_admin' 2>/dev/null; then
     # The version whose behaviour docs/performance.md describes.
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install -q firebase-admin==7.7.0 >&2

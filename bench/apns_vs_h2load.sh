@@ -20,7 +20,7 @@ command -v h2load >/dev/null || { echo "h2load missing: apt-get install nghttp2-
 [ -x /usr/bin/time ] || { echo "/usr/bin/time missing: apt-get install time" >&2; exit 1; }
 
 . bench/mock.sh
-start_mock "$BIN" "$state" --threads "$MOCK_THREADS"
+start_mock "$BIN" "$state" mock-apns --threads "$MOCK_THREADS"
 port=${mock_addr##*:}
 
 token=7b3a1e0f9c2d4b5a6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5

@@ -72,3 +72,33 @@ fn bench_prints_the_same_last_line_as_apns_bench() {
     assert!(last.ends_with("errors=0"), "{last}");
     assert_eq!(mock.message_count(), 2000);
 }
+
+#[test]
+fn token_prints_the_bearer_and_fails_when_the_token_endpoint_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockFcm::start(FcmConfig::new(dir.path())).unwrap();
+    let token = |mock: &MockFcm| {
+        Command::new(env!("CARGO_BIN_EXE_pushpark"))
+            .args(["fcm", "token", "--service-account"])
+            .arg(mock.service_account_path())
+            .arg("--ca")
+            .arg(mock.ca_pem_path())
+            .output()
+            .unwrap()
+    };
+    let out = token(&mock);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // h2load in bench/fcm_vs_peers.sh shows the mock accepts it.
+    let bearer = stdout.trim_end().strip_prefix("Bearer ").unwrap();
+    assert!(!bearer.is_empty() && bearer.bytes().all(|b| b.is_ascii_graphic()));
+
+    mock.reject_token_requests(1);
+    let out = token(&mock);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}

@@ -20,7 +20,7 @@ use crate::push_client::{Backoff, Client, ClientError, FetchedToken, OneShot, Se
 pub type FcmClient = Client<Fcm, Arc<FetchedToken>>;
 
 /// A token request that takes longer has failed; the next is tried after the backoff.
-const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failed token requests are repeated after 1 s, doubling up to a minute.
 const TOKEN_BACKOFF: Backoff = Backoff {
     base: Duration::from_secs(1),
@@ -40,13 +40,12 @@ impl FcmClient {
         };
         let authority = Authority::try_from(display.as_str())
             .map_err(|_| ClientError::Config(format!("{display:?} is not a valid authority")))?;
-        let token_uri: Uri = account.token_uri.parse().map_err(|_| {
-            ClientError::Config(format!("token_uri {:?} is not a URL", account.token_uri))
-        })?;
+        // A bad token_uri is a configuration error now, not a renewal failure later.
+        token_uri(&account)?;
         let one_shot = OneShot::new(settings.ca_file.as_deref(), TOKEN_TIMEOUT)?;
         let token = Arc::new(FetchedToken::default());
         let client = Client::start(Fcm::new(authority), token.clone(), settings)?;
-        client.spawn(renew(token, account, token_uri, one_shot));
+        client.spawn(renew(token, account, one_shot));
         Ok(client)
     }
 }
@@ -54,12 +53,12 @@ impl FcmClient {
 /// Keeps `token` usable for the life of the client: fetched at once, again before
 /// it expires or as soon as FCM refuses it; failures are retried with a backoff and
 /// become the last error of the pushes waiting for a token.
-async fn renew(token: Arc<FetchedToken>, account: ServiceAccount, uri: Uri, one_shot: OneShot) {
+async fn renew(token: Arc<FetchedToken>, account: ServiceAccount, one_shot: OneShot) {
     let clock = SystemClock;
     let mut failures = 0u32;
     loop {
         let started = tokio::time::Instant::now();
-        let wait = match fetch(&account, &uri, &one_shot, &clock).await {
+        let wait = match fetch_access_token(&account, &one_shot, &clock).await {
             Ok(access) => {
                 if failures > 0 {
                     log::info!("FCM access token for {}: obtained", account.client_email);
@@ -94,15 +93,27 @@ async fn renew(token: Arc<FetchedToken>, account: ServiceAccount, uri: Uri, one_
     }
 }
 
-/// One assertion exchanged for an access token. Errors never quote either.
-async fn fetch(
+/// The account's `token_uri`, where every fetch goes.
+fn token_uri(account: &ServiceAccount) -> Result<Uri, ClientError> {
+    account
+        .token_uri
+        .parse()
+        .map_err(|_| ClientError::Config(format!("token_uri {:?} is not a URL", account.token_uri)))
+}
+
+/// One assertion exchanged at the account's `token_uri` for an access token, as
+/// the client's renewal does; also for tools that need the token itself (load
+/// generators). Errors never quote either.
+pub async fn fetch_access_token(
     account: &ServiceAccount,
-    uri: &Uri,
     one_shot: &OneShot,
     clock: &dyn Clock,
 ) -> Result<AccessToken, String> {
+    let uri = token_uri(account).map_err(|e| e.to_string())?;
     let assertion = sign_assertion(account, clock.now_unix()).map_err(|e| e.to_string())?;
     let body = token_request_body(&assertion);
-    let (status, answer) = one_shot.post(uri, TOKEN_REQUEST_CONTENT_TYPE, body).await?;
+    let (status, answer) = one_shot
+        .post(&uri, TOKEN_REQUEST_CONTENT_TYPE, body)
+        .await?;
     parse_token_response(status, &answer, clock).map_err(|e| e.to_string())
 }

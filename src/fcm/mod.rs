@@ -31,7 +31,7 @@ pub mod service_account;
 
 pub use access_token::{parse_token_response, token_request_body, AccessToken, TokenError};
 pub use answer::{classify, Answer, ErrorCode, Reason};
-pub use client::FcmClient;
+pub use client::{fetch_access_token, FcmClient, TOKEN_TIMEOUT};
 pub use jwt::{sign_assertion, Assertion, SignError};
 pub use message::{send_path, valid_project_id, valid_registration_token, MessageError};
 pub use service::{Fcm, Message};

@@ -1,10 +1,14 @@
-//! `pushpark fcm send` and `pushpark fcm bench`: check a service account with one
-//! message to a device, or measure throughput (against the mock).
+//! `pushpark fcm send`, `pushpark fcm bench` and `pushpark fcm token`: check a
+//! service account with one message to a device, measure throughput (against the
+//! mock), or print the access token for other load tools.
 
 use crate::push_bench;
-use pushpark::fcm::{FcmClient, Message, ServiceAccount};
+use pushpark::apns::jwt::SystemClock;
+use pushpark::fcm::{fetch_access_token, FcmClient, Message, ServiceAccount, TOKEN_TIMEOUT};
+use pushpark::push_client::OneShot;
 use pushpark::push_client::{Outcome, Settings};
 use serde_json::json;
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -16,6 +20,20 @@ pub enum Command {
     Send(Target),
     /// Send many messages and print throughput and latency (as `apns bench`).
     Bench(BenchArgs),
+    /// Print the `authorization` value FCM requests carry (`Bearer ` and the access
+    /// token the account's token_uri grants), for load tools such as h2load. It is a
+    /// credential, valid about an hour: do not store or share it.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    /// The service account's JSON key file, as the Firebase console downloads it.
+    #[arg(long)]
+    service_account: PathBuf,
+    /// Extra trusted CA certificates (PEM) for the token_uri, e.g. the mock's ca.pem.
+    #[arg(long)]
+    ca: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -62,7 +80,28 @@ pub fn run(cmd: Command) -> Result<ExitCode, String> {
             let timeout = Duration::from_secs(t.timeout);
             push_bench::bench(client, message, &args.load, timeout)
         }
+        Command::Token(args) => token(args),
     }
+}
+
+fn read_account(path: &Path) -> Result<ServiceAccount, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    ServiceAccount::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn token(args: TokenArgs) -> Result<ExitCode, String> {
+    let account = read_account(&args.service_account)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let access = runtime.block_on(async {
+        let one_shot =
+            OneShot::new(args.ca.as_deref(), TOKEN_TIMEOUT).map_err(|e| e.to_string())?;
+        fetch_access_token(&account, &one_shot, &SystemClock).await
+    })?;
+    println!("{}", access.authorization());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads the key, builds the client and waits for its connection; the message to send.
@@ -72,10 +111,7 @@ fn connect(
     threads: usize,
     connections: usize,
 ) -> Result<(FcmClient, Message), String> {
-    let path = &t.service_account;
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let account =
-        ServiceAccount::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let account = read_account(&t.service_account)?;
     let (host, port) = match t.endpoint.as_deref() {
         None => ("fcm.googleapis.com".to_string(), 443),
         Some(e) => match pushpark::Endpoint::parse(e) {

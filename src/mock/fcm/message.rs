@@ -241,15 +241,18 @@ fn data(message: &Map<String, Value>) -> Result<BTreeMap<String, String>, Reject
     Ok(out)
 }
 
-/// `android.priority` (NORMAL or HIGH) and `android.ttl` (a protobuf
-/// Duration in JSON: decimal seconds with an `s`).
+/// `android.priority` (NORMAL or HIGH, kept in capitals) and `android.ttl` (a
+/// protobuf Duration in JSON: decimal seconds with an `s`). FCM also takes the
+/// lower-case names, which its docs show and the Firebase Admin SDKs send.
 fn android(message: &Map<String, Value>) -> Result<(Option<String>, Option<String>), Rejection> {
     let Some(android) = message.get("android") else {
         return Ok((None, None));
     };
     let priority = match android.get("priority") {
         None => None,
-        Some(Value::String(p)) if p == "NORMAL" || p == "HIGH" => Some(p.clone()),
+        Some(Value::String(p)) if ["NORMAL", "HIGH", "normal", "high"].contains(&p.as_str()) => {
+            Some(p.to_ascii_uppercase())
+        }
         Some(other) => {
             return Err(invalid_value(
                 "message.android.priority",
@@ -325,6 +328,8 @@ mod tests {
         assert_eq!(v.data["call_id"], "abc");
         assert_eq!(v.priority.as_deref(), Some("HIGH"));
         assert_eq!(v.ttl.as_deref(), Some("30s"));
+        let sdk = validate(&message(json!({"android": {"priority": "high"}}))).ok();
+        assert_eq!(sdk.unwrap().priority.as_deref(), Some("HIGH"));
     }
 
     #[test]

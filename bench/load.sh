@@ -279,7 +279,7 @@ EOF
     # A hard deadline beside SIPp's -timeout, which waits for the REGISTERs under way.
     timeout -s INT -k 10 150 sipp "127.0.0.1:$registrar_port" -sf "$work/register.xml" \
         -inf "$work/users-$rate.csv" -r "$REG_RATE" -m "$n" -i 127.0.0.1 -p "$(free_port)" \
-        -nostdin -key expires 3600 \
+        -nostdin -key expires 3600 -key provider apns -key param TESTTEAM01.com.example.app.voip \
         -key contact_port "$ua_port" -timeout 120s >"$work/register-$rate.log" 2>&1 || {
         echo "registering $n phones failed" >&2; tail -20 "$work/register-$rate.log" >&2; exit 1; }
     # The engine stores bindings in the background: all of them before the restart.

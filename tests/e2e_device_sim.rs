@@ -1,5 +1,6 @@
-//! `pushpark device-sim` against the real mock APNs: a push to the mock wakes the simulated
-//! iPhone, which REGISTERs (RFC 8599 Contact parameters) with a registrar played by this test.
+//! `pushpark device-sim` against the real mocks: a push to the mock APNs wakes the simulated
+//! iPhone, a message to the mock FCM the simulated Android phone, which REGISTERs (RFC 8599
+//! Contact parameters) with a registrar played by this test.
 
 #[path = "mock_common/mod.rs"]
 mod mock_common;
@@ -7,7 +8,7 @@ mod mock_common;
 #[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
-use rig::{Phone, Proc, WorkDir, SOON};
+use rig::{MockFcm, Phone, Proc, WorkDir, SOON};
 use std::net::UdpSocket;
 use std::process::Command;
 
@@ -84,12 +85,8 @@ async fn a_push_wakes_the_phone_which_registers_with_push_parameters() {
     let control = mock.start_control("127.0.0.1:0".parse().unwrap()).unwrap();
     let registrar = Registrar::new();
     let phone = Phone::new("ivy");
-    let sim = start_sim(
-        &dir,
-        control,
-        &registrar.addr(),
-        &["--device", &phone.sim_arg()],
-    );
+    let [option, spec] = phone.sim_args();
+    let sim = start_sim(&dir, control, &registrar.addr(), &[&option, &spec]);
 
     // A push for another token wakes nobody; then the phone's own.
     push_to(&mock, &"ab".repeat(32), r#"{"aps":{}}"#).await;
@@ -146,4 +143,66 @@ async fn any_mode_registers_the_pushed_aor_with_the_token_derived_instance() {
     );
     registrar.answer(&register, 403, from);
     sim.expect_line("register-failed user=r800u7 status=403", SOON);
+}
+
+/// `pushpark fcm send` of a message to `token` through `mock`, as FCM's clients authenticate.
+fn fcm_send(mock: &MockFcm, token: &str) {
+    let out = Command::new(rig::pushpark_bin())
+        .args(["fcm", "send", "--service-account"])
+        .arg(mock.state_dir.join("service-account.json"))
+        .args(["--token", token, "--endpoint", &mock.addr.to_string()])
+        .arg("--ca")
+        .arg(mock.state_dir.join("ca.pem"))
+        .output()
+        .expect("pushpark fcm send");
+    assert!(
+        out.status.success(),
+        "fcm send: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_message_from_fcm_wakes_the_android_phone_which_registers_with_fcm_parameters() {
+    let dir = WorkDir::new("devsim-android");
+    let mock = MockFcm::start(&dir.0, "voip-app-sim");
+    let registrar = Registrar::new();
+    let phone = Phone::android("ada", "voip-app-sim");
+    let [option, spec] = phone.sim_args();
+    let mut cmd = Command::new(rig::pushpark_bin());
+    cmd.arg("device-sim")
+        .args(["--fcm-control", &mock.control.addr.to_string()])
+        .args(["--registrar", &registrar.addr(), &option, &spec]);
+    let sim = Proc::spawn(cmd, "device-sim", &dir.0, true);
+    sim.expect_line("ready", SOON);
+
+    // FCM tokens are case-sensitive: the same token in other case is another phone's.
+    fcm_send(&mock, &phone.token.to_ascii_uppercase());
+    fcm_send(&mock, &phone.token);
+    // The first push line is the phone's own token's (its start shown).
+    let woken = sim.expect_line("push ", SOON);
+    let expected = format!(
+        "push user={} token={}… fcm_name=projects/voip-app-sim/messages/",
+        phone.user,
+        &phone.token[..8]
+    );
+    assert!(woken.starts_with(&expected), "{woken}");
+
+    let (register, from) = registrar.receive();
+    let contact = header(&register, "Contact");
+    for part in [
+        format!("<sip:{}@127.0.0.1:{};", phone.user, phone.ua_port),
+        "pn-provider=fcm;".into(),
+        format!("pn-prid={};", phone.token),
+        "pn-param=voip-app-sim>".into(),
+        format!("+sip.instance=\"<urn:uuid:{}>\"", phone.instance),
+    ] {
+        assert!(
+            contact.contains(&part),
+            "{part} missing in Contact: {contact}"
+        );
+    }
+    registrar.answer(&register, 200, from);
+    sim.expect_line(&format!("registered user={}", phone.user), SOON);
 }

@@ -50,7 +50,7 @@ enum Command {
     Fcm(fcm_cmd::Command),
     /// Show a call to a sleeping iPhone: parked, woken by a VoIP push, connected.
     Demo(demo_cmd::Args),
-    /// Behave like the iPhone app: on a push from the mock APNs, REGISTER with push parameters.
+    /// Behave like the phone apps: on a push from the mock APNs or FCM, REGISTER with push parameters.
     DeviceSim(device_sim::Args),
 }
 

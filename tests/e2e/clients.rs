@@ -426,7 +426,7 @@ impl Waker {
             .expect("phone without push")
             .voip
             .clone();
-        let mut stream = TcpStream::connect(mock.control).expect("connect control port");
+        let mut stream = TcpStream::connect(mock.control.addr).expect("connect control port");
         stream.set_read_timeout(Some(SOON * 3)).unwrap();
         writeln!(
             stream,

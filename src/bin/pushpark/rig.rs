@@ -279,43 +279,17 @@ pub fn pushpark_bin() -> PathBuf {
     }
 }
 
-/// `pushpark mock-apns` with its control port.
-pub struct Mock {
-    /// Held for its Drop, which stops the mock.
-    _proc: Proc,
+/// A mock's JSON-lines control port (see `pushpark::mock::control`), the same for both mocks.
+pub struct ControlPort {
     pub addr: SocketAddr,
-    pub control: SocketAddr,
-    pub state_dir: PathBuf,
+    /// How the mock compares tokens: APNs's in any case (hex), FCM's exactly.
+    tokens_ignore_case: bool,
 }
 
-impl Mock {
-    pub fn start(dir: &Path, delay_ms: u64) -> Mock {
-        let (port, control_port) = (free_port(), free_port());
-        let state_dir = dir.join("mock");
-        let mut cmd = Command::new(pushpark_bin());
-        cmd.arg("mock-apns")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .arg("--control")
-            .arg(format!("127.0.0.1:{control_port}"));
-        if delay_ms > 0 {
-            cmd.arg("--delay-ms").arg(delay_ms.to_string());
-        }
-        let proc = Proc::spawn(cmd, "mock-apns", dir, true);
-        proc.expect_line("listening on", SOON);
-        Mock {
-            _proc: proc,
-            addr: ([127, 0, 0, 1], port).into(),
-            control: ([127, 0, 0, 1], control_port).into(),
-            state_dir,
-        }
-    }
-
+impl ControlPort {
     /// Sends one control command and returns the mock's answer.
     pub fn control(&self, command: serde_json::Value) -> serde_json::Value {
-        let mut stream = TcpStream::connect(self.control).expect("connect control port");
+        let mut stream = TcpStream::connect(self.addr).expect("connect control port");
         stream.set_read_timeout(Some(SOON)).unwrap();
         writeln!(stream, "{command}").unwrap();
         let mut line = String::new();
@@ -325,14 +299,15 @@ impl Mock {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("control answer {line:?}: {e}"))
     }
 
-    /// Makes the mock answer pushes for `token` with this Apple reason (e.g. "Unregistered").
+    /// Makes the mock answer pushes for `token` with this rejection (APNs: "Unregistered",
+    /// FCM: "UNREGISTERED").
     pub fn script_reject(&self, token: &str, reason: &str) {
         let answer =
             self.control(serde_json::json!({"script": {"token": token, "reason": reason}}));
         assert_eq!(answer["ok"], true, "script {token}: {answer}");
     }
 
-    /// Makes the mock answer only the next `times` pushes for `token` with this Apple reason.
+    /// Makes the mock answer only the next `times` pushes for `token` with this rejection.
     pub fn script_reject_next(&self, token: &str, reason: &str, times: u32) {
         let script = serde_json::json!({"token": token, "reason": reason, "times": times});
         let answer = self.control(serde_json::json!({ "script": script }));
@@ -353,7 +328,7 @@ impl Mock {
 
     /// Streams every push the mock accepts from now on.
     pub fn watch(&self) -> PushWatch {
-        let mut stream = TcpStream::connect(self.control).expect("connect control port");
+        let mut stream = TcpStream::connect(self.addr).expect("connect control port");
         writeln!(stream, "{{\"watch\":true}}").unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::spawn(move || {
@@ -365,13 +340,113 @@ impl Mock {
                 }
             }
         });
-        PushWatch { rx }
+        PushWatch {
+            rx,
+            tokens_ignore_case: self.tokens_ignore_case,
+        }
     }
 }
 
-/// The pushes the mock accepted, as its control port reports them.
+/// A mock started as `pushpark <command> --listen .. --state-dir <dir>/<name> --control ..
+/// <extra>`: its process, its address, its control port and its state dir.
+fn start_mock(
+    dir: &Path,
+    command: &str,
+    extra: &[String],
+) -> (Proc, SocketAddr, SocketAddr, PathBuf) {
+    let (port, control_port) = (free_port(), free_port());
+    let state_dir = dir.join(command);
+    let mut cmd = Command::new(pushpark_bin());
+    cmd.arg(command)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .arg("--control")
+        .arg(format!("127.0.0.1:{control_port}"))
+        .args(extra);
+    let proc = Proc::spawn(cmd, command, dir, true);
+    proc.expect_line("listening on", SOON);
+    let addr = ([127, 0, 0, 1], port).into();
+    (proc, addr, ([127, 0, 0, 1], control_port).into(), state_dir)
+}
+
+/// `pushpark mock-apns` with its control port.
+pub struct Mock {
+    /// Held for its Drop, which stops the mock.
+    _proc: Proc,
+    pub addr: SocketAddr,
+    pub control: ControlPort,
+    pub state_dir: PathBuf,
+}
+
+impl Mock {
+    pub fn start(dir: &Path, delay_ms: u64) -> Mock {
+        let delay = match delay_ms {
+            0 => vec![],
+            ms => vec!["--delay-ms".into(), ms.to_string()],
+        };
+        let (proc, addr, control, state_dir) = start_mock(dir, "mock-apns", &delay);
+        Mock {
+            _proc: proc,
+            addr,
+            control: ControlPort {
+                addr: control,
+                tokens_ignore_case: true,
+            },
+            state_dir,
+        }
+    }
+}
+
+/// The tests drive the mock through its control port.
+impl std::ops::Deref for Mock {
+    type Target = ControlPort;
+    fn deref(&self) -> &ControlPort {
+        &self.control
+    }
+}
+
+/// `pushpark mock-fcm` (FCM HTTP v1 and its OAuth token endpoint) with its control port.
+pub struct MockFcm {
+    /// Held for its Drop, which stops the mock.
+    _proc: Proc,
+    pub addr: SocketAddr,
+    pub control: ControlPort,
+    pub state_dir: PathBuf,
+    /// The Firebase project its service account belongs to.
+    pub project: String,
+}
+
+impl MockFcm {
+    pub fn start(dir: &Path, project: &str) -> MockFcm {
+        let extra = ["--project-id".to_string(), project.to_string()];
+        let (proc, addr, control, state_dir) = start_mock(dir, "mock-fcm", &extra);
+        MockFcm {
+            _proc: proc,
+            addr,
+            control: ControlPort {
+                addr: control,
+                tokens_ignore_case: false,
+            },
+            state_dir,
+            project: project.into(),
+        }
+    }
+}
+
+/// The tests drive the mock through its control port.
+impl std::ops::Deref for MockFcm {
+    type Target = ControlPort;
+    fn deref(&self) -> &ControlPort {
+        &self.control
+    }
+}
+
+/// The pushes a mock accepted, as its control port reports them.
 pub struct PushWatch {
     rx: Receiver<serde_json::Value>,
+    tokens_ignore_case: bool,
 }
 
 impl PushWatch {
@@ -383,13 +458,21 @@ impl PushWatch {
                 Ok(p)
                     if p["token"]
                         .as_str()
-                        .is_some_and(|t| t.eq_ignore_ascii_case(token)) =>
+                        .is_some_and(|t| self.same_token(t, token)) =>
                 {
                     return p
                 }
                 Ok(_) => {}
                 Err(_) => panic!("no push for {token} within {timeout:?}"),
             }
+        }
+    }
+
+    fn same_token(&self, a: &str, b: &str) -> bool {
+        if self.tokens_ignore_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
         }
     }
 
@@ -651,6 +734,16 @@ impl Kamailio {
         })
     }
 
+    /// `engine` (see `engine_config`) with `fcm` as FCM: its service account, its CA.
+    pub fn with_fcm(mut engine: serde_json::Value, fcm: &MockFcm) -> serde_json::Value {
+        engine["fcm"] = serde_json::json!({
+            "service_account_file": fcm.state_dir.join("service-account.json"),
+            "endpoint": fcm.addr.to_string(),
+            "ca_file": fcm.state_dir.join("ca.pem"),
+        });
+        engine
+    }
+
     /// `engine` (see `engine_config`) as node `node_id` of a cluster sharing `redis`, and the
     /// defines of the config's cluster part (Path handling), with a TCP listener on `tcp`.
     pub fn cluster_node(
@@ -899,28 +992,78 @@ pub fn device_ua(dir: &Path, scenario: &str, port: u16, calls: u32, name: &str) 
     p
 }
 
-/// An iPhone: a user with a push token and a stable +sip.instance, answering on `ua_port`.
+/// Who pushes a phone: Apple (an iPhone) or Firebase Cloud Messaging (an Android phone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pusher {
+    Apns,
+    /// The Firebase project the app belongs to (its pn-param).
+    Fcm {
+        project: String,
+    },
+}
+
+/// The APNs topic the iPhone app registers (its pn-param): the mock's team, a VoIP topic.
+pub const APNS_PN_PARAM: &str = "TESTTEAM01.com.example.app.voip";
+
+/// A phone: a user with a push token and a stable +sip.instance, answering on `ua_port`.
 #[derive(Clone)]
 pub struct Phone {
     pub user: String,
+    pub pusher: Pusher,
     pub token: String,
     pub instance: String,
     pub ua_port: u16,
 }
 
 impl Phone {
-    /// A phone for a user name unique to this test run (registrations outlive a test).
+    /// An iPhone for a user name unique to this test run (registrations outlive a test).
     pub fn new(user: &str) -> Phone {
-        let user = format!("{user}{}", std::process::id());
         let token: String = (0..32)
             .map(|_| format!("{:02x}", rand::random::<u8>()))
             .collect();
-        let instance = uuid::Uuid::new_v4().to_string();
+        Phone::with_token(user, Pusher::Apns, token)
+    }
+
+    /// An Android phone of the app of Firebase project `project`, with a registration token of
+    /// FCM's shape (an instance id, `:APA91b`, then base64url; case matters), ~160 characters.
+    pub fn android(user: &str, project: &str) -> Phone {
+        const BASE64URL: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let random = |n: usize| -> String {
+            (0..n)
+                .map(|_| BASE64URL[usize::from(rand::random::<u8>() % 64)] as char)
+                .collect()
+        };
+        let token = format!("{}:APA91b{}", random(22), random(134));
+        let pusher = Pusher::Fcm {
+            project: project.into(),
+        };
+        Phone::with_token(user, pusher, token)
+    }
+
+    fn with_token(user: &str, pusher: Pusher, token: String) -> Phone {
         Phone {
-            user,
+            user: format!("{user}{}", std::process::id()),
+            pusher,
             token,
-            instance,
+            instance: uuid::Uuid::new_v4().to_string(),
             ua_port: free_port(),
+        }
+    }
+
+    /// Its RFC 8599 pn-provider.
+    pub fn pn_provider(&self) -> &str {
+        match self.pusher {
+            Pusher::Apns => "apns",
+            Pusher::Fcm { .. } => "fcm",
+        }
+    }
+
+    /// Its RFC 8599 pn-param: the APNs topic, or the Firebase project.
+    pub fn pn_param(&self) -> &str {
+        match &self.pusher {
+            Pusher::Apns => APNS_PN_PARAM,
+            Pusher::Fcm { project } => project,
         }
     }
 
@@ -929,7 +1072,9 @@ impl Phone {
         let mut cmd = sipp("register.xml", free_port());
         cmd.arg(server).args(["-s", &self.user, "-m", "1"]);
         let keys = [
+            ("provider", self.pn_provider().to_string()),
             ("token", self.token.clone()),
+            ("param", self.pn_param().to_string()),
             ("instance", self.instance.clone()),
             ("expires", expires.to_string()),
             ("contact_port", self.ua_port.to_string()),
@@ -949,13 +1094,26 @@ impl Phone {
 
     /// Many phones registering while awake, as `register` does, in one SIPp run.
     pub fn register_all(phones: &[Phone], dir: &Path, server: &str, expires: u32) {
-        let keys = ["service", "token", "instance", "contact_port"];
+        let keys = [
+            "service",
+            "provider",
+            "token",
+            "param",
+            "instance",
+            "contact_port",
+        ];
         let scenario = injected_scenario(dir, "register.xml", &keys);
         let rows: Vec<Vec<String>> = phones
             .iter()
             .map(|p| {
-                let port = p.ua_port.to_string();
-                vec![p.user.clone(), p.token.clone(), p.instance.clone(), port]
+                vec![
+                    p.user.clone(),
+                    p.pn_provider().to_string(),
+                    p.token.clone(),
+                    p.pn_param().to_string(),
+                    p.instance.clone(),
+                    p.ua_port.to_string(),
+                ]
             })
             .collect();
         let users = injection_file(dir, "register.csv", &rows);
@@ -978,12 +1136,24 @@ impl Phone {
         format!("sip:{}@127.0.0.1", self.user)
     }
 
-    /// `--device` argument of `pushpark device-sim`.
-    pub fn sim_arg(&self) -> String {
-        format!(
-            "{}:{}:{}:{}",
-            self.user, self.token, self.ua_port, self.instance
-        )
+    /// The option of `pushpark device-sim` that gives it this phone, and its value.
+    pub fn sim_args(&self) -> [String; 2] {
+        match &self.pusher {
+            Pusher::Apns => [
+                "--device".into(),
+                format!(
+                    "{}:{}:{}:{}",
+                    self.user, self.token, self.ua_port, self.instance
+                ),
+            ],
+            Pusher::Fcm { project } => [
+                "--android".into(),
+                format!(
+                    "{}:{}:{}:{project}:{}",
+                    self.user, self.ua_port, self.instance, self.token
+                ),
+            ],
+        }
     }
 }
 
@@ -1056,18 +1226,35 @@ pub fn register_desktop(dir: &Path, server: &str, user: &str, port: u16) {
     );
 }
 
-/// `pushpark device-sim` for these phones; returns once it watches the mock.
+/// `pushpark device-sim` for these iPhones; returns once it watches the mock.
 pub fn device_sim(dir: &Path, mock: &Mock, server: &str, phones: &[&Phone], wake_ms: u64) -> Proc {
+    phone_sim(dir, Some(mock), None, server, phones, wake_ms)
+}
+
+/// `pushpark device-sim` for these phones, iPhones woken by `apns`' pushes and Android phones by
+/// `fcm`'s; returns once it watches them.
+pub fn phone_sim(
+    dir: &Path,
+    apns: Option<&Mock>,
+    fcm: Option<&MockFcm>,
+    server: &str,
+    phones: &[&Phone],
+    wake_ms: u64,
+) -> Proc {
     let mut cmd = Command::new(pushpark_bin());
     cmd.arg("device-sim")
-        .arg("--control")
-        .arg(mock.control.to_string())
         .arg("--registrar")
         .arg(server)
         .arg("--wake-delay-ms")
         .arg(wake_ms.to_string());
+    if let Some(mock) = apns {
+        cmd.arg("--control").arg(mock.control.addr.to_string());
+    }
+    if let Some(mock) = fcm {
+        cmd.arg("--fcm-control").arg(mock.control.addr.to_string());
+    }
     for p in phones {
-        cmd.arg("--device").arg(p.sim_arg());
+        cmd.args(p.sim_args());
     }
     let sim = Proc::spawn(cmd, "device-sim", dir, true);
     sim.expect_line("ready", SOON);

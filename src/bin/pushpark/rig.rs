@@ -487,8 +487,6 @@ impl PushWatch {
     }
 }
 
-/// The Kamailio module: `PUSHPARK_KAMAILIO_MODULE`, else where `make -C adapters/kamailio`
-/// puts it.
 /// Debian's redis-server on a free loopback port, without persistence: the store several
 /// pushpark nodes share (the engine's `cluster` config).
 pub struct Redis {
@@ -551,6 +549,8 @@ impl Redis {
     }
 }
 
+/// The Kamailio module: `PUSHPARK_KAMAILIO_MODULE`, else where `make -C adapters/kamailio`
+/// puts it.
 pub fn module_path() -> PathBuf {
     if let Some(p) = std::env::var_os("PUSHPARK_KAMAILIO_MODULE") {
         return PathBuf::from(p);

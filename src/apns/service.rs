@@ -2,7 +2,7 @@
 //! (`POST /3/device/{token}` with the apns-* headers) and the meaning of Apple's answers.
 
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
@@ -40,6 +40,8 @@ pub struct Prepared {
     apns_id: HeaderValue,
     expiration: Option<HeaderValue>,
     collapse_id: Option<HeaderValue>,
+    /// Else hyper formats it anew, into a new allocation, for every attempt.
+    content_length: HeaderValue,
     body: Bytes,
 }
 
@@ -52,9 +54,10 @@ impl Service for Apns {
     fn prepare(&self, push: Push, apns_id: Uuid) -> Result<Prepared, SubmitError> {
         push.validate()?;
         let invalid = |what: &str| SubmitError::Invalid(format!("{what} is not a valid header"));
-        let path =
-            PathAndQuery::from_maybe_shared(Bytes::from(format!("/3/device/{}", push.token)))
-                .map_err(|_| invalid("the device token"))?;
+        // Sized exactly, so `Bytes` takes the buffer without allocating a header for it.
+        let path = [b"/3/device/".as_slice(), push.token.as_bytes()].concat();
+        let path = PathAndQuery::from_maybe_shared(Bytes::from(path))
+            .map_err(|_| invalid("the device token"))?;
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(Scheme::HTTPS);
         parts.authority = Some(self.authority.clone());
@@ -84,6 +87,7 @@ impl Service for Apns {
                 .map(|c| HeaderValue::from_maybe_shared(Bytes::from(c)))
                 .transpose()
                 .map_err(|_| invalid("the collapse id"))?,
+            content_length: HeaderValue::from(push.payload.len()),
             body: Bytes::from(push.payload),
         })
     }
@@ -105,6 +109,7 @@ impl Service for Apns {
         if let Some(v) = &p.collapse_id {
             h.insert(APNS_COLLAPSE_ID.clone(), v.clone());
         }
+        h.insert(CONTENT_LENGTH, p.content_length.clone());
         if let Some(v) = authorization {
             h.insert(AUTHORIZATION, v);
         }

@@ -2,6 +2,8 @@
 //! reconnects it with backoff, and starts streams on it under one short lock.
 
 use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -9,12 +11,14 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use rustls::pki_types::ServerName;
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
@@ -348,12 +352,16 @@ impl<C: Credentials> Pool<C> {
         }
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<(Sender, http2::Connection<Io, Body, BoxingExecutor>), String> {
+    async fn connect(&self) -> Result<(Sender, http2::Connection<Io, Body, ConnExecutor>), String> {
         let t = &self.target;
         let tls = open_tls(&t.host, t.port, &t.display, &t.server_name, &t.tls).await?;
-        http2::Builder::new(BoxingExecutor)
+        let (tasks, new_tasks) = mpsc::unbounded_channel();
+        tokio::spawn(run_tasks(new_tasks));
+        let exec = ConnExecutor {
+            tasks,
+            io_started: Arc::new(AtomicBool::new(false)),
+        };
+        http2::Builder::new(exec)
             .timer(TokioTimer::new())
             .keep_alive_interval(t.ping_interval)
             .keep_alive_timeout(t.ping_timeout)
@@ -393,20 +401,58 @@ pub(crate) async fn open_tls(
     Ok(tls)
 }
 
-/// Runs hyper's tasks boxed. hyper spawns one task per request whose type is
-/// as large as its biggest variant (the connection itself, ~2.5 KiB), and tokio
-/// moves a task's whole slot when it finishes; boxed, the slot is a pointer.
-#[derive(Clone, Copy)]
-struct BoxingExecutor;
+/// A hyper task: boxed, as hyper's task type is as large as its biggest
+/// variant (the connection itself, ~2.5 KiB).
+type HyperTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-impl<F> hyper::rt::Executor<F> for BoxingExecutor
+/// Runs one connection's per-request hyper tasks (two per request) together in
+/// one tokio task, `run_tasks`: a tokio task each would cost an aligned
+/// allocation and the scheduler's bookkeeping, twice per push.
+#[derive(Clone)]
+struct ConnExecutor {
+    tasks: mpsc::UnboundedSender<HyperTask>,
+    /// hyper executes the connection's I/O first, at the handshake. It gets a tokio
+    /// task of its own: polled among the requests' tasks, its reads would no longer
+    /// yield to them (see `PacedRead`).
+    io_started: Arc<AtomicBool>,
+}
+
+impl<F> hyper::rt::Executor<F> for ConnExecutor
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     fn execute(&self, fut: F) {
-        tokio::spawn(Box::pin(fut));
+        let task: HyperTask = Box::pin(fut.map(drop));
+        if !self.io_started.swap(true, Ordering::Relaxed) {
+            tokio::spawn(task);
+        } else {
+            // Fails only once `run_tasks` is dropped, with the runtime.
+            let _ = self.tasks.send(task);
+        }
     }
+}
+
+/// Polls the tasks a `ConnExecutor` sends until they and the executor are all gone.
+async fn run_tasks(mut new: mpsc::UnboundedReceiver<HyperTask>) {
+    let mut running = FuturesUnordered::new();
+    poll_fn(|cx| loop {
+        // Takes every new task; `Pending` has the next one wake this task.
+        let closed = loop {
+            match new.poll_recv(cx) {
+                Poll::Ready(Some(task)) => running.push(task),
+                Poll::Ready(None) => break true,
+                Poll::Pending => break false,
+            }
+        };
+        match running.poll_next_unpin(cx) {
+            // One ended: look again.
+            Poll::Ready(Some(())) => {}
+            Poll::Ready(None) if closed => return Poll::Ready(()),
+            _ => return Poll::Pending,
+        }
+    })
+    .await
 }
 
 type Io = TokioIo<PacedRead<tokio_rustls::client::TlsStream<TcpStream>>>;

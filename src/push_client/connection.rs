@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -419,11 +419,10 @@ struct ConnExecutor {
 
 impl<F> hyper::rt::Executor<F> for ConnExecutor
 where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, fut: F) {
-        let task: HyperTask = Box::pin(fut.map(drop));
+        let task: HyperTask = Box::pin(fut);
         if !self.io_started.swap(true, Ordering::Relaxed) {
             tokio::spawn(task);
         } else {

@@ -316,12 +316,7 @@ struct Job<S: Service, C: Credentials> {
     report: Report<S, C>,
 }
 
-async fn deliver<S: Service, C: Credentials, F>(
-    mut job: Box<Job<S, C>>,
-    first: Option<Dispatched<F>>,
-) where
-    F: Future<Output = hyper::Result<Response<Incoming>>>,
-{
+async fn deliver<S: Service, C: Credentials>(mut job: Box<Job<S, C>>, first: Option<Dispatched>) {
     let job = &mut *job;
     let deadline = tokio::time::Instant::from_std(job.deadline);
     // Past the deadline the attempt is dropped, which resets its stream.
@@ -349,15 +344,12 @@ async fn deliver<S: Service, C: Credentials, F>(
 /// `Retry-After` or the retry backoff. A request that may have been processed
 /// (written, then its connection lost) never goes out again: it ends
 /// `Unconfirmed`. Without a connection or credentials the push waits for them.
-async fn attempts<S: Service, C: Credentials, F>(
+async fn attempts<S: Service, C: Credentials>(
     s: &Shared<S, C>,
     request: &S::Prepared,
     report: &mut Report<S, C>,
-    first: Option<Dispatched<F>>,
-) -> Outcome<S::Reason>
-where
-    F: Future<Output = hyper::Result<Response<Incoming>>>,
-{
+    first: Option<Dispatched>,
+) -> Outcome<S::Reason> {
     let mut failures = Failures::default();
     if let Some(sent) = first {
         if let Some(outcome) = attempt(s, report, sent, &mut failures).await {
@@ -412,15 +404,12 @@ const REFUSED_BACKOFF: Backoff = Backoff {
 /// Awaits one sent request: the final outcome, or `None` to send it again
 /// (after a backoff unless the server certainly did not see it, or said it
 /// did not deliver it).
-async fn attempt<S: Service, C: Credentials, F>(
+async fn attempt<S: Service, C: Credentials>(
     s: &Shared<S, C>,
     report: &mut Report<S, C>,
-    (response, conn, generation): Dispatched<F>,
+    (response, conn, generation): Dispatched,
     failures: &mut Failures,
-) -> Option<Outcome<S::Reason>>
-where
-    F: Future<Output = hyper::Result<Response<Incoming>>>,
-{
+) -> Option<Outcome<S::Reason>> {
     report.attempts += 1;
     Counters::inc(&s.counters.sent);
     if report.attempts > 1 {

@@ -6,7 +6,6 @@ use http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
-use std::io::Write as _;
 use std::ops::Range;
 use uuid::Uuid;
 
@@ -148,9 +147,31 @@ fn put(buf: &mut Vec<u8>, pieces: &[&[u8]]) -> Range<usize> {
     start..buf.len()
 }
 
-/// Appends `n` in decimal to `buf`; where it lies there.
-fn put_number(buf: &mut Vec<u8>, n: u64) -> Range<usize> {
-    let start = buf.len();
-    write!(buf, "{n}").expect("a Vec takes every write");
-    start..buf.len()
+/// Appends `n` in decimal to `buf`; where it lies there. By hand: `write!`
+/// costs several times more.
+fn put_number(buf: &mut Vec<u8>, mut n: u64) -> Range<usize> {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return put(buf, &[&digits[start..]]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_put_in_decimal() {
+        let mut buf = b"x".to_vec();
+        for n in [0, 7, 10, 1_700_000_000, u64::MAX] {
+            let at = put_number(&mut buf, n);
+            assert_eq!(&buf[at], n.to_string().as_bytes());
+        }
+    }
 }

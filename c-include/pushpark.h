@@ -403,8 +403,10 @@ pushpark_result pushpark_fork(pushpark_engine *engine, const char *call_id, cons
  * The host gave up on a call (the caller CANCELled, or the host's own timer): a parked
  * call ends as CANCELLED, a resumed one is forgotten (as by pushpark_call_ended), and
  * no further event carries host_ref: none is polled after this returns OK, even one
- * queued before. A device pushed for the call that registers late gets a LATE_WAKE
- * with cause 487. PUSHPARK_ERR_NOT_FOUND if the engine no longer
+ * queued before; a RESUME or APPEND_BRANCH so dropped becomes its device's LATE_WAKE
+ * (the device registered for the call, and nothing else would tell it the call is
+ * over). A device pushed for the call that registers late gets a LATE_WAKE with
+ * cause 487. PUSHPARK_ERR_NOT_FOUND if the engine no longer
  * knows the call: it was rejected (the REJECT event may still be queued: the host must
  * handle it), cancelled or ended before, or it was resumed and its timeout has passed.
  * Any thread.
@@ -414,7 +416,8 @@ pushpark_result pushpark_cancel(pushpark_engine *engine, uint64_t host_ref);
 /*
  * The host's resumed call finished (answered or failed): the engine forgets it and
  * stops sending APPEND_BRANCH events for it (otherwise it keeps the call, for further
- * devices, until the call's timeout); none is polled after this returns OK. On a call
+ * devices, until the call's timeout); none is polled after this returns OK (those
+ * queued become LATE_WAKEs, as with pushpark_cancel). On a call
  * still parked it acts as pushpark_cancel. Late wakes get cause 487 (prefer
  * pushpark_call_completed, which says how the call ended).
  * PUSHPARK_ERR_NOT_FOUND if unknown. Any thread.

@@ -242,6 +242,43 @@ fn a_device_woken_for_a_failed_call_is_told_so() {
     late_wake_after(|h| h.engine().call_completed(5, 603).unwrap(), 480, "");
 }
 
+/// Both devices register before the host polls: the first one's Resume is taken and
+/// answered; the host ends the call while the second one's AppendBranch still waits. That
+/// branch is never added, and the device, which registered for the call, would show a
+/// call nobody ends: the queued AppendBranch becomes its LateWake, in its place.
+#[test]
+fn a_branch_still_queued_when_the_host_ends_the_call_becomes_a_late_wake() {
+    let mut h = Harness::start(|_| {});
+    let (a, b) = (token(1), token(2));
+    phone(&h, &a, "<urn:uuid:a>");
+    phone(&h, &b, "<urn:uuid:b>");
+    let id = h.engine().park(&req("alice", 9, None)).unwrap();
+    wait_pushes(&mut h, 2);
+    for (tok, instance) in [(&a, "<urn:uuid:a>"), (&b, "<urn:uuid:b>")] {
+        let c = push_contact("alice", tok);
+        h.engine()
+            .register(&register("alice", &c, Some(instance)))
+            .unwrap();
+    }
+    let resume = h.engine().poll_event().expect("the first device's Resume");
+    assert_eq!((resume.kind, resume.host_ref), (EventKind::Resume, 9));
+    h.engine().call_completed(9, 200).unwrap();
+
+    let e = h.engine().poll_event().expect("the second device's LateWake");
+    assert_eq!(
+        (e.kind, e.host_ref, e.park_id, e.device_key.as_str()),
+        (EventKind::LateWake, 0, id, "urn:uuid:b")
+    );
+    assert_eq!(
+        (e.sip_code, e.reason.as_str()),
+        (200, "Call completed elsewhere")
+    );
+    assert!(e.contact.contains(&shown(&b)) && !e.contact.contains(&b));
+    assert_eq!(h.engine().poll_event(), None);
+    assert_eq!(registers(&mut h, &b, "<urn:uuid:b>"), [], "told once");
+    assert_eq!(h.engine().stats().late_wakes, 1);
+}
+
 #[test]
 fn a_device_woken_for_a_call_that_timed_out_is_told_so() {
     let mut h = Harness::start(|_| {});

@@ -65,6 +65,25 @@ static void pp_push_result(const pp_host_t *host, pushpark_event *ev)
 	}
 }
 
+/* The call of a RESUME or APPEND_BRANCH was over before its branch could be added: answered
+ * on another branch or cancelled while the event waited (the worker's word of it had not
+ * reached the engine yet). The engine counts the device as ringing and will not wake it
+ * late, so it is told here as a late wake would tell it: its app ends the call it shows. */
+static void pp_gone(pushpark_engine *engine, const pp_host_t *host, pushpark_event *ev)
+{
+	uint64_t ref = pushpark_event_get_host_ref(ev);
+	int code = host->ended(ref);
+
+	if(code < 200) {
+		pushpark_call_ended(engine, ref);
+		return;
+	}
+	pushpark_call_completed(engine, ref, code);
+	/* The cause as the engine gives late wakes theirs. */
+	code = code < 300 ? 200 : code == 487 ? 487 : 480;
+	host->late_wake(ev, code, code == 200 ? "Call completed elsewhere" : "");
+}
+
 static void pp_event(pushpark_engine *engine, const pp_host_t *host, pushpark_event *ev)
 {
 	uint64_t ref = pushpark_event_get_host_ref(ev);
@@ -72,17 +91,18 @@ static void pp_event(pushpark_engine *engine, const pp_host_t *host, pushpark_ev
 	switch(pushpark_event_get_kind(ev)) {
 		case PUSHPARK_EVENT_RESUME:
 			if(host->resume(ref, pp_call_forget(ref), ev) < 0)
-				pushpark_call_ended(engine, ref);
+				pp_gone(engine, host, ev);
 			break;
 		case PUSHPARK_EVENT_REJECT:
 			pp_reject(host, ev);
 			break;
 		case PUSHPARK_EVENT_APPEND_BRANCH:
 			if(host->append(ref, ev) < 0)
-				pushpark_call_ended(engine, ref);
+				pp_gone(engine, host, ev);
 			break;
 		case PUSHPARK_EVENT_LATE_WAKE:
-			host->late_wake(ev);
+			host->late_wake(
+					ev, pushpark_event_get_sip_code(ev), pushpark_event_get_reason(ev));
 			break;
 		case PUSHPARK_EVENT_PUSH_RESULT:
 			pp_push_result(host, ev);

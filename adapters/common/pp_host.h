@@ -55,7 +55,12 @@ typedef struct pp_host {
 	int (*fork_reject)(uint64_t host_ref, int code, const char *reason);
 	int (*append)(uint64_t host_ref, const pushpark_event *ev);
 	int (*provisional_reply)(uint64_t host_ref);
-	void (*late_wake)(const pushpark_event *ev);
+	/* How the call ended when resume or append found it gone: its final reply's code,
+	 * 487 when cancelled, 0 when its transaction is gone too. */
+	int (*ended)(uint64_t host_ref);
+	/* INVITE + CANCEL (Reason: SIP;cause=code[;text=reason]) to the event's device, for a
+	 * call that ended without it (see pp_late.h). */
+	void (*late_wake)(const pushpark_event *ev, int code, const char *reason);
 } pp_host_t;
 
 /* The engine process's body, after the host made the process (it has forked it and run

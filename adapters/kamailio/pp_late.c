@@ -162,13 +162,12 @@ static void pp_cancel_invite(unsigned int h, unsigned int l, struct cancel_reaso
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 }
 
-void pp_late_wake(const pushpark_event *ev)
+void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
 {
 	static str method = str_init("INVITE");
 	const char *aor = pushpark_event_get_aor(ev);
 	const char *call_id = pushpark_event_get_call_id(ev);
 	const char *name = pushpark_event_get_caller_name(ev);
-	int code = pushpark_event_get_sip_code(ev);
 	char from_buf[PP_URI_MAX + 128], hdrs[2 * PP_URI_MAX];
 	pp_target_t tg;
 	str callid, fromtag, from, to, ruri, dst, headers;
@@ -244,10 +243,9 @@ void pp_late_wake(const pushpark_event *ev)
 		goto done;
 	}
 	/* The event's contact: usrloc's carries the whole push token, logs never do. */
-	LM_INFO("late wake: call %s ended (%d %s) before %s registered: INVITE + CANCEL to %s\n",
-			call_id, code, pushpark_event_get_reason(ev), aor,
-			pushpark_event_get_contact(ev));
-	cr = pp_reason(code, pushpark_event_get_reason(ev));
+	LM_INFO("late wake: call %s ended (%d %s) before %s could ring: INVITE + CANCEL to %s\n",
+			call_id, code, reason, aor, pushpark_event_get_contact(ev));
+	cr = pp_reason(code, reason);
 	if(cr)
 		pp_cancel_invite(h, l, cr);
 done:

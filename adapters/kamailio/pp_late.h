@@ -1,6 +1,7 @@
 /*
- * Late wake: a device woken by a push for a call that ended before it registered gets
- * that call's INVITE and at once its CANCEL, so the app can end the call it showed.
+ * Late wake: a device woken by a push for a call that ended before it registered (or
+ * before its branch could be added) gets that call's INVITE and at once its CANCEL, with
+ * the Reason code and text given, so the app can end the call it showed.
  */
 #ifndef PP_LATE_H
 #define PP_LATE_H
@@ -11,7 +12,7 @@
  * logged). */
 int pp_late_init(void);
 
-/* Engine process, on PUSHPARK_EVENT_LATE_WAKE. */
-void pp_late_wake(const pushpark_event *ev);
+/* Engine process: a LATE_WAKE event, or a RESUME/APPEND_BRANCH whose call had ended. */
+void pp_late_wake(const pushpark_event *ev, int code, const char *reason);
 
 #endif

@@ -506,6 +506,23 @@ static void pp_tm_release(struct cell *t, struct cell *orig)
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 }
 
+int pp_tm_ended(uint64_t ref)
+{
+	struct cell *t = NULL, *orig = tmb.t_gett();
+	int code = 0;
+
+	if(tmb.t_lookup_ident(&t, REF_HASH(ref), REF_LABEL(ref)) < 0 || t == NULL) {
+		tmb.t_sett(orig, T_BR_UNDEFINED);
+		return 0;
+	}
+	if(t->flags & T_CANCELED)
+		code = 487;
+	else if(t->uas.status >= 200)
+		code = t->uas.status;
+	pp_tm_release(t, orig);
+	return code;
+}
+
 /* 1 when the call has a branch other than the blind one of t_suspend(). Branches are
  * added by the worker that forked the call before the engine knows it, or by the engine
  * process itself. */

@@ -34,5 +34,8 @@ int pp_tm_fork_reject(uint64_t host_ref, int code, const char *reason);
 int pp_tm_append(uint64_t host_ref, const pushpark_event *ev);
 /* The provisional_reply modparam's reply, while the call rings nowhere. */
 int pp_tm_provisional(uint64_t host_ref);
+/* How the call ended: its final reply's code, 487 when cancelled; 0 while it goes on or
+ * when its transaction is gone. */
+int pp_tm_ended(uint64_t host_ref);
 
 #endif

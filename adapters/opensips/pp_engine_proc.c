@@ -41,6 +41,7 @@ static pp_host_t pp_opensips = {
 		.fork_reject = pp_tm_reject,
 		.append = pp_tm_append,
 		.provisional_reply = pp_tm_provisional,
+		.ended = pp_tm_ended,
 		.late_wake = pp_late_wake,
 };
 

@@ -127,7 +127,7 @@ static void pp_late_cb(struct cell *t, int type, struct tmcb_params *ps)
 			ps->code);
 }
 
-void pp_late_wake(const pushpark_event *ev)
+void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
 {
 	static str method = str_init("INVITE");
 	const char *aor = pushpark_event_get_aor(ev);
@@ -173,7 +173,7 @@ void pp_late_wake(const pushpark_event *ev)
 	 * sends in a confirmed dialog only; this one is ours, for one INVITE. */
 	dlg->T_flags |= T_PASS_PROVISIONAL_FLAG;
 	dlg->state = DLG_CONFIRMED;
-	l = pp_late_new(call_id, pushpark_event_get_sip_code(ev), pushpark_event_get_reason(ev));
+	l = pp_late_new(call_id, code, reason);
 	if(l == NULL)
 		goto done;
 	if(tmb.t_request_within(&method, &headers, NULL, dlg, pp_late_cb, l, pp_late_free) < 0) {
@@ -183,9 +183,8 @@ void pp_late_wake(const pushpark_event *ev)
 		goto done;
 	}
 	/* The event's contact: usrloc's carries the whole push token, logs never do. */
-	LM_INFO("late wake: call %s ended (%d %s) before %s registered: INVITE + CANCEL to %s\n",
-			call_id, pushpark_event_get_sip_code(ev), pushpark_event_get_reason(ev), aor,
-			pushpark_event_get_contact(ev));
+	LM_INFO("late wake: call %s ended (%d %s) before %s could ring: INVITE + CANCEL to %s\n",
+			call_id, code, reason, aor, pushpark_event_get_contact(ev));
 done:
 	/* free_dlg leaves obp (ours) alone. */
 	if(dlg)

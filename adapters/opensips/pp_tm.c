@@ -405,6 +405,21 @@ static struct cell *pp_tm_acquire(uint64_t ref)
 	return t;
 }
 
+int pp_tm_ended(uint64_t ref)
+{
+	struct cell *t = NULL;
+	int code = 0;
+
+	if(tmb.t_lookup_ident(&t, REF_HASH(ref), REF_LABEL(ref)) < 0 || t == NULL)
+		return 0;
+	if(was_cancelled(t))
+		code = 487;
+	else if(t->uas.status >= 200)
+		code = t->uas.status;
+	tmb.unref_cell(t);
+	return code;
+}
+
 /* 1 when a branch other than the phony one still rings. */
 static int pp_rings(struct cell *t)
 {

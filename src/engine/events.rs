@@ -76,6 +76,54 @@ pub struct Event {
     pub relay: Option<Relay>,
 }
 
+/// The Reason text of a late wake's CANCEL with `cause` (RFC 3326; 200 is the text
+/// phones know from forking proxies).
+pub(crate) fn late_wake_reason(cause: u16) -> &'static str {
+    if cause == 200 {
+        "Call completed elsewhere"
+    } else {
+        ""
+    }
+}
+
+impl Event {
+    /// A Resume or AppendBranch of a call the host ended before polling it: its device
+    /// woke and registered for the call, and the engine counts it as ringing, so no later
+    /// REGISTER tells it the call is over. It becomes the device's LateWake now.
+    fn into_late_wake(self, cause: u16) -> Option<Event> {
+        matches!(self.kind, EventKind::Resume | EventKind::AppendBranch).then(|| Event {
+            kind: EventKind::LateWake,
+            host_ref: 0,
+            sip_code: cause,
+            reason: late_wake_reason(cause).to_string(),
+            ..self
+        })
+    }
+}
+
+/// Drops the events of a call the host ended, turning its Resume and AppendBranch into
+/// LateWakes in their place when late wakes are on (`late_wake`: the cause, how the call
+/// ended as a late wake's Reason gives it). Returns how many it made. Host_ref 0 is no call.
+pub(crate) fn purge_call(
+    queue: &mut VecDeque<Event>,
+    host_ref: u64,
+    late_wake: Option<u16>,
+) -> u64 {
+    if host_ref == 0 || !queue.iter().any(|e| e.host_ref == host_ref) {
+        return 0;
+    }
+    let mut late = 0;
+    for e in std::mem::take(queue) {
+        if e.host_ref != host_ref {
+            queue.push_back(e);
+        } else if let Some(wake) = late_wake.and_then(|cause| e.into_late_wake(cause)) {
+            late += 1;
+            queue.push_back(wake);
+        }
+    }
+    late
+}
+
 /// How to reach a device that registered on another node (cluster.rs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Relay {
@@ -133,17 +181,15 @@ impl EventQueue {
     }
 
     /// Drops the queued events of a call the host ended, so none is polled
-    /// after the host was told it ended (host_ref 0 is no call).
-    pub(crate) fn purge(&self, host_ref: u64) {
-        if host_ref == 0 {
-            return;
-        }
+    /// after the host was told it ended (`purge_call`); returns the late wakes made.
+    pub(crate) fn purge(&self, host_ref: u64, late_wake: Option<u16>) -> u64 {
         let mut q = self.queue.lock();
         let before = q.len();
-        q.retain(|e| e.host_ref != host_ref);
+        let late = purge_call(&mut q, host_ref, late_wake);
         if before > 0 && q.is_empty() {
             self.reset();
         }
+        late
     }
 
     pub(crate) fn pop(&self) -> Option<Event> {
@@ -246,17 +292,49 @@ mod tests {
     fn purge_drops_one_calls_events_and_resets_the_fd_when_empty() {
         let q = EventQueue::new(16).unwrap();
         for host_ref in [1, 2, 1, 0] {
-            q.push(event(host_ref));
+            q.push(Event {
+                kind: EventKind::Reject,
+                ..event(host_ref)
+            });
         }
-        q.purge(1);
-        q.purge(0);
+        q.purge(1, Some(487));
+        q.purge(0, Some(487));
         assert_eq!(q.len(), 2);
-        q.purge(2);
+        q.purge(2, Some(487));
         assert_eq!(q.pop().unwrap().host_ref, 0);
-        q.push(event(5));
-        q.purge(5);
+        q.push(Event {
+            kind: EventKind::PushResult,
+            ..event(5)
+        });
+        q.purge(5, Some(487));
         assert!(!readable(q.fd()));
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_purged_calls_resume_and_branches_become_late_wakes_in_their_place() {
+        let q = EventQueue::new(16).unwrap();
+        let with_kind = |kind, host_ref, device: &str| Event {
+            kind,
+            device_key: device.into(),
+            ..event(host_ref)
+        };
+        q.push(with_kind(EventKind::PushResult, 1, "a"));
+        q.push(with_kind(EventKind::Resume, 1, "a"));
+        q.push(with_kind(EventKind::Reject, 2, ""));
+        q.push(with_kind(EventKind::AppendBranch, 1, "b"));
+        q.push(with_kind(EventKind::Resume, 3, "c"));
+        assert_eq!(q.purge(3, None), 0, "late wakes off: dropped");
+        assert_eq!(q.purge(1, Some(200)), 2);
+        let left: Vec<_> = std::iter::from_fn(|| q.pop())
+            .map(|e| (e.kind, e.host_ref, e.device_key, e.sip_code, e.reason))
+            .collect();
+        let completed = |device: &str| {
+            let reason = "Call completed elsewhere".to_string();
+            (EventKind::LateWake, 0, device.to_string(), 200, reason)
+        };
+        let rejected = (EventKind::Reject, 2, String::new(), 0, String::new());
+        assert_eq!(left, [completed("a"), rejected, completed("b")]);
     }
 
     #[test]

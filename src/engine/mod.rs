@@ -31,6 +31,7 @@ pub use config::{
     StoreConfig,
 };
 pub use contact::{ContactError, ContactRules};
+pub(crate) use events::purge_call;
 pub use events::{Event, EventKind, Relay};
 pub use parked::ParkedInfo;
 pub use push::PayloadTemplate;
@@ -98,7 +99,7 @@ pub struct ForkContact<'a> {
 
 /// How the host's call ended (the Reason a late-waking device gets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CallEnd {
+pub(crate) enum CallEnd {
     /// The caller cancelled, or the host gave up (cause 487).
     Cancelled,
     /// The call got this final status (2xx: answered elsewhere, cause 200;
@@ -107,7 +108,7 @@ enum CallEnd {
 }
 
 impl CallEnd {
-    fn cause(self) -> u16 {
+    pub(crate) fn cause(self) -> u16 {
         match self {
             CallEnd::Cancelled | CallEnd::Completed(487) => 487,
             CallEnd::Completed(200..=299) => 200,

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::events::{Event, EventKind, EventQueue, Relay};
+use super::events::{late_wake_reason, Event, EventKind, EventQueue, Relay};
 use super::late::{Ghost, LateWakes};
 use super::redact;
-use super::stats::{inc, Counters};
+use super::stats::{add, inc, Counters};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallState {
@@ -253,7 +253,8 @@ impl Table {
     /// The host ended the call (cancel, call_ended, call_completed; `cause`
     /// as a late wake's Reason gives it): it is forgotten and its queued
     /// events dropped, under this lock, so none is polled after the host's
-    /// call returns. False when the engine no longer knows it.
+    /// call returns; a queued Resume or AppendBranch becomes its device's
+    /// LateWake. False when the engine no longer knows it.
     pub(crate) fn end_by_host(
         &mut self,
         host_ref: u64,
@@ -271,7 +272,8 @@ impl Table {
         if call.state == CallState::Parked {
             inc(&c.cancelled);
         }
-        events.purge(host_ref);
+        let late_wake = (!self.late_wake.is_zero()).then_some(cause);
+        add(&c.late_wakes, events.purge(host_ref, late_wake));
         self.remember_pushed(id, call, cause, Instant::now());
         true
     }
@@ -319,11 +321,6 @@ impl Table {
     ) -> u64 {
         let ghosts = self.late.take(aor, device_key, Instant::now());
         for g in &ghosts {
-            let reason = if g.cause == 200 {
-                "Call completed elsewhere"
-            } else {
-                ""
-            };
             events.push(Event {
                 kind: EventKind::LateWake,
                 host_ref: 0,
@@ -335,7 +332,7 @@ impl Table {
                 device_key: redact::key(device_key),
                 contact: redact::contact(contact),
                 sip_code: g.cause,
-                reason: reason.to_string(),
+                reason: late_wake_reason(g.cause).to_string(),
                 relay: relay.cloned(),
             });
         }
@@ -585,9 +582,9 @@ mod tests {
     }
 
     #[test]
-    fn a_host_end_drops_the_calls_queued_events() {
+    fn a_host_end_drops_the_calls_queued_events_its_resume_becomes_a_late_wake() {
         let (q, c) = (EventQueue::new(64).unwrap(), Counters::default());
-        let mut t = Table::default();
+        let mut t = Table::new(Duration::from_secs(30));
         let a = t.insert(call(1, "alice"));
         let b = t.insert(call(2, "alice"));
         t.finish(
@@ -611,13 +608,14 @@ mod tests {
             &c,
         );
         assert!(t.end_by_host(1, 200, &q, &c));
-        let left: Vec<u64> = drain(&q).iter().map(|e| e.host_ref).collect();
+        let left: Vec<_> = drain(&q).iter().map(|e| (e.kind, e.host_ref)).collect();
         assert_eq!(
             left,
-            [2],
-            "the ended call's Resume is gone, the other's stays"
+            [(EventKind::LateWake, 0), (EventKind::Resume, 2)],
+            "the ended call's Resume is its device's late wake, the other's stays"
         );
-        assert_eq!(c.snapshot().cancelled, 0, "it had been resumed");
+        let s = c.snapshot();
+        assert_eq!((s.cancelled, s.late_wakes), (0, 1), "it had been resumed");
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub struct Stats {
     pub events_waiting: u64,
     pub resume_latency_p50_us: u64,
     pub resume_latency_p99_us: u64,
-    /// LateWake events: devices that registered for a call that had ended.
+    /// LateWake events: devices that registered for a call that had ended, or whose
+    /// Resume or AppendBranch the host had not polled when it ended the call.
     pub late_wakes: u64,
     /// REGISTERs ignored: an older CSeq of a Call-ID already applied.
     pub registers_out_of_order: u64,

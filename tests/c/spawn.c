@@ -3,7 +3,8 @@
  * the store; kill -9 of the engine process ends each call it held with one REJECT and a
  * new engine process serves the next call (devices still known); a stopped (hung) engine
  * process is killed and replaced the same way, whether or not a call waits on it; a
- * start-up error is the child's.
+ * branch fetched from the engine process but not yet polled when the host ends its call
+ * becomes its device's LATE_WAKE; a start-up error is the child's.
  */
 #include "harness.h"
 
@@ -15,10 +16,13 @@
 
 #define TOKEN_ALICE "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define ALICE "sip:alice@example.com"
+#define TOKEN_BOB_1 "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1"
+#define TOKEN_BOB_2 "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"
+#define BOB "sip:bob@example.com"
 
 static pushpark_engine *spawn(const struct harness *h)
 {
-    char *cfg = config_json(h, "store", "\"timeout_ms\": 60000");
+    char *cfg = config_json(h, "store", "\"timeout_ms\": 60000, \"recent_register_ms\": 0");
     pushpark_engine *e = NULL;
     CHECK_OK(pushpark_engine_spawn(cfg, &e));
     CHECK(e != NULL);
@@ -140,6 +144,26 @@ int main(int argc, char **argv)
     park(e, "call-7@test", 7);
     CHECK_OK(pushpark_cancel(e, 7));
     expect_nothing_for(e, 7);
+
+    /* Both of bob's devices register before the host polls: the first poll fetches the
+     * RESUME and the second device's APPEND_BRANCH from the engine process. The call is
+     * answered before that branch is added: the device is told, as a late wake. */
+    register_device(e, BOB, "bob", TOKEN_BOB_1, "<urn:uuid:b1>", 3600);
+    register_device(e, BOB, "bob", TOKEN_BOB_2, "<urn:uuid:b2>", 3600);
+    CHECK_OK(pushpark_park(e, "call-8@test", BOB, "sip:zed@example.com", "Zed", 8, 0, &id));
+    register_device(e, BOB, "bob", TOKEN_BOB_1, "<urn:uuid:b1>", 3600);
+    register_device(e, BOB, "bob", TOKEN_BOB_2, "<urn:uuid:b2>", 3600);
+    ev = expect_event(e, PUSHPARK_EVENT_RESUME, 8, 1);
+    CHECK(strcmp(pushpark_event_get_device(ev), "urn:uuid:b1") == 0);
+    pushpark_event_free(ev);
+    CHECK_OK(pushpark_call_completed(e, 8, 200));
+    ev = expect_event(e, PUSHPARK_EVENT_LATE_WAKE, 0, 1);
+    CHECK(pushpark_event_get_host_ref(ev) == 0 && pushpark_event_get_park_id(ev) == id);
+    CHECK(strcmp(pushpark_event_get_device(ev), "urn:uuid:b2") == 0);
+    CHECK(pushpark_event_get_sip_code(ev) == 200);
+    CHECK(strcmp(pushpark_event_get_reason(ev), "Call completed elsewhere") == 0);
+    pushpark_event_free(ev);
+    expect_nothing_for(e, 8);
     pushpark_engine_free(e);
     CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
 

@@ -21,7 +21,7 @@ use super::handle::{Reply, Request};
 use super::log as host_log;
 use super::result::{Error, Result};
 use super::sys::*;
-use crate::engine::{EngineConfig, Event, EventKind, Stats};
+use crate::engine::{purge_call, CallEnd, EngineConfig, Event, EventKind, Stats};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -129,6 +129,8 @@ pub(crate) struct Supervisor {
     held: HashMap<u64, Held>,
     restarts: u64,
     log_level_sent: usize,
+    /// park.late_wake_ms is not 0: a purged call's Resume or AppendBranch becomes a LateWake.
+    late_wakes: bool,
 }
 
 impl Supervisor {
@@ -167,6 +169,7 @@ impl Supervisor {
             held: HashMap::new(),
             restarts: 0,
             log_level_sent: 0,
+            late_wakes: !config.park.late_wake.is_zero(),
         };
         s.watch(s.wake.as_raw_fd())?;
         s.watch(s.timer.as_raw_fd())?;
@@ -297,9 +300,8 @@ impl Supervisor {
                 };
                 (Some((p.host_ref, held)), None)
             }
-            Request::Cancel(r) | Request::CallEnded(r) | Request::CallCompleted(r, _) => {
-                (None, Some(*r))
-            }
+            Request::Cancel(r) | Request::CallEnded(r) => (None, Some((*r, CallEnd::Cancelled))),
+            Request::CallCompleted(r, status) => (None, Some((*r, CallEnd::Completed(*status)))),
             _ => (None, None),
         };
         let reply = self.exchange(call);
@@ -308,12 +310,12 @@ impl Supervisor {
             self.held.insert(host_ref, Held { park_id, ..held });
         }
         // Whatever the answer: ended by the host, or (engine lost) REJECTed already.
-        if let Some(host_ref) = ended {
+        if let Some((host_ref, how)) = ended {
             self.held.remove(&host_ref);
             // As the engine purged its queue: none of the call's events fetched already
-            // is polled after the host was told it ended.
+            // is polled after the host was told it ended, its devices' wakes aside.
             if matches!(reply, Ok(Reply::Done)) {
-                self.events.retain(|e| e.host_ref != host_ref);
+                purge_call(&mut self.events, host_ref, self.late_wakes.then(|| how.cause()));
             }
         }
         self.update_wake();

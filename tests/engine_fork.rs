@@ -264,7 +264,10 @@ fn a_branch_still_queued_when_the_host_ends_the_call_becomes_a_late_wake() {
     assert_eq!((resume.kind, resume.host_ref), (EventKind::Resume, 9));
     h.engine().call_completed(9, 200).unwrap();
 
-    let e = h.engine().poll_event().expect("the second device's LateWake");
+    let e = h
+        .engine()
+        .poll_event()
+        .expect("the second device's LateWake");
     assert_eq!(
         (e.kind, e.host_ref, e.park_id, e.device_key.as_str()),
         (EventKind::LateWake, 0, id, "urn:uuid:b")

@@ -315,7 +315,11 @@ impl Supervisor {
             // As the engine purged its queue: none of the call's events fetched already
             // is polled after the host was told it ended, its devices' wakes aside.
             if matches!(reply, Ok(Reply::Done)) {
-                purge_call(&mut self.events, host_ref, self.late_wakes.then(|| how.cause()));
+                purge_call(
+                    &mut self.events,
+                    host_ref,
+                    self.late_wakes.then(|| how.cause()),
+                );
             }
         }
         self.update_wake();

@@ -1,13 +1,14 @@
 //! The engine with an `fcm` section beside `apns`, against the mock FCM and the mock
 //! APNs over TLS: an Android phone (pn-provider=fcm) is pushed a high-priority data
 //! message expiring with the call and resumes it; FCM's UNREGISTERED removes its
-//! binding; a user with an iPhone and an Android phone gets both pushed.
+//! binding; a user with an iPhone and an Android phone gets both pushed; without an
+//! `apns` section Android phones alone are served.
 
 mod engine_common;
 
 use engine_common::{push_contact, register, token, Harness};
 use pushpark::mock::fcm::{FcmConfig, FcmError, MockFcm, Scripted, PROJECT_ID};
-use pushpark::{EventKind, ParkRequest};
+use pushpark::{EngineError, EventKind, ParkRequest};
 use serde_json::json;
 use std::time::Duration;
 
@@ -20,6 +21,11 @@ struct Android {
 }
 
 fn start() -> Android {
+    start_with(|_| {})
+}
+
+/// With the `fcm` section, then `tweak`.
+fn start_with(tweak: impl FnOnce(&mut serde_json::Value)) -> Android {
     let dir = tempfile::tempdir().unwrap();
     let fcm = MockFcm::start(FcmConfig::new(dir.path())).unwrap();
     let h = Harness::start(|c| {
@@ -29,6 +35,7 @@ fn start() -> Android {
             "ca_file": fcm.ca_pem_path(),
         });
         c["park"]["timeout_ms"] = json!(20_000);
+        tweak(c);
     });
     Android { h, fcm, _dir: dir }
 }
@@ -170,4 +177,48 @@ fn an_android_binding_added_by_the_host_is_pushed() {
         .fcm
         .wait_for_message(FCM_TOKEN, Duration::from_secs(20))
         .is_some());
+}
+
+/// An operator with Android apps only has no Apple key: no `apns` section. Android phones are
+/// pushed and resume their calls; an iPhone's REGISTER is refused as a push service not served
+/// (RFC 8599's 555), as an Android phone's is without `fcm`; an iPhone binding stored before
+/// (under an earlier configuration) fails its push, and its call is rejected at once.
+#[test]
+fn without_an_apns_section_android_phones_alone_are_served() {
+    let mut a = start_with(|c| {
+        c.as_object_mut().unwrap().remove("apns");
+    });
+    let contact = android_contact("hana", FCM_TOKEN);
+    a.h.engine()
+        .register(&register("hana", &contact, Some("<urn:uuid:droid>")))
+        .unwrap();
+    a.h.engine().park(&park("hana", 9)).unwrap();
+    assert!(a
+        .fcm
+        .wait_for_message(FCM_TOKEN, Duration::from_secs(20))
+        .is_some());
+    a.h.engine()
+        .register(&register("hana", &contact, Some("<urn:uuid:droid>")))
+        .unwrap();
+    a.h.wait_kind(EventKind::Resume, 9);
+
+    let iphone = push_contact("hana", &token(1));
+    match a.h.engine().register(&register("hana", &iphone, None)) {
+        Err(EngineError::Unsupported(m)) => assert!(m.contains("no apns section"), "{m}"),
+        other => panic!("an iPhone registered without apns: {other:?}"),
+    }
+    let stored = pushpark::DeviceInfo {
+        key: token(2),
+        provider: "apns".into(),
+        token: token(2),
+        topic: "com.example.app.voip".into(),
+        contact: String::new(),
+        last_register_unix: 0,
+    };
+    a.h.engine().add_device("ivan", &stored).unwrap();
+    a.h.engine().park(&park("ivan", 10)).unwrap();
+    let failed = a.h.wait_kind(EventKind::PushResult, 10);
+    assert!(failed.reason.contains("no apns section"), "{failed:?}");
+    a.h.wait_kind(EventKind::Reject, 10);
+    assert_eq!(a.h.engine().stats().apns_pushes_sent, 0);
 }

@@ -14,7 +14,9 @@ use crate::fcm::valid_project_id;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    pub apns: ApnsConfig,
+    /// `apns`: iPhones; `None` (absent, allowed with `fcm`): `pn-provider=apns` is not
+    /// served (555).
+    pub apns: Option<ApnsConfig>,
     /// `fcm`: Android devices; `None` (absent): `pn-provider=fcm` is not served (555).
     pub fcm: Option<FcmConfig>,
     pub park: ParkConfig,
@@ -390,6 +392,36 @@ pub(crate) fn valid_fcm_project(project: &str) -> bool {
             && project.bytes().all(|b| b.is_ascii_digit()))
 }
 
+fn parse_apns(mut a: Section) -> Result<ApnsConfig, ConfigError> {
+    let endpoint_path = a.key_path("endpoint");
+    let endpoint = match a.string("endpoint")? {
+        Some(t) => Endpoint::parse(&t).map_err(|m| err(&endpoint_path, m))?,
+        None => Endpoint::Production,
+    };
+    let ca_file = a.string("ca_file")?.map(PathBuf::from);
+    let auth_path = a.key_path("auth");
+    if !a.map.contains_key("auth") {
+        return Err(err(&auth_path, "missing"));
+    }
+    let auth = parse_auth(a.section("auth")?)?;
+    let connections = a.uint("connections", 1, 1, 64)? as usize;
+    let worker_threads = a.uint("worker_threads", 1, 1, 64)? as usize;
+    let ping_interval = Duration::from_secs(a.uint("ping_interval_s", 60, 1, 3600)?);
+    let ping_timeout = Duration::from_secs(a.uint("ping_timeout_s", 10, 1, 300)?);
+    let topics = topics(&mut a)?;
+    a.finish()?;
+    Ok(ApnsConfig {
+        endpoint,
+        ca_file,
+        auth,
+        connections,
+        worker_threads,
+        ping_interval,
+        ping_timeout,
+        topics,
+    })
+}
+
 fn parse_fcm(mut s: Section) -> Result<FcmConfig, ConfigError> {
     let service_account_file = s.string("service_account_file")?.map(PathBuf::from);
     let mut projects = BTreeMap::new();
@@ -497,28 +529,19 @@ impl EngineConfig {
             serde_json::from_str(text).map_err(|e| err("", format!("invalid JSON: {e}")))?;
         let mut root = Section::new("", value)?;
 
-        let mut a = root.section("apns")?;
-        let endpoint_path = a.key_path("endpoint");
-        let endpoint = match a.string("endpoint")? {
-            Some(t) => Endpoint::parse(&t).map_err(|m| err(&endpoint_path, m))?,
-            None => Endpoint::Production,
-        };
-        let ca_file = a.string("ca_file")?.map(PathBuf::from);
-        let auth_path = a.key_path("auth");
-        if !a.map.contains_key("auth") {
-            return Err(err(&auth_path, "missing"));
-        }
-        let auth = parse_auth(a.section("auth")?)?;
-        let connections = a.uint("connections", 1, 1, 64)? as usize;
-        let worker_threads = a.uint("worker_threads", 1, 1, 64)? as usize;
-        let ping_interval = Duration::from_secs(a.uint("ping_interval_s", 60, 1, 3600)?);
-        let ping_timeout = Duration::from_secs(a.uint("ping_timeout_s", 10, 1, 300)?);
-        let topics = topics(&mut a)?;
-        a.finish()?;
-
         let fcm = match root.take("fcm") {
             None => None,
             Some((path, v)) => Some(parse_fcm(Section::new(&path, v)?)?),
+        };
+        let apns = match root.take("apns") {
+            Some((path, v)) => Some(parse_apns(Section::new(&path, v)?)?),
+            None if fcm.is_some() => None,
+            None => {
+                return Err(err(
+                    "apns",
+                    "missing (an engine pushes through apns, fcm or both)",
+                ))
+            }
         };
 
         let mut p = root.section("park")?;
@@ -578,16 +601,7 @@ impl EngineConfig {
         root.finish()?;
 
         Ok(EngineConfig {
-            apns: ApnsConfig {
-                endpoint,
-                ca_file,
-                auth,
-                connections,
-                worker_threads,
-                ping_interval,
-                ping_timeout,
-                topics,
-            },
+            apns,
             fcm,
             park,
             push: PushConfig {
@@ -615,9 +629,9 @@ mod tests {
     #[test]
     fn minimal_config_gets_operator_defaults() {
         let c = EngineConfig::from_json(MINIMAL).unwrap();
-        assert_eq!(c.apns.endpoint, Endpoint::Production);
+        assert_eq!(c.apns.as_ref().unwrap().endpoint, Endpoint::Production);
         assert_eq!(
-            c.apns.auth,
+            c.apns.as_ref().unwrap().auth,
             AuthConfig::Token {
                 key_file: "/k.p8".into(),
                 key_id: "ABCDE12345".into(),
@@ -635,7 +649,10 @@ mod tests {
         assert_eq!(c.log_level, log::LevelFilter::Info);
         assert!(c.cluster.is_none(), "a single node unless told");
         assert_eq!(
-            (c.apns.ping_interval, c.apns.ping_timeout),
+            (
+                c.apns.as_ref().unwrap().ping_interval,
+                c.apns.as_ref().unwrap().ping_timeout
+            ),
             (Duration::from_secs(60), Duration::from_secs(10))
         );
     }
@@ -654,22 +671,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.apns.endpoint,
+            c.apns.as_ref().unwrap().endpoint,
             Endpoint::Custom {
                 host: "localhost".into(),
                 port: 4430
             }
         );
         assert_eq!(
-            c.apns.auth,
+            c.apns.as_ref().unwrap().auth,
             AuthConfig::Certificate {
                 cert_file: "/c.pem".into(),
                 key_file: "/k.pem".into()
             }
         );
-        assert_eq!(c.apns.ca_file, Some(PathBuf::from("/ca.pem")));
-        assert_eq!(c.apns.ping_interval, Duration::from_secs(20));
-        assert_eq!(c.apns.ping_timeout, Duration::from_secs(5));
+        assert_eq!(
+            c.apns.as_ref().unwrap().ca_file,
+            Some(PathBuf::from("/ca.pem"))
+        );
+        assert_eq!(
+            c.apns.as_ref().unwrap().ping_interval,
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            c.apns.as_ref().unwrap().ping_timeout,
+            Duration::from_secs(5)
+        );
         assert_eq!(c.park.reject_code, 486);
         assert_eq!(c.park.push_failed_reason, "Not Found");
         assert_eq!(c.park.recent_register, Duration::ZERO);
@@ -685,7 +711,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.apns.auth,
+            c.apns.as_ref().unwrap().auth,
             AuthConfig::Pkcs12 {
                 p12_file: "/v.p12".into(),
                 password_file: Some("/v.pass".into()),
@@ -696,7 +722,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        assert_eq!(error_of("{}"), "apns.auth: missing");
+        assert_eq!(
+            error_of("{}"),
+            "apns: missing (an engine pushes through apns, fcm or both)"
+        );
+        assert_eq!(error_of(r#"{"apns":{}}"#), "apns.auth: missing");
         assert_eq!(
             error_of(r#"{"apns":{"auth":{"key_file":"/k","team_id":"T"}}}"#),
             "apns.auth.key_id: missing"
@@ -767,7 +797,7 @@ mod tests {
             let text = format!(
                 r#"{{"apns":{{"endpoint":"{t}","auth":{{"key_file":"/k","key_id":"ABCDE12345","team_id":"TEAM123456"}}}}}}"#
             );
-            EngineConfig::from_json(&text).map(|c| c.apns.endpoint)
+            EngineConfig::from_json(&text).map(|c| c.apns.unwrap().endpoint)
         };
         assert_eq!(e("sandbox").unwrap(), Endpoint::Sandbox);
         assert_eq!(e("sandbox:2197").unwrap(), Endpoint::SandboxAltPort);

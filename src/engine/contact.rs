@@ -33,6 +33,14 @@ impl Provider {
         }
     }
 
+    /// The configuration section that serves it.
+    fn section(self) -> &'static str {
+        match self {
+            Provider::Apns | Provider::ApnsDev => "apns",
+            Provider::Fcm => "fcm",
+        }
+    }
+
     pub(crate) fn parse(s: &str) -> Option<Provider> {
         if s.eq_ignore_ascii_case("apns") {
             Some(Provider::Apns)
@@ -341,12 +349,15 @@ pub(crate) fn check_topic(topic: &str) -> Result<(), ContactError> {
 
 /// One Contact (a URI, or one value of the header), whichever push service it names.
 pub(crate) fn parse(contact: &str) -> Result<ParsedContact, ContactError> {
-    parse_for(contact, true)
+    parse_for(contact, &|_| true)
 }
 
-/// One Contact; `fcm_served`: false refuses FCM devices as unsupported (RFC 8599's
-/// 555) before their parameters are looked at, as for any service not served.
-fn parse_for(contact: &str, fcm_served: bool) -> Result<ParsedContact, ContactError> {
+/// One Contact; a provider `served` refuses is unsupported (RFC 8599's 555) before its
+/// parameters are looked at, as any service pushpark does not know.
+fn parse_for(
+    contact: &str,
+    served: &dyn Fn(Provider) -> bool,
+) -> Result<ParsedContact, ContactError> {
     if contact.trim() == "*" {
         return Ok(ParsedContact {
             push: None,
@@ -405,11 +416,12 @@ fn parse_for(contact: &str, fcm_served: bool) -> Result<ParsedContact, ContactEr
                     shown(&name)
                 )));
             };
-            if provider == Provider::Fcm && !fcm_served {
-                return Err(ContactError::Unsupported(
-                    "push provider `fcm` is not supported: no fcm section in the configuration"
-                        .into(),
-                ));
+            if !served(provider) {
+                return Err(ContactError::Unsupported(format!(
+                    "push provider `{}` is not supported: no {} section in the configuration",
+                    provider.as_str(),
+                    provider.section()
+                )));
             }
             let name = provider.as_str();
             let (prid, param) = match (prid, param) {
@@ -441,23 +453,38 @@ fn parse_for(contact: &str, fcm_served: bool) -> Result<ParsedContact, ContactEr
 /// What a push Contact may name besides being well formed: the configured
 /// team (with token auth, pushes for another team's apps would fail) and the
 /// `apns.topics` allow-list. Plain immutable data: it survives fork().
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ContactRules {
     team_id: Option<String>,
     topics: Option<Vec<String>>,
+    /// False: no `apns` section, iPhones are not served.
+    apns: bool,
     /// `None`: no `fcm` section, FCM devices are not served.
     fcm: Option<FcmConfig>,
 }
 
+/// As an `apns` section without a team or topics allows, and no `fcm` section.
+impl Default for ContactRules {
+    fn default() -> ContactRules {
+        ContactRules {
+            team_id: None,
+            topics: None,
+            apns: true,
+            fcm: None,
+        }
+    }
+}
+
 impl ContactRules {
     pub fn new(cfg: &EngineConfig) -> ContactRules {
-        let team_id = match &cfg.apns.auth {
-            AuthConfig::Token { team_id, .. } => Some(team_id.clone()),
+        let team_id = match cfg.apns.as_ref().map(|a| &a.auth) {
+            Some(AuthConfig::Token { team_id, .. }) => Some(team_id.clone()),
             _ => None,
         };
         ContactRules {
             team_id,
-            topics: cfg.apns.topics.clone(),
+            topics: cfg.apns.as_ref().and_then(|a| a.topics.clone()),
+            apns: cfg.apns.is_some(),
             fcm: cfg.fcm.clone(),
         }
     }
@@ -499,7 +526,10 @@ impl ContactRules {
         let many = parts.len() > 1;
         let mut contacts = Vec::with_capacity(parts.len());
         for part in parts {
-            let c = parse_for(part, self.fcm.is_some())?;
+            let c = parse_for(part, &|p| match p {
+                Provider::Fcm => self.fcm.is_some(),
+                Provider::Apns | Provider::ApnsDev => self.apns,
+            })?;
             if c.wildcard && many {
                 return bad("`*` must be the only Contact");
             }
@@ -744,6 +774,7 @@ mod tests {
         ContactRules {
             team_id: team.map(String::from),
             topics: topics.map(|t| t.iter().map(|s| s.to_string()).collect()),
+            apns: true,
             fcm: None,
         }
     }

@@ -1,24 +1,29 @@
-//! The push clients the engine sends through, made from its configuration: one
-//! APNs client per environment in use, and with an `fcm` section one FCM client
-//! per service account.
+//! The push clients the engine sends through, made from its configuration: with an
+//! `apns` section one APNs client per environment in use, with an `fcm` section one
+//! FCM client per service account.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::config::{AuthConfig, EngineConfig, FcmConfig};
+use super::config::{ApnsConfig, AuthConfig, EngineConfig, FcmConfig};
 use super::{ConfigError, EngineError};
 use crate::apns::{ApnsClient, Auth, ClientConfig, Endpoint};
 use crate::fcm::{FcmClient, ServiceAccount};
 use crate::push_client::{check_tls, Settings};
 
+pub(crate) struct Clients {
+    max_pending: usize,
+    apns: Option<ApnsClients>,
+    fcm: Option<FcmClients>,
+}
+
 /// With `endpoint: production` the sandbox client (for `apns.dev` devices) is
 /// created on first use.
-pub(crate) struct Clients {
+struct ApnsClients {
     by_provider: bool,
     template: ClientConfig,
     main: ApnsClient,
     sandbox: Option<ApnsClient>,
-    fcm: Option<FcmClients>,
 }
 
 /// `fcm.projects`' clients, and the one of `fcm.service_account_file` for the others.
@@ -76,8 +81,8 @@ fn max_pending(cfg: &EngineConfig) -> usize {
 }
 
 /// The APNs client's settings, with the credentials the config names read.
-pub(crate) fn apns_config(cfg: &EngineConfig) -> Result<ClientConfig, EngineError> {
-    let auth = match &cfg.apns.auth {
+fn apns_config(apns: &ApnsConfig, cfg: &EngineConfig) -> Result<ClientConfig, EngineError> {
+    let auth = match &apns.auth {
         AuthConfig::Token {
             key_file,
             key_id,
@@ -100,12 +105,12 @@ pub(crate) fn apns_config(cfg: &EngineConfig) -> Result<ClientConfig, EngineErro
             password_env,
         } => pkcs12_auth(p12_file, password_file.as_deref(), password_env.as_deref())?,
     };
-    let mut template = ClientConfig::new(cfg.apns.endpoint.clone(), auth);
-    template.ca_file = cfg.apns.ca_file.clone();
-    template.connections = cfg.apns.connections;
-    template.worker_threads = cfg.apns.worker_threads;
-    template.ping_interval = cfg.apns.ping_interval;
-    template.ping_timeout = cfg.apns.ping_timeout;
+    let mut template = ClientConfig::new(apns.endpoint.clone(), auth);
+    template.ca_file = apns.ca_file.clone();
+    template.connections = apns.connections;
+    template.worker_threads = apns.worker_threads;
+    template.ping_interval = apns.ping_interval;
+    template.ping_timeout = apns.ping_timeout;
     template.max_pending = max_pending(cfg);
     Ok(template)
 }
@@ -140,8 +145,11 @@ fn fcm_settings(fcm: &FcmConfig, cfg: &EngineConfig) -> Settings {
     s.ca_file = fcm.ca_file.clone();
     s.connections = fcm.connections;
     s.worker_threads = fcm.worker_threads;
-    s.ping_interval = cfg.apns.ping_interval;
-    s.ping_timeout = cfg.apns.ping_timeout;
+    // The health checks of `apns`, which names them, else the defaults.
+    if let Some(apns) = &cfg.apns {
+        s.ping_interval = apns.ping_interval;
+        s.ping_timeout = apns.ping_timeout;
+    }
     s.max_pending = max_pending(cfg);
     s
 }
@@ -149,7 +157,10 @@ fn fcm_settings(fcm: &FcmConfig, cfg: &EngineConfig) -> Settings {
 /// What `Clients::new` would refuse, without starting a thread or connecting:
 /// the credentials read and parsed, the CA files.
 pub(crate) fn check(cfg: &EngineConfig) -> Result<(), EngineError> {
-    ApnsClient::check(&apns_config(cfg)?).map_err(|e| EngineError::Apns(e.to_string()))?;
+    if let Some(apns) = &cfg.apns {
+        ApnsClient::check(&apns_config(apns, cfg)?)
+            .map_err(|e| EngineError::Apns(e.to_string()))?;
+    }
     if let Some(fcm) = &cfg.fcm {
         fcm_accounts(fcm)?;
         check_tls(&fcm_settings(fcm, cfg)).map_err(|e| EngineError::Fcm(e.to_string()))?;
@@ -159,9 +170,20 @@ pub(crate) fn check(cfg: &EngineConfig) -> Result<(), EngineError> {
 
 impl Clients {
     pub(crate) fn new(cfg: &EngineConfig) -> Result<Clients, EngineError> {
-        let template = apns_config(cfg)?;
-        let main =
-            ApnsClient::new(template.clone()).map_err(|e| EngineError::Apns(e.to_string()))?;
+        let apns = match &cfg.apns {
+            None => None,
+            Some(apns) => {
+                let template = apns_config(apns, cfg)?;
+                let main = ApnsClient::new(template.clone())
+                    .map_err(|e| EngineError::Apns(e.to_string()))?;
+                Some(ApnsClients {
+                    by_provider: apns.endpoint == Endpoint::Production,
+                    template,
+                    main,
+                    sandbox: None,
+                })
+            }
+        };
         let fcm = match &cfg.fcm {
             None => None,
             Some(fcm) => {
@@ -180,30 +202,32 @@ impl Clients {
             }
         };
         Ok(Clients {
-            by_provider: cfg.apns.endpoint == Endpoint::Production,
-            template,
-            main,
-            sandbox: None,
+            max_pending: max_pending(cfg),
+            apns,
             fcm,
         })
     }
 
     /// Pushes any one client accepts in flight.
     pub(crate) fn max_pending(&self) -> usize {
-        self.template.max_pending
+        self.max_pending
     }
 
     /// The APNs client for a device of `provider` (`apns` or `apns.dev`).
     pub(crate) fn apns(&mut self, provider: &str) -> Result<&ApnsClient, String> {
-        if !self.by_provider || provider != "apns.dev" {
-            return Ok(&self.main);
+        let apns = self
+            .apns
+            .as_mut()
+            .ok_or("no apns section in the configuration")?;
+        if !apns.by_provider || provider != "apns.dev" {
+            return Ok(&apns.main);
         }
-        if self.sandbox.is_none() {
-            let mut cfg = self.template.clone();
+        if apns.sandbox.is_none() {
+            let mut cfg = apns.template.clone();
             cfg.endpoint = Endpoint::Sandbox;
-            self.sandbox = Some(ApnsClient::new(cfg).map_err(|e| format!("sandbox client: {e}"))?);
+            apns.sandbox = Some(ApnsClient::new(cfg).map_err(|e| format!("sandbox client: {e}"))?);
         }
-        Ok(self.sandbox.as_ref().expect("just set"))
+        Ok(apns.sandbox.as_ref().expect("just set"))
     }
 
     /// The FCM client for a device of Firebase `project`.

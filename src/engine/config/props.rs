@@ -16,7 +16,8 @@ fn config(cases: u32) -> ProptestConfig {
 }
 
 /// Keys that are required when their section is read (their absence is an error).
-const REQUIRED: [&str; 5] = [
+const REQUIRED: [&str; 6] = [
+    "apns",
     "apns.auth",
     "apns.auth.key_file",
     "apns.auth.key_id",

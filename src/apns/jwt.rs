@@ -183,11 +183,12 @@ impl ProviderToken {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    struct TestClock(AtomicU64);
+    /// A clock the test sets (FCM's token tests use it too).
+    pub(crate) struct TestClock(pub(crate) AtomicU64);
     impl Clock for TestClock {
         fn now_unix(&self) -> u64 {
             self.0.load(Ordering::SeqCst)

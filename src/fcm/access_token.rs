@@ -163,16 +163,10 @@ pub fn parse_token_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apns::jwt::tests::TestClock;
     use crate::fcm::jwt::sign_assertion;
     use crate::fcm::service_account::tests::test_account;
     use std::sync::atomic::{AtomicU64, Ordering};
-
-    struct TestClock(AtomicU64);
-    impl Clock for TestClock {
-        fn now_unix(&self) -> u64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
 
     const SECRET: &str = "ya29.c.b0Aaekm1KtestTOKENvalue-_xyz";
 

@@ -492,6 +492,29 @@ fn stream_limit_of_one_queues_and_recovers() {
     );
 }
 
+/// A request the stream limit holds back waits inside hyper; a GOAWAY ending the
+/// connection drops it unanswered ("dispatch task is gone"). It never went out,
+/// so it goes out again: ended unconfirmed, its call would time out unanswered.
+#[test]
+fn pushes_waiting_for_a_stream_of_a_closing_connection_are_all_delivered() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    let one_stream = |goaway| Faults {
+        max_concurrent_streams: Some(1),
+        goaway_after_streams: goaway,
+        delay: Duration::from_millis(5),
+        ..Faults::default()
+    };
+    mock.set_faults(one_stream(None));
+    // Its answer comes after the new SETTINGS: from here on the client knows the limit.
+    let first = send(&client, voip(0));
+    mock.set_faults(one_stream(Some(4)));
+    let mut results = send_all(&client, (1..61).map(voip).collect());
+    results.push(first);
+    assert_each_delivered_once(&mock, &results);
+    assert!(mock.stats().goaways >= 10, "{:?}", mock.stats());
+}
+
 /// The outcome of a push written to a connection that was lost before its answer.
 fn is_unconfirmed(r: &PushResult) -> bool {
     matches!(&r.outcome, Outcome::Unconfirmed { why } if why.starts_with("connection lost"))

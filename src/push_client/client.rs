@@ -522,7 +522,8 @@ enum Unprocessed {
     GoAway,
     /// REFUSED_STREAM: the server did not look at it (RFC 9113 §8.7).
     Refused,
-    /// Never written: the connection closed first.
+    /// Never written: the connection closed first, or ended while the request
+    /// waited for a stream.
     NotSent,
 }
 
@@ -531,12 +532,15 @@ enum Unprocessed {
 ///
 /// In hyper 1 over HTTP/2, `is_canceled` only means the request never left
 /// hyper's queue for h2 (the connection was closed, or its task ended with the
-/// request still queued). Once h2 took it, any failure is an h2 error: streams
-/// at or below a GOAWAY's last-stream-id are never failed by the GOAWAY itself,
-/// and a connection that then drops fails them as I/O errors: unconfirmed, not
-/// replayed.
+/// request still queued). `is_user` is hyper's "dispatch task is gone": the
+/// connection's task ended (GOAWAY, or the connection failed) while h2 held the
+/// request back for the server's stream limit, which APNs lowers to one stream
+/// after each rejected push, so it was never written. Once h2 wrote it, any
+/// failure is an h2 error: streams at or below a GOAWAY's last-stream-id are
+/// never failed by the GOAWAY itself, and a connection that then drops fails
+/// them as I/O errors: unconfirmed, not replayed.
 fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
-    if e.is_canceled() {
+    if e.is_canceled() || e.is_user() {
         return Some(Unprocessed::NotSent);
     }
     let mut source = std::error::Error::source(e);

@@ -535,7 +535,10 @@ enum Unprocessed {
 /// request still queued). `is_user` is hyper's "dispatch task is gone": the
 /// connection's task ended (GOAWAY, or the connection failed) while h2 held the
 /// request back for the server's stream limit, which APNs lowers to one stream
-/// after each rejected push, so it was never written. Once h2 wrote it, any
+/// after each rejected push. It was never written unless h2 opened it in the
+/// instant between a stream freeing and hyper's task running, and the
+/// connection then failed: a rare duplicate push, chosen over a call left
+/// unpushed until its timeout. Once h2 wrote it, any
 /// failure is an h2 error: streams at or below a GOAWAY's last-stream-id are
 /// never failed by the GOAWAY itself, and a connection that then drops fails
 /// them as I/O errors: unconfirmed, not replayed.

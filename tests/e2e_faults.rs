@@ -71,6 +71,56 @@ fn sigterm_during_a_disk_stall_loses_no_binding() {
     );
 }
 
+/// A REGISTER a SIP worker answered 200 and handed over just as Kamailio stops: the engine
+/// process serves what is queued before it stops, so the binding survives the restart.
+#[test]
+fn a_register_queued_when_kamailio_stops_survives_the_restart() {
+    let dir = WorkDir::new("faults-queued");
+    let mock = Mock::start(&dir.0, 0);
+    let mut k = Kamailio::start_pushpark(&dir.0, &mock, 4000, &[]);
+    let engine = k.engine_pid();
+    // Stopped, the engine process reads no request: the REGISTER waits in its queue.
+    // SAFETY: kill(2) on the engine process of the Kamailio this test started.
+    unsafe { libc::kill(engine, libc::SIGSTOP) };
+    let phone = Phone::new("queued");
+    phone.register(&dir.0, &k.addr(), 3600);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(k.proc.pid() as i32, libc::SIGTERM) };
+    // Kamailio passes the SIGTERM on; the engine process finds it when it goes on.
+    let deadline = Instant::now() + SOON;
+    while !sigterm_pending(engine) {
+        assert!(
+            Instant::now() < deadline,
+            "Kamailio never passed SIGTERM on"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(engine, libc::SIGCONT) };
+    let status = k.proc.wait(Duration::from_secs(60));
+    assert!(status.success(), "kamailio stopped with {status}");
+
+    k.restart();
+    k.wait_engine();
+    let devices = k
+        .kamcmd(&["pushpark.devices", &phone.aor()])
+        .expect("devices");
+    assert!(
+        devices.contains(&phone.token[..8]),
+        "the queued REGISTER was lost in the stop: {devices}"
+    );
+}
+
+/// Whether SIGTERM waits, undelivered, for process `pid` (/proc's shared pending set).
+fn sigterm_pending(pid: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("ShdPnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|set| set & (1 << (libc::SIGTERM - 1)) != 0)
+}
+
 /// A stuck engine process (SIGSTOP: stopped, swapping, blocked) holds each SIP worker once
 /// at most: after a request that got no answer, parks fail at once until the engine comes
 /// round its loop again, and the script rejects as it would without pushpark.

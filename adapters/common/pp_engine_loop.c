@@ -97,6 +97,10 @@ static void pp_end_waiting_calls(void)
 static void pp_engine_stop(void)
 {
 	pp_ipc_set_ready(0);
+	/* Workers hand REGISTERs over without waiting and have answered them 200: what they
+	 * queued before the stop is served, or a device just registered would be lost. */
+	if(engine != NULL)
+		pp_ipc_drain(pp_serve, NULL);
 	pp_end_waiting_calls();
 	if(engine != NULL) {
 		LM_INFO("stopping the engine: committing the store's pending changes\n");

@@ -179,6 +179,19 @@ void pushpark_contact_rules_free(pushpark_contact_rules *rules);
 pushpark_result pushpark_contact_check(const pushpark_contact_rules *rules, const char *contact,
                                        const char **provider);
 
+/*
+ * Whether instance, a +sip.instance as a host keeps it (quotes, <>, any case: e.g. the
+ * value its location table stores), names device, a device key as events give it
+ * (pushpark_event_get_device): the engine compares them as it keys devices, so a host
+ * finds a woken device's binding without a second notion of equal instances.
+ * PUSHPARK_OK: *matches receives 1, or 0 (also when device is "" or instance empty).
+ * device: required, NUL-terminated. instance: len bytes, no NUL needed; may be NULL
+ * when len is 0. matches: required. Errors: PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8.
+ * Never blocks. Any thread, concurrently; needs no engine.
+ */
+pushpark_result pushpark_instance_matches(const char *device, const char *instance, size_t len,
+                                          int *matches);
+
 /* ---- Engine -------------------------------------------------------------- */
 
 /* An engine: the device store, the parked calls, the APNs client and its threads. */
@@ -502,8 +515,9 @@ pushpark_event_kind pushpark_event_get_kind(const pushpark_event *event);
 uint64_t pushpark_event_get_host_ref(const pushpark_event *event);   /* 0: no call */
 uint64_t pushpark_event_get_park_id(const pushpark_event *event);    /* 0: no call */
 const char *pushpark_event_get_aor(const pushpark_event *event);
-/* The device key: its +sip.instance (normalised: no quotes or <>, "urn:uuid:" and the uuid
- * in lower case), or its token cut short (never whole). */
+/* The device key: its +sip.instance (normalised: no quotes or <>, a URN's "urn:" and
+ * namespace in lower case, a UUID's too: see pushpark_instance_matches), or its token cut
+ * short (never whole). */
 const char *pushpark_event_get_device(const pushpark_event *event);
 uint16_t pushpark_event_get_sip_code(const pushpark_event *event);   /* REJECT: e.g. 480;
                                                                         LATE_WAKE: the cause */

@@ -59,3 +59,9 @@ fn the_static_library_has_no_tooling() {
 fn the_kamailio_module_has_no_tooling() {
     assert_no_tooling(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kamailio/pushpark.so"));
 }
+
+/// Built by `make -C adapters/opensips` (scripts/test runs it before the tests).
+#[test]
+fn the_opensips_module_has_no_tooling() {
+    assert_no_tooling(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/opensips/pushpark.so"));
+}

@@ -3,7 +3,6 @@
  */
 #include <ctype.h>
 #include <stdio.h>
-#include <strings.h>
 
 #include "pp_modparams.h"
 #include "pp_sip.h"
@@ -34,25 +33,13 @@ int pp_aor(str *uri, char *buf, str *aor)
 	return 0;
 }
 
-void pp_instance_norm(str *in, char *out)
+int pp_instance_is(str *instance, const char *device)
 {
-	int i, n = 0;
-	char c;
+	int matches = 0;
 
-	for(i = 0; i < in->len; i++) {
-		c = in->s[i];
-		if(c == '"' || c == '<' || c == '>' || isspace((unsigned char)c))
-			continue;
-		if(n == PP_INSTANCE_MAX - 1) {
-			n = 0;
-			break;
-		}
-		out[n++] = c;
-	}
-	out[n] = '\0';
-	if(strncasecmp(out, "urn:uuid:", 9) == 0)
-		for(i = 0; i < n; i++)
-			out[i] = tolower((unsigned char)out[i]);
+	if(pushpark_instance_matches(device, instance->s, instance->len, &matches) != PUSHPARK_OK)
+		return 0;
+	return matches;
 }
 
 int pp_req_invite(pp_req_t *r, int op, struct sip_msg *msg, str *uri, const char *fn)

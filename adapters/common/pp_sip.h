@@ -11,17 +11,15 @@
 #include "pp_ipc.h"
 
 #define PP_AOR_MAX 512
-/* A +sip.instance as the engine keys devices (pushpark.h limits it to 1024 bytes). */
-#define PP_INSTANCE_MAX 1025
 
 /* The address of record of a SIP URI as the engine keys it: "sip:user@host" (scheme
  * folded to sip, port and parameters dropped), so the INVITE's Request-URI and the
  * REGISTER's To name the same AOR. buf must hold PP_AOR_MAX bytes. 0 or -1. */
 int pp_aor(str *uri, char *buf, str *aor);
 
-/* A +sip.instance as the engine compares them: without quotes, <> and blanks, and
- * "urn:uuid:" URNs lower-cased. out holds PP_INSTANCE_MAX bytes; "" when too long. */
-void pp_instance_norm(str *in, char *out);
+/* 1 when instance, a +sip.instance as the host keeps it, names device, an event's device
+ * key (the engine compares them: pushpark_instance_matches), else 0. */
+int pp_instance_is(str *instance, const char *device);
 
 /* The CANCEL header line "Reason: SIP;cause=<code>[;text="<text>"]\r\n" (RFC 3326; quotes,
  * backslashes and control characters left out of text) in buf, which holds

@@ -75,7 +75,6 @@ static int pp_next_hop(ucontact_t *c, char *dst)
 /* The AOR's contact of this device (+sip.instance), else the one modified last. */
 static int pp_find_contact(const char *aor_uri, const char *device, pp_target_t *tg)
 {
-	char norm[PP_INSTANCE_MAX];
 	struct sip_uri u;
 	urecord_t *r;
 	ucontact_t *c, *pick = NULL;
@@ -94,8 +93,7 @@ static int pp_find_contact(const char *aor_uri, const char *device, pp_target_t 
 		for(c = r->contacts; c; c = c->next) {
 			if(c->expires != 0 && c->expires <= time(NULL))
 				continue;
-			pp_instance_norm(&c->instance, norm);
-			if(*device && strcmp(norm, device) == 0) {
+			if(pp_instance_is(&c->instance, device)) {
 				pick = c;
 				break;
 			}

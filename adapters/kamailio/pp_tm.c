@@ -583,7 +583,6 @@ static int pp_rings_already(struct cell *t, branch_t *b)
  * ring yet. Returns how many are left. */
 static int pp_device_branches(struct cell *t, const char *device)
 {
-	char norm[PP_INSTANCE_MAX];
 	unsigned char keep[MAX_BRANCHES_LIMIT] = {0};
 	branch_t *b;
 	str inst;
@@ -593,8 +592,7 @@ static int pp_device_branches(struct cell *t, const char *device)
 		b = get_sip_branch(i);
 		inst.s = b->instance;
 		inst.len = b->instance_len;
-		pp_instance_norm(&inst, norm);
-		if(*device && strcmp(norm, device) == 0)
+		if(pp_instance_is(&inst, device))
 			keep[i] = found = 1;
 	}
 	for(i = nr_branches - 1; i >= 0; i--) {

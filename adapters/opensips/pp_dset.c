@@ -121,14 +121,11 @@ int pp_contact_instance(struct urecord *rec, str *uri, str *instance)
 
 ucontact_t *pp_device_contact(struct urecord *rec, const char *device)
 {
-	char norm[PP_INSTANCE_MAX];
 	time_t now = time(NULL);
 	ucontact_t *c;
 
-	for(c = *device ? rec->contacts : NULL; c; c = c->next) {
-		pp_instance_norm(&c->instance, norm);
-		if(VALID_CONTACT(c, now) && strcmp(norm, device) == 0)
+	for(c = rec->contacts; c; c = c->next)
+		if(VALID_CONTACT(c, now) && pp_instance_is(&c->instance, device))
 			return c;
-	}
 	return NULL;
 }

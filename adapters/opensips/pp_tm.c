@@ -447,7 +447,6 @@ static int pp_has_branch(struct cell *t, str *uri)
  * and one of them is that device. Returns how many. */
 static int pp_woken_contacts(struct cell *t, struct sip_msg *msg, str *key, const char *device)
 {
-	char norm[PP_INSTANCE_MAX];
 	struct urecord *rec = pp_ul_get(key);
 	struct msg_branch b;
 	ucontact_t *c;
@@ -460,11 +459,8 @@ static int pp_woken_contacts(struct cell *t, struct sip_msg *msg, str *key, cons
 	for(c = rec->contacts; c; c = c->next) {
 		if(!VALID_CONTACT(c, now) || pp_has_branch(t, &c->c))
 			continue;
-		if(only_device) {
-			pp_instance_norm(&c->instance, norm);
-			if(strcmp(norm, device) != 0)
-				continue;
-		}
+		if(only_device && !pp_instance_is(&c->instance, device))
+			continue;
 		if(pp_contact_branch(c, &b) == 0 && pp_dset_put(msg, &b, n == 0) == 0)
 			n++;
 	}

@@ -30,6 +30,7 @@ pub use config::{
     ApnsConfig, AuthConfig, ClusterConfig, ConfigError, EngineConfig, ParkConfig, PushConfig,
     StoreConfig,
 };
+pub(crate) use contact::normalize_instance;
 pub use contact::{ContactError, ContactRules};
 pub(crate) use events::purge_call;
 pub use events::{Event, EventKind, Relay};

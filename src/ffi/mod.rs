@@ -18,6 +18,7 @@ pub mod sys;
 pub use self::log::pushpark_set_log_callback;
 pub use contact::{
     pushpark_contact_check, pushpark_contact_rules_free, pushpark_contact_rules_new,
+    pushpark_instance_matches,
 };
 pub use engine::{
     pushpark_add_device, pushpark_call_completed, pushpark_call_ended, pushpark_cancel,

@@ -27,6 +27,7 @@ same_signature!(
     pushpark_contact_rules_new,
     pushpark_contact_rules_free,
     pushpark_contact_check,
+    pushpark_instance_matches,
     pushpark_engine_new,
     pushpark_engine_spawn,
     pushpark_engine_free,

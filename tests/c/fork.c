@@ -73,6 +73,53 @@ static void contact_checks(const pushpark_contact_rules *rules)
     CHECK_RESULT(pushpark_contact_check(rules, "\xC3\x28", &provider), PUSHPARK_ERR_UTF8);
 }
 
+/* An Android-only configuration names FCM devices' service "fcm" (no file is read). */
+static void fcm_provider(void)
+{
+    pushpark_contact_rules *rules = NULL;
+    const char *provider = NULL;
+    CHECK_OK(pushpark_contact_rules_new("{\"fcm\": {\"service_account_file\": \"/none.json\"}}",
+                                        &rules));
+    CHECK_OK(pushpark_contact_check(rules, "<sip:f@h;pn-provider=fcm;pn-prid=abc:APA91b-x_y;"
+                                           "pn-param=my-project-1>", &provider));
+    CHECK(provider != NULL && strcmp(provider, "fcm") == 0);
+    CHECK_RESULT(pushpark_contact_check(rules, "<sip:f@h;pn-provider=apns;pn-prid=" TOKEN_RING
+                                               ";pn-param=" PN_PARAM ">", &provider),
+                 PUSHPARK_ERR_UNSUPPORTED);
+    pushpark_contact_rules_free(rules);
+}
+
+static int matches(const char *device, const char *instance)
+{
+    int m = -1;
+    CHECK_OK(pushpark_instance_matches(device, instance, strlen(instance), &m));
+    CHECK(m == 0 || m == 1);
+    return m;
+}
+
+/* A +sip.instance as a location table keeps it against an event's device key: URNs
+ * compared as URNs, whatever the spelling. */
+static void instance_matching(void)
+{
+    CHECK(matches("urn:uuid:0c67-ab", "\"<URN:UUID:0C67-AB>\""));
+    CHECK(matches("urn:gsma:imei:3580-AB", "<Urn:GSMA:imei:3580-AB>"));
+    CHECK(!matches("urn:gsma:imei:3580-ab", "<urn:gsma:imei:3580-AB>"));
+    CHECK(matches("Device-1", " \"Device-1\" "));
+    CHECK(!matches("", "<>"));
+    CHECK(!matches("", ""));
+    CHECK(!matches("urn:uuid:1", "<urn:uuid:12>"));
+    int m = -1;
+    CHECK_OK(pushpark_instance_matches("urn:uuid:1", NULL, 0, &m));
+    CHECK(m == 0);
+    CHECK_RESULT(pushpark_instance_matches(NULL, "x", 1, &m), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_instance_matches("x", NULL, 1, &m), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_instance_matches("x", "x", 1, NULL), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_instance_matches("x", "\xff", 1, &m), PUSHPARK_ERR_UTF8);
+    /* Only len bytes are read: no NUL needed. */
+    CHECK_OK(pushpark_instance_matches("urn:uuid:ab", "<urn:uuid:AB>garbage", 13, &m));
+    CHECK(m == 1);
+}
+
 static void rules_survive_fork(const struct harness *h)
 {
     pushpark_contact_rules *rules = NULL;
@@ -234,6 +281,8 @@ static void fork_and_late_wake(pushpark_engine *e)
     CHECK(strcmp(pushpark_event_get_aor(ev), AOR) == 0);
     CHECK(strcmp(pushpark_event_kind_name(PUSHPARK_EVENT_LATE_WAKE), "LATE_WAKE") == 0);
     expect_device_and_contact(ev, "urn:uuid:s", TOKEN_STORED);
+    /* The host finds the woken device in its location table by its instance. */
+    CHECK(matches(pushpark_event_get_device(ev), "\"<urn:UUID:S>\""));
     pushpark_event_free(ev);
     /* Once. */
     register_device(e, AOR, "fiona", TOKEN_STORED, "<urn:uuid:s>", 3600);
@@ -259,6 +308,8 @@ int main(int argc, char **argv)
 {
     struct harness h = harness_args(argc, argv);
     rules_survive_fork(&h);
+    fcm_provider();
+    instance_matching();
     pushpark_engine *e = engine_new(&h, "fork", "\"recent_register_ms\": 0");
     bounded_errors_and_host_ref_0(e);
     register_order(e);

@@ -21,6 +21,15 @@ extern char *pp_push_registered_s; /* "push_registered", parsed into pp_push_reg
 #define PP_PUSH_REG_NEVER 2   /* none: push only when lookup() found nobody */
 extern int pp_push_registered;
 
+/* Their rows in the host's param_export_t, with its type constants for an int and a
+ * char * (Kamailio: PARAM_INT, PARAM_STRING; OpenSIPS: INT_PARAM, STR_PARAM). */
+#define PP_MODPARAMS_EXPORT(INT, CHARS)                                    \
+	{"config", CHARS, &pp_config_path}, {"park_timeout", INT, &pp_park_timeout}, \
+			{"reply_code", INT, &pp_reply_code},                             \
+			{"provisional_reply", INT, &pp_provisional_code},                \
+			{"ipc_timeout", INT, &pp_ipc_timeout},                           \
+			{"push_registered", CHARS, &pp_push_registered_s}
+
 /* The park timeout in effect (modparam, else the engine's: pp_config_park_timeout_ms). */
 extern int pp_effective_park_timeout;
 

@@ -42,6 +42,15 @@ static int pp_refuse(struct sip_msg *msg, int code, char *reason)
 	return -1;
 }
 
+int pp_registrar_init(void)
+{
+	if(pp_host_reply_bind() < 0) {
+		LM_ERR("the %s module is required\n", PP_HOST_REPLY_MODULE);
+		return -1;
+	}
+	return 0;
+}
+
 int pp_check_provider(struct sip_msg *msg)
 {
 	char hdr[128], reason[PP_REASON_MAX + 1], uri[PP_CONTACT_MAX];

@@ -10,6 +10,8 @@
 
 #include "pp_host_sip.h"
 
+/* mod_init: binds the host's stateless reply API. 0, or -1 logged. */
+int pp_registrar_init(void);
 /* pushpark_check_provider(): checks every Contact as the engine will take it. 1 accepted
  * (Feature-Caps added when a Contact has push parameters), -1 refused (555 unsupported
  * pn-provider, 400 malformed push parameters: sent), -2 error. */
@@ -18,8 +20,10 @@ int pp_check_provider(struct sip_msg *msg);
  * full). */
 int pp_register(struct sip_msg *msg);
 
-/* The host's half, in its adapter: parses every Contact header of the request (0, or -1
- * logged); sends a stateless reply (0 or -1). */
+/* The host's half, in its adapter: binds the stateless reply API of its module
+ * PP_HOST_REPLY_MODULE (pp_host_sip.h): 0 or -1; parses every Contact header of the
+ * request (0, or -1 logged); sends a stateless reply (0 or -1). */
+int pp_host_reply_bind(void);
 int pp_host_parse_contacts(struct sip_msg *msg);
 int pp_host_reply(struct sip_msg *msg, int code, str *reason);
 /* The host and port this node gives for the socket the request came in on (its

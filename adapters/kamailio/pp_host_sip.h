@@ -17,6 +17,9 @@
 #include "core/ut.h"
 #include "pp_stats.h"
 
+/* The module whose stateless replies pp_host_reply sends. */
+#define PP_HOST_REPLY_MODULE "sl"
+
 /* Each parsed Contact of the request (after pp_host_parse_contacts). */
 #define PP_FOREACH_CONTACT(msg, h, c)                                   \
 	for(h = (msg)->contact; h; h = h->next)                             \

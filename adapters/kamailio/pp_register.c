@@ -5,17 +5,13 @@
 #include "core/dprint.h"
 #include "modules/sl/sl.h"
 #include "pp_host_sip.h"
-#include "pp_register.h"
+#include "pp_registrar.h"
 
 static sl_api_t slb;
 
-int pp_register_init(void)
+int pp_host_reply_bind(void)
 {
-	if(sl_load_api(&slb) < 0) {
-		LM_ERR("the sl module is required\n");
-		return -1;
-	}
-	return 0;
+	return sl_load_api(&slb);
 }
 
 int pp_host_parse_contacts(struct sip_msg *msg)

@@ -25,7 +25,8 @@
 #include "pp_engine_proc.h"
 #include "pp_ipc.h"
 #include "pp_late.h"
-#include "pp_register.h"
+#include "pp_modparams.h"
+#include "pp_registrar.h"
 #include "pp_rpc.h"
 #include "pp_sip.h"
 #include "pp_tm.h"
@@ -91,16 +92,11 @@ static cmd_export_t cmds[] = {
 		{0, 0, 0, 0, 0, 0}};
 
 static param_export_t params[] = {
-		{"config", PARAM_STRING, &pp_config_path},
+		PP_MODPARAMS_EXPORT(PARAM_INT, PARAM_STRING),
 		{"resume_route", PARAM_STR, &pp_resume_route},
-		{"park_timeout", PARAM_INT, &pp_park_timeout},
-		{"reply_code", PARAM_INT, &pp_reply_code},
 		{"reply_reason", PARAM_STR, &pp_reply_reason},
-		{"provisional_reply", PARAM_INT, &pp_provisional_code},
 		{"provisional_reason", PARAM_STR, &pp_provisional_reason},
-		{"ipc_timeout", PARAM_INT, &pp_ipc_timeout},
 		{"location_table", PARAM_STR, &pp_location_table},
-		{"push_registered", PARAM_STRING, &pp_push_registered_s},
 		{0, 0, 0}};
 
 struct module_exports exports = {
@@ -118,7 +114,7 @@ struct module_exports exports = {
 
 static int mod_init(void)
 {
-	if(pp_modparams_check() < 0 || pp_register_init() < 0)
+	if(pp_modparams_check() < 0 || pp_registrar_init() < 0)
 		return -1;
 	if(pp_provisional_reason.len == 0) {
 		pp_provisional_reason.s = (char *)pp_provisional_default_reason(pp_provisional_code);

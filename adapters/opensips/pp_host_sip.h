@@ -17,6 +17,9 @@
 #include "ut.h"
 #include "pp_stats.h"
 
+/* The module whose stateless replies pp_host_reply sends. */
+#define PP_HOST_REPLY_MODULE "signaling"
+
 /* Each parsed Contact of the request (after pp_host_parse_contacts): OpenSIPS links the
  * Contact headers as siblings. */
 #define PP_FOREACH_CONTACT(msg, h, c)                                   \

@@ -6,18 +6,14 @@
 #include "dprint.h"
 #include "modules/signaling/signaling.h"
 #include "pp_host_sip.h"
-#include "pp_register.h"
+#include "pp_registrar.h"
 #include "socket_info.h"
 
 static struct sig_binds sigb;
 
-int pp_register_init(void)
+int pp_host_reply_bind(void)
 {
-	if(load_sig_api(&sigb) < 0) {
-		LM_ERR("the signaling module is required\n");
-		return -1;
-	}
-	return 0;
+	return load_sig_api(&sigb);
 }
 
 int pp_host_parse_contacts(struct sip_msg *msg)

@@ -22,7 +22,8 @@
 #include "pp_ipc.h"
 #include "pp_late.h"
 #include "pp_mi.h"
-#include "pp_register.h"
+#include "pp_modparams.h"
+#include "pp_registrar.h"
 #include "pp_tm.h"
 #include "pushpark_mod.h"
 
@@ -76,15 +77,10 @@ static const dep_export_t deps = {
 };
 
 static const param_export_t params[] = {
-		{"config", STR_PARAM, &pp_config_path},
-		{"park_timeout", INT_PARAM, &pp_park_timeout},
-		{"reply_code", INT_PARAM, &pp_reply_code},
+		PP_MODPARAMS_EXPORT(INT_PARAM, STR_PARAM),
 		{"reply_reason", STR_PARAM, &pp_reply_reason},
-		{"provisional_reply", INT_PARAM, &pp_provisional_code},
 		{"provisional_reason", STR_PARAM, &pp_provisional_reason},
-		{"ipc_timeout", INT_PARAM, &pp_ipc_timeout},
 		{"location_table", STR_PARAM, &pp_location_table},
-		{"push_registered", STR_PARAM, &pp_push_registered_s},
 		{0, 0, 0}};
 
 /* The engine process: forked before the SIP workers, initialised like them, and with
@@ -119,7 +115,7 @@ struct module_exports exports = {
 
 static int mod_init(void)
 {
-	if(pp_modparams_check() < 0 || pp_register_init() < 0 || pp_tm_init() < 0
+	if(pp_modparams_check() < 0 || pp_registrar_init() < 0 || pp_tm_init() < 0
 			|| pp_late_init() < 0)
 		return -1;
 	if(pp_provisional_reason == NULL || *pp_provisional_reason == '\0')

@@ -485,3 +485,39 @@ fn a_node_that_starts_loads_bindings_and_removals_made_while_it_was_down() {
     );
     assert_eq!(b.tokens("carol"), [token(4)]);
 }
+
+/// Redis holds back write commands (HSET, PUBLISH, SET NX, ...) of every client for `ms`.
+fn pause_writes(redis: &Redis, ms: u64) {
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("WRITE")
+        .query(&mut redis.conn())
+        .unwrap();
+}
+
+/// A push claim is answered within its budget whatever the cluster thread does
+/// meanwhile: here a binding write that Redis holds back (less than the 1 s a
+/// write may take, so the node stays connected).
+#[test]
+fn a_push_does_not_wait_behind_a_binding_write() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    a.register("alice", &token(1), 600);
+    a.wait_stats("written", |s| s.cluster_bindings_synced >= 1);
+    pause_writes(&redis, 900);
+    a.register("bob", &token(2), 600);
+    a.park("alice", 1);
+    assert!(mock.wait_for_push(&token(1), PATIENCE).is_some());
+    assert!(
+        redis.bindings("bob").is_empty(),
+        "pushed before bob's binding, held back, was written"
+    );
+    wait_until(
+        "bob's binding written once Redis takes writes again",
+        || redis.bindings("bob").len() == 1,
+        String::new,
+    );
+    assert_eq!(a.engine.stats().cluster_connected, 1);
+}

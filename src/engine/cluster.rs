@@ -7,6 +7,12 @@
 //! `cluster_failures` and dropped). The local store stays the cache every
 //! lookup reads, so a node keeps working while Redis is away.
 //!
+//! Push claims have a queue of their own, read by a task of its own, and each
+//! is asked in a task of its own within its budget (CLAIM_TIMEOUT from when it
+//! was asked, then: push), on the connection the node has at the time: a push
+//! never waits behind binding writes, nor behind the load that follows a
+//! (re)connection.
+//!
 //! In Redis, with `p` the key prefix:
 //! - `{p}aor:{aor}`: a hash, field = device key, value = the DeviceInfo JSON, or
 //!   `{"removed_unix":...}` for a removed binding (a tombstone, so that a node cut off
@@ -30,8 +36,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::ClusterConfig;
 use super::events::Relay;
@@ -72,11 +78,20 @@ pub(crate) enum Job {
         at: u64,
     },
     Wake(WakeMsg),
-    /// May this node push `token`? `reply(true)`: push (also when Redis cannot say).
-    Claim {
-        token: String,
-        reply: Box<dyn FnOnce(bool) + Send>,
-    },
+}
+
+/// May this node push `token`? `reply(true)`: push (also when Redis cannot say
+/// within CLAIM_TIMEOUT of `asked`).
+pub(crate) struct Claim {
+    token: String,
+    asked: Instant,
+    reply: Box<dyn FnOnce(bool) + Send>,
+}
+
+/// What the cluster thread reads: binding changes and wakes in order; claims apart.
+pub(crate) struct Lanes {
+    jobs: mpsc::Receiver<Job>,
+    claims: mpsc::Receiver<Claim>,
 }
 
 /// A binding change, as published on `{prefix}bindings`.
@@ -115,13 +130,14 @@ pub(crate) struct WakeMsg {
 /// The engine's side: hands jobs to the cluster thread, never waiting.
 pub(crate) struct Link {
     tx: mpsc::Sender<Job>,
+    claims: mpsc::Sender<Claim>,
     node_id: String,
     pub(crate) counters: Arc<ClusterCounters>,
 }
 
 /// Hands `job` over without waiting; gives it back (counted as a failure) when the
 /// queue is full or the thread gone.
-fn hand_over(tx: &mpsc::Sender<Job>, counters: &ClusterCounters, job: Job) -> Option<Job> {
+fn hand_over<T>(tx: &mpsc::Sender<T>, counters: &ClusterCounters, job: T) -> Option<T> {
     let e = tx.try_send(job).err()?;
     inc(&counters.failures);
     match e {
@@ -145,12 +161,13 @@ impl Link {
     /// Asks whether this node may push `token` now; `reply` is called on the cluster
     /// thread, or at once (with true) when the job cannot be handed over.
     pub(crate) fn claim(&self, token: &str, reply: Box<dyn FnOnce(bool) + Send>) {
-        let job = Job::Claim {
+        let claim = Claim {
             token: token.to_string(),
+            asked: Instant::now(),
             reply,
         };
-        if let Some(Job::Claim { reply, .. }) = hand_over(&self.tx, &self.counters, job) {
-            reply(true);
+        if let Some(c) = hand_over(&self.claims, &self.counters, claim) {
+            (c.reply)(true);
         }
     }
 
@@ -181,21 +198,20 @@ pub(crate) struct ClusterThread {
 }
 
 /// The link for `Shared` and what `start` needs.
-pub(crate) fn link(cfg: &ClusterConfig) -> (Link, mpsc::Receiver<Job>) {
-    let (tx, rx) = mpsc::channel(JOB_QUEUE);
+pub(crate) fn link(cfg: &ClusterConfig) -> (Link, Lanes) {
+    let (tx, jobs) = mpsc::channel(JOB_QUEUE);
+    let (claims_tx, claims) = mpsc::channel(JOB_QUEUE);
     let link = Link {
         tx,
+        claims: claims_tx,
         node_id: cfg.node_id.clone(),
         counters: Arc::default(),
     };
-    (link, rx)
+    (link, Lanes { jobs, claims })
 }
 
 impl ClusterThread {
-    pub(crate) fn start(
-        sh: Arc<Shared>,
-        rx: mpsc::Receiver<Job>,
-    ) -> Result<ClusterThread, EngineError> {
+    pub(crate) fn start(sh: Arc<Shared>, lanes: Lanes) -> Result<ClusterThread, EngineError> {
         let cfg = sh.cfg.cluster.clone().expect("started only with a cluster");
         let client = Client::open(&*cfg.redis_url)
             .map_err(|e| EngineError::Io(format!("cluster.redis_url: {e}")))?;
@@ -205,9 +221,17 @@ impl ClusterThread {
             .enable_all()
             .build()
             .map_err(|e| EngineError::Io(format!("cluster runtime: {e}")))?;
+        let claimer = Arc::new(Claimer {
+            key_prefix: cfg.key_prefix.clone(),
+            node_id: cfg.node_id.clone(),
+            px_ms: sh.cfg.push.min_interval.as_millis() as u64,
+            counters: counters.clone(),
+        });
+        let (for_claims, conn) = watch::channel(None);
+        rt.spawn(claimer.serve(lanes.claims, conn));
         let node = Node {
             sub_pattern: format!("{}aor:*", glob_escape(&cfg.key_prefix)),
-            px_ms: sh.cfg.push.min_interval.as_millis() as u64,
+            for_claims,
             max_age_secs: u64::from(sh.cfg.store.max_age_days) * 86_400,
             cfg,
             client,
@@ -217,7 +241,7 @@ impl ClusterThread {
         };
         let thread = std::thread::Builder::new()
             .name("pushpark-cluster".into())
-            .spawn(move || rt.block_on(node.run(rx, stop_rx)))
+            .spawn(move || rt.block_on(node.run(lanes.jobs, stop_rx)))
             .map_err(|e| EngineError::Io(format!("cannot start the cluster thread: {e}")))?;
         Ok(ClusterThread {
             stop: Some(stop_tx),
@@ -266,7 +290,8 @@ struct Node {
     counters: Arc<ClusterCounters>,
     sh: Arc<Shared>,
     sub_pattern: String,
-    px_ms: u64,
+    /// The connection push claims are asked on (None: answered without Redis).
+    for_claims: watch::Sender<Option<MultiplexedConnection>>,
     max_age_secs: u64,
     /// Bindings (AOR, key) changed here that Redis has not got yet, with when
     /// (unix seconds): written from the local store once it is back.
@@ -314,6 +339,7 @@ impl Node {
                 }
                 Err(e) => e.to_string(),
             };
+            self.for_claims.send_replace(None);
             if !down_logged {
                 log::warn!(
                     "cluster: Redis {} unreachable ({why}); working on local bindings, retrying",
@@ -360,6 +386,7 @@ impl Node {
                 },
             }
         };
+        self.for_claims.send_replace(Some(conn.clone()));
         let synced = async {
             self.load(&mut conn).await?;
             self.flush_dirty(&mut conn).await
@@ -581,11 +608,6 @@ impl Node {
                 }
                 (Vec::new(), sent)
             }
-            Job::Claim { token, reply } => {
-                let claimed = self.claim(conn, &token).await;
-                reply(*claimed.as_ref().unwrap_or(&true));
-                (Vec::new(), claimed.map(|_| ()))
-            }
         };
         if let Err(e) = &result {
             inc(&self.counters.failures);
@@ -593,32 +615,6 @@ impl Node {
             self.dirty.extend(binding);
         }
         result
-    }
-
-    /// True when this node may push `token`: nobody else did within `push.min_interval_ms`.
-    async fn claim(&self, conn: &mut MultiplexedConnection, token: &str) -> RedisResult<bool> {
-        let key = format!("{}push:{token}", self.cfg.key_prefix);
-        let node = &self.cfg.node_id;
-        let work = async {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(node)
-                .arg("NX")
-                .arg("PX")
-                .arg(self.px_ms)
-                .query_async(conn)
-                .await?;
-            if set.is_some() {
-                return Ok(true);
-            }
-            // Our own claim, about to expire, is no reason not to push.
-            let holder: Option<String> = conn.get(&key).await?;
-            Ok(holder.as_deref().map_or(true, |h| h == node))
-        };
-        match tokio::time::timeout(CLAIM_TIMEOUT, work).await {
-            Ok(r) => r,
-            Err(_) => Err(timed_out()),
-        }
     }
 
     /// A job while Redis is away.
@@ -635,7 +631,6 @@ impl Node {
             }
             // Of no use later (see the top of this file).
             Job::Wake(_) => {}
-            Job::Claim { reply, .. } => reply(true),
         }
     }
 
@@ -674,6 +669,73 @@ impl Node {
                 Err(e) => log::warn!("cluster: a binding message that does not parse: {e}"),
             }
         }
+    }
+}
+
+/// Answers push claims; shared by their tasks.
+struct Claimer {
+    key_prefix: String,
+    node_id: String,
+    px_ms: u64,
+    counters: Arc<ClusterCounters>,
+}
+
+impl Claimer {
+    /// Takes the claims as they come, whatever the cluster thread is doing.
+    async fn serve(
+        self: Arc<Self>,
+        mut claims: mpsc::Receiver<Claim>,
+        conn: watch::Receiver<Option<MultiplexedConnection>>,
+    ) {
+        while let Some(c) = claims.recv().await {
+            let conn = conn.borrow().clone();
+            match conn {
+                Some(conn) => self.ask(conn, c),
+                None => self.unanswered(c, &"Redis away"),
+            }
+        }
+    }
+
+    /// Asks Redis in a task of its own, so that nothing else the cluster thread
+    /// does delays the answer: true (push) when Redis does not say within the
+    /// claim's budget, counted as a failure.
+    fn ask(self: &Arc<Self>, conn: MultiplexedConnection, c: Claim) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let budget = CLAIM_TIMEOUT.saturating_sub(c.asked.elapsed());
+            match tokio::time::timeout(budget, me.claim(conn, &c.token)).await {
+                Ok(Ok(granted)) => (c.reply)(granted),
+                Ok(Err(e)) => me.unanswered(c, &e),
+                Err(_) => me.unanswered(c, &"no answer in time"),
+            }
+        });
+    }
+
+    /// Redis cannot say: push.
+    fn unanswered(&self, c: Claim, why: &dyn std::fmt::Display) {
+        inc(&self.counters.failures);
+        log::debug!("cluster: push claim not answered ({why}), pushing");
+        (c.reply)(true);
+    }
+
+    /// True when this node may push `token`: nobody else did within `push.min_interval_ms`.
+    async fn claim(&self, mut conn: MultiplexedConnection, token: &str) -> RedisResult<bool> {
+        let key = format!("{}push:{token}", self.key_prefix);
+        let node = &self.node_id;
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(node)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.px_ms)
+            .query_async(&mut conn)
+            .await?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        // Our own claim, about to expire, is no reason not to push.
+        let holder: Option<String> = conn.get(&key).await?;
+        Ok(holder.as_deref().map_or(true, |h| h == node))
     }
 }
 

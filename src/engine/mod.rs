@@ -373,7 +373,7 @@ impl Engine {
         let events = EventQueue::new(cfg.park.max_total.saturating_mul(EVENTS_PER_CALL))
             .map_err(|e| EngineError::Io(format!("eventfd: {e}")))?;
         let clients = push_clients::Clients::new(&cfg)?;
-        let (link, jobs) = cfg.cluster.as_ref().map(cluster::link).unzip();
+        let (link, lanes) = cfg.cluster.as_ref().map(cluster::link).unzip();
         if let Some(link) = &link {
             store.set_sink(link.sink());
         }
@@ -387,8 +387,8 @@ impl Engine {
             store,
             cluster: link,
         });
-        let cluster = match jobs {
-            Some(jobs) => Some(cluster::ClusterThread::start(shared.clone(), jobs)?),
+        let cluster = match lanes {
+            Some(lanes) => Some(cluster::ClusterThread::start(shared.clone(), lanes)?),
             None => None,
         };
         let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(CMD_QUEUE);

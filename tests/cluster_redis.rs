@@ -521,3 +521,39 @@ fn a_push_does_not_wait_behind_a_binding_write() {
     );
     assert_eq!(a.engine.stats().cluster_connected, 1);
 }
+
+/// The ids of the clients connected to `redis` (CLIENT LIST).
+fn client_ids(conn: &mut redis::Connection) -> Vec<u64> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(conn).unwrap();
+    list.lines()
+        .filter_map(|l| l.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// A claim Redis answers late (300 ms, past its 200 ms budget) is a failure and the
+/// node pushes; it is no reason to drop the connection and load every binding again.
+#[test]
+fn a_slow_answer_to_a_claim_keeps_the_connection() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    a.register("alice", &token(1), 600);
+    a.wait_stats("written", |s| s.cluster_bindings_synced >= 1);
+    let mut watcher = redis.conn();
+    let before = client_ids(&mut watcher);
+    pause_writes(&redis, 300);
+    a.park("alice", 1);
+    assert!(mock.wait_for_push(&token(1), PATIENCE).is_some());
+    a.wait_stats("the late claim counted", |s| s.cluster_failures >= 1);
+    a.register("bob", &token(2), 600);
+    wait_until(
+        "bob's binding written",
+        || redis.bindings("bob").len() == 1,
+        String::new,
+    );
+    let after = client_ids(&mut watcher);
+    assert!(
+        before.iter().all(|id| after.contains(id)),
+        "the node reconnected: clients {before:?} then {after:?}"
+    );
+}

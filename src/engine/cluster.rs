@@ -758,7 +758,9 @@ async fn open(
     Ok((conn, Box::pin(pubsub.into_on_message())))
 }
 
-/// The connection is gone or hangs (not an error answer from Redis).
+/// The connection is gone or hangs: no answer within COMMAND_TIMEOUT (not an error answer
+/// from Redis). A claim's shorter budget running out says only that Redis is slow: claims
+/// never end a connection.
 fn lost(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }

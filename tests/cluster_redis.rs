@@ -557,3 +557,32 @@ fn a_slow_answer_to_a_claim_keeps_the_connection() {
         "the node reconnected: clients {before:?} then {after:?}"
     );
 }
+
+/// A binding change the cluster thread's full queue could not take is written (as the
+/// local store has it) once the thread catches up: an unREGISTER dropped that way
+/// used to stay on the other nodes, and come back on its own node at the next load.
+#[test]
+fn a_binding_change_dropped_on_a_full_queue_still_reaches_the_other_nodes() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    let b = Node::start(&mock, &redis, "b", |_| {});
+    a.register("bob", &token(2), 600);
+    wait_until("b knows bob", || b.tokens("bob").len() == 1, String::new);
+    // a's cluster thread waits on the frozen Redis while REGISTERs (a binding change
+    // and a wake each) fill its queue of 65,536 jobs: bob's unREGISTER is dropped.
+    redis.freeze(true);
+    for _ in 0..33_000 {
+        a.register("alice", &token(1), 600);
+    }
+    a.register("bob", &token(2), 0);
+    redis.freeze(false);
+    wait_until(
+        "b forgot bob",
+        || b.tokens("bob").is_empty(),
+        || format!("{:#?}", a.engine.stats()),
+    );
+    a.wait_stats("a connected", |s| s.cluster_connected == 1);
+    assert!(redis.bindings("bob").is_empty());
+    assert!(a.tokens("bob").is_empty());
+}

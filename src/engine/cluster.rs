@@ -4,8 +4,10 @@
 //! One thread of its own, with a current-thread tokio runtime, talks to Redis.
 //! The host's threads and the engine thread never wait for it: they hand it
 //! jobs with `try_send` on a bounded channel (full: counted in
-//! `cluster_failures` and dropped). The local store stays the cache every
-//! lookup reads, so a node keeps working while Redis is away.
+//! `cluster_failures` and dropped; a dropped binding change is noted, and the
+//! cluster thread writes that binding from the local store when it catches up).
+//! The local store stays the cache every lookup reads, so a node keeps working
+//! while Redis is away.
 //!
 //! Push claims have a queue of their own, read by a task of its own, and each
 //! is asked in a task of its own within its budget (CLAIM_TIMEOUT from when it
@@ -29,6 +31,7 @@
 //! device did not register for. Binding changes missed that way are caught up
 //! by the load every (re)connection makes.
 
+use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, Msg, RedisResult};
 use serde::{Deserialize, Serialize};
@@ -66,6 +69,10 @@ pub(crate) struct ClusterCounters {
     pub failures: AtomicU64,
 }
 
+/// Bindings (AOR, key) changed here that Redis has not got yet, with when (unix
+/// seconds): written as the local store has them.
+type Dirty = HashMap<(String, String), u64>;
+
 pub(crate) enum Job {
     Upsert {
         aor: String,
@@ -78,6 +85,19 @@ pub(crate) enum Job {
         at: u64,
     },
     Wake(WakeMsg),
+}
+
+impl Job {
+    /// The bindings a job changes (none for a wake), for `Dirty`.
+    fn bindings(self) -> Vec<((String, String), u64)> {
+        match self {
+            Job::Upsert { aor, device } => vec![((aor, device.key), device.last_register_unix)],
+            Job::Remove { aor, keys, at } => {
+                keys.into_iter().map(|k| ((aor.clone(), k), at)).collect()
+            }
+            Job::Wake(_) => Vec::new(),
+        }
+    }
 }
 
 /// May this node push `token`? `reply(true)`: push (also when Redis cannot say
@@ -131,6 +151,8 @@ pub(crate) struct WakeMsg {
 pub(crate) struct Link {
     tx: mpsc::Sender<Job>,
     claims: mpsc::Sender<Claim>,
+    /// Binding changes the full queue dropped, for the cluster thread to write.
+    unsent: Arc<Mutex<Dirty>>,
     node_id: String,
     pub(crate) counters: Arc<ClusterCounters>,
 }
@@ -174,6 +196,7 @@ impl Link {
     /// The store's write-through: every change made on this node becomes a job.
     pub(crate) fn sink(&self) -> Sink {
         let (tx, counters) = (self.tx.clone(), self.counters.clone());
+        let unsent = self.unsent.clone();
         Box::new(move |aor: &str, change: Change| {
             let job = match change {
                 Change::Upsert(d) => Job::Upsert {
@@ -186,7 +209,9 @@ impl Link {
                     at: unix_now(),
                 },
             };
-            let _ = hand_over(&tx, &counters, job);
+            if let Some(job) = hand_over(&tx, &counters, job) {
+                unsent.lock().extend(job.bindings());
+            }
         })
     }
 }
@@ -204,6 +229,7 @@ pub(crate) fn link(cfg: &ClusterConfig) -> (Link, Lanes) {
     let link = Link {
         tx,
         claims: claims_tx,
+        unsent: Arc::default(),
         node_id: cfg.node_id.clone(),
         counters: Arc::default(),
     };
@@ -215,7 +241,8 @@ impl ClusterThread {
         let cfg = sh.cfg.cluster.clone().expect("started only with a cluster");
         let client = Client::open(&*cfg.redis_url)
             .map_err(|e| EngineError::Io(format!("cluster.redis_url: {e}")))?;
-        let counters = sh.cluster.as_ref().expect("a link").counters.clone();
+        let link = sh.cluster.as_ref().expect("a link");
+        let (counters, unsent) = (link.counters.clone(), link.unsent.clone());
         let (stop_tx, stop_rx) = oneshot::channel();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -238,6 +265,7 @@ impl ClusterThread {
             counters,
             sh,
             dirty: HashMap::new(),
+            unsent,
         };
         let thread = std::thread::Builder::new()
             .name("pushpark-cluster".into())
@@ -293,9 +321,10 @@ struct Node {
     /// The connection push claims are asked on (None: answered without Redis).
     for_claims: watch::Sender<Option<MultiplexedConnection>>,
     max_age_secs: u64,
-    /// Bindings (AOR, key) changed here that Redis has not got yet, with when
-    /// (unix seconds): written from the local store once it is back.
-    dirty: HashMap<(String, String), u64>,
+    /// Written from the local store once Redis is back.
+    dirty: Dirty,
+    /// The link's: taken into `dirty` at each connection and after each job.
+    unsent: Arc<Mutex<Dirty>>,
 }
 
 type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = Msg> + Send>>;
@@ -387,6 +416,7 @@ impl Node {
             }
         };
         self.for_claims.send_replace(Some(conn.clone()));
+        self.take_unsent();
         let synced = async {
             self.load(&mut conn).await?;
             self.flush_dirty(&mut conn).await
@@ -564,11 +594,17 @@ impl Node {
                 },
                 job = rx.recv() => match job {
                     None => return Ended::Stop,
-                    Some(job) => if let Err(e) = self.online(&mut conn, job).await {
-                        if lost(&e) {
-                            return Ended::Lost(e.to_string());
+                    Some(job) => {
+                        let mut done = self.online(&mut conn, job).await;
+                        if done.is_ok() && self.take_unsent() {
+                            done = self.flush_dirty(&mut conn).await;
                         }
-                    },
+                        if let Err(e) = done {
+                            if lost(&e) {
+                                return Ended::Lost(e.to_string());
+                            }
+                        }
+                    }
                 },
             }
         }
@@ -617,21 +653,18 @@ impl Node {
         result
     }
 
-    /// A job while Redis is away.
+    /// A job while Redis is away; a wake is of no use later (see the top of this file).
     fn offline(&mut self, job: Job) {
         inc(&self.counters.failures);
-        match job {
-            Job::Upsert { aor, device } => {
-                self.dirty
-                    .insert((aor, device.key), device.last_register_unix);
-            }
-            Job::Remove { aor, keys, at } => {
-                self.dirty
-                    .extend(keys.into_iter().map(|k| ((aor.clone(), k), at)));
-            }
-            // Of no use later (see the top of this file).
-            Job::Wake(_) => {}
-        }
+        self.dirty.extend(job.bindings());
+    }
+
+    /// Takes the binding changes the full queue dropped into `dirty`; true if any.
+    fn take_unsent(&mut self) -> bool {
+        let unsent = std::mem::take(&mut *self.unsent.lock());
+        let any = !unsent.is_empty();
+        self.dirty.extend(unsent);
+        any
     }
 
     fn on_message(&self, msg: &Msg) {

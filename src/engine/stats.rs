@@ -75,7 +75,7 @@ pub struct Stats {
     pub cluster_bindings_synced: u64,
     /// Cluster jobs that failed (a Redis command failed or timed out, Redis was
     /// away) or were dropped (the cluster thread's queue was full). A binding
-    /// change that failed is written once Redis is back; a wake is not.
+    /// change that failed or was dropped is written later; a wake is not.
     pub cluster_failures: u64,
     /// Per push service: pushes sent, delivered, and sent but not delivered (refused,
     /// timed out, shut down; unconfirmed ones are neither). The totals above cover both.

@@ -317,6 +317,8 @@ fn nodes_work_without_redis_and_catch_up_when_it_returns() {
     a.wait_event(|e| e.kind == EventKind::Resume && e.host_ref == 1);
     a.wait_stats("a's failures", |s| s.cluster_failures >= 2);
     b.wait_stats("b's failures", |s| s.cluster_failures >= 1);
+    a.wait_stats("a's wake lost", |s| s.cluster_wakes_dropped == 1);
+    b.wait_stats("b's wake lost", |s| s.cluster_wakes_dropped == 1);
 
     // Back, empty (no persistence): both nodes write what they know.
     redis.restart();
@@ -576,6 +578,10 @@ fn a_binding_change_dropped_on_a_full_queue_still_reaches_the_other_nodes() {
         a.register("alice", &token(1), 600);
     }
     a.register("bob", &token(2), 0);
+    assert!(
+        a.engine.stats().cluster_wakes_dropped > 0,
+        "the queue was full: wakes dropped"
+    );
     redis.freeze(false);
     wait_until(
         "b forgot bob",

@@ -67,6 +67,7 @@ pub(crate) struct ClusterCounters {
     pub wakes_received: AtomicU64,
     pub bindings_synced: AtomicU64,
     pub failures: AtomicU64,
+    pub wakes_dropped: AtomicU64,
 }
 
 /// Bindings (AOR, key) changed here that Redis has not got yet, with when (unix
@@ -177,7 +178,9 @@ impl Link {
             contact: contact.to_string(),
             path: path.map(String::from),
         };
-        let _ = hand_over(&self.tx, &self.counters, Job::Wake(msg));
+        if hand_over(&self.tx, &self.counters, Job::Wake(msg)).is_some() {
+            inc(&self.counters.wakes_dropped);
+        }
     }
 
     /// Asks whether this node may push `token` now; `reply` is called on the cluster
@@ -639,9 +642,11 @@ impl Node {
             Job::Wake(msg) => {
                 let json = serde_json::to_string(&msg).expect("strings");
                 let sent = bounded(conn.publish::<_, _, ()>(self.channel("wake"), json)).await;
-                if sent.is_ok() {
-                    inc(&self.counters.wakes_sent);
-                }
+                let counter = match sent {
+                    Ok(()) => &self.counters.wakes_sent,
+                    Err(_) => &self.counters.wakes_dropped,
+                };
+                inc(counter);
                 (Vec::new(), sent)
             }
         };
@@ -656,6 +661,9 @@ impl Node {
     /// A job while Redis is away; a wake is of no use later (see the top of this file).
     fn offline(&mut self, job: Job) {
         inc(&self.counters.failures);
+        if matches!(job, Job::Wake(_)) {
+            inc(&self.counters.wakes_dropped);
+        }
         self.dirty.extend(job.bindings());
     }
 

@@ -784,6 +784,7 @@ impl Engine {
             s.cluster_wakes_received = get(&c.wakes_received);
             s.cluster_bindings_synced = get(&c.bindings_synced);
             s.cluster_failures = get(&c.failures);
+            s.cluster_wakes_dropped = get(&c.wakes_dropped);
         }
         s
     }

@@ -592,3 +592,92 @@ fn a_binding_change_dropped_on_a_full_queue_still_reaches_the_other_nodes() {
     assert!(redis.bindings("bob").is_empty());
     assert!(a.tokens("bob").is_empty());
 }
+
+/// Publishes `msg` on the bindings channel, as a node "c" would.
+fn publish_binding(redis: &Redis, msg: Value) {
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("pushpark:bindings")
+        .arg(msg.to_string())
+        .query(&mut redis.conn())
+        .unwrap();
+}
+
+/// A binding published after the messages a test sent or caused: once a node has
+/// it, it has handled them.
+fn publish_marker(redis: &Redis, n: u32) {
+    publish_binding(
+        redis,
+        json!({
+            "node": "c", "aor": "marker",
+            "upsert": { "key": n.to_string(), "provider": "apns", "token": token(100 + n),
+                "topic": engine_common::TOPIC, "contact": "sip:m@h", "last_register_unix": 1 }
+        }),
+    );
+}
+
+fn contact_of(node: &Node, aor: &str) -> String {
+    let devices = node.engine.devices(aor);
+    devices
+        .first()
+        .map(|d| d.contact.clone())
+        .unwrap_or_default()
+}
+
+/// One phone REGISTERs on a, then on b, and the two binding messages cross (Redis
+/// holds both writes back until both nodes stored their own): each node keeps the
+/// newer copy, b's (the later REGISTER, or of the same second from the greater node
+/// id), instead of taking the other's.
+#[test]
+fn crossing_binding_messages_leave_both_nodes_with_the_newer_copy() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    let b = Node::start(&mock, &redis, "b", |_| {});
+    pause_writes(&redis, 300);
+    for (node, host) in [(&a, "192.0.2.1"), (&b, "192.0.2.2")] {
+        let contact = push_contact("alice", &token(1)).replace("192.0.2.10", host);
+        node.engine
+            .register(&register("alice", &contact, None))
+            .unwrap();
+    }
+    // Held back by the pause too, and let through after both writes.
+    publish_marker(&redis, 1);
+    for n in [&a, &b] {
+        wait_until("the marker", || n.tokens("marker").len() == 1, String::new);
+    }
+    assert!(
+        contact_of(&a, "alice").contains("192.0.2.2"),
+        "{}",
+        contact_of(&a, "alice")
+    );
+    assert!(
+        contact_of(&b, "alice").contains("192.0.2.2"),
+        "{}",
+        contact_of(&b, "alice")
+    );
+}
+
+/// A removal or a binding older than the copy a node has is ignored.
+#[test]
+fn binding_messages_older_than_the_copy_here_are_ignored() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    a.register("alice", &token(1), 600);
+    let copy = contact_of(&a, "alice");
+    publish_binding(
+        &redis,
+        json!({ "node": "c", "aor": "alice", "remove": [token(1)], "removed_unix": 1000 }),
+    );
+    publish_binding(
+        &redis,
+        json!({
+            "node": "c", "aor": "alice",
+            "upsert": { "key": token(1), "provider": "apns", "token": token(1),
+                "topic": engine_common::TOPIC, "contact": "sip:old@h", "last_register_unix": 1000 }
+        }),
+    );
+    publish_marker(&redis, 1);
+    wait_until("the marker", || a.tokens("marker").len() == 1, String::new);
+    assert_eq!(contact_of(&a, "alice"), copy);
+}

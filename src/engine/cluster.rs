@@ -124,6 +124,9 @@ struct BindingMsg {
     upsert: Option<DeviceInfo>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     remove: Vec<String>,
+    /// When (unix seconds) `remove` was made: a node whose copy is newer keeps it.
+    #[serde(default)]
+    removed_unix: u64,
 }
 
 /// A field of `{prefix}aor:{aor}`: a binding, or when it was removed.
@@ -545,21 +548,18 @@ impl Node {
                 },
                 aor: aor.clone(),
                 upsert: device,
+                removed_unix: at,
             };
-            self.write(conn, msg, at).await?;
+            self.write(conn, msg).await?;
             self.dirty.remove(&(aor, key));
         }
         Ok(())
     }
 
     /// One binding change into Redis and out to the other nodes, in one
-    /// transaction; removals (made at `removed_unix`) leave tombstones.
-    async fn write(
-        &self,
-        conn: &mut MultiplexedConnection,
-        msg: BindingMsg,
-        removed_unix: u64,
-    ) -> RedisResult<()> {
+    /// transaction; removals leave tombstones.
+    async fn write(&self, conn: &mut MultiplexedConnection, msg: BindingMsg) -> RedisResult<()> {
+        let removed_unix = msg.removed_unix;
         let key = self.key(&msg.aor);
         let mut fields = Vec::new();
         if let Some(d) = &msg.upsert {
@@ -623,8 +623,9 @@ impl Node {
                     aor,
                     upsert: Some(device),
                     remove: Vec::new(),
+                    removed_unix: 0,
                 };
-                (vec![id], self.write(conn, msg, 0).await)
+                (vec![id], self.write(conn, msg).await)
             }
             Job::Remove { aor, keys, at } => {
                 let ids = keys
@@ -636,8 +637,9 @@ impl Node {
                     aor,
                     upsert: None,
                     remove: keys,
+                    removed_unix: at,
                 };
-                (ids, self.write(conn, msg, at).await)
+                (ids, self.write(conn, msg).await)
             }
             Job::Wake(msg) => {
                 let json = serde_json::to_string(&msg).expect("strings");
@@ -696,13 +698,17 @@ impl Node {
             }
         } else if channel == self.channel("bindings") {
             match serde_json::from_str::<BindingMsg>(&payload) {
+                // Messages of two nodes may cross: the newer copy wins, wherever it is.
                 Ok(b) if b.node != self.cfg.node_id => {
+                    let (store, here) = (&self.sh.store, &self.cfg.node_id);
                     if let Some(d) = b.upsert {
-                        self.sh.store.upsert_from_cluster(&b.aor, d);
-                        inc(&self.counters.bindings_synced);
+                        if store.upsert_if_newer(&b.aor, d, &b.node, here).is_some() {
+                            inc(&self.counters.bindings_synced);
+                        }
                     }
                     if !b.remove.is_empty() {
-                        let n = self.sh.store.remove_from_cluster(&b.aor, &b.remove);
+                        let n =
+                            store.remove_if_newer(&b.aor, &b.remove, b.removed_unix, &b.node, here);
                         add(&self.counters.bindings_synced, n as u64);
                     }
                 }

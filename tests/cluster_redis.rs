@@ -6,7 +6,8 @@ mod engine_common;
 mod redis_server;
 
 use engine_common::{base_config, push_contact, register, token, wait_readable, PATIENCE};
-use pushpark::mock::{MockApns, MockConfig};
+use pushpark::apns::Reason;
+use pushpark::mock::{MockApns, MockConfig, Scripted};
 use pushpark::{Engine, EngineConfig, Event, EventKind, ParkRequest, Registration, Stats};
 use redis_server::Redis;
 use serde_json::{json, Value};
@@ -680,4 +681,28 @@ fn binding_messages_older_than_the_copy_here_are_ignored() {
     publish_marker(&redis, 1);
     wait_until("the marker", || a.tokens("marker").len() == 1, String::new);
     assert_eq!(contact_of(&a, "alice"), copy);
+}
+
+/// APNs answers a's push 410 (Unregistered): the binding goes on b too, and from Redis.
+#[test]
+fn a_token_apns_reports_dead_to_a_is_forgotten_by_b() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    let b = Node::start(&mock, &redis, "b", |_| {});
+    b.register("alice", &token(1), 600);
+    wait_until(
+        "a knows her phone",
+        || a.tokens("alice").len() == 1,
+        String::new,
+    );
+    mock.script(&token(1), Scripted::Reject(Reason::Unregistered));
+    a.park("alice", 1);
+    a.wait_stats("the token dead", |s| s.devices_gone == 1);
+    wait_until(
+        "b forgot her phone",
+        || b.tokens("alice").is_empty(),
+        || format!("{:?}", b.tokens("alice")),
+    );
+    assert!(redis.bindings("alice").is_empty());
 }

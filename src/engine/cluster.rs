@@ -707,8 +707,7 @@ impl Node {
                         }
                     }
                     if !b.remove.is_empty() {
-                        let n =
-                            store.remove_if_newer(&b.aor, &b.remove, b.removed_unix, &b.node, here);
+                        let n = store.remove_if_newer(&b.aor, &b.remove, b.removed_unix);
                         add(&self.counters.bindings_synced, n as u64);
                     }
                 }

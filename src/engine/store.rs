@@ -275,19 +275,13 @@ impl Store {
         (!newer_here).then(|| self.upsert_as(aor, info, Some(from)))
     }
 
-    /// Bindings node `from` removed at `at`: as `remove_from_cluster`, but a copy here
-    /// newer than the removal stays (`here`: this node's id).
-    pub(crate) fn remove_if_newer(
-        &self,
-        aor: &str,
-        keys: &[String],
-        at: u64,
-        from: &str,
-        here: &str,
-    ) -> usize {
+    /// Bindings another node removed at `at`: as `remove_from_cluster`, but a copy here
+    /// registered later stays. One of the same second goes: the removal may well have
+    /// been made because of it (APNs said its token is dead).
+    pub(crate) fn remove_if_newer(&self, aor: &str, keys: &[String], at: u64) -> usize {
         self.remove_where_as(
             aor,
-            |e| keys.contains(&e.info.key) && !e.newer_than(at, from, here),
+            |e| keys.contains(&e.info.key) && e.info.last_register_unix <= at,
             false,
         )
     }

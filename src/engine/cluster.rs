@@ -9,11 +9,14 @@
 //! The local store stays the cache every lookup reads, so a node keeps working
 //! while Redis is away.
 //!
-//! Push claims have a queue of their own, read by a task of its own, and each
-//! is asked in a task of its own within its budget (CLAIM_TIMEOUT from when it
-//! was asked, then: push), on the connection the node has at the time: a push
-//! never waits behind binding writes, nor behind the load that follows a
-//! (re)connection.
+//! It reconnects by itself (`Node::run`), not through the redis crate's
+//! ConnectionManager: each new connection must be followed by the load and the
+//! write-back of what Redis lacks, which a manager reconnecting unseen would skip.
+//!
+//! Push claims have a queue of their own, read by their own task, and each is
+//! asked in a task on the connection the node has at the time, within its
+//! budget (CLAIM_TIMEOUT from when it was asked, then: push): a push never
+//! waits behind binding writes, nor behind the load after a (re)connection.
 //!
 //! In Redis, with `p` the key prefix:
 //! - `{p}aor:{aor}`: a hash, field = device key, value = the DeviceInfo JSON, or

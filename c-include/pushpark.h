@@ -601,6 +601,9 @@ typedef struct pushpark_stats {
     uint64_t fcm_pushes_sent;        /* Android devices (pn-provider=fcm), with an "fcm" section */
     uint64_t fcm_pushes_delivered;
     uint64_t fcm_pushes_failed;
+    uint64_t cluster_wakes_dropped;  /* wakes of this node the other nodes never got: queue
+                                        full, Redis away, publish failed (also in
+                                        cluster_failures) */
 } pushpark_stats;
 
 /*

@@ -6,7 +6,8 @@ mod engine_common;
 mod redis_server;
 
 use engine_common::{base_config, push_contact, register, token, wait_readable, PATIENCE};
-use pushpark::mock::{MockApns, MockConfig};
+use pushpark::apns::Reason;
+use pushpark::mock::{MockApns, MockConfig, Scripted};
 use pushpark::{Engine, EngineConfig, Event, EventKind, ParkRequest, Registration, Stats};
 use redis_server::Redis;
 use serde_json::{json, Value};
@@ -317,6 +318,8 @@ fn nodes_work_without_redis_and_catch_up_when_it_returns() {
     a.wait_event(|e| e.kind == EventKind::Resume && e.host_ref == 1);
     a.wait_stats("a's failures", |s| s.cluster_failures >= 2);
     b.wait_stats("b's failures", |s| s.cluster_failures >= 1);
+    a.wait_stats("a's wake lost", |s| s.cluster_wakes_dropped == 1);
+    b.wait_stats("b's wake lost", |s| s.cluster_wakes_dropped == 1);
 
     // Back, empty (no persistence): both nodes write what they know.
     redis.restart();
@@ -484,4 +487,222 @@ fn a_node_that_starts_loads_bindings_and_removals_made_while_it_was_down() {
         String::new,
     );
     assert_eq!(b.tokens("carol"), [token(4)]);
+}
+
+/// Redis holds back write commands (HSET, PUBLISH, SET NX, ...) of every client for `ms`.
+fn pause_writes(redis: &Redis, ms: u64) {
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("WRITE")
+        .query(&mut redis.conn())
+        .unwrap();
+}
+
+/// A push claim is answered within its budget whatever the cluster thread does
+/// meanwhile: here a binding write that Redis holds back (less than the 1 s a
+/// write may take, so the node stays connected).
+#[test]
+fn a_push_does_not_wait_behind_a_binding_write() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    a.register("alice", &token(1), 600);
+    a.wait_stats("written", |s| s.cluster_bindings_synced >= 1);
+    pause_writes(&redis, 900);
+    a.register("bob", &token(2), 600);
+    a.park("alice", 1);
+    assert!(mock.wait_for_push(&token(1), PATIENCE).is_some());
+    assert!(
+        redis.bindings("bob").is_empty(),
+        "pushed before bob's binding, held back, was written"
+    );
+    wait_until(
+        "bob's binding written once Redis takes writes again",
+        || redis.bindings("bob").len() == 1,
+        String::new,
+    );
+    assert_eq!(a.engine.stats().cluster_connected, 1);
+}
+
+/// The ids of the clients connected to `redis` (CLIENT LIST).
+fn client_ids(conn: &mut redis::Connection) -> Vec<u64> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(conn).unwrap();
+    list.lines()
+        .filter_map(|l| l.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// A claim Redis answers late (300 ms, past its 200 ms budget) is a failure and the
+/// node pushes; it is no reason to drop the connection and load every binding again.
+#[test]
+fn a_slow_answer_to_a_claim_keeps_the_connection() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    a.register("alice", &token(1), 600);
+    a.wait_stats("written", |s| s.cluster_bindings_synced >= 1);
+    let mut watcher = redis.conn();
+    let before = client_ids(&mut watcher);
+    pause_writes(&redis, 300);
+    a.park("alice", 1);
+    assert!(mock.wait_for_push(&token(1), PATIENCE).is_some());
+    a.wait_stats("the late claim counted", |s| s.cluster_failures >= 1);
+    a.register("bob", &token(2), 600);
+    wait_until(
+        "bob's binding written",
+        || redis.bindings("bob").len() == 1,
+        String::new,
+    );
+    let after = client_ids(&mut watcher);
+    assert!(
+        before.iter().all(|id| after.contains(id)),
+        "the node reconnected: clients {before:?} then {after:?}"
+    );
+}
+
+/// A binding change the cluster thread's full queue could not take is written (as the
+/// local store has it) once the thread catches up: an unREGISTER dropped that way
+/// used to stay on the other nodes, and come back on its own node at the next load.
+#[test]
+fn a_binding_change_dropped_on_a_full_queue_still_reaches_the_other_nodes() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    let b = Node::start(&mock, &redis, "b", |_| {});
+    a.register("bob", &token(2), 600);
+    wait_until("b knows bob", || b.tokens("bob").len() == 1, String::new);
+    // a's cluster thread waits on the frozen Redis while REGISTERs (a binding change
+    // and a wake each) fill its queue of 65,536 jobs: bob's unREGISTER is dropped.
+    redis.freeze(true);
+    for _ in 0..33_000 {
+        a.register("alice", &token(1), 600);
+    }
+    a.register("bob", &token(2), 0);
+    assert!(
+        a.engine.stats().cluster_wakes_dropped > 0,
+        "the queue was full: wakes dropped"
+    );
+    redis.freeze(false);
+    wait_until(
+        "b forgot bob",
+        || b.tokens("bob").is_empty(),
+        || format!("{:#?}", a.engine.stats()),
+    );
+    a.wait_stats("a connected", |s| s.cluster_connected == 1);
+    assert!(redis.bindings("bob").is_empty());
+    assert!(a.tokens("bob").is_empty());
+}
+
+/// Publishes `msg` on the bindings channel, as a node "c" would.
+fn publish_binding(redis: &Redis, msg: Value) {
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("pushpark:bindings")
+        .arg(msg.to_string())
+        .query(&mut redis.conn())
+        .unwrap();
+}
+
+/// A binding published after the messages a test sent or caused: once a node has
+/// it, it has handled them.
+fn publish_marker(redis: &Redis, n: u32) {
+    publish_binding(
+        redis,
+        json!({
+            "node": "c", "aor": "marker",
+            "upsert": { "key": n.to_string(), "provider": "apns", "token": token(100 + n),
+                "topic": engine_common::TOPIC, "contact": "sip:m@h", "last_register_unix": 1 }
+        }),
+    );
+}
+
+fn contact_of(node: &Node, aor: &str) -> String {
+    let devices = node.engine.devices(aor);
+    devices
+        .first()
+        .map(|d| d.contact.clone())
+        .unwrap_or_default()
+}
+
+/// One phone REGISTERs on a, then on b, and the two binding messages cross (Redis
+/// holds both writes back until both nodes stored their own): each node keeps the
+/// newer copy, b's (the later REGISTER, or of the same second from the greater node
+/// id), instead of taking the other's.
+#[test]
+fn crossing_binding_messages_leave_both_nodes_with_the_newer_copy() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    let b = Node::start(&mock, &redis, "b", |_| {});
+    pause_writes(&redis, 300);
+    for (node, host) in [(&a, "192.0.2.1"), (&b, "192.0.2.2")] {
+        let contact = push_contact("alice", &token(1)).replace("192.0.2.10", host);
+        node.engine
+            .register(&register("alice", &contact, None))
+            .unwrap();
+    }
+    // Held back by the pause too, and let through after both writes.
+    publish_marker(&redis, 1);
+    for n in [&a, &b] {
+        wait_until("the marker", || n.tokens("marker").len() == 1, String::new);
+    }
+    assert!(
+        contact_of(&a, "alice").contains("192.0.2.2"),
+        "{}",
+        contact_of(&a, "alice")
+    );
+    assert!(
+        contact_of(&b, "alice").contains("192.0.2.2"),
+        "{}",
+        contact_of(&b, "alice")
+    );
+}
+
+/// A removal or a binding older than the copy a node has is ignored.
+#[test]
+fn binding_messages_older_than_the_copy_here_are_ignored() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    a.register("alice", &token(1), 600);
+    let copy = contact_of(&a, "alice");
+    publish_binding(
+        &redis,
+        json!({ "node": "c", "aor": "alice", "remove": [token(1)], "removed_unix": 1000 }),
+    );
+    publish_binding(
+        &redis,
+        json!({
+            "node": "c", "aor": "alice",
+            "upsert": { "key": token(1), "provider": "apns", "token": token(1),
+                "topic": engine_common::TOPIC, "contact": "sip:old@h", "last_register_unix": 1000 }
+        }),
+    );
+    publish_marker(&redis, 1);
+    wait_until("the marker", || a.tokens("marker").len() == 1, String::new);
+    assert_eq!(contact_of(&a, "alice"), copy);
+}
+
+/// APNs answers a's push 410 (Unregistered): the binding goes on b too, and from Redis.
+#[test]
+fn a_token_apns_reports_dead_to_a_is_forgotten_by_b() {
+    let redis = Redis::start();
+    let (mock, _d) = mock();
+    let a = Node::start(&mock, &redis, "a", |_| {});
+    let b = Node::start(&mock, &redis, "b", |_| {});
+    b.register("alice", &token(1), 600);
+    wait_until(
+        "a knows her phone",
+        || a.tokens("alice").len() == 1,
+        String::new,
+    );
+    mock.script(&token(1), Scripted::Reject(Reason::Unregistered));
+    a.park("alice", 1);
+    a.wait_stats("the token dead", |s| s.devices_gone == 1);
+    wait_until(
+        "b forgot her phone",
+        || b.tokens("alice").is_empty(),
+        || format!("{:?}", b.tokens("alice")),
+    );
+    assert!(redis.bindings("alice").is_empty());
 }

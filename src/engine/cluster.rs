@@ -4,8 +4,19 @@
 //! One thread of its own, with a current-thread tokio runtime, talks to Redis.
 //! The host's threads and the engine thread never wait for it: they hand it
 //! jobs with `try_send` on a bounded channel (full: counted in
-//! `cluster_failures` and dropped). The local store stays the cache every
-//! lookup reads, so a node keeps working while Redis is away.
+//! `cluster_failures` and dropped; a dropped binding change is noted, and the
+//! cluster thread writes that binding from the local store when it catches up).
+//! The local store stays the cache every lookup reads, so a node keeps working
+//! while Redis is away.
+//!
+//! It reconnects by itself (`Node::run`), not through the redis crate's
+//! ConnectionManager: each new connection must be followed by the load and the
+//! write-back of what Redis lacks, which a manager reconnecting unseen would skip.
+//!
+//! Push claims have a queue of their own, read by their own task, and each is
+//! asked in a task on the connection the node has at the time, within its
+//! budget (CLAIM_TIMEOUT from when it was asked, then: push): a push never
+//! waits behind binding writes, nor behind the load after a (re)connection.
 //!
 //! In Redis, with `p` the key prefix:
 //! - `{p}aor:{aor}`: a hash, field = device key, value = the DeviceInfo JSON, or
@@ -23,6 +34,7 @@
 //! device did not register for. Binding changes missed that way are caught up
 //! by the load every (re)connection makes.
 
+use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, Msg, RedisResult};
 use serde::{Deserialize, Serialize};
@@ -30,8 +42,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::ClusterConfig;
 use super::events::Relay;
@@ -58,7 +70,12 @@ pub(crate) struct ClusterCounters {
     pub wakes_received: AtomicU64,
     pub bindings_synced: AtomicU64,
     pub failures: AtomicU64,
+    pub wakes_dropped: AtomicU64,
 }
+
+/// Bindings (AOR, key) changed here that Redis has not got yet, with when (unix
+/// seconds): written as the local store has them.
+type Dirty = HashMap<(String, String), u64>;
 
 pub(crate) enum Job {
     Upsert {
@@ -72,11 +89,33 @@ pub(crate) enum Job {
         at: u64,
     },
     Wake(WakeMsg),
-    /// May this node push `token`? `reply(true)`: push (also when Redis cannot say).
-    Claim {
-        token: String,
-        reply: Box<dyn FnOnce(bool) + Send>,
-    },
+}
+
+impl Job {
+    /// The bindings a job changes (none for a wake), for `Dirty`.
+    fn bindings(self) -> Vec<((String, String), u64)> {
+        match self {
+            Job::Upsert { aor, device } => vec![((aor, device.key), device.last_register_unix)],
+            Job::Remove { aor, keys, at } => {
+                keys.into_iter().map(|k| ((aor.clone(), k), at)).collect()
+            }
+            Job::Wake(_) => Vec::new(),
+        }
+    }
+}
+
+/// May this node push `token`? `reply(true)`: push (also when Redis cannot say
+/// within CLAIM_TIMEOUT of `asked`).
+pub(crate) struct Claim {
+    token: String,
+    asked: Instant,
+    reply: Box<dyn FnOnce(bool) + Send>,
+}
+
+/// What the cluster thread reads: binding changes and wakes in order; claims apart.
+pub(crate) struct Lanes {
+    jobs: mpsc::Receiver<Job>,
+    claims: mpsc::Receiver<Claim>,
 }
 
 /// A binding change, as published on `{prefix}bindings`.
@@ -88,6 +127,9 @@ struct BindingMsg {
     upsert: Option<DeviceInfo>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     remove: Vec<String>,
+    /// When (unix seconds) `remove` was made: a node whose copy is newer keeps it.
+    #[serde(default)]
+    removed_unix: u64,
 }
 
 /// A field of `{prefix}aor:{aor}`: a binding, or when it was removed.
@@ -115,13 +157,16 @@ pub(crate) struct WakeMsg {
 /// The engine's side: hands jobs to the cluster thread, never waiting.
 pub(crate) struct Link {
     tx: mpsc::Sender<Job>,
+    claims: mpsc::Sender<Claim>,
+    /// Binding changes the full queue dropped, for the cluster thread to write.
+    unsent: Arc<Mutex<Dirty>>,
     node_id: String,
     pub(crate) counters: Arc<ClusterCounters>,
 }
 
 /// Hands `job` over without waiting; gives it back (counted as a failure) when the
 /// queue is full or the thread gone.
-fn hand_over(tx: &mpsc::Sender<Job>, counters: &ClusterCounters, job: Job) -> Option<Job> {
+fn hand_over<T>(tx: &mpsc::Sender<T>, counters: &ClusterCounters, job: T) -> Option<T> {
     let e = tx.try_send(job).err()?;
     inc(&counters.failures);
     match e {
@@ -139,24 +184,28 @@ impl Link {
             contact: contact.to_string(),
             path: path.map(String::from),
         };
-        let _ = hand_over(&self.tx, &self.counters, Job::Wake(msg));
+        if hand_over(&self.tx, &self.counters, Job::Wake(msg)).is_some() {
+            inc(&self.counters.wakes_dropped);
+        }
     }
 
     /// Asks whether this node may push `token` now; `reply` is called on the cluster
     /// thread, or at once (with true) when the job cannot be handed over.
     pub(crate) fn claim(&self, token: &str, reply: Box<dyn FnOnce(bool) + Send>) {
-        let job = Job::Claim {
+        let claim = Claim {
             token: token.to_string(),
+            asked: Instant::now(),
             reply,
         };
-        if let Some(Job::Claim { reply, .. }) = hand_over(&self.tx, &self.counters, job) {
-            reply(true);
+        if let Some(c) = hand_over(&self.claims, &self.counters, claim) {
+            (c.reply)(true);
         }
     }
 
     /// The store's write-through: every change made on this node becomes a job.
     pub(crate) fn sink(&self) -> Sink {
         let (tx, counters) = (self.tx.clone(), self.counters.clone());
+        let unsent = self.unsent.clone();
         Box::new(move |aor: &str, change: Change| {
             let job = match change {
                 Change::Upsert(d) => Job::Upsert {
@@ -169,7 +218,9 @@ impl Link {
                     at: unix_now(),
                 },
             };
-            let _ = hand_over(&tx, &counters, job);
+            if let Some(job) = hand_over(&tx, &counters, job) {
+                unsent.lock().extend(job.bindings());
+            }
         })
     }
 }
@@ -181,43 +232,53 @@ pub(crate) struct ClusterThread {
 }
 
 /// The link for `Shared` and what `start` needs.
-pub(crate) fn link(cfg: &ClusterConfig) -> (Link, mpsc::Receiver<Job>) {
-    let (tx, rx) = mpsc::channel(JOB_QUEUE);
+pub(crate) fn link(cfg: &ClusterConfig) -> (Link, Lanes) {
+    let (tx, jobs) = mpsc::channel(JOB_QUEUE);
+    let (claims_tx, claims) = mpsc::channel(JOB_QUEUE);
     let link = Link {
         tx,
+        claims: claims_tx,
+        unsent: Arc::default(),
         node_id: cfg.node_id.clone(),
         counters: Arc::default(),
     };
-    (link, rx)
+    (link, Lanes { jobs, claims })
 }
 
 impl ClusterThread {
-    pub(crate) fn start(
-        sh: Arc<Shared>,
-        rx: mpsc::Receiver<Job>,
-    ) -> Result<ClusterThread, EngineError> {
+    pub(crate) fn start(sh: Arc<Shared>, lanes: Lanes) -> Result<ClusterThread, EngineError> {
         let cfg = sh.cfg.cluster.clone().expect("started only with a cluster");
         let client = Client::open(&*cfg.redis_url)
             .map_err(|e| EngineError::Io(format!("cluster.redis_url: {e}")))?;
-        let counters = sh.cluster.as_ref().expect("a link").counters.clone();
+        let link = sh.cluster.as_ref().expect("a link");
+        let (counters, unsent) = (link.counters.clone(), link.unsent.clone());
         let (stop_tx, stop_rx) = oneshot::channel();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| EngineError::Io(format!("cluster runtime: {e}")))?;
+        let claimer = Arc::new(Claimer {
+            key_prefix: cfg.key_prefix.clone(),
+            node_id: cfg.node_id.clone(),
+            px_ms: sh.cfg.push.min_interval.as_millis() as u64,
+            counters: counters.clone(),
+        });
+        let (for_claims, conn) = watch::channel(None);
+        rt.spawn(claimer.serve(lanes.claims, conn));
         let node = Node {
             sub_pattern: format!("{}aor:*", glob_escape(&cfg.key_prefix)),
-            px_ms: sh.cfg.push.min_interval.as_millis() as u64,
+            for_claims,
             max_age_secs: u64::from(sh.cfg.store.max_age_days) * 86_400,
             cfg,
             client,
             counters,
             sh,
             dirty: HashMap::new(),
+            unsent,
         };
         let thread = std::thread::Builder::new()
             .name("pushpark-cluster".into())
-            .spawn(move || rt.block_on(node.run(rx, stop_rx)))
+            .spawn(move || rt.block_on(node.run(lanes.jobs, stop_rx)))
             .map_err(|e| EngineError::Io(format!("cannot start the cluster thread: {e}")))?;
         Ok(ClusterThread {
             stop: Some(stop_tx),
@@ -266,11 +327,13 @@ struct Node {
     counters: Arc<ClusterCounters>,
     sh: Arc<Shared>,
     sub_pattern: String,
-    px_ms: u64,
+    /// The connection push claims are asked on (None: answered without Redis).
+    for_claims: watch::Sender<Option<MultiplexedConnection>>,
     max_age_secs: u64,
-    /// Bindings (AOR, key) changed here that Redis has not got yet, with when
-    /// (unix seconds): written from the local store once it is back.
-    dirty: HashMap<(String, String), u64>,
+    /// Written from the local store once Redis is back.
+    dirty: Dirty,
+    /// The link's: taken into `dirty` at each connection and after each job.
+    unsent: Arc<Mutex<Dirty>>,
 }
 
 type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = Msg> + Send>>;
@@ -314,6 +377,7 @@ impl Node {
                 }
                 Err(e) => e.to_string(),
             };
+            self.for_claims.send_replace(None);
             if !down_logged {
                 log::warn!(
                     "cluster: Redis {} unreachable ({why}); working on local bindings, retrying",
@@ -360,6 +424,8 @@ impl Node {
                 },
             }
         };
+        self.for_claims.send_replace(Some(conn.clone()));
+        self.take_unsent();
         let synced = async {
             self.load(&mut conn).await?;
             self.flush_dirty(&mut conn).await
@@ -485,21 +551,18 @@ impl Node {
                 },
                 aor: aor.clone(),
                 upsert: device,
+                removed_unix: at,
             };
-            self.write(conn, msg, at).await?;
+            self.write(conn, msg).await?;
             self.dirty.remove(&(aor, key));
         }
         Ok(())
     }
 
     /// One binding change into Redis and out to the other nodes, in one
-    /// transaction; removals (made at `removed_unix`) leave tombstones.
-    async fn write(
-        &self,
-        conn: &mut MultiplexedConnection,
-        msg: BindingMsg,
-        removed_unix: u64,
-    ) -> RedisResult<()> {
+    /// transaction; removals leave tombstones.
+    async fn write(&self, conn: &mut MultiplexedConnection, msg: BindingMsg) -> RedisResult<()> {
+        let removed_unix = msg.removed_unix;
         let key = self.key(&msg.aor);
         let mut fields = Vec::new();
         if let Some(d) = &msg.upsert {
@@ -537,11 +600,17 @@ impl Node {
                 },
                 job = rx.recv() => match job {
                     None => return Ended::Stop,
-                    Some(job) => if let Err(e) = self.online(&mut conn, job).await {
-                        if lost(&e) {
-                            return Ended::Lost(e.to_string());
+                    Some(job) => {
+                        let mut done = self.online(&mut conn, job).await;
+                        if done.is_ok() && self.take_unsent() {
+                            done = self.flush_dirty(&mut conn).await;
                         }
-                    },
+                        if let Err(e) = done {
+                            if lost(&e) {
+                                return Ended::Lost(e.to_string());
+                            }
+                        }
+                    }
                 },
             }
         }
@@ -557,8 +626,9 @@ impl Node {
                     aor,
                     upsert: Some(device),
                     remove: Vec::new(),
+                    removed_unix: 0,
                 };
-                (vec![id], self.write(conn, msg, 0).await)
+                (vec![id], self.write(conn, msg).await)
             }
             Job::Remove { aor, keys, at } => {
                 let ids = keys
@@ -570,21 +640,19 @@ impl Node {
                     aor,
                     upsert: None,
                     remove: keys,
+                    removed_unix: at,
                 };
-                (ids, self.write(conn, msg, at).await)
+                (ids, self.write(conn, msg).await)
             }
             Job::Wake(msg) => {
                 let json = serde_json::to_string(&msg).expect("strings");
                 let sent = bounded(conn.publish::<_, _, ()>(self.channel("wake"), json)).await;
-                if sent.is_ok() {
-                    inc(&self.counters.wakes_sent);
-                }
+                let counter = match sent {
+                    Ok(()) => &self.counters.wakes_sent,
+                    Err(_) => &self.counters.wakes_dropped,
+                };
+                inc(counter);
                 (Vec::new(), sent)
-            }
-            Job::Claim { token, reply } => {
-                let claimed = self.claim(conn, &token).await;
-                reply(*claimed.as_ref().unwrap_or(&true));
-                (Vec::new(), claimed.map(|_| ()))
             }
         };
         if let Err(e) = &result {
@@ -595,48 +663,21 @@ impl Node {
         result
     }
 
-    /// True when this node may push `token`: nobody else did within `push.min_interval_ms`.
-    async fn claim(&self, conn: &mut MultiplexedConnection, token: &str) -> RedisResult<bool> {
-        let key = format!("{}push:{token}", self.cfg.key_prefix);
-        let node = &self.cfg.node_id;
-        let work = async {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(node)
-                .arg("NX")
-                .arg("PX")
-                .arg(self.px_ms)
-                .query_async(conn)
-                .await?;
-            if set.is_some() {
-                return Ok(true);
-            }
-            // Our own claim, about to expire, is no reason not to push.
-            let holder: Option<String> = conn.get(&key).await?;
-            Ok(holder.as_deref().map_or(true, |h| h == node))
-        };
-        match tokio::time::timeout(CLAIM_TIMEOUT, work).await {
-            Ok(r) => r,
-            Err(_) => Err(timed_out()),
-        }
-    }
-
-    /// A job while Redis is away.
+    /// A job while Redis is away; a wake is of no use later (see the top of this file).
     fn offline(&mut self, job: Job) {
         inc(&self.counters.failures);
-        match job {
-            Job::Upsert { aor, device } => {
-                self.dirty
-                    .insert((aor, device.key), device.last_register_unix);
-            }
-            Job::Remove { aor, keys, at } => {
-                self.dirty
-                    .extend(keys.into_iter().map(|k| ((aor.clone(), k), at)));
-            }
-            // Of no use later (see the top of this file).
-            Job::Wake(_) => {}
-            Job::Claim { reply, .. } => reply(true),
+        if matches!(job, Job::Wake(_)) {
+            inc(&self.counters.wakes_dropped);
         }
+        self.dirty.extend(job.bindings());
+    }
+
+    /// Takes the binding changes the full queue dropped into `dirty`; true if any.
+    fn take_unsent(&mut self) -> bool {
+        let unsent = std::mem::take(&mut *self.unsent.lock());
+        let any = !unsent.is_empty();
+        self.dirty.extend(unsent);
+        any
     }
 
     fn on_message(&self, msg: &Msg) {
@@ -660,13 +701,16 @@ impl Node {
             }
         } else if channel == self.channel("bindings") {
             match serde_json::from_str::<BindingMsg>(&payload) {
+                // Messages of two nodes may cross: the newer copy wins, wherever it is.
                 Ok(b) if b.node != self.cfg.node_id => {
+                    let (store, here) = (&self.sh.store, &self.cfg.node_id);
                     if let Some(d) = b.upsert {
-                        self.sh.store.upsert_from_cluster(&b.aor, d);
-                        inc(&self.counters.bindings_synced);
+                        if store.upsert_if_newer(&b.aor, d, &b.node, here).is_some() {
+                            inc(&self.counters.bindings_synced);
+                        }
                     }
                     if !b.remove.is_empty() {
-                        let n = self.sh.store.remove_from_cluster(&b.aor, &b.remove);
+                        let n = store.remove_if_newer(&b.aor, &b.remove, b.removed_unix);
                         add(&self.counters.bindings_synced, n as u64);
                     }
                 }
@@ -674,6 +718,73 @@ impl Node {
                 Err(e) => log::warn!("cluster: a binding message that does not parse: {e}"),
             }
         }
+    }
+}
+
+/// Answers push claims; shared by their tasks.
+struct Claimer {
+    key_prefix: String,
+    node_id: String,
+    px_ms: u64,
+    counters: Arc<ClusterCounters>,
+}
+
+impl Claimer {
+    /// Takes the claims as they come, whatever the cluster thread is doing.
+    async fn serve(
+        self: Arc<Self>,
+        mut claims: mpsc::Receiver<Claim>,
+        conn: watch::Receiver<Option<MultiplexedConnection>>,
+    ) {
+        while let Some(c) = claims.recv().await {
+            let conn = conn.borrow().clone();
+            match conn {
+                Some(conn) => self.ask(conn, c),
+                None => self.unanswered(c, &"Redis away"),
+            }
+        }
+    }
+
+    /// Asks Redis in a task of its own, so that nothing else the cluster thread
+    /// does delays the answer: true (push) when Redis does not say within the
+    /// claim's budget, counted as a failure.
+    fn ask(self: &Arc<Self>, conn: MultiplexedConnection, c: Claim) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let budget = CLAIM_TIMEOUT.saturating_sub(c.asked.elapsed());
+            match tokio::time::timeout(budget, me.claim(conn, &c.token)).await {
+                Ok(Ok(granted)) => (c.reply)(granted),
+                Ok(Err(e)) => me.unanswered(c, &e),
+                Err(_) => me.unanswered(c, &"no answer in time"),
+            }
+        });
+    }
+
+    /// Redis cannot say: push.
+    fn unanswered(&self, c: Claim, why: &dyn std::fmt::Display) {
+        inc(&self.counters.failures);
+        log::debug!("cluster: push claim not answered ({why}), pushing");
+        (c.reply)(true);
+    }
+
+    /// True when this node may push `token`: nobody else did within `push.min_interval_ms`.
+    async fn claim(&self, mut conn: MultiplexedConnection, token: &str) -> RedisResult<bool> {
+        let key = format!("{}push:{token}", self.key_prefix);
+        let node = &self.node_id;
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(node)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.px_ms)
+            .query_async(&mut conn)
+            .await?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        // Our own claim, about to expire, is no reason not to push.
+        let holder: Option<String> = conn.get(&key).await?;
+        Ok(holder.as_deref().map_or(true, |h| h == node))
     }
 }
 
@@ -696,7 +807,9 @@ async fn open(
     Ok((conn, Box::pin(pubsub.into_on_message())))
 }
 
-/// The connection is gone or hangs (not an error answer from Redis).
+/// The connection is gone or hangs: no answer within COMMAND_TIMEOUT (not an error answer
+/// from Redis). A claim's shorter budget running out says only that Redis is slow: claims
+/// never end a connection.
 fn lost(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }

@@ -374,7 +374,7 @@ impl Engine {
         let events = EventQueue::new(cfg.park.max_total.saturating_mul(EVENTS_PER_CALL))
             .map_err(|e| EngineError::Io(format!("eventfd: {e}")))?;
         let clients = push_clients::Clients::new(&cfg)?;
-        let (link, jobs) = cfg.cluster.as_ref().map(cluster::link).unzip();
+        let (link, lanes) = cfg.cluster.as_ref().map(cluster::link).unzip();
         if let Some(link) = &link {
             store.set_sink(link.sink());
         }
@@ -388,8 +388,8 @@ impl Engine {
             store,
             cluster: link,
         });
-        let cluster = match jobs {
-            Some(jobs) => Some(cluster::ClusterThread::start(shared.clone(), jobs)?),
+        let cluster = match lanes {
+            Some(lanes) => Some(cluster::ClusterThread::start(shared.clone(), lanes)?),
             None => None,
         };
         let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(CMD_QUEUE);
@@ -785,6 +785,7 @@ impl Engine {
             s.cluster_wakes_received = get(&c.wakes_received);
             s.cluster_bindings_synced = get(&c.bindings_synced);
             s.cluster_failures = get(&c.failures);
+            s.cluster_wakes_dropped = get(&c.wakes_dropped);
         }
         s
     }

@@ -75,8 +75,11 @@ pub struct Stats {
     pub cluster_bindings_synced: u64,
     /// Cluster jobs that failed (a Redis command failed or timed out, Redis was
     /// away) or were dropped (the cluster thread's queue was full). A binding
-    /// change that failed is written once Redis is back; a wake is not.
+    /// change that failed or was dropped is written later; a wake is not.
     pub cluster_failures: u64,
+    /// Wakes of this node the other nodes never got: the cluster thread's queue was
+    /// full, Redis was away, or the publish failed (also in `cluster_failures`).
+    pub cluster_wakes_dropped: u64,
     /// Per push service: pushes sent, delivered, and sent but not delivered (refused,
     /// timed out, shut down; unconfirmed ones are neither). The totals above cover both.
     pub apns_pushes_sent: u64,
@@ -181,6 +184,7 @@ impl Counters {
             cluster_wakes_received: 0,
             cluster_bindings_synced: 0,
             cluster_failures: 0,
+            cluster_wakes_dropped: 0,
             apns_pushes_sent: get(&self.apns.sent),
             apns_pushes_delivered: get(&self.apns.delivered),
             apns_pushes_failed: get(&self.apns.failed),

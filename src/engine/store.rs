@@ -91,6 +91,21 @@ struct Entry {
     info: DeviceInfo,
     /// `last_register_unix` as last written to disk.
     persisted_register_unix: u64,
+    /// The cluster node this copy came from: None for a change made here, "" when
+    /// not known (loaded from disk or from Redis).
+    from: Option<Box<str>>,
+}
+
+impl Entry {
+    /// True when this copy is newer than a change made at `at` on node `from`
+    /// (`here`: this node): the later REGISTER, then for two in the same second
+    /// the greater node id, so that every node keeps the same one.
+    fn newer_than(&self, at: u64, from: &str, here: &str) -> bool {
+        (
+            self.info.last_register_unix,
+            self.from.as_deref().unwrap_or(here),
+        ) > (at, from)
+    }
 }
 
 pub(crate) struct Store {
@@ -227,21 +242,53 @@ impl Store {
     /// Stores a binding or refreshes it; a refresh of a recently written
     /// binding stays in memory (see PERSIST_REFRESH_AFTER_SECS).
     pub(crate) fn upsert(&self, aor: &str, info: DeviceInfo) -> Upsert {
-        self.upsert_as(aor, info, true)
-    }
-
-    /// A binding another node stored (or Redis holds): as `upsert`, not told to the sink.
-    pub(crate) fn upsert_from_cluster(&self, aor: &str, info: DeviceInfo) -> Upsert {
-        self.upsert_as(aor, info, false)
-    }
-
-    /// Bindings another node removed: as `remove`, not told to the sink.
-    pub(crate) fn remove_from_cluster(&self, aor: &str, keys: &[String]) -> usize {
-        self.remove_where_as(aor, |d| keys.contains(&d.key), false)
-    }
-
-    fn upsert_as(&self, aor: &str, info: DeviceInfo, notify: bool) -> Upsert {
         let _w = self.writer.lock();
+        self.upsert_as(aor, info, None)
+    }
+
+    /// A binding Redis holds: as `upsert`, not told to the sink.
+    pub(crate) fn upsert_from_cluster(&self, aor: &str, info: DeviceInfo) -> Upsert {
+        let _w = self.writer.lock();
+        self.upsert_as(aor, info, Some(""))
+    }
+
+    /// Bindings Redis holds removed: as `remove`, not told to the sink.
+    pub(crate) fn remove_from_cluster(&self, aor: &str, keys: &[String]) -> usize {
+        self.remove_where_as(aor, |e| keys.contains(&e.info.key), false)
+    }
+
+    /// A binding node `from` stored: as `upsert_from_cluster`, unless the copy here is
+    /// newer (None; `here`: this node's id).
+    pub(crate) fn upsert_if_newer(
+        &self,
+        aor: &str,
+        info: DeviceInfo,
+        from: &str,
+        here: &str,
+    ) -> Option<Upsert> {
+        let _w = self.writer.lock();
+        let newer_here = self.index.read().get(aor).is_some_and(|v| {
+            v.iter().any(|e| {
+                e.info.key == info.key && e.newer_than(info.last_register_unix, from, here)
+            })
+        });
+        (!newer_here).then(|| self.upsert_as(aor, info, Some(from)))
+    }
+
+    /// Bindings another node removed at `at`: as `remove_from_cluster`, but a copy here
+    /// registered later stays. One of the same second goes: the removal may well have
+    /// been made because of it (APNs said its token is dead).
+    pub(crate) fn remove_if_newer(&self, aor: &str, keys: &[String], at: u64) -> usize {
+        self.remove_where_as(
+            aor,
+            |e| keys.contains(&e.info.key) && e.info.last_register_unix <= at,
+            false,
+        )
+    }
+
+    /// Under the writer lock; told to the sink when made here (`from` None).
+    fn upsert_as(&self, aor: &str, info: DeviceInfo, from: Option<&str>) -> Upsert {
+        let notify = from.is_none();
         let (kind, persisted, dupes, evicted) = {
             let index = self.index.read();
             let entries = index.get(aor).map_or(&[][..], Vec::as_slice);
@@ -331,6 +378,7 @@ impl Store {
             entries.push(Entry {
                 info,
                 persisted_register_unix: persisted,
+                from: from.map(Box::from),
             });
         }
         kind
@@ -338,20 +386,15 @@ impl Store {
 
     /// Removes the bindings of `aor` that `doomed` selects; returns how many.
     fn remove_where(&self, aor: &str, doomed: impl Fn(&DeviceInfo) -> bool) -> usize {
-        self.remove_where_as(aor, doomed, true)
+        self.remove_where_as(aor, |e| doomed(&e.info), true)
     }
 
-    fn remove_where_as(
-        &self,
-        aor: &str,
-        doomed: impl Fn(&DeviceInfo) -> bool,
-        notify: bool,
-    ) -> usize {
+    fn remove_where_as(&self, aor: &str, doomed: impl Fn(&Entry) -> bool, notify: bool) -> usize {
         let _w = self.writer.lock();
         let keys: Vec<String> = match self.index.read().get(aor) {
             Some(entries) => entries
                 .iter()
-                .filter(|e| doomed(&e.info))
+                .filter(|e| doomed(e))
                 .map(|e| e.info.key.clone())
                 .collect(),
             None => return 0,
@@ -538,6 +581,7 @@ fn read(path: &Path) -> Result<(Database, Index), Load> {
                 last_register_unix: r.last_register_unix,
             },
             persisted_register_unix: r.last_register_unix,
+            from: Some("".into()),
         });
     }
     drop(table);

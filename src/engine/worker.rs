@@ -101,7 +101,7 @@ pub(crate) struct Worker {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     done_tx: Sender<Done>,
     done_rx: Receiver<Done>,
-    /// Unbounded: the cluster's job queue bounds the claims in flight.
+    /// Unbounded: the cluster answers each claim within its budget (cluster.rs).
     claimed_tx: Sender<Claimed>,
     claimed_rx: Receiver<Claimed>,
     next_purge: Instant,

@@ -75,6 +75,7 @@ pub unsafe extern "C" fn pushpark_stats_get(
             fcm_pushes_sent: s.fcm_pushes_sent,
             fcm_pushes_delivered: s.fcm_pushes_delivered,
             fcm_pushes_failed: s.fcm_pushes_failed,
+            cluster_wakes_dropped: s.cluster_wakes_dropped,
         };
         std::ptr::copy_nonoverlapping(
             (&full as *const pushpark_stats).cast::<u8>(),

@@ -104,7 +104,7 @@ static void take_resume(pushpark_engine *e, uint64_t host_ref)
 static void cycle(pushpark_engine *e, uint64_t host_ref)
 {
     MUST(pushpark_park(e, "bench-call-0123456789@192.0.2.1", AOR, "sip:+15550100@example.com",
-                       "Bench Caller", host_ref, 0, NULL));
+                       "Bench Caller", host_ref, 0, 0, NULL));
     MUST(pushpark_register(e, AOR, CONTACT, NULL, 3600, NULL));
     take_resume(e, host_ref);
     MUST(pushpark_call_ended(e, host_ref));
@@ -179,7 +179,7 @@ static void resume_latency(char **argv)
     for (uint64_t i = 1; i <= LATENCY_SAMPLES; i++) {
         char c;
         MUST(pushpark_park(loop_engine, "bench-call-0123456789@192.0.2.1", AOR,
-                           "sip:+15550100@example.com", "Bench Caller", i, 0, NULL));
+                           "sip:+15550100@example.com", "Bench Caller", i, 0, 0, NULL));
         atomic_store(&register_started, now_ns());
         MUST(pushpark_register(loop_engine, AOR, CONTACT, NULL, 3600, NULL));
         if (read(ack[0], &c, 1) != 1) {
@@ -220,7 +220,7 @@ static void memory_per_call(char **argv)
                  (unsigned long long)i);
         pushpark_result r;
         while ((r = pushpark_park(e, call_id, aors[i % AORS], "sip:+15550100@example.com",
-                                  "Bench Caller", i, 0, NULL)) == PUSHPARK_ERR_QUEUE_FULL) {
+                                  "Bench Caller", i, 0, 0, NULL)) == PUSHPARK_ERR_QUEUE_FULL) {
             queue_full++;
             sched_yield();
         }

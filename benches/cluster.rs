@@ -75,6 +75,7 @@ fn register_to_resume(a: &Engine, registrar: &Engine, contact: &str) -> Vec<Dura
                     caller_uri: "sip:bob@example.com",
                     caller_name: "Bob",
                     host_ref,
+                    host_data: 0,
                     timeout: None,
                 };
                 a.park(&p).unwrap();

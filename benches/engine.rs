@@ -72,6 +72,7 @@ fn park<'a>(aor: &'a str, call_id: &'a str, host_ref: u64) -> ParkRequest<'a> {
         caller_uri: "sip:bob@example.com",
         caller_name: "Bob",
         host_ref,
+        host_data: 0,
         timeout: None,
     }
 }

@@ -213,8 +213,8 @@ pushpark_result pushpark_engine_new(const char *config_json, pushpark_engine **o
  * hang (no answer to a call within 1 s: the process is killed) costs no more than the
  * calls it held. On such a death:
  *   - every call parked or forked through this handle that had not ended gets one
- *     REJECT event with the configured park.reject_code / reject_reason, so each call
- *     still ends exactly once;
+ *     REJECT event with the configured park.reject_code / reject_reason (and its
+ *     host_ref and host_data), so each call still ends exactly once;
  *   - a new engine process starts at once (after 1 s, doubling to 30 s, while it dies
  *     within a second of starting); it reads the device store, so devices stay known,
  *     except changes of the last few milliseconds not yet on disk;
@@ -367,6 +367,11 @@ pushpark_result pushpark_remove_device(pushpark_engine *engine, const char *aor,
  * host_ref:    the host's opaque reference for the call (e.g. tm's
  *              (hash_index << 32) | label); events carry it back. Unique among
  *              parked calls; not 0 (which means "no call": PUSHPARK_ERR_INVALID).
+ * host_data:   the host's own data for the call, opaque to the library (any value,
+ *              0 included; e.g. flags, or what it must restore on the transaction);
+ *              the call's events carry it back (pushpark_event_get_host_data), so the
+ *              host keeps no table of its own calls. Copied: nothing is kept that the
+ *              host owns.
  * timeout_ms:  how long to wait for the device, at most 3600000 (1 hour);
  *              0 = the configured default.
  * park_id:     receives the engine's id for the call; may be NULL.
@@ -378,7 +383,8 @@ pushpark_result pushpark_remove_device(pushpark_engine *engine, const char *aor,
  */
 pushpark_result pushpark_park(pushpark_engine *engine, const char *call_id, const char *aor,
                               const char *caller_uri, const char *caller_name,
-                              uint64_t host_ref, uint32_t timeout_ms, uint64_t *park_id);
+                              uint64_t host_ref, uint64_t host_data, uint32_t timeout_ms,
+                              uint64_t *park_id);
 
 /* A Contact the host's location lookup found for a call it forks. */
 typedef struct pushpark_contact {
@@ -409,8 +415,9 @@ typedef struct pushpark_contact {
  */
 pushpark_result pushpark_fork(pushpark_engine *engine, const char *call_id, const char *aor,
                               const char *caller_uri, const char *caller_name, uint64_t host_ref,
-                              uint32_t timeout_ms, const pushpark_contact *contacts,
-                              size_t n_contacts, uint64_t *park_id);
+                              uint64_t host_data, uint32_t timeout_ms,
+                              const pushpark_contact *contacts, size_t n_contacts,
+                              uint64_t *park_id);
 
 /*
  * The host gave up on a call (the caller CANCELled, or the host's own timer): a parked
@@ -450,6 +457,43 @@ pushpark_result pushpark_call_ended(pushpark_engine *engine, uint64_t host_ref);
 pushpark_result pushpark_call_completed(pushpark_engine *engine, uint64_t host_ref,
                                         uint16_t status);
 
+/* What the engine held a call as when the host ended it (pushpark_call_end). */
+typedef enum pushpark_call_state {
+    PUSHPARK_CALL_PARKED = 1,  /* parked: no device registered for it yet */
+    PUSHPARK_CALL_RESUMED = 2, /* parked, then resumed (its RESUME queued, or polled) */
+    PUSHPARK_CALL_FORKED = 3   /* forked (pushpark_fork), whatever branches joined it */
+} pushpark_call_state;
+
+/*
+ * The host's call is over and the host does not know how the engine held it (e.g. its
+ * transaction was destroyed): ends it in one step whatever its state, as
+ * pushpark_call_completed(status) for a forked call and as pushpark_cancel for a parked
+ * or resumed one (late wakes get cause 487), and says which it was.
+ * status: the call's final reply, or 0 when it had none (used for a forked call only).
+ * was:    receives the call's state; may be NULL.
+ * PUSHPARK_ERR_NOT_FOUND (*was untouched) if the engine no longer knows the call. Any
+ * thread.
+ */
+pushpark_result pushpark_call_end(pushpark_engine *engine, uint64_t host_ref, uint16_t status,
+                                  pushpark_call_state *was);
+
+/*
+ * For a host that stops: ends every call it still waits an answer for with a REJECT
+ * event of sip_code and reason: the calls still parked, the forked ones, and those
+ * whose RESUME is queued but not yet polled (the RESUME becomes their REJECT); REJECTs
+ * already queued get sip_code and reason too. The calls' other queued events are dropped.
+ * The REJECTs are queued before this returns: poll them (until PUSHPARK_ERR_EMPTY) and
+ * answer each call; its host_ref and host_data are the call's. Calls resumed and polled
+ * are left alone (the host relayed them). Devices pushed for the calls that register
+ * later get LATE_WAKE with sip_code as cause, as after the engine's own REJECT.
+ * sip_code: 300 to 699 (e.g. 503: an upstream proxy tries another node), else
+ *           PUSHPARK_ERR_INVALID.
+ * reason:   the reason phrase, at most 200 bytes, no control character. Required.
+ * Errors: PUSHPARK_ERR_INVALID, PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8. Any thread.
+ */
+pushpark_result pushpark_reject_waiting(pushpark_engine *engine, uint16_t sip_code,
+                                        const char *reason);
+
 /* ---- Events -------------------------------------------------------------- */
 
 typedef enum pushpark_event_kind {
@@ -465,12 +509,14 @@ typedef enum pushpark_event_kind {
                                          before APNs answered, so it may or may not have
                                          reached the device; it is not sent again, and the
                                          call waits for the device until its timeout);
-                                         park_id the call that caused it, host_ref its
-                                         host_ref while the engine still has the call (e.g.
-                                         to send a 180 when delivered: not when unconfirmed,
-                                         as the caller would hear a phone ring that may
-                                         never have been told), else 0; purged with the
-                                         call's other events when the host ends it */
+                                         park_id the call that caused it, host_ref and
+                                         host_data its own while the engine still has the
+                                         call, else 0; first_delivered 1 on the first
+                                         delivered push of a call still waiting (parked or
+                                         forked), once per call (e.g. to send a 180 then:
+                                         not when unconfirmed, as the caller would hear a
+                                         phone ring that may never have been told); purged
+                                         with the call's other events when the host ends it */
     PUSHPARK_EVENT_DEVICE_GONE = 5,   /* APNs said the device's token is dead; the binding was
                                          removed (reason "token dead"); host_ref is 0 */
     PUSHPARK_EVENT_LATE_WAKE = 6      /* a device woken for a call that already ended registered:
@@ -513,6 +559,12 @@ void pushpark_event_free(pushpark_event *event);
  */
 pushpark_event_kind pushpark_event_get_kind(const pushpark_event *event);
 uint64_t pushpark_event_get_host_ref(const pushpark_event *event);   /* 0: no call */
+/* The host_data given with the call to pushpark_park / pushpark_fork: on RESUME,
+ * APPEND_BRANCH, REJECT, and PUSH_RESULT while it has a host_ref; 0 where host_ref is 0. */
+uint64_t pushpark_event_get_host_data(const pushpark_event *event);
+/* PUSH_RESULT: 1 for the first delivered push of a call still waiting, once per call;
+ * else 0. */
+int pushpark_event_get_first_delivered(const pushpark_event *event);
 uint64_t pushpark_event_get_park_id(const pushpark_event *event);    /* 0: no call */
 const char *pushpark_event_get_aor(const pushpark_event *event);
 /* The device key: its +sip.instance (normalised: no quotes or <>, a URN's "urn:" and
@@ -557,7 +609,8 @@ typedef struct pushpark_stats {
     uint64_t resumed;                /* ended RESUMED */
     uint64_t rejected_timeout;       /* ended REJECTED: timeout */
     uint64_t rejected_push_failed;   /* ended REJECTED: every push failed permanently */
-    uint64_t cancelled;              /* ended CANCELLED by the host (incl. at engine free) */
+    uint64_t cancelled;              /* ended CANCELLED by the host (incl. at engine
+                                        free and pushpark_reject_waiting) */
     uint64_t park_no_device;         /* park refused: no push device */
     uint64_t park_refused_limit;     /* park refused: a limit or the queue was full */
     uint64_t pushes_sent;            /* pushes written to APNs */

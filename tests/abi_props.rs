@@ -1,11 +1,14 @@
 //! Property test of the C ABI's string-taking functions: random sequences of
 //! register / register_ordered / add_device / remove_device / park / fork /
-//! cancel / call_completed / config_check / contact_check / devices_json_page with
+//! cancel / call_completed / call_end / reject_waiting / config_check / contact_check /
+//! devices_json_page with
 //! arbitrary byte strings (invalid UTF-8, embedded NULs, kilobytes) and NULLs,
 //! on a real engine against the mock APNs. Every call returns a code its
 //! header comment documents, with a matching last error of one line and at
 //! most 200 bytes; out-params are written only on success; no event or listing
-//! shows a whole token; no event of a call is polled after the host ended it;
+//! shows a whole token; no event of a call is polled after the host ended it; each
+//! event of a call carries the host_data it was parked with, and a call's PUSH_RESULT
+//! says first_delivered at most once;
 //! and every call parked ends exactly once while a refused park leaves nothing
 //! behind (stats balance).
 
@@ -40,6 +43,7 @@ const EVENT_RESUME: u32 = 1;
 const PAGE_MAX: usize = 1000;
 const EVENT_APPEND_BRANCH: u32 = 2;
 const EVENT_REJECT: u32 = 3;
+const EVENT_PUSH_RESULT: u32 = 4;
 
 /// A listing page's limit: valid ones, and each kind the library refuses.
 fn page_limits() -> impl Strategy<Value = usize> {
@@ -181,16 +185,25 @@ enum Op {
         caller_uri: Arg,
         caller_name: Arg,
         host_ref: u64,
+        host_data: u64,
         timeout_ms: u32,
     },
     Fork {
         call_id: Arg,
         aor: Arg,
         host_ref: u64,
+        host_data: u64,
         contacts: Vec<ForkArg>,
     },
     Cancel {
         host_ref: u64,
+    },
+    CallEnd {
+        host_ref: u64,
+        status: u16,
+    },
+    RejectWaiting {
+        sip_code: u16,
     },
     CallCompleted {
         host_ref: u64,
@@ -228,20 +241,24 @@ fn plausible_op() -> impl Strategy<Value = Op> {
             }),
         1 => (aor(), key()).prop_map(|(aor, key)| Op::RemoveDevice { aor, key }),
         8 => (arg(strings(&["c1@h", "c2@h", "c3@h", "c4@h", ""])), aor(), arg(strings(&["sip:bob@h"])),
-              arg(strings(&["Bob \"B\" \\", ""])), 1..6u64,
+              arg(strings(&["Bob \"B\" \\", ""])), (1..6u64, any::<u64>()),
               prop::sample::select(vec![0u32, 0, 600_000, 600_000, 3_600_001]))
-            .prop_map(|(call_id, aor, caller_uri, caller_name, host_ref, timeout_ms)| Op::Park {
-                call_id, aor, caller_uri, caller_name, host_ref, timeout_ms
+            .prop_map(|(call_id, aor, caller_uri, caller_name, (host_ref, host_data), timeout_ms)| {
+                Op::Park { call_id, aor, caller_uri, caller_name, host_ref, host_data, timeout_ms }
             }),
-        3 => (arg(strings(&["f1@h", "f2@h"])), aor(), 0..6u64,
+        3 => (arg(strings(&["f1@h", "f2@h"])), aor(), (0..6u64, any::<u64>()),
               prop::collection::vec(
                   (arg(contacts()), arg(strings(&["<urn:uuid:alice>", "urn:uuid:bob"])),
                    any::<bool>()),
                   0..3))
-            .prop_map(|(call_id, aor, host_ref, contacts)| Op::Fork {
-                call_id, aor, host_ref, contacts
+            .prop_map(|(call_id, aor, (host_ref, host_data), contacts)| Op::Fork {
+                call_id, aor, host_ref, host_data, contacts
             }),
         2 => (1..6u64).prop_map(|host_ref| Op::Cancel { host_ref }),
+        1 => (1..6u64, prop::sample::select(vec![0u16, 200, 487]))
+            .prop_map(|(host_ref, status)| Op::CallEnd { host_ref, status }),
+        1 => prop::sample::select(vec![503u16, 480, 200])
+            .prop_map(|sip_code| Op::RejectWaiting { sip_code }),
         1 => (1..6u64, prop::sample::select(vec![200u16, 487, 603]))
             .prop_map(|(host_ref, status)| Op::CallCompleted { host_ref, status }),
         1 => arg(strings(&["{}", "{\"apns\":1}"])).prop_map(|json| Op::ConfigCheck { json }),
@@ -298,7 +315,10 @@ impl Op {
                 }
                 args
             }
-            Op::Cancel { .. } | Op::CallCompleted { .. } => vec![],
+            Op::Cancel { .. }
+            | Op::CallCompleted { .. }
+            | Op::CallEnd { .. }
+            | Op::RejectWaiting { .. } => vec![],
             Op::ConfigCheck { json } => vec![json],
             Op::ContactCheck { contact } => vec![contact],
             Op::DevicesJsonPage { aor, .. } => vec![aor],
@@ -402,6 +422,16 @@ struct Case {
     rules: *mut std::ffi::c_void,
     /// park_id → host_ref of every successful park or fork.
     parked: BTreeMap<u64, u64>,
+    /// park_id → the host_data it was parked with.
+    data: BTreeMap<u64, u64>,
+    /// park_ids with a PUSH_RESULT saying first_delivered.
+    first_delivered: BTreeSet<u64>,
+    /// park_ids the host ended or that ended with a REJECT (a fork's state is known).
+    ended_parks: BTreeSet<u64>,
+    /// Draining right after pushpark_reject_waiting: its sip_code, else 0.
+    stopping: u16,
+    /// park_ids whose one ending was pushpark_reject_waiting's REJECT (counted cancelled).
+    stopped: BTreeSet<u64>,
     /// park_ids of the forks (their first APPEND_BRANCH counts as resumed).
     forks: BTreeSet<u64>,
     /// host_refs the host ended (cancel / call_completed OK) and did not park again.
@@ -436,6 +466,50 @@ impl Case {
                     text(pushpark_event_get_contact(ev)),
                 )
             };
+            // SAFETY: as above.
+            let (host_data, first, sip_code) = unsafe {
+                (
+                    pushpark_event_get_host_data(ev),
+                    pushpark_event_get_first_delivered(ev),
+                    pushpark_event_get_sip_code(ev),
+                )
+            };
+            let given = match host_ref {
+                0 => 0,
+                _ => self.data.get(&park_id).copied().unwrap_or(0),
+            };
+            prop_assert_eq!(
+                host_data,
+                given,
+                "event {} of park {}: host_data",
+                kind,
+                park_id
+            );
+            if first != 0 {
+                prop_assert!(kind == EVENT_PUSH_RESULT && host_ref != 0);
+                prop_assert!(
+                    self.first_delivered.insert(park_id),
+                    "park {}: first_delivered twice",
+                    park_id
+                );
+            }
+            if kind == EVENT_REJECT {
+                self.ended_parks.insert(park_id);
+                if self.stopping != 0 {
+                    let code = self.stopping;
+                    prop_assert_eq!(
+                        sip_code,
+                        code,
+                        "reject_waiting's REJECT of park {}",
+                        park_id
+                    );
+                    if self.endings.contains_key(&park_id) {
+                        // A fork a device joined: its end, not a second ending.
+                        continue;
+                    }
+                    self.stopped.insert(park_id);
+                }
+            }
             unsafe { pushpark_event_free(ev) };
             prop_assert!(!device.contains(TOKEN) && !contact.contains(TOKEN));
             prop_assert!(
@@ -555,6 +629,7 @@ impl Case {
                 caller_uri,
                 caller_name,
                 host_ref,
+                host_data,
                 timeout_ms,
             } => {
                 let cs = [call_id, aor, caller_uri, caller_name].map(Arg::c_string);
@@ -569,6 +644,7 @@ impl Case {
                         p[2],
                         p[3],
                         *host_ref,
+                        *host_data,
                         *timeout_ms,
                         &mut park_id,
                     )
@@ -596,12 +672,13 @@ impl Case {
                 if *timeout_ms > 3_600_000 {
                     prop_assert!(code != OK, "a timeout over an hour was accepted");
                 }
-                self.parked_or_refused(code, park_id, *host_ref)?;
+                self.parked_or_refused(code, park_id, *host_ref, *host_data)?;
             }
             Op::Fork {
                 call_id,
                 aor,
                 host_ref,
+                host_data,
                 contacts,
             } => {
                 let (id, a) = (call_id.c_string(), aor.c_string());
@@ -630,6 +707,7 @@ impl Case {
                         from.as_ptr(),
                         ptr::null(),
                         *host_ref,
+                        *host_data,
                         0,
                         if list.is_empty() {
                             ptr::null()
@@ -670,10 +748,37 @@ impl Case {
                 if *host_ref == 0 {
                     prop_assert!(code != OK, "host_ref 0 was forked");
                 }
-                self.parked_or_refused(code, park_id, *host_ref)?;
+                self.parked_or_refused(code, park_id, *host_ref, *host_data)?;
                 if code == OK {
                     self.forks.insert(park_id);
                 }
+            }
+            Op::CallEnd { host_ref, status } => {
+                let forked = self.parked.iter().any(|(id, h)| {
+                    *h == *host_ref && self.forks.contains(id) && !self.ended_parks.contains(id)
+                });
+                let mut was = 0;
+                // SAFETY: live engine, an out-param.
+                let code = unsafe { pushpark_call_end(e, *host_ref, *status, &mut was) };
+                self.host_ended(code, *host_ref)?;
+                if code == OK {
+                    prop_assert!((1..=3).contains(&was), "call_end said {}", was);
+                    prop_assert_eq!(was == 3, forked, "call_end's state {}", was);
+                } else {
+                    prop_assert_eq!(was, 0, "was written on failure");
+                }
+            }
+            Op::RejectWaiting { sip_code } => {
+                // SAFETY: live engine, a NUL-terminated reason.
+                let code = unsafe {
+                    pushpark_reject_waiting(e, *sip_code, c"Service Unavailable".as_ptr())
+                };
+                let expected = if *sip_code >= 300 { OK } else { INVALID };
+                prop_assert_eq!(code, expected, "reject_waiting({})", sip_code);
+                self.stopping = if code == OK { *sip_code } else { 0 };
+                let drained = self.drain();
+                self.stopping = 0;
+                drained?;
             }
             Op::Cancel { host_ref } => {
                 // SAFETY: live engine.
@@ -751,10 +856,12 @@ impl Case {
         code: u32,
         park_id: u64,
         host_ref: u64,
+        host_data: u64,
     ) -> Result<(), TestCaseError> {
         if code == OK {
             prop_assert!(park_id != u64::MAX && !self.parked.contains_key(&park_id));
             self.parked.insert(park_id, host_ref);
+            self.data.insert(park_id, host_data);
             self.refused.remove(&host_ref);
             self.ended.remove(&host_ref);
         } else {
@@ -776,6 +883,11 @@ impl Case {
         }
         if code == OK {
             self.ended.insert(host_ref);
+            for (id, h) in &self.parked {
+                if *h == host_ref {
+                    self.ended_parks.insert(*id);
+                }
+            }
         }
         Ok(())
     }
@@ -809,14 +921,16 @@ impl Case {
         );
         prop_assert_eq!(n("parked_now"), 0);
         prop_assert_eq!(n("parked_total"), self.parked.len() as u64);
+        let stopped = self.stopped.len() as u64;
         prop_assert_eq!(
             n("resumed") + n("rejected_timeout") + n("rejected_push_failed"),
-            ended_by_event
+            ended_by_event - stopped
         );
-        // Each call without a RESUME or REJECT was cancelled while parked, once.
+        // Each call without a RESUME or REJECT was cancelled while parked, once; so was
+        // each that pushpark_reject_waiting ended while parked.
         prop_assert_eq!(
             n("cancelled"),
-            self.parked.len() as u64 - ended_by_event,
+            self.parked.len() as u64 - ended_by_event + stopped,
             "{}",
             stats
         );
@@ -890,6 +1004,11 @@ fn string_arguments_give_documented_codes_and_lose_no_call() {
             engine: engine.cast(),
             rules: rules.cast(),
             parked: BTreeMap::new(),
+            data: BTreeMap::new(),
+            first_delivered: BTreeSet::new(),
+            ended_parks: BTreeSet::new(),
+            stopping: 0,
+            stopped: BTreeSet::new(),
             forks: BTreeSet::new(),
             ended: BTreeSet::new(),
             refused: BTreeSet::new(),

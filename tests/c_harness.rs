@@ -254,6 +254,16 @@ fn fork_valgrind() {
 }
 
 #[test]
+fn host_data() {
+    run("host_data", Mode::Plain, no_sync);
+}
+
+#[test]
+fn host_data_sanitizers() {
+    run("host_data", Mode::Sanitizers, no_sync);
+}
+
+#[test]
 fn spawn() {
     run("spawn", Mode::Plain, no_sync);
 }

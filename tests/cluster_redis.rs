@@ -94,6 +94,7 @@ impl Node {
             caller_uri: "sip:bob@example.com",
             caller_name: "Bob",
             host_ref,
+            host_data: 0,
             timeout: None,
         };
         self.engine.park(&p).unwrap()

@@ -54,6 +54,7 @@ fn park(aor: &str, host_ref: u64) -> ParkRequest<'_> {
         caller_uri: "sip:bob@example.com",
         caller_name: "Bob",
         host_ref,
+        host_data: 0,
         timeout: None,
     }
 }

@@ -18,6 +18,7 @@ fn req(aor: &str, host_ref: u64, timeout: Option<Duration>) -> ParkRequest<'_> {
         caller_uri: "sip:bob@example.com",
         caller_name: "Bob",
         host_ref,
+        host_data: 0,
         timeout,
     }
 }

@@ -44,6 +44,7 @@ fn a_p12_file_authenticates_the_engines_pushes() {
             caller_uri: "sip:dave@example.com",
             caller_name: "Dave",
             host_ref: 1,
+            host_data: 0,
             timeout: None,
         })
         .unwrap();

@@ -16,6 +16,7 @@ fn park_req<'a>(aor: &'a str, host_ref: u64, timeout: Option<Duration>) -> ParkR
         caller_uri: "sip:bob@example.com",
         caller_name: "Bob \"B\" Example",
         host_ref,
+        host_data: 0,
         timeout,
     }
 }

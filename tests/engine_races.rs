@@ -62,6 +62,7 @@ fn timeouts_registers_cancels_and_push_failures_race_yet_each_call_ends_once() {
         caller_uri: "sip:caller@example.com",
         caller_name: "",
         host_ref: u64::MAX,
+        host_data: 0,
         timeout: None,
     };
     h.engine().park(&warm_call).unwrap();
@@ -95,6 +96,7 @@ fn timeouts_registers_cancels_and_push_failures_race_yet_each_call_ends_once() {
                             caller_uri: "sip:caller@example.com",
                             caller_name: "",
                             host_ref,
+                            host_data: 0,
                             timeout: Some(Duration::from_millis(ms)),
                         };
                         if engine.park(&req).is_ok() {

@@ -16,6 +16,7 @@ fn park_req(aor: &str, host_ref: u64) -> ParkRequest<'_> {
         caller_uri: "sip:bob@example.com",
         caller_name: "Bob",
         host_ref,
+        host_data: 0,
         timeout: None,
     }
 }

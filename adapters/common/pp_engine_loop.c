@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pp_calls.h"
 #include "pp_config.h"
 #include "pp_events.h"
 #include "pp_host.h"
@@ -79,16 +78,23 @@ static void pp_stop_on_signals(void)
  * and the device's REGISTER reaches it (RFC 3261 16.7). */
 static void pp_end_waiting_calls(void)
 {
-	pp_call_t *c;
+	pushpark_event *ev;
 	int n = 0;
 
-	while((c = pp_call_take_any()) != NULL) {
-		if(c->fork)
-			host->fork_reject(c->ref, 503, "Service Unavailable");
-		else
-			host->reject(c->ref, c->host_data, 503, "Service Unavailable");
-		free(c);
-		n++;
+	if(engine == NULL)
+		return;
+	if(pushpark_reject_waiting(engine, 503, "Service Unavailable") != PUSHPARK_OK) {
+		LM_ERR("stopping: waiting calls not answered: %s\n", pushpark_last_error());
+		return;
+	}
+	/* Their REJECTs, and whatever else was queued (not acted on: stopping). */
+	while(pushpark_poll(engine, &ev) == PUSHPARK_OK) {
+		if(pushpark_event_get_kind(ev) == PUSHPARK_EVENT_REJECT) {
+			pp_reject_call(host, ev, pushpark_event_get_sip_code(ev),
+					pushpark_event_get_reason(ev));
+			n++;
+		}
+		pushpark_event_free(ev);
 	}
 	if(n)
 		LM_INFO("stopping: %d call(s) waiting for a device answered 503\n", n);

@@ -1,21 +1,29 @@
 /*
  * Engine events -> host actions (see pp_events.h).
  */
-#include <stdlib.h>
 #include <string.h>
 
-#include "pp_calls.h"
 #include "pp_events.h"
 #include "pp_modparams.h"
+#include "pp_requests.h"
 
 /* Events handled per drain before the loop looks at the request pipe again. */
 #define PP_EVENT_BATCH 8
+
+/* The call's REJECT as the host replies it: a forked call's through fork_reject. */
+int pp_reject_call(const pp_host_t *host, const pushpark_event *ev, int code, const char *reason)
+{
+	uint64_t ref = pushpark_event_get_host_ref(ev), data = pushpark_event_get_host_data(ev);
+
+	if(data & PP_DATA_FORKED)
+		return host->fork_reject(ref, code, reason);
+	return host->reject(ref, PP_DATA_HOST(data), code, reason);
+}
 
 static void pp_reject(const pp_host_t *host, pushpark_event *ev)
 {
 	uint64_t ref = pushpark_event_get_host_ref(ev);
 	const char *reason = pushpark_event_get_reason(ev);
-	pp_call_t *c = pp_call_take(ref);
 	int code = pushpark_event_get_sip_code(ev), ret;
 
 	if(pp_reply_code) {
@@ -23,11 +31,7 @@ static void pp_reject(const pp_host_t *host, pushpark_event *ev)
 		if(host->reply_reason && *host->reply_reason)
 			reason = host->reply_reason;
 	}
-	if(c && c->fork)
-		ret = host->fork_reject(ref, code, reason);
-	else
-		ret = host->reject(ref, c ? c->host_data : 0, code, reason);
-	free(c);
+	ret = pp_reject_call(host, ev, code, reason);
 	if(ret == 0)
 		LM_INFO("call %llx to %s rejected: %d %s\n", (unsigned long long)ref,
 				pushpark_event_get_aor(ev), code, reason);
@@ -39,7 +43,6 @@ static void pp_reject(const pp_host_t *host, pushpark_event *ev)
 static void pp_push_result(const pp_host_t *host, pushpark_event *ev)
 {
 	const char *reason = pushpark_event_get_reason(ev);
-	pp_call_t *c;
 
 	/* Only a delivered push rings the call: an unconfirmed one (see pushpark.h) may
 	 * never have reached the phone. If it did, the phone's REGISTER resumes the call
@@ -57,12 +60,9 @@ static void pp_push_result(const pp_host_t *host, pushpark_event *ev)
 	}
 	LM_DBG("push to %s device %s delivered\n", pushpark_event_get_aor(ev),
 			pushpark_event_get_device(ev));
-	/* The push's own call, while it waits (its host_ref, else 0). */
-	c = pp_provisional_code ? pp_call_find(pushpark_event_get_host_ref(ev)) : NULL;
-	if(c && !c->rang) {
-		c->rang = 1;
-		host->provisional_reply(c->ref);
-	}
+	/* The first delivered push of a call still waiting: once per call. */
+	if(pp_provisional_code && pushpark_event_get_first_delivered(ev))
+		host->provisional_reply(pushpark_event_get_host_ref(ev));
 }
 
 /* The call of a RESUME or APPEND_BRANCH was over before its branch could be added: answered
@@ -90,7 +90,7 @@ static void pp_event(pushpark_engine *engine, const pp_host_t *host, pushpark_ev
 
 	switch(pushpark_event_get_kind(ev)) {
 		case PUSHPARK_EVENT_RESUME:
-			if(host->resume(ref, pp_call_forget(ref), ev) < 0)
+			if(host->resume(ref, PP_DATA_HOST(pushpark_event_get_host_data(ev)), ev) < 0)
 				pp_gone(engine, host, ev);
 			break;
 		case PUSHPARK_EVENT_REJECT:

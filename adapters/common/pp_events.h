@@ -10,4 +10,8 @@
  * SIP workers wait meanwhile for answers to their requests). */
 void pp_events_drain(pushpark_engine *engine, const pp_host_t *host);
 
+/* Replies code/reason to a REJECT event's call (host->reject, or fork_reject for a forked
+ * call): what that returns. */
+int pp_reject_call(const pp_host_t *host, const pushpark_event *ev, int code, const char *reason);
+
 #endif

@@ -4,9 +4,10 @@
  *
  * Kamailio and OpenSIPS both fork their SIP workers and run the engine in one process of
  * the module's own; the code here is that part: the worker <-> engine-process IPC
- * (pp_ipc), the engine process's loop (pp_engine_loop), the calls it tracks (pp_calls),
- * the requests it serves (pp_requests), the events it turns into host actions
- * (pp_events) and the log bridge (pp_log). An adapter keeps its host's glue only:
+ * (pp_ipc), the engine process's loop (pp_engine_loop), the requests it serves
+ * (pp_requests), the events it turns into host actions (pp_events) and the log bridge
+ * (pp_log). It keeps no table of calls: what the host needs back about a call travels
+ * with it in the engine (host_data, see pp_requests.h) and returns on its events. An adapter keeps its host's glue only:
  * exports, transaction calls, replies, RPC/MI.
  *
  * Both hosts also parse SIP the same way (both inherited SER's parser), so the registrar
@@ -43,7 +44,8 @@ typedef struct pp_host {
 	void (*loop_turn)(void);               /* each turn of the engine process's loop */
 
 	/* Call actions, in the engine process. host_ref is the one the worker parked the call
-	 * with; host_data what it sent along (pp_req_hdr_t), 0 when unknown. Each returns 0
+	 * with; host_data what it sent along (pp_req_hdr_t), which the engine carried with the
+	 * call and gives back on its events. Each returns 0
 	 * when the call was handled, -1 when it is gone (cancelled, answered, unknown): the
 	 * engine then forgets it. fork_reject returns 1 when other branches still ring (the
 	 * host ends the call with their answers). resume relays the call to the event's AOR's

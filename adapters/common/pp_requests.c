@@ -1,10 +1,8 @@
 /*
  * The engine process serving the workers' requests (see pp_requests.h).
  */
-#include <stdlib.h>
 #include <string.h>
 
-#include "pp_calls.h"
 #include "pp_requests.h"
 #include "pp_stats.h"
 
@@ -69,26 +67,21 @@ static pushpark_result pp_fork(pushpark_engine *engine, const pp_req_t *r, uint6
 		cs[i].ringing = (r->h.ringing >> i) & 1;
 	}
 	return pushpark_fork(engine, pp_req_str(r, 0), pp_req_str(r, 1), pp_req_str(r, 2),
-			pp_req_str(r, 3), r->h.host_ref, r->h.timeout_ms, n ? cs : NULL, n, park_id);
+			pp_req_str(r, 3), r->h.host_ref, PP_DATA_FORKED | r->h.host_data,
+			r->h.timeout_ms, n ? cs : NULL, n, park_id);
 }
 
-/* tm (or the host's own) destroyed the transaction. A call still in the table was
- * parked: the host ended it on its own. A resumed one (no longer in the table) only
- * stops its second-device branches. */
+/* tm (or the host's own) destroyed the transaction: the engine ends the call however it
+ * held it. A call still parked was ended by the host on its own; a resumed one only stops
+ * its second-device branches; a forked one ends with its final status. */
 static void pp_ended(pushpark_engine *engine, const pp_req_t *r)
 {
-	pp_call_t *c = pp_call_take(r->h.host_ref);
+	pushpark_call_state was;
 
-	if(c != NULL && c->fork) {
-		pushpark_call_completed(engine, r->h.host_ref, r->h.status);
-	} else if(c != NULL) {
-		if(pushpark_cancel(engine, r->h.host_ref) == PUSHPARK_OK)
-			LM_WARN("call %llx ended by the host while parked\n",
-					(unsigned long long)r->h.host_ref);
-	} else {
-		pushpark_call_ended(engine, r->h.host_ref);
-	}
-	free(c);
+	if(pushpark_call_end(engine, r->h.host_ref, r->h.status, &was) == PUSHPARK_OK
+			&& was == PUSHPARK_CALL_PARKED)
+		LM_WARN("call %llx ended by the host while parked\n",
+				(unsigned long long)r->h.host_ref);
 }
 
 void pp_request_serve(pushpark_engine *engine, const pp_host_t *host, const pp_req_t *r)
@@ -108,18 +101,14 @@ void pp_request_serve(pushpark_engine *engine, const pp_host_t *host, const pp_r
 	switch(r->h.op) {
 		case PP_OP_PARK:
 			rpl.result = pushpark_park(engine, pp_req_str(r, 0), pp_req_str(r, 1),
-					pp_req_str(r, 2), pp_req_str(r, 3), r->h.host_ref, r->h.timeout_ms,
-					&rpl.park_id);
-			if(rpl.result == PUSHPARK_OK)
-				pp_call_add(r->h.host_ref, r->h.host_data, 0);
-			else if(rpl.result != PUSHPARK_ERR_NO_DEVICE)
+					pp_req_str(r, 2), pp_req_str(r, 3), r->h.host_ref, r->h.host_data,
+					r->h.timeout_ms, &rpl.park_id);
+			if(rpl.result != PUSHPARK_OK && rpl.result != PUSHPARK_ERR_NO_DEVICE)
 				LM_WARN("park %s: %s\n", pp_req_str(r, 0), pushpark_last_error());
 			break;
 		case PP_OP_FORK:
 			rpl.result = pp_fork(engine, r, &rpl.park_id);
-			if(rpl.result == PUSHPARK_OK)
-				pp_call_add(r->h.host_ref, 0, 1);
-			else if(rpl.result != PUSHPARK_ERR_NO_DEVICE)
+			if(rpl.result != PUSHPARK_OK && rpl.result != PUSHPARK_ERR_NO_DEVICE)
 				LM_WARN("fork %s: %s\n", pp_req_str(r, 0), pushpark_last_error());
 			break;
 		case PP_OP_REGISTER:
@@ -139,15 +128,12 @@ void pp_request_serve(pushpark_engine *engine, const pp_host_t *host, const pp_r
 			pp_remove_all(engine, pp_req_str(r, 0));
 			break;
 		case PP_OP_CANCEL:
-			if(pushpark_cancel(engine, r->h.host_ref) == PUSHPARK_OK) {
+			if(pushpark_cancel(engine, r->h.host_ref) == PUSHPARK_OK)
 				update_stat(pp_st_cancelled, 1);
-				pp_call_forget(r->h.host_ref);
-			}
 			break;
 		case PP_OP_COMPLETED:
 			/* The call's final reply went out: devices woken for it from now on get
 			 * the INVITE + CANCEL of a late wake, with this status as the cause. */
-			free(pp_call_take(r->h.host_ref));
 			pushpark_call_completed(engine, r->h.host_ref, r->h.status);
 			break;
 		case PP_OP_ENDED:
@@ -168,6 +154,5 @@ void pp_request_serve(pushpark_engine *engine, const pp_host_t *host, const pp_r
 		LM_WARN("call %s parked after its worker stopped waiting: cancelled\n",
 				pp_req_str(r, 0));
 		pushpark_cancel(engine, r->h.host_ref);
-		pp_call_forget(r->h.host_ref);
 	}
 }

@@ -27,7 +27,10 @@ int pp_tm_fork(sip_msg_t *msg, str *aor);
  * branches' answers). pp_tm_resume continues the call in the resume route (which looks
  * the AOR up itself). pp_tm_append adds the event's device's contacts (its key, a
  * normalised +sip.instance), else all new ones; a device woken on another node of a
- * cluster rings through that node (the event's relay Path). */
+ * cluster rings through that node (the event's relay Path). fr_ticks is the host_data
+ * pp_tm_park sent with the call, which the engine gives back on its events: tm's fr
+ * timeout before the park guard replaced it, restored for the call's new branches (0:
+ * keep the guard). */
 int pp_tm_resume(uint64_t host_ref, uint32_t fr_ticks, const pushpark_event *ev);
 int pp_tm_reject(uint64_t host_ref, uint32_t fr_ticks, int code, const char *reason);
 int pp_tm_fork_reject(uint64_t host_ref, int code, const char *reason);

@@ -25,7 +25,9 @@ int pp_tm_fork(struct sip_msg *msg, str *aor);
  * normalised +sip.instance; all new ones of the AOR when none is that device); a device
  * woken on another node of a cluster rings through that node (the event's relay Path).
  * pp_tm_reject replies only when nothing else rings, else returns 1 (tm ends the call
- * with the ringing branches' answers). */
+ * with the ringing branches' answers). The OpenSIPS glue sends no host_data with a call
+ * (the park guard is the phony branch's timer alone, nothing to restore): host_ref,
+ * (hash_index << 32) | label, is all it needs back. */
 int pp_tm_resume(uint64_t host_ref, const pushpark_event *ev);
 int pp_tm_append(uint64_t host_ref, const pushpark_event *ev);
 int pp_tm_reject(uint64_t host_ref, int code, const char *reason);

@@ -18,7 +18,7 @@ use pushpark::ffi::{
     pushpark_devices_json_page, pushpark_engine_free, pushpark_engine_new, pushpark_event_free,
     pushpark_event_get_aor, pushpark_event_get_call_id, pushpark_event_get_caller_name,
     pushpark_event_get_caller_uri, pushpark_event_get_contact, pushpark_event_get_device,
-    pushpark_event_get_host_ref, pushpark_event_get_kind, pushpark_event_get_park_id,
+    pushpark_event_get_host_data, pushpark_event_get_host_ref, pushpark_event_get_kind, pushpark_event_get_park_id,
     pushpark_event_get_reason, pushpark_event_get_sip_code, pushpark_fork, pushpark_last_error,
     pushpark_park, pushpark_parked_json_page, pushpark_poll, pushpark_register_ordered,
     pushpark_remove_device, pushpark_result_name, pushpark_set_log_callback, pushpark_stats_get,
@@ -388,6 +388,7 @@ impl Run {
                     caller,
                     name,
                     host_ref,
+                    host_data(host_ref),
                     timeout,
                     &mut park_id,
                 ),
@@ -398,6 +399,7 @@ impl Run {
                     caller,
                     name,
                     host_ref,
+                    host_data(host_ref),
                     timeout,
                     list.as_ptr(),
                     list.len(),
@@ -457,13 +459,16 @@ impl Run {
     }
 
     fn event(&mut self, ev: *mut pushpark_event) {
-        let (kind, host_ref, park_id) = unsafe {
+        let (kind, host_ref, park_id, data) = unsafe {
             (
                 pushpark_event_get_kind(ev),
                 pushpark_event_get_host_ref(ev),
                 pushpark_event_get_park_id(ev),
+                pushpark_event_get_host_data(ev),
             )
         };
+        let want = if host_ref == 0 { 0 } else { host_data(host_ref) };
+        assert_eq!(data, want, "event {kind}: host_data of host_ref {host_ref}");
         for (what, s) in unsafe {
             [
                 ("aor", pushpark_event_get_aor(ev)),
@@ -638,3 +643,8 @@ fuzz_target!(|ops: Vec<Op>| {
     assert_eq!(stats.parked_now, 0, "parked after every call ended");
     unsafe { pushpark_engine_free(engine) };
 });
+
+/// The host_data every park and fork of `host_ref` gives: its events must carry it back.
+fn host_data(host_ref: u64) -> u64 {
+    host_ref.rotate_left(32) ^ 0xa5a5_5a5a_0f0f_f0f0
+}

@@ -56,6 +56,9 @@ pub struct Event {
     /// The call's host reference: 0 for DeviceGone and LateWake, and for a PushResult
     /// whose call the engine no longer has.
     pub host_ref: u64,
+    /// The host's data given with the call (`ParkRequest::host_data`), 0 where host_ref is.
+    #[serde(default)]
+    pub host_data: u64,
     pub park_id: u64,
     /// The call's (call events and LateWake), else "".
     pub call_id: String,
@@ -74,6 +77,10 @@ pub struct Event {
     /// the cluster and gave a Path: the host relays through that node.
     #[serde(default)]
     pub relay: Option<Relay>,
+    /// PushResult: the first delivered push of a call still waiting for its devices
+    /// (parked, or forked), once per call: the host may tell the caller it rings.
+    #[serde(default)]
+    pub first_delivered: bool,
 }
 
 /// The Reason text of a late wake's CANCEL with `cause` (RFC 3326; 200 is the text
@@ -94,6 +101,7 @@ impl Event {
         matches!(self.kind, EventKind::Resume | EventKind::AppendBranch).then(|| Event {
             kind: EventKind::LateWake,
             host_ref: 0,
+            host_data: 0,
             sip_code: cause,
             reason: late_wake_reason(cause).to_string(),
             ..self
@@ -122,6 +130,42 @@ pub(crate) fn purge_call(
         }
     }
     late
+}
+
+/// The host stops answering calls: queued Rejects get `code` and `reason`, and each
+/// queued Resume becomes its call's Reject with them, in its place (the call's later
+/// events dropped). Returns the host_refs of the Resumes so turned: their calls end.
+pub(crate) fn reject_queued(queue: &mut VecDeque<Event>, code: u16, reason: &str) -> Vec<u64> {
+    let mut turned = Vec::new();
+    for mut e in std::mem::take(queue) {
+        if e.host_ref == 0 {
+            queue.push_back(e);
+            continue;
+        }
+        if turned.contains(&e.host_ref) {
+            continue;
+        }
+        match e.kind {
+            EventKind::Resume => {
+                turned.push(e.host_ref);
+                queue.push_back(Event {
+                    kind: EventKind::Reject,
+                    device_key: String::new(),
+                    contact: String::new(),
+                    sip_code: code,
+                    reason: reason.to_string(),
+                    relay: None,
+                    ..e
+                });
+            }
+            EventKind::Reject => {
+                (e.sip_code, e.reason) = (code, reason.to_string());
+                queue.push_back(e);
+            }
+            _ => queue.push_back(e),
+        }
+    }
+    turned
 }
 
 /// How to reach a device that registered on another node (cluster.rs).
@@ -192,6 +236,20 @@ impl EventQueue {
         late
     }
 
+    /// Changes the queued events in place, keeping the fd readable exactly while
+    /// events wait.
+    pub(crate) fn edit<R>(&self, f: impl FnOnce(&mut VecDeque<Event>) -> R) -> R {
+        let mut q = self.queue.lock();
+        let before = q.len();
+        let r = f(&mut q);
+        if before > 0 && q.is_empty() {
+            self.reset();
+        } else if before == 0 && !q.is_empty() {
+            self.signal();
+        }
+        r
+    }
+
     pub(crate) fn pop(&self) -> Option<Event> {
         let mut q = self.queue.lock();
         let event = q.pop_front();
@@ -256,6 +314,7 @@ mod tests {
         Event {
             kind: EventKind::Resume,
             host_ref,
+            host_data: 0,
             park_id: host_ref,
             call_id: String::new(),
             caller_uri: String::new(),
@@ -266,6 +325,7 @@ mod tests {
             sip_code: 0,
             reason: String::new(),
             relay: None,
+            first_delivered: false,
         }
     }
 

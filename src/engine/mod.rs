@@ -32,9 +32,9 @@ pub use config::{
 };
 pub(crate) use contact::normalize_instance;
 pub use contact::{ContactError, ContactRules};
-pub(crate) use events::purge_call;
+pub(crate) use events::{purge_call, reject_queued};
 pub use events::{Event, EventKind, Relay};
-pub use parked::ParkedInfo;
+pub use parked::{CallWas, ParkedInfo};
 pub use push::PayloadTemplate;
 pub use stats::Stats;
 pub use store::DeviceInfo;
@@ -126,6 +126,8 @@ pub struct ParkRequest<'a> {
     pub caller_name: &'a str,
     /// Opaque to the engine, unique among parked calls, e.g. `(tm hash_index << 32) | label`.
     pub host_ref: u64,
+    /// Opaque to the engine: back on the call's events (`Event::host_data`).
+    pub host_data: u64,
     /// `None`: the configured `park.timeout_ms`.
     pub timeout: Option<Duration>,
 }
@@ -682,6 +684,7 @@ impl Engine {
         let ringing = ringing.map(|r| r.into_iter().map(Box::from).collect::<Vec<_>>());
         let id = t.insert(Call {
             host_ref: p.host_ref,
+            host_data: p.host_data,
             call_id: p.call_id.into(),
             aor: p.aor.into(),
             caller_uri: p.caller_uri.into(),
@@ -694,6 +697,7 @@ impl Engine {
             targets: devices.iter().map(|d| d.key.as_str().into()).collect(),
             pushed: Vec::new(),
             branches: ringing.unwrap_or_default(),
+            delivered: false,
         });
         if let Err(e) = self.cmd_tx.try_send(Cmd::Park {
             id,
@@ -756,6 +760,30 @@ impl Engine {
     /// pushed for it that register late are told how it ended.
     pub fn call_completed(&self, host_ref: u64, status: u16) -> Result<(), EngineError> {
         self.end_by_host(host_ref, CallEnd::Completed(status))
+    }
+
+    /// The host's call is over, however the engine held it: a forked one ends as
+    /// `call_completed(status)`, a parked or resumed one as `cancel`. Says what it was;
+    /// NotFound if the engine no longer knew it.
+    pub fn end(&self, host_ref: u64, status: u16) -> Result<CallWas, EngineError> {
+        let sh = &*self.shared;
+        let cause = |was| match was {
+            CallWas::Forked => CallEnd::Completed(status).cause(),
+            CallWas::Parked | CallWas::Resumed => CallEnd::Cancelled.cause(),
+        };
+        let mut t = sh.table.lock();
+        (t.end_by_host_as(host_ref, cause, &sh.events, &sh.counters)).ok_or(EngineError::NotFound)
+    }
+
+    /// The host stops: every call it still waits an answer for (parked, forked, or
+    /// resumed by a Resume not yet polled) ends with a Reject event of `code` and
+    /// `reason`, and Rejects already queued get them too. `resumed`: calls whose Resume
+    /// the caller holds and turned into a Reject itself (they end without an event).
+    /// Returns how many Rejects it queued.
+    pub fn reject_waiting(&self, code: u16, reason: &str, resumed: &[u64]) -> u32 {
+        let sh = &*self.shared;
+        let mut t = sh.table.lock();
+        t.reject_waiting(code, reason, resumed, &sh.events, &sh.counters)
     }
 
     /// Readable (EFD_NONBLOCK|EFD_CLOEXEC eventfd) while events wait; owned by the engine.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::events::{late_wake_reason, Event, EventKind, EventQueue, Relay};
+use super::events::{late_wake_reason, reject_queued, Event, EventKind, EventQueue, Relay};
 use super::late::{Ghost, LateWakes};
 use super::redact;
 use super::stats::{add, inc, Counters};
@@ -34,6 +34,8 @@ impl CallState {
 
 pub(crate) struct Call {
     pub host_ref: u64,
+    /// The host's own data, back on the call's events.
+    pub host_data: u64,
     pub call_id: Box<str>,
     pub aor: Box<str>,
     pub caller_uri: Box<str>,
@@ -53,6 +55,8 @@ pub(crate) struct Call {
     /// Devices that got this call's Resume or AppendBranch, or that the host
     /// rang itself (fork).
     pub branches: Vec<Box<str>>,
+    /// A push of this call was delivered while it waited (its PushResult said so).
+    pub delivered: bool,
 }
 
 impl Call {
@@ -60,6 +64,25 @@ impl Call {
     pub(crate) fn waiting(&self) -> bool {
         self.state == CallState::Parked || self.forked
     }
+
+    pub(crate) fn was(&self) -> CallWas {
+        match (self.forked, self.state) {
+            (true, _) => CallWas::Forked,
+            (false, CallState::Parked) => CallWas::Parked,
+            (false, CallState::Ringing) => CallWas::Resumed,
+        }
+    }
+}
+
+/// What a call was when the host ended it (`Engine::end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallWas {
+    /// Parked, no device registered for it yet.
+    Parked,
+    /// Parked, then resumed (its Resume queued or polled).
+    Resumed,
+    /// Forked, whatever branches joined it.
+    Forked,
 }
 
 /// How the engine ends a waiting call (the host ends calls by `end_by_host`).
@@ -262,20 +285,77 @@ impl Table {
         events: &EventQueue,
         c: &Counters,
     ) -> bool {
-        let Some(call) = self.id_of_host_ref(host_ref).and_then(|id| {
-            let call = self.remove(id)?;
-            Some((id, call))
-        }) else {
-            return false;
-        };
-        let (id, call) = call;
+        self.end_by_host_as(host_ref, |_| cause, events, c)
+            .is_some()
+    }
+
+    /// As `end_by_host`, the cause chosen by what the call was; says what it was.
+    pub(crate) fn end_by_host_as(
+        &mut self,
+        host_ref: u64,
+        cause_of: impl FnOnce(CallWas) -> u16,
+        events: &EventQueue,
+        c: &Counters,
+    ) -> Option<CallWas> {
+        let id = self.id_of_host_ref(host_ref)?;
+        let call = self.remove(id)?;
+        let was = call.was();
+        let cause = cause_of(was);
         if call.state == CallState::Parked {
             inc(&c.cancelled);
         }
         let late_wake = (!self.late_wake.is_zero()).then_some(cause);
         add(&c.late_wakes, events.purge(host_ref, late_wake));
         self.remember_pushed(id, call, cause, Instant::now());
-        true
+        Some(was)
+    }
+
+    /// Ends, with a Reject of `code` and `reason`, every call whose host still waits for
+    /// its answer: the waiting ones (parked, forked) and those whose Resume is queued, not
+    /// yet polled (it becomes their Reject, in its place), as well as `resumed` (calls
+    /// whose Resume someone else holds unpolled and turned into a Reject: ended without
+    /// an event). Rejects already queued get `code` and `reason` too. The calls' other
+    /// queued events are dropped. Returns how many calls got a Reject from here.
+    pub(crate) fn reject_waiting(
+        &mut self,
+        code: u16,
+        reason: &str,
+        resumed: &[u64],
+        events: &EventQueue,
+        c: &Counters,
+    ) -> u32 {
+        let now = Instant::now();
+        let converted = events.edit(|q| reject_queued(q, code, reason));
+        let mut n = converted.len() as u32;
+        for (i, &host_ref) in converted.iter().chain(resumed).enumerate() {
+            let Some(id) = self.id_of_host_ref(host_ref) else {
+                continue;
+            };
+            let call = self.remove(id).expect("indexed");
+            if i >= converted.len() {
+                // Its Resume is elsewhere: whatever of it is queued here goes.
+                events.purge(host_ref, None);
+            }
+            self.remember_pushed(id, call, code, now);
+        }
+        let mut waiting: Vec<u64> = (self.calls.iter())
+            .filter(|(_, call)| call.waiting())
+            .map(|(&id, _)| id)
+            .collect();
+        waiting.sort_unstable();
+        for id in waiting {
+            let call = self.remove(id).expect("listed above");
+            if call.state == CallState::Parked {
+                inc(&c.cancelled);
+            }
+            events.purge(call.host_ref, None);
+            let mut e = event(EventKind::Reject, id, &call, "", "");
+            (e.sip_code, e.reason) = (code, reason.to_string());
+            events.push(e);
+            self.remember_pushed(id, call, code, now);
+            n += 1;
+        }
+        n
     }
 
     /// A device registered while the call rings (or, forked, waits): one
@@ -324,6 +404,7 @@ impl Table {
             events.push(Event {
                 kind: EventKind::LateWake,
                 host_ref: 0,
+                host_data: 0,
                 park_id: g.park_id,
                 call_id: g.call_id.to_string(),
                 caller_uri: g.caller_uri.to_string(),
@@ -334,6 +415,7 @@ impl Table {
                 sip_code: g.cause,
                 reason: late_wake_reason(g.cause).to_string(),
                 relay: relay.cloned(),
+                first_delivered: false,
             });
         }
         ghosts.len() as u64
@@ -400,6 +482,7 @@ fn event(kind: EventKind, id: u64, call: &Call, device_key: &str, contact: &str)
     Event {
         kind,
         host_ref: call.host_ref,
+        host_data: call.host_data,
         park_id: id,
         call_id: call.call_id.to_string(),
         caller_uri: call.caller_uri.to_string(),
@@ -410,6 +493,7 @@ fn event(kind: EventKind, id: u64, call: &Call, device_key: &str, contact: &str)
         sip_code: 0,
         reason: String::new(),
         relay: None,
+        first_delivered: false,
     }
 }
 
@@ -422,6 +506,7 @@ mod tests {
         let now = Instant::now();
         Call {
             host_ref,
+            host_data: host_ref + 100,
             call_id: format!("c{host_ref}").into(),
             aor: aor.into(),
             caller_uri: "sip:bob@h".into(),
@@ -434,6 +519,7 @@ mod tests {
             targets: vec!["d1".into()],
             pushed: vec!["d1".into()],
             branches: Vec::new(),
+            delivered: false,
         }
     }
 
@@ -486,6 +572,55 @@ mod tests {
         assert_eq!(t.id_of_host_ref(11), None);
         let s = c.snapshot();
         assert_eq!((s.resumed, s.cancelled, s.rejected_timeout), (1, 1, 0));
+    }
+
+    #[test]
+    fn reject_waiting_answers_each_call_the_host_waits_on_once_with_its_host_data() {
+        let (q, c) = (EventQueue::new(64).unwrap(), Counters::default());
+        let mut t = Table::default();
+        let resume = || End::Resume {
+            device_key: "d1",
+            contact: "",
+            relay: None,
+        };
+        let parked = t.insert(call(1, "alice"));
+        let relayed = t.insert(call(4, "dan"));
+        t.finish(relayed, resume(), &q, &c);
+        assert_eq!(q.pop().unwrap().host_ref, 4, "polled: the host relayed it");
+        let unpolled = t.insert(call(2, "bob"));
+        t.finish(unpolled, resume(), &q, &c);
+        let mut fork = call(3, "carol");
+        fork.forked = true;
+        t.insert(fork);
+        let timed_out = t.insert(call(5, "erin"));
+        let reject = End::Reject {
+            code: 480,
+            reason: "Temporarily Unavailable",
+            push_failed: false,
+        };
+        t.finish(timed_out, reject, &q, &c);
+        assert_eq!(t.reject_waiting(503, "Service Unavailable", &[], &q, &c), 3);
+        let left: Vec<_> = drain(&q)
+            .into_iter()
+            .map(|e| (e.kind, e.host_ref, e.host_data, e.sip_code, e.reason))
+            .collect();
+        let rejected = |r: u64| {
+            let reason = "Service Unavailable".to_string();
+            (EventKind::Reject, r, r + 100, 503, reason)
+        };
+        assert_eq!(
+            left,
+            [rejected(2), rejected(5), rejected(1), rejected(3)],
+            "the unpolled Resume's Reject and the queued one in place, then the waiting calls"
+        );
+        assert_eq!(t.len(), 1, "the relayed call is the host's");
+        assert!(t.get(parked).is_none());
+        assert_eq!(t.reject_waiting(503, "x", &[4], &q, &c), 0);
+        assert_eq!(
+            (t.len(), q.len()),
+            (0, 0),
+            "a Resume held elsewhere: ended quietly"
+        );
     }
 
     #[test]

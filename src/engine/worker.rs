@@ -355,40 +355,31 @@ impl Worker {
     /// A push that never went out: counted and reported like any push outcome.
     fn not_sent(&self, aor: &str, key: &str, park_id: u64, why: &dyn std::fmt::Display) {
         inc(&self.sh.counters.pushes_failed_not_sent);
-        self.push_result(aor, key, park_id, format!("not sent: {why}"));
+        self.push_result(aor, key, park_id, format!("not sent: {why}"), false);
     }
 
-    /// A push's outcome, with the host_ref of its call while the engine still has the
-    /// call: queued under the table's lock, as a call's end purges its events under it,
-    /// so none carries the host_ref of a call the host was told had ended.
-    fn push_result(&self, aor: &str, key: &str, park_id: u64, reason: String) {
-        let t = self.sh.table.lock();
-        let host_ref = t.get(park_id).map_or(0, |c| c.host_ref);
-        self.queue_event(EventKind::PushResult, host_ref, aor, key, park_id, reason);
-    }
-
-    fn queue_event(
-        &self,
-        kind: EventKind,
-        host_ref: u64,
-        aor: &str,
-        device_key: &str,
-        park_id: u64,
-        reason: String,
-    ) {
+    /// A push's outcome, with the host_ref and host_data of its call while the engine still
+    /// has the call: queued under the table's lock, as a call's end purges its events under
+    /// it, so none carries the host_ref of a call the host was told had ended. The first
+    /// delivered push of a call still waiting says so (once per call).
+    fn push_result(&self, aor: &str, key: &str, park_id: u64, reason: String, delivered: bool) {
+        let mut t = self.sh.table.lock();
+        let call = t.get_mut(park_id);
+        let (host_ref, host_data) = call.as_ref().map_or((0, 0), |c| (c.host_ref, c.host_data));
+        let first_delivered = match call {
+            Some(c) if delivered && c.waiting() && !c.delivered => {
+                c.delivered = true;
+                true
+            }
+            _ => false,
+        };
         self.sh.events.push(Event {
-            kind,
             host_ref,
+            host_data,
             park_id,
-            call_id: String::new(),
-            caller_uri: String::new(),
-            caller_name: String::new(),
-            aor: aor.to_string(),
-            device_key: redact::key(device_key),
-            contact: String::new(),
-            sip_code: 0,
             reason,
-            relay: None,
+            first_delivered,
+            ..device_event(EventKind::PushResult, aor, key)
         });
     }
 
@@ -465,7 +456,8 @@ impl Worker {
         ) {
             self.sh.table.lock().push_failed(&d.aor, d.park_id, key);
         }
-        self.push_result(&d.aor, key, d.park_id, reason.clone());
+        let delivered = matches!(d.result.outcome, Outcome::Delivered);
+        self.push_result(&d.aor, key, d.park_id, reason.clone(), delivered);
         if let Some(timestamp) = dead_since {
             self.token_dead(&d.aor, &d.device, timestamp);
         }
@@ -498,14 +490,10 @@ impl Worker {
                 },
                 redact::key(&device.key)
             );
-            self.queue_event(
-                EventKind::DeviceGone,
-                0,
-                aor,
-                &device.key,
-                0,
-                "token dead".into(),
-            );
+            self.sh.events.push(Event {
+                reason: "token dead".into(),
+                ..device_event(EventKind::DeviceGone, aor, &device.key)
+            });
         }
     }
 
@@ -606,5 +594,25 @@ impl Worker {
             }
         }
         self.at(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);
+    }
+}
+
+/// An event about a device and no call; the key shown without a whole token.
+fn device_event(kind: EventKind, aor: &str, device_key: &str) -> Event {
+    Event {
+        kind,
+        host_ref: 0,
+        host_data: 0,
+        park_id: 0,
+        call_id: String::new(),
+        caller_uri: String::new(),
+        caller_name: String::new(),
+        aor: aor.to_string(),
+        device_key: redact::key(device_key),
+        contact: String::new(),
+        sip_code: 0,
+        reason: String::new(),
+        relay: None,
+        first_delivered: false,
     }
 }

@@ -5,7 +5,7 @@ use super::handle::{engine_error, Contact, Handle, Park, Request};
 use super::result::{guard, non_null, opt_str_arg, str_arg, Error, Result};
 use super::spawn::Supervisor;
 use super::sys::*;
-use crate::engine::{DeviceInfo, Engine, EngineConfig};
+use crate::engine::{CallWas, DeviceInfo, Engine, EngineConfig};
 use parking_lot::Mutex;
 use std::ffi::c_char;
 
@@ -244,6 +244,7 @@ unsafe fn park_request(
     caller_uri: *const c_char,
     caller_name: *const c_char,
     host_ref: u64,
+    host_data: u64,
     timeout_ms: u32,
 ) -> Result<Park> {
     Ok(Park {
@@ -254,6 +255,7 @@ unsafe fn park_request(
             .unwrap_or("")
             .to_owned(),
         host_ref,
+        host_data,
         timeout_ms,
     })
 }
@@ -268,12 +270,21 @@ pub unsafe extern "C" fn pushpark_park(
     caller_uri: *const c_char,
     caller_name: *const c_char,
     host_ref: u64,
+    host_data: u64,
     timeout_ms: u32,
     park_id: *mut u64,
 ) -> pushpark_result {
     guard(|| {
         let engine = engine_ref(engine)?;
-        let request = park_request(call_id, aor, caller_uri, caller_name, host_ref, timeout_ms)?;
+        let request = park_request(
+            call_id,
+            aor,
+            caller_uri,
+            caller_name,
+            host_ref,
+            host_data,
+            timeout_ms,
+        )?;
         let id = engine.park(Request::Park(request))?;
         if !park_id.is_null() {
             *park_id = id;
@@ -292,6 +303,7 @@ pub unsafe extern "C" fn pushpark_fork(
     caller_uri: *const c_char,
     caller_name: *const c_char,
     host_ref: u64,
+    host_data: u64,
     timeout_ms: u32,
     contacts: *const pushpark_contact,
     n_contacts: usize,
@@ -299,7 +311,15 @@ pub unsafe extern "C" fn pushpark_fork(
 ) -> pushpark_result {
     guard(|| {
         let engine = engine_ref(engine)?;
-        let request = park_request(call_id, aor, caller_uri, caller_name, host_ref, timeout_ms)?;
+        let request = park_request(
+            call_id,
+            aor,
+            caller_uri,
+            caller_name,
+            host_ref,
+            host_data,
+            timeout_ms,
+        )?;
         let given = match n_contacts {
             0 => &[][..],
             n => {
@@ -350,4 +370,52 @@ pub unsafe extern "C" fn pushpark_call_completed(
     status: u16,
 ) -> pushpark_result {
     guard(|| engine_ref(engine)?.done(Request::CallCompleted(host_ref, status)))
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_call_end(
+    engine: *mut pushpark_engine,
+    host_ref: u64,
+    status: u16,
+    was: *mut pushpark_call_state,
+) -> pushpark_result {
+    guard(|| {
+        let engine = engine_ref(engine)?;
+        let state = match engine.end(host_ref, status)? {
+            CallWas::Parked => PUSHPARK_CALL_PARKED,
+            CallWas::Resumed => PUSHPARK_CALL_RESUMED,
+            CallWas::Forked => PUSHPARK_CALL_FORKED,
+        };
+        if !was.is_null() {
+            *was = state;
+        }
+        Ok(())
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_reject_waiting(
+    engine: *mut pushpark_engine,
+    sip_code: u16,
+    reason: *const c_char,
+) -> pushpark_result {
+    guard(|| {
+        let engine = engine_ref(engine)?;
+        let reason = str_arg(reason, "reason")?;
+        if !(300..=699).contains(&sip_code) {
+            let why = format!("sip_code {sip_code} is not a final failure (300 to 699)");
+            return Err(Error::new(PUSHPARK_ERR_INVALID, why));
+        }
+        if reason.len() > 200 || reason.chars().any(char::is_control) {
+            let why = "reason is over 200 bytes or holds a control character";
+            return Err(Error::new(PUSHPARK_ERR_INVALID, why));
+        }
+        engine.done(Request::RejectWaiting {
+            code: sip_code,
+            reason: reason.to_owned(),
+            resumed: Vec::new(),
+        })
+    })
 }

@@ -10,6 +10,8 @@ use std::ffi::{c_char, c_int, CString};
 struct CEvent {
     kind: pushpark_event_kind,
     host_ref: u64,
+    host_data: u64,
+    first_delivered: bool,
     park_id: u64,
     call_id: CString,
     caller_uri: CString,
@@ -35,6 +37,8 @@ impl From<Event> for CEvent {
                 EventKind::LateWake => PUSHPARK_EVENT_LATE_WAKE,
             },
             host_ref: e.host_ref,
+            host_data: e.host_data,
+            first_delivered: e.first_delivered,
             park_id: e.park_id,
             call_id: to_cstring(&e.call_id),
             caller_uri: to_cstring(&e.caller_uri),
@@ -116,6 +120,18 @@ pub unsafe extern "C" fn pushpark_event_get_kind(
 #[no_mangle]
 pub unsafe extern "C" fn pushpark_event_get_host_ref(event: *const pushpark_event) -> u64 {
     field(event, 0, |e| e.host_ref)
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_host_data(event: *const pushpark_event) -> u64 {
+    field(event, 0, |e| e.host_data)
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_first_delivered(event: *const pushpark_event) -> c_int {
+    field(event, 0, |e| e.first_delivered.into())
 }
 
 /// See pushpark.h.

@@ -7,8 +7,8 @@ use super::spawn::Supervisor;
 use super::sys::*;
 use crate::engine::redact;
 use crate::engine::{
-    DeviceInfo, Engine, EngineError, Event, ForkContact, ParkError, ParkRequest, ParkedInfo,
-    RegisterOutcome, Registration, Stats,
+    CallWas, DeviceInfo, Engine, EngineError, Event, ForkContact, ParkError, ParkRequest,
+    ParkedInfo, RegisterOutcome, Registration, Stats,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,7 @@ pub(crate) struct Park {
     pub caller_uri: String,
     pub caller_name: String,
     pub host_ref: u64,
+    pub host_data: u64,
     pub timeout_ms: u32,
 }
 
@@ -63,6 +64,14 @@ pub(crate) enum Request {
     Cancel(u64),
     CallEnded(u64),
     CallCompleted(u64, u16),
+    /// `pushpark_call_end`: host_ref, status.
+    CallEnd(u64, u16),
+    /// `pushpark_reject_waiting`; `resumed`: the supervisor's (see `Engine::reject_waiting`).
+    RejectWaiting {
+        code: u16,
+        reason: String,
+        resumed: Vec<u64>,
+    },
     /// Up to this many queued events.
     Events(usize),
     Stats,
@@ -84,6 +93,7 @@ pub(crate) enum Reply {
     Done,
     Registered(RegisterOutcome),
     ParkId(u64),
+    Ended(CallWas),
     /// The events, and whether more are queued.
     Events(Vec<Event>, bool),
     Stats(Box<Stats>),
@@ -153,6 +163,7 @@ impl Park {
             caller_uri: &self.caller_uri,
             caller_name: &self.caller_name,
             host_ref: self.host_ref,
+            host_data: self.host_data,
             timeout: (self.timeout_ms > 0).then(|| Duration::from_millis(self.timeout_ms.into())),
         }
     }
@@ -219,6 +230,17 @@ pub(crate) fn serve(engine: &Engine, call: Request) -> Result<Reply> {
                 .map_err(engine_error)?;
             Reply::Done
         }
+        Request::CallEnd(host_ref, status) => {
+            Reply::Ended(engine.end(host_ref, status).map_err(engine_error)?)
+        }
+        Request::RejectWaiting {
+            code,
+            reason,
+            resumed,
+        } => {
+            engine.reject_waiting(code, &reason, &resumed);
+            Reply::Done
+        }
         Request::Events(max) => {
             let events: Vec<Event> = std::iter::from_fn(|| engine.poll_event())
                 .take(max)
@@ -272,6 +294,13 @@ impl Handle {
     pub fn park(&self, call: Request) -> Result<u64> {
         match self.run(call)? {
             Reply::ParkId(id) => Ok(id),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub fn end(&self, host_ref: u64, status: u16) -> Result<CallWas> {
+        match self.run(Request::CallEnd(host_ref, status))? {
+            Reply::Ended(was) => Ok(was),
             r => Err(unexpected(r)),
         }
     }

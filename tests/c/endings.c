@@ -14,7 +14,7 @@
 
 static void park(pushpark_engine *e, const char *aor, uint64_t host_ref, uint32_t timeout_ms)
 {
-    CHECK_OK(pushpark_park(e, "call@test", aor, "sip:zed@example.com", "", host_ref,
+    CHECK_OK(pushpark_park(e, "call@test", aor, "sip:zed@example.com", "", host_ref, 0,
                            timeout_ms, NULL));
 }
 
@@ -61,13 +61,13 @@ static void limits(pushpark_engine *e)
     uint64_t id = 77;
 
     park(e, henry, 20, 0);
-    CHECK_RESULT(pushpark_park(e, "c@test", henry, "sip:zed@example.com", NULL, 20, 0, &id),
+    CHECK_RESULT(pushpark_park(e, "c@test", henry, "sip:zed@example.com", NULL, 20, 0, 0, &id),
                  PUSHPARK_ERR_DUPLICATE);
     park(e, henry, 21, 0);
-    CHECK_RESULT(pushpark_park(e, "c@test", henry, "sip:zed@example.com", NULL, 22, 0, &id),
+    CHECK_RESULT(pushpark_park(e, "c@test", henry, "sip:zed@example.com", NULL, 22, 0, 0, &id),
                  PUSHPARK_ERR_LIMIT_AOR);
     park(e, ivan, 23, 0);
-    CHECK_RESULT(pushpark_park(e, "c@test", ivan, "sip:zed@example.com", NULL, 24, 0, &id),
+    CHECK_RESULT(pushpark_park(e, "c@test", ivan, "sip:zed@example.com", NULL, 24, 0, 0, &id),
                  PUSHPARK_ERR_LIMIT_TOTAL);
     CHECK(id == 77);
 

@@ -38,7 +38,7 @@ static void expect_push_result(pushpark_engine *e, const char *aor, uint64_t hos
 static void park(pushpark_engine *e, const char *call_id, const char *aor, uint64_t host_ref)
 {
     uint64_t id = 0;
-    CHECK_OK(pushpark_park(e, call_id, aor, "sip:zed@example.com", "Zed Caller", host_ref, 0,
+    CHECK_OK(pushpark_park(e, call_id, aor, "sip:zed@example.com", "Zed Caller", host_ref, 0, 0,
                            &id));
     CHECK(id != 0);
 }
@@ -47,7 +47,7 @@ static void no_device(pushpark_engine *e)
 {
     uint64_t id = 7;
     CHECK_RESULT(pushpark_park(e, "call-nobody@test", "sip:nobody@example.com",
-                               "sip:zed@example.com", NULL, 1000, 0, &id),
+                               "sip:zed@example.com", NULL, 1000, 0, 0, &id),
                  PUSHPARK_ERR_NO_DEVICE);
     CHECK(id == 7);
 }
@@ -173,7 +173,7 @@ static void dead_token(pushpark_engine *e)
     CHECK_OK(pushpark_devices_json_page(e, aor, 0, 100, &json));
     CHECK(strcmp(json, "{\"total\":0,\"offset\":0,\"items\":[]}") == 0);
     pushpark_string_free(json);
-    CHECK_RESULT(pushpark_park(e, "call-erin-2@test", aor, "sip:zed@example.com", NULL, 31, 0,
+    CHECK_RESULT(pushpark_park(e, "call-erin-2@test", aor, "sip:zed@example.com", NULL, 31, 0, 0,
                                NULL),
                  PUSHPARK_ERR_NO_DEVICE);
 }

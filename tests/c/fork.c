@@ -158,18 +158,18 @@ static void bounded_errors_and_host_ref_0(pushpark_engine *e)
     free(aor);
 
     uint64_t id = 99;
-    CHECK_RESULT(pushpark_park(e, "c", AOR, "sip:zed@example.com", NULL, 0, 0, &id),
+    CHECK_RESULT(pushpark_park(e, "c", AOR, "sip:zed@example.com", NULL, 0, 0, 0, &id),
                  PUSHPARK_ERR_INVALID);
-    CHECK_RESULT(pushpark_fork(e, "c", AOR, "sip:zed@example.com", NULL, 0, 0, NULL, 0, &id),
+    CHECK_RESULT(pushpark_fork(e, "c", AOR, "sip:zed@example.com", NULL, 0, 0, 0, NULL, 0, &id),
                  PUSHPARK_ERR_INVALID);
     CHECK(strstr(pushpark_last_error(), "host_ref") != NULL && id == 99);
-    CHECK_RESULT(pushpark_fork(e, "c", AOR, "sip:zed@example.com", NULL, 1, 0, NULL, 1, &id),
+    CHECK_RESULT(pushpark_fork(e, "c", AOR, "sip:zed@example.com", NULL, 1, 0, 0, NULL, 1, &id),
                  PUSHPARK_ERR_NULL_ARG);
     pushpark_contact bad = {NULL, NULL, 0};
-    CHECK_RESULT(pushpark_fork(e, "c", AOR, "sip:zed@example.com", NULL, 1, 0, &bad, 1, &id),
+    CHECK_RESULT(pushpark_fork(e, "c", AOR, "sip:zed@example.com", NULL, 1, 0, 0, &bad, 1, &id),
                  PUSHPARK_ERR_NULL_ARG);
     CHECK(strstr(pushpark_last_error(), "contacts[0].uri") != NULL);
-    CHECK_RESULT(pushpark_fork(e, "c", AOR, "sip:zed@example.com", NULL, 1, 0, NULL, 0, &id),
+    CHECK_RESULT(pushpark_fork(e, "c", AOR, "sip:zed@example.com", NULL, 1, 0, 0, NULL, 0, &id),
                  PUSHPARK_ERR_NO_DEVICE);
     CHECK(id == 99);
     CHECK_RESULT(pushpark_call_completed(NULL, 1, 200), PUSHPARK_ERR_NULL_ARG);
@@ -242,7 +242,7 @@ static void fork_and_late_wake(pushpark_engine *e)
         {held, "<urn:uuid:H>", 0},
     };
     uint64_t id = 0;
-    CHECK_OK(pushpark_fork(e, "call-fiona@test", AOR, "sip:zed@example.com", "Zed Caller", 50,
+    CHECK_OK(pushpark_fork(e, "call-fiona@test", AOR, "sip:zed@example.com", "Zed Caller", 50, 0,
                            0, contacts, 2, &id));
     CHECK(id != 0);
     /* The stored and the held-back device are pushed, the ringing one is not. */

@@ -176,16 +176,16 @@ static void engine_functions(pushpark_engine *e)
 
     uint64_t id = 99;
     const char *from = "sip:zed@example.com";
-    CHECK_RESULT(pushpark_park(NULL, "c", aor, from, "Z", 1, 0, &id), PUSHPARK_ERR_NULL_ARG);
-    CHECK_RESULT(pushpark_park(e, NULL, aor, from, "Z", 1, 0, &id), PUSHPARK_ERR_NULL_ARG);
-    CHECK_RESULT(pushpark_park(e, "c", NULL, from, "Z", 1, 0, &id), PUSHPARK_ERR_NULL_ARG);
-    CHECK_RESULT(pushpark_park(e, "c", aor, NULL, "Z", 1, 0, &id), PUSHPARK_ERR_NULL_ARG);
-    CHECK_RESULT(pushpark_park(e, BAD_UTF8, aor, from, "Z", 1, 0, &id), PUSHPARK_ERR_UTF8);
-    CHECK_RESULT(pushpark_park(e, "c", BAD_UTF8, from, "Z", 1, 0, &id), PUSHPARK_ERR_UTF8);
-    CHECK_RESULT(pushpark_park(e, "c", aor, BAD_UTF8, "Z", 1, 0, &id), PUSHPARK_ERR_UTF8);
-    CHECK_RESULT(pushpark_park(e, "c", aor, from, BAD_UTF8, 1, 0, &id), PUSHPARK_ERR_UTF8);
+    CHECK_RESULT(pushpark_park(NULL, "c", aor, from, "Z", 1, 0, 0, &id), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_park(e, NULL, aor, from, "Z", 1, 0, 0, &id), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_park(e, "c", NULL, from, "Z", 1, 0, 0, &id), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_park(e, "c", aor, NULL, "Z", 1, 0, 0, &id), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_park(e, BAD_UTF8, aor, from, "Z", 1, 0, 0, &id), PUSHPARK_ERR_UTF8);
+    CHECK_RESULT(pushpark_park(e, "c", BAD_UTF8, from, "Z", 1, 0, 0, &id), PUSHPARK_ERR_UTF8);
+    CHECK_RESULT(pushpark_park(e, "c", aor, BAD_UTF8, "Z", 1, 0, 0, &id), PUSHPARK_ERR_UTF8);
+    CHECK_RESULT(pushpark_park(e, "c", aor, from, BAD_UTF8, 1, 0, 0, &id), PUSHPARK_ERR_UTF8);
     CHECK(id == 99);
-    CHECK_OK(pushpark_park(e, "c", aor, from, NULL, 1, 0, &id));
+    CHECK_OK(pushpark_park(e, "c", aor, from, NULL, 1, 0, 0, &id));
     CHECK(id != 99);
 
     CHECK_RESULT(pushpark_cancel(NULL, 1), PUSHPARK_ERR_NULL_ARG);

@@ -60,7 +60,7 @@ static pid_t engine_pid(void)
 static void park(pushpark_engine *e, const char *call_id, uint64_t host_ref)
 {
     uint64_t id = 0;
-    CHECK_OK(pushpark_park(e, call_id, ALICE, "sip:zed@example.com", "Zed", host_ref, 0, &id));
+    CHECK_OK(pushpark_park(e, call_id, ALICE, "sip:zed@example.com", "Zed", host_ref, 0, 0, &id));
     CHECK(id != 0);
 }
 
@@ -137,7 +137,7 @@ int main(int argc, char **argv)
     stopped = engine_pid();
     CHECK(kill(stopped, SIGSTOP) == 0);
     uint64_t id = 0;
-    CHECK_RESULT(pushpark_park(e, "call-6@test", ALICE, "sip:zed@example.com", NULL, 6, 0, &id),
+    CHECK_RESULT(pushpark_park(e, "call-6@test", ALICE, "sip:zed@example.com", NULL, 6, 0, 0, &id),
                  PUSHPARK_ERR_ENGINE_DOWN);
     expect_nothing_for(e, 6);
     CHECK(engine_pid() != stopped);
@@ -150,7 +150,7 @@ int main(int argc, char **argv)
      * answered before that branch is added: the device is told, as a late wake. */
     register_device(e, BOB, "bob", TOKEN_BOB_1, "<urn:uuid:b1>", 3600);
     register_device(e, BOB, "bob", TOKEN_BOB_2, "<urn:uuid:b2>", 3600);
-    CHECK_OK(pushpark_park(e, "call-8@test", BOB, "sip:zed@example.com", "Zed", 8, 0, &id));
+    CHECK_OK(pushpark_park(e, "call-8@test", BOB, "sip:zed@example.com", "Zed", 8, 0, 0, &id));
     register_device(e, BOB, "bob", TOKEN_BOB_1, "<urn:uuid:b1>", 3600);
     register_device(e, BOB, "bob", TOKEN_BOB_2, "<urn:uuid:b2>", 3600);
     ev = expect_event(e, PUSHPARK_EVENT_RESUME, 8, 1);

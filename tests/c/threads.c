@@ -34,7 +34,7 @@ static void *host_thread(void *arg)
     for (uint64_t i = 0; i < CALLS; i++) {
         uint64_t ref = ((uint64_t)(t + 1) << 32) | i; /* never 0: "no call" */
         snprintf(call_id, sizeof call_id, "call-%d-%d@test", t, (int)i);
-        CHECK_OK(pushpark_park(engine, call_id, aor, "sip:zed@example.com", "Zed", ref, 0,
+        CHECK_OK(pushpark_park(engine, call_id, aor, "sip:zed@example.com", "Zed", ref, 0, 0,
                                NULL));
         if (i % 2 == 0)
             CHECK_OK(pushpark_cancel(engine, ref));
@@ -67,7 +67,7 @@ static void *cancel_thread(void *arg)
     register_device(engine, aor, user, token, NULL, 3600);
     for (uint64_t i = 0; i < RACE_CALLS; i++) {
         uint64_t ref = ((uint64_t)(t + 1) << 32) | i;
-        CHECK_OK(pushpark_park(engine, "race@test", aor, "sip:zed@example.com", NULL, ref, 0,
+        CHECK_OK(pushpark_park(engine, "race@test", aor, "sip:zed@example.com", NULL, ref, 0, 0,
                                NULL));
         CHECK(register_device(engine, aor, user, token, NULL, 3600).resumed == 1);
         CHECK_OK(pushpark_cancel(engine, ref));

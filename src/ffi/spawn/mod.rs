@@ -21,7 +21,9 @@ use super::handle::{Reply, Request};
 use super::log as host_log;
 use super::result::{Error, Result};
 use super::sys::*;
-use crate::engine::{purge_call, CallEnd, EngineConfig, Event, EventKind, Stats};
+use crate::engine::{
+    purge_call, reject_queued, CallEnd, CallWas, EngineConfig, Event, EventKind, Stats,
+};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -98,6 +100,7 @@ fn down(detail: impl Into<String>) -> Error {
 /// A call parked or forked through the supervisor that has not ended yet.
 struct Held {
     park_id: u64,
+    host_data: u64,
     call_id: String,
     aor: String,
 }
@@ -289,12 +292,22 @@ impl Supervisor {
 
     /// Runs one call in the engine process. A death or hang ends the held calls (REJECT
     /// events) and restarts the engine process before this returns ENGINE_DOWN.
-    pub fn call(&mut self, call: Request) -> Result<Reply> {
+    pub fn call(&mut self, mut call: Request) -> Result<Reply> {
         self.restart_if_due();
+        if let Request::RejectWaiting {
+            code,
+            reason,
+            resumed,
+        } = &mut call
+        {
+            // Fetched, not yet polled: as the engine does with its own queue.
+            *resumed = reject_queued(&mut self.events, *code, reason);
+        }
         let (parked, ended) = match &call {
             Request::Park(p) | Request::Fork(p, _) => {
                 let held = Held {
                     park_id: 0,
+                    host_data: p.host_data,
                     call_id: p.call_id.clone(),
                     aor: p.aor.clone(),
                 };
@@ -302,9 +315,21 @@ impl Supervisor {
             }
             Request::Cancel(r) | Request::CallEnded(r) => (None, Some((*r, CallEnd::Cancelled))),
             Request::CallCompleted(r, status) => (None, Some((*r, CallEnd::Completed(*status)))),
+            // Cancelled unless the reply says it was forked.
+            Request::CallEnd(r, _) => (None, Some((*r, CallEnd::Cancelled))),
             _ => (None, None),
         };
+        let status = match &call {
+            Request::CallEnd(_, status) => *status,
+            _ => 0,
+        };
         let reply = self.exchange(call);
+        let ended = match (ended, &reply) {
+            (Some((r, _)), Ok(Reply::Ended(CallWas::Forked))) => {
+                Some((r, CallEnd::Completed(status)))
+            }
+            (ended, _) => ended,
+        };
         if let (Ok(Reply::ParkId(id)), Some((host_ref, held))) = (&reply, parked) {
             let park_id = *id;
             self.held.insert(host_ref, Held { park_id, ..held });
@@ -314,7 +339,7 @@ impl Supervisor {
             self.held.remove(&host_ref);
             // As the engine purged its queue: none of the call's events fetched already
             // is polled after the host was told it ended, its devices' wakes aside.
-            if matches!(reply, Ok(Reply::Done)) {
+            if matches!(reply, Ok(Reply::Done | Reply::Ended(_))) {
                 purge_call(
                     &mut self.events,
                     host_ref,
@@ -372,6 +397,7 @@ impl Supervisor {
             self.events.push_back(Event {
                 kind: EventKind::Reject,
                 host_ref,
+                host_data: h.host_data,
                 park_id: h.park_id,
                 call_id: h.call_id,
                 caller_uri: String::new(),
@@ -382,6 +408,7 @@ impl Supervisor {
                 sip_code: self.reject_code,
                 reason: self.reject_reason.clone(),
                 relay: None,
+                first_delivered: false,
             });
         }
         self.waiting = false;

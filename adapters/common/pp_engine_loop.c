@@ -25,7 +25,6 @@
 #define PP_RETRY_MS 10000
 
 static pushpark_engine *engine = NULL;
-static const pp_host_t *host = NULL;
 
 static int pp_engine_start(void)
 {
@@ -48,7 +47,7 @@ static int pp_engine_start(void)
 
 static void pp_serve(void *ctx, const pp_req_t *r)
 {
-	pp_request_serve(engine, host, r);
+	pp_request_serve(engine, r);
 }
 
 /* SIP servers' children _exit() on SIGTERM/SIGINT (a shutdown, systemd stop, Ctrl-C). The
@@ -90,7 +89,7 @@ static void pp_end_waiting_calls(void)
 	/* Their REJECTs, and whatever else was queued (not acted on: stopping). */
 	while(pushpark_poll(engine, &ev) == PUSHPARK_OK) {
 		if(pushpark_event_get_kind(ev) == PUSHPARK_EVENT_REJECT) {
-			pp_reject_call(host, ev, pushpark_event_get_sip_code(ev),
+			pp_reject_call(ev, pushpark_event_get_sip_code(ev),
 					pushpark_event_get_reason(ev));
 			n++;
 		}
@@ -117,21 +116,20 @@ static void pp_engine_stop(void)
 	_exit(0);
 }
 
-void pp_engine_main(const pp_host_t *h)
+void pp_engine_main(void)
 {
 	struct pollfd pfd[3];
 	long next_try = 0;
 	int ev_fd = -1;
 
-	host = h;
 	pp_ipc_engine_init();
-	if(pp_log_init(host->log_level()) < 0)
+	if(pp_log_init(pp_host_log_level()) < 0)
 		_exit(1);
 	pp_stop_on_signals();
 	for(;;) {
 		pp_ipc_engine_alive();
-		host->loop_turn();
-		pp_log_follow_level(host->log_level());
+		pp_host_loop_turn();
+		pp_log_follow_level(pp_host_log_level());
 		if(engine == NULL && pp_now_ms() >= next_try) {
 			if(pp_engine_start() == 0 && pushpark_event_fd(engine, &ev_fd) == PUSHPARK_OK) {
 				pp_ipc_set_ready(1);
@@ -158,6 +156,6 @@ void pp_engine_main(const pp_host_t *h)
 		if(pfd[1].revents)
 			pp_ipc_drain(pp_serve, NULL);
 		if(pfd[2].revents)
-			pp_events_drain(engine, host);
+			pp_events_drain(engine);
 	}
 }

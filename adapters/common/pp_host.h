@@ -23,8 +23,8 @@
  *                                                IPC's shared flags, listings' JSON)
  *   stat_var, stat_export_t, update_stat         statistics (pp_stats)
  * a header "pp_host_sip.h" for the SIP code (struct sip_msg, str, contact_t, the parsers,
- * add_lump_rpl, PP_FOREACH_CONTACT; the glue pp_registrar.h names), and fills a
- * pp_host_t for pp_engine_main().
+ * add_lump_rpl, PP_FOREACH_CONTACT; the glue pp_registrar.h names), and defines the
+ * pp_host_* functions below.
  */
 #ifndef PP_HOST_H
 #define PP_HOST_H
@@ -34,41 +34,42 @@
 #include "pushpark.h"
 #include "pp_host_defs.h"
 
-typedef struct pp_host {
-	/* The reply_reason modparam (with pp_reply_code, see pp_modparams.h; the others are
-	 * read from there), read in the engine process. NULL or "": the engine's reason. */
-	const char *reply_reason;
+/* The host's half, in its adapter, called in the engine process. */
 
-	/* Services. */
-	pushpark_log_level (*log_level)(void); /* the host's log level, as the engine's */
-	void (*loop_turn)(void);               /* each turn of the engine process's loop */
+/* The host's log level, as the engine's; the host's work at each turn of the loop. */
+pushpark_log_level pp_host_log_level(void);
+void pp_host_loop_turn(void);
+/* The reply_reason modparam (with pp_reply_code, see pp_modparams.h; the others are read
+ * from there). NULL or "": the engine's reason. */
+const char *pp_host_reply_reason(void);
 
-	/* Call actions, in the engine process. host_ref is the one the worker parked the call
-	 * with; host_data what it sent along (pp_req_hdr_t), which the engine carried with the
-	 * call and gives back on its events. Each returns 0
-	 * when the call was handled, -1 when it is gone (cancelled, answered, unknown): the
-	 * engine then forgets it. fork_reject returns 1 when other branches still ring (the
-	 * host ends the call with their answers). resume relays the call to the event's AOR's
-	 * bindings, append adds the branches of the woken device (its key, see
-	 * pushpark_event_get_device); a device woken on another node of a cluster is reached
-	 * through its node instead (pushpark_event_get_relay_uri/_path). */
-	int (*resume)(uint64_t host_ref, uint32_t host_data, const pushpark_event *ev);
-	int (*reject)(uint64_t host_ref, uint32_t host_data, int code, const char *reason);
-	int (*fork_reject)(uint64_t host_ref, int code, const char *reason);
-	int (*append)(uint64_t host_ref, const pushpark_event *ev);
-	int (*provisional_reply)(uint64_t host_ref);
-	/* How the call ended when resume or append found it gone: its final reply's code,
-	 * 487 when cancelled, 0 when its transaction is gone too. */
-	int (*ended)(uint64_t host_ref);
-	/* INVITE + CANCEL (Reason: SIP;cause=code[;text=reason]) to the event's device, for a
-	 * call that ended without it (see pp_late.h). */
-	void (*late_wake)(const pushpark_event *ev, int code, const char *reason);
-} pp_host_t;
+/* Call actions. host_ref is the one the worker parked the call with; host_data what it
+ * sent along (pp_req_hdr_t), which the engine carried with the call and gives back on its
+ * events. Each returns 0 when the call was handled, -1 when it is gone (cancelled,
+ * answered, unknown): the engine then forgets it. fork_reject returns 1 when other
+ * branches still ring (the host ends the call with their answers). resume relays the call
+ * to the event's AOR's bindings, append adds the branches of the woken device (its key:
+ * pp_instance_is); a device woken on another node of a cluster is reached through its
+ * node instead (pushpark_event_get_relay_uri/_path). */
+int pp_host_resume(uint64_t host_ref, uint32_t host_data, const pushpark_event *ev);
+int pp_host_reject(uint64_t host_ref, uint32_t host_data, int code, const char *reason);
+int pp_host_fork_reject(uint64_t host_ref, int code, const char *reason);
+int pp_host_append(uint64_t host_ref, const pushpark_event *ev);
+/* The provisional_reply modparam's reply, while the call rings nowhere. */
+int pp_host_provisional_reply(uint64_t host_ref);
+/* How the call ended when resume or append found it gone: its final reply's code, 487
+ * when cancelled, 0 when its transaction is gone too. */
+int pp_host_ended(uint64_t host_ref);
+/* INVITE + CANCEL (Reason: SIP;cause=code[;text=reason]) to the event's device, for a
+ * call that ended without it (see pp_late.h): 0 sent, PP_LATE_NO_CONTACT when the AOR has
+ * no contact of the device, -1 not sent (the caller logs each). */
+#define PP_LATE_NO_CONTACT (-2)
+int pp_host_late_wake(const pushpark_event *ev, int code, const char *reason);
 
 /* The engine process's body, after the host made the process (it has forked it and run
  * its per-process initialisation): starts the engine (retrying), serves requests,
  * turns events into host actions. Returns only by exiting the process (SIGTERM,
- * SIGINT). host must live as long as the process. */
-void pp_engine_main(const pp_host_t *host);
+ * SIGINT). */
+void pp_engine_main(void);
 
 #endif

@@ -51,7 +51,7 @@ typedef struct pp_req_hdr {
 	uint32_t timeout_ms;
 	uint32_t expires;
 	uint32_t host_data; /* PARK, FORK: the adapter's; the engine carries it with the call,
-	                       back on resume/reject (pp_host_t) */
+	                       back on resume/reject (pp_host.h) */
 	uint32_t cseq;      /* REGISTER: its CSeq number */
 	uint32_t ringing;   /* FORK: bit i set when contact i rings now (not pushed) */
 	uint16_t status;    /* COMPLETED: the call's final reply */

@@ -84,7 +84,7 @@ static void pp_ended(pushpark_engine *engine, const pp_req_t *r)
 				(unsigned long long)r->h.host_ref);
 }
 
-void pp_request_serve(pushpark_engine *engine, const pp_host_t *host, const pp_req_t *r)
+void pp_request_serve(pushpark_engine *engine, const pp_req_t *r)
 {
 	pp_rpl_t rpl;
 	pushpark_register_outcome out;

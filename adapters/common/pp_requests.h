@@ -14,6 +14,6 @@
 #define PP_DATA_FORKED ((uint64_t)1 << 32)
 #define PP_DATA_HOST(d) ((uint32_t)((d)&0xffffffffu))
 
-void pp_request_serve(pushpark_engine *engine, const pp_host_t *host, const pp_req_t *r);
+void pp_request_serve(pushpark_engine *engine, const pp_req_t *r);
 
 #endif

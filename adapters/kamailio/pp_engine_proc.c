@@ -11,33 +11,24 @@
 #include "pp_engine_proc.h"
 #include "pp_host.h"
 #include "pp_ipc.h"
-#include "pp_late.h"
 #include "pp_log.h"
-#include "pp_tm.h"
 #include "pushpark_mod.h"
 
 /* Follows Kamailio's debug level (e.g. kamcmd cfg.set_now_int core debug 3). */
-static pushpark_log_level pp_kam_log_level(void)
+pushpark_log_level pp_host_log_level(void)
 {
 	return pp_log_level_of(get_debug_level(LOG_MNAME, LOG_MNAME_LEN));
 }
 
-static void pp_kam_loop_turn(void)
+void pp_host_loop_turn(void)
 {
 	cfg_update();
 }
 
-static pp_host_t pp_kamailio = {
-		.log_level = pp_kam_log_level,
-		.loop_turn = pp_kam_loop_turn,
-		.resume = pp_tm_resume,
-		.reject = pp_tm_reject,
-		.fork_reject = pp_tm_fork_reject,
-		.append = pp_tm_append,
-		.provisional_reply = pp_tm_provisional,
-		.ended = pp_tm_ended,
-		.late_wake = pp_late_wake,
-};
+const char *pp_host_reply_reason(void)
+{
+	return pp_reply_reason.s;
+}
 
 int pp_engine_forking = 0;
 
@@ -56,7 +47,6 @@ int pp_engine_fork(void)
 	}
 	if(cfg_child_init())
 		return -1;
-	pp_kamailio.reply_reason = pp_reply_reason.s;
-	pp_engine_main(&pp_kamailio);
+	pp_engine_main();
 	return -1; /* not reached */
 }

@@ -160,7 +160,7 @@ static void pp_cancel_invite(unsigned int h, unsigned int l, struct cancel_reaso
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 }
 
-void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
+int pp_host_late_wake(const pushpark_event *ev, int code, const char *reason)
 {
 	static str method = str_init("INVITE");
 	const char *aor = pushpark_event_get_aor(ev);
@@ -175,13 +175,10 @@ void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
 	dlg_t *dlg = NULL;
 	unsigned int h, l;
 	char *cbp;
-	int i, n;
+	int i, n, ret = -1;
 
-	update_stat(pp_st_late_wakes, 1);
-	if(location == NULL || pp_find_contact(aor, pushpark_event_get_device(ev), &tg) < 0) {
-		LM_WARN("late wake: call %s: no contact of %s to end it on\n", call_id, aor);
-		return;
-	}
+	if(location == NULL || pp_find_contact(aor, pushpark_event_get_device(ev), &tg) < 0)
+		return PP_LATE_NO_CONTACT;
 	/* From: the caller (display name without quotes), with a tag of our own. */
 	n = 0;
 	if(*name) {
@@ -201,7 +198,7 @@ void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
 					   si->port_no_str.s, *tg.path ? "Route: " : "", tg.path,
 					   *tg.path ? "\r\n" : "")
 					   >= (int)sizeof(hdrs))
-		return;
+		return -1;
 	callid.s = (char *)call_id;
 	callid.len = strlen(call_id);
 	from.s = from_buf;
@@ -216,10 +213,8 @@ void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
 	headers.len = strlen(hdrs);
 
 	tmb.generate_fromtag(&fromtag, &callid, &ruri);
-	if(tmb.new_dlg_uac(&callid, &fromtag, 1, &from, &to, &dlg) < 0) {
-		LM_ERR("late wake: call %s: cannot build the INVITE\n", call_id);
-		return;
-	}
+	if(tmb.new_dlg_uac(&callid, &fromtag, 1, &from, &to, &dlg) < 0)
+		return -1;
 	dlg->rem_target = ruri;
 	if(dst.len > 0)
 		dlg->dst_uri = dst;
@@ -235,14 +230,10 @@ void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
 	set_uac_req(&uac_r, &method, &headers, NULL, dlg, TMCB_LOCAL_COMPLETED, pp_late_cb,
 			cbp);
 	if(tmb.t_uac_with_ids(&uac_r, &h, &l) < 0) {
-		LM_ERR("late wake: call %s: INVITE to %s not sent\n", call_id,
-				pushpark_event_get_contact(ev));
 		shm_free(cbp);
 		goto done;
 	}
-	/* The event's contact: usrloc's carries the whole push token, logs never do. */
-	LM_INFO("late wake: call %s ended (%d %s) before %s could ring: INVITE + CANCEL to %s\n",
-			call_id, code, reason, aor, pushpark_event_get_contact(ev));
+	ret = 0;
 	cr = pp_reason(code, reason);
 	if(cr)
 		pp_cancel_invite(h, l, cr);
@@ -251,4 +242,5 @@ done:
 	dlg->rem_target.s = NULL;
 	dlg->dst_uri.s = NULL;
 	tmb.free_dlg(dlg);
+	return ret;
 }

@@ -6,13 +6,13 @@
 #ifndef PP_LATE_H
 #define PP_LATE_H
 
-#include "pushpark.h"
+#include "pp_host.h"
 
 /* mod_init: binds usrloc and tm (-1 when usrloc is not loaded: late wakes are then only
  * logged). */
 int pp_late_init(void);
 
-/* Engine process: a LATE_WAKE event, or a RESUME/APPEND_BRANCH whose call had ended. */
-void pp_late_wake(const pushpark_event *ev, int code, const char *reason);
+/* Engine process: pp_host_late_wake (pp_host.h) is pp_late.c's, for a LATE_WAKE event
+ * or a RESUME/APPEND_BRANCH whose call had ended. */
 
 #endif

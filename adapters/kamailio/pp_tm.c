@@ -433,7 +433,7 @@ static void pp_restore_fr(uint64_t ref, uint32_t fr_ticks)
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 }
 
-int pp_tm_resume(uint64_t ref, uint32_t fr_ticks, const pushpark_event *ev)
+int pp_host_resume(uint64_t ref, uint32_t fr_ticks, const pushpark_event *ev)
 {
 	static str evname = str_init("pushpark:resume");
 	int ret;
@@ -464,7 +464,7 @@ static int pp_reject_fn(sip_msg_t *msg, char *p1, char *p2)
 	return 1;
 }
 
-int pp_tm_reject(uint64_t ref, uint32_t fr_ticks, int code, const char *reason)
+int pp_host_reject(uint64_t ref, uint32_t fr_ticks, int code, const char *reason)
 {
 	int ret;
 
@@ -506,7 +506,7 @@ static void pp_tm_release(struct cell *t, struct cell *orig)
 	tmb.t_sett(orig, T_BR_UNDEFINED);
 }
 
-int pp_tm_ended(uint64_t ref)
+int pp_host_ended(uint64_t ref)
 {
 	struct cell *t = NULL, *orig = tmb.t_gett();
 	int code = 0;
@@ -536,7 +536,7 @@ static int pp_rings(struct cell *t)
 	return 0;
 }
 
-int pp_tm_fork_reject(uint64_t ref, int code, const char *reason)
+int pp_host_fork_reject(uint64_t ref, int code, const char *reason)
 {
 	struct cell *t, *orig;
 	str totag = STR_NULL, r;
@@ -554,7 +554,7 @@ int pp_tm_fork_reject(uint64_t ref, int code, const char *reason)
 		}
 	r.s = (char *)reason;
 	r.len = strlen(reason);
-	/* As pp_tm_provisional(); a final reply also ends the blind branch. */
+	/* As pp_host_provisional_reply(); a final reply also ends the blind branch. */
 	tmb.t_get_reply_totag(t->uas.request, &totag);
 	if(tmb.t_reply_with_body(t, code, &r, NULL, NULL, &totag) < 0)
 		LM_ERR("cannot reply %d to call %llx\n", code, (unsigned long long)ref);
@@ -646,7 +646,7 @@ static int pp_append_dset(struct cell *t, uint64_t ref, const pushpark_event *ev
 	return 1;
 }
 
-int pp_tm_append(uint64_t ref, const pushpark_event *ev)
+int pp_host_append(uint64_t ref, const pushpark_event *ev)
 {
 	const char *aor = pushpark_event_get_aor(ev);
 	struct cell *t, *orig;
@@ -675,7 +675,7 @@ int pp_tm_append(uint64_t ref, const pushpark_event *ev)
 	return 0;
 }
 
-int pp_tm_provisional(uint64_t ref)
+int pp_host_provisional_reply(uint64_t ref)
 {
 	int code = pp_provisional_code;
 	struct cell *t, *orig;

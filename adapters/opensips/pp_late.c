@@ -127,7 +127,7 @@ static void pp_late_cb(struct cell *t, int type, struct tmcb_params *ps)
 			ps->code);
 }
 
-void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
+int pp_host_late_wake(const pushpark_event *ev, int code, const char *reason)
 {
 	static str method = str_init("INVITE");
 	const char *aor = pushpark_event_get_aor(ev);
@@ -139,12 +139,10 @@ void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
 	pp_late_t *l;
 	dlg_t *dlg = NULL;
 	str callid, from, to, ruri, dname, none = {"", 0}, headers;
+	int ret = -1;
 
-	update_stat(pp_st_late_wakes, 1);
-	if(pp_find_contact(aor, pushpark_event_get_device(ev), &tg) < 0) {
-		LM_WARN("late wake: call %s: no contact of %s to end it on\n", call_id, aor);
-		return;
-	}
+	if(pp_find_contact(aor, pushpark_event_get_device(ev), &tg) < 0)
+		return PP_LATE_NO_CONTACT;
 	si = tg.sock ? tg.sock : get_first_socket();
 	/* The Path becomes the route set, as for a relayed request. */
 	if(si == NULL
@@ -153,7 +151,7 @@ void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
 					   si->port_no_str.s, tg.path.len ? "Route: " : "", tg.path.s,
 					   tg.path.len ? "\r\n" : "")
 					   >= (int)sizeof(hdrs))
-		return;
+		return -1;
 	callid = (str){(char *)call_id, strlen(call_id)};
 	from = (str){(char *)pushpark_event_get_caller_uri(ev), 0};
 	from.len = strlen(from.s);
@@ -163,10 +161,8 @@ void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
 	headers = (str){hdrs, strlen(hdrs)};
 
 	if(tmb.new_auto_dlg_uac(&from, &to, &ruri, &callid, tg.sock, &dlg) < 0
-			|| (dname.len > 0 && tmb.dlg_add_extra(dlg, &dname, &none) < 0)) {
-		LM_ERR("late wake: call %s: cannot build the INVITE\n", call_id);
+			|| (dname.len > 0 && tmb.dlg_add_extra(dlg, &dname, &none) < 0))
 		goto done;
-	}
 	if(tg.dst.len)
 		dlg->obp = tg.dst;
 	/* The CANCEL waits for a provisional reply: let the callback see them. req_within
@@ -176,17 +172,13 @@ void pp_late_wake(const pushpark_event *ev, int code, const char *reason)
 	l = pp_late_new(call_id, code, reason);
 	if(l == NULL)
 		goto done;
-	if(tmb.t_request_within(&method, &headers, NULL, dlg, pp_late_cb, l, pp_late_free) < 0) {
-		LM_ERR("late wake: call %s: INVITE to %s not sent\n", call_id,
-				pushpark_event_get_contact(ev));
+	if(tmb.t_request_within(&method, &headers, NULL, dlg, pp_late_cb, l, pp_late_free) < 0)
 		shm_free(l);
-		goto done;
-	}
-	/* The event's contact: usrloc's carries the whole push token, logs never do. */
-	LM_INFO("late wake: call %s ended (%d %s) before %s could ring: INVITE + CANCEL to %s\n",
-			call_id, code, reason, aor, pushpark_event_get_contact(ev));
+	else
+		ret = 0;
 done:
 	/* free_dlg leaves obp (ours) alone. */
 	if(dlg)
 		tmb.free_dlg(dlg);
+	return ret;
 }

@@ -405,7 +405,7 @@ static struct cell *pp_tm_acquire(uint64_t ref)
 	return t;
 }
 
-int pp_tm_ended(uint64_t ref)
+int pp_host_ended(uint64_t ref)
 {
 	struct cell *t = NULL;
 	int code = 0;
@@ -549,7 +549,7 @@ static int pp_inject(uint64_t ref, const pushpark_event *ev, int device_only, in
 	return ret;
 }
 
-int pp_tm_resume(uint64_t ref, const pushpark_event *ev)
+int pp_host_resume(uint64_t ref, uint32_t host_data, const pushpark_event *ev)
 {
 	const char *aor = pushpark_event_get_aor(ev);
 	int ret = pp_inject(ref, ev, 0, 1);
@@ -559,7 +559,7 @@ int pp_tm_resume(uint64_t ref, const pushpark_event *ev)
 		 * nobody had woken. */
 		LM_INFO("call %llx: %s woke without a binding to ring\n", (unsigned long long)ref,
 				aor);
-		return pp_tm_reject(ref, pp_reply_code ? pp_reply_code : 480,
+		return pp_host_fork_reject(ref, pp_reply_code ? pp_reply_code : 480,
 				pp_reply_reason && *pp_reply_reason ? pp_reply_reason
 													: "Temporarily Unavailable");
 	}
@@ -568,7 +568,7 @@ int pp_tm_resume(uint64_t ref, const pushpark_event *ev)
 	return ret;
 }
 
-int pp_tm_append(uint64_t ref, const pushpark_event *ev)
+int pp_host_append(uint64_t ref, const pushpark_event *ev)
 {
 	const char *aor = pushpark_event_get_aor(ev);
 	int ret = pp_inject(ref, ev, 1, 0);
@@ -582,7 +582,7 @@ int pp_tm_append(uint64_t ref, const pushpark_event *ev)
 	return ret;
 }
 
-int pp_tm_reject(uint64_t ref, int code, const char *reason)
+int pp_host_fork_reject(uint64_t ref, int code, const char *reason)
 {
 	struct tm_id id = {REF_HASH(ref), REF_LABEL(ref)};
 	struct cell *t = pp_tm_acquire(ref);
@@ -611,7 +611,12 @@ int pp_tm_reject(uint64_t ref, int code, const char *reason)
 	return ret;
 }
 
-int pp_tm_provisional(uint64_t ref)
+int pp_host_reject(uint64_t ref, uint32_t host_data, int code, const char *reason)
+{
+	return pp_host_fork_reject(ref, code, reason);
+}
+
+int pp_host_provisional_reply(uint64_t ref)
 {
 	struct cell *t = pp_tm_acquire(ref);
 	str text;

@@ -11,12 +11,16 @@ use super::wire::{encode, write_all, Inbox, Read, ToEngine, ToSupervisor, WireEr
 use crate::engine::{Engine, EngineConfig};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-/// SIGTERM seen: stop as on `ToEngine::Stop` (systemd signals every process of the unit).
-static STOP: AtomicBool = AtomicBool::new(false);
+/// SIGTERM seen. systemd signals every process of the unit: the supervisor, signalled too,
+/// still needs this engine to answer its waiting calls before it stops it; so the engine
+/// stops on its own only once orphaned, or after `TERM_GRACE`.
+static TERMINATED: AtomicBool = AtomicBool::new(false);
+const TERM_GRACE: Duration = Duration::from_secs(5);
 
 extern "C" fn on_sigterm(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+    TERMINATED.store(true, Ordering::Relaxed);
 }
 
 /// Runs the engine process on `sock` and exits; `close` are the supervisor's own fds.
@@ -24,7 +28,7 @@ pub(super) fn run(sock: RawFd, config: &str, supervisor: libc::pid_t, close: &[R
     let code = std::panic::catch_unwind(|| {
         // SAFETY: plain syscalls on fds and signal settings of this (single-threaded) process.
         unsafe { prepare(supervisor, close) };
-        serve_supervisor(sock, config)
+        serve_supervisor(sock, config, supervisor)
     })
     .unwrap_or(101);
     // SAFETY: ends this process without running the host's exit handlers.
@@ -32,7 +36,7 @@ pub(super) fn run(sock: RawFd, config: &str, supervisor: libc::pid_t, close: &[R
 }
 
 /// Signals as a fresh process has them (the host's handlers would run host code here),
-/// SIGTERM to stop, SIGINT left to the supervisor (a Ctrl-C reaches the whole group), and
+/// SIGTERM to stop (see `TERMINATED`), SIGINT left to the supervisor (a Ctrl-C reaches the whole group), and
 /// SIGTERM too when the supervisor dies.
 unsafe fn prepare(supervisor: libc::pid_t, close: &[RawFd]) {
     for &fd in close {
@@ -64,7 +68,7 @@ fn send(sock: RawFd, msg: &ToSupervisor) -> bool {
 }
 
 /// The process's life: create the engine, then serve until told to stop or orphaned.
-fn serve_supervisor(sock: RawFd, config: &str) -> i32 {
+fn serve_supervisor(sock: RawFd, config: &str, supervisor: libc::pid_t) -> i32 {
     let engine = match EngineConfig::from_json(config)
         .map_err(|e| Error::new(PUSHPARK_ERR_CONFIG, e.to_string()))
         .and_then(|cfg| {
@@ -88,7 +92,15 @@ fn serve_supervisor(sock: RawFd, config: &str) -> i32 {
     // EventsWaiting sent and not yet followed by a fetch: stop watching the event fd,
     // which stays readable while events wait.
     let mut told = false;
-    while !STOP.load(Ordering::Relaxed) {
+    let (mut stop, mut terminated) = (false, None::<Instant>);
+    while !stop {
+        if TERMINATED.load(Ordering::Relaxed) {
+            let since = *terminated.get_or_insert_with(Instant::now);
+            // SAFETY: getppid(2) cannot fail.
+            if unsafe { libc::getppid() } != supervisor || since.elapsed() >= TERM_GRACE {
+                break;
+            }
+        }
         let mut fds = [
             libc::pollfd {
                 fd: sock,
@@ -128,7 +140,7 @@ fn serve_supervisor(sock: RawFd, config: &str) -> i32 {
                         }
                     }
                     ToEngine::LogLevel(level) => host_log::set_host_level(level),
-                    ToEngine::Stop => STOP.store(true, Ordering::Relaxed),
+                    ToEngine::Stop => stop = true,
                 }
             }
         }

@@ -1070,7 +1070,10 @@ impl Phone {
     /// The app registering while awake (SIPp, RFC 8599 Contact params), as the device would.
     pub fn register(&self, dir: &Path, server: &str, expires: u32) {
         let mut cmd = sipp("register.xml", free_port());
-        cmd.arg(server).args(["-s", &self.user, "-m", "1"]);
+        let caps = dir.join(format!("feature-caps-{}.log", self.user));
+        cmd.arg(server)
+            .args(["-s", &self.user, "-m", "1", "-trace_logs", "-log_file"]);
+        cmd.arg(&caps);
         let keys = [
             ("provider", self.pn_provider().to_string()),
             ("token", self.token.clone()),
@@ -1089,6 +1092,13 @@ impl Phone {
             "REGISTER of {} failed:\n{}",
             self.user,
             p.log_text()
+        );
+        let caps = std::fs::read_to_string(&caps).unwrap_or_default();
+        let pns = format!("Feature-Caps pns={}\n", self.pn_provider());
+        assert!(
+            caps.contains(&pns),
+            "the 200 to {}'s REGISTER does not name its push service ({pns:?}): {caps:?}",
+            self.user
         );
     }
 

@@ -139,6 +139,16 @@ pushpark_result pushpark_config_check_files(const char *config_json);
  */
 pushpark_result pushpark_config_park_timeout(const char *config_json, uint32_t *timeout_ms);
 
+/*
+ * Whether a configuration document makes the engine one node of a cluster (a "cluster"
+ * section): only then do the other nodes need the Path a host gives with each REGISTER
+ * (pushpark_register_path), so a host without one need not build it. Checked as
+ * pushpark_config_check does. On success *clustered receives 1 or 0.
+ * Errors: PUSHPARK_ERR_CONFIG, PUSHPARK_ERR_NULL_ARG, PUSHPARK_ERR_UTF8.
+ * config_json, clustered: required. Any thread.
+ */
+pushpark_result pushpark_config_clustered(const char *config_json, int *clustered);
+
 /* ---- Checking a REGISTER's Contact (no engine needed) -------------------- */
 
 /*

@@ -36,6 +36,7 @@ char *pp_read_file(const char *path)
 
 pushpark_contact_rules *pp_contact_rules = NULL;
 uint32_t pp_config_park_timeout_ms = 0;
+int pp_config_clustered = 0;
 
 int pp_config_load(const char *path)
 {
@@ -51,7 +52,8 @@ int pp_config_load(const char *path)
 		return -1;
 	if(pushpark_config_check_files(json) == PUSHPARK_OK
 			&& pushpark_contact_rules_new(json, &pp_contact_rules) == PUSHPARK_OK
-			&& pushpark_config_park_timeout(json, &pp_config_park_timeout_ms) == PUSHPARK_OK)
+			&& pushpark_config_park_timeout(json, &pp_config_park_timeout_ms) == PUSHPARK_OK
+			&& pushpark_config_clustered(json, &pp_config_clustered) == PUSHPARK_OK)
 		ret = 0;
 	else
 		LM_ERR("%s: %s\n", path, pushpark_last_error());

@@ -14,10 +14,12 @@
 extern pushpark_contact_rules *pp_contact_rules;
 /* The engine's park timeout (park.timeout_ms or its default), in ms. */
 extern uint32_t pp_config_park_timeout_ms;
+/* 1 when the engine is a node of a cluster (pushpark_config_clustered). */
+extern int pp_config_clustered;
 
 /* Reads the file, checks the files it names (key, certificate, CA, store directory) so
  * that what would fail every push stops the start-up with one line naming the cause,
- * makes the Contact rules and notes the park timeout. 0, or -1 logged. */
+ * makes the Contact rules and notes the park timeout and clustering. 0, or -1 logged. */
 int pp_config_load(const char *path);
 
 /* The whole file, NUL-terminated, in malloc memory (caller frees); NULL logged. */

@@ -225,7 +225,10 @@ int pp_register(struct sip_msg *msg)
 		return 1;
 	}
 	path.s = path_buf;
-	path.len = pp_path(msg, path_buf, sizeof(path_buf)) == 0 ? strlen(path_buf) : 0;
+	/* Only other nodes follow it: no parsing for it on a node alone. */
+	path.len = pp_config_clustered && pp_path(msg, path_buf, sizeof(path_buf)) == 0
+					   ? strlen(path_buf)
+					   : 0;
 	PP_FOREACH_CONTACT(msg, h, c)
 	{
 		pp_req_init(&r, PP_OP_REGISTER);

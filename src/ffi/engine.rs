@@ -7,7 +7,7 @@ use super::spawn::Supervisor;
 use super::sys::*;
 use crate::engine::{CallWas, DeviceInfo, Engine, EngineConfig};
 use parking_lot::Mutex;
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 
 /// The handle behind a pointer.
 ///
@@ -42,6 +42,19 @@ pub unsafe extern "C" fn pushpark_config_park_timeout(
         let config = parse_config(config_json)?;
         let ms = u32::try_from(config.park.timeout.as_millis()).unwrap_or(u32::MAX);
         *timeout_ms = ms;
+        Ok(())
+    })
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_config_clustered(
+    config_json: *const c_char,
+    clustered: *mut c_int,
+) -> pushpark_result {
+    guard(|| {
+        non_null(clustered, "clustered")?;
+        *clustered = c_int::from(parse_config(config_json)?.cluster.is_some());
         Ok(())
     })
 }

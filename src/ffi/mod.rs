@@ -22,7 +22,7 @@ pub use contact::{
 };
 pub use engine::{
     pushpark_add_device, pushpark_call_completed, pushpark_call_end, pushpark_call_ended,
-    pushpark_cancel, pushpark_config_check, pushpark_config_check_files,
+    pushpark_cancel, pushpark_config_check, pushpark_config_check_files, pushpark_config_clustered,
     pushpark_config_park_timeout, pushpark_engine_free, pushpark_engine_new, pushpark_engine_spawn,
     pushpark_fork, pushpark_park, pushpark_register, pushpark_register_ordered,
     pushpark_register_path, pushpark_reject_waiting, pushpark_remove_device,

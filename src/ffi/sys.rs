@@ -24,6 +24,7 @@ same_signature!(
     pushpark_config_check,
     pushpark_config_check_files,
     pushpark_config_park_timeout,
+    pushpark_config_clustered,
     pushpark_contact_rules_new,
     pushpark_contact_rules_free,
     pushpark_contact_check,

@@ -62,6 +62,17 @@ static void configs(const struct harness *h)
     CHECK_RESULT(pushpark_config_park_timeout(good, NULL), PUSHPARK_ERR_NULL_ARG);
     CHECK_RESULT(pushpark_config_park_timeout(BAD_UTF8, &timeout), PUSHPARK_ERR_UTF8);
     CHECK_RESULT(pushpark_config_park_timeout("{", &timeout), PUSHPARK_ERR_CONFIG);
+    /* One node, or one of a cluster. */
+    int clustered = -1;
+    CHECK_OK(pushpark_config_clustered(good, &clustered));
+    CHECK(clustered == 0);
+    CHECK_OK(pushpark_config_clustered("{\"fcm\": {\"service_account_file\": \"/sa.json\"},"
+                                       " \"cluster\": {\"redis_url\": \"redis://127.0.0.1:1\","
+                                       " \"node_id\": \"a\"}}",
+                                       &clustered));
+    CHECK(clustered == 1);
+    CHECK_RESULT(pushpark_config_clustered(good, NULL), PUSHPARK_ERR_NULL_ARG);
+    CHECK_RESULT(pushpark_config_clustered("{", &clustered), PUSHPARK_ERR_CONFIG);
     /* The files it names are read too: the harness's key and CA are real. */
     CHECK_OK(pushpark_config_check_files(good));
     CHECK_RESULT(pushpark_config_check_files(NULL), PUSHPARK_ERR_NULL_ARG);

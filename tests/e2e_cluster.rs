@@ -61,6 +61,10 @@ impl Node {
             ("WITH_CLUSTER", "1".to_string()),
             ("PP_CLUSTER_NET", "\"127.0.0.0/8\"".to_string()),
             ("PP_DB_URL", subscribers.url()),
+            // A binding lookup() finds is pushed, not rung, even over a live connection: a
+            // relayed call that went through b's own lookup() and pushpark_fork() rather than
+            // its cluster branch would push the phone a second time and wait on b.
+            ("PP_PUSH_REGISTERED", "\"always\"".to_string()),
         ];
         let kamailio = Kamailio::start_example(&dir.0, &engine, tcp, &defines);
         let node = Node { kamailio, tcp, dir };
@@ -224,7 +228,8 @@ fn call_on_a_connects_through_b_where_the_woken_app_registers() {
 /// kamailio.cfg) with `-A WITH_CLUSTER`, as docs/configuration.md sets up two nodes: REGISTERs
 /// authenticated (auth_db on SQLite), a's pushpark_fork() adds the branch through the Path b
 /// published, b's cluster branch (loose_route_preloaded() for a node's address) sends it over
-/// the app's connection. The INVITE the app takes passed both nodes.
+/// the app's connection. The INVITE the app takes passed both nodes; b pushed and parked
+/// nothing (with push_registered "always", a relay that missed the cluster branch would).
 #[test]
 fn example_config_with_cluster_call_on_a_connects_through_b() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -4,11 +4,15 @@
 //! (the Path b's pushpark_register() published).
 
 mod built_lib;
+#[allow(dead_code)] // the real clients' tests use the rest
+#[path = "e2e/clients.rs"]
+mod clients;
 mod kamailio_module;
 #[allow(dead_code)] // the rig serves the demo too; the tests use part of it
 #[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
+use clients::{password, Subscribers};
 use rig::*;
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,6 +38,35 @@ impl Node {
         let engine = Kamailio::engine_config(&dir.0, mock, PARK_TIMEOUT_MS);
         let (engine, defines) = Kamailio::cluster_node(engine, redis, id, tcp);
         let kamailio = Kamailio::start_pushpark_with(&dir.0, &engine, &defines);
+        let node = Node { kamailio, tcp, dir };
+        node.wait_stats("connected to Redis", |s| s["cluster_connected"] == 1);
+        node
+    }
+
+    /// Node `id` on the module's example config as shipped, `-A WITH_CLUSTER` (the nodes are
+    /// on loopback), REGISTERs authenticated against `subscribers`.
+    fn start_example(
+        name: &str,
+        id: &str,
+        mock: &Mock,
+        redis: &Redis,
+        subscribers: &Subscribers,
+    ) -> Node {
+        let dir = WorkDir::new(&format!("{name}-{id}"));
+        let tcp = free_port();
+        let engine = Kamailio::engine_config(&dir.0, mock, PARK_TIMEOUT_MS);
+        // The rig config's defines are not the example's: only the engine config is used.
+        let (engine, _) = Kamailio::cluster_node(engine, redis, id, tcp);
+        let defines = [
+            ("WITH_CLUSTER", "1".to_string()),
+            ("PP_CLUSTER_NET", "\"127.0.0.0/8\"".to_string()),
+            ("PP_DB_URL", subscribers.url()),
+            // A binding lookup() finds is pushed, not rung, even over a live connection: a
+            // relayed call that went through b's own lookup() and pushpark_fork() rather than
+            // its cluster branch would push the phone a second time and wait on b.
+            ("PP_PUSH_REGISTERED", "\"always\"".to_string()),
+        ];
+        let kamailio = Kamailio::start_example(&dir.0, &engine, tcp, &defines);
         let node = Node { kamailio, tcp, dir };
         node.wait_stats("connected to Redis", |s| s["cluster_connected"] == 1);
         node
@@ -71,12 +104,24 @@ impl Node {
     /// The app of `phone` waking on b: it connects over TCP, REGISTERs and takes the call
     /// (SIPp matches the call to its REGISTER by Call-ID: both use `cid_str`).
     fn tcp_app(&self, phone: &Phone, cid_str: &str) -> Proc {
-        let mut cmd = sipp("device_tcp.xml", phone.ua_port);
+        self.app("device_tcp.xml", phone, cid_str, &[])
+    }
+
+    /// `tcp_app` answering the registrar's challenge with the phone's password.
+    fn tcp_app_authenticated(&self, phone: &Phone, cid_str: &str) -> Proc {
+        let pw = password(&phone.user);
+        let auth = ["-au", &phone.user, "-ap", &pw];
+        self.app("device_tcp_auth.xml", phone, cid_str, &auth)
+    }
+
+    fn app(&self, scenario: &str, phone: &Phone, cid_str: &str, extra: &[&str]) -> Proc {
+        let mut cmd = sipp(scenario, phone.ua_port);
         cmd.arg(format!("127.0.0.1:{}", self.tcp))
             .args(["-t", "t1", "-s", &phone.user, "-m", "1", "-trace_msg"])
             .args(["-key", "token", &phone.token])
             .args(["-key", "instance", &phone.instance])
-            .args(["-cid_str", cid_str]);
+            .args(["-cid_str", cid_str])
+            .args(extra);
         Proc::spawn(cmd, &format!("{}-app", phone.user), self.path(), false)
     }
 }
@@ -92,13 +137,18 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Nodes on the rig's config (kamailio-pushpark.cfg).
     fn new(name: &str) -> Cluster {
+        Cluster::with_nodes(name, |id, mock, redis| Node::start(name, id, mock, redis))
+    }
+
+    fn with_nodes(name: &str, node: impl Fn(&str, &Mock, &Redis) -> Node) -> Cluster {
         kamailio_module::check();
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
         let redis = Redis::start(&dir.0);
-        let a = Node::start(name, "a", &mock, &redis);
-        let b = Node::start(name, "b", &mock, &redis);
+        let a = node("a", &mock, &redis);
+        let b = node("b", &mock, &redis);
         let watch = mock.watch();
         Cluster {
             a,
@@ -172,6 +222,90 @@ fn call_on_a_connects_through_b_where_the_woken_app_registers() {
     assert_eq!(a["resumed"], 1, "{a:?}");
     assert!(b["cluster_wakes_sent"] >= 1 && a["cluster_wakes_received"] >= 1);
     assert!(c.watch.drain().is_empty(), "pushed twice");
+}
+
+/// The same call on the module's example config as shipped (adapters/kamailio/examples/
+/// kamailio.cfg) with `-A WITH_CLUSTER`, as docs/configuration.md sets up two nodes: REGISTERs
+/// authenticated (auth_db on SQLite), a's pushpark_fork() adds the branch through the Path b
+/// published, b's cluster branch (loose_route_preloaded() for a node's address) sends it over
+/// the app's connection. The INVITE the app takes passed both nodes; b pushed and parked
+/// nothing (with push_registered "always", a relay that missed the cluster branch would).
+#[test]
+fn example_config_with_cluster_call_on_a_connects_through_b() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = WorkDir::new("cl-example-db");
+    let subscribers = Subscribers::create(&db.0);
+    let c = Cluster::with_nodes("cl-example", |id, mock, redis| {
+        Node::start_example("cl-example", id, mock, redis, &subscribers)
+    });
+    let phone = Phone::new("erik");
+    subscribers.add(&phone.user);
+    register_authenticated(&c.b, &phone);
+    c.b.kamailio.forget_binding(&phone.user);
+    wait_for("a knows b's phone", SOON, || {
+        c.a.knows(&phone).then_some(())
+    });
+
+    let cid_str = "cl-example-%u@pushpark";
+    let (run, mut app) = std::thread::scope(|s| {
+        let caller = s.spawn(|| {
+            let extra = ["-m", "1", "-cid_str", cid_str];
+            call(c.a.path(), &c.a.server(), "caller.xml", &phone.user, &extra)
+        });
+        c.watch.expect_push(&phone.token, SOON);
+        let app = c.b.tcp_app_authenticated(&phone, cid_str);
+        (caller.join().unwrap(), app)
+    });
+    assert!(run.status.success(), "caller: {}\n{}", run.log, c.logs());
+    assert!(
+        app.wait(SOON).success(),
+        "the app on b did not take the call:\n{}\n{}",
+        app.log_text(),
+        c.logs()
+    );
+    let messages = sipp_messages(c.b.path(), "device_tcp_auth.xml", &app);
+    let invite = messages
+        .split("INVITE sip:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the app got no INVITE:\n{messages}"));
+    let invite = &invite[..invite.find("\n\n").unwrap_or(invite.len())];
+    // The caller's Via, a's, and b's on top.
+    let vias: Vec<&str> = invite
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Via:"))
+        .collect();
+    let b_via = format!("SIP/2.0/TCP 127.0.0.1:{}", c.b.tcp);
+    assert!(
+        vias.len() == 3 && vias[0].contains(&b_via),
+        "not relayed by a through b:\n{invite}"
+    );
+    let (a, b) = (c.a.stats(), c.b.stats());
+    assert_eq!((a["pushes_sent"], b["pushes_sent"]), (1, 0), "{a:?}\n{b:?}");
+    assert_eq!((a["resumed"], b["parked_total"]), (1, 0), "{a:?}\n{b:?}");
+    assert!(b["cluster_wakes_sent"] >= 1 && a["cluster_wakes_received"] >= 1);
+    assert!(c.watch.drain().is_empty(), "pushed twice");
+}
+
+/// The phone registers on `node` with its push parameters, answering the challenge with its
+/// password (register_auth.xml).
+fn register_authenticated(node: &Node, phone: &Phone) {
+    let contact = format!(
+        "<sip:{}@127.0.0.1:{};pn-provider=apns;pn-prid={};pn-param={}>;+sip.instance=\"<urn:uuid:{}>\"",
+        phone.user, phone.ua_port, phone.token, APNS_PN_PARAM, phone.instance
+    );
+    let pw = password(&phone.user);
+    let mut cmd = sipp("register_auth.xml", free_port());
+    cmd.arg(node.server())
+        .args(["-s", &phone.user, "-m", "1", "-au", &phone.user, "-ap", &pw])
+        .args(["-key", "contact", &contact, "-key", "expires", "3600"]);
+    let name = format!("register-{}", phone.user);
+    let mut p = Proc::spawn(cmd, &name, node.path(), false);
+    assert!(
+        p.wait(SOON).success(),
+        "authenticated REGISTER of {} failed:\n{}",
+        phone.user,
+        p.log_text()
+    );
 }
 
 /// A phone that unREGISTERs on a is gone on b too: a call arriving on b pushes nobody.

@@ -6,16 +6,14 @@
 //! machine.
 
 mod built_lib;
+mod opensips_module;
 #[allow(dead_code)] // the rig serves the Kamailio tests and the demo too
 #[path = "../src/bin/pushpark/rig.rs"]
 mod rig;
 
-use rig::opensips::{opensips_tree, run, OpenSips};
+use rig::opensips::OpenSips;
 use rig::*;
 use std::path::Path;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::sync::{Mutex, MutexGuard};
 
 const PARK_TIMEOUT_MS: u64 = 4000;
@@ -24,31 +22,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Builds, once per test process, OpenSIPS (adapters/opensips/opensips-source: a no-op when
-/// target/ has it) and the module against it with the library the tests built (make, which
-/// rebuilds only what changed); returns the module's path.
-fn module() -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let adapter = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/opensips");
-        run(
-            Command::new(adapter.join("opensips-source")).arg(opensips_tree()),
-            "building OpenSIPS (adapters/opensips/opensips-source)",
-        )?;
-        let lib = built_lib::lib_dir().join("libpushpark.a");
-        run(
-            Command::new("make")
-                .arg("-s")
-                .arg("-C")
-                .arg(&adapter)
-                .arg(format!("RUSTLIB={}", lib.display())),
-            "make -C adapters/opensips",
-        )?;
-        Ok(rig::opensips::module_path())
-    });
-    built.clone().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One test's world: mock APNs, OpenSIPS with the module, a watch on the mock's pushes.
@@ -69,7 +42,13 @@ impl World {
     fn with_defines(name: &str, defines: &[(&str, &str)]) -> World {
         let dir = WorkDir::new(name);
         let mock = Mock::start(&dir.0, 0);
-        let opensips = OpenSips::start_pushpark(&dir.0, &mock, PARK_TIMEOUT_MS, &module(), defines);
+        let opensips = OpenSips::start_pushpark(
+            &dir.0,
+            &mock,
+            PARK_TIMEOUT_MS,
+            &opensips_module::build(),
+            defines,
+        );
         let watch = mock.watch();
         World {
             opensips,

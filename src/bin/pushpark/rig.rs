@@ -40,6 +40,10 @@ const ASSETS: &[(&str, &str)] = &[
     ("register_plain.xml", include_str!("rig/register_plain.xml")),
     ("device_tcp.xml", include_str!("rig/device_tcp.xml")),
     (
+        "device_tcp_auth.xml",
+        include_str!("rig/device_tcp_auth.xml"),
+    ),
+    (
         "register_reordered.xml",
         include_str!("rig/register_reordered.xml"),
     ),
@@ -566,39 +570,93 @@ pub struct Kamailio {
     cfg: PathBuf,
     dir: PathBuf,
     defines: Vec<String>,
+    /// Further command-line arguments (`-L` for the example config).
+    args: Vec<String>,
     starts: u32,
 }
 
 impl Kamailio {
     /// Starts `cfg` (a file of the rig's directory) with `-A` defines for the config.
     pub fn start(dir: &Path, cfg: &str, defines: &[(&str, String)]) -> Kamailio {
-        let port = free_port();
+        Self::start_on(dir, &dir.join(cfg), free_port(), defines, Vec::new())
+    }
+
+    /// Starts `cfg` on UDP `port`, with `-A` defines and further command-line `args`.
+    fn start_on(
+        dir: &Path,
+        cfg: &Path,
+        port: u16,
+        defines: &[(&str, String)],
+        args: Vec<String>,
+    ) -> Kamailio {
         let ctl = format!("unix:{}", dir.join("kamailio-ctl.sock").display());
         let mut all = vec![format!("CTL_SOCK=\"{ctl}\"")];
         all.extend(defines.iter().map(|(k, v)| format!("{k}={v}")));
-        let cfg = dir.join(cfg);
-        let proc = Self::spawn(dir, &cfg, port, &all, 0);
+        let proc = Self::spawn(dir, cfg, port, &all, &args, 0);
         let mut k = Kamailio {
             proc,
             port,
             ctl,
-            cfg,
+            cfg: cfg.into(),
             dir: dir.into(),
             defines: all,
+            args,
             starts: 1,
         };
         k.wait_ready();
         k
     }
 
-    fn spawn(dir: &Path, cfg: &Path, port: u16, defines: &[String], n: u32) -> Proc {
+    /// The module's example config as shipped (adapters/kamailio/examples/kamailio.cfg), with
+    /// the module under test found through `-L`, `engine` as its engine config, the UDP port
+    /// the rig picks, TCP on `tcp`, the control socket in `dir`, and `defines` (e.g.
+    /// `PP_DB_URL`, `WITH_CLUSTER`); returns once the engine process answers RPC.
+    pub fn start_example(
+        dir: &Path,
+        engine: &serde_json::Value,
+        tcp: u16,
+        defines: &[(&str, String)],
+    ) -> Kamailio {
+        let cfg =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/kamailio/examples/kamailio.cfg");
+        let config = dir.join("pushpark.json");
+        fs::write(&config, engine.to_string()).expect("write engine config");
+        let port = free_port();
+        let ctl = format!("\"unix:{}\"", dir.join("kamailio-ctl.sock").display());
+        let mut all = vec![
+            ("PP_LISTEN", format!("udp:127.0.0.1:{port}")),
+            ("PP_LISTEN_TCP", format!("tcp:127.0.0.1:{tcp}")),
+            ("PP_CONFIG", format!("\"{}\"", config.display())),
+            ("PP_CTL", ctl),
+        ];
+        all.extend(defines.iter().cloned());
+        // Kamailio 5.6 keeps only the last -L: the module's directory and Debian's in one.
+        let module_dir = module_path().parent().expect("module directory").to_owned();
+        let dirs = format!(
+            "{}:/usr/lib/x86_64-linux-gnu/kamailio/modules",
+            module_dir.display()
+        );
+        let k = Self::start_on(dir, &cfg, port, &all, vec!["-L".into(), dirs]);
+        k.wait_engine();
+        k
+    }
+
+    fn spawn(
+        dir: &Path,
+        cfg: &Path,
+        port: u16,
+        defines: &[String],
+        args: &[String],
+        n: u32,
+    ) -> Proc {
         let mut cmd = Command::new("kamailio");
         cmd.args(["-DD", "-E", "-f"])
             .arg(cfg)
             .arg("-w")
             .arg(dir)
             .arg("-Y")
-            .arg(dir);
+            .arg(dir)
+            .args(args);
         cmd.arg("-l").arg(format!("udp:127.0.0.1:{port}"));
         for d in defines {
             cmd.arg("-A").arg(d);
@@ -626,7 +684,8 @@ impl Kamailio {
     /// Stops Kamailio and starts it again on the same port, config and directory (new log).
     pub fn restart(&mut self) {
         self.proc.stop();
-        self.proc = Self::spawn(&self.dir, &self.cfg, self.port, &self.defines, self.starts);
+        let (dir, cfg, defines) = (&self.dir, &self.cfg, &self.defines);
+        self.proc = Self::spawn(dir, cfg, self.port, defines, &self.args, self.starts);
         self.starts += 1;
         self.wait_ready();
     }
@@ -709,7 +768,7 @@ impl Kamailio {
         let pushpark = Self::pushpark_defines(dir, engine, defines);
         all.extend(pushpark.iter().map(|(k, v)| format!("{k}={v}")));
         let cfg = dir.join("kamailio-pushpark.cfg");
-        let mut proc = Self::spawn(dir, &cfg, free_port(), &all, 0);
+        let mut proc = Self::spawn(dir, &cfg, free_port(), &all, &[], 0);
         let status = proc.wait(SOON);
         assert!(!status.success(), "kamailio started:\n{}", proc.log_text());
         proc.log_text()

@@ -179,8 +179,9 @@ static void reject_waiting(const struct harness *h)
     CHECK_RESULT(pushpark_reject_waiting(e, 503, NULL), PUSHPARK_ERR_NULL_ARG);
     CHECK_RESULT(pushpark_reject_waiting(NULL, 503, "x"), PUSHPARK_ERR_NULL_ARG);
     CHECK_OK(pushpark_reject_waiting(e, 503, "Service Unavailable"));
+    /* Queued before it returned: polled at once, without waiting on the event fd. */
     pushpark_event *ev;
-    while ((ev = next_event(e, 200)) != NULL) {
+    while (pushpark_poll(e, &ev) == PUSHPARK_OK) {
         uint64_t ref = pushpark_event_get_host_ref(ev);
         pushpark_event_kind k = pushpark_event_get_kind(ev);
         if (k == PUSHPARK_EVENT_REJECT) {
@@ -201,6 +202,25 @@ static void reject_waiting(const struct harness *h)
     pushpark_engine_free(e);
 }
 
+/* Nothing queued, nothing announced: the REJECT is still there for the first poll. */
+static void reject_waiting_at_once(const struct harness *h)
+{
+    const char *kim = "sip:kim@example.com";
+    pushpark_engine *e = engine(h, "stop-now", "\"recent_register_ms\": 0");
+    pushpark_event *ev = NULL;
+
+    register_device(e, kim, "kim", HEX64("e5e5e5e5"), NULL, 3600);
+    park(e, kim, 90, 900, 0);
+    CHECK(push_results(e, 90, 900, 1) == 1);
+    CHECK(next_event(e, 100) == NULL);
+    CHECK_OK(pushpark_reject_waiting(e, 503, "Service Unavailable"));
+    CHECK_OK(pushpark_poll(e, &ev));
+    CHECK(pushpark_event_get_kind(ev) == PUSHPARK_EVENT_REJECT);
+    CHECK(pushpark_event_get_host_ref(ev) == 90 && pushpark_event_get_host_data(ev) == 900);
+    pushpark_event_free(ev);
+    pushpark_engine_free(e);
+}
+
 int main(int argc, char **argv)
 {
     struct harness h = harness_args(argc, argv);
@@ -209,6 +229,7 @@ int main(int argc, char **argv)
         fork_and_timeouts(&h);
         call_end_states(&h);
         reject_waiting(&h);
+        reject_waiting_at_once(&h);
     }
     puts("host_data: all checks passed");
     return 0;

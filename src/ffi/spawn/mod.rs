@@ -323,7 +323,11 @@ impl Supervisor {
             Request::CallEnd(_, status) => *status,
             _ => 0,
         };
+        let rejects = matches!(call, Request::RejectWaiting { .. });
         let reply = self.exchange(call);
+        // Its REJECTs were queued before the answer: the next poll fetches them, even
+        // before the engine process says events wait (pushpark_reject_waiting's promise).
+        self.waiting |= rejects && reply.is_ok();
         let ended = match (ended, &reply) {
             (Some((r, _)), Ok(Reply::Ended(CallWas::Forked))) => {
                 Some((r, CallEnd::Completed(status)))

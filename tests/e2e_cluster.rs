@@ -184,6 +184,33 @@ fn sleeping_phone(node: &Node, user: &str) -> Phone {
     phone
 }
 
+/// A call to `phone` on a: once a pushed it, the app (`app`) registers on b over TCP and
+/// takes the call. Returns the app's SIPp.
+fn call_on_a_answered_on_b(
+    c: &Cluster,
+    phone: &Phone,
+    cid_str: &str,
+    app: fn(&Node, &Phone, &str) -> Proc,
+) -> Proc {
+    let (run, mut app) = std::thread::scope(|s| {
+        let caller = s.spawn(|| {
+            let extra = ["-m", "1", "-cid_str", cid_str];
+            call(c.a.path(), &c.a.server(), "caller.xml", &phone.user, &extra)
+        });
+        c.watch.expect_push(&phone.token, SOON);
+        let app = app(&c.b, phone, cid_str);
+        (caller.join().unwrap(), app)
+    });
+    assert!(run.status.success(), "caller: {}\n{}", run.log, c.logs());
+    assert!(
+        app.wait(SOON).success(),
+        "the app on b did not take the call:\n{}\n{}",
+        app.log_text(),
+        c.logs()
+    );
+    app
+}
+
 /// A call that arrives on a for a phone b learnt: a pushes it (the binding came through
 /// Redis), the app wakes on b's TCP port and registers there, a relays the call through b
 /// (the Path b published), b sends it over the app's connection, and the call connects.
@@ -197,23 +224,7 @@ fn call_on_a_connects_through_b_where_the_woken_app_registers() {
         c.a.knows(&phone).then_some(())
     });
 
-    let cid_str = "cl-relay-%u@pushpark";
-    let (run, mut app) = std::thread::scope(|s| {
-        let caller = s.spawn(|| {
-            let extra = ["-m", "1", "-cid_str", cid_str];
-            call(c.a.path(), &c.a.server(), "caller.xml", &phone.user, &extra)
-        });
-        c.watch.expect_push(&phone.token, SOON);
-        let app = c.b.tcp_app(&phone, cid_str);
-        (caller.join().unwrap(), app)
-    });
-    assert!(run.status.success(), "caller: {}\n{}", run.log, c.logs());
-    assert!(
-        app.wait(SOON).success(),
-        "the app on b did not take the call:\n{}\n{}",
-        app.log_text(),
-        c.logs()
-    );
+    call_on_a_answered_on_b(&c, &phone, "cl-relay-%u@pushpark", Node::tcp_app);
     assert_eq!(count(&c.a.log(), "E2E-PARKED"), 1, "{}", c.logs());
     let relayed = format!("E2E-RELAYED user={}", phone.user);
     assert_eq!(count(&c.b.log(), &relayed), 1, "{}", c.logs());
@@ -246,22 +257,11 @@ fn example_config_with_cluster_call_on_a_connects_through_b() {
         c.a.knows(&phone).then_some(())
     });
 
-    let cid_str = "cl-example-%u@pushpark";
-    let (run, mut app) = std::thread::scope(|s| {
-        let caller = s.spawn(|| {
-            let extra = ["-m", "1", "-cid_str", cid_str];
-            call(c.a.path(), &c.a.server(), "caller.xml", &phone.user, &extra)
-        });
-        c.watch.expect_push(&phone.token, SOON);
-        let app = c.b.tcp_app_authenticated(&phone, cid_str);
-        (caller.join().unwrap(), app)
-    });
-    assert!(run.status.success(), "caller: {}\n{}", run.log, c.logs());
-    assert!(
-        app.wait(SOON).success(),
-        "the app on b did not take the call:\n{}\n{}",
-        app.log_text(),
-        c.logs()
+    let app = call_on_a_answered_on_b(
+        &c,
+        &phone,
+        "cl-example-%u@pushpark",
+        Node::tcp_app_authenticated,
     );
     let messages = sipp_messages(c.b.path(), "device_tcp_auth.xml", &app);
     let invite = messages

@@ -340,12 +340,15 @@ async fn goaway_after_streams_closes_the_connection() {
     let mut conn = connect(&mock).await;
     let answer = send(&mut conn, "pushpark-test", &bearer, wake(TOKEN)).await;
     assert_eq!(answer.status, 200);
-    // The connection ends once the GOAWAY's streams are answered.
-    tokio::time::timeout(Duration::from_secs(5), conn.driver)
+    // The connection ends once the GOAWAY's streams are answered: cleanly, or with a
+    // broken pipe when the client was still writing (a window update) as the mock closed.
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn.driver)
         .await
         .expect("the connection closes")
-        .unwrap()
         .unwrap();
+    if let Err(e) = ended {
+        assert!(e.is_io(), "the connection ended with {e}");
+    }
     assert_eq!(mock.stats().goaways, 1);
 }
 

@@ -492,9 +492,10 @@ fn stream_limit_of_one_queues_and_recovers() {
     );
 }
 
-/// A request the stream limit holds back waits inside hyper; a GOAWAY ending the
-/// connection drops it unanswered ("dispatch task is gone"). It never went out,
-/// so it goes out again: ended unconfirmed, its call would time out unanswered.
+/// A request over the server's stream limit waits for a stream; a GOAWAY ending the
+/// connection must not lose it (held back inside hyper, it was dropped with the
+/// connection's task, unsent). It goes out on the next connection: ended
+/// unconfirmed, its call would time out unanswered.
 #[test]
 fn pushes_waiting_for_a_stream_of_a_closing_connection_are_all_delivered() {
     let (mock, _dir) = start_mock(|_| {});
@@ -513,6 +514,83 @@ fn pushes_waiting_for_a_stream_of_a_closing_connection_are_all_delivered() {
     results.push(first);
     assert_each_delivered_once(&mock, &results);
     assert!(mock.stats().goaways >= 10, "{:?}", mock.stats());
+}
+
+/// Pushes waiting for a stream of a connection at its limit all go out when a
+/// stream frees after the server raised the limit, not one per freed stream.
+#[test]
+fn pushes_waiting_for_a_stream_all_go_out_once_the_limit_is_raised() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    let one_stream = |delay| Faults {
+        max_concurrent_streams: Some(1),
+        delay,
+        ..Faults::default()
+    };
+    mock.set_faults(one_stream(Duration::from_millis(50)));
+    // Its answer comes after the new SETTINGS: from here on the client knows the limit.
+    assert_eq!(send(&client, voip(0)).outcome, Outcome::Delivered);
+    mock.set_faults(one_stream(Duration::from_millis(500)));
+    let (tx, rx) = mpsc::channel();
+    for i in 1..12 {
+        let tx = tx.clone();
+        let done = Box::new(move |r: PushResult| tx.send(r).unwrap());
+        client
+            .submit(voip(i), Instant::now() + PATIENCE, done)
+            .unwrap();
+    }
+    wait_arrived(&mock, 1..2);
+    assert_eq!(mock.push_count(), 2, "the others wait for the one stream");
+    // Raised while push 1 is held; answers from here on take 20 s, so pushes
+    // 2-11 can only all arrive before any answer if they go out together.
+    mock.set_faults(Faults {
+        delay: Duration::from_secs(20),
+        ..Faults::default()
+    });
+    assert_eq!(
+        rx.recv_timeout(PATIENCE).unwrap().outcome,
+        Outcome::Delivered
+    );
+    wait_arrived(&mock, 2..12);
+    assert!(rx.try_recv().is_err(), "all ten arrived before any answer");
+}
+
+/// Apple lowers a connection to one stream after a rejected push. The pushes that
+/// find it busy go out on the other connection at once, instead of queueing
+/// behind its one stream (round robin gave it half of them).
+#[test]
+fn a_connection_throttled_to_one_stream_gets_no_more_than_it_allows() {
+    let (mock, _dir) = start_mock(|_| {});
+    let mut cfg = config(&mock, token_auth(&mock));
+    cfg.connections = 2;
+    let client = ApnsClient::new(cfg).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while client.metrics().connections_opened < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Each answer, and the throttled connection's raise back after its next
+    // accepted push, comes after the delay: the pushes below all start within it.
+    mock.set_faults(Faults {
+        throttle_after_rejection: true,
+        delay: Duration::from_millis(300),
+        ..Faults::default()
+    });
+    mock.script(&device(99), Scripted::RejectNext(Reason::BadDeviceToken, 1));
+    assert_eq!(
+        send(&client, voip(99)).outcome,
+        rejected(Reason::BadDeviceToken)
+    );
+
+    let results = send_all(&client, (0..10).map(voip).collect());
+    assert_each_delivered_once(&mock, &results);
+    let mut per_connection = std::collections::HashMap::<u64, usize>::new();
+    for push in mock.pushes().iter().filter(|p| p.token != device(99)) {
+        *per_connection.entry(push.connection).or_default() += 1;
+    }
+    let mut counts: Vec<usize> = per_connection.into_values().collect();
+    counts.sort();
+    assert_eq!(counts, [1, 9], "the throttled connection carried one push");
+    assert_eq!(client.metrics().connections_opened, 2, "no reconnect");
 }
 
 /// The outcome of a push written to a connection that was lost before its answer.

@@ -5,7 +5,6 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
-use http_body_util::Full;
 use std::ops::Range;
 use uuid::Uuid;
 
@@ -41,7 +40,7 @@ pub struct Prepared {
     apns_id: HeaderValue,
     expiration: Option<HeaderValue>,
     collapse_id: Option<HeaderValue>,
-    /// Else hyper formats it anew, into a new allocation, for every attempt.
+    /// Formatted once, not for every attempt.
     content_length: HeaderValue,
     body: Bytes,
 }
@@ -112,7 +111,7 @@ impl Service for Apns {
 
     fn request(&self, prepared: &Prepared, authorization: Option<HeaderValue>) -> Request<Body> {
         let p = prepared;
-        let mut req = Request::new(Full::new(p.body.clone()));
+        let mut req = Request::new(p.body.clone());
         *req.method_mut() = Method::POST;
         *req.uri_mut() = p.uri.clone();
         let h = req.headers_mut();

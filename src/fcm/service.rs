@@ -5,7 +5,6 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
-use http_body_util::Full;
 use std::fmt;
 use uuid::Uuid;
 
@@ -72,7 +71,7 @@ impl Service for Fcm {
     }
 
     fn request(&self, prepared: &Prepared, authorization: Option<HeaderValue>) -> Request<Body> {
-        let mut req = Request::new(Full::new(prepared.body.clone()));
+        let mut req = Request::new(prepared.body.clone());
         *req.method_mut() = Method::POST;
         *req.uri_mut() = prepared.uri.clone();
         let h = req.headers_mut();

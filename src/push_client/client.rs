@@ -2,9 +2,8 @@
 //! own runtime, with retries, until it succeeds, fails for good, is lost with
 //! its connection, or its deadline passes.
 
+use h2::RecvStream;
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body as _, Incoming};
 use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,7 +14,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::config::{Backoff, ClientError, Settings};
-use super::connection::{error_chain, Dispatched, Pool, Target, Unready};
+use super::connection::{error_chain, read_body, Dispatched, Pool, Target, Unready};
 use super::credentials::Credentials;
 use super::metrics::{Counters, Metrics};
 use super::outcome::{Outcome, PushResult};
@@ -362,11 +361,15 @@ async fn attempts<S: Service, C: Credentials>(
             .dispatch(&|authorization| s.service.request(request, authorization))
         {
             Ok(sent) => sent,
-            Err(Unready::NoConnection) => {
+            Err(Unready::Disconnected) => {
                 if let Some(why) = s.pool.down_reason() {
                     report.last_error = Some(why.to_string());
                 }
                 s.pool.wait_ready().await;
+                continue;
+            }
+            Err(Unready::StreamsFull) => {
+                s.pool.wait_stream().await;
                 continue;
             }
             Err(Unready::NoCredentials(why)) => {
@@ -407,7 +410,7 @@ const REFUSED_BACKOFF: Backoff = Backoff {
 async fn attempt<S: Service, C: Credentials>(
     s: &Shared<S, C>,
     report: &mut Report<S, C>,
-    (response, conn, generation): Dispatched,
+    sent: Dispatched,
     failures: &mut Failures,
 ) -> Option<Outcome<S::Reason>> {
     report.attempts += 1;
@@ -419,19 +422,33 @@ async fn attempt<S: Service, C: Credentials>(
         report.replays += 1;
         Counters::inc(&s.counters.replayed);
     }
-    let answer = match response.await {
-        Ok(resp) if resp.status() == StatusCode::OK => {
-            // An answer's body left unread is reset (RST_STREAM CANCEL), and servers
-            // count resets against the connection (Rapid Reset defences close it):
-            // FCM answers 200 with the message's name. APNs's 200 has none.
-            if !resp.body().is_end_stream() {
-                let body = Limited::new(resp.into_body(), MAX_ERROR_BODY);
-                let _ = Box::pin(body.collect()).await;
+    let Dispatched {
+        response,
+        conn,
+        generation,
+        stream,
+    } = sent;
+    let answer = {
+        // Counted among the connection's open streams until the answer is read,
+        // not through a backoff after it.
+        let _stream = stream;
+        match response.await {
+            Ok(resp) if resp.status() == StatusCode::OK => {
+                // An answer's body left unread is reset (RST_STREAM CANCEL), and servers
+                // count resets against the connection (Rapid Reset defences close it):
+                // FCM answers 200 with the message's name. APNs's 200 has none.
+                if !resp.body().is_end_stream() {
+                    let _ = Box::pin(read_body(resp.into_body(), MAX_ERROR_BODY)).await;
+                }
+                return Some(Outcome::Delivered);
             }
-            return Some(Outcome::Delivered);
+            // Boxed, like the retry wait: rare paths must not grow every push's task.
+            Ok(resp) => Ok(Box::pin(read_answer(&s.service, resp)).await),
+            Err(e) => Err(e),
         }
-        // Boxed, like the retry wait: rare paths must not grow every push's task.
-        Ok(resp) => Box::pin(read_answer(&s.service, resp)).await,
+    };
+    let answer = match answer {
+        Ok(answer) => answer,
         // The client is being dropped: the runtime's shutdown drops the connections,
         // and a push task still polled meanwhile sees its connection go.
         Err(_) if s.closing.load(Ordering::Acquire) => return Some(Outcome::ShutDown),
@@ -452,10 +469,6 @@ async fn attempt<S: Service, C: Credentials>(
                         let why = format!("GOAWAY from the server: {}", error_chain(&e));
                         s.pool.retire(conn, &why);
                         report.last_error = Some(why);
-                    }
-                    Unprocessed::NotSent => {
-                        s.pool.retire(conn, "the connection closed");
-                        report.last_error = Some(error_chain(&e));
                     }
                     Unprocessed::Refused => {
                         failures.refused += 1;
@@ -495,11 +508,11 @@ async fn attempt<S: Service, C: Credentials>(
     }
 }
 
-async fn read_answer<S: Service>(service: &S, resp: Response<Incoming>) -> Answer<S::Reason> {
+async fn read_answer<S: Service>(service: &S, resp: Response<RecvStream>) -> Answer<S::Reason> {
     let status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
-    match Limited::new(body, MAX_ERROR_BODY).collect().await {
-        Ok(body) => service.classify(status, &parts.headers, &body.to_bytes()),
+    match read_body(body, MAX_ERROR_BODY).await {
+        Ok(body) => service.classify(status, &parts.headers, &body),
         // The status is the service's answer: not 200, so not delivered, and a push
         // is resent only when that status alone says so (429, 5xx).
         Err(e) => match service.classify(status, &parts.headers, b"") {
@@ -522,42 +535,22 @@ enum Unprocessed {
     GoAway,
     /// REFUSED_STREAM: the server did not look at it (RFC 9113 §8.7).
     Refused,
-    /// Never written: the connection closed first, or ended while the request
-    /// waited for a stream.
-    NotSent,
 }
 
 /// Whether the server certainly did not process a failed request, so sending it
-/// again cannot deliver it twice.
-///
-/// In hyper 1 over HTTP/2, `is_canceled` only means the request never left
-/// hyper's queue for h2 (the connection was closed, or its task ended with the
-/// request still queued). `is_user` is hyper's "dispatch task is gone": the
-/// connection's task ended (GOAWAY, or the connection failed) while h2 held the
-/// request back for the server's stream limit, which APNs lowers to one stream
-/// after each rejected push. It was never written unless h2 opened it in the
-/// instant between a stream freeing and hyper's task running, and the
-/// connection then failed: a rare duplicate push, chosen over a call left
-/// unpushed until its timeout. Once h2 wrote it, any
-/// failure is an h2 error: streams at or below a GOAWAY's last-stream-id are
-/// never failed by the GOAWAY itself, and a connection that then drops fails
-/// them as I/O errors: unconfirmed, not replayed.
-fn unprocessed(e: &hyper::Error) -> Option<Unprocessed> {
-    if e.is_canceled() || e.is_user() {
-        return Some(Unprocessed::NotSent);
+/// again cannot deliver it twice. Any other failure may have come after the
+/// server took it: streams at or below a GOAWAY's last-stream-id are never
+/// failed by the GOAWAY itself, and a connection that then drops fails them as
+/// I/O errors: unconfirmed, not replayed. A request is never held back unwritten
+/// for the server's stream limit (`Pool::dispatch` waits for a free stream), so
+/// such an error means it was written, but for the instant after the server
+/// lowers its limit and before h2 reads the new one.
+fn unprocessed(e: &h2::Error) -> Option<Unprocessed> {
+    if e.is_go_away() && e.is_remote() {
+        return Some(Unprocessed::GoAway);
     }
-    let mut source = std::error::Error::source(e);
-    while let Some(err) = source {
-        if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            if h2.is_go_away() && h2.is_remote() {
-                return Some(Unprocessed::GoAway);
-            }
-            if h2.is_reset() && h2.is_remote() && h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
-                return Some(Unprocessed::Refused);
-            }
-            return None;
-        }
-        source = err.source();
+    if e.is_reset() && e.is_remote() && e.reason() == Some(h2::Reason::REFUSED_STREAM) {
+        return Some(Unprocessed::Refused);
     }
     None
 }

@@ -1,24 +1,24 @@
 //! The connection pool: each slot keeps one HTTP/2 connection to the service open,
-//! reconnects it with backoff, and starts streams on it under one short lock.
+//! reconnects it with backoff, checks it with PINGs, and starts streams on it under
+//! one short lock, never more than the server allows.
+//!
+//! On `h2` directly, not hyper's client: hyper hands each request to the
+//! connection's task through a channel and runs a task per request to carry its
+//! answer back (a fifth of the client's CPU per push), and hides the server's
+//! stream limit, so requests over it waited inside hyper where a GOAWAY or a
+//! failure dropped them unsent.
 
-use bytes::Bytes;
-use futures_util::stream::FuturesUnordered;
-use futures_util::StreamExt;
-use http::{Request, Response};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use bytes::{Bytes, BytesMut};
+use h2::client::{Connection, ResponseFuture, SendRequest};
+use h2::{Ping, PingPong, RecvStream};
+use http::Request;
 use parking_lot::Mutex;
 use rustls::pki_types::ServerName;
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
@@ -29,8 +29,9 @@ use super::metrics::Counters;
 use super::paced_read::PacedRead;
 
 /// A request's body: each attempt clones the prepared bytes.
-pub type Body = Full<Bytes>;
-type Sender = http2::SendRequest<Body>;
+pub type Body = Bytes;
+type Sender = SendRequest<Body>;
+type Io = PacedRead<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// Where and how to connect.
 pub(crate) struct Target {
@@ -52,6 +53,8 @@ enum Conn {
     Connecting,
     Up {
         sender: Sender,
+        /// Streams this client has open on it.
+        open: Arc<OpenStreams>,
         id: u64,
         retire: Option<oneshot::Sender<()>>,
         /// A request went out on it: the server took it, so it worked.
@@ -66,19 +69,56 @@ struct Slot<C: Credentials> {
     credentials: C::Cached,
 }
 
-/// A started request's answer: boxed, as it is moved through every level of the
-/// push's task (~270 bytes unboxed, each level holding a copy).
-pub(crate) type ResponseFuture =
-    Pin<Box<dyn Future<Output = hyper::Result<Response<Incoming>>> + Send>>;
-
 /// A started request: the answer to await, the connection it went out on, and
-/// the generation of the credentials it carried.
-pub(crate) type Dispatched = (ResponseFuture, ConnRef, Option<u64>);
+/// the generation of the credentials it carried. It holds its stream among the
+/// connection's open ones until dropped, once the answer is read.
+pub(crate) struct Dispatched {
+    pub response: ResponseFuture,
+    pub conn: ConnRef,
+    pub generation: Option<u64>,
+    pub stream: OpenStream,
+}
+
+/// The streams a client has open on one connection, and the pool's signal that
+/// one has ended.
+pub(crate) struct OpenStreams {
+    count: AtomicUsize,
+    room: Arc<Room>,
+}
+
+/// Pushes waiting for a stream, and their wake-up.
+#[derive(Default)]
+struct Room {
+    waiting: AtomicUsize,
+    freed: Notify,
+}
+
+/// One open stream, counted while it lives.
+pub(crate) struct OpenStream(Arc<OpenStreams>);
+
+impl OpenStream {
+    fn new(open: &Arc<OpenStreams>) -> Self {
+        open.count.fetch_add(1, Ordering::AcqRel);
+        OpenStream(open.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        let room = &self.0.room;
+        if room.waiting.load(Ordering::Acquire) > 0 {
+            room.freed.notify_one();
+        }
+    }
+}
 
 /// Why nothing was sent.
 pub(crate) enum Unready {
     /// No connection is open.
-    NoConnection,
+    Disconnected,
+    /// Every open connection has as many streams open as its server allows.
+    StreamsFull,
     /// The credentials have nothing to send yet; why.
     NoCredentials(Arc<str>),
 }
@@ -103,6 +143,7 @@ pub(crate) struct Pool<C: Credentials> {
     waiting: AtomicUsize,
     /// ...and woken when one starts to: a slot waiting out its reconnect backoff cuts it short.
     demand: Notify,
+    room: Arc<Room>,
 }
 
 /// The longest a slot waits to reconnect while pushes wait for it: a push must not
@@ -143,11 +184,12 @@ impl<C: Credentials> Pool<C> {
             changed: Notify::new(),
             waiting: AtomicUsize::new(0),
             demand: Notify::new(),
+            room: Arc::default(),
         }
     }
 
-    /// Starts a request on an open connection (round robin), or says why it cannot.
-    /// The returned future resolves to the answer; dropping it resets the stream.
+    /// Starts a request on an open connection with a stream free (round robin), or
+    /// says why it cannot. Dropping the answer's future before the answer resets the stream.
     pub fn dispatch(
         &self,
         build: &dyn Fn(Option<http::HeaderValue>) -> Request<Body>,
@@ -158,46 +200,112 @@ impl<C: Credentials> Pool<C> {
         } else {
             self.next_slot.fetch_add(1, Ordering::Relaxed) % n
         };
-        let (idx, mut slot) = (0..n)
-            .map(|i| (start + i) % n)
-            .find_map(|idx| {
-                let slot = self.slots[idx].lock();
-                is_up(&slot.conn).then_some((idx, slot))
-            })
-            .ok_or(Unready::NoConnection)?;
-        let slot = &mut *slot;
-        let (authorization, generation) = match self
-            .credentials
-            .authorization(&mut slot.credentials)
-            .map_err(Unready::NoCredentials)?
-        {
-            Some(a) => (Some(a.value), Some(a.generation)),
-            None => (None, None),
-        };
-        let Conn::Up {
-            sender, id, used, ..
-        } = &mut slot.conn
-        else {
-            unreachable!("checked under the same lock")
-        };
-        *used = true;
-        let response = Box::pin(sender.send_request(build(authorization)));
-        Ok((response, ConnRef { slot: idx, id: *id }, generation))
+        let mut unready = Unready::Disconnected;
+        for idx in (0..n).map(|i| (start + i) % n) {
+            let mut slot = self.slots[idx].lock();
+            let slot = &mut *slot;
+            let Conn::Up {
+                sender, open, id, ..
+            } = &slot.conn
+            else {
+                continue;
+            };
+            // Over the limit, h2 would hold the request back where a GOAWAY or a
+            // failure of this connection could not tell it was never written; it
+            // waits here instead, for a stream on any connection.
+            if open.count.load(Ordering::Acquire) >= sender.current_max_send_streams() {
+                unready = Unready::StreamsFull;
+                continue;
+            }
+            let (authorization, generation) = match self
+                .credentials
+                .authorization(&mut slot.credentials)
+                .map_err(Unready::NoCredentials)?
+            {
+                Some(a) => (Some(a.value), Some(a.generation)),
+                None => (None, None),
+            };
+            let (head, body) = build(authorization).into_parts();
+            let stream = OpenStream::new(open);
+            let (conn, mut sender) = (ConnRef { slot: idx, id: *id }, sender.clone());
+            let (response, mut send) =
+                match sender.send_request(Request::from_parts(head, ()), body.is_empty()) {
+                    Ok(started) => started,
+                    // The connection failed or is going away, and its task has not
+                    // ended yet: nothing was sent, and the slot opens a new one.
+                    Err(e) => {
+                        self.retire_locked(idx, slot, &format!("it is closing: {e}"));
+                        continue;
+                    }
+                };
+            if !body.is_empty() {
+                // Fails only with the connection, which fails the answer too.
+                let _ = send.send_data(body, true);
+            }
+            if let Conn::Up { used, .. } = &mut slot.conn {
+                *used = true;
+            }
+            // A freed stream wakes one waiting push; it wakes the next, in case the
+            // server raised its limit meanwhile (APNs after throttling) and there
+            // is room for more.
+            if self.room.waiting.load(Ordering::Acquire) > 0 {
+                self.room.freed.notify_one();
+            }
+            return Ok(Dispatched {
+                response,
+                conn,
+                generation,
+                stream,
+            });
+        }
+        Err(unready)
+    }
+
+    /// Waits until a stream ends or a connection opens or closes (the caller's
+    /// deadline bounds the wait), then the caller dispatches again.
+    pub async fn wait_stream(&self) {
+        self.room.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.room.waiting);
+        let freed = self.room.freed.notified();
+        let changed = self.changed.notified();
+        tokio::pin!(freed, changed);
+        freed.as_mut().enable();
+        changed.as_mut().enable();
+        if self.has_room() {
+            return;
+        }
+        tokio::select! {
+            _ = freed => {}
+            _ = changed => {}
+        }
+    }
+
+    /// Whether some open connection has a stream free.
+    fn has_room(&self) -> bool {
+        self.slots.iter().any(|s| match &s.lock().conn {
+            Conn::Up { sender, open, .. } => {
+                open.count.load(Ordering::Acquire) < sender.current_max_send_streams()
+            }
+            _ => false,
+        })
     }
 
     /// Stops starting streams on `conn` at once and has its slot open a new one;
     /// streams still running on it finish there.
     pub fn retire(&self, conn: ConnRef, why: &str) {
         let mut slot = self.slots[conn.slot].lock();
-        if let Conn::Up { id, retire, .. } = &mut slot.conn {
-            if *id == conn.id {
-                let service = self.target.service;
-                log::warn!("{service} connection {} retired: {why}", conn.slot);
-                if let Some(tx) = retire.take() {
-                    let _ = tx.send(());
-                }
-                slot.conn = Conn::Down(why.into());
+        if matches!(slot.conn, Conn::Up { id, .. } if id == conn.id) {
+            self.retire_locked(conn.slot, &mut slot, why);
+        }
+    }
+
+    fn retire_locked(&self, idx: usize, slot: &mut Slot<C>, why: &str) {
+        if let Conn::Up { retire, .. } = &mut slot.conn {
+            log::warn!("{} connection {idx} retired: {why}", self.target.service);
+            if let Some(tx) = retire.take() {
+                let _ = tx.send(());
             }
+            slot.conn = Conn::Down(why.into());
         }
     }
 
@@ -313,8 +421,13 @@ impl<C: Credentials> Pool<C> {
             Counters::inc(&self.counters.connections_opened);
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let (retire_tx, retire_rx) = oneshot::channel();
+            let open = Arc::new(OpenStreams {
+                count: AtomicUsize::new(0),
+                room: self.room.clone(),
+            });
             self.slots[idx].lock().conn = Conn::Up {
                 sender,
+                open,
                 id,
                 retire: Some(retire_tx),
                 used: false,
@@ -323,13 +436,14 @@ impl<C: Credentials> Pool<C> {
             log::info!("{service} connection {idx} to {display} open");
             self.changed.notify_waiters();
 
-            let mut running = tokio::spawn(conn);
+            let t = &self.target;
+            let mut running = tokio::spawn(run(conn, t.ping_interval, t.ping_timeout));
             tokio::select! {
                 ended = &mut running => {
                     let graceful = matches!(ended, Ok(Ok(())));
                     let why = match ended {
                         Ok(Ok(())) => "closed by the server".to_string(),
-                        Ok(Err(e)) => format!("failed: {}", error_chain(&e)),
+                        Ok(Err(why)) => why,
                         Err(e) => format!("task ended: {e}"),
                     };
                     log::info!("{service} connection {idx} to {display} {why}");
@@ -357,24 +471,57 @@ impl<C: Credentials> Pool<C> {
         }
     }
 
-    async fn connect(&self) -> Result<(Sender, http2::Connection<Io, Body, ConnExecutor>), String> {
+    async fn connect(&self) -> Result<(Sender, Connection<Io, Body>), String> {
         let t = &self.target;
         let tls = open_tls(&t.host, t.port, &t.display, &t.server_name, &t.tls).await?;
-        let (tasks, new_tasks) = mpsc::unbounded_channel();
-        tokio::spawn(run_tasks(new_tasks));
-        let exec = ConnExecutor {
-            tasks,
-            io_started: Arc::new(AtomicBool::new(false)),
-        };
-        http2::Builder::new(exec)
-            .timer(TokioTimer::new())
-            .keep_alive_interval(t.ping_interval)
-            .keep_alive_timeout(t.ping_timeout)
-            .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(PacedRead::new(tls)))
+        h2::client::Builder::new()
+            .enable_push(false)
+            .handshake(PacedRead::new(tls))
             .await
             .map_err(|e| format!("HTTP/2 handshake with {} failed: {e}", t.display))
     }
+}
+
+/// Runs a connection until it ends, with a PING every `interval`: one not
+/// answered within `timeout` ends it (a server or path gone silent, which TCP
+/// may not notice for many minutes), failing the streams in flight.
+async fn run(
+    mut conn: Connection<Io, Body>,
+    interval: Duration,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut ping_pong: PingPong = conn.ping_pong().expect("taken only here");
+    let health = async {
+        loop {
+            tokio::time::sleep(interval).await;
+            match tokio::time::timeout(timeout, ping_pong.ping(Ping::opaque())).await {
+                Ok(Ok(_)) => {}
+                // The connection failed: its own error says why.
+                Ok(Err(_)) => return std::future::pending().await,
+                Err(_) => return format!("failed: no answer to a PING within {timeout:?}"),
+            }
+        }
+    };
+    tokio::select! {
+        ended = conn => ended.map_err(|e| format!("failed: {}", error_chain(&e))),
+        why = health => Err(why),
+    }
+}
+
+/// An answer's body, up to `limit` bytes. Each chunk's flow-control window is
+/// given back as it is read: the connection's window is shared, and a window
+/// left taken would in the end stall every answer on it.
+pub(crate) async fn read_body(mut body: RecvStream, limit: usize) -> Result<Bytes, String> {
+    let mut read = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| error_chain(&e))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if read.len() + chunk.len() > limit {
+            return Err(format!("longer than {limit} bytes"));
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(read.freeze())
 }
 
 /// TCP (Happy Eyeballs) and TLS to `host:port`, the server agreeing to HTTP/2 (ALPN h2).
@@ -406,63 +553,8 @@ pub(crate) async fn open_tls(
     Ok(tls)
 }
 
-/// A hyper task: boxed, as hyper's task type is as large as its biggest
-/// variant (the connection itself, ~2.5 KiB).
-type HyperTask = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// Runs one connection's per-request hyper tasks (two per request) together in
-/// one tokio task, `run_tasks`: a tokio task each would cost an aligned
-/// allocation and the scheduler's bookkeeping, twice per push.
-#[derive(Clone)]
-struct ConnExecutor {
-    tasks: mpsc::UnboundedSender<HyperTask>,
-    /// hyper executes the connection's I/O first, at the handshake. It gets a tokio
-    /// task of its own: polled among the requests' tasks, its reads would no longer
-    /// yield to them (see `PacedRead`).
-    io_started: Arc<AtomicBool>,
-}
-
-impl<F> hyper::rt::Executor<F> for ConnExecutor
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        let task: HyperTask = Box::pin(fut);
-        if !self.io_started.swap(true, Ordering::Relaxed) {
-            tokio::spawn(task);
-        } else {
-            // Fails only once `run_tasks` is dropped, with the runtime.
-            let _ = self.tasks.send(task);
-        }
-    }
-}
-
-/// Polls the tasks a `ConnExecutor` sends until they and the executor are all gone.
-async fn run_tasks(mut new: mpsc::UnboundedReceiver<HyperTask>) {
-    let mut running = FuturesUnordered::new();
-    poll_fn(|cx| loop {
-        // Takes every new task; `Pending` has the next one wake this task.
-        let closed = loop {
-            match new.poll_recv(cx) {
-                Poll::Ready(Some(task)) => running.push(task),
-                Poll::Ready(None) => break true,
-                Poll::Pending => break false,
-            }
-        };
-        match running.poll_next_unpin(cx) {
-            // One ended: look again.
-            Poll::Ready(Some(())) => {}
-            Poll::Ready(None) if closed => return Poll::Ready(()),
-            _ => return Poll::Pending,
-        }
-    })
-    .await
-}
-
-type Io = TokioIo<PacedRead<tokio_rustls::client::TlsStream<TcpStream>>>;
-
 fn is_up(conn: &Conn) -> bool {
-    matches!(conn, Conn::Up { sender, .. } if !sender.is_closed())
+    matches!(conn, Conn::Up { .. })
 }
 
 /// An error and its sources on one line.

@@ -1,7 +1,7 @@
 //! The HTTP/2 client the push services (APNs, FCM) share.
 //!
 //! [`Client`] owns a tokio runtime on its own thread(s) and a small pool of
-//! HTTP/2-over-TLS connections (hyper + rustls) to one server. [`Client::submit`]
+//! HTTP/2-over-TLS connections (h2 + rustls) to one server. [`Client::submit`]
 //! never blocks: the push's `done` callback later receives the final [`Outcome`]
 //! after retries (what the service says to retry, after its `Retry-After` or a
 //! backoff; replays of requests a GOAWAY or REFUSED_STREAM left unprocessed; one

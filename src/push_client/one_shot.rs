@@ -3,16 +3,13 @@
 
 use bytes::Bytes;
 use http::{header, Method, Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::TlsConnector;
 
 use super::config::ClientError;
-use super::connection::open_tls;
+use super::connection::{open_tls, read_body};
 use super::tls;
 
 /// Answers past this size are not a token answer.
@@ -62,9 +59,9 @@ impl OneShot {
         let server_name = ServerName::try_from(host.to_string())
             .map_err(|_| format!("{host:?} is not a valid host name"))?;
         let stream = open_tls(host, port, &display, &server_name, &self.tls).await?;
-        let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(stream))
+        let (mut sender, conn) = h2::client::Builder::new()
+            .enable_push(false)
+            .handshake::<_, Bytes>(stream)
             .await
             .map_err(|e| format!("HTTP/2 handshake with {display} failed: {e}"))?;
         // Ends when `sender` is dropped, with this function.
@@ -73,18 +70,18 @@ impl OneShot {
             .method(Method::POST)
             .uri(uri.clone())
             .header(header::CONTENT_TYPE, content_type)
-            .body(Full::new(Bytes::from(body)))
+            .body(())
             .map_err(|e| format!("bad request to {display}: {e}"))?;
-        let answer = sender
-            .send_request(request)
-            .await
+        let (answer, mut send) = sender
+            .send_request(request, false)
             .map_err(|e| format!("{display}: {e}"))?;
+        send.send_data(Bytes::from(body), true)
+            .map_err(|e| format!("{display}: {e}"))?;
+        let answer = answer.await.map_err(|e| format!("{display}: {e}"))?;
         let status = answer.status().as_u16();
-        let body = Limited::new(answer.into_body(), MAX_ANSWER)
-            .collect()
+        let body = read_body(answer.into_body(), MAX_ANSWER)
             .await
-            .map_err(|e| format!("{display}: the answer's body: {e}"))?
-            .to_bytes();
+            .map_err(|e| format!("{display}: the answer's body: {e}"))?;
         Ok((status, body))
     }
 }

@@ -555,6 +555,32 @@ fn pushes_waiting_for_a_stream_all_go_out_once_the_limit_is_raised() {
     assert!(rx.try_recv().is_err(), "all ten arrived before any answer");
 }
 
+#[test]
+fn a_push_that_waited_for_a_stream_until_its_deadline_says_so() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    let one_stream = |delay| Faults {
+        max_concurrent_streams: Some(1),
+        delay,
+        ..Faults::default()
+    };
+    mock.set_faults(one_stream(Duration::ZERO));
+    assert_eq!(send(&client, voip(0)).outcome, Outcome::Delivered);
+    mock.set_faults(one_stream(Duration::from_secs(2)));
+    let holding = submit(&client, voip(1), PATIENCE);
+    wait_arrived(&mock, 1..2);
+    let waited = submit(&client, voip(2), Duration::from_millis(300))
+        .recv_timeout(PATIENCE)
+        .unwrap();
+    assert_eq!((waited.outcome, waited.attempts), (Outcome::TimedOut, 0));
+    let why = waited.last_error.unwrap();
+    assert!(why.starts_with("no stream free"), "{why}");
+    assert_eq!(
+        holding.recv_timeout(PATIENCE).unwrap().outcome,
+        Outcome::Delivered
+    );
+}
+
 /// Apple lowers a connection to one stream after a rejected push. The pushes that
 /// find it busy go out on the other connection at once, instead of queueing
 /// behind its one stream (round robin gave it half of them).

@@ -369,7 +369,13 @@ async fn attempts<S: Service, C: Credentials>(
                 continue;
             }
             Err(Unready::StreamsFull) => {
+                // What a push whose deadline passes while it waits says.
+                report.last_error = Some(format!(
+                    "no stream free: every connection to {} has as many open as the server allows",
+                    S::NAME
+                ));
                 s.pool.wait_stream().await;
+                report.last_error = None;
                 continue;
             }
             Err(Unready::NoCredentials(why)) => {

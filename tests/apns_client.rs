@@ -418,7 +418,13 @@ fn refused_streams_are_replayed_after_a_growing_backoff() {
         Some("stream refused by the server")
     );
     assert!((3..=15).contains(&result.attempts), "{}", result.attempts);
-    assert_eq!(mock.stats().refused_streams, 3 + u64::from(result.attempts));
+    // The deadline may cut the last attempt before the mock took its stream.
+    let refused = mock.stats().refused_streams - 3;
+    let attempts = u64::from(result.attempts);
+    assert!(
+        refused == attempts || refused + 1 == attempts,
+        "{refused} refused, {attempts} attempts"
+    );
     assert_eq!(
         client.metrics().connections_opened,
         1,

@@ -547,10 +547,10 @@ enum Unprocessed {
 /// again cannot deliver it twice. Any other failure may have come after the
 /// server took it: streams at or below a GOAWAY's last-stream-id are never
 /// failed by the GOAWAY itself, and a connection that then drops fails them as
-/// I/O errors: unconfirmed, not replayed. A request is never held back unwritten
+/// I/O errors: unconfirmed, not replayed. A request is not held back unwritten
 /// for the server's stream limit (`Pool::dispatch` waits for a free stream), so
-/// such an error means it was written, but for the instant after the server
-/// lowers its limit and before h2 reads the new one.
+/// such an error means it was written; the exception, a request started in the
+/// instant h2 took a lowered limit, ends unconfirmed, never sent twice.
 fn unprocessed(e: &h2::Error) -> Option<Unprocessed> {
     if e.is_go_away() && e.is_remote() {
         return Some(Unprocessed::GoAway);

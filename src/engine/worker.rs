@@ -247,7 +247,10 @@ impl Worker {
 
     /// Pushes call `park_id` to `device`, unless the call no longer waits.
     fn send(&mut self, aor: &str, device: DeviceInfo, park_id: u64) {
-        let push_id = uuid::Uuid::new_v4().to_string();
+        // One id for the push in the payload, in our logs and, as its `apns-id`, in
+        // Apple's delivery log.
+        let id = uuid::Uuid::new_v4();
+        let push_id = id.to_string();
         let (request, deadline) = {
             let mut t = self.sh.table.lock();
             let Some(call) = t.get_mut(park_id).filter(|c| c.waiting()) else {
@@ -301,13 +304,15 @@ impl Worker {
         let submitted = match request {
             Request::Apns(push) => {
                 let done = self.on_result(aor, &device, park_id);
-                (self.clients.apns(&device.provider))
-                    .and_then(|c| c.submit(push, deadline, done).map_err(|e| e.to_string()))
+                (self.clients.apns(&device.provider)).and_then(|c| {
+                    (c.submit_as(id, push, deadline, done)).map_err(|e| e.to_string())
+                })
             }
             Request::Fcm(message) => {
                 let done = self.on_result(aor, &device, park_id);
-                (self.clients.fcm(&device.topic))
-                    .and_then(|c| c.submit(message, deadline, done).map_err(|e| e.to_string()))
+                (self.clients.fcm(&device.topic)).and_then(|c| {
+                    (c.submit_as(id, message, deadline, done)).map_err(|e| e.to_string())
+                })
             }
         };
         match submitted {
@@ -421,7 +426,8 @@ impl Worker {
             Outcome::Unconfirmed { why } => {
                 inc(&c.pushes_unconfirmed);
                 log::info!(
-                    "push for {} / {} unconfirmed, not sent again: {why}",
+                    "push {} for {} / {} unconfirmed, not sent again: {why}",
+                    d.result.apns_id,
                     d.aor,
                     redact::key(key)
                 );
@@ -443,7 +449,8 @@ impl Worker {
             _ => inc(&service.failed),
         }
         log::debug!(
-            "push for {} / {}: {reason} ({} attempts)",
+            "push {} for {} / {}: {reason} ({} attempts)",
+            d.result.apns_id,
             d.aor,
             redact::key(key),
             d.result.attempts

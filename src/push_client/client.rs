@@ -167,20 +167,32 @@ impl<S: Service, C: Credentials> Client<S, C> {
         self.handle.spawn(task);
     }
 
-    /// Queues a push and returns its id. Never blocks. `done` is called exactly
-    /// once, on a client thread, with the final result; it must not block.
-    /// When `submit` returns an error, `done` is dropped uncalled.
+    /// Queues a push under a new id and returns the id. Never blocks. `done` is
+    /// called exactly once, on a client thread, with the final result; it must not
+    /// block. When `submit` returns an error, `done` is dropped uncalled.
     pub fn submit(
         &self,
         push: S::Push,
         deadline: Instant,
         done: Done<S::Reason>,
     ) -> Result<Uuid, SubmitError> {
+        let id = Uuid::new_v4();
+        self.submit_as(id, push, deadline, done).map(|()| id)
+    }
+
+    /// `submit` under the caller's id (APNs sends it as the `apns-id`), so that the
+    /// caller's logs and the service's delivery log name the push alike.
+    pub fn submit_as(
+        &self,
+        id: Uuid,
+        push: S::Push,
+        deadline: Instant,
+        done: Done<S::Reason>,
+    ) -> Result<(), SubmitError> {
         let s = &self.shared;
         if s.closing.load(Ordering::Acquire) {
             return Err(SubmitError::ShutDown);
         }
-        let id = Uuid::new_v4();
         let request = s.service.prepare(push, id)?;
         if s.pending.fetch_add(1, Ordering::AcqRel) >= s.max_pending {
             s.pending.fetch_sub(1, Ordering::AcqRel);
@@ -209,7 +221,7 @@ impl<S: Service, C: Credentials> Client<S, C> {
             report,
         });
         self.handle.spawn(deliver(job, first));
-        Ok(id)
+        Ok(())
     }
 
     /// A snapshot of the counters (also `Serialize` for JSON).

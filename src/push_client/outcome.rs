@@ -87,7 +87,8 @@ impl<R> Outcome<R> {
 /// Handed to the `done` callback of `submit`, exactly once per accepted push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushResult<R> {
-    /// The id `submit` returned (for APNs the `apns-id` sent with the push).
+    /// The push's id, `submit`'s or `submit_as`'s caller's: APNs was sent it as the
+    /// `apns-id`; FCM names its messages itself.
     pub apns_id: Uuid,
     pub outcome: Outcome<R>,
     /// Requests sent for this push (0 when it never reached a connection).

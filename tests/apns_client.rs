@@ -88,10 +88,12 @@ fn send(client: &ApnsClient, push: Push) -> PushResult {
         .unwrap()
 }
 
-/// Submits many at once and collects every result.
-fn send_all(client: &ApnsClient, pushes: Vec<Push>) -> Vec<PushResult> {
+/// Submits many at once; their results arrive on the receiver as they come.
+fn submit_each(
+    client: &ApnsClient,
+    pushes: impl IntoIterator<Item = Push>,
+) -> mpsc::Receiver<PushResult> {
     let (tx, rx) = mpsc::channel();
-    let n = pushes.len();
     for push in pushes {
         let tx = tx.clone();
         client
@@ -102,6 +104,13 @@ fn send_all(client: &ApnsClient, pushes: Vec<Push>) -> Vec<PushResult> {
             )
             .unwrap();
     }
+    rx
+}
+
+/// Submits many at once and collects every result.
+fn send_all(client: &ApnsClient, pushes: Vec<Push>) -> Vec<PushResult> {
+    let n = pushes.len();
+    let rx = submit_each(client, pushes);
     (0..n)
         .map(|_| rx.recv_timeout(PATIENCE * 2).unwrap())
         .collect()
@@ -455,14 +464,7 @@ fn stream_limit_of_one_queues_and_recovers() {
     // Its answer comes after the new SETTINGS: from here on the client knows the limit.
     assert_eq!(send(&client, voip(0)).outcome, Outcome::Delivered);
     wait_arrived(&mock, 0..1);
-    let (tx, rx) = mpsc::channel();
-    for i in 1..4 {
-        let tx = tx.clone();
-        let done = Box::new(move |r: PushResult| tx.send(r).unwrap());
-        client
-            .submit(voip(i), Instant::now() + PATIENCE, done)
-            .unwrap();
-    }
+    let rx = submit_each(&client, (1..4).map(voip));
     let first = rx.recv_timeout(PATIENCE).unwrap();
     // One stream at a time: when the first answer is back, at most one more arrived.
     assert!(mock.push_count() <= 3, "{} arrived", mock.push_count());
@@ -477,14 +479,7 @@ fn stream_limit_of_one_queues_and_recovers() {
         ..slow(None)
     });
     assert_eq!(send(&client, voip(4)).outcome, Outcome::Delivered);
-    let (tx, rx) = mpsc::channel();
-    for i in 5..25 {
-        let tx = tx.clone();
-        let done = Box::new(move |r: PushResult| tx.send(r).unwrap());
-        client
-            .submit(voip(i), Instant::now() + PATIENCE, done)
-            .unwrap();
-    }
+    let rx = submit_each(&client, (5..25).map(voip));
     wait_arrived(&mock, 5..25);
     assert!(rx.try_recv().is_err(), "all 20 arrived before any answer");
     let results: Vec<_> = (0..20)
@@ -522,29 +517,27 @@ fn pushes_waiting_for_a_stream_of_a_closing_connection_are_all_delivered() {
     assert!(mock.stats().goaways >= 10, "{:?}", mock.stats());
 }
 
-/// Pushes waiting for a stream of a connection at its limit all go out when a
-/// stream frees after the server raised the limit, not one per freed stream.
-#[test]
-fn pushes_waiting_for_a_stream_all_go_out_once_the_limit_is_raised() {
-    let (mock, _dir) = start_mock(|_| {});
-    let client = client(&mock);
+/// Lowers the mock's stream limit to one and has the client learn it: the answer
+/// to push 0 comes after the new SETTINGS. Later answers take `hold`.
+fn one_stream_from_now(mock: &MockApns, client: &ApnsClient, hold: Duration) {
     let one_stream = |delay| Faults {
         max_concurrent_streams: Some(1),
         delay,
         ..Faults::default()
     };
     mock.set_faults(one_stream(Duration::from_millis(50)));
-    // Its answer comes after the new SETTINGS: from here on the client knows the limit.
-    assert_eq!(send(&client, voip(0)).outcome, Outcome::Delivered);
-    mock.set_faults(one_stream(Duration::from_millis(500)));
-    let (tx, rx) = mpsc::channel();
-    for i in 1..12 {
-        let tx = tx.clone();
-        let done = Box::new(move |r: PushResult| tx.send(r).unwrap());
-        client
-            .submit(voip(i), Instant::now() + PATIENCE, done)
-            .unwrap();
-    }
+    assert_eq!(send(client, voip(0)).outcome, Outcome::Delivered);
+    mock.set_faults(one_stream(hold));
+}
+
+/// Pushes waiting for a stream of a connection at its limit all go out when a
+/// stream frees after the server raised the limit, not one per freed stream.
+#[test]
+fn pushes_waiting_for_a_stream_all_go_out_once_the_limit_is_raised() {
+    let (mock, _dir) = start_mock(|_| {});
+    let client = client(&mock);
+    one_stream_from_now(&mock, &client, Duration::from_millis(500));
+    let rx = submit_each(&client, (1..12).map(voip));
     wait_arrived(&mock, 1..2);
     assert_eq!(mock.push_count(), 2, "the others wait for the one stream");
     // Raised while push 1 is held; answers from here on take 20 s, so pushes
@@ -565,14 +558,7 @@ fn pushes_waiting_for_a_stream_all_go_out_once_the_limit_is_raised() {
 fn a_push_that_waited_for_a_stream_until_its_deadline_says_so() {
     let (mock, _dir) = start_mock(|_| {});
     let client = client(&mock);
-    let one_stream = |delay| Faults {
-        max_concurrent_streams: Some(1),
-        delay,
-        ..Faults::default()
-    };
-    mock.set_faults(one_stream(Duration::ZERO));
-    assert_eq!(send(&client, voip(0)).outcome, Outcome::Delivered);
-    mock.set_faults(one_stream(Duration::from_secs(2)));
+    one_stream_from_now(&mock, &client, Duration::from_secs(2));
     let holding = submit(&client, voip(1), PATIENCE);
     wait_arrived(&mock, 1..2);
     let waited = submit(&client, voip(2), Duration::from_millis(300))
@@ -587,6 +573,14 @@ fn a_push_that_waited_for_a_stream_until_its_deadline_says_so() {
     );
 }
 
+/// `wait_connected` returns with the first connection up; waits for `n`.
+fn wait_connections(client: &ApnsClient, n: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    while client.metrics().connections_opened < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Apple lowers a connection to one stream after a rejected push. The pushes that
 /// find it busy go out on the other connection at once, instead of queueing
 /// behind its one stream (round robin gave it half of them).
@@ -596,10 +590,7 @@ fn a_connection_throttled_to_one_stream_gets_no_more_than_it_allows() {
     let mut cfg = config(&mock, token_auth(&mock));
     cfg.connections = 2;
     let client = ApnsClient::new(cfg).unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while client.metrics().connections_opened < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_connections(&client, 2);
     // Each answer, and the throttled connection's raise back after its next
     // accepted push, comes after the delay: the pushes below all start within it.
     mock.set_faults(Faults {
@@ -838,10 +829,7 @@ fn two_threads_and_two_connections_share_the_load() {
     let client = ApnsClient::new(cfg).unwrap();
     // wait_connected returns with the first connection up; on a busy machine the 500
     // pushes could all be through before the second one is.
-    let deadline = Instant::now() + PATIENCE;
-    while client.metrics().connections_opened < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_connections(&client, 2);
     let results = send_all(&client, (0..500).map(voip).collect());
     assert_each_delivered_once(&mock, &results);
     let connections: HashSet<u64> = mock.pushes().iter().map(|p| p.connection).collect();

@@ -305,13 +305,15 @@ impl Worker {
             Request::Apns(push) => {
                 let done = self.on_result(aor, &device, park_id);
                 (self.clients.apns(&device.provider)).and_then(|c| {
-                    (c.submit_as(id, push, deadline, done)).map_err(|e| e.to_string())
+                    c.submit_as(id, push, deadline, done)
+                        .map_err(|e| e.to_string())
                 })
             }
             Request::Fcm(message) => {
                 let done = self.on_result(aor, &device, park_id);
                 (self.clients.fcm(&device.topic)).and_then(|c| {
-                    (c.submit_as(id, message, deadline, done)).map_err(|e| e.to_string())
+                    c.submit_as(id, message, deadline, done)
+                        .map_err(|e| e.to_string())
                 })
             }
         };

@@ -213,7 +213,7 @@ impl<C: Credentials> Pool<C> {
             // Over the limit, h2 would hold the request back where a GOAWAY or a
             // failure of this connection could not tell it was never written; it
             // waits here instead, for a stream on any connection.
-            if open.count.load(Ordering::Acquire) >= sender.current_max_send_streams() {
+            if !stream_free(sender, open) {
                 unready = Unready::StreamsFull;
                 continue;
             }
@@ -283,9 +283,7 @@ impl<C: Credentials> Pool<C> {
     /// Whether some open connection has a stream free.
     fn has_room(&self) -> bool {
         self.slots.iter().any(|s| match &s.lock().conn {
-            Conn::Up { sender, open, .. } => {
-                open.count.load(Ordering::Acquire) < sender.current_max_send_streams()
-            }
+            Conn::Up { sender, open, .. } => stream_free(sender, open),
             _ => false,
         })
     }
@@ -551,6 +549,11 @@ pub(crate) async fn open_tls(
         return Err(format!("{display} did not agree to HTTP/2 (ALPN h2)"));
     }
     Ok(tls)
+}
+
+/// Whether a connection has fewer streams of ours open than its server allows.
+fn stream_free(sender: &Sender, open: &OpenStreams) -> bool {
+    open.count.load(Ordering::Acquire) < sender.current_max_send_streams()
 }
 
 fn is_up(conn: &Conn) -> bool {

@@ -232,6 +232,13 @@ async fn each_malformed_request_gets_apples_status_and_reason() {
             "BadMessageId",
         ),
         (
+            "apns-id of a UUID's length with a hyphen out of place",
+            push(TOKEN, &jwt).header("apns-id", "4E2D0D3C-5A1B-4C7D-9E8F0-A1B2C3D4E5F"),
+            PAYLOAD,
+            400,
+            "BadMessageId",
+        ),
+        (
             "bad expiration",
             http::Request::post(format!("https://localhost/3/device/{TOKEN}"))
                 .header("authorization", format!("bearer {jwt}"))
@@ -299,6 +306,26 @@ async fn each_malformed_request_gets_apples_status_and_reason() {
     assert_eq!(answer.status, 200);
     assert_eq!(mock.pushes().len(), 3);
     assert_eq!(mock.stats().rejected, rejected);
+}
+
+#[tokio::test]
+async fn a_rejection_echoes_the_clients_apns_id_whether_the_headers_or_the_payload_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start(dir.path());
+    let mut c = connect(&mock).await;
+    let jwt = jwt(&mock);
+    let id = "4E2D0D3C-5A1B-4C7D-9E8F-0A1B2C3D4E5F";
+
+    let bad_path = http::Request::post("https://localhost/3/devices/x")
+        .header("authorization", format!("bearer {jwt}"))
+        .header("apns-id", id);
+    let empty = push(TOKEN, &jwt).header("apns-id", id);
+    for (req, body, reason) in [(bad_path, PAYLOAD, "BadPath"), (empty, "", "PayloadEmpty")] {
+        let answer = send(&mut c.send, req, body).await.unwrap();
+        assert_eq!(answer.reason(), reason);
+        assert_eq!(answer.apns_id.as_deref(), Some(id), "{reason}");
+    }
+    assert!(mock.pushes().is_empty());
 }
 
 #[tokio::test]

@@ -182,56 +182,43 @@ impl Service for ApnsService {
         faults: &StreamFaults<Reason>,
     ) -> Outcome {
         let (parts, body) = req.into_parts();
-        let (apns_id, apns_id_header) = match client_apns_id(&parts.headers) {
-            Some(given) => given,
-            None => new_apns_id(),
-        };
-        let verdict = match faults.server_error {
-            Some(reason) => Err((reason, unix_ms())),
-            None => match self.process(conn, faults, parts, body, apns_id).await {
-                Some(verdict) => verdict,
-                None => return Outcome::Gone,
-            },
-        };
-        match verdict {
-            Ok(()) => Outcome::Accepted(answer(apns_id_header, None)),
-            Err(rejection) => Outcome::Rejected(answer(apns_id_header, Some(rejection))),
+        match faults.server_error {
+            Some(reason) => rejected(echo(&parts.headers), (reason, unix_ms())),
+            None => self.process(conn, faults, parts, body).await,
         }
     }
 }
 
-/// A rejection, with the time (ms) a 410 answer names as when the token
-/// became invalid.
-type Verdict = Result<(), (Reason, u64)>;
-
 impl ApnsService {
-    /// None: the client reset the stream.
     async fn process(
         &self,
         conn: &Connection<ApnsConn>,
         faults: &StreamFaults<Reason>,
         parts: http::request::Parts,
         body: RecvStream,
-        apns_id: Uuid,
-    ) -> Option<Verdict> {
+    ) -> Outcome {
         let new_token = |bearer: &str, iat| match faults.limit_token_updates {
             true => conn.state.token_update(bearer, iat),
             false => Ok(()),
         };
         let ok = match validate::headers(&parts, conn.state.cert, &self.jwt, new_token) {
             Ok(ok) => ok,
-            Err(reason) => return Some(Err((reason, unix_ms()))),
+            Err(reason) => return rejected(echo(&parts.headers), (reason, unix_ms())),
         };
+        // Validation parsed the client's id: the path every accepted push takes.
+        let (apns_id, header) = ok.id.unwrap_or_else(new_apns_id);
         let payload = match server::read_body(body, ok.max_payload).await {
             Ok(payload) => payload,
-            Err(BodyError::Gone) => return None,
-            Err(BodyError::TooLarge) => return Some(Err((Reason::PayloadTooLarge, unix_ms()))),
+            Err(BodyError::Gone) => return Outcome::Gone,
+            Err(BodyError::TooLarge) => {
+                return rejected(header, (Reason::PayloadTooLarge, unix_ms()))
+            }
         };
         if let Err(reason) = validate::payload(&payload, ok.max_payload) {
-            return Some(Err((reason, unix_ms())));
+            return rejected(header, (reason, unix_ms()));
         }
         if let Some(rejection) = self.core.behaviour.scripted(&ok.token) {
-            return Some(Err(rejection));
+            return rejected(header, rejection);
         }
         let mut headers: HeaderMap = parts.headers;
         headers.remove(http::header::AUTHORIZATION);
@@ -244,15 +231,17 @@ impl ApnsService {
             arrived_at: SystemTime::now(),
             connection: conn.id,
         });
-        Some(Ok(()))
+        Outcome::Accepted(answer(header, None))
     }
 }
 
-/// The client's valid `apns-id`, to echo as sent (a clone shares its bytes).
-fn client_apns_id(headers: &HeaderMap) -> Option<(Uuid, HeaderValue)> {
-    let value = headers.get(&APNS_ID)?;
-    let text = value.to_str().ok().filter(|id| validate::is_uuid(id))?;
-    Some((Uuid::try_parse(text).ok()?, value.clone()))
+/// The `apns-id` to answer a rejected request with: the client's if it is
+/// valid (Apple echoes it as sent), else a new one.
+fn echo(headers: &HeaderMap) -> HeaderValue {
+    let given = headers
+        .get(&APNS_ID)
+        .filter(|v| validate::apns_id(v).is_some());
+    given.cloned().unwrap_or_else(|| new_apns_id().1)
 }
 
 /// Like Apple's: a random UUID, uppercase. Not `Uuid::new_v4`, which makes a
@@ -263,6 +252,12 @@ fn new_apns_id() -> (Uuid, HeaderValue) {
     let header = HeaderValue::from_bytes(id.hyphenated().encode_upper(&mut text).as_bytes())
         .expect("a UUID is a valid header value");
     (id, header)
+}
+
+/// A rejection, with the time (ms) a 410 answer names as when the token
+/// became invalid.
+fn rejected(apns_id: HeaderValue, rejection: (Reason, u64)) -> Outcome {
+    Outcome::Rejected(answer(apns_id, Some(rejection)))
 }
 
 fn answer(apns_id: HeaderValue, rejection: Option<(Reason, u64)>) -> Response<Bytes> {

@@ -2,9 +2,10 @@
 //! and reason Apple answers with.
 
 use http::request::Parts;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderValue, Method};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use uuid::Uuid;
 
 use super::jwt::{JwtVerifier, MAX_TOKEN_AGE_SECS};
 use super::unix_ms;
@@ -25,19 +26,22 @@ pub enum ClientCert {
 pub struct Accepted {
     pub token: String,
     pub max_payload: usize,
+    /// The client's `apns-id`, and its header to echo as sent (a clone shares
+    /// its bytes).
+    pub id: Option<(Uuid, HeaderValue)>,
 }
 
 /// The headers Apple looks at, found in one pass (no hashing per lookup: this
 /// runs for every push of a throughput benchmark).
 #[derive(Default)]
 struct ApnsHeaders<'a> {
-    authorization: Option<&'a str>,
-    id: Option<&'a str>,
-    topic: Option<&'a str>,
-    push_type: Option<&'a str>,
-    priority: Option<&'a str>,
-    expiration: Option<&'a str>,
-    collapse_id: Option<&'a str>,
+    authorization: Option<&'a HeaderValue>,
+    id: Option<&'a HeaderValue>,
+    topic: Option<&'a HeaderValue>,
+    push_type: Option<&'a HeaderValue>,
+    priority: Option<&'a HeaderValue>,
+    expiration: Option<&'a HeaderValue>,
+    collapse_id: Option<&'a HeaderValue>,
 }
 
 impl<'a> ApnsHeaders<'a> {
@@ -57,11 +61,15 @@ impl<'a> ApnsHeaders<'a> {
             if slot.is_some() {
                 return Err(Reason::DuplicateHeaders);
             }
-            // A value that is not text is as malformed as a bad one.
-            *slot = Some(value.to_str().unwrap_or("\u{0}"));
+            *slot = Some(value);
         }
         Ok(found)
     }
+}
+
+/// A value that is not text is as malformed as a bad one.
+fn text(value: &HeaderValue) -> &str {
+    value.to_str().unwrap_or("\u{0}")
 }
 
 /// `new_token` sees each valid provider token with its `iat`, and may refuse it.
@@ -92,6 +100,7 @@ pub fn headers(
         ClientCert::None => {
             let bearer = h
                 .authorization
+                .map(text)
                 .ok_or(Reason::MissingProviderToken)?
                 .strip_prefix("bearer ")
                 .ok_or(Reason::InvalidProviderToken)?;
@@ -101,11 +110,12 @@ pub fn headers(
     }
     let topic = h
         .topic
+        .map(text)
         .filter(|t| !t.is_empty())
         .ok_or(Reason::MissingTopic)?;
     let push_type = h
         .push_type
-        .map(str::parse::<PushType>)
+        .map(|t| text(t).parse::<PushType>())
         .transpose()
         .map_err(|_| Reason::InvalidPushType)?;
     // VoIP pushes go to `<bundle id>.voip`. Apple documents no reason for a
@@ -114,13 +124,16 @@ pub fn headers(
     if push_type == Some(PushType::Voip) && !topic.ends_with(".voip") {
         return Err(Reason::DeviceTokenNotForTopic);
     }
-    if h.priority.is_some_and(|p| !matches!(p, "1" | "5" | "10")) {
+    let priority = h.priority.map(text);
+    if priority.is_some_and(|p| !matches!(p, "1" | "5" | "10")) {
         return Err(Reason::BadPriority);
     }
-    if h.id.is_some_and(|id| !is_uuid(id)) {
-        return Err(Reason::BadMessageId);
-    }
-    if h.expiration.is_some_and(|e| e.parse::<u64>().is_err()) {
+    let id = match h.id {
+        Some(v) => Some((apns_id(v).ok_or(Reason::BadMessageId)?, v.clone())),
+        None => None,
+    };
+    let expiration = h.expiration.map(text);
+    if expiration.is_some_and(|e| e.parse::<u64>().is_err()) {
         return Err(Reason::BadExpirationDate);
     }
     if h.collapse_id.is_some_and(|c| c.len() > 64) {
@@ -129,6 +142,7 @@ pub fn headers(
     Ok(Accepted {
         token: token.to_ascii_lowercase(),
         max_payload: push_type.unwrap_or(PushType::Alert).max_payload(),
+        id,
     })
 }
 
@@ -142,13 +156,14 @@ pub fn payload(body: &[u8], max: usize) -> Result<(), Reason> {
     }
 }
 
-/// Apple wants the canonical 8-4-4-4-12 form.
-pub fn is_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
+/// An `apns-id` Apple takes: a UUID in the canonical 8-4-4-4-12 form, the only
+/// 36-byte form the parser knows.
+pub fn apns_id(value: &HeaderValue) -> Option<Uuid> {
+    let bytes = value.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse_ascii(bytes).ok()
 }
 
 /// Verifies provider tokens, each distinct one only once: an ES256

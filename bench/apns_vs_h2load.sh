@@ -8,11 +8,11 @@
 # In flight: h2load's -m is per connection (-c C -m M keeps C*M streams open), so
 # pushpark gets --concurrency C*M over --connections C.
 # Env: N (pushes, 50000), M (streams in flight per connection, 100), CONNECTIONS ("1 4"),
-# ROUNDS (3), RSS_N (100000), THREADS (client runtime threads, 1), H2LOAD_THREADS (1),
-# MOCK_THREADS (1).
+# ROUNDS (15: single rounds spread widely on a shared 2-core machine), RSS_N (100000),
+# THREADS (client runtime threads, 1), H2LOAD_THREADS (1), MOCK_THREADS (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${N:-50000} M=${M:-100} CONNECTIONS=${CONNECTIONS:-1 4} ROUNDS=${ROUNDS:-3} RSS_N=${RSS_N:-100000}
+N=${N:-50000} M=${M:-100} CONNECTIONS=${CONNECTIONS:-1 4} ROUNDS=${ROUNDS:-15} RSS_N=${RSS_N:-100000}
 THREADS=${THREADS:-1} H2LOAD_THREADS=${H2LOAD_THREADS:-1} MOCK_THREADS=${MOCK_THREADS:-1}
 BIN=target/release/pushpark
 cargo build --release --features cli --bin pushpark >&2

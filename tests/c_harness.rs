@@ -164,8 +164,20 @@ fn no_sync(tag: &str, _: &MockApns) {
     panic!("unexpected sync {tag}");
 }
 
-/// flow.c asks for its dead token to be answered 410 once the device has registered.
+/// flow.c tells the id its PUSH_RESULT gave alice's push, and asks for its dead token to
+/// be answered 410 once the device has registered.
 fn flow_sync(tag: &str, mock: &MockApns) {
+    if let Some(id) = tag.strip_prefix("alice-push ") {
+        let alice = mock.pushes().into_iter().find(|p| p.token == TOKEN_ALICE);
+        let alice = alice.expect("alice's push reached the mock");
+        assert_eq!(
+            alice.apns_id.to_string(),
+            id,
+            "the event's push id is the apns-id"
+        );
+        assert_eq!(alice.payload_json()["push_id"], id);
+        return;
+    }
     assert_eq!(tag, "kill-dead-token");
     mock.script(DEAD_TOKEN, Scripted::Reject(Reason::Unregistered));
 }

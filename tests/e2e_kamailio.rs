@@ -569,6 +569,21 @@ fn apns_410_removes_device_and_rejects() {
 
     let run = w.call("caller_rejected.xml", &phone.user, &["-m", "1"]);
     assert_ok(&run, "caller expecting a rejection");
+    // The failure is logged with the push's id, to look it up in Apple's delivery log.
+    let log = w.kamailio_log();
+    let failed = log
+        .lines()
+        .find(|l| l.contains(&format!(" to {} device ", phone.aor())) && l.contains(" failed: "))
+        .unwrap_or_else(|| panic!("no failed push logged:\n{log}"));
+    let id = failed
+        .split(" push ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next());
+    assert!(
+        id.is_some_and(|id| uuid::Uuid::try_parse(id).is_ok()),
+        "{failed}"
+    );
+    assert!(failed.ends_with("failed: Unregistered"), "{failed}");
     let devices = w
         .kamailio
         .kamcmd(&["pushpark.devices", &phone.aor()])

@@ -77,6 +77,8 @@ fn park_pushes_then_register_resumes() {
         ),
         ("delivered", id, 0x1_0000_0007)
     );
+    // The host's log line for the push names the id Apple's log knows it by.
+    assert_eq!(delivered.push_id, push.apns_id.to_string());
 
     // The app woke and registers.
     let contact = push_contact("alice", &tok);
@@ -145,6 +147,8 @@ fn a_push_lost_with_its_connection_is_not_resent_and_the_call_waits_for_the_devi
         (result.reason.as_str(), result.park_id, result.host_ref),
         ("unconfirmed", id, 41)
     );
+    // The id to look the push up by in Apple's delivery log: it may have arrived.
+    assert!(uuid::Uuid::try_parse(&result.push_id).is_ok(), "{result:?}");
     let s = h.engine().stats();
     assert_eq!(
         (s.pushes_sent, s.pushes_unconfirmed, s.pushes_replayed),

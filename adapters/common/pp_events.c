@@ -45,22 +45,24 @@ static void pp_reject(pushpark_event *ev)
 static void pp_push_result(pushpark_event *ev)
 {
 	const char *reason = pushpark_event_get_reason(ev);
+	/* The id the app and Apple's delivery log know the push by. */
+	const char *id = pushpark_event_get_push_id(ev);
 
 	/* Only a delivered push rings the call: an unconfirmed one (see pushpark.h) may
 	 * never have reached the phone. If it did, the phone's REGISTER resumes the call
 	 * and the phone's own 180 reaches the caller. */
 	if(strcmp(reason, "unconfirmed") == 0) {
-		LM_INFO("push to %s device %s unconfirmed: sent, the connection was lost before "
-				"APNs answered; the call waits for the device\n",
-				pushpark_event_get_aor(ev), pushpark_event_get_device(ev));
+		LM_INFO("push %s to %s device %s unconfirmed: sent, the connection was lost "
+				"before the push service answered; the call waits for the device\n",
+				id, pushpark_event_get_aor(ev), pushpark_event_get_device(ev));
 		return;
 	}
 	if(strcmp(reason, "delivered") != 0) {
-		LM_INFO("push to %s device %s failed: %s\n", pushpark_event_get_aor(ev),
+		LM_INFO("push %s to %s device %s failed: %s\n", id, pushpark_event_get_aor(ev),
 				pushpark_event_get_device(ev), reason);
 		return;
 	}
-	LM_DBG("push to %s device %s delivered\n", pushpark_event_get_aor(ev),
+	LM_DBG("push %s to %s device %s delivered\n", id, pushpark_event_get_aor(ev),
 			pushpark_event_get_device(ev));
 	/* The first delivered push of a call still waiting: once per call. */
 	if(pp_provisional_code && pushpark_event_get_first_delivered(ev))

@@ -81,6 +81,9 @@ pub struct Event {
     /// (parked, or forked), once per call: the host may tell the caller it rings.
     #[serde(default)]
     pub first_delivered: bool,
+    /// PushResult: the push's id (the payload's `push_id`, sent as its `apns-id`), else "".
+    #[serde(default)]
+    pub push_id: String,
 }
 
 /// The Reason text of a late wake's CANCEL with `cause` (RFC 3326; 200 is the text
@@ -326,6 +329,7 @@ mod tests {
             reason: String::new(),
             relay: None,
             first_delivered: false,
+            push_id: String::new(),
         }
     }
 

@@ -416,6 +416,7 @@ impl Table {
                 reason: late_wake_reason(g.cause).to_string(),
                 relay: relay.cloned(),
                 first_delivered: false,
+                push_id: String::new(),
             });
         }
         ghosts.len() as u64
@@ -494,6 +495,7 @@ fn event(kind: EventKind, id: u64, call: &Call, device_key: &str, contact: &str)
         reason: String::new(),
         relay: None,
         first_delivered: false,
+        push_id: String::new(),
     }
 }
 

@@ -5,6 +5,7 @@
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -290,7 +291,7 @@ impl Worker {
                 Err(why) => {
                     drop(t);
                     log::warn!("push for park {park_id} to {aor} not built: {why}");
-                    self.not_sent(aor, &device.key, park_id, &why);
+                    self.not_sent(aor, &device.key, park_id, &push_id, &why);
                     self.call_failed(park_id, &device.key);
                     return;
                 }
@@ -330,7 +331,7 @@ impl Worker {
                 let key = redact::key(&device.key);
                 log::warn!("push for {aor} / {key} not sent: {why}");
                 self.sh.table.lock().push_failed(aor, park_id, &device.key);
-                self.not_sent(aor, &device.key, park_id, &why);
+                self.not_sent(aor, &device.key, park_id, &push_id, &why);
                 self.device_failed(aor, &device.key);
             }
         }
@@ -360,16 +361,25 @@ impl Worker {
     }
 
     /// A push that never went out: counted and reported like any push outcome.
-    fn not_sent(&self, aor: &str, key: &str, park_id: u64, why: &dyn std::fmt::Display) {
+    fn not_sent(&self, aor: &str, key: &str, park_id: u64, push_id: &str, why: &dyn Display) {
         inc(&self.sh.counters.pushes_failed_not_sent);
-        self.push_result(aor, key, park_id, format!("not sent: {why}"), false);
+        let reason = format!("not sent: {why}");
+        self.push_result(aor, key, park_id, push_id, reason, false);
     }
 
     /// A push's outcome, with the host_ref and host_data of its call while the engine still
     /// has the call: queued under the table's lock, as a call's end purges its events under
     /// it, so none carries the host_ref of a call the host was told had ended. The first
     /// delivered push of a call still waiting says so (once per call).
-    fn push_result(&self, aor: &str, key: &str, park_id: u64, reason: String, delivered: bool) {
+    fn push_result(
+        &self,
+        aor: &str,
+        key: &str,
+        park_id: u64,
+        push_id: &str,
+        reason: String,
+        delivered: bool,
+    ) {
         let mut t = self.sh.table.lock();
         let call = t.get_mut(park_id);
         let (host_ref, host_data) = call.as_ref().map_or((0, 0), |c| (c.host_ref, c.host_data));
@@ -386,6 +396,7 @@ impl Worker {
             park_id,
             reason,
             first_delivered,
+            push_id: push_id.to_string(),
             ..device_event(EventKind::PushResult, aor, key)
         });
     }
@@ -466,7 +477,8 @@ impl Worker {
             self.sh.table.lock().push_failed(&d.aor, d.park_id, key);
         }
         let delivered = matches!(d.result.outcome, Outcome::Delivered);
-        self.push_result(&d.aor, key, d.park_id, reason.clone(), delivered);
+        let push_id = d.result.apns_id.to_string();
+        self.push_result(&d.aor, key, d.park_id, &push_id, reason.clone(), delivered);
         if let Some(timestamp) = dead_since {
             self.token_dead(&d.aor, &d.device, timestamp);
         }
@@ -623,5 +635,6 @@ fn device_event(kind: EventKind, aor: &str, device_key: &str) -> Event {
         reason: String::new(),
         relay: None,
         first_delivered: false,
+        push_id: String::new(),
     }
 }

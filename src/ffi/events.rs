@@ -23,6 +23,7 @@ struct CEvent {
     reason: CString,
     relay_uri: CString,
     relay_path: CString,
+    push_id: CString,
 }
 
 impl From<Event> for CEvent {
@@ -50,6 +51,7 @@ impl From<Event> for CEvent {
             reason: to_cstring(&e.reason),
             relay_uri: to_cstring(e.relay.as_ref().map_or("", |r| &r.uri)),
             relay_path: to_cstring(e.relay.as_ref().map_or("", |r| &r.path)),
+            push_id: to_cstring(&e.push_id),
         }
     }
 }
@@ -206,6 +208,12 @@ pub unsafe extern "C" fn pushpark_event_get_relay_path(
     event: *const pushpark_event,
 ) -> *const c_char {
     field(event, c"".as_ptr(), |e| e.relay_path.as_ptr())
+}
+
+/// See pushpark.h.
+#[no_mangle]
+pub unsafe extern "C" fn pushpark_event_get_push_id(event: *const pushpark_event) -> *const c_char {
+    field(event, c"".as_ptr(), |e| e.push_id.as_ptr())
 }
 
 /// See pushpark.h.

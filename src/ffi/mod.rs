@@ -32,8 +32,9 @@ pub use events::{
     pushpark_event_get_caller_name, pushpark_event_get_caller_uri, pushpark_event_get_contact,
     pushpark_event_get_device, pushpark_event_get_first_delivered, pushpark_event_get_host_data,
     pushpark_event_get_host_ref, pushpark_event_get_kind, pushpark_event_get_park_id,
-    pushpark_event_get_reason, pushpark_event_get_relay_path, pushpark_event_get_relay_uri,
-    pushpark_event_get_sip_code, pushpark_event_kind_name, pushpark_poll,
+    pushpark_event_get_push_id, pushpark_event_get_reason, pushpark_event_get_relay_path,
+    pushpark_event_get_relay_uri, pushpark_event_get_sip_code, pushpark_event_kind_name,
+    pushpark_poll,
 };
 pub use result::{pushpark_last_error, pushpark_result_message, pushpark_result_name};
 pub use stats::{

@@ -62,6 +62,7 @@ same_signature!(
     pushpark_event_get_contact,
     pushpark_event_get_relay_uri,
     pushpark_event_get_relay_path,
+    pushpark_event_get_push_id,
     pushpark_event_kind_name,
     pushpark_stats_get,
     pushpark_stats_json,

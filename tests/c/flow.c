@@ -4,7 +4,7 @@
  * to one user; duplicate REGISTER; the register-before-park race; a dead token (410)
  * -> DEVICE_GONE + REJECT; then the statistics.
  * tests/c_harness.rs checks the mock received ALICE's push with the right headers and
- * payload, and scripts DEAD_TOKEN to be answered 410 Unregistered when asked: after the
+ * payload, under the id its PUSH_RESULT gave (told at the sync "alice-push ID"), and scripts DEAD_TOKEN to be answered 410 Unregistered when asked: after the
  * device registered, since a 410 only kills a token that registered before the 410's
  * timestamp.
  */
@@ -19,8 +19,10 @@
 #define DEAD_TOKEN HEX64("deaddead")
 
 /* Waits for the push to `aor` to be answered, and checks it was delivered and carries
- * the host_ref of the call it was sent for (still parked). */
-static void expect_push_result(pushpark_engine *e, const char *aor, uint64_t host_ref)
+ * the host_ref of the call it was sent for (still parked) and the push's id (a UUID),
+ * copied to `push_id` unless NULL. */
+static void expect_push_result(pushpark_engine *e, const char *aor, uint64_t host_ref,
+                               char push_id[37])
 {
     for (;;) {
         pushpark_event *ev = expect_event(e, PUSHPARK_EVENT_PUSH_RESULT, 0, 1);
@@ -28,6 +30,9 @@ static void expect_push_result(pushpark_engine *e, const char *aor, uint64_t hos
         if (match) {
             CHECK(strcmp(pushpark_event_get_reason(ev), "delivered") == 0);
             CHECK(pushpark_event_get_host_ref(ev) == host_ref);
+            CHECK(strlen(pushpark_event_get_push_id(ev)) == 36);
+            if (push_id)
+                strcpy(push_id, pushpark_event_get_push_id(ev));
         }
         pushpark_event_free(ev);
         if (match)
@@ -59,7 +64,11 @@ static void park_push_register_resume(pushpark_engine *e)
     CHECK(out.push_capable == 1 && out.stored == 1 && out.removed == 0 && out.resumed == 0);
 
     park(e, "call-alice@test", aor, 1);
-    expect_push_result(e, aor, 1);
+    char push_id[37], tag[64];
+    expect_push_result(e, aor, 1, push_id);
+    /* The runner checks it is the id APNs got the push with. */
+    snprintf(tag, sizeof tag, "alice-push %s", push_id);
+    sync_with_runner(tag);
 
     /* The woken app registers: exactly one RESUME for the parked call. */
     out = register_device(e, aor, "alice", TOKEN_ALICE, NULL, 3600);
@@ -95,8 +104,8 @@ static void two_devices(pushpark_engine *e)
     register_device(e, aor, "bob", TOKEN_BOB2, b2, 3600);
 
     park(e, "call-bob@test", aor, 10);
-    expect_push_result(e, aor, 10);
-    expect_push_result(e, aor, 10);
+    expect_push_result(e, aor, 10, NULL);
+    expect_push_result(e, aor, 10, NULL);
 
     CHECK(register_device(e, aor, "bob", TOKEN_BOB1, b1, 3600).resumed == 1);
     pushpark_event *ev = expect_event(e, PUSHPARK_EVENT_RESUME, 10, 1);
@@ -120,7 +129,7 @@ static void two_calls_one_user(pushpark_engine *e)
     register_device(e, aor, "carol", TOKEN_CAROL, NULL, 3600);
     park(e, "call-carol-1@test", aor, 20);
     park(e, "call-carol-2@test", aor, 21);
-    expect_push_result(e, aor, 20);
+    expect_push_result(e, aor, 20, NULL);
     CHECK(register_device(e, aor, "carol", TOKEN_CAROL, NULL, 3600).resumed == 2);
     int seen20 = 0, seen21 = 0;
     for (int i = 0; i < 2; i++) {

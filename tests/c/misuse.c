@@ -244,6 +244,7 @@ static void events_and_stats(pushpark_engine *e)
     CHECK(strcmp(pushpark_event_get_contact(NULL), "") == 0);
     CHECK(strcmp(pushpark_event_get_relay_uri(NULL), "") == 0);
     CHECK(strcmp(pushpark_event_get_relay_path(NULL), "") == 0);
+    CHECK(strcmp(pushpark_event_get_push_id(NULL), "") == 0);
     pushpark_event_free(NULL);
 
     /* The size protocol: never written past the caller's size, which is set to what was. */

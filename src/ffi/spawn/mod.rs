@@ -413,6 +413,7 @@ impl Supervisor {
                 reason: self.reject_reason.clone(),
                 relay: None,
                 first_delivered: false,
+                push_id: String::new(),
             });
         }
         self.waiting = false;

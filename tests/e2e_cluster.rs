@@ -104,20 +104,37 @@ impl Node {
     /// The app of `phone` waking on b: it connects over TCP, REGISTERs and takes the call
     /// (SIPp matches the call to its REGISTER by Call-ID: both use `cid_str`).
     fn tcp_app(&self, phone: &Phone, cid_str: &str) -> Proc {
-        self.app("device_tcp.xml", phone, cid_str, &[])
+        let tcp = format!("127.0.0.1:{}", self.tcp);
+        self.app("device_tcp.xml", (&tcp, "t1"), phone, cid_str, &[])
     }
 
     /// `tcp_app` answering the registrar's challenge with the phone's password.
     fn tcp_app_authenticated(&self, phone: &Phone, cid_str: &str) -> Proc {
         let pw = password(&phone.user);
         let auth = ["-au", &phone.user, "-ap", &pw];
-        self.app("device_tcp_auth.xml", phone, cid_str, &auth)
+        let tcp = format!("127.0.0.1:{}", self.tcp);
+        self.app("device_tcp_auth.xml", (&tcp, "t1"), phone, cid_str, &auth)
     }
 
-    fn app(&self, scenario: &str, phone: &Phone, cid_str: &str, extra: &[&str]) -> Proc {
+    /// The app of `phone` waking on b behind NAT: over UDP, its Contact naming an address
+    /// nobody reaches (device_udp_nat.xml), it takes the call where it sent from.
+    fn udp_nat_app(&self, phone: &Phone, cid_str: &str) -> Proc {
+        let udp = self.server();
+        self.app("device_udp_nat.xml", (&udp, "u1"), phone, cid_str, &[])
+    }
+
+    /// SIPp running `scenario` as `phone`'s app against `(address, SIPp transport)`.
+    fn app(
+        &self,
+        scenario: &str,
+        (to, transport): (&str, &str),
+        phone: &Phone,
+        cid_str: &str,
+        extra: &[&str],
+    ) -> Proc {
         let mut cmd = sipp(scenario, phone.ua_port);
-        cmd.arg(format!("127.0.0.1:{}", self.tcp))
-            .args(["-t", "t1", "-s", &phone.user, "-m", "1", "-trace_msg"])
+        cmd.arg(to)
+            .args(["-t", transport, "-s", &phone.user, "-m", "1", "-trace_msg"])
             .args(["-key", "token", &phone.token])
             .args(["-key", "instance", &phone.instance])
             .args(["-cid_str", cid_str])
@@ -233,6 +250,25 @@ fn call_on_a_connects_through_b_where_the_woken_app_registers() {
     assert_eq!(a["resumed"], 1, "{a:?}");
     assert!(b["cluster_wakes_sent"] >= 1 && a["cluster_wakes_received"] >= 1);
     assert!(c.watch.drain().is_empty(), "pushed twice");
+}
+
+/// The app wakes behind NAT and registers on b over UDP, its Contact naming an address only
+/// its own network reaches: a relays the call through b, whose Path carries the address the
+/// REGISTER came from (`received`), and b sends the call there (before, over UDP, to the
+/// Contact, where the call was lost).
+#[test]
+fn a_udp_app_behind_nat_woken_on_b_takes_the_call_from_a_at_its_nat_address() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = Cluster::new("cl-nat");
+    let phone = sleeping_phone(&c.b, "nadia");
+    wait_for("a knows b's phone", SOON, || {
+        c.a.knows(&phone).then_some(())
+    });
+
+    call_on_a_answered_on_b(&c, &phone, "cl-nat-%u@pushpark", Node::udp_nat_app);
+    let relayed = format!("E2E-RELAYED user={}", phone.user);
+    assert_eq!(count(&c.b.log(), &relayed), 1, "{}", c.logs());
+    assert_eq!(c.a.stats()["resumed"], 1);
 }
 
 /// The same call on the module's example config as shipped (adapters/kamailio/examples/

@@ -155,11 +155,12 @@ static int pp_register_path(struct sip_msg *msg, char *buf, int size)
 
 /* The Path (RFC 3327) through which a cluster's other nodes reach the device. The
  * REGISTER's own when an edge proxy added one (the edge holds the connection); else this
- * node's socket that the REGISTER came in on, with the device's address in the
+ * node's socket that the REGISTER came in on, with the REGISTER's source in the
  * `received` parameter that the path module of Kamailio and OpenSIPS (use_received)
- * turns into the next hop. That address is the REGISTER's source over a connection (the
- * call goes over it); over UDP the Contact is the target, as for this node's own lookup
- * without NAT handling. 0, or -1 (no Path). */
+ * turns into the next hop, as Kamailio's add_path_received() does: over a connection
+ * the call goes over it, over UDP through the NAT binding the REGISTER came through
+ * (an app behind NAT names in its Contact an address only its own network reaches).
+ * 0, or -1 (no Path). */
 static int pp_path(struct sip_msg *msg, char *buf, int size)
 {
 	char host[PP_HOST_MAX], src[PP_HOST_MAX];
@@ -176,10 +177,11 @@ static int pp_path(struct sip_msg *msg, char *buf, int size)
 	host[h.len] = '\0';
 	n = snprintf(buf, size, "<sip:%s%s%s:%.*s%s%s;lr", PP_V6_OPEN(host), host,
 			PP_V6_CLOSE(host), port.len, port.s, *tp ? ";transport=" : "", tp);
-	if(n > 0 && n < size && *tp) {
+	if(n > 0 && n < size) {
 		snprintf(src, sizeof(src), "%s", ip_addr2a(&msg->rcv.src_ip));
-		n += snprintf(buf + n, size - n, ";received=sip:%s%s%s:%u%%3Btransport%%3D%s",
-				PP_V6_OPEN(src), src, PP_V6_CLOSE(src), (unsigned)msg->rcv.src_port, tp);
+		n += snprintf(buf + n, size - n, ";received=sip:%s%s%s:%u%s%s", PP_V6_OPEN(src),
+				src, PP_V6_CLOSE(src), (unsigned)msg->rcv.src_port,
+				*tp ? "%3Btransport%3D" : "", tp);
 	}
 	if(n > 0 && n < size)
 		n += snprintf(buf + n, size - n, ">");

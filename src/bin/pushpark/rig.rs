@@ -39,6 +39,7 @@ const ASSETS: &[(&str, &str)] = &[
     ("register.xml", include_str!("rig/register.xml")),
     ("register_plain.xml", include_str!("rig/register_plain.xml")),
     ("device_tcp.xml", include_str!("rig/device_tcp.xml")),
+    ("device_udp_nat.xml", include_str!("rig/device_udp_nat.xml")),
     (
         "device_tcp_auth.xml",
         include_str!("rig/device_tcp_auth.xml"),

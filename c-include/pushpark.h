@@ -599,7 +599,7 @@ const char *pushpark_event_get_contact(const pushpark_event *event);
 const char *pushpark_event_get_relay_uri(const pushpark_event *event);
 const char *pushpark_event_get_relay_path(const pushpark_event *event);
 /* PUSH_RESULT: the push's id, a UUID: the push_id of its payload, which the app sees, and
- * the apns-id it was sent with, which finds it in Apple's delivery log. Else "". */
+ * for APNs the apns-id it was sent with, which finds it in Apple's delivery log. Else "". */
 const char *pushpark_event_get_push_id(const pushpark_event *event);
 
 /* The kind's name, e.g. "RESUME"; "UNKNOWN" otherwise. Static string, never NULL. */

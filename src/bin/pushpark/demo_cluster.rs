@@ -185,7 +185,10 @@ fn step_of(line: &str, node: &str) -> Option<(u8, &'static str)> {
             1,
             "INVITE parked: nobody to ring here, pushpark pushes the iPhone it learnt from Redis",
         )
-    } else if line.contains("push to sip:") && line.trim_end().ends_with(" delivered") {
+    } else if line.contains(": push ")
+        && line.contains(" to sip:")
+        && line.trim_end().ends_with(" delivered")
+    {
         (2, "APNs accepted the push")
     } else if line.contains("E2E-REGISTERED") {
         (

@@ -273,9 +273,12 @@ fn step_of(line: &str, iphone_joined: &mut bool) -> Option<(u8, String)> {
         (1, format!("INVITE not forked: {}", line.trim()))
     } else if line.contains("E2E-REPLY 180") && !*iphone_joined {
         (2, "desktop rings: 180 Ringing relayed to the caller".into())
-    } else if line.contains("push to sip:") && line.trim_end().ends_with(" delivered") {
+    } else if line.contains(": push ")
+        && line.contains(" to sip:")
+        && line.trim_end().ends_with(" delivered")
+    {
         (3, "APNs accepted the push: 200, delivered".to_string())
-    } else if line.contains("push to sip:") && line.contains(" failed: ") {
+    } else if line.contains(": push ") && line.contains(" to sip:") && line.contains(" failed: ") {
         let why = line.rsplit(" failed: ").next().unwrap_or("").trim();
         (3, format!("APNs refused the push: {why}"))
     } else if line.contains("E2E-REGISTERED") {

@@ -228,6 +228,19 @@ fn call_on_a_answered_on_b(
     app
 }
 
+/// A phone of `user` that b learnt and a knows through Redis; a call to it on a, which
+/// `app` takes on b, relayed through b once.
+fn call_relayed_through_b(c: &Cluster, user: &str, app: fn(&Node, &Phone, &str) -> Proc) {
+    let phone = sleeping_phone(&c.b, user);
+    wait_for("a knows b's phone", SOON, || {
+        c.a.knows(&phone).then_some(())
+    });
+    let cid_str = format!("{}-%u@pushpark", phone.user);
+    call_on_a_answered_on_b(c, &phone, &cid_str, app);
+    let relayed = format!("E2E-RELAYED user={}", phone.user);
+    assert_eq!(count(&c.b.log(), &relayed), 1, "{}", c.logs());
+}
+
 /// A call that arrives on a for a phone b learnt: a pushes it (the binding came through
 /// Redis), the app wakes on b's TCP port and registers there, a relays the call through b
 /// (the Path b published), b sends it over the app's connection, and the call connects.
@@ -236,15 +249,8 @@ fn call_on_a_answered_on_b(
 fn call_on_a_connects_through_b_where_the_woken_app_registers() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = Cluster::new("cl-relay");
-    let phone = sleeping_phone(&c.b, "rita");
-    wait_for("a knows b's phone", SOON, || {
-        c.a.knows(&phone).then_some(())
-    });
-
-    call_on_a_answered_on_b(&c, &phone, "cl-relay-%u@pushpark", Node::tcp_app);
+    call_relayed_through_b(&c, "rita", Node::tcp_app);
     assert_eq!(count(&c.a.log(), "E2E-PARKED"), 1, "{}", c.logs());
-    let relayed = format!("E2E-RELAYED user={}", phone.user);
-    assert_eq!(count(&c.b.log(), &relayed), 1, "{}", c.logs());
     let (a, b) = (c.a.stats(), c.b.stats());
     assert_eq!((a["pushes_sent"], b["pushes_sent"]), (1, 0), "{a:?}\n{b:?}");
     assert_eq!(a["resumed"], 1, "{a:?}");
@@ -260,14 +266,7 @@ fn call_on_a_connects_through_b_where_the_woken_app_registers() {
 fn a_udp_app_behind_nat_woken_on_b_takes_the_call_from_a_at_its_nat_address() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = Cluster::new("cl-nat");
-    let phone = sleeping_phone(&c.b, "nadia");
-    wait_for("a knows b's phone", SOON, || {
-        c.a.knows(&phone).then_some(())
-    });
-
-    call_on_a_answered_on_b(&c, &phone, "cl-nat-%u@pushpark", Node::udp_nat_app);
-    let relayed = format!("E2E-RELAYED user={}", phone.user);
-    assert_eq!(count(&c.b.log(), &relayed), 1, "{}", c.logs());
+    call_relayed_through_b(&c, "nadia", Node::udp_nat_app);
     assert_eq!(c.a.stats()["resumed"], 1);
 }
 

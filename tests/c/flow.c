@@ -4,9 +4,9 @@
  * to one user; duplicate REGISTER; the register-before-park race; a dead token (410)
  * -> DEVICE_GONE + REJECT; then the statistics.
  * tests/c_harness.rs checks the mock received ALICE's push with the right headers and
- * payload, under the id its PUSH_RESULT gave (told at the sync "alice-push ID"), and scripts DEAD_TOKEN to be answered 410 Unregistered when asked: after the
- * device registered, since a 410 only kills a token that registered before the 410's
- * timestamp.
+ * payload, under the id its PUSH_RESULT gave (told at the sync "alice-push ID"), and
+ * scripts DEAD_TOKEN to be answered 410 Unregistered when asked: after the device
+ * registered, since a 410 only kills a token that registered before the 410's timestamp.
  */
 #include "harness.h"
 

@@ -4,7 +4,7 @@
 //! call through B (the Path B published with the wake), B sends it over the app's connection,
 //! and the call connects. Prints both nodes' timeline as it happens.
 
-use crate::demo_cmd::{step, which, LogTail, INTERRUPTED};
+use crate::demo_cmd::{push_outcome, step, which, LogTail, INTERRUPTED};
 use crate::rig::{self, free_port, module_path, sipp, Kamailio, Mock, Phone, Proc, Redis};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -185,10 +185,7 @@ fn step_of(line: &str, node: &str) -> Option<(u8, &'static str)> {
             1,
             "INVITE parked: nobody to ring here, pushpark pushes the iPhone it learnt from Redis",
         )
-    } else if line.contains(": push ")
-        && line.contains(" to sip:")
-        && line.trim_end().ends_with(" delivered")
-    {
+    } else if push_outcome(line) == Some("delivered") {
         (2, "APNs accepted the push")
     } else if line.contains("E2E-REGISTERED") {
         (

@@ -258,6 +258,14 @@ pub(crate) fn step(s: &str) {
     println!("  setup     {s}");
 }
 
+/// What the module's log line about a push says of it (`push <id> to <aor> device <device>
+/// <outcome>`): "delivered", "failed: <reason>" or "unconfirmed: …"; None for other lines.
+pub(crate) fn push_outcome(line: &str) -> Option<&str> {
+    let (_, about) = line.split_once(": push ")?;
+    let (_, device) = about.split_once(" to sip:")?.1.split_once(" device ")?;
+    Some(device.split_once(' ')?.1.trim_end())
+}
+
 /// A log line of the rig's config (its E2E-* markers) or of the module's engine as a step of
 /// the call: its place in the causal order, and the operator's words for it. A 180 is the
 /// desktop's until the iPhone has joined the call (Kamailio's resume marker, OpenSIPS's branch
@@ -273,13 +281,9 @@ fn step_of(line: &str, iphone_joined: &mut bool) -> Option<(u8, String)> {
         (1, format!("INVITE not forked: {}", line.trim()))
     } else if line.contains("E2E-REPLY 180") && !*iphone_joined {
         (2, "desktop rings: 180 Ringing relayed to the caller".into())
-    } else if line.contains(": push ")
-        && line.contains(" to sip:")
-        && line.trim_end().ends_with(" delivered")
-    {
+    } else if push_outcome(line) == Some("delivered") {
         (3, "APNs accepted the push: 200, delivered".to_string())
-    } else if line.contains(": push ") && line.contains(" to sip:") && line.contains(" failed: ") {
-        let why = line.rsplit(" failed: ").next().unwrap_or("").trim();
+    } else if let Some(why) = push_outcome(line).and_then(|o| o.strip_prefix("failed: ")) {
         (3, format!("APNs refused the push: {why}"))
     } else if line.contains("E2E-REGISTERED") {
         (
